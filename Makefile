@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install asyncapi-validator bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# The official AsyncAPI parser (npm) validates contracts/asyncapi.yaml in the tests.
+contracts/tools/node_modules/.installed: contracts/tools/package.json
+	cd contracts/tools && npm install --no-audit --no-fund --silent
+	@touch $@
+
+asyncapi-validator: contracts/tools/node_modules/.installed
+
+run: install
+	$(BIN)/punte up --demo
+
+test: install asyncapi-validator
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/e2e.py
+
+clean:
+	rm -rf $(VENV) .punte contracts/tools/node_modules

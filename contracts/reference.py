@@ -1,0 +1,264 @@
+"""Reference data of the Punte network, loaded from ``contracts/reference/`` and ``topics.yaml``.
+
+Plain data, read once and cached: administrative units (UAT), institutions, risk
+categories, triage, routing and urgency tables, rejection codes, social services and
+topics. Standard library and PyYAML only, so any service (or integrator) can import it.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTRACTS_DIR = Path(__file__).resolve().parent
+REFERENCE_DIR = CONTRACTS_DIR / "reference"
+TOPICS_FILE = CONTRACTS_DIR / "topics.yaml"
+INSTITUTION_PLACEHOLDER = "{institution}"
+
+
+@dataclass(frozen=True)
+class Uat:
+    """An administrative unit (municipality, town or commune), identified by SIRUTA."""
+
+    siruta: int
+    name: str
+    kind: str
+    county: str
+
+
+@dataclass(frozen=True)
+class Institution:
+    id: str
+    kind: str  # DAS, SPAS, DGASPC, DSP, ISJ, CJRAE, IPJ, PL
+    name: str
+    level: str  # local | county
+    county: str
+    siruta: int | None  # the UAT of a local institution
+
+
+@dataclass(frozen=True)
+class RiskCategory:
+    id: str
+    label_ro: str
+    label_en: str
+    group: str
+    anpdca: bool
+    crime_suspected: bool
+
+
+@dataclass(frozen=True)
+class RejectionCode:
+    code: str
+    message_ro: str
+    message_en: str
+    description: str
+
+
+@dataclass(frozen=True)
+class SocialService:
+    id: str
+    provider_institution: str
+    nomenclature_code: str | None
+    name: str
+    address: str
+    capacity: int | None
+    capacity_note: str | None
+    occupancy_pct: float | None
+    waiting: int | None
+    beneficiaries: str
+    status: str  # existing | proposed
+    source: str
+
+
+def _read_csv(name: str) -> list[dict[str, str]]:
+    with (REFERENCE_DIR / name).open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a YAML mapping")
+    return data
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text.strip() else None
+
+
+def _float_or_none(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def _str_or_none(text: str) -> str | None:
+    return text if text.strip() else None
+
+
+# --- places and institutions ------------------------------------------------------------
+
+
+@functools.cache
+def uats() -> dict[int, Uat]:
+    """Every UAT served by the network, by SIRUTA code."""
+    result: dict[int, Uat] = {}
+    for row in _read_csv("uat.csv"):
+        uat = Uat(siruta=int(row["siruta"]), name=row["name"], kind=row["kind"], county=row["county"])
+        result[uat.siruta] = uat
+    return result
+
+
+@functools.cache
+def institutions() -> dict[str, Institution]:
+    """Every institution of the network, by id."""
+    result: dict[str, Institution] = {}
+    for row in _read_csv("institutions.csv"):
+        institution = Institution(
+            id=row["id"], kind=row["kind"], name=row["name"], level=row["level"],
+            county=row["county"], siruta=_int_or_none(row["siruta"]),
+        )
+        if institution.id in result:
+            raise ValueError(f"duplicate institution id {institution.id!r}")
+        result[institution.id] = institution
+    return result
+
+
+@functools.cache
+def _local_authorities() -> dict[int, Institution]:
+    return {
+        inst.siruta: inst
+        for inst in institutions().values()
+        if inst.kind in ("DAS", "SPAS") and inst.siruta is not None
+    }
+
+
+def local_authority(siruta: int) -> Institution | None:
+    """The public social assistance service (DAS or SPAS) of a UAT, if the UAT is known."""
+    return _local_authorities().get(siruta)
+
+
+def county_institution(kind: str, county: str = "BC") -> Institution:
+    """The county institution of a kind (DGASPC, DSP, ISJ, CJRAE, IPJ); KeyError if none."""
+    for inst in institutions().values():
+        if inst.level == "county" and inst.kind == kind and inst.county == county:
+            return inst
+    raise KeyError(f"no {kind} in county {county}")
+
+
+# --- risk, triage, routing, urgency ------------------------------------------------------
+
+
+@functools.cache
+def risk_categories() -> dict[str, RiskCategory]:
+    """Risk categories by id, in the order of risk-categories.yaml."""
+    data = _read_yaml(REFERENCE_DIR / "risk-categories.yaml")
+    return {
+        item["id"]: RiskCategory(
+            id=item["id"], label_ro=item["label_ro"], label_en=item["label_en"],
+            group=item["group"], anpdca=bool(item["anpdca"]),
+            crime_suspected=bool(item["crime_suspected"]),
+        )
+        for item in data["categories"]
+    }
+
+
+@functools.cache
+def triage_table() -> dict[str, Any]:
+    """triage.yaml: ``immediate_danger``, ``default`` and ``categories`` (id -> urgency)."""
+    return _read_yaml(REFERENCE_DIR / "triage.yaml")
+
+
+@functools.cache
+def routing_table() -> dict[str, Any]:
+    """routing.yaml: ``precedence``, ``roles`` and ``categories`` (id -> lead, informed)."""
+    return _read_yaml(REFERENCE_DIR / "routing.yaml")
+
+
+@functools.cache
+def urgency_levels() -> dict[str, Any]:
+    """urgency.yaml ``levels``: P0..P3 -> labels, clock and ISO-8601 deadlines."""
+    levels: dict[str, Any] = _read_yaml(REFERENCE_DIR / "urgency.yaml")["levels"]
+    return levels
+
+
+@functools.cache
+def rejection_codes() -> dict[str, RejectionCode]:
+    data = _read_yaml(REFERENCE_DIR / "rejection-codes.yaml")
+    return {
+        item["code"]: RejectionCode(
+            code=item["code"], message_ro=item["message_ro"],
+            message_en=item["message_en"], description=item["description"],
+        )
+        for item in data["codes"]
+    }
+
+
+@functools.cache
+def social_services() -> list[SocialService]:
+    """Social services named in the Bacău sources (existing and proposed)."""
+    return [
+        SocialService(
+            id=row["id"], provider_institution=row["provider_institution"],
+            nomenclature_code=_str_or_none(row["nomenclature_code"]), name=row["name"],
+            address=row["address"], capacity=_int_or_none(row["capacity"]),
+            capacity_note=_str_or_none(row["capacity_note"]),
+            occupancy_pct=_float_or_none(row["occupancy_pct"]),
+            waiting=_int_or_none(row["waiting"]), beneficiaries=row["beneficiaries"],
+            status=row["status"], source=row["source"],
+        )
+        for row in _read_csv("services.csv")
+    ]
+
+
+# --- topics ----------------------------------------------------------------------------
+
+
+@functools.cache
+def topics() -> list[dict[str, Any]]:
+    """The ``topics`` of contracts/topics.yaml; names may hold ``{institution}``."""
+    return list(_read_yaml(TOPICS_FILE)["topics"])
+
+
+def _template(kind: str) -> str:
+    for topic in topics():
+        if topic["kind"] == kind:
+            return str(topic["name"])
+    raise KeyError(f"no {kind} topic in topics.yaml")
+
+
+def topic_names(institution_ids: Iterable[str]) -> list[str]:
+    """Every concrete topic name: per-institution templates expanded for each id given."""
+    ids = list(institution_ids)
+    names: list[str] = []
+    for topic in topics():
+        name = str(topic["name"])
+        if INSTITUTION_PLACEHOLDER in name:
+            names.extend(name.replace(INSTITUTION_PLACEHOLDER, inst_id) for inst_id in ids)
+        else:
+            names.append(name)
+    return names
+
+
+def ingress_topic(inst_id: str) -> str:
+    """The topic an institution writes to (only it)."""
+    return _template("ingress").replace(INSTITUTION_PLACEHOLDER, inst_id)
+
+
+def delivery_topic(inst_id: str) -> str:
+    """The topic an institution reads from (only it)."""
+    return _template("delivery").replace(INSTITUTION_PLACEHOLDER, inst_id)
+
+
+def owner_of_ingress_topic(topic: str) -> str | None:
+    """The id of the institution whose ingress topic this is, or None (not an ingress topic,
+    or no known institution owns it)."""
+    prefix, _, suffix = _template("ingress").partition(INSTITUTION_PLACEHOLDER)
+    if not (topic.startswith(prefix) and topic.endswith(suffix)):
+        return None
+    inst_id = topic[len(prefix): len(topic) - len(suffix)]
+    return inst_id if inst_id in institutions() else None

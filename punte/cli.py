@@ -1,0 +1,102 @@
+"""`punte`: the operator's command line."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from punte.demo import DemoProgress, run_demo
+from punte.stack import Stack
+from punte.state import State
+from punte.status import collect
+
+app = typer.Typer(help="Punte — rețeaua instituțiilor pentru protecția copilului / "
+                       "the network of child-protection institutions", no_args_is_help=True)
+console = Console()
+STATE = typer.Option(Path(".punte"), "--state-dir", envvar="PUNTE_STATE_DIR",
+                     help="Folder for keys, data and logs of the embedded default")
+
+
+def _progress_table(p: DemoProgress) -> Table:
+    table = Table(title="Demo: instituțiile din Bacău schimbă cazuri / institutions exchanging cases")
+    table.add_column("Ce / what")
+    table.add_column("Câte / how many", justify="right")
+    for label, value in (
+        ("Rapoarte trimise / reports sent", p.reports_sent),
+        ("Acceptate / accepted", p.accepted),
+        ("Respinse / rejected", p.rejected),
+        ("Notificări livrate / notifications delivered", p.notifications),
+        ("Trimiteri primite / referrals received", p.referrals_received),
+        ("Trimiteri acceptate / referrals accepted", p.referrals_accepted),
+    ):
+        table.add_row(label, str(value))
+    return table
+
+
+@app.command()
+def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău institutions"),
+       rate: float = typer.Option(2.0, help="Demo reports per second"),
+       state_dir: Path = STATE) -> None:
+    """Start the whole network (embedded PostgreSQL and broker unless PUNTE_DATABASE_URL /
+    PUNTE_KAFKA_BOOTSTRAP are set); Ctrl-C stops everything."""
+    stack = Stack(state_dir, kafka_bootstrap=os.environ.get("PUNTE_KAFKA_BOOTSTRAP"),
+                  database_url=os.environ.get("PUNTE_DATABASE_URL"))
+    # SIGTERM stops the network the same way Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with console.status("Pornesc rețeaua / starting the network…"):
+            stack.start()
+        table = Table(title="Punte rulează / is running")
+        table.add_column("Componentă / component")
+        table.add_column("Adresă / address")
+        for name in ("identity", "intake", "referral", "notification", "audit"):
+            table.add_row(name, stack.url(name) + ("/docs" if name != "identity" else ""))
+        table.add_row("broker (Kafka)", stack.kafka_bootstrap or "")
+        table.add_row("PostgreSQL", (stack.database_url or "").replace("+asyncpg", ""))
+        console.print(table)
+        console.print(f"Parole demo / demo passwords: {stack.state.passwords_file}")
+        console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
+        if demo:
+            with Live(_progress_table(DemoProgress()), console=console, refresh_per_second=4) as live:
+                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state,
+                                     rate=rate, on_progress=lambda p: live.update(_progress_table(p))))
+        else:
+            signal.pause()
+    except KeyboardInterrupt:
+        console.print("Opresc / stopping…")
+    finally:
+        stack.stop()
+        console.print("Oprit / stopped.")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+           state_dir: Path = STATE) -> None:
+    """Health of every component and the counts of the running network."""
+    state = State(state_dir)
+    if not state.runtime_file.exists():
+        console.print("Rețeaua nu rulează / the network is not running (no runtime.json)")
+        raise typer.Exit(2)
+    result = asyncio.run(collect(state))
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    table = Table(title="Punte status")
+    table.add_column("Componentă / component")
+    table.add_column("Stare / status")
+    for name, component in result["components"].items():
+        table.add_row(name, component["status"])
+    console.print(table)
+    console.print(result["counts"])
+    console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
+
+
+if __name__ == "__main__":
+    app()

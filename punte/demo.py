@@ -1,0 +1,99 @@
+"""The demo network: Bacău institutions send synthetic reports, read their delivery topics,
+and accept the referrals they receive, as their own systems would."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+
+from contracts.events import EventType
+from contracts.reference import institutions
+from punte.institution import InstitutionSystem
+from punte.state import State
+from punte.synthetic import reporters, synthetic_report
+from runtime.cloudevents import decode
+from runtime.kafka import make_producer
+
+
+@dataclass
+class DemoProgress:
+    reports_sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    referrals_received: int = 0
+    referrals_accepted: int = 0
+    notifications: int = 0
+
+
+async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int | None = None,
+                   on_progress: Callable[[DemoProgress], None] = lambda p: None,
+                   seed: int | None = None) -> DemoProgress:
+    rng = random.Random(seed)
+    progress = DemoProgress()
+    producer = make_producer(bootstrap)
+    await producer.start()
+    systems = {i: InstitutionSystem(i, state.institution_key(i), producer) for i in institutions()}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=f"punte-demo-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="latest", metadata_max_age_ms=3000,
+    )
+    consumer.subscribe(pattern=r"^punte\.delivery\..+")
+    await consumer.start()
+
+    async def send_reports() -> None:
+        senders = reporters()
+        while limit is None or progress.reports_sent < limit:
+            reporter = rng.choice(senders)
+            data = synthetic_report(rng, reporter)
+            if rng.random() < 0.08:  # now and then a mistyped CNP, to show a rejection
+                data["child"] = {**data["child"], "cnp": "5100101040019"}
+            await systems[reporter].send(systems[reporter].event(EventType.REPORT_SUBMITTED.value, data))
+            progress.reports_sent += 1
+            on_progress(progress)
+            await asyncio.sleep(rng.expovariate(rate))
+
+    async def act_on_deliveries() -> None:
+        async for record in consumer:
+            event = decode(record.headers, record.value)
+            recipient = record.topic.removeprefix("punte.delivery.")
+            if event.type == EventType.OUTCOME.value and event.data.get("subject_type") == EventType.REPORT_SUBMITTED.value:
+                if event.data["status"] == "accepted":
+                    progress.accepted += 1
+                else:
+                    progress.rejected += 1
+            elif event.type == EventType.OUTCOME.value and event.data.get("referral_id"):
+                progress.referrals_accepted += event.data["status"] == "accepted"
+            elif event.type == EventType.CASE_NOTIFICATION.value:
+                progress.notifications += 1
+                if event.data["kind"] == "referral-requested":
+                    progress.referrals_received += 1
+                    asyncio.create_task(accept_later(recipient, event.data["referral_id"]))
+            on_progress(progress)
+
+    async def accept_later(institution: str, referral_id: str) -> None:
+        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        system = systems[institution]
+        await system.send(system.event(EventType.REFERRAL_ACCEPT.value, {
+            "referral_id": referral_id, "note": "Preluat de managerul de caz (demo).",
+        }))
+
+    tasks = [asyncio.create_task(send_reports()), asyncio.create_task(act_on_deliveries())]
+    try:
+        await tasks[0]
+        await asyncio.sleep(5)  # let the last answers come back
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+    return progress
+
+
+def as_json(progress: DemoProgress) -> str:
+    return json.dumps(progress.__dict__)

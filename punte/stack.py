@@ -1,0 +1,141 @@
+"""Starts and stops the whole network on one machine: the embedded PostgreSQL and broker
+(unless external ones are configured), the topics, the token issuer and the four
+services, each its own process. Used by `punte up`, the end-to-end tests and bench/."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from contracts.reference import institutions, topics
+from punte.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
+from punte.state import State
+
+SERVICES = ("intake", "referral", "notification", "audit")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def topic_plan() -> list[tuple[str, int]]:
+    """Every concrete topic with its partition count, from contracts/topics.yaml."""
+    plan: list[tuple[str, int]] = []
+    for topic in topics():
+        name, partitions = topic["name"], int(topic.get("partitions", 1))
+        if "{institution}" in name:
+            plan += [(name.replace("{institution}", i), partitions) for i in institutions()]
+        else:
+            plan.append((name, partitions))
+    return plan
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def state(self) -> State:
+        return State(self.state_dir)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start_infrastructure(self) -> None:
+        self.state_dir = self.state_dir.resolve()
+        self.state.prepare()
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        if self.database_url is None:
+            self.postgres = EmbeddedPostgres(self.state_dir / "postgres").start()
+            self.database_url = self.postgres.url
+        if self.kafka_bootstrap is None:
+            self.broker = EmbeddedBroker(log_file=self.state_dir / "logs" / "broker.log").start()
+            self.kafka_bootstrap = self.broker.bootstrap
+        import asyncio
+
+        from runtime.kafka import ensure_topics
+        asyncio.run(ensure_topics(self.kafka_bootstrap, topic_plan()))
+
+    def _env(self, name: str) -> dict[str, str]:
+        assert self.kafka_bootstrap and self.database_url
+        env = {
+            **os.environ,
+            "PUNTE_SERVICE": name, "PUNTE_HTTP_PORT": str(self.ports[name]),
+            "PUNTE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "PUNTE_DATABASE_URL": self.database_url,
+            "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),
+            "PUNTE_PSEUDONYM_KEY": self.state.secrets()["pseudonym_key"],
+            "PYTHONPATH": str(ROOT), **self.extra_env,
+        }
+        return env
+
+    def start_process(self, name: str) -> None:
+        module = "punte.identity" if name == "identity" else f"services.{name}"
+        log = open(self.state_dir / "logs" / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", module], env=self._env(name), cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def start(self, timeout: float = 120) -> "Stack":
+        self.start_infrastructure()
+        for name in ("identity", *SERVICES):
+            self.ports.setdefault(name, free_port())
+        self.start_process("identity")
+        wait_for_port(self.ports["identity"], 30, self.processes["identity"])
+        for name in SERVICES:
+            self.start_process(name)
+        self.wait_ready(timeout)
+        self.state.runtime_file.write_text(json.dumps({
+            "services": {n: self.url(n) for n in ("identity", *SERVICES)},
+            "kafka_bootstrap": self.kafka_bootstrap, "database_url": self.database_url,
+            "pids": {n: p.pid for n, p in self.processes.items()},
+        }, indent=1))
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(SERVICES)
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                process = self.processes[name]
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see "
+                                       f"{self.state_dir / 'logs' / (name + '.log')}")
+                try:
+                    if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+        if pending:
+            raise TimeoutError(f"not ready after {timeout}s: {', '.join(sorted(pending))}")
+
+    def stop_process(self, name: str, grace: float = 15) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def stop(self) -> None:
+        for name in (*reversed(SERVICES), "identity"):
+            self.stop_process(name)
+        if self.broker:
+            self.broker.stop()
+        if self.postgres:
+            self.postgres.stop()

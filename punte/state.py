@@ -1,0 +1,97 @@
+"""The embedded default's state folder: signing keys of every institution and of the
+network, the public keyring, the token issuer's key and accounts. Created once, reused."""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from contracts.reference import institutions
+from punte.identity import Account, new_account, save_accounts
+from runtime.signing import Keyring, PublicKey, SigningKey
+
+
+@dataclass(frozen=True)
+class State:
+    root: Path
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def keyring_file(self) -> Path:
+        return self.keys / "keyring.json"
+
+    @property
+    def network_key_file(self) -> Path:
+        return self.keys / "network.key"
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.root / "accounts.json"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.root / "demo-passwords.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.root / "runtime.json"
+
+    def institution_key_file(self, institution: str) -> Path:
+        return self.keys / "institutions" / f"{institution}.key"
+
+    def institution_key(self, institution: str) -> SigningKey:
+        return SigningKey.load(self.institution_key_file(institution))
+
+    def secrets(self) -> dict[str, str]:
+        return json.loads(self.secrets_file.read_text())
+
+    def prepare(self) -> "State":
+        """Create whatever is missing; existing keys are kept."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        public: list[PublicKey] = []
+        since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        for institution in institutions():
+            path = self.institution_key_file(institution)
+            if not path.exists():
+                SigningKey.generate(f"{institution}-1").save(path)
+            key = SigningKey.load(path)
+            public.append(PublicKey(key.key_id, institution, key.public_raw(), since, None))
+        self.keyring_file.write_text(Keyring(public).to_json())
+        for name in ("network", "identity"):
+            path = self.keys / f"{name}.key"
+            if not path.exists():
+                SigningKey.generate(f"punte-{name}-1").save(path)
+        if not self.secrets_file.exists():
+            self.secrets_file.write_text(json.dumps({"pseudonym_key": secrets.token_hex(32)}))
+            self.secrets_file.chmod(0o600)
+        if not self.accounts_file.exists():
+            self._create_accounts()
+        return self
+
+    def _create_accounts(self) -> None:
+        accounts: list[Account] = []
+        passwords: dict[str, str] = {}
+        for institution in institutions().values():
+            account, password = new_account(
+                f"cm.{institution.id}", institution.id, ["case-manager"],
+                f"Manager de caz {institution.name}",
+            )
+            accounts.append(account)
+            passwords[account.username] = password
+        for username, roles in (("auditor", ["auditor"]), ("operator", ["operator"])):
+            account, password = new_account(username, None, roles, username.capitalize())
+            accounts.append(account)
+            passwords[username] = password
+        save_accounts(self.accounts_file, accounts)
+        self.passwords_file.write_text(json.dumps(passwords, indent=1))
+        self.passwords_file.chmod(0o600)

@@ -1,0 +1,98 @@
+"""CloudEvents 1.0 in Kafka binary content mode: attributes in ``ce_*`` headers, the
+``data`` as a JSON body. See docs/contracts.md."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+CONTENT_TYPE = "application/json"
+
+
+class EnvelopeError(ValueError):
+    """The message is not a readable CloudEvent; ``code`` is a rejection code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    id: str
+    source: str
+    type: str
+    time: str
+    data: dict[str, Any]
+    subject: str | None = None
+    extensions: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def new(
+        type: str, source: str, data: dict[str, Any], subject: str | None = None,
+        id: str | None = None, time: datetime | None = None,
+    ) -> "CloudEvent":
+        when = (time or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        return CloudEvent(
+            id=id or str(uuid.uuid4()), source=source, type=type,
+            time=when.isoformat().replace("+00:00", "Z"), data=data, subject=subject,
+        )
+
+    def body(self) -> bytes:
+        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        out = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_time", self.time.encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        if self.subject:
+            out.append(("ce_subject", self.subject.encode()))
+        out.extend((f"ce_{k}", v.encode()) for k, v in self.extensions.items())
+        return out
+
+
+def header_map(headers: Any) -> dict[str, str]:
+    """Kafka headers as a dict of text; later duplicates win, undecodable bytes are kept
+    readable so they can be reported."""
+    out: dict[str, str] = {}
+    for key, value in headers or ():
+        out[key] = (value or b"").decode("utf-8", errors="replace")
+    return out
+
+
+def decode(headers: Any, body: bytes | None) -> CloudEvent:
+    """Read a binary-mode CloudEvent, or raise EnvelopeError with a rejection code."""
+    h = header_map(headers)
+    missing = [k for k in REQUIRED if not h.get(k)]
+    if missing:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"missing headers: {', '.join(missing)}")
+    if h["ce_specversion"] != "1.0":
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"unsupported specversion {h['ce_specversion']}")
+    time = h.get("ce_time", "")
+    try:
+        datetime.fromisoformat(time.replace("Z", "+00:00"))
+    except ValueError:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"ce_time is not RFC 3339: {time!r}") from None
+    try:
+        data = json.loads((body or b"").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError("MALFORMED_PAYLOAD", f"body is not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EnvelopeError("MALFORMED_PAYLOAD", "body must be a JSON object")
+    extensions = {
+        k[3:]: v for k, v in h.items()
+        if k.startswith("ce_") and k not in REQUIRED and k not in ("ce_time", "ce_subject")
+    }
+    return CloudEvent(
+        id=h["ce_id"], source=h["ce_source"], type=h["ce_type"], time=time, data=data,
+        subject=h.get("ce_subject") or None, extensions=extensions,
+    )

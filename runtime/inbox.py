@@ -1,0 +1,229 @@
+"""Idempotent consumer: a polled batch is processed in one database transaction, each
+message recorded in the inbox table so a redelivered or replayed one has no second effect.
+
+Offsets are committed to Kafka only after the database commit. A message whose handler
+keeps failing is dead-lettered (through the outbox, in the same transaction) with its
+reason, and its sender is told when the service knows how; a transient fault (database or
+broker away) rolls the batch back and it is retried with backoff, so nothing is lost."""
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts.reference import rejection_codes
+from runtime.cloudevents import CloudEvent, header_map
+from runtime.kafka import make_consumer
+from runtime.log import get_logger
+from runtime.outbox import Outbox
+from runtime.signing import SigningKey
+from runtime.telemetry import context_from_headers, tracer
+
+log = get_logger("runtime.inbox")
+
+inbox_table = sa.table(
+    "punte_inbox",
+    sa.column("message_key", sa.Text), sa.column("topic", sa.Text),
+    sa.column("partition", sa.Integer), sa.column("offset", sa.BigInteger),
+    sa.column("event_type", sa.Text),
+)
+
+DEAD_LETTER_TOPIC = "punte.deadletter"
+DEAD_LETTER_TYPE = "ro.punte.deadletter.v1"
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+    @staticmethod
+    def of(record: ConsumerRecord) -> "Message":
+        return Message(record.topic, record.partition, record.offset, record.key, record.value,
+                       tuple(record.headers or ()), record.timestamp)
+
+    def header(self, name: str) -> str | None:
+        return header_map(self.headers).get(name)
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+def key_by_event_id(message: Message) -> str:
+    """CloudEvents ids are unique per source; a message without them is keyed by position."""
+    source, event_id = message.header("ce_source"), message.header("ce_id")
+    return f"{source}|{event_id}" if source and event_id else f"@{message.position}"
+
+
+def key_by_position(message: Message) -> str:
+    return f"@{message.position}"
+
+
+@dataclass
+class UnitOfWork:
+    """What a handler gets: the open transaction and the outbox writing into it."""
+
+    session: AsyncSession
+    outbox: Outbox
+    source: str
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
+FailureHandler = Callable[[UnitOfWork, Message, str, str], Awaitable[None]]
+
+
+def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str) -> None:
+    """Put the message on the dead-letter topic with its reason (through the outbox)."""
+    reason = rejection_codes()[code]
+    data = {
+        "reason": {"code": code, "message_ro": reason.message_ro,
+                   "message_en": f"{reason.message_en} ({detail})"},
+        "service": service, "topic": message.topic, "partition": message.partition,
+        "offset": message.offset, "headers": header_map(message.headers),
+        "payload_base64": base64.b64encode(message.value or b"").decode(),
+        "failed_at": uow.now.isoformat(),
+    }
+    uow.outbox.emit(DEAD_LETTER_TOPIC, CloudEvent.new(DEAD_LETTER_TYPE, uow.source, data),
+                    key=message.position)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+class InboxConsumer:
+    def __init__(
+        self, *, service: str, group_id: str, bootstrap: str, sessions: async_sessionmaker,
+        handler: Handler, topics: list[str] | None = None, pattern: str | None = None,
+        message_key: Callable[[Message], str] = key_by_event_id,
+        on_failure: FailureHandler | None = None, signer: SigningKey | None = None,
+        batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.service = service
+        self._group_id = group_id
+        self._bootstrap = bootstrap
+        self._sessions = sessions
+        self._handler = handler
+        self._topics = topics
+        self._pattern = pattern
+        self._key = message_key
+        self._on_failure = on_failure
+        self._signer = signer
+        self._batch_max = batch_max
+        self._attempts = attempts
+        self._after_commit = after_commit
+        self._source = f"/punte/{service}"
+        self.processed = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+        self.assigned = False
+
+    async def run(self) -> None:
+        consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max)
+        if self._pattern:
+            consumer.subscribe(pattern=self._pattern)
+        else:
+            consumer.subscribe(self._topics or [])
+        await consumer.start()
+        try:
+            while True:
+                polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                self.assigned = bool(consumer.assignment())
+                records = [Message.of(r) for batch in polled.values() for r in batch]
+                if not records:
+                    continue
+                await self._process_until_done(records)
+                await consumer.commit({
+                    tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch
+                })
+        finally:
+            await consumer.stop()
+
+    async def _process_until_done(self, records: list[Message]) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.process(records)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The whole batch rolled back; the inbox makes the retry safe.
+                log.warning("batch failed, retrying", error=repr(exc), size=len(records),
+                            backoff=backoff, transient=_transient(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def process(self, records: list[Message]) -> None:
+        """Apply a batch in one transaction. Public so tests can drive it directly."""
+        keys = [self._key(m) for m in records]
+        async with self._sessions() as session, session.begin():
+            seen = set((await session.execute(
+                sa.select(sa.column("message_key")).select_from(inbox_table)
+                .where(sa.column("message_key").in_(keys))
+            )).scalars())
+            fresh: list[dict] = []
+            wrote = 0
+            for message, key in zip(records, keys):
+                if key in seen:
+                    self.duplicates += 1
+                    continue
+                seen.add(key)
+                wrote += await self._apply(session, message)
+                fresh.append({"message_key": key, "topic": message.topic,
+                              "partition": message.partition, "offset": message.offset,
+                              "event_type": message.header("ce_type")})
+            if fresh:
+                await session.execute(sa.insert(inbox_table), fresh)
+        self.processed += len(fresh)
+        if wrote and self._after_commit:
+            self._after_commit()
+
+    async def _apply(self, session: AsyncSession, message: Message) -> int:
+        """Run the handler in a savepoint; returns how many events it wrote."""
+        span_name = f"process {message.header('ce_type') or message.topic}"
+        with tracer("runtime.inbox").start_as_current_span(
+            span_name, context=context_from_headers(message.headers), kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": message.topic,
+                        "messaging.kafka.message.offset": message.offset},
+        ):
+            error: Exception | None = None
+            for attempt in range(1, self._attempts + 1):
+                uow = UnitOfWork(session, Outbox(session, self._signer), self._source)
+                try:
+                    async with session.begin_nested():
+                        await self._handler(uow, message)
+                        return await uow.outbox.flush()
+                except Exception as exc:
+                    if _transient(exc):
+                        raise
+                    error = exc
+                    trace.get_current_span().record_exception(exc)
+                    await asyncio.sleep(0.05 * attempt)
+            log.error("message dead-lettered", position=message.position, error=repr(error))
+            detail = f"{type(error).__name__}: {error}"[:500]
+            uow = UnitOfWork(session, Outbox(session, self._signer), self._source)
+            dead_letter(uow, message, self.service, "PROCESSING_FAILED", detail)
+            if self._on_failure is not None:
+                await self._on_failure(uow, message, "PROCESSING_FAILED", detail)
+            self.dead_lettered += 1
+            return await uow.outbox.flush()

@@ -1,0 +1,102 @@
+"""What every message from an institution passes before a service acts on it: a readable
+CloudEvent, sent by the owner of the ingress topic, signed with one of its current keys,
+of a known type whose schema it satisfies. And the answer every inbound message gets."""
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from contracts.reference import delivery_topic, owner_of_ingress_topic, rejection_codes
+from runtime.cloudevents import CloudEvent, EnvelopeError, decode
+from runtime.inbox import Message, UnitOfWork, dead_letter
+from runtime.signing import Keyring, SignatureError
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
+OUTCOME_TYPE = "ro.punte.outcome.v1"
+
+
+class Rejected(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@cache
+def validator(event_type: str) -> Draft202012Validator | None:
+    path = SCHEMAS / f"{event_type}.json"
+    if not path.is_file():
+        return None
+    return Draft202012Validator(json.loads(path.read_text()), format_checker=FormatChecker())
+
+
+def validate_data(event_type: str, data: dict[str, Any]) -> None:
+    checker = validator(event_type)
+    if checker is None:
+        raise Rejected("UNKNOWN_EVENT_TYPE", f"no schema for {event_type!r}")
+    errors = sorted(checker.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        raise Rejected("SCHEMA_VIOLATION", f"{where}: {first.message}"[:300])
+
+
+def sender_of(message: Message) -> str | None:
+    """The institution that owns the ingress topic: the only one allowed to write there."""
+    return owner_of_ingress_topic(message.topic)
+
+
+def authenticate(message: Message, keyring: Keyring) -> CloudEvent:
+    """The verified event, or Rejected with a code from the catalogue."""
+    owner = sender_of(message)
+    if owner is None:
+        raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic} is not an ingress topic")
+    try:
+        event = decode(message.headers, message.value)
+    except EnvelopeError as exc:
+        raise Rejected(exc.code, exc.detail) from None
+    if event.source != f"/institutions/{owner}":
+        raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
+    try:
+        keyring.verify(owner, message.value or b"", event.id, event.source, event.type,
+                       event.time, event.subject, event.extensions.get("keyid"),
+                       event.extensions.get("signature"))
+    except SignatureError as exc:
+        raise Rejected(exc.code, exc.detail) from None
+    validate_data(event.type, event.data)
+    return event
+
+
+def receive(uow: UnitOfWork, message: Message, keyring: Keyring, service: str) -> CloudEvent | Rejected:
+    """Authenticate an inbound message. One that cannot be read or trusted is answered
+    with a rejection and dead-lettered with its reason; the rejection is returned."""
+    try:
+        return authenticate(message, keyring)
+    except Rejected as exc:
+        reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
+        dead_letter(uow, message, service, exc.code, exc.detail)
+        return exc
+
+
+def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None = None,
+          detail: str | None = None, key: str | None = None, **fields: Any) -> None:
+    """Send the outcome of an inbound message to the delivery topic of its sender."""
+    sender = sender_of(message)
+    if sender is None:
+        return
+    subject_id = message.header("ce_id") or f"@{message.topic}/{message.partition}/{message.offset}"
+    data: dict[str, Any] = {
+        "subject_id": subject_id, "subject_type": message.header("ce_type"),
+        "status": "accepted" if accepted else "rejected",
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    if code is not None:
+        reason = rejection_codes()[code]
+        data["reason"] = {"code": code, "message_ro": reason.message_ro,
+                          "message_en": f"{reason.message_en} ({detail})" if detail else reason.message_en}
+    uow.outbox.emit(delivery_topic(sender), CloudEvent.new(OUTCOME_TYPE, uow.source, data),
+                    key=key or subject_id)

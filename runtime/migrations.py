@@ -1,0 +1,64 @@
+"""Alembic for every service: one env.py body, and the runtime's own tables (outbox,
+inbox) created by each service's first migration."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def create_runtime_tables(op) -> None:  # op: alembic.op
+    op.create_table(
+        "punte_outbox",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=True),
+        sa.Column("headers", sa.JSON, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index(
+        "ix_punte_outbox_pending", "punte_outbox", ["id"],
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_table(
+        "punte_inbox",
+        sa.Column("message_key", sa.Text, primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+
+
+def run_env() -> None:
+    """The body of every service's migrations/env.py (online mode, asyncpg)."""
+    url = context.config.get_main_option("sqlalchemy.url")
+
+    def do_run(connection) -> None:
+        context.configure(connection=connection, target_metadata=None)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def upgrade(migrations_dir: Path, url: str) -> None:
+    """Migrate the database to head. Blocking: run it in a thread from async code."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")

@@ -1,0 +1,200 @@
+"""One service = one process: FastAPI app + its consumers + its outbox relay, started and
+stopped together by the app's lifespan."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from runtime.db import ensure_database, make_engine, make_sessions
+from runtime.inbox import InboxConsumer
+from runtime.kafka import make_producer
+from runtime.log import configure_logging, get_logger
+from runtime.migrations import upgrade
+from runtime.outbox import OutboxRelay, outbox_table
+from runtime.settings import Settings
+from runtime.signing import Keyring, SigningKey
+from runtime.telemetry import configure_tracing
+from runtime.tokens import TokenVerifier
+
+log = get_logger("runtime.service")
+MIGRATION_LOCK = 0x6D696772
+
+
+@dataclass
+class Runtime:
+    """What a running service shares between its HTTP side and its consumers."""
+
+    name: str
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    verifier: TokenVerifier
+    network_key: SigningKey | None
+    keyring: Keyring
+    consumers: list[InboxConsumer] = field(default_factory=list)
+    started: bool = False
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    migrations: Path
+    consumers: Callable[[Runtime], list[InboxConsumer]]
+    routers: list[APIRouter]
+    stats: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+    title: str = ""
+
+
+async def migrate(settings: Settings, name: str, migrations: Path) -> str:
+    url = settings.database_for(name)
+    await ensure_database(url)
+    # One replica migrates at a time; the others find the database at head.
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        await asyncio.to_thread(upgrade, migrations, url)
+    finally:
+        await conn.close()
+    return url
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    path = settings.resolved_keyring_file()
+    return Keyring.load(path) if path.is_file() else Keyring([])
+
+
+def load_network_key(settings: Settings) -> SigningKey | None:
+    path = settings.resolved_network_key_file()
+    if path.is_file():
+        return SigningKey.load(path)
+    log.warning("no network signing key; deliveries go unsigned", path=str(path))
+    return None
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: a crash (broker away at start) is logged and retried."""
+    backoff = 0.5
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("background task crashed, restarting", task=name, error=repr(exc))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+async def _start_producer(producer: AIOKafkaProducer) -> None:
+    backoff = 0.2
+    while True:
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            log.warning("broker not reachable yet", error=repr(exc))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings(service=spec.name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging(spec.name, settings.log_level, settings.log_format)
+        configure_tracing(spec.name)
+        url = await migrate(settings, spec.name, spec.migrations)
+        engine = make_engine(url)
+        producer = make_producer(settings.kafka_bootstrap)
+        await _start_producer(producer)
+        relay = OutboxRelay(engine, producer, settings.relay_batch_max, settings.relay_poll_seconds)
+        runtime = Runtime(
+            name=spec.name, settings=settings, engine=engine, sessions=make_sessions(engine),
+            producer=producer, relay=relay,
+            verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience),
+            network_key=load_network_key(settings), keyring=load_keyring(settings),
+        )
+        runtime.consumers = spec.consumers(runtime)
+        app.state.runtime = runtime
+        tasks = [asyncio.create_task(_supervise("relay", relay.run))]
+        tasks += [asyncio.create_task(_supervise(c.service, c.run)) for c in runtime.consumers]
+        runtime.started = True
+        log.info("service started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+            await engine.dispose()
+            log.info("service stopped")
+
+    app = FastAPI(title=spec.title or f"Punte {spec.name}", lifespan=lifespan)
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        runtime: Runtime = app.state.runtime
+        checks: dict[str, bool] = {"started": runtime.started}
+        try:
+            async with runtime.engine.connect() as conn:
+                checks["database"] = (await conn.scalar(sa.text("SELECT 1"))) == 1
+        except Exception:
+            checks["database"] = False
+        checks["consumers_assigned"] = all(c.assigned for c in runtime.consumers)
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not-ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/stats", tags=["health"])
+    async def stats() -> dict[str, Any]:
+        runtime: Runtime = app.state.runtime
+        async with runtime.sessions() as session:
+            counts = await spec.stats(session)
+            pending = await session.scalar(
+                sa.select(sa.func.count()).select_from(outbox_table)
+                .where(outbox_table.c.published_at.is_(None))
+            )
+        return {
+            "service": spec.name, "counts": counts,
+            "outbox": {"pending": pending, "published_by_this_replica": runtime.relay.published},
+            "consumers": [
+                {"service": c.service, "processed": c.processed, "duplicates": c.duplicates,
+                 "dead_lettered": c.dead_lettered, "assigned": c.assigned}
+                for c in runtime.consumers
+            ],
+        }
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def serve(spec: ServiceSpec) -> None:
+    """Entry point of ``python -m services.<name>``."""
+    settings = Settings(service=spec.name)
+    app = create_app(spec, settings)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+                lifespan="on")

@@ -1,0 +1,45 @@
+"""Configuration from the environment (12-factor). Every variable starts with PUNTE_."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PUNTE_", extra="ignore")
+
+    service: str = "punte"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # A server URL; each service uses its own database on it (punte_<service>).
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # Embedded default: the state folder holds keys and the token issuer's secrets.
+    state_dir: Path = Path(".punte")
+    # Public keys of every institution (see runtime.signing.Keyring).
+    keyring_file: Path | None = None
+    # Private key the network signs its deliveries with.
+    network_key_file: Path | None = None
+    oidc_issuer: str = "http://127.0.0.1:8400"
+    oidc_audience: str = "punte"
+    # Key for child pseudonyms (HMAC-SHA256); hex. Must be set in production.
+    pseudonym_key: str = Field(default="", repr=False)
+    consumer_batch_max: int = 500
+    relay_batch_max: int = 500
+    relay_poll_seconds: float = 0.05
+    handler_attempts: int = 3
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    def database_for(self, service: str) -> str:
+        """The URL of the service's own database on the configured server."""
+        base, _, _ = self.database_url.rpartition("/")
+        return f"{base}/punte_{service}"
+
+    def resolved_keyring_file(self) -> Path:
+        return self.keyring_file or self.state_dir / "keys" / "keyring.json"
+
+    def resolved_network_key_file(self) -> Path:
+        return self.network_key_file or self.state_dir / "keys" / "network.key"

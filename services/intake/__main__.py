@@ -1,0 +1,4 @@
+from runtime.service import serve
+from services.intake.bootstrap import SPEC
+
+serve(SPEC)

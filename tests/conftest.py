@@ -1,0 +1,57 @@
+"""Fixtures for the real infrastructure: PostgreSQL and a Kafka-protocol broker over TCP.
+
+By default both come from the embedded wheels (no Docker needed). PUNTE_TEST_BACKEND=
+containers uses testcontainers (Apache Kafka and PostgreSQL in Docker) where an engine
+exists; PUNTE_TEST_DATABASE_URL and PUNTE_TEST_KAFKA_BOOTSTRAP point at servers you run."""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from punte.embedded import EmbeddedBroker, EmbeddedPostgres
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    database_url: str  # server URL (database "postgres"); tests create their own databases
+    kafka_bootstrap: str
+
+    def database(self, prefix: str = "test") -> str:
+        base, _, _ = self.database_url.rpartition("/")
+        return f"{base}/{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def _containers() -> Iterator[Infrastructure]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:17", driver="asyncpg") as pg, KafkaContainer() as kafka:
+        yield Infrastructure(pg.get_connection_url(), kafka.get_bootstrap_server())
+
+
+@pytest.fixture(scope="session")
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    database, bootstrap = os.environ.get("PUNTE_TEST_DATABASE_URL"), os.environ.get("PUNTE_TEST_KAFKA_BOOTSTRAP")
+    if os.environ.get("PUNTE_TEST_BACKEND") == "containers":
+        yield from _containers()
+        return
+    root: Path = tmp_path_factory.mktemp("infrastructure")
+    postgres = broker = None
+    try:
+        if database is None:
+            postgres = EmbeddedPostgres(root / "postgres").start()
+            database = postgres.url
+        if bootstrap is None:
+            broker = EmbeddedBroker(log_file=root / "broker.log").start()
+            bootstrap = broker.bootstrap
+        yield Infrastructure(database, bootstrap)
+    finally:
+        if broker:
+            broker.stop()
+        if postgres:
+            postgres.stop()

@@ -1,0 +1,390 @@
+"""The public contract holds together: JSON Schemas, examples, pydantic models, topics.yaml
+and the AsyncAPI document agree with one another. No network, no broker."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
+
+from contracts import events, reference
+from contracts.events import PAYLOADS, EventType
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = ROOT / "contracts"
+SCHEMAS = CONTRACTS / "schemas"
+EXAMPLES = CONTRACTS / "examples"
+TOOLS = CONTRACTS / "tools"
+SCHEMA_BASE = "https://punte.ro/schemas/"
+
+EVENT_TYPES = list(EventType)
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*/*.json"))
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def schema_for(event_type: EventType | str) -> dict[str, Any]:
+    return load_json(SCHEMAS / f"{EventType(event_type).value}.json")
+
+
+def validator_for(event_type: EventType | str) -> Draft202012Validator:
+    return Draft202012Validator(schema_for(event_type), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_accepts(event_type: EventType | str, instance: Any) -> bool:
+    return validator_for(event_type).is_valid(instance)
+
+
+def model_accepts(event_type: EventType | str, instance: Any) -> bool:
+    try:
+        PAYLOADS[EventType(event_type)].model_validate(instance)
+    except ValidationError:
+        return False
+    return True
+
+
+def example_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def cnp_is_valid(cnp: str) -> bool:
+    """Romanian CNP: check digit (weights 279146358279, sum mod 11, 10 -> 1) and birth date."""
+    if len(cnp) != 13 or not cnp.isdigit() or cnp[0] == "0":
+        return False
+    total = sum(int(d) * int(w) for d, w in zip(cnp[:12], "279146358279")) % 11
+    if int(cnp[12]) != (1 if total == 10 else total):
+        return False
+    century = {"1": 1900, "2": 1900, "3": 1800, "4": 1800, "5": 2000, "6": 2000}.get(cnp[0])
+    if century is None:
+        return True  # 7, 8, 9: residents; no birth century encoded
+    try:
+        date(century + int(cnp[1:3]), int(cnp[3:5]), int(cnp[5:7]))
+    except ValueError:
+        return False
+    return True
+
+
+# --- schemas ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(SCHEMAS.glob("*.json")), ids=lambda p: p.name)
+def test_schema_is_valid_2020_12(path: Path) -> None:
+    schema = load_json(path)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"{SCHEMA_BASE}{path.name}"
+    Draft202012Validator.check_schema(schema)
+
+
+def test_every_event_type_has_a_schema_and_nothing_else_does() -> None:
+    expected = {f"{t.value}.json" for t in EVENT_TYPES} | {"cloudevents-binary-kafka.json"}
+    assert {p.name for p in SCHEMAS.glob("*.json")} == expected
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.value)
+def test_event_schemas_are_closed_objects(event_type: EventType) -> None:
+    schema = schema_for(event_type)
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is False
+    for name, sub in schema.get("$defs", {}).items():
+        if sub.get("type") == "object":
+            assert sub["additionalProperties"] is False, name
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.value)
+def test_category_enum_is_the_reference_list(event_type: EventType) -> None:
+    category = schema_for(event_type).get("$defs", {}).get("Category")
+    if category is not None:
+        assert category["enum"] == list(reference.risk_categories())
+
+
+# --- schema and model agree ------------------------------------------------------------
+
+_CONSTRAINTS = ("pattern", "minLength", "maxLength", "minItems", "maxItems", "enum", "const")
+
+
+def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _constraints(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """The constraint keywords of a property, looking through $ref, anyOf and null branches."""
+    found: dict[str, Any] = {}
+    branches = node.get("anyOf", []) + node.get("oneOf", []) + [node]
+    for branch in branches:
+        branch = _resolve(branch, root)
+        for key in _CONSTRAINTS:
+            if key in branch:
+                found[key] = branch[key]
+        if branch.get("type") == "array" and "items" in branch:
+            for key, value in _constraints(branch["items"], root).items():
+                found[f"items.{key}"] = value
+    if found.get("const") is not None:  # pydantic may render a one-value Literal as const
+        found["enum"] = [found.pop("const")]
+    return found
+
+
+def _object_shapes(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    shapes = {"<root>": schema}
+    for name, sub in schema.get("$defs", {}).items():
+        if sub.get("type") == "object" and "properties" in sub:
+            shapes[name] = sub
+    return shapes
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.value)
+def test_schema_mirrors_the_pydantic_model(event_type: EventType) -> None:
+    ours = schema_for(event_type)
+    theirs = PAYLOADS[event_type].model_json_schema(mode="validation")
+    our_shapes, their_shapes = _object_shapes(ours), _object_shapes(theirs)
+    assert set(their_shapes) <= set(our_shapes) | {"<root>"}, "sub-object names differ"
+    for name, their_shape in their_shapes.items():
+        our_shape = our_shapes[name]
+        assert set(our_shape["properties"]) == set(their_shape["properties"]), name
+        assert set(our_shape.get("required", [])) == set(their_shape.get("required", [])), name
+        for prop, their_prop in their_shape["properties"].items():
+            mine = _constraints(our_shape["properties"][prop], ours)
+            expected = _constraints(their_prop, theirs)
+            if prop == "categories":  # the schema narrows free strings to the reference ids
+                mine.pop("items.enum", None)
+            assert mine == expected, f"{name}.{prop}: schema {mine} != model {expected}"
+
+
+# --- examples --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.value)
+def test_every_event_type_has_two_examples(event_type: EventType) -> None:
+    assert len(list((EXAMPLES / event_type.value).glob("*.json"))) >= 2
+
+
+def test_example_folders_are_event_types() -> None:
+    assert {p.name for p in EXAMPLES.iterdir() if p.is_dir()} <= {t.value for t in EVENT_TYPES}
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=example_id)
+def test_example_matches_schema_and_model(path: Path) -> None:
+    event_type = EventType(path.parent.name)
+    instance = load_json(path)
+    errors = [e.message for e in validator_for(event_type).iter_errors(instance)]
+    assert errors == []
+    PAYLOADS[event_type].model_validate(instance)
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=example_id)
+def test_example_uses_reference_data(path: Path) -> None:
+    """Examples name real institutions, UATs and categories, and only valid synthetic CNPs."""
+    model = PAYLOADS[EventType(path.parent.name)].model_validate(load_json(path))
+    known = reference.institutions()
+    for field in ("lead", "referrer", "to", "recipient"):
+        if hasattr(model, field):
+            assert getattr(model, field) in known, field
+    for inst_id in getattr(model, "informed", []):
+        assert inst_id in known
+    reporter = getattr(model, "reporter", None)
+    if reporter is not None:
+        assert reporter.institution in known
+    child = getattr(model, "child", None)
+    siruta = child.uat_siruta if child is not None else getattr(model, "uat_siruta", None)
+    if siruta is not None:
+        assert siruta in reference.uats()
+    if child is not None and child.cnp is not None:
+        assert cnp_is_valid(child.cnp), child.cnp
+    reason = getattr(model, "reason", None)
+    if reason is not None:
+        assert reason.code in reference.rejection_codes()
+    assert set(getattr(model, "categories", [])) <= set(reference.risk_categories())
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=example_id)
+def test_example_missing_required_field_is_rejected_by_both(path: Path) -> None:
+    event_type = EventType(path.parent.name)
+    instance = load_json(path)
+    for field in schema_for(event_type)["required"]:
+        broken = copy.deepcopy(instance)
+        del broken[field]
+        assert not schema_accepts(event_type, broken), field
+        assert not model_accepts(event_type, broken), field
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=example_id)
+def test_example_extra_field_is_rejected_by_both(path: Path) -> None:
+    event_type = EventType(path.parent.name)
+    broken = load_json(path) | {"unexpected": 1}
+    assert not schema_accepts(event_type, broken)
+    assert not model_accepts(event_type, broken)
+
+
+def test_nested_extra_field_and_bad_values_are_rejected_by_both() -> None:
+    event_type = EventType.REPORT_SUBMITTED
+    good = load_json(EXAMPLES / event_type.value / "01-neglect-colonesti-social-worker.json")
+    bad_cases = {
+        "nested extra": {**good, "child": {**good["child"], "ethnicity": "x"}},
+        "bad cnp pattern": {**good, "child": {**good["child"], "cnp": "0123"}},
+        "no categories": {**good, "categories": []},
+        "empty description": {**good, "description": ""},
+        "long description": {**good, "description": "x" * 4001},
+        "bad channel": {**good, "channel": "pigeon"},
+    }
+    for name, instance in bad_cases.items():
+        assert not schema_accepts(event_type, instance), name
+        assert not model_accepts(event_type, instance), name
+
+
+# --- model-built instances -------------------------------------------------------------
+
+WHEN = datetime(2025, 3, 10, 7, 41, 12, tzinfo=timezone.utc)
+REPORTER = events.Reporter(institution="spas-colonesti", role="social-worker")
+REASON = events.Reason(code="INVALID_CNP", message_ro="CNP invalid.", message_en="Invalid CNP.")
+
+
+def built_instances() -> list[tuple[EventType, BaseModel]]:
+    """One full and one minimal instance of every payload model, built in Python."""
+    return [
+        (EventType.REPORT_SUBMITTED, events.ReportSubmitted(
+            reporter=REPORTER, channel="school",
+            child=events.ChildIdentity(cnp="6150312041239", given_name="Ana", family_name="Testescu",
+                                       birth_date=date(2015, 3, 12), uat_siruta=21891),
+            categories=["neglect"], description="Exemplu sintetic.", immediate_danger=True, occurred_at=WHEN)),
+        (EventType.REPORT_SUBMITTED, events.ReportSubmitted(
+            reporter=REPORTER, channel="anonymous", child=events.ChildIdentity(uat_siruta=20297),
+            categories=["begging"], description="x")),
+        (EventType.REFERRAL_ACCEPT, events.ReferralAccept(referral_id="ref-1", note="ok")),
+        (EventType.REFERRAL_ACCEPT, events.ReferralAccept(referral_id="ref-1")),
+        (EventType.OUTCOME, events.Outcome(
+            subject_id="e-1", subject_type=EventType.REPORT_SUBMITTED.value, status="accepted",
+            case_id="case-1", referral_id="ref-1", urgency=events.Urgency.P1, informed=["spas-colonesti"])),
+        (EventType.OUTCOME, events.Outcome(subject_id="e-2", subject_type=None, status="rejected", reason=REASON)),
+        (EventType.CASE_OPENED, events.CaseOpened(
+            case_id="case-1", child_ref="chd-1", uat_siruta=21891, categories=["neglect"],
+            urgency=events.Urgency.P1, lead="dgaspc-bc", informed=["spas-colonesti"], report_id="e-1",
+            reporter=REPORTER, received_at=WHEN)),
+        (EventType.CASE_OPENED, events.CaseOpened(
+            case_id="case-2", child_ref="chd-2", uat_siruta=20297, categories=[], urgency=events.Urgency.P3,
+            lead="das-bacau", informed=[], report_id="e-2", reporter=REPORTER, received_at=WHEN)),
+        (EventType.REFERRAL_REQUESTED, events.ReferralRequested(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc",
+            urgency=events.Urgency.P0, categories=["missing_child"], requested_at=WHEN)),
+        (EventType.REFERRAL_ACCEPTED, events.ReferralAccepted(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc",
+            accepted_at=WHEN, note="ok")),
+        (EventType.REFERRAL_ACCEPTED, events.ReferralAccepted(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc", accepted_at=WHEN)),
+        (EventType.CASE_NOTIFICATION, events.CaseNotification(
+            notification_id="n-1", case_id="case-1", referral_id="ref-1", kind="referral-requested",
+            urgency=events.Urgency.P1, categories=["neglect"], recipient="dgaspc-bc",
+            summary_ro="Trimitere nouă.", summary_en="New referral.")),
+        (EventType.CASE_NOTIFICATION, events.CaseNotification(
+            notification_id="n-2", case_id="case-1", kind="case-informed", urgency=events.Urgency.P2,
+            categories=[], recipient="dsp-bc", summary_ro="Caz.", summary_en="Case.")),
+        (EventType.DEAD_LETTER, events.DeadLetter(
+            reason=REASON, service="intake", topic="punte.ingress.spas-colonesti", partition=0, offset=12,
+            headers={"ce_id": "e-1"}, payload_base64="e30=", failed_at=WHEN)),
+    ]
+
+
+def test_built_instances_cover_every_event_type() -> None:
+    assert {t for t, _ in built_instances()} == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event_type,model", built_instances(), ids=lambda v: getattr(v, "value", ""))
+def test_model_built_instance_matches_schema(event_type: EventType, model: BaseModel) -> None:
+    instance = model.model_dump(mode="json")
+    errors = [e.message for e in validator_for(event_type).iter_errors(instance)]
+    assert errors == []
+    assert PAYLOADS[event_type].model_validate(instance) == model
+
+
+# --- headers ---------------------------------------------------------------------------
+
+
+def test_cloudevents_headers_schema() -> None:
+    schema = load_json(SCHEMAS / "cloudevents-binary-kafka.json")
+    validator = Draft202012Validator(schema)
+    headers = {
+        "ce_specversion": "1.0", "ce_id": "6f1c2b9e-4d3a-4f8b-9a2e-1c7d5e3b0a91",
+        "ce_source": "/institutions/spas-colonesti", "ce_type": EventType.REPORT_SUBMITTED.value,
+        "ce_time": "2025-03-10T07:41:12Z", "content-type": "application/json",
+        "ce_signature": "A" * 86, "ce_keyid": "spas-colonesti-2025-01",
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    assert validator.is_valid(headers)
+    assert validator.is_valid(headers | {"ce_source": "/punte/intake", "ce_subject": "case-1"})
+    assert not validator.is_valid(headers | {"ce_specversion": "0.3"})
+    assert not validator.is_valid(headers | {"ce_source": "spas-colonesti"})
+    assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_keyid"})
+    assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_id"})
+
+
+# --- topics.yaml and AsyncAPI ----------------------------------------------------------
+
+
+def test_topics_name_only_known_event_types_and_cover_all() -> None:
+    named = {event["type"] for topic in reference.topics() for event in topic["events"]}
+    assert named <= {t.value for t in EVENT_TYPES}
+    assert named == {t.value for t in EVENT_TYPES}, "an event type travels on no topic"
+
+
+def _asyncapi() -> dict[str, Any]:
+    return yaml.safe_load((CONTRACTS / "asyncapi.yaml").read_text(encoding="utf-8"))
+
+
+def _ref_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1]
+
+
+def test_asyncapi_channels_and_messages_match_topics() -> None:
+    doc = _asyncapi()
+    messages = doc["components"]["messages"]
+    by_address = {channel["address"]: channel for channel in doc["channels"].values()}
+    assert set(by_address) == {topic["name"] for topic in reference.topics()}
+    for topic in reference.topics():
+        channel = by_address[topic["name"]]
+        types = {messages[_ref_name(m["$ref"])]["name"] for m in channel["messages"].values()}
+        assert types == {event["type"] for event in topic["events"]}, topic["name"]
+        assert channel["bindings"]["kafka"]["partitions"] == topic["partitions"]
+    for message in messages.values():
+        assert message["payload"]["$ref"] == f"schemas/{message['name']}.json"
+        for example in message.get("examples", []):
+            path = CONTRACTS / example["payload"]["$ref"]
+            assert path.parent.name == message["name"] and path.is_file(), path
+
+
+def test_asyncapi_operations_match_producers_and_consumers() -> None:
+    doc = _asyncapi()
+    address_of = {key: channel["address"] for key, channel in doc["channels"].items()}
+    declared: set[tuple[str, str, str]] = set()
+    for topic in reference.topics():
+        for actor in topic["producers"]:
+            declared.add(("send", topic["name"], "institution" if actor == "{institution}" else actor))
+        for actor in topic["consumers"]:
+            declared.add(("receive", topic["name"], "institution" if actor == "{institution}" else actor))
+    described = {
+        (op["action"], address_of[_ref_name(op["channel"]["$ref"])], tag["name"])
+        for op in doc["operations"].values()
+        for tag in op["tags"]
+    }
+    assert described == declared
+
+
+def test_asyncapi_document_passes_the_official_parser() -> None:
+    if not (TOOLS / "node_modules" / "@asyncapi" / "parser").is_dir():
+        pytest.skip("contracts/tools/node_modules is missing: run `make asyncapi-validator` "
+                    "(cd contracts/tools && npm install)")
+    node = shutil.which("node")
+    assert node is not None, "node is required to validate contracts/asyncapi.yaml"
+    result = subprocess.run(
+        [node, str(TOOLS / "validate-asyncapi.mjs")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,259 @@
+"""Reference data (contracts/reference/) is complete and consistent, and the loader reads it."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from contracts import reference
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_DIR = ROOT / "contracts" / "reference"
+
+CATEGORY_IDS = [
+    "neglect", "physical_abuse", "emotional_abuse", "sexual_abuse", "labour_exploitation",
+    "sexual_exploitation", "criminal_exploitation", "trafficking", "begging", "bullying",
+    "online_violence", "domestic_violence", "parents_abroad", "disability",
+    "special_educational_needs", "school_absenteeism", "pregnant_minor", "health_risk",
+    "hospital_abandonment", "no_identity_documents", "missing_child", "extreme_poverty",
+    "offence_under_14",
+]
+GROUPS = {"abuse", "exploitation", "violence", "family", "health", "education", "identity",
+          "safety", "poverty", "conduct"}
+REJECTION_CODES = [
+    "MALFORMED_ENVELOPE", "MALFORMED_PAYLOAD", "SCHEMA_VIOLATION", "UNKNOWN_EVENT_TYPE",
+    "MISSING_SIGNATURE", "BAD_SIGNATURE", "UNKNOWN_KEY", "SOURCE_MISMATCH", "SENDER_NOT_ALLOWED",
+    "UNKNOWN_INSTITUTION", "UNKNOWN_CATEGORY", "UNKNOWN_UAT", "INVALID_CNP",
+    "CHILD_NOT_IDENTIFIABLE", "UNKNOWN_REFERRAL", "NOT_REFERRAL_RECIPIENT", "ILLEGAL_TRANSITION",
+    "PROCESSING_FAILED",
+]
+URGENCIES = ["P0", "P1", "P2", "P3"]
+ISO_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
+
+
+def load_builder() -> ModuleType:
+    path = ROOT / "contracts" / "tools" / "build_institutions.py"
+    spec = importlib.util.spec_from_file_location("build_institutions", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- UATs and institutions -------------------------------------------------------------
+
+
+def test_93_uats_of_bacau() -> None:
+    uats = reference.uats()
+    assert len(uats) == 93
+    kinds = Counter(uat.kind for uat in uats.values())
+    assert kinds == {"county-seat-municipality": 1, "municipality": 2, "town": 5, "commune": 85}
+    assert {uat.county for uat in uats.values()} == {"BC"}
+    assert uats[20297].name == "BACĂU"
+
+
+def test_every_uat_has_exactly_one_local_authority() -> None:
+    per_uat = Counter(
+        inst.siruta for inst in reference.institutions().values() if inst.kind in ("DAS", "SPAS")
+    )
+    assert set(per_uat) == set(reference.uats())
+    assert set(per_uat.values()) == {1}
+    for siruta in reference.uats():
+        authority = reference.local_authority(siruta)
+        assert authority is not None and authority.siruta == siruta and authority.level == "local"
+    assert reference.local_authority(99999) is None
+
+
+def test_bacau_has_a_das_and_the_others_an_spas() -> None:
+    das = reference.local_authority(20297)
+    assert das is not None and (das.id, das.kind, das.name) == ("das-bacau", "DAS", "DAS Bacău")
+    moinesti = reference.local_authority(20876)
+    assert moinesti is not None and (moinesti.id, moinesti.name) == ("spas-moinesti", "SPAS Moinești")
+    stefan = reference.local_authority(20670)
+    assert stefan is not None and (stefan.id, stefan.name) == ("spas-stefan-cel-mare", "SPAS Ștefan cel Mare")
+    assert sum(inst.kind == "DAS" for inst in reference.institutions().values()) == 1
+
+
+def test_institution_ids_are_unique_and_well_formed() -> None:
+    with (REFERENCE_DIR / "institutions.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", i) for i in ids)
+    assert len(reference.institutions()) == len(rows) == 5 + 93 + 8
+
+
+def test_county_institutions() -> None:
+    for kind in ("DGASPC", "DSP", "ISJ", "CJRAE", "IPJ"):
+        inst = reference.county_institution(kind)
+        assert inst.id == f"{kind.lower()}-bc" and inst.name == f"{kind} Bacău"
+        assert inst.level == "county" and inst.siruta is None and inst.county == "BC"
+    with pytest.raises(KeyError):
+        reference.county_institution("DGASPC", "CJ")
+
+
+def test_local_police_in_municipalities_and_towns_only() -> None:
+    police = [inst for inst in reference.institutions().values() if inst.kind == "PL"]
+    uats = reference.uats()
+    assert len(police) == 8
+    for inst in police:
+        assert inst.siruta is not None and uats[inst.siruta].kind != "commune"
+    assert reference.institutions()["pl-targu-ocna"].name == "Poliția Locală Târgu Ocna"
+
+
+def test_institutions_csv_is_up_to_date_with_its_builder() -> None:
+    builder = load_builder()
+    with (REFERENCE_DIR / "uat.csv").open(encoding="utf-8", newline="") as handle:
+        expected = builder.render(builder.build_rows(list(csv.DictReader(handle))))
+    assert (REFERENCE_DIR / "institutions.csv").read_text(encoding="utf-8") == expected, (
+        "run: python contracts/tools/build_institutions.py"
+    )
+
+
+@pytest.mark.parametrize("name,slug,shown", [
+    ("BACĂU", "bacau", "Bacău"),
+    ("MOINEȘTI", "moinesti", "Moinești"),
+    ("SLĂNIC-MOLDOVA", "slanic-moldova", "Slănic-Moldova"),
+    ("TÂRGU OCNA", "targu-ocna", "Târgu Ocna"),
+    ("ȘTEFAN CEL MARE", "stefan-cel-mare", "Ștefan cel Mare"),
+    ("IZVORU BERHECIULUI", "izvoru-berheciului", "Izvoru Berheciului"),
+    ("TÂRGU TROTUŞ", "targu-trotus", "Târgu Trotuş"),  # cedilla form folds too
+])
+def test_slug_and_display_name(name: str, slug: str, shown: str) -> None:
+    builder = load_builder()
+    assert builder.slug(name) == slug
+    assert builder.display_name(name) == shown
+
+
+# --- risk categories, triage, routing, urgency -----------------------------------------
+
+
+def test_risk_categories_are_the_agreed_list() -> None:
+    categories = reference.risk_categories()
+    assert list(categories) == CATEGORY_IDS
+    for category in categories.values():
+        assert category.label_ro and category.label_en
+        assert category.group in GROUPS
+    anpdca = [c.id for c in categories.values() if c.anpdca]
+    assert anpdca == CATEGORY_IDS[:7]
+
+
+def test_urgency_levels() -> None:
+    levels = reference.urgency_levels()
+    assert list(levels) == URGENCIES
+    for name, level in levels.items():
+        assert level["label_ro"] and level["label_en"] and level["description"] and level["note"]
+        assert level["clock"] == ("24/7" if name in ("P0", "P1") else "working-days")
+        assert set(level["deadlines"]) == {"acknowledge", "first_action", "outcome_feedback"}
+        for value in level["deadlines"].values():
+            assert ISO_DURATION.match(value), value
+    assert levels["P0"]["deadlines"]["acknowledge"] == "PT15M"
+    assert levels["P1"]["deadlines"] == {"acknowledge": "PT24H", "first_action": "PT72H", "outcome_feedback": "P30D"}
+    assert levels["P3"]["deadlines"]["first_action"] == "P6M"
+
+
+def test_triage_table() -> None:
+    triage = reference.triage_table()
+    assert triage["version"] == 1
+    assert triage["immediate_danger"] == "P0"
+    assert triage["default"] == "P2"
+    assert set(triage["categories"]) <= set(CATEGORY_IDS)
+    assert set(triage["categories"].values()) <= set(URGENCIES)
+    assert triage["categories"]["missing_child"] == "P0"
+    assert all(URGENCIES.index(u) < URGENCIES.index(triage["default"]) for u in triage["categories"].values())
+
+
+def test_every_category_has_a_routing_rule_with_known_roles() -> None:
+    routing = reference.routing_table()
+    roles = routing["roles"]
+    assert routing["version"] == 1
+    assert routing["precedence"] == ["DGASPC", "IPJ", "SPAS", "CJRAE", "DSP", "ISJ"]
+    assert set(routing["precedence"]) == set(roles)
+    assert set(roles.values()) <= {"local", "county"}
+    assert roles["SPAS"] == "local"
+    assert set(routing["categories"]) == set(CATEGORY_IDS)
+    for category, rule in routing["categories"].items():
+        assert rule["lead"] in roles, category
+        assert set(rule["informed"]) <= set(roles), category
+        assert rule["lead"] not in rule["informed"], category
+        assert len(rule["informed"]) == len(set(rule["informed"])), category
+
+
+def test_routing_tokens_resolve_to_institutions() -> None:
+    for token, how in reference.routing_table()["roles"].items():
+        if how == "county":
+            assert reference.county_institution(token).kind == token
+
+
+def test_police_always_informed_when_a_crime_is_suspected() -> None:
+    rules = reference.routing_table()["categories"]
+    for category in reference.risk_categories().values():
+        if category.crime_suspected:
+            assert "IPJ" in rules[category.id]["informed"], category.id
+    for category in ("sexual_abuse", "trafficking", "missing_child"):
+        assert "IPJ" in rules[category]["informed"]
+
+
+# --- rejection codes, services ---------------------------------------------------------
+
+
+def test_rejection_codes_are_complete() -> None:
+    codes = reference.rejection_codes()
+    assert list(codes) == REJECTION_CODES
+    for code in codes.values():
+        assert code.message_ro and code.message_en and code.description
+
+
+def test_romanian_text_uses_comma_below_diacritics() -> None:
+    """ș and ț (comma below) are correct Romanian; ş and ţ (cedilla) are not."""
+    for path in REFERENCE_DIR.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert not set("şţŞŢ") & set(text), path.name
+    assert "ă" in reference.rejection_codes()["INVALID_CNP"].message_ro
+
+
+def test_social_services_parse() -> None:
+    services = reference.social_services()
+    assert len(services) == 14
+    assert len({s.id for s in services}) == len(services)
+    for service in services:
+        assert service.provider_institution in reference.institutions()
+        assert service.status in ("existing", "proposed")
+        assert service.source
+    by_id = {s.id: s for s in services}
+    assert by_id["caminul-pentru-persoane-varstnice-bacau"].capacity == 210
+    assert by_id["caminul-pentru-persoane-varstnice-bacau"].occupancy_pct == pytest.approx(92.38)
+    assert by_id["cci-colonesti"].provider_institution == "spas-colonesti"
+    assert by_id["centrul-de-zi-pentru-copilul-cu-nevoi-speciale"].capacity_note == "30 places + 20 outpatient"
+    assert by_id["cantina-sociala"].status == "proposed" and by_id["cantina-sociala"].capacity is None
+
+
+# --- topics ----------------------------------------------------------------------------
+
+
+def test_topic_names_expand_templates() -> None:
+    names = reference.topic_names(["das-bacau", "dgaspc-bc"])
+    assert names == [
+        "punte.ingress.das-bacau", "punte.ingress.dgaspc-bc",
+        "punte.delivery.das-bacau", "punte.delivery.dgaspc-bc",
+        "punte.cases", "punte.referrals", "punte.deadletter",
+    ]
+    all_names = reference.topic_names(reference.institutions())
+    assert len(all_names) == len(set(all_names)) == 2 * len(reference.institutions()) + 3
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) for name in all_names)
+
+
+def test_ingress_and_delivery_topics() -> None:
+    assert reference.ingress_topic("spas-colonesti") == "punte.ingress.spas-colonesti"
+    assert reference.delivery_topic("spas-colonesti") == "punte.delivery.spas-colonesti"
+    for inst_id in reference.institutions():
+        assert reference.owner_of_ingress_topic(reference.ingress_topic(inst_id)) == inst_id
+    assert reference.owner_of_ingress_topic("punte.delivery.das-bacau") is None
+    assert reference.owner_of_ingress_topic("punte.cases") is None
+    assert reference.owner_of_ingress_topic("punte.ingress.nobody") is None
+    assert reference.owner_of_ingress_topic("punte.ingress.") is None
