@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from punte.stack import SERVICES
 from punte.state import State
@@ -13,24 +13,32 @@ from runtime.signing import SigningKey
 from runtime.tokens import TokenIssuer
 
 
-async def topic_messages(bootstrap: str) -> int:
-    """How many messages all punte.* topics hold (sum of end offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def topic_messages(bootstrap: str, quiet_polls: int = 3) -> int:
+    """How many messages all punte.* topics hold, counted by reading them.
+
+    Not from ListOffsets: the embedded broker (Tansu 0.6) reports a stale latest offset
+    after multi-record batches, so end offsets undercount; reading is exact at demo scale."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_bytes=16 << 20)
     await consumer.start()
     try:
         partitions = [
-            tp for topic in await consumer.topics() if topic.startswith("punte.")
-            for tp in _partitions(consumer, topic)
+            TopicPartition(topic, p) for topic in await consumer.topics() if topic.startswith("punte.")
+            for p in consumer.partitions_for_topic(topic) or ()
         ]
-        ends = await consumer.end_offsets(partitions) if partitions else {}
-        return sum(ends.values())
+        if not partitions:
+            return 0
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        total, empty = 0, 0
+        while empty < quiet_polls:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10000)
+            read = sum(len(records) for records in batch.values())
+            total += read
+            empty = 0 if read else empty + 1
+        return total
     finally:
         await consumer.stop()
-
-
-def _partitions(consumer: AIOKafkaConsumer, topic: str):
-    from aiokafka import TopicPartition
-    return [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
 
 
 def operator_token(state: State, issuer: str) -> str:

@@ -1,0 +1,4 @@
+from runtime.service import serve
+from services.notification.bootstrap import SPEC
+
+serve(SPEC)

@@ -1,0 +1,47 @@
+"""The short summaries an institution's people read, in Romanian and English.
+
+Built only from the kind of notice, the urgency, the risk categories and the case id:
+never a name, CNP, address or child pseudonym, so a summary can travel to any inbox,
+e-mail or SMS gateway without widening who knows who the child is."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+# kind -> (Romanian, English) headline
+HEADLINES: dict[str, tuple[str, str]] = {
+    "case-informed": ("Caz nou, spre informare", "New case, for information"),
+    "referral-requested": ("Trimitere nouă", "New referral"),
+    "referral-accepted": ("Trimitere acceptată", "Referral accepted"),
+}
+
+
+class Labelled(Protocol):
+    label_ro: str
+    label_en: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    ro: str
+    en: str
+
+
+def _in_sentence(label: str) -> str:
+    # Labels are written to stand alone ("Neglijare"); mid-sentence they read lower case.
+    return label[:1].lower() + label[1:]
+
+
+def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
+              labels: Mapping[str, Labelled]) -> Summary:
+    """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…"."""
+    headline_ro, headline_en = HEADLINES[kind]
+    ids = list(dict.fromkeys(categories))
+    # An id missing from the reference data (a newer contract) still shows, as its id.
+    ro = ", ".join(_in_sentence(labels[c].label_ro) if c in labels else c for c in ids)
+    en = ", ".join(_in_sentence(labels[c].label_en) if c in labels else c for c in ids)
+    return Summary(
+        ro=f"{headline_ro} ({urgency}): {ro}. Caz {case_id}",
+        en=f"{headline_en} ({urgency}): {en}. Case {case_id}",
+    )

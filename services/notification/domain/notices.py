@@ -1,0 +1,50 @@
+"""Who is told about what: the notices a case or referral event gives rise to.
+
+The lead of a case hears of it through the referral it is asked to take, so a new case
+only notifies the institutions informed of it."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from contracts.events import CaseOpened, ReferralAccepted, ReferralRequested
+
+# Fixed namespace: the same event and recipient always give the same notification id.
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/notification")
+
+
+@dataclass(frozen=True)
+class Notice:
+    recipient: str
+    kind: str
+    case_id: str
+    referral_id: str | None
+    urgency: str
+    categories: tuple[str, ...]
+
+
+def notification_id(event_source: str, event_id: str, recipient: str) -> str:
+    """Deterministic, so a redelivered event cannot make a second notification even if the
+    inbox did not catch it (CloudEvents ids are unique per source)."""
+    return str(uuid.uuid5(NAMESPACE, f"{event_source}|{event_id}|{recipient}"))
+
+
+def case_opened(case: CaseOpened) -> list[Notice]:
+    return [
+        Notice(recipient, "case-informed", case.case_id, None, case.urgency.value,
+               tuple(case.categories))
+        for recipient in dict.fromkeys(case.informed)
+    ]
+
+
+def referral_requested(referral: ReferralRequested) -> list[Notice]:
+    return [Notice(referral.to, "referral-requested", referral.case_id, referral.referral_id,
+                   referral.urgency.value, tuple(referral.categories))]
+
+
+def referral_accepted(referral: ReferralAccepted, urgency: str,
+                      categories: tuple[str, ...]) -> list[Notice]:
+    """The referrer learns its referral was taken. The acceptance carries neither urgency
+    nor categories, so they come from the request; its free-text note is never passed on."""
+    return [Notice(referral.referrer, "referral-accepted", referral.case_id,
+                   referral.referral_id, urgency, categories)]

@@ -1,0 +1,99 @@
+"""Notification's use cases: one function per event it handles."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert
+
+from contracts.events import (CaseNotification, CaseOpened, EventType, ReferralAccepted,
+                              ReferralRequested)
+from contracts.reference import delivery_topic
+from runtime.cloudevents import CloudEvent, EnvelopeError, decode
+from runtime.inbox import Message, UnitOfWork, dead_letter
+from services.notification.adapters.tables import inbox_entries
+from services.notification.domain import notices
+from services.notification.domain.messages import Labelled, summarise
+from services.notification.domain.notices import Notice
+
+SERVICE = "notification"
+
+
+class UnknownReferral(LookupError):
+    """An acceptance for a referral this service never saw requested."""
+
+
+async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelled]) -> None:
+    """A case or referral event becomes inbox entries and deliveries to those it concerns."""
+    try:
+        event = decode(message.headers, message.value)
+        if event.type == EventType.CASE_OPENED.value:
+            found = notices.case_opened(CaseOpened.model_validate(event.data))
+        elif event.type == EventType.REFERRAL_REQUESTED.value:
+            found = notices.referral_requested(ReferralRequested.model_validate(event.data))
+        elif event.type == EventType.REFERRAL_ACCEPTED.value:
+            accepted = ReferralAccepted.model_validate(event.data)
+            urgency, categories = await _referral_facts(uow, accepted)
+            found = notices.referral_accepted(accepted, urgency, categories)
+        else:
+            return  # other events on these topics are not for people
+    except EnvelopeError as exc:
+        # Internal topics carry only our services' events; an unreadable one is a fault
+        # someone must see, not something to retry.
+        dead_letter(uow, message, SERVICE, exc.code, exc.detail)
+        return
+    except ValidationError as exc:
+        dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", str(exc)[:300])
+        return
+    for notice in found:
+        await _deliver(uow, event, notice, labels)
+
+
+async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
+                   labels: Mapping[str, Labelled]) -> None:
+    notification_id = notices.notification_id(event.source, event.id, notice.recipient)
+    summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, labels)
+    inserted = await uow.session.scalar(insert(inbox_entries).values(
+        notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
+        referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
+        categories=list(notice.categories), summary_ro=summary.ro, summary_en=summary.en,
+        created_at=uow.now,
+    ).on_conflict_do_nothing(index_elements=["notification_id"])
+        .returning(inbox_entries.c.notification_id))
+    if inserted is None:
+        return  # already delivered: the event came round again past the inbox
+    delivery = CaseNotification(
+        notification_id=notification_id, case_id=notice.case_id, referral_id=notice.referral_id,
+        kind=notice.kind, urgency=notice.urgency, categories=list(notice.categories),
+        recipient=notice.recipient, summary_ro=summary.ro, summary_en=summary.en,
+    )
+    # The notification id doubles as the event id, so the recipient can deduplicate too.
+    uow.outbox.emit(delivery_topic(notice.recipient), CloudEvent.new(
+        EventType.CASE_NOTIFICATION.value, uow.source, delivery.model_dump(mode="json"),
+        subject=notice.case_id, id=notification_id,
+    ), key=notice.case_id)
+
+
+async def _referral_facts(uow: UnitOfWork, accepted: ReferralAccepted) -> tuple[str, tuple[str, ...]]:
+    """Urgency and categories of an accepted referral, from the notice of its request (same
+    topic and key, so it was handled first), else from any notice about the case."""
+    for where in (inbox_entries.c.referral_id == accepted.referral_id,
+                  inbox_entries.c.case_id == accepted.case_id):
+        row = (await uow.session.execute(
+            sa.select(inbox_entries.c.urgency, inbox_entries.c.categories).where(where)
+            .order_by(inbox_entries.c.created_at).limit(1)
+        )).first()
+        if row is not None:
+            return row.urgency, tuple(row.categories)
+    # Raised, so the message is retried and then dead-lettered with its reason.
+    raise UnknownReferral(f"no request seen for referral {accepted.referral_id}")
+
+
+async def stats(session) -> dict:
+    count = lambda *where: session.scalar(  # noqa: E731
+        sa.select(sa.func.count()).select_from(inbox_entries).where(*where))
+    return {
+        "notifications": await count(),
+        "unread": await count(inbox_entries.c.read_at.is_(None)),
+    }

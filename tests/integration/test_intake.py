@@ -1,0 +1,135 @@
+"""Intake's handler against a real database: every report gets an outcome, bad input a
+rejection code, and what cannot be trusted lands in the dead-letter topic."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from runtime.cloudevents import CloudEvent
+from runtime.inbox import DEAD_LETTER_TOPIC, InboxConsumer
+from runtime.outbox import outbox_table
+from runtime.signing import Keyring, PublicKey, SigningKey
+from services.intake import handlers
+from services.intake.adapters.tables import cases, reports
+from services.intake.bootstrap import build_rules
+from tests.integration.helpers import message, migrated_database
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
+SCHOOL, DOCTOR = "isj-bc", "dsp-bc"
+KEYS = {i: SigningKey.generate(f"{i}-1") for i in (SCHOOL, DOCTOR)}
+KEYRING = Keyring([PublicKey(k.key_id, i, k.public_raw(), datetime(2026, 1, 1, tzinfo=timezone.utc), None)
+                   for i, k in KEYS.items()])
+
+
+def report(**child) -> dict:
+    return {
+        "reporter": {"institution": SCHOOL, "role": "school-counsellor"},
+        "channel": "school",
+        "child": child or {"cnp": "5150412041230", "uat_siruta": 21891},
+        "categories": ["school_absenteeism"],
+        "description": "Absențe repetate (date sintetice).",
+    }
+
+
+def signed(data: dict, sender: str = SCHOOL) -> CloudEvent:
+    return KEYS[sender].sign(CloudEvent.new("ro.punte.report.submitted.v1",
+                                            f"/institutions/{sender}", data))
+
+
+@pytest.fixture
+async def intake(infrastructure):
+    engine, sessions = await migrated_database(infrastructure.database_url, "intake", MIGRATIONS)
+    rules = build_rules("")
+
+    async def handle(uow, msg):
+        await handlers.submit_report(uow, msg, KEYRING, rules)
+
+    consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
+                             handler=handle, attempts=1)
+    yield consumer, engine
+    await engine.dispose()
+
+
+async def emitted(engine) -> list[tuple[str, dict, dict]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox_table).order_by(outbox_table.c.id))).all()
+    return [(r.topic, dict(r.headers), json.loads(r.payload)) for r in rows]
+
+
+async def test_a_valid_report_opens_a_routed_case_and_is_answered(intake):
+    consumer, engine = intake
+    event = signed(report())
+    await consumer.process([message(f"punte.ingress.{SCHOOL}", event)])
+    out = await emitted(engine)
+    opened = [d for t, h, d in out if t == "punte.cases"]
+    answer = [d for t, h, d in out if t == f"punte.delivery.{SCHOOL}"]
+    assert len(opened) == 1 and len(answer) == 1
+    assert opened[0]["lead"] == "spas-colonesti" and opened[0]["urgency"] == "P2"
+    assert set(opened[0]["informed"]) == {"cjrae-bc", "isj-bc"}
+    assert answer[0] == {"subject_id": event.id, "subject_type": event.type, "status": "accepted",
+                         "case_id": opened[0]["case_id"], "urgency": "P2",
+                         "informed": ["spas-colonesti", *opened[0]["informed"]]}
+    # Internal topics carry the pseudonym, never the CNP.
+    assert "5150412041230" not in json.dumps(out)
+    assert opened[0]["child_ref"].startswith("ch-")
+
+
+async def test_the_same_child_gets_the_same_pseudonym_from_different_reporters(intake):
+    consumer, engine = intake
+    one = signed(report())
+    other_data = {**report(), "reporter": {"institution": DOCTOR, "role": "family-doctor"},
+                  "channel": "family-doctor", "categories": ["health_risk"]}
+    await consumer.process([message(f"punte.ingress.{SCHOOL}", one, offset=0),
+                            message(f"punte.ingress.{DOCTOR}", signed(other_data, DOCTOR), offset=1)])
+    async with engine.connect() as conn:
+        refs = (await conn.execute(sa.select(cases.c.child_ref))).scalars().all()
+    assert len(refs) == 2 and refs[0] == refs[1]
+
+
+BAD_INPUTS = {
+    "MISSING_SIGNATURE": lambda: message(f"punte.ingress.{SCHOOL}", CloudEvent.new(
+        "ro.punte.report.submitted.v1", f"/institutions/{SCHOOL}", report())),
+    "BAD_SIGNATURE": lambda: message(f"punte.ingress.{SCHOOL}", _forged()),
+    "SOURCE_MISMATCH": lambda: message(f"punte.ingress.{SCHOOL}", signed(report() | {
+        "reporter": {"institution": DOCTOR, "role": "family-doctor"}}, DOCTOR)),
+    "MALFORMED_PAYLOAD": lambda: message(f"punte.ingress.{SCHOOL}", value=b"{not json",
+                                         headers=signed(report()).headers()),
+    "MALFORMED_ENVELOPE": lambda: message(f"punte.ingress.{SCHOOL}", value=b"{}", headers=[]),
+    "SCHEMA_VIOLATION": lambda: message(f"punte.ingress.{SCHOOL}", signed({**report(), "categories": []})),
+    "UNKNOWN_EVENT_TYPE": lambda: message(f"punte.ingress.{SCHOOL}", KEYS[SCHOOL].sign(
+        CloudEvent.new("ro.punte.report.deleted.v1", f"/institutions/{SCHOOL}", {}))),
+    "INVALID_CNP": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(cnp="5150412041231", uat_siruta=21891))),
+    "UNKNOWN_UAT": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(cnp="5150412041230", uat_siruta=999999))),
+    "CHILD_NOT_IDENTIFIABLE": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(given_name="Ana", uat_siruta=21891))),
+}
+# What cannot be read or trusted also goes to the dead-letter topic.
+DEAD_LETTERED = {"MISSING_SIGNATURE", "BAD_SIGNATURE", "SOURCE_MISMATCH", "MALFORMED_PAYLOAD",
+                 "MALFORMED_ENVELOPE", "SCHEMA_VIOLATION", "UNKNOWN_EVENT_TYPE"}
+
+
+def _forged() -> CloudEvent:
+    genuine = signed(report())
+    tampered = {**genuine.data, "categories": ["school_absenteeism", "bullying"]}
+    return CloudEvent(genuine.id, genuine.source, genuine.type, genuine.time, tampered,
+                      genuine.subject, genuine.extensions)
+
+
+@pytest.mark.parametrize("code", sorted(BAD_INPUTS))
+async def test_bad_input_is_rejected_with_its_code(intake, code):
+    consumer, engine = intake
+    await consumer.process([BAD_INPUTS[code]()])
+    out = await emitted(engine)
+    answers = [d for t, h, d in out if t == f"punte.delivery.{SCHOOL}"]
+    assert len(answers) == 1
+    assert answers[0]["status"] == "rejected" and answers[0]["reason"]["code"] == code
+    assert answers[0]["reason"]["message_ro"] and answers[0]["reason"]["message_en"]
+    dead = [d for t, h, d in out if t == DEAD_LETTER_TOPIC]
+    assert [d["reason"]["code"] for d in dead] == ([code] if code in DEAD_LETTERED else [])
+    assert not [t for t, h, d in out if t == "punte.cases"]
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(reports))).one()
+    assert (row.outcome, row.reason_code) == ("rejected", code)

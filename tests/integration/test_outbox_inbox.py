@@ -1,0 +1,126 @@
+"""The delivery guarantees of the shared runtime, against real PostgreSQL and the broker."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from runtime.cloudevents import CloudEvent
+from runtime.inbox import DEAD_LETTER_TOPIC, InboxConsumer, Message, UnitOfWork
+from runtime.kafka import ensure_topics, make_producer
+from runtime.outbox import Outbox, OutboxRelay, outbox_table
+from tests.integration.helpers import message, migrated_database, read_topic
+
+# Intake's migrations carry the runtime tables; its own tables are unused here.
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
+
+
+@pytest.fixture
+async def database(infrastructure):
+    engine, sessions = await migrated_database(infrastructure.database_url, "runtime", MIGRATIONS)
+    yield engine, sessions
+    await engine.dispose()
+
+
+def event(n: int, case: str) -> CloudEvent:
+    return CloudEvent.new("ro.punte.test.v1", "/punte/test", {"n": n, "case_id": case})
+
+
+async def test_relay_publishes_every_row_once_in_key_order_with_two_replicas(infrastructure, database):
+    engine, sessions = database
+    topic = f"test.outbox.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 3)])
+    async with sessions() as session, session.begin():
+        outbox = Outbox(session)
+        for n in range(60):
+            outbox.emit(topic, event(n, f"case-{n % 4}"), key=f"case-{n % 4}")
+        await outbox.flush()
+
+    producers = [make_producer(infrastructure.kafka_bootstrap) for _ in range(2)]
+    for p in producers:
+        await p.start()
+    relays = [OutboxRelay(engine, p, batch_max=7) for p in producers]
+    try:
+        async def drain(relay: OutboxRelay) -> None:
+            while await relay.publish_batch() or await _pending(engine):
+                await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*(drain(r) for r in relays)), 30)
+    finally:
+        for p in producers:
+            await p.stop()
+
+    records = await read_topic(infrastructure.kafka_bootstrap, topic, 60)
+    numbers = [json.loads(r.value)["n"] for r in records]
+    assert sorted(numbers) == list(range(60)), "every row published exactly once"
+    for case in range(4):
+        in_partition = [json.loads(r.value)["n"] for r in records if r.key == f"case-{case}".encode()]
+        assert in_partition == sorted(in_partition), f"case-{case} kept its order"
+    assert sum(r.published for r in relays) == 60
+    assert await _pending(engine) == 0
+
+
+async def _pending(engine) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(sa.select(sa.func.count()).select_from(outbox_table)
+                                 .where(outbox_table.c.published_at.is_(None)))
+
+
+async def test_outbox_rows_commit_and_roll_back_with_the_state_change(database):
+    engine, sessions = database
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            outbox = Outbox(session)
+            outbox.emit("t", event(1, "c"))
+            await outbox.flush()
+            raise RuntimeError("the state change failed")
+    assert await _pending(engine) == 0
+
+
+def consumer(sessions, handler, **kwargs) -> InboxConsumer:
+    return InboxConsumer(service="intake", group_id="unused", bootstrap="unused", sessions=sessions,
+                         handler=handler, attempts=2, **kwargs)
+
+
+async def test_a_redelivered_batch_has_no_second_effect(database):
+    engine, sessions = database
+    applied: list[int] = []
+
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        applied.append(json.loads(msg.value)["n"])
+        uow.outbox.emit("out", event(json.loads(msg.value)["n"], "c"))
+
+    batch = [message("in", event(n, "c"), offset=n) for n in range(5)]
+    inbox = consumer(sessions, handle)
+    await inbox.process(batch)
+    await inbox.process(batch)  # the broker redelivers after a crash before the offset commit
+    await inbox.process([batch[2], batch[2]])  # and a sender replays one event twice
+    assert applied == [0, 1, 2, 3, 4]
+    assert inbox.duplicates == 7
+    assert await _pending(engine) == 5
+
+
+async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_applies(database):
+    engine, sessions = database
+
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        n = json.loads(msg.value)["n"]
+        uow.outbox.emit("out", event(n, "c"))  # must not survive the failed try
+        if n == 1:
+            raise ValueError("cannot apply this one")
+
+    inbox = consumer(sessions, handle)
+    await inbox.process([message("in", event(n, "c"), offset=n) for n in range(3)])
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox_table.c.topic, outbox_table.c.payload)
+                                   .order_by(outbox_table.c.id))).all()
+    topics = [r.topic for r in rows]
+    assert topics.count("out") == 2 and topics.count(DEAD_LETTER_TOPIC) == 1
+    dead = json.loads(next(r.payload for r in rows if r.topic == DEAD_LETTER_TOPIC))
+    assert dead["reason"]["code"] == "PROCESSING_FAILED"
+    assert "cannot apply this one" in dead["reason"]["message_en"]
+    assert dead["offset"] == 1 and dead["topic"] == "in"
+    assert inbox.dead_lettered == 1 and inbox.processed == 3
