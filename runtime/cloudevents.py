@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+# ce_time is optional in CloudEvents; Punte requires it (signatures and the replay window use it).
+REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 CONTENT_TYPE = "application/json"
 
 
@@ -90,7 +91,7 @@ def decode(headers: Any, body: bytes | None) -> CloudEvent:
         raise EnvelopeError("MALFORMED_PAYLOAD", "body must be a JSON object")
     extensions = {
         k[3:]: v for k, v in h.items()
-        if k.startswith("ce_") and k not in REQUIRED and k not in ("ce_time", "ce_subject")
+        if k.startswith("ce_") and k not in REQUIRED and k != "ce_subject"
     }
     return CloudEvent(
         id=h["ce_id"], source=h["ce_source"], type=h["ce_type"], time=time, data=data,

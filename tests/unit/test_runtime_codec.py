@@ -1,0 +1,91 @@
+"""The CloudEvents codec, message signatures and tokens of the shared runtime."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from runtime.cloudevents import CloudEvent, EnvelopeError, decode
+from runtime.signing import Keyring, PublicKey, SignatureError, SigningKey
+from runtime.tokens import TokenIssuer, TokenVerifier
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+
+
+def test_a_cloudevent_survives_kafka_headers_and_body():
+    event = CloudEvent.new("ro.punte.x.v1", "/institutions/isj-bc", {"a": "ăîșț"}, subject="case-1")
+    back = decode(event.headers(), event.body())
+    assert back == event
+
+
+GOOD = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"),
+        ("ce_time", b"2026-11-22T12:00:00Z")]
+
+
+@pytest.mark.parametrize("headers, body, code", [
+    ([], b"{}", "MALFORMED_ENVELOPE"),
+    ([("ce_specversion", b"0.3"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}", "MALFORMED_ENVELOPE"),
+    ([("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"), ("ce_time", b"yesterday")], b"{}", "MALFORMED_ENVELOPE"),
+    ([("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD, b"\xff\xfe", "MALFORMED_PAYLOAD"),
+    (GOOD, b"[1, 2]", "MALFORMED_PAYLOAD"),
+])
+def test_unreadable_events_are_refused_with_a_code(headers, body, code):
+    with pytest.raises(EnvelopeError) as refused:
+        decode(headers, body)
+    assert refused.value.code == code
+
+
+def keyring_for(key: SigningKey, owner: str, not_after: datetime | None = None) -> Keyring:
+    return Keyring([PublicKey(key.key_id, owner, key.public_raw(), NOW - timedelta(days=30), not_after)])
+
+
+def verify(keyring: Keyring, event: CloudEvent, owner: str = "isj-bc", body: bytes | None = None) -> None:
+    keyring.verify(owner, body if body is not None else event.body(), event.id, event.source,
+                   event.type, event.time, event.subject, event.extensions.get("keyid"),
+                   event.extensions.get("signature"), now=NOW)
+
+
+def test_signatures_verify_and_any_change_breaks_them():
+    key = SigningKey.generate("isj-bc-1")
+    event = key.sign(CloudEvent.new("t.v1", "/institutions/isj-bc", {"n": 1}))
+    keyring = keyring_for(key, "isj-bc")
+    verify(keyring, event)
+    with pytest.raises(SignatureError) as bad:
+        verify(keyring, event, body=b'{"n":2}')
+    assert bad.value.code == "BAD_SIGNATURE"
+    moved = CloudEvent(event.id, event.source, "other.v1", event.time, event.data, None, event.extensions)
+    with pytest.raises(SignatureError):
+        verify(keyring, moved)
+
+
+def test_a_key_counts_only_for_its_owner_and_inside_its_validity():
+    key = SigningKey.generate("isj-bc-1")
+    event = key.sign(CloudEvent.new("t.v1", "/institutions/isj-bc", {}))
+    with pytest.raises(SignatureError) as other_owner:
+        verify(keyring_for(key, "dsp-bc"), event, owner="isj-bc")
+    assert other_owner.value.code == "UNKNOWN_KEY"
+    with pytest.raises(SignatureError) as expired:
+        verify(keyring_for(key, "isj-bc", not_after=NOW - timedelta(days=1)), event)
+    assert expired.value.code == "UNKNOWN_KEY"
+    unsigned = CloudEvent.new("t.v1", "/institutions/isj-bc", {})
+    with pytest.raises(SignatureError) as missing:
+        verify(keyring_for(key, "isj-bc"), unsigned)
+    assert missing.value.code == "MISSING_SIGNATURE"
+
+
+def test_keyring_round_trips_through_json():
+    key = SigningKey.generate("isj-bc-1")
+    keyring = Keyring.from_json(keyring_for(key, "isj-bc").to_json())
+    verify(keyring, key.sign(CloudEvent.new("t.v1", "/institutions/isj-bc", {})))
+
+
+async def test_tokens_carry_institution_and_roles_and_reject_forgeries():
+    issuer = TokenIssuer("http://127.0.0.1:1", SigningKey.generate("idp-1"))
+    verifier = TokenVerifier("http://127.0.0.1:1", "punte", jwks=issuer.jwks())
+    principal = await verifier.verify(issuer.issue("cm.isj-bc", "isj-bc", ["case-manager"]))
+    assert principal.institution == "isj-bc" and principal.roles == {"case-manager"}
+    impostor = TokenIssuer("http://127.0.0.1:1", SigningKey.generate("idp-1"))
+    with pytest.raises(Exception) as refused:
+        await verifier.verify(impostor.issue("cm.isj-bc", "isj-bc", ["auditor"]))
+    assert refused.value.status_code == 401
