@@ -470,7 +470,8 @@ def show(figures: dict) -> None:
     sat, paced, broker, insert = (figures["saturated"], figures["paced"], figures["raw_broker"],
                                   figures["raw_insert"])
     console.print(f"[bold]Machine:[/bold] {figures['machine']}")
-    console.print(f"stack start-up: {figures['startup_s']:.1f} s\n")
+    console.print(f"stack start-up: {figures['startup_s']:.1f} s; 1-min load average before the "
+                  f"run: {figures['load_1min_at_start']:.2f} (anything else busy skews every figure)\n")
 
     t = Table(title=f"1. End-to-end throughput ({sat['reports']} reports sent as fast as possible)")
     t.add_column("figure")
@@ -569,7 +570,7 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
         "date": date.today().isoformat(),
         "machine": machine_line(),
         "cores": os.cpu_count(), "python": platform.python_version(),
-        "startup_s": startup_s,
+        "startup_s": startup_s, "load_1min_at_start": args.load_at_start,
         "saturated": saturated, "paced": paced, "raw_broker": broker, "raw_hop_latency": hop, "raw_insert": insert,
         "ratios": {
             "answered_vs_broker": saturated["reports_per_s_answered"] / broker["messages_per_s"],
@@ -601,6 +602,7 @@ def main() -> int:
     parser.add_argument("--keep-logs", type=Path, default=None,
                         help="copy the stack's logs/ here before the temporary folder goes")
     args = parser.parse_args()
+    args.load_at_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="punte-bench-") as tmp:
         stack = Stack(Path(tmp) / "state")

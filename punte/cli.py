@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from punte.demo import DemoProgress, run_demo
-from punte.stack import Stack
+from punte.stack import Stack, topic_plan
 from punte.state import State
 from punte.status import collect
 
@@ -96,6 +96,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print(table)
     console.print(result["counts"])
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
+
+
+@app.command()
+def topics() -> None:
+    """Every topic of the network with its partition count (from contracts/topics.yaml)."""
+    for name, partitions in topic_plan():
+        print(f"{name}\t{partitions}")
 
 
 if __name__ == "__main__":

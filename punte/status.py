@@ -50,6 +50,14 @@ async def collect(state: State) -> dict[str, Any]:
     runtime = json.loads(state.runtime_file.read_text())
     urls: dict[str, str] = runtime["services"]
     components: dict[str, Any] = {}
+    # Topics are counted first: the audit count read afterwards has had time to catch up,
+    # so on a live network "covers" means the trail holds at least what the topics held.
+    try:
+        on_topics: int | None = await topic_messages(runtime["kafka_bootstrap"])
+        components["broker"] = {"status": "up", "bootstrap": runtime["kafka_bootstrap"]}
+    except Exception as exc:
+        on_topics = None
+        components["broker"] = {"status": "down", "error": repr(exc)}
     stats: dict[str, dict[str, Any]] = {}
     async with httpx.AsyncClient(timeout=10) as client:
         for name, url in urls.items():
@@ -68,12 +76,6 @@ async def collect(state: State) -> dict[str, Any]:
             token = operator_token(state, urls["identity"])
             verify = (await client.get(urls["audit"] + "/verify",
                                        headers={"Authorization": f"Bearer {token}"})).json()
-    try:
-        on_topics: int | None = await topic_messages(runtime["kafka_bootstrap"])
-        components["broker"] = {"status": "up", "bootstrap": runtime["kafka_bootstrap"]}
-    except Exception as exc:
-        on_topics = None
-        components["broker"] = {"status": "down", "error": repr(exc)}
     database_up = all(c.get("checks", {}).get("database") for n, c in components.items() if n in SERVICES)
     components["database"] = {"status": "up" if database_up else "down"}
 
@@ -100,7 +102,7 @@ async def collect(state: State) -> dict[str, Any]:
         "audit": verify,
         "consistent": {
             "every_report_has_an_outcome": counts["reports"] == counts["report_outcomes"],
-            "audit_covers_every_message": on_topics is not None and counts["audit_entries"] == on_topics,
+            "audit_covers_every_message": on_topics is not None and counts["audit_entries"] >= on_topics,
         },
         "outbox_pending": pending,
     }
