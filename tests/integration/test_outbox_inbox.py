@@ -124,3 +124,27 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
     assert "cannot apply this one" in dead["reason"]["message_en"]
     assert dead["offset"] == 1 and dead["topic"] == "in"
     assert inbox.dead_lettered == 1 and inbox.processed == 3
+
+
+async def test_the_trace_continues_from_the_inbound_message_through_the_outbox(database):
+    from opentelemetry import trace
+
+    from runtime.telemetry import configure_tracing
+    configure_tracing("test")
+    engine, sessions = database
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        assert trace.get_current_span().get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        uow.outbox.emit("out", event(1, "c"))
+
+    inbound = message("in", event(1, "c"))
+    inbound = Message(inbound.topic, 0, 0, None, inbound.value,
+                      inbound.headers + (("traceparent", parent.encode()),), 0)
+    await consumer(sessions, handle).process([inbound])
+    async with engine.connect() as conn:
+        headers = dict((await conn.execute(sa.select(outbox_table.c.headers)
+                                           .where(outbox_table.c.topic == "out"))).scalar_one())
+    trace_id = headers["traceparent"].split("-")[1]
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert headers["traceparent"] != parent, "a new span of the same trace"
