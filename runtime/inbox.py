@@ -151,14 +151,15 @@ class InboxConsumer:
                 records = [Message.of(r) for batch in polled.values() for r in batch]
                 if not records:
                     continue
-                await self._process_until_done(records)
+                await self.process_with_retry(records)
                 await consumer.commit({
                     tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch
                 })
         finally:
             await consumer.stop()
 
-    async def _process_until_done(self, records: list[Message]) -> None:
+    async def process_with_retry(self, records: list[Message]) -> None:
+        """Process until it succeeds: a failed batch rolled back whole, so retrying is safe."""
         backoff = 0.1
         while True:
             try:

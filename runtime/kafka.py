@@ -20,6 +20,9 @@ def make_consumer(bootstrap: str, group_id: str, max_records: int) -> AIOKafkaCo
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", max_poll_records=max_records,
         metadata_max_age_ms=5000, session_timeout_ms=30000, heartbeat_interval_ms=3000,
+        # An idle partition answers a fetch after this long; the default 500 ms adds up
+        # over the several hops from a report to an inbox.
+        fetch_max_wait_ms=50,
     )
 
 

@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from runtime.signing import SigningKey, b64url
 
 ALGORITHM = "EdDSA"
+REFRESH_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class TokenVerifier:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
         if jwks is not None:
             self._load(jwks)
 
@@ -84,7 +86,10 @@ class TokenVerifier:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as exc:
             raise HTTPException(401, detail={"code": "INVALID_TOKEN", "message": str(exc)}) from None
-        if kid not in self._keys:
+        # An unknown key id may mean the issuer rotated; look again, but at most every
+        # REFRESH_SECONDS, so forged tokens cannot turn us against the issuer.
+        if kid not in self._keys and time.monotonic() - self._fetched_at > REFRESH_SECONDS:
+            self._fetched_at = time.monotonic()
             try:
                 await self._refresh()
             except (httpx.HTTPError, KeyError, ValueError) as exc:

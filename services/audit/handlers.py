@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from runtime.inbox import Message, UnitOfWork
 from services.audit.adapters.tables import audit_entries
@@ -30,12 +31,14 @@ async def append(uow: UnitOfWork, message: Message, templates: Sequence[str]) ->
         .order_by(audit_entries.c.seq.desc()).limit(1)
     )).first()
     seq, prev = (last.seq, last.hash) if last is not None else (0, chain.GENESIS)
-    await session.execute(sa.insert(audit_entries).values(
+    # A replica that lost this partition in a rebalance may have appended it already;
+    # then nothing is added here and the inbox sees the duplicate on the batch's retry.
+    await session.execute(pg_insert(audit_entries).values(
         seq=seq + 1, topic=message.topic, partition=message.partition, offset=message.offset,
         event_id=subject.event_id, event_type=subject.event_type, source=subject.source,
         case_id=subject.case_id, institution=subject.institution, recorded_at=uow.now,
         entry=entry, hash=chain.entry_hash(prev, entry),
-    ))
+    ).on_conflict_do_nothing(constraint="uq_audit_entries_position"))
 
 
 async def stats(session) -> dict:
