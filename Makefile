@@ -26,6 +26,7 @@ run: install
 	$(BIN)/punte up --demo
 
 test: install asyncapi-validator
+	$(BIN)/ruff check runtime services punte contracts tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install

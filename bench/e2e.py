@@ -132,7 +132,7 @@ async def wait_for(check, what: str, timeout: float, every: float = 0.05) -> Non
 async def service_stats(client: httpx.AsyncClient, stack: Stack) -> dict[str, dict]:
     answers = await asyncio.gather(*(client.get(stack.url(n) + "/stats") for n in SERVICES),
                                    return_exceptions=True)
-    return {n: a.json() for n, a in zip(SERVICES, answers) if isinstance(a, httpx.Response)}
+    return {n: a.json() for n, a in zip(SERVICES, answers, strict=True) if isinstance(a, httpx.Response)}
 
 
 def processed(stats: dict) -> int:
@@ -299,7 +299,7 @@ async def saturated_run(stack, producer, deliveries, client, reports, timeout) -
     answered = max(deliveries.outcomes[i][0] for i in ids)
     outcomes = [deliveries.outcomes[i][1] for i in ids]
     expected = sum(audit_expected(o) for o in outcomes)
-    case_of = {i: o.get("case_id") for i, o in zip(ids, outcomes)}
+    case_of = {i: o.get("case_id") for i, o in zip(ids, outcomes, strict=True)}
     await wait_for(lambda: all(c in deliveries.referred for c in case_of.values() if c),
                    "every lead notified", timeout)
     reached, settled = await wait_audited(client, stack, expected, timeout)

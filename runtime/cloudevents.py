@@ -8,18 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from contracts.refusals import Refused
+
 # ce_time is optional in CloudEvents; Punte requires it (signatures and the replay window use it).
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 CONTENT_TYPE = "application/json"
 
 
-class EnvelopeError(ValueError):
-    """The message is not a readable CloudEvent; ``code`` is a rejection code."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+class EnvelopeError(Refused):
+    """The message is not a readable CloudEvent."""
 
 
 @dataclass(frozen=True)

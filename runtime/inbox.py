@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -184,7 +183,7 @@ class InboxConsumer:
             )).scalars())
             fresh: list[dict] = []
             wrote = 0
-            for message, key in zip(records, keys):
+            for message, key in zip(records, keys, strict=True):
                 if key in seen:
                     self.duplicates += 1
                     continue

@@ -11,19 +11,17 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from contracts.reference import delivery_topic, owner_of_ingress_topic, rejection_codes
-from runtime.cloudevents import CloudEvent, EnvelopeError, decode
+from contracts.refusals import Refused
+from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
-from runtime.signing import Keyring, SignatureError
+from runtime.signing import Keyring
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
 OUTCOME_TYPE = "ro.punte.outcome.v1"
 
 
-class Rejected(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
+class Rejected(Refused):
+    """An inbound message that cannot be read or trusted."""
 
 
 @cache
@@ -51,32 +49,26 @@ def sender_of(message: Message) -> str | None:
 
 
 def authenticate(message: Message, keyring: Keyring) -> CloudEvent:
-    """The verified event, or Rejected with a code from the catalogue."""
+    """The verified event, or a Refused with a code from the catalogue."""
     owner = sender_of(message)
     if owner is None:
         raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic} is not an ingress topic")
-    try:
-        event = decode(message.headers, message.value)
-    except EnvelopeError as exc:
-        raise Rejected(exc.code, exc.detail) from None
+    event = decode(message.headers, message.value)
     if event.source != f"/institutions/{owner}":
         raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
-    try:
-        keyring.verify(owner, message.value or b"", event.id, event.source, event.type,
-                       event.time, event.subject, event.extensions.get("keyid"),
-                       event.extensions.get("signature"))
-    except SignatureError as exc:
-        raise Rejected(exc.code, exc.detail) from None
+    keyring.verify(owner, message.value or b"", event.id, event.source, event.type,
+                   event.time, event.subject, event.extensions.get("keyid"),
+                   event.extensions.get("signature"))
     validate_data(event.type, event.data)
     return event
 
 
-def receive(uow: UnitOfWork, message: Message, keyring: Keyring, service: str) -> CloudEvent | Rejected:
+def receive(uow: UnitOfWork, message: Message, keyring: Keyring, service: str) -> CloudEvent | Refused:
     """Authenticate an inbound message. One that cannot be read or trusted is answered
-    with a rejection and dead-lettered with its reason; the rejection is returned."""
+    with a rejection and dead-lettered with its reason; the refusal is returned."""
     try:
         return authenticate(message, keyring)
-    except Rejected as exc:
+    except Refused as exc:
         reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
         dead_letter(uow, message, service, exc.code, exc.detail)
         return exc

@@ -13,6 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
 
 PREFIX = b"punte-sig-v1\n"
@@ -84,11 +85,8 @@ class PublicKey:
         return self.not_before <= when and (self.not_after is None or when < self.not_after)
 
 
-class SignatureError(ValueError):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+class SignatureError(Refused):
+    """The signature is missing, does not verify, or its key is not trusted."""
 
 
 class Keyring:

@@ -25,12 +25,8 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
         await handlers.append(uow, message, templates)
 
     # Keyed by position, not event id: a duplicate is itself a fact the trail must show.
-    return [InboxConsumer(
-        service="audit", group_id="punte-audit", bootstrap=rt.settings.kafka_bootstrap,
-        sessions=rt.sessions, handler=handle, pattern=EVERY_TOPIC, message_key=key_by_position,
-        signer=rt.network_key, batch_max=rt.settings.consumer_batch_max,
-        attempts=rt.settings.handler_attempts, after_commit=rt.relay.wake,
-    )]
+    return [rt.consumer(group_id="punte-audit", handler=handle, pattern=EVERY_TOPIC,
+                        message_key=key_by_position)]
 
 
 SPEC = ServiceSpec(

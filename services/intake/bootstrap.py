@@ -49,12 +49,8 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     async def on_failure(uow: UnitOfWork, message: Message, code: str, detail: str) -> None:
         await handlers.record_failure(uow, message, code)
 
-    return [InboxConsumer(
-        service="intake", group_id="punte-intake", bootstrap=rt.settings.kafka_bootstrap,
-        sessions=rt.sessions, handler=handle, pattern=INGRESS_PATTERN, on_failure=on_failure,
-        signer=rt.network_key, batch_max=rt.settings.consumer_batch_max,
-        attempts=rt.settings.handler_attempts, after_commit=rt.relay.wake,
-    )]
+    return [rt.consumer(group_id="punte-intake", handler=handle, pattern=INGRESS_PATTERN,
+                        on_failure=on_failure)]
 
 
 SPEC = ServiceSpec(

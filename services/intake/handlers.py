@@ -6,9 +6,10 @@ import uuid
 import sqlalchemy as sa
 
 from contracts.events import CaseOpened, EventType, Reporter, ReportSubmitted
+from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import Rejected, receive, reply, sender_of
+from runtime.ingress import receive, reply, sender_of
 from runtime.signing import Keyring
 from services.intake.adapters.tables import cases, reports
 from services.intake.domain.cases import Rules, assess
@@ -21,7 +22,7 @@ CASES_TOPIC = "punte.cases"
 async def submit_report(uow: UnitOfWork, message: Message, keyring: Keyring, rules: Rules) -> None:
     """A report from an institution becomes a routed case, or a rejection with a reason."""
     event = receive(uow, message, keyring, SERVICE)
-    if isinstance(event, Rejected):
+    if isinstance(event, Refused):
         await _record(uow, message, "rejected", reason=event.code)
         return
     try:

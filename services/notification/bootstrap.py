@@ -18,12 +18,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     async def handle(uow: UnitOfWork, message: Message) -> None:
         await handlers.notify(uow, message, labels)
 
-    return [InboxConsumer(
-        service="notification", group_id="punte-notification",
-        bootstrap=rt.settings.kafka_bootstrap, sessions=rt.sessions, handler=handle,
-        topics=TOPICS, signer=rt.network_key, batch_max=rt.settings.consumer_batch_max,
-        attempts=rt.settings.handler_attempts, after_commit=rt.relay.wake,
-    )]
+    return [rt.consumer(group_id="punte-notification", handler=handle, topics=TOPICS)]
 
 
 SPEC = ServiceSpec(

@@ -7,8 +7,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts.events import (CaseNotification, CaseOpened, EventType, ReferralAccepted,
-                              ReferralRequested)
+from contracts.events import CaseNotification, CaseOpened, EventType, ReferralAccepted, ReferralRequested
 from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter

@@ -13,12 +13,6 @@ COMMANDS = frozenset({EventType.REFERRAL_ACCEPT.value})
 
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
-    common = dict(
-        service="referral", bootstrap=rt.settings.kafka_bootstrap, sessions=rt.sessions,
-        signer=rt.network_key, batch_max=rt.settings.consumer_batch_max,
-        attempts=rt.settings.handler_attempts, after_commit=rt.relay.wake,
-    )
-
     async def on_command(uow: UnitOfWork, message: Message) -> None:
         # Reports and unknown types on the same topics are intake's to answer.
         if message.header("ce_type") in COMMANDS:
@@ -29,10 +23,10 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
             await handlers.record_failure(uow, message, code)
 
     return [
-        InboxConsumer(group_id="punte-referral-cases", topics=["punte.cases"],
-                      handler=handlers.open_referral, **common),
-        InboxConsumer(group_id="punte-referral-commands", pattern=INGRESS_PATTERN,
-                      handler=on_command, on_failure=on_command_failure, **common),
+        rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"],
+                    handler=handlers.open_referral),
+        rt.consumer(group_id="punte-referral-commands", pattern=INGRESS_PATTERN,
+                    handler=on_command, on_failure=on_command_failure),
     ]
 
 

@@ -7,9 +7,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from contracts.events import CaseOpened, EventType, ReferralAccept, ReferralAccepted, ReferralRequested
+from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import Rejected, receive, reply, sender_of
+from runtime.ingress import receive, reply, sender_of
 from runtime.signing import Keyring
 from services.referral.adapters.tables import commands, referrals
 from services.referral.domain.referral import Referral, ReferralRefused
@@ -46,7 +47,7 @@ async def open_referral(uow: UnitOfWork, message: Message) -> None:
 async def accept_referral(uow: UnitOfWork, message: Message, keyring: Keyring) -> None:
     """The receiving institution accepts a referral; the referrer is told through events."""
     event = receive(uow, message, keyring, SERVICE)
-    if isinstance(event, Rejected):
+    if isinstance(event, Refused):
         await _record(uow, message, "rejected", event.code)
         return
     command = ReferralAccept.model_validate(event.data)

@@ -7,7 +7,6 @@ import json
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
@@ -135,7 +134,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
             """every lead got its referral and every informed institution its notice"""
             return len(deliveries.notifications("referral-requested")) == REPORTS
         await wait_until(all_notified)
-        for (reporter, event), case_id in zip(sent, case_ids):
+        for (_, event), case_id in zip(sent, case_ids, strict=True):
             expected = assess(ReportSubmitted.model_validate(event.data), rules)
             referred = [who for who, n in deliveries.notifications("referral-requested") if n["case_id"] == case_id]
             informed = [who for who, n in deliveries.notifications("case-informed") if n["case_id"] == case_id]

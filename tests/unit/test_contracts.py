@@ -61,7 +61,7 @@ def cnp_is_valid(cnp: str) -> bool:
     """Romanian CNP: check digit (weights 279146358279, sum mod 11, 10 -> 1) and birth date."""
     if len(cnp) != 13 or not cnp.isdigit() or cnp[0] == "0":
         return False
-    total = sum(int(d) * int(w) for d, w in zip(cnp[:12], "279146358279")) % 11
+    total = sum(int(d) * int(w) for d, w in zip(cnp[:12], "279146358279", strict=True)) % 11
     if int(cnp[12]) != (1 if total == 10 else total):
         return False
     century = {"1": 1900, "2": 1900, "3": 1800, "4": 1800, "5": 2000, "6": 2000}.get(cnp[0])

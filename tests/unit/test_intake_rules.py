@@ -31,7 +31,7 @@ def test_cnp_check_digit_and_birth_date():
 def test_check_digit_of_ten_is_one():
     # 279146358279 weights; find a prefix whose remainder is 10 and check the rule.
     prefix = next(p for p in (f"5150412041{n:02d}" for n in range(100))
-                  if sum(int(d) * w for d, w in zip(p, cnp.WEIGHTS)) % 11 == 10)
+                  if sum(int(d) * w for d, w in zip(p, cnp.WEIGHTS, strict=True)) % 11 == 10)
     assert cnp.check_digit(prefix) == 1
 
 

@@ -10,7 +10,7 @@ CENTURY = {"1": 1900, "2": 1900, "3": 1800, "4": 1800, "5": 2000, "6": 2000,
 
 
 def check_digit(first12: str) -> int:
-    remainder = sum(int(d) * w for d, w in zip(first12, WEIGHTS)) % 11
+    remainder = sum(int(d) * w for d, w in zip(first12, WEIGHTS, strict=True)) % 11
     return 1 if remainder == 10 else remainder
 
 

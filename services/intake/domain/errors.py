@@ -1,7 +1,5 @@
-class ReportRejected(Exception):
-    """A readable, authentic report the rules refuse; ``code`` is from the catalogue."""
+from contracts.refusals import Refused
 
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
+
+class ReportRejected(Refused):
+    """A readable, authentic report the rules refuse."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from contracts.refusals import Refused
 
-class ReferralRefused(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
+
+class ReferralRefused(Refused):
+    """A referral command the lifecycle does not allow."""
 
 
 @dataclass(frozen=True)
