@@ -218,7 +218,7 @@ def make_reports(stack: Stack, rng: random.Random, n: int) -> list[tuple[str, Cl
     out = []
     for _ in range(n):
         reporter = rng.choice(list(keys))
-        event = CloudEvent.new(EventType.REPORT_SUBMITTED.value, f"/institutions/{reporter}",
+        event = CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, f"/institutions/{reporter}",
                                synthetic_report(rng, reporter))
         out.append((reporter, keys[reporter].sign(event)))
     return out

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import date
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# A risk category id: reports carry its shape, intake checks it against the reference list.
+CategoryId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,59}$")]
 
 
 class Contract(BaseModel):
@@ -20,9 +23,11 @@ class EventType(str, Enum):
     """CloudEvents ``type`` values; the version is part of the type."""
 
     REPORT_SUBMITTED = "ro.punte.report.submitted.v1"
+    REPORT_SUBMITTED_V2 = "ro.punte.report.submitted.v2"
     REFERRAL_ACCEPT = "ro.punte.referral.accept.v1"
     OUTCOME = "ro.punte.outcome.v1"
     CASE_OPENED = "ro.punte.case.opened.v1"
+    CASE_REPORT_ADDED = "ro.punte.case.report-added.v1"
     REFERRAL_REQUESTED = "ro.punte.referral.requested.v1"
     REFERRAL_ACCEPTED = "ro.punte.referral.accepted.v1"
     CASE_NOTIFICATION = "ro.punte.case.notification.v1"
@@ -61,9 +66,88 @@ class ReportSubmitted(Contract):
         "social-worker", "self-referral", "anonymous",
     ]
     child: ChildIdentity
-    categories: list[str] = Field(min_length=1, description="Risk category ids")
+    categories: list[CategoryId] = Field(min_length=1, description="Risk category ids")
     description: str = Field(min_length=1, max_length=4000)
     immediate_danger: bool = False
+    occurred_at: AwareDatetime | None = None
+
+
+Channel = Literal[
+    "helpline-119", "school", "family-doctor", "community-nurse", "police-patrol",
+    "social-worker", "self-referral", "anonymous",
+]
+CountyCode = Annotated[str, Field(pattern=r"^(AB|AG|AR|B|BC|BH|BN|BR|BT|BV|BZ|CJ|CL|CS|CT|CV|DB|DJ|GJ|GL|GR|HD|HR|IF|IL|IS|MH|MM|MS|NT|OT|PH|SB|SJ|SM|SV|TL|TM|TR|VL|VN|VS)$")]
+
+
+class Person(Contract):
+    """Someone in the child's household, identified as well as the reporter can."""
+
+    cnp: str | None = Field(default=None, pattern=r"^[1-9][0-9]{12}$")
+    given_name: str | None = Field(default=None, max_length=100)
+    family_name: str | None = Field(default=None, max_length=100)
+    birth_date: date | None = None
+
+
+class ChildIdentityV2(Contract):
+    """A CNP when known; otherwise names with a birth date or an estimated age. Where the
+    child lives: a UAT (SIRUTA) and the county; outside Bacău the county alone will do."""
+
+    cnp: str | None = Field(default=None, pattern=r"^[1-9][0-9]{12}$")
+    given_name: str | None = Field(default=None, max_length=100)
+    family_name: str | None = Field(default=None, max_length=100)
+    birth_date: date | None = None
+    estimated_age_years: int | None = Field(default=None, ge=0, le=17)
+    sex: Literal["F", "M", "unknown"] = "unknown"
+    uat_siruta: int | None = Field(default=None, description="SIRUTA code of the child's UAT")
+    county: CountyCode = Field(default="BC", description="County code (auto index) where the child lives")
+    address: str | None = Field(default=None, max_length=300,
+                                description="Kept encrypted in intake; never leaves it")
+
+
+class Carer(Person):
+    relationship: Literal["mother", "father", "grandparent", "relative", "foster-carer",
+                          "legal-guardian", "other"]
+
+
+class Household(Contract):
+    carer: Carer | None = None
+    siblings: list[Person] = Field(default_factory=list, max_length=20)
+    alleged_abuser_in_household: bool = False
+    domestic_violence: bool = False
+
+
+class Risk(Contract):
+    category: CategoryId = Field(description="Risk category id (contracts/reference/risk-categories.yaml)")
+    indicators: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=30)
+
+
+class ObservationSheet(Contract):
+    """The observation sheet (fișa de observație, HG 691/2015): yes/no items in six
+    sections, item ids from contracts/reference/observation-sheet.yaml."""
+
+    sheet_number: str = Field(max_length=50)
+    observed_on: date
+    economic: dict[str, bool] = Field(default_factory=dict)
+    social: dict[str, bool] = Field(default_factory=dict)
+    health: dict[str, bool] = Field(default_factory=dict)
+    education: dict[str, bool] = Field(default_factory=dict)
+    housing: dict[str, bool] = Field(default_factory=dict)
+    risk_behaviours: dict[str, bool] = Field(default_factory=dict)
+
+
+class ReportSubmittedV2(Contract):
+    reporter: Reporter
+    channel: Channel
+    child: ChildIdentityV2
+    household: Household = Field(default_factory=Household)
+    place_of_occurrence: Literal["family", "school", "residential-service", "foster-carer",
+                                 "public-space", "online", "other", "unknown"] = "unknown"
+    risks: list[Risk] = Field(min_length=1, max_length=10)
+    description: str = Field(min_length=1, max_length=4000)
+    immediate_danger: bool = False
+    already_informed: list[Literal["112", "police", "dgaspc", "spas", "school", "family-doctor",
+                                   "other"]] = Field(default_factory=list)
+    observation_sheet: ObservationSheet | None = None
     occurred_at: AwareDatetime | None = None
 
 
@@ -92,6 +176,9 @@ class Outcome(Contract):
     referral_id: str | None = None
     urgency: Urgency | None = None
     informed: list[str] = Field(default_factory=list)
+    merged: bool = Field(default=False, description="The report joined an open case of the same child")
+    possible_duplicate_of: list[str] = Field(
+        default_factory=list, description="Cases a person should check: same child by name, birth and UAT")
 
 
 # --- internal, authoritative topics (never read by institutions) ----------------------
@@ -100,13 +187,34 @@ class Outcome(Contract):
 class CaseOpened(Contract):
     case_id: str
     child_ref: str = Field(description="Keyed pseudonym of the child; never the CNP or name")
-    uat_siruta: int
+    uat_siruta: int | None
     categories: list[str]
     urgency: Urgency
     lead: str
     informed: list[str]
     report_id: str
     reporter: Reporter
+    received_at: AwareDatetime
+    county: str = "BC"
+    do_not_contact: bool = Field(
+        default=False, description="No channel may contact the household (abuser lives with the child)")
+    place_of_occurrence: str | None = None
+    deadlines: dict[str, AwareDatetime] = Field(
+        default_factory=dict, description="Due times from receipt by urgency: acknowledge, first_action, ...")
+    sibling_cases: list[str] = Field(default_factory=list)
+    possible_duplicate_of: list[str] = Field(default_factory=list)
+
+
+class CaseReportAdded(Contract):
+    """A new report about a child with an open case joined that case."""
+
+    case_id: str
+    report_id: str
+    reporter: Reporter
+    categories: list[str] = Field(description="The case's categories after the report")
+    new_categories: list[str]
+    urgency: Urgency
+    lead: str
     received_at: AwareDatetime
 
 
@@ -118,6 +226,8 @@ class ReferralRequested(Contract):
     urgency: Urgency
     categories: list[str]
     requested_at: AwareDatetime
+    do_not_contact: bool = Field(
+        default=False, description="No channel may contact the household (from the case)")
 
 
 class ReferralAccepted(Contract):
@@ -138,12 +248,13 @@ class CaseNotification(Contract):
     notification_id: str
     case_id: str
     referral_id: str | None = None
-    kind: Literal["referral-requested", "case-informed", "referral-accepted"]
+    kind: Literal["referral-requested", "case-informed", "referral-accepted", "report-added"]
     urgency: Urgency
     categories: list[str]
     recipient: str
     summary_ro: str
     summary_en: str
+    do_not_contact: bool = False
 
 
 # --- dead letters ----------------------------------------------------------------------
@@ -162,9 +273,11 @@ class DeadLetter(Contract):
 
 PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.REPORT_SUBMITTED: ReportSubmitted,
+    EventType.REPORT_SUBMITTED_V2: ReportSubmittedV2,
     EventType.REFERRAL_ACCEPT: ReferralAccept,
     EventType.OUTCOME: Outcome,
     EventType.CASE_OPENED: CaseOpened,
+    EventType.CASE_REPORT_ADDED: CaseReportAdded,
     EventType.REFERRAL_REQUESTED: ReferralRequested,
     EventType.REFERRAL_ACCEPTED: ReferralAccepted,
     EventType.CASE_NOTIFICATION: CaseNotification,

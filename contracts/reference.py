@@ -1,8 +1,8 @@
 """Reference data of the Punte network, loaded from ``contracts/reference/`` and ``topics.yaml``.
 
-Plain data, read once and cached: administrative units (UAT), institutions, risk
-categories, triage, routing and urgency tables, rejection codes, social services and
-topics. Standard library and PyYAML only, so any service (or integrator) can import it.
+Plain data, read once and cached: counties, administrative units (UAT), institutions, risk
+categories, triage, routing and urgency tables, the observation sheet's items, who may send
+what (permissions), rejection codes, social services and topics. Standard library and PyYAML only, so any service (or integrator) can import it.
 """
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ CONTRACTS_DIR = Path(__file__).resolve().parent
 REFERENCE_DIR = CONTRACTS_DIR / "reference"
 TOPICS_FILE = CONTRACTS_DIR / "topics.yaml"
 INSTITUTION_PLACEHOLDER = "{institution}"
+
+
+@dataclass(frozen=True)
+class County:
+    """A county (județ) or Bucharest, by its code (the car-plate code, as in events.CountyCode)."""
+
+    code: str
+    name: str  # with diacritics: "Bacău", "Municipiul București"
+    cnp_county_code: str  # the two county digits (JJ) of a CNP issued there: "04" for Bacău
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,15 @@ def _str_or_none(text: str) -> str | None:
 
 
 @functools.cache
+def counties() -> dict[str, County]:
+    """The 41 counties and Bucharest, by code, in the order of counties.csv."""
+    return {
+        row["code"]: County(code=row["code"], name=row["name"], cnp_county_code=row["cnp_county_code"])
+        for row in _read_csv("counties.csv")
+    }
+
+
+@functools.cache
 def uats() -> dict[int, Uat]:
     """Every UAT served by the network, by SIRUTA code."""
     result: dict[int, Uat] = {}
@@ -142,12 +160,24 @@ def local_authority(siruta: int) -> Institution | None:
     return _local_authorities().get(siruta)
 
 
+@functools.cache
+def _county_institutions() -> dict[tuple[str, str], Institution]:
+    return {
+        (inst.kind, inst.county): inst
+        for inst in institutions().values()
+        if inst.level == "county"
+    }
+
+
 def county_institution(kind: str, county: str = "BC") -> Institution:
-    """The county institution of a kind (DGASPC, DSP, ISJ, CJRAE, IPJ); KeyError if none."""
-    for inst in institutions().values():
-        if inst.level == "county" and inst.kind == kind and inst.county == county:
-            return inst
-    raise KeyError(f"no {kind} in county {county}")
+    """The county institution of a kind (DGASPC, DSP, ISJ, CJRAE, IPJ); KeyError if none.
+
+    Bacău has all five; every other county (and Bucharest, as ``dgaspc-b``) has only its
+    DGASPC in the network so far."""
+    try:
+        return _county_institutions()[(kind, county)]
+    except KeyError:
+        raise KeyError(f"no {kind} in county {county}") from None
 
 
 # --- risk, triage, routing, urgency ------------------------------------------------------
@@ -184,6 +214,51 @@ def urgency_levels() -> dict[str, Any]:
     """urgency.yaml ``levels``: P0..P3 -> labels, clock and ISO-8601 deadlines."""
     levels: dict[str, Any] = _read_yaml(REFERENCE_DIR / "urgency.yaml")["levels"]
     return levels
+
+
+@functools.cache
+def observation_sheet_items() -> dict[str, dict[str, dict[str, str]]]:
+    """observation-sheet.yaml: section -> item id -> {"label_ro", "label_en"}, in file order.
+
+    The JSON Schema of the observation sheet only says each section maps item ids to
+    booleans; whether an id is in the catalogue is checked by intake against this table
+    (rejection code UNKNOWN_OBSERVATION_ITEM)."""
+    data = _read_yaml(REFERENCE_DIR / "observation-sheet.yaml")
+    result: dict[str, dict[str, dict[str, str]]] = {}
+    for section, body in data["sections"].items():
+        items: dict[str, dict[str, str]] = {}
+        for item in body["items"]:
+            if item["id"] in items:
+                raise ValueError(f"duplicate observation item {section}.{item['id']}")
+            items[item["id"]] = {"label_ro": item["label_ro"], "label_en": item["label_en"]}
+        result[section] = items
+    return result
+
+
+@functools.cache
+def observation_sections() -> dict[str, dict[str, str]]:
+    """observation-sheet.yaml: section -> {"label_ro", "label_en"}."""
+    data = _read_yaml(REFERENCE_DIR / "observation-sheet.yaml")
+    return {
+        section: {"label_ro": body["label_ro"], "label_en": body["label_en"]}
+        for section, body in data["sections"].items()
+    }
+
+
+@functools.cache
+def permissions() -> dict[str, frozenset[str]]:
+    """permissions.yaml: ingress event type -> the institution kinds that may send it."""
+    data = _read_yaml(REFERENCE_DIR / "permissions.yaml")
+    return {event_type: frozenset(kinds) for event_type, kinds in data["event_types"].items()}
+
+
+def may_send(institution_id: str, event_type: str) -> bool:
+    """Whether an institution may send an event type on its ingress topic; False for an
+    unknown institution or event type."""
+    institution = institutions().get(institution_id)
+    if institution is None:
+        return False
+    return institution.kind in permissions().get(event_type, frozenset())
 
 
 @functools.cache

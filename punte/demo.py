@@ -51,8 +51,8 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
             reporter = rng.choice(senders)
             data = synthetic_report(rng, reporter)
             if rng.random() < 0.08:  # now and then a mistyped CNP, to show a rejection
-                data["child"] = {**data["child"], "cnp": "5100101040019"}
-            await systems[reporter].send(systems[reporter].event(EventType.REPORT_SUBMITTED.value, data))
+                data["child"] = {**data["child"], "cnp": "5100101040019"}  # check digit wrong
+            await systems[reporter].send(systems[reporter].event(EventType.REPORT_SUBMITTED_V2.value, data))
             progress.reports_sent += 1
             on_progress(progress)
             await asyncio.sleep(rng.expovariate(rate))
@@ -61,7 +61,7 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
         async for record in consumer:
             event = decode(record.headers, record.value)
             recipient = record.topic.removeprefix("punte.delivery.")
-            if event.type == EventType.OUTCOME.value and event.data.get("subject_type") == EventType.REPORT_SUBMITTED.value:
+            if event.type == EventType.OUTCOME.value and event.data.get("subject_type") == EventType.REPORT_SUBMITTED_V2.value:
                 if event.data["status"] == "accepted":
                     progress.accepted += 1
                 else:

@@ -75,6 +75,7 @@ class Stack:
             "PUNTE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "PUNTE_DATABASE_URL": self.database_url,
             "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),
             "PUNTE_PSEUDONYM_KEY": self.state.secrets()["pseudonym_key"],
+            "PUNTE_IDENTITY_KEYS": self.state.secrets().get("identity_keys", ""),
             "PYTHONPATH": str(ROOT), **self.extra_env,
         }
         return env

@@ -72,7 +72,10 @@ class State:
             if not path.exists():
                 SigningKey.generate(f"punte-{name}-1").save(path)
         if not self.secrets_file.exists():
-            self.secrets_file.write_text(json.dumps({"pseudonym_key": secrets.token_hex(32)}))
+            self.secrets_file.write_text(json.dumps({
+                "pseudonym_key": secrets.token_hex(32),
+                "identity_keys": f"id-1:{secrets.token_hex(32)}",
+            }))
             self.secrets_file.chmod(0o600)
         if not self.accounts_file.exists():
             self._create_accounts()

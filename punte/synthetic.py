@@ -42,13 +42,34 @@ def synthetic_cnp(rng: random.Random, born: date) -> str:
 def synthetic_child(rng: random.Random) -> dict[str, Any]:
     born = date(2026, 6, 1) - timedelta(days=rng.randrange(365, 17 * 365))
     siruta = rng.choice(list(uats()))
+    where = {"uat_siruta": siruta, "county": "BC"}
     if rng.random() < 0.7:
-        return {"cnp": synthetic_cnp(rng, born), "uat_siruta": siruta}
+        return {"cnp": synthetic_cnp(rng, born), **where}
+    if rng.random() < 0.8:
+        return {"given_name": rng.choice(GIVEN), "family_name": rng.choice(FAMILY),
+                "birth_date": born.isoformat(), **where}
     return {"given_name": rng.choice(GIVEN), "family_name": rng.choice(FAMILY),
-            "birth_date": born.isoformat(), "uat_siruta": siruta}
+            "estimated_age_years": min(17, (date(2026, 6, 1) - born).days // 365), **where}
+
+
+def synthetic_household(rng: random.Random, categories: list[str]) -> dict[str, Any]:
+    household: dict[str, Any] = {}
+    if rng.random() < 0.5:
+        household["carer"] = {"given_name": rng.choice(GIVEN), "family_name": rng.choice(FAMILY),
+                              "relationship": rng.choice(["mother", "father", "grandparent"])}
+    if rng.random() < 0.3:
+        born = date(2026, 6, 1) - timedelta(days=rng.randrange(365, 17 * 365))
+        household["siblings"] = [{"cnp": synthetic_cnp(rng, born)}]
+    if set(categories) & {"physical_abuse", "sexual_abuse", "emotional_abuse"} and rng.random() < 0.5:
+        household["alleged_abuser_in_household"] = True
+    return household
+
+
+PLACES = {"school": "school", "helpline-119": "family", "police-patrol": "public-space"}
 
 
 def synthetic_report(rng: random.Random, reporter: str) -> dict[str, Any]:
+    """A report v2 (ro.punte.report.submitted.v2) as the reporter's system would send it."""
     kind = institutions()[reporter].kind
     channel, role, category_sets = PROFILES[kind]
     categories = rng.choice(category_sets)
@@ -56,11 +77,13 @@ def synthetic_report(rng: random.Random, reporter: str) -> dict[str, Any]:
         "reporter": {"institution": reporter, "role": role},
         "channel": channel,
         "child": synthetic_child(rng),
-        "categories": categories,
+        "household": synthetic_household(rng, categories),
+        "place_of_occurrence": PLACES.get(channel, "family"),
+        "risks": [{"category": c, "indicators": []} for c in categories],
         "description": "Situație semnalată în cadrul demonstrației (date sintetice).",
         "immediate_danger": "missing_child" in categories or rng.random() < 0.05,
     }
 
 
-def reporters() -> list[str]:
-    return [i.id for i in institutions().values() if i.kind in PROFILES]
+def reporters(county: str = "BC") -> list[str]:
+    return [i.id for i in institutions().values() if i.kind in PROFILES and i.county == county]

@@ -4,13 +4,15 @@ of a known type whose schema it satisfies. And the answer every inbound message 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from contracts.reference import delivery_topic, owner_of_ingress_topic, rejection_codes
+from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic, rejection_codes
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
@@ -48,7 +50,25 @@ def sender_of(message: Message) -> str | None:
     return owner_of_ingress_topic(message.topic)
 
 
-def authenticate(message: Message, keyring: Keyring) -> CloudEvent:
+@dataclass(frozen=True)
+class Window:
+    """How old, or how far ahead of our clock, an event's ce_time may be."""
+
+    max_age: timedelta = timedelta(days=7)
+    max_skew: timedelta = timedelta(minutes=5)
+
+    def check(self, ce_time: str, now: datetime) -> None:
+        sent = datetime.fromisoformat(ce_time.replace("Z", "+00:00"))
+        if sent.tzinfo is None:
+            raise Rejected("MALFORMED_ENVELOPE", "ce_time needs a time zone")
+        if sent < now - self.max_age:
+            raise Rejected("STALE_EVENT", f"ce_time {ce_time} is older than {self.max_age}")
+        if sent > now + self.max_skew:
+            raise Rejected("FUTURE_EVENT", f"ce_time {ce_time} is ahead of {now.isoformat()}")
+
+
+def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
+                 now: datetime | None = None) -> CloudEvent:
     """The verified event, or a Refused with a code from the catalogue."""
     owner = sender_of(message)
     if owner is None:
@@ -56,30 +76,43 @@ def authenticate(message: Message, keyring: Keyring) -> CloudEvent:
     event = decode(message.headers, message.value)
     if event.source != f"/institutions/{owner}":
         raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
+    now = now or datetime.now(timezone.utc)
     keyring.verify(owner, message.value or b"", event.id, event.source, event.type,
                    event.time, event.subject, event.extensions.get("keyid"),
-                   event.extensions.get("signature"))
+                   event.extensions.get("signature"), now=now)
+    window.check(event.time, now)
+    if validator(event.type) is not None and not may_send(owner, event.type):
+        raise Rejected("SENDER_NOT_ALLOWED", f"{owner} may not send {event.type}")
     validate_data(event.type, event.data)
     return event
 
 
-def receive(uow: UnitOfWork, message: Message, keyring: Keyring, service: str) -> CloudEvent | Refused:
+@dataclass(frozen=True)
+class Refusal:
+    """What ``receive`` did with a message it could not read or trust."""
+
+    code: str
+    detail: str
+    answer: dict[str, Any]  # the outcome already sent to the sender
+
+
+def receive(uow: UnitOfWork, message: Message, keyring: Keyring, service: str,
+            window: Window = Window()) -> CloudEvent | Refusal:
     """Authenticate an inbound message. One that cannot be read or trusted is answered
-    with a rejection and dead-lettered with its reason; the refusal is returned."""
+    with a rejection and dead-lettered with its reason."""
     try:
-        return authenticate(message, keyring)
+        return authenticate(message, keyring, window, now=uow.now)
     except Refused as exc:
-        reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
+        answer = reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
         dead_letter(uow, message, service, exc.code, exc.detail)
-        return exc
+        return Refusal(exc.code, exc.detail, answer)
 
 
 def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None = None,
-          detail: str | None = None, key: str | None = None, **fields: Any) -> None:
-    """Send the outcome of an inbound message to the delivery topic of its sender."""
+          detail: str | None = None, key: str | None = None, **fields: Any) -> dict[str, Any]:
+    """Send the outcome of an inbound message to the delivery topic of its sender, and
+    return it (services keep it to answer the HTTP gateway)."""
     sender = sender_of(message)
-    if sender is None:
-        return
     subject_id = message.header("ce_id") or f"@{message.topic}/{message.partition}/{message.offset}"
     data: dict[str, Any] = {
         "subject_id": subject_id, "subject_type": message.header("ce_type"),
@@ -90,5 +123,7 @@ def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None
         reason = rejection_codes()[code]
         data["reason"] = {"code": code, "message_ro": reason.message_ro,
                           "message_en": f"{reason.message_en} ({detail})" if detail else reason.message_en}
-    uow.outbox.emit(delivery_topic(sender), CloudEvent.new(OUTCOME_TYPE, uow.source, data),
-                    key=key or subject_id)
+    if sender is not None:
+        uow.outbox.emit(delivery_topic(sender), CloudEvent.new(OUTCOME_TYPE, uow.source, data),
+                        key=key or subject_id)
+    return data

@@ -1,10 +1,15 @@
 """Configuration from the environment (12-factor). Every variable starts with PUNTE_."""
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from runtime.ingress import Window
 
 
 class Settings(BaseSettings):
@@ -26,6 +31,11 @@ class Settings(BaseSettings):
     oidc_audience: str = "punte"
     # Key for child pseudonyms (HMAC-SHA256); hex. Must be set in production.
     pseudonym_key: str = Field(default="", repr=False)
+    # Inbound events older than this, or further ahead of our clock, are refused.
+    ingress_max_age_seconds: int = 7 * 24 * 3600
+    ingress_max_skew_seconds: int = 300
+    # Intake's identity vault: "keyid:hex32bytes,..." (AES-256-GCM); the first encrypts.
+    identity_keys: str = Field(default="", repr=False)
     consumer_batch_max: int = 500
     relay_batch_max: int = 500
     relay_poll_seconds: float = 0.05
@@ -37,6 +47,11 @@ class Settings(BaseSettings):
         """The URL of the service's own database on the configured server."""
         base, _, _ = self.database_url.rpartition("/")
         return f"{base}/punte_{service}"
+
+    def ingress_window(self) -> "Window":
+        from runtime.ingress import Window
+        return Window(timedelta(seconds=self.ingress_max_age_seconds),
+                      timedelta(seconds=self.ingress_max_skew_seconds))
 
     def resolved_keyring_file(self) -> Path:
         return self.keyring_file or self.state_dir / "keys" / "keyring.json"

@@ -1,8 +1,11 @@
-"""Build contracts/reference/institutions.csv from contracts/reference/uat.csv.
+"""Build contracts/reference/institutions.csv from contracts/reference/uat.csv and
+contracts/reference/counties.csv.
 
 Every UAT has a public social assistance service (the DAS in Bacău municipality, an SPAS
-elsewhere); the county has one DGASPC, DSP, ISJ, CJRAE and IPJ; local police exist in the
-municipalities and towns. Run from anywhere:
+elsewhere); a served county (one with UATs in uat.csv, today Bacău) has one DGASPC, DSP,
+ISJ, CJRAE and IPJ; local police exist in the municipalities and towns. Every other county
+gets its DGASPC only, so a report about a child living outside Bacău can reach the DGASPC
+that must receive it (Law 272/2004 art. 89). Run from anywhere:
 
     python contracts/tools/build_institutions.py
 
@@ -18,14 +21,14 @@ from pathlib import Path
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 UAT_CSV = REFERENCE / "uat.csv"
+COUNTIES_CSV = REFERENCE / "counties.csv"
 INSTITUTIONS_CSV = REFERENCE / "institutions.csv"
 
 COLUMNS = ["id", "kind", "name", "level", "county", "siruta"]
 COUNTY_SEAT_SIRUTA = 20297  # Bacău municipality: its service is the DAS, not an SPAS
-COUNTY_INSTITUTIONS = [  # one of each per county; full names in docs/contracts.md
+COUNTY_INSTITUTIONS = [  # one of each per served county; full names in docs/contracts.md
     "DGASPC", "DSP", "ISJ", "CJRAE", "IPJ",
 ]
-COUNTY_NAMES = {"BC": "Bacău"}
 POLICE_KINDS = {"county-seat-municipality", "municipality", "town"}
 
 _FOLD = str.maketrans({"ă": "a", "â": "a", "î": "i", "ș": "s", "ş": "s", "ț": "t", "ţ": "t"})
@@ -51,11 +54,18 @@ def display_name(name: str) -> str:
     return " ".join(shown)
 
 
-def build_rows(uats: list[dict[str, str]]) -> list[dict[str, str]]:
+def read_counties() -> dict[str, str]:
+    """County code -> name (with diacritics), from counties.csv."""
+    with COUNTIES_CSV.open(encoding="utf-8", newline="") as handle:
+        return {row["code"]: row["name"] for row in csv.DictReader(handle)}
+
+
+def build_rows(uats: list[dict[str, str]], county_names: dict[str, str] | None = None) -> list[dict[str, str]]:
+    county_names = read_counties() if county_names is None else county_names
     rows: list[dict[str, str]] = []
-    counties = sorted({uat["county"] for uat in uats})
-    for county in counties:
-        county_name = COUNTY_NAMES[county]
+    served = sorted({uat["county"] for uat in uats})
+    for county in served:
+        county_name = county_names[county]
         for kind in COUNTY_INSTITUTIONS:
             rows.append({
                 "id": f"{kind.lower()}-{county.lower()}", "kind": kind,
@@ -76,6 +86,16 @@ def build_rows(uats: list[dict[str, str]]) -> list[dict[str, str]]:
                 "name": f"Poliția Locală {display_name(uat['name'])}", "level": "local",
                 "county": uat["county"], "siruta": uat["siruta"],
             })
+    for county, county_name in sorted(county_names.items()):
+        if county in served:
+            continue
+        # Bucharest (B) has no municipal DGASPC: each of its six sectors has one (DGASPC
+        # Sector 1..6, HG 1434/2004). `dgaspc-b` stands for them until the sectors join the
+        # network; a report about a child in Bucharest must then go to the sector's DGASPC.
+        rows.append({
+            "id": f"dgaspc-{county.lower()}", "kind": "DGASPC", "name": f"DGASPC {county_name}",
+            "level": "county", "county": county, "siruta": "",
+        })
     ids = [row["id"] for row in rows]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

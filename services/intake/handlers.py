@@ -2,81 +2,177 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
 import sqlalchemy as sa
 
-from contracts.events import CaseOpened, EventType, Reporter, ReportSubmitted
+from contracts.events import (
+    CaseOpened,
+    CaseReportAdded,
+    EventType,
+    Reporter,
+    ReportSubmitted,
+    ReportSubmittedV2,
+)
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import receive, reply, sender_of
+from runtime.ingress import Refusal, Window, receive, reply, sender_of
 from runtime.signing import Keyring
+from services.intake.adapters import repository
 from services.intake.adapters.tables import cases, reports
-from services.intake.domain.cases import Rules, assess
+from services.intake.adapters.vault import IdentityVault, Sealed
+from services.intake.domain.cases import NewCase, Rules, assess, merge, overlaps, upgrade
 from services.intake.domain.errors import ReportRejected
+from services.intake.domain.matching import Described, likely_same_child
 
 SERVICE = "intake"
 CASES_TOPIC = "punte.cases"
+REPORT_TYPES = {EventType.REPORT_SUBMITTED.value: ReportSubmitted,
+                EventType.REPORT_SUBMITTED_V2.value: ReportSubmittedV2}
 
 
-async def submit_report(uow: UnitOfWork, message: Message, keyring: Keyring, rules: Rules) -> None:
-    """A report from an institution becomes a routed case, or a rejection with a reason."""
-    event = receive(uow, message, keyring, SERVICE)
-    if isinstance(event, Refused):
-        await _record(uow, message, "rejected", reason=event.code)
+@dataclass(frozen=True)
+class Intake:
+    """What intake's handlers need besides the message: keys, rules, vault, time window."""
+
+    keyring: Keyring
+    rules: Rules
+    vault: IdentityVault
+    window: Window = Window()
+
+
+async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> None:
+    """A report from an institution becomes a routed case, joins an open case of the same
+    child, or is rejected with a reason; the sender always gets the outcome."""
+    event = receive(uow, message, intake.keyring, SERVICE, intake.window)
+    if isinstance(event, Refusal):
+        await _record(uow, message, "rejected", event.answer, reason=event.code)
         return
     try:
-        if event.type != EventType.REPORT_SUBMITTED.value:
+        if event.type not in REPORT_TYPES:
             raise ReportRejected("UNKNOWN_EVENT_TYPE", f"intake does not handle {event.type}")
-        report = ReportSubmitted.model_validate(event.data)
+        parsed = REPORT_TYPES[event.type].model_validate(event.data)
+        report = upgrade(parsed) if isinstance(parsed, ReportSubmitted) else parsed
         if report.reporter.institution != sender_of(message):
             raise ReportRejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
-        case = assess(report, rules)
-    except ReportRejected as exc:
-        reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
-        await _record(uow, message, "rejected", reason=exc.code)
+        case = assess(report, intake.rules, uow.now)
+    except Refused as exc:
+        answer = reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
+        await _record(uow, message, "rejected", answer, reason=exc.code)
         return
 
+    await repository.save_identity(uow.session, case.child_ref,
+                                   intake.vault.seal(_identity(report), case.child_ref), uow.now)
+    await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
+    open_cases = [c for c in await repository.open_cases_of(uow.session, case.child_ref)
+                  if overlaps(c.categories, case)]
+    if open_cases:
+        answer = await _join(uow, message, event, report, case, open_cases[0])
+    else:
+        answer = await _open(uow, message, event, report, case, intake.vault)
+    await _record(uow, message, "accepted", answer, case_id=answer["case_id"])
+
+
+async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
+                case: NewCase, existing: sa.Row) -> dict[str, Any]:
+    merged = merge(existing.categories, existing.urgency, case)
+    await repository.update_case(uow.session, existing.case_id, list(merged.categories), merged.urgency)
+    await repository.add_report_to_case(uow.session, existing.case_id, event.id,
+                                        report.reporter.institution, list(case.categories), uow.now)
+    added = CaseReportAdded(
+        case_id=existing.case_id, report_id=event.id, reporter=report.reporter,
+        categories=list(merged.categories), new_categories=list(merged.new_categories),
+        urgency=merged.urgency, lead=existing.lead, received_at=uow.now,
+    )
+    uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
+        EventType.CASE_REPORT_ADDED.value, uow.source, added.model_dump(mode="json"),
+        subject=existing.case_id), key=existing.case_id)
+    return reply(uow, message, accepted=True, key=existing.case_id, case_id=existing.case_id,
+                 urgency=merged.urgency, informed=[existing.lead], merged=True)
+
+
+async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
+                case: NewCase, vault: IdentityVault) -> dict[str, Any]:
     case_id = f"case-{uuid.uuid4().hex[:16]}"
-    await uow.session.execute(sa.insert(cases).values(
-        case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
-        categories=list(case.categories), urgency=case.urgency, lead=case.lead,
-        informed=list(case.informed), report_id=event.id, reporter=report.reporter.institution,
-        opened_at=uow.now,
-    ))
+    duplicates = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else {}
+    siblings = await repository.open_cases_of_children(
+        uow.session, await repository.siblings_of(uow.session, case.child_ref))
+    await repository.open_case(
+        uow.session, case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
+        county=case.county, birth_year=case.described.birth_year, categories=list(case.categories),
+        urgency=case.urgency, lead=case.lead, informed=list(case.informed), report_id=event.id,
+        reporter=report.reporter.institution, opened_at=uow.now, do_not_contact=case.do_not_contact,
+        deadlines={k: v.isoformat() for k, v in case.deadlines.items()},
+    )
+    await repository.add_report_to_case(uow.session, case_id, event.id, report.reporter.institution,
+                                        list(case.categories), uow.now)
+    await repository.flag_duplicates(uow.session, case_id, duplicates)
     opened = CaseOpened(
-        case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
+        case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta, county=case.county,
         categories=list(case.categories), urgency=case.urgency, lead=case.lead,
         informed=list(case.informed), report_id=event.id,
         reporter=Reporter(institution=report.reporter.institution, role=report.reporter.role),
-        received_at=uow.now,
+        received_at=uow.now, do_not_contact=case.do_not_contact,
+        place_of_occurrence=case.place_of_occurrence, deadlines=dict(case.deadlines),
+        sibling_cases=siblings, possible_duplicate_of=sorted(duplicates),
     )
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_OPENED.value, uow.source, opened.model_dump(mode="json"), subject=case_id,
     ), key=case_id)
-    reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
-          informed=[case.lead, *case.informed])
-    await _record(uow, message, "accepted", case_id=case_id)
+    return reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
+                 informed=[case.lead, *case.informed], possible_duplicate_of=sorted(duplicates) or None)
+
+
+async def _possible_duplicates(uow: UnitOfWork, case: NewCase, vault: IdentityVault) -> dict[str, float]:
+    """Open cases that may be this child under another spelling; a person decides."""
+    found: dict[str, float] = {}
+    for row in await repository.lookalikes(uow.session, case.county, case.uat_siruta,
+                                           case.described.birth_year, case.child_ref):
+        known = vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
+        birth = known.get("birth_date")
+        score = likely_same_child(case.described, Described(
+            known.get("given_name"), known.get("family_name"),
+            date.fromisoformat(birth) if birth else None, row.birth_year, row.uat_siruta, row.county))
+        if score is not None:
+            found[row.case_id] = round(score, 3)
+    return found
+
+
+def _identity(report: ReportSubmittedV2) -> dict[str, Any]:
+    """What the vault keeps of the child: all that identifies, nothing else."""
+    child = report.child
+    birth = child.birth_date
+    return {
+        "cnp": child.cnp, "given_name": child.given_name, "family_name": child.family_name,
+        "birth_date": birth.isoformat() if birth else None,
+        "birth_year": birth.year if birth else None,
+        "estimated_age_years": child.estimated_age_years, "sex": child.sex,
+        "uat_siruta": child.uat_siruta, "county": child.county, "address": child.address,
+    }
 
 
 async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
     """A message whose handling failed still counts, with its rejection."""
-    reply(uow, message, accepted=False, code=code)
-    await _record(uow, message, "rejected", reason=code)
+    answer = reply(uow, message, accepted=False, code=code)
+    await _record(uow, message, "rejected", answer, reason=code)
 
 
-async def _record(uow: UnitOfWork, message: Message, outcome: str, reason: str | None = None,
-                  case_id: str | None = None) -> None:
-    await uow.session.execute(sa.insert(reports).values(
-        message_key=key_by_event_id(message), event_id=message.header("ce_id"),
+async def _record(uow: UnitOfWork, message: Message, outcome: str, answer: dict[str, Any],
+                  reason: str | None = None, case_id: str | None = None) -> None:
+    await repository.record_answer(
+        uow.session, message_key=key_by_event_id(message), event_id=message.header("ce_id"),
         event_type=message.header("ce_type"), sender=sender_of(message), received_at=uow.now,
-        outcome=outcome, reason_code=reason, case_id=case_id,
-    ))
+        outcome=outcome, reason_code=reason, case_id=case_id, answer=answer,
+    )
 
 
 async def stats(session) -> dict:
-    count = lambda table, *where: session.scalar(  # noqa: E731
-        sa.select(sa.func.count()).select_from(table).where(*where))
+    async def count(table, *where) -> int:
+        return await session.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
+
     return {
         "reports": await count(reports),
         "outcomes": await count(reports, reports.c.outcome.isnot(None)),

@@ -7,7 +7,14 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts.events import CaseNotification, CaseOpened, EventType, ReferralAccepted, ReferralRequested
+from contracts.events import (
+    CaseNotification,
+    CaseOpened,
+    CaseReportAdded,
+    EventType,
+    ReferralAccepted,
+    ReferralRequested,
+)
 from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
@@ -29,6 +36,8 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
         event = decode(message.headers, message.value)
         if event.type == EventType.CASE_OPENED.value:
             found = notices.case_opened(CaseOpened.model_validate(event.data))
+        elif event.type == EventType.CASE_REPORT_ADDED.value:
+            found = notices.report_added(CaseReportAdded.model_validate(event.data))
         elif event.type == EventType.REFERRAL_REQUESTED.value:
             found = notices.referral_requested(ReferralRequested.model_validate(event.data))
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
@@ -52,12 +61,13 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
 async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
                    labels: Mapping[str, Labelled]) -> None:
     notification_id = notices.notification_id(event.source, event.id, notice.recipient)
-    summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, labels)
+    summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, labels,
+                        notice.do_not_contact)
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
         categories=list(notice.categories), summary_ro=summary.ro, summary_en=summary.en,
-        created_at=uow.now,
+        created_at=uow.now, do_not_contact=notice.do_not_contact,
     ).on_conflict_do_nothing(index_elements=["notification_id"])
         .returning(inbox_entries.c.notification_id))
     if inserted is None:
@@ -66,6 +76,7 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
         notification_id=notification_id, case_id=notice.case_id, referral_id=notice.referral_id,
         kind=notice.kind, urgency=notice.urgency, categories=list(notice.categories),
         recipient=notice.recipient, summary_ro=summary.ro, summary_en=summary.en,
+        do_not_contact=notice.do_not_contact,
     )
     # The notification id doubles as the event id, so the recipient can deduplicate too.
     uow.outbox.emit(delivery_topic(notice.recipient), CloudEvent.new(

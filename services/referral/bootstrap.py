@@ -13,10 +13,12 @@ COMMANDS = frozenset({EventType.REFERRAL_ACCEPT.value})
 
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
+    window = rt.settings.ingress_window()
+
     async def on_command(uow: UnitOfWork, message: Message) -> None:
         # Reports and unknown types on the same topics are intake's to answer.
         if message.header("ce_type") in COMMANDS:
-            await handlers.accept_referral(uow, message, rt.keyring)
+            await handlers.accept_referral(uow, message, rt.keyring, window)
 
     async def on_command_failure(uow: UnitOfWork, message: Message, code: str, detail: str) -> None:
         if message.header("ce_type") in COMMANDS:

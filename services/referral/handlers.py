@@ -7,10 +7,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from contracts.events import CaseOpened, EventType, ReferralAccept, ReferralAccepted, ReferralRequested
-from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import receive, reply, sender_of
+from runtime.ingress import Refusal, Window, receive, reply, sender_of
 from runtime.signing import Keyring
 from services.referral.adapters.tables import commands, referrals
 from services.referral.domain.referral import Referral, ReferralRefused
@@ -38,16 +37,18 @@ async def open_referral(uow: UnitOfWork, message: Message) -> None:
     requested = ReferralRequested(
         referral_id=referral_id, case_id=case.case_id, referrer=case.reporter.institution,
         to=case.lead, urgency=case.urgency, categories=case.categories, requested_at=uow.now,
+        do_not_contact=case.do_not_contact,
     )
     uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(
         EventType.REFERRAL_REQUESTED.value, uow.source, requested.model_dump(mode="json"),
         subject=case.case_id), key=case.case_id)
 
 
-async def accept_referral(uow: UnitOfWork, message: Message, keyring: Keyring) -> None:
+async def accept_referral(uow: UnitOfWork, message: Message, keyring: Keyring,
+                          window: Window) -> None:
     """The receiving institution accepts a referral; the referrer is told through events."""
-    event = receive(uow, message, keyring, SERVICE)
-    if isinstance(event, Refused):
+    event = receive(uow, message, keyring, SERVICE, window)
+    if isinstance(event, Refusal):
         await _record(uow, message, "rejected", event.code)
         return
     command = ReferralAccept.model_validate(event.data)

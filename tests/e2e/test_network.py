@@ -7,12 +7,13 @@ import json
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from contracts.events import EventType, ReportSubmitted
+from contracts.events import EventType, ReportSubmittedV2
 from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from punte.status import collect, operator_token
@@ -24,6 +25,7 @@ from services.intake.domain.cases import assess
 
 pytestmark = pytest.mark.e2e
 REPORTS = 30
+NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         sent: list[tuple[str, CloudEvent]] = []
         for _ in range(REPORTS):
             reporter = rng.choice(list(systems))
-            event = systems[reporter].event(EventType.REPORT_SUBMITTED.value,
+            event = systems[reporter].event(EventType.REPORT_SUBMITTED_V2.value,
                                             synthetic_report(rng, reporter))
             await systems[reporter].send(event)
             sent.append((reporter, event))
@@ -121,7 +123,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         case_ids = []
         for reporter, event in sent:
             [(receiver, outcome)] = deliveries.outcome_of(event.id)
-            expected = assess(ReportSubmitted.model_validate(event.data), rules)
+            expected = assess(ReportSubmittedV2.model_validate(event.data), rules, NOW)
             assert receiver == reporter
             assert outcome["status"] == "accepted"
             assert outcome["urgency"] == expected.urgency
@@ -135,7 +137,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
             return len(deliveries.notifications("referral-requested")) == REPORTS
         await wait_until(all_notified)
         for (_, event), case_id in zip(sent, case_ids, strict=True):
-            expected = assess(ReportSubmitted.model_validate(event.data), rules)
+            expected = assess(ReportSubmittedV2.model_validate(event.data), rules, NOW)
             referred = [who for who, n in deliveries.notifications("referral-requested") if n["case_id"] == case_id]
             informed = [who for who, n in deliveries.notifications("case-informed") if n["case_id"] == case_id]
             assert referred == [expected.lead]
@@ -147,8 +149,8 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         # 4. Malformed and unsigned reports are rejected with a code and dead-lettered.
         school = systems["isj-bc"]
         await producer.send_and_wait("punte.ingress.isj-bc", b"{definitely not json",
-                                     headers=school.event(EventType.REPORT_SUBMITTED.value, {}).headers())
-        unsigned = CloudEvent.new(EventType.REPORT_SUBMITTED.value, school.source,
+                                     headers=school.event(EventType.REPORT_SUBMITTED_V2.value, {}).headers())
+        unsigned = CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, school.source,
                                   synthetic_report(rng, "isj-bc"))
         await producer.send_and_wait("punte.ingress.isj-bc", unsigned.body(), headers=unsigned.headers())
         # 5. The lead accepts one referral; the referrer hears of it.
@@ -178,7 +180,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
 
         # 6. The operator's view agrees: counts, audit coverage and verification.
         expected_notifications = REPORTS + 1 + sum(
-            len(assess(ReportSubmitted.model_validate(e.data), rules).informed) for _, e in sent)
+            len(assess(ReportSubmittedV2.model_validate(e.data), rules, NOW).informed) for _, e in sent)
         last: dict = {}
 
         async def quiet():

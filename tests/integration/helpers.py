@@ -51,3 +51,38 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20
     finally:
         await consumer.stop()
     return records
+
+
+INTAKE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
+
+
+async def intake_consumer(server_url: str, keyring, window=None, vault=None):
+    """Intake's real handler on a fresh migrated database; (consumer, engine, intake)."""
+    from runtime.inbox import InboxConsumer
+    from runtime.ingress import Window
+    from services.intake import handlers
+    from services.intake.adapters.vault import IdentityVault
+    from services.intake.bootstrap import build_rules
+
+    engine, sessions = await migrated_database(server_url, "intake", INTAKE_MIGRATIONS)
+    intake = handlers.Intake(keyring, build_rules(""), vault or IdentityVault({"k": bytes(32)}, "k"),
+                             window or Window())
+
+    async def handle(uow, msg):
+        await handlers.submit_report(uow, msg, intake)
+
+    consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
+                             handler=handle, attempts=1)
+    return consumer, engine, intake
+
+
+async def emitted(engine) -> list[tuple[str, dict, dict]]:
+    """Every event a service wrote to its outbox: (topic, headers, data)."""
+    import json
+
+    import sqlalchemy as sa
+
+    from runtime.outbox import outbox_table
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox_table).order_by(outbox_table.c.id))).all()
+    return [(r.topic, dict(r.headers), json.loads(r.payload)) for r in rows]

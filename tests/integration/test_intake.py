@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import DEAD_LETTER_TOPIC, InboxConsumer
-from runtime.outbox import outbox_table
+from runtime.inbox import DEAD_LETTER_TOPIC
 from runtime.signing import Keyring, PublicKey, SigningKey
-from services.intake import handlers
 from services.intake.adapters.tables import cases, reports
-from services.intake.bootstrap import build_rules
-from tests.integration.helpers import message, migrated_database
+from tests.integration.helpers import emitted, intake_consumer, message
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
 SCHOOL, DOCTOR = "isj-bc", "dsp-bc"
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in (SCHOOL, DOCTOR)}
 KEYRING = Keyring([PublicKey(k.key_id, i, k.public_raw(), datetime(2026, 1, 1, tzinfo=timezone.utc), None)
@@ -42,22 +37,9 @@ def signed(data: dict, sender: str = SCHOOL) -> CloudEvent:
 
 @pytest.fixture
 async def intake(infrastructure):
-    engine, sessions = await migrated_database(infrastructure.database_url, "intake", MIGRATIONS)
-    rules = build_rules("")
-
-    async def handle(uow, msg):
-        await handlers.submit_report(uow, msg, KEYRING, rules)
-
-    consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, attempts=1)
+    consumer, engine, _ = await intake_consumer(infrastructure.database_url, KEYRING)
     yield consumer, engine
     await engine.dispose()
-
-
-async def emitted(engine) -> list[tuple[str, dict, dict]]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(outbox_table).order_by(outbox_table.c.id))).all()
-    return [(r.topic, dict(r.headers), json.loads(r.payload)) for r in rows]
 
 
 async def test_a_valid_report_opens_a_routed_case_and_is_answered(intake):

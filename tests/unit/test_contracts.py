@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 from datetime import date, datetime, timezone
@@ -103,13 +104,18 @@ def test_event_schemas_are_closed_objects(event_type: EventType) -> None:
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.value)
 def test_category_enum_is_the_reference_list(event_type: EventType) -> None:
     category = schema_for(event_type).get("$defs", {}).get("Category")
-    if category is not None:
+    if category is not None and "enum" in category:
         assert category["enum"] == list(reference.risk_categories())
+    elif category is not None:  # reports: the shape here, the vocabulary in intake
+        assert all(re.fullmatch(category["pattern"], c) for c in reference.risk_categories())
 
 
 # --- schema and model agree ------------------------------------------------------------
 
-_CONSTRAINTS = ("pattern", "minLength", "maxLength", "minItems", "maxItems", "enum", "const")
+_CONSTRAINTS = ("pattern", "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum",
+                "exclusiveMinimum", "exclusiveMaximum", "enum", "const")
+# Properties whose free strings in the models the schemas narrow to the reference category ids.
+_CATEGORY_PROPERTIES = {"categories", "new_categories", "category"}
 
 
 def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +162,10 @@ def test_schema_mirrors_the_pydantic_model(event_type: EventType) -> None:
         for prop, their_prop in their_shape["properties"].items():
             mine = _constraints(our_shape["properties"][prop], ours)
             expected = _constraints(their_prop, theirs)
-            if prop == "categories":  # the schema narrows free strings to the reference ids
-                mine.pop("items.enum", None)
+            if prop in _CATEGORY_PROPERTIES:  # the schema narrows free strings to the reference ids
+                for key in ("enum", "items.enum"):
+                    if key in mine and key not in expected:
+                        assert mine.pop(key) == list(reference.risk_categories()), f"{name}.{prop}"
             assert mine == expected, f"{name}.{prop}: schema {mine} != model {expected}"
 
 
@@ -242,6 +250,58 @@ def test_nested_extra_field_and_bad_values_are_rejected_by_both() -> None:
         assert not model_accepts(event_type, instance), name
 
 
+def test_report_v2_bad_values_are_rejected_by_both() -> None:
+    event_type = EventType.REPORT_SUBMITTED_V2
+    good = load_json(EXAMPLES / event_type.value / "01-physical-abuse-corbasca-household-observation.json")
+    child, household, sheet = good["child"], good["household"], good["observation_sheet"]
+    bad_cases = {
+        "no risks": {**good, "risks": []},
+        "eleven risks": {**good, "risks": [{"category": "neglect"}] * 11},
+        "risk without category": {**good, "risks": [{"indicators": ["x"]}]},
+        "long indicator": {**good, "risks": [{"category": "neglect", "indicators": ["x" * 201]}]},
+        "nested extra in risk": {**good, "risks": [{"category": "neglect", "severity": 3}]},
+        "county not a county": {**good, "child": {**child, "county": "XX"}},
+        "age 18": {**good, "child": {**child, "estimated_age_years": 18}},
+        "negative age": {**good, "child": {**child, "estimated_age_years": -1}},
+        "bad sex": {**good, "child": {**child, "sex": "X"}},
+        "long address": {**good, "child": {**child, "address": "x" * 301}},
+        "bad sibling cnp": {**good, "household": {**household, "siblings": [{"cnp": "123"}]}},
+        "21 siblings": {**good, "household": {**household, "siblings": [{}] * 21}},
+        "carer without relationship": {**good, "household": {**household, "carer": {"given_name": "Ana"}}},
+        "bad relationship": {**good, "household": {**household, "carer": {"relationship": "neighbour"}}},
+        "bad place": {**good, "place_of_occurrence": "street"},
+        "bad already informed": {**good, "already_informed": ["press"]},
+        "sheet item not boolean": {**good, "observation_sheet": {**sheet, "housing": {"overcrowding": 2}}},
+        "sheet unknown section": {**good, "observation_sheet": {**sheet, "leisure": {}}},
+        "sheet without number": {**good, "observation_sheet": {k: v for k, v in sheet.items() if k != "sheet_number"}},
+    }
+    for name, instance in bad_cases.items():
+        assert not schema_accepts(event_type, instance), name
+        assert not model_accepts(event_type, instance), name
+
+
+def test_report_risk_category_vocabulary_is_left_to_intake() -> None:
+    """A report's schema checks a category's shape only, so the reference list can grow
+    within a schema version; intake answers UNKNOWN_CATEGORY for an id it does not know."""
+    event_type = EventType.REPORT_SUBMITTED_V2
+    good = load_json(EXAMPLES / event_type.value / "03-health-risk-ungureni-minimal.json")
+    assert schema_accepts(event_type, {**good, "risks": [{"category": "witchcraft"}]})
+    assert not schema_accepts(event_type, {**good, "risks": [{"category": "Witch Craft!"}]})
+    assert model_accepts(event_type, {**good, "risks": [{"category": "witchcraft"}]})
+
+
+def test_observation_sheet_item_ids_are_left_to_the_catalogue() -> None:
+    """Schema and model accept any item id in a section; reference.observation_sheet_items()
+    is the catalogue intake checks (UNKNOWN_OBSERVATION_ITEM)."""
+    event_type = EventType.REPORT_SUBMITTED_V2
+    good = load_json(EXAMPLES / event_type.value / "01-physical-abuse-corbasca-household-observation.json")
+    instance = {**good, "observation_sheet": {**good["observation_sheet"], "housing": {"has_garden": True}}}
+    assert schema_accepts(event_type, instance) and model_accepts(event_type, instance)
+    assert "has_garden" not in reference.observation_sheet_items()["housing"]
+    sections = set(reference.observation_sheet_items())
+    assert sections == set(events.ObservationSheet.model_fields) - {"sheet_number", "observed_on"}
+
+
 # --- model-built instances -------------------------------------------------------------
 
 WHEN = datetime(2025, 3, 10, 7, 41, 12, tzinfo=timezone.utc)
@@ -260,12 +320,38 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
         (EventType.REPORT_SUBMITTED, events.ReportSubmitted(
             reporter=REPORTER, channel="anonymous", child=events.ChildIdentity(uat_siruta=20297),
             categories=["begging"], description="x")),
+        (EventType.REPORT_SUBMITTED_V2, events.ReportSubmittedV2(
+            reporter=REPORTER, channel="social-worker",
+            child=events.ChildIdentityV2(cnp="6150312041239", given_name="Ana", family_name="Testescu",
+                                         birth_date=date(2015, 3, 12), sex="F", uat_siruta=21891, county="BC",
+                                         address="Sat Colonești nr. 1 (fictiv)"),
+            household=events.Household(
+                carer=events.Carer(given_name="Elena", family_name="Testescu", relationship="grandparent"),
+                siblings=[events.Person(cnp="5121109044569")], alleged_abuser_in_household=True,
+                domestic_violence=True),
+            place_of_occurrence="family",
+            risks=[events.Risk(category="neglect", indicators=["haine nepotrivite anotimpului"]),
+                   events.Risk(category="parents_abroad")],
+            description="Exemplu sintetic.", immediate_danger=True, already_informed=["112", "school"],
+            observation_sheet=events.ObservationSheet(
+                sheet_number="FO-1", observed_on=date(2025, 3, 10), economic={"no_income": True},
+                social={"parents_working_abroad": True}, health={"not_vaccinated": False},
+                education={"absenteeism": True}, housing={"overcrowding": False},
+                risk_behaviours={"alcohol_in_family": False}),
+            occurred_at=WHEN)),
+        (EventType.REPORT_SUBMITTED_V2, events.ReportSubmittedV2(
+            reporter=REPORTER, channel="anonymous",
+            child=events.ChildIdentityV2(given_name="Ion", family_name="Exemplu", estimated_age_years=9, county="NT"),
+            risks=[events.Risk(category="begging")], description="x")),
         (EventType.REFERRAL_ACCEPT, events.ReferralAccept(referral_id="ref-1", note="ok")),
         (EventType.REFERRAL_ACCEPT, events.ReferralAccept(referral_id="ref-1")),
         (EventType.OUTCOME, events.Outcome(
             subject_id="e-1", subject_type=EventType.REPORT_SUBMITTED.value, status="accepted",
             case_id="case-1", referral_id="ref-1", urgency=events.Urgency.P1, informed=["spas-colonesti"])),
         (EventType.OUTCOME, events.Outcome(subject_id="e-2", subject_type=None, status="rejected", reason=REASON)),
+        (EventType.OUTCOME, events.Outcome(
+            subject_id="e-3", subject_type=EventType.REPORT_SUBMITTED_V2.value, status="accepted",
+            case_id="case-1", urgency=events.Urgency.P1, merged=True, possible_duplicate_of=["case-9"])),
         (EventType.CASE_OPENED, events.CaseOpened(
             case_id="case-1", child_ref="chd-1", uat_siruta=21891, categories=["neglect"],
             urgency=events.Urgency.P1, lead="dgaspc-bc", informed=["spas-colonesti"], report_id="e-1",
@@ -273,6 +359,18 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
         (EventType.CASE_OPENED, events.CaseOpened(
             case_id="case-2", child_ref="chd-2", uat_siruta=20297, categories=[], urgency=events.Urgency.P3,
             lead="das-bacau", informed=[], report_id="e-2", reporter=REPORTER, received_at=WHEN)),
+        (EventType.CASE_OPENED, events.CaseOpened(
+            case_id="case-3", child_ref="chd-3", uat_siruta=None, categories=["begging"],
+            urgency=events.Urgency.P1, lead="dgaspc-nt", informed=[], report_id="e-3", reporter=REPORTER,
+            received_at=WHEN, county="NT", do_not_contact=True, place_of_occurrence="public-space",
+            deadlines={"acknowledge": WHEN, "first_action": WHEN}, sibling_cases=["case-4"],
+            possible_duplicate_of=["case-5"])),
+        (EventType.CASE_REPORT_ADDED, events.CaseReportAdded(
+            case_id="case-1", report_id="e-4", reporter=REPORTER, categories=["neglect", "bullying"],
+            new_categories=["bullying"], urgency=events.Urgency.P1, lead="dgaspc-bc", received_at=WHEN)),
+        (EventType.CASE_REPORT_ADDED, events.CaseReportAdded(
+            case_id="case-1", report_id="e-5", reporter=REPORTER, categories=["neglect"],
+            new_categories=[], urgency=events.Urgency.P1, lead="dgaspc-bc", received_at=WHEN)),
         (EventType.REFERRAL_REQUESTED, events.ReferralRequested(
             referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc",
             urgency=events.Urgency.P0, categories=["missing_child"], requested_at=WHEN)),
@@ -288,6 +386,10 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
         (EventType.CASE_NOTIFICATION, events.CaseNotification(
             notification_id="n-2", case_id="case-1", kind="case-informed", urgency=events.Urgency.P2,
             categories=[], recipient="dsp-bc", summary_ro="Caz.", summary_en="Case.")),
+        (EventType.CASE_NOTIFICATION, events.CaseNotification(
+            notification_id="n-3", case_id="case-1", kind="report-added", urgency=events.Urgency.P1,
+            categories=["neglect"], recipient="spas-colonesti", summary_ro="Sesizare nouă.",
+            summary_en="New report.", do_not_contact=True)),
         (EventType.DEAD_LETTER, events.DeadLetter(
             reason=REASON, service="intake", topic="punte.ingress.spas-colonesti", partition=0, offset=12,
             headers={"ce_id": "e-1"}, payload_base64="e30=", failed_at=WHEN)),

@@ -1,7 +1,7 @@
 """Intake's pure rules: CNP, triage, routing (every category), pseudonyms, assessment."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -9,13 +9,14 @@ from contracts import reference
 from contracts.events import ReportSubmitted
 from services.intake.bootstrap import build_rules
 from services.intake.domain import cnp
-from services.intake.domain.cases import assess
+from services.intake.domain.cases import assess, upgrade
 from services.intake.domain.errors import ReportRejected
 from services.intake.domain.pseudonym import child_ref
 from services.intake.domain.routing import route
 from services.intake.domain.triage import triage
 
 RULES = build_rules("")
+NOW = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
 COLONESTI, BACAU = 21891, 20297
 
 
@@ -94,7 +95,7 @@ def report(**changes) -> ReportSubmitted:
 
 
 def test_assess_builds_the_case():
-    case = assess(report(), RULES)
+    case = assess(upgrade(report()), RULES, NOW)
     assert (case.urgency, case.lead, case.uat_siruta) == ("P2", "spas-colonesti", COLONESTI)
 
 
@@ -106,5 +107,5 @@ def test_assess_builds_the_case():
 ])
 def test_assess_refuses_with_a_code(changes, code):
     with pytest.raises(ReportRejected) as refused:
-        assess(report(**changes), RULES)
+        assess(upgrade(report(**changes)), RULES, NOW)
     assert refused.value.code == code

@@ -29,9 +29,17 @@ REJECTION_CODES = [
     "MALFORMED_ENVELOPE", "MALFORMED_PAYLOAD", "SCHEMA_VIOLATION", "UNKNOWN_EVENT_TYPE",
     "MISSING_SIGNATURE", "BAD_SIGNATURE", "UNKNOWN_KEY", "SOURCE_MISMATCH", "SENDER_NOT_ALLOWED",
     "UNKNOWN_INSTITUTION", "UNKNOWN_CATEGORY", "UNKNOWN_UAT", "INVALID_CNP",
-    "CHILD_NOT_IDENTIFIABLE", "UNKNOWN_REFERRAL", "NOT_REFERRAL_RECIPIENT", "ILLEGAL_TRANSITION",
-    "PROCESSING_FAILED",
+    "CHILD_NOT_IDENTIFIABLE", "UNKNOWN_OBSERVATION_ITEM", "UNKNOWN_REFERRAL", "NOT_REFERRAL_RECIPIENT",
+    "ILLEGAL_TRANSITION", "STALE_EVENT", "FUTURE_EVENT", "PROCESSING_FAILED",
 ]
+COUNTY_CODES = [
+    "AB", "AG", "AR", "B", "BC", "BH", "BN", "BR", "BT", "BV", "BZ", "CJ", "CL", "CS", "CT", "CV", "DB",
+    "DJ", "GJ", "GL", "GR", "HD", "HR", "IF", "IL", "IS", "MH", "MM", "MS", "NT", "OT", "PH", "SB", "SJ",
+    "SM", "SV", "TL", "TM", "TR", "VL", "VN", "VS",
+]
+INSTITUTION_KINDS = {"DAS", "SPAS", "DGASPC", "DSP", "ISJ", "CJRAE", "IPJ", "PL"}
+INGRESS_TYPES = ["ro.punte.report.submitted.v1", "ro.punte.report.submitted.v2", "ro.punte.referral.accept.v1"]
+OBSERVATION_SECTIONS = ["economic", "social", "health", "education", "housing", "risk_behaviours"]
 URGENCIES = ["P0", "P1", "P2", "P3"]
 ISO_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 
@@ -45,7 +53,27 @@ def load_builder() -> ModuleType:
     return module
 
 
-# --- UATs and institutions -------------------------------------------------------------
+# --- counties, UATs and institutions ---------------------------------------------------
+
+
+def test_counties_are_the_41_counties_and_bucharest() -> None:
+    counties = reference.counties()
+    assert list(counties) == COUNTY_CODES
+    assert counties["BC"].name == "Bacău" and counties["B"].name == "Municipiul București"
+    assert counties["NT"].name == "Neamț" and counties["BN"].name == "Bistrița-Năsăud"
+    assert not set("şţŞŢ") & set("".join(c.name for c in counties.values()))
+    codes = [c.cnp_county_code for c in counties.values()]
+    assert len(set(codes)) == 42 and all(re.fullmatch(r"[0-9]{2}", code) for code in codes)
+    assert counties["BC"].cnp_county_code == "04" and counties["B"].cnp_county_code == "40"
+    assert {counties["CL"].cnp_county_code, counties["GR"].cnp_county_code} == {"51", "52"}
+
+
+def test_county_codes_match_the_event_model_pattern() -> None:
+    from contracts.events import ChildIdentityV2
+
+    pattern = ChildIdentityV2.model_json_schema()["properties"]["county"]["pattern"]
+    assert re.findall(r"[A-Z]+", pattern) == COUNTY_CODES
+
 
 
 def test_93_uats_of_bacau() -> None:
@@ -85,7 +113,9 @@ def test_institution_ids_are_unique_and_well_formed() -> None:
     ids = [row["id"] for row in rows]
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", i) for i in ids)
-    assert len(reference.institutions()) == len(rows) == 5 + 93 + 8
+    assert len(reference.institutions()) == len(rows) == 5 + 93 + 8 + 41
+    assert {row["kind"] for row in rows} == INSTITUTION_KINDS
+    assert {row["county"] for row in rows} == set(COUNTY_CODES)
 
 
 def test_county_institutions() -> None:
@@ -94,7 +124,20 @@ def test_county_institutions() -> None:
         assert inst.id == f"{kind.lower()}-bc" and inst.name == f"{kind} Bacău"
         assert inst.level == "county" and inst.siruta is None and inst.county == "BC"
     with pytest.raises(KeyError):
-        reference.county_institution("DGASPC", "CJ")
+        reference.county_institution("DSP", "CJ")
+    with pytest.raises(KeyError):
+        reference.county_institution("DGASPC", "XX")
+
+
+def test_every_other_county_has_its_dgaspc() -> None:
+    for code, county in reference.counties().items():
+        inst = reference.county_institution("DGASPC", code)
+        assert inst.id == f"dgaspc-{code.lower()}" and inst.name == f"DGASPC {county.name}"
+        assert inst.level == "county" and inst.siruta is None and inst.county == code
+    assert reference.county_institution("DGASPC", "NT").name == "DGASPC Neamț"
+    assert reference.institutions()["dgaspc-b"].name == "DGASPC Municipiul București"
+    outside = [inst for inst in reference.institutions().values() if inst.county != "BC"]
+    assert len(outside) == 41 and {inst.kind for inst in outside} == {"DGASPC"}
 
 
 def test_local_police_in_municipalities_and_towns_only() -> None:
@@ -199,6 +242,53 @@ def test_police_always_informed_when_a_crime_is_suspected() -> None:
         assert "IPJ" in rules[category]["informed"]
 
 
+# --- observation sheet, permissions ----------------------------------------------------
+
+
+def test_observation_sheet_catalogue() -> None:
+    items = reference.observation_sheet_items()
+    assert list(items) == OBSERVATION_SECTIONS
+    assert list(reference.observation_sections()) == OBSERVATION_SECTIONS
+    for section, body in items.items():
+        assert len(body) >= 3, section
+        for item_id, labels in body.items():
+            assert re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", item_id), item_id
+            assert set(labels) == {"label_ro", "label_en"} and labels["label_ro"] and labels["label_en"]
+    assert {"pregnant_minor", "single_parent", "parents_working_abroad",
+            "both_parents_dead_unknown_or_deprived"} <= set(items["social"])
+    assert {"no_income", "income_below_minimum", "social_benefits"} <= set(items["economic"])
+    assert {"disability", "chronic_illness", "no_family_doctor", "not_vaccinated"} <= set(items["health"])
+    assert {"not_enrolled", "absenteeism", "dropout"} <= set(items["education"])
+    assert {"no_home", "improper_housing", "overcrowding"} <= set(items["housing"])
+    assert {"alcohol_in_family", "violence_in_family", "delinquent_behaviour"} <= set(items["risk_behaviours"])
+    text = (REFERENCE_DIR / "observation-sheet.yaml").read_text(encoding="utf-8")
+    assert "verify against the HG 691/2015 annex" in text
+
+
+def test_permissions_name_known_kinds_and_ingress_types() -> None:
+    permissions = reference.permissions()
+    assert list(permissions) == INGRESS_TYPES
+    for kinds in permissions.values():
+        assert kinds == INSTITUTION_KINDS
+    ingress = next(topic for topic in reference.topics() if topic["kind"] == "ingress")
+    assert set(permissions) <= {event["type"] for event in ingress["events"]}
+
+
+@pytest.mark.parametrize("institution_id", ["das-bacau", "spas-colonesti", "dgaspc-bc", "dsp-bc", "isj-bc",
+                                            "cjrae-bc", "ipj-bc", "pl-onesti", "dgaspc-nt"])
+def test_every_kind_may_send_reports_and_acceptances(institution_id: str) -> None:
+    for event_type in INGRESS_TYPES:
+        assert reference.may_send(institution_id, event_type)
+
+
+def test_may_send_is_false_for_unknown_institutions_and_types() -> None:
+    assert not reference.may_send("spas-nowhere", "ro.punte.report.submitted.v2")
+    assert not reference.may_send("", "ro.punte.report.submitted.v1")
+    assert not reference.may_send("spas-colonesti", "ro.punte.report.submitted.v3")
+    assert not reference.may_send("spas-colonesti", "ro.punte.outcome.v1")
+    assert not reference.may_send("dgaspc-bc", "ro.punte.case.opened.v1")
+
+
 # --- rejection codes, services ---------------------------------------------------------
 
 
@@ -215,6 +305,15 @@ def test_romanian_text_uses_comma_below_diacritics() -> None:
         text = path.read_text(encoding="utf-8")
         assert not set("şţŞŢ") & set(text), path.name
     assert "ă" in reference.rejection_codes()["INVALID_CNP"].message_ro
+    for path in REFERENCE_DIR.glob("*.csv"):
+        assert not set("şţŞŢ") & set(path.read_text(encoding="utf-8")), path.name
+
+
+def test_timestamp_window_codes() -> None:
+    codes = reference.rejection_codes()
+    assert "7 days" in codes["STALE_EVENT"].description
+    assert "5 minutes" in codes["FUTURE_EVENT"].description
+    assert "ț" in codes["FUTURE_EVENT"].message_ro and "ș" in codes["STALE_EVENT"].message_ro
 
 
 def test_social_services_parse() -> None:

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import unicodedata
 from datetime import date
 
-
-def _fold(text: str) -> str:
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return " ".join(plain.lower().split())
+from services.intake.domain.matching import fold
 
 
 def child_ref(key: bytes, cnp: str | None, given_name: str | None, family_name: str | None,
-              birth: date | None) -> str:
+              birth: date | None, place: str = "") -> str:
+    """From the CNP when known; otherwise from the folded names with the birth date, or,
+    when only an age is estimated, with the place (a weaker link, checked by people)."""
     if cnp:
         material = f"cnp:{cnp}"
+    elif birth:
+        material = f"name:{fold(given_name)}|{fold(family_name)}|{birth}"
     else:
-        material = f"name:{_fold(given_name or '')}|{_fold(family_name or '')}|{birth}"
+        material = f"name-place:{fold(given_name)}|{fold(family_name)}|{place}"
     return "ch-" + hmac.new(key, material.encode(), hashlib.sha256).hexdigest()[:32]

@@ -17,4 +17,5 @@ inbox_entries = sa.Table(
     sa.Column("summary_en", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("do_not_contact", sa.Boolean, nullable=False, server_default=sa.false()),
 )

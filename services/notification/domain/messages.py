@@ -14,7 +14,9 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "case-informed": ("Caz nou, spre informare", "New case, for information"),
     "referral-requested": ("Trimitere nouă", "New referral"),
     "referral-accepted": ("Trimitere acceptată", "Referral accepted"),
+    "report-added": ("Raport nou la un caz deschis", "New report on an open case"),
 }
+DO_NOT_CONTACT = ("NU contactați familia.", "Do NOT contact the household.")
 
 
 class Labelled(Protocol):
@@ -34,14 +36,15 @@ def _in_sentence(label: str) -> str:
 
 
 def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
-              labels: Mapping[str, Labelled]) -> Summary:
+              labels: Mapping[str, Labelled], do_not_contact: bool = False) -> Summary:
     """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…"."""
     headline_ro, headline_en = HEADLINES[kind]
     ids = list(dict.fromkeys(categories))
     # An id missing from the reference data (a newer contract) still shows, as its id.
     ro = ", ".join(_in_sentence(labels[c].label_ro) if c in labels else c for c in ids)
     en = ", ".join(_in_sentence(labels[c].label_en) if c in labels else c for c in ids)
+    warn_ro, warn_en = (f" {DO_NOT_CONTACT[0]}", f" {DO_NOT_CONTACT[1]}") if do_not_contact else ("", "")
     return Summary(
-        ro=f"{headline_ro} ({urgency}): {ro}. Caz {case_id}",
-        en=f"{headline_en} ({urgency}): {en}. Case {case_id}",
+        ro=f"{headline_ro} ({urgency}): {ro}. Caz {case_id}.{warn_ro}".rstrip("."),
+        en=f"{headline_en} ({urgency}): {en}. Case {case_id}.{warn_en}".rstrip("."),
     )

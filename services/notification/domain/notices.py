@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from contracts.events import CaseOpened, ReferralAccepted, ReferralRequested
+from contracts.events import CaseOpened, CaseReportAdded, ReferralAccepted, ReferralRequested
 
 # Fixed namespace: the same event and recipient always give the same notification id.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/notification")
@@ -21,6 +21,7 @@ class Notice:
     referral_id: str | None
     urgency: str
     categories: tuple[str, ...]
+    do_not_contact: bool = False
 
 
 def notification_id(event_source: str, event_id: str, recipient: str) -> str:
@@ -32,14 +33,20 @@ def notification_id(event_source: str, event_id: str, recipient: str) -> str:
 def case_opened(case: CaseOpened) -> list[Notice]:
     return [
         Notice(recipient, "case-informed", case.case_id, None, case.urgency.value,
-               tuple(case.categories))
+               tuple(case.categories), case.do_not_contact)
         for recipient in dict.fromkeys(case.informed)
     ]
 
 
+def report_added(added: CaseReportAdded) -> list[Notice]:
+    """The lead learns that another report about the child joined its case."""
+    return [Notice(added.lead, "report-added", added.case_id, None, added.urgency.value,
+                   tuple(added.categories))]
+
+
 def referral_requested(referral: ReferralRequested) -> list[Notice]:
     return [Notice(referral.to, "referral-requested", referral.case_id, referral.referral_id,
-                   referral.urgency.value, tuple(referral.categories))]
+                   referral.urgency.value, tuple(referral.categories), referral.do_not_contact)]
 
 
 def referral_accepted(referral: ReferralAccepted, urgency: str,

@@ -14,7 +14,7 @@ from contracts.events import Urgency
 from runtime.tokens import Principal, require_role
 from services.notification.adapters.tables import inbox_entries
 
-Kind = Literal["referral-requested", "case-informed", "referral-accepted"]
+Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added"]
 
 router = APIRouter(tags=["inbox"])
 
@@ -31,6 +31,7 @@ class InboxEntry(BaseModel):
     summary_en: str
     created_at: datetime
     read_at: datetime | None
+    do_not_contact: bool = False
 
 
 class Inbox(BaseModel):

@@ -1,0 +1,111 @@
+"""Intake's queries and writes, one function per question the handler asks."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.adapters.tables import (
+    case_reports,
+    cases,
+    duplicate_candidates,
+    household_links,
+    identities,
+    reports,
+)
+from services.intake.adapters.vault import Sealed
+
+
+async def open_cases_of(session: AsyncSession, child_ref: str) -> Sequence[sa.Row]:
+    """The child's open cases, newest first, locked for a merge."""
+    return (await session.execute(
+        sa.select(cases.c.case_id, cases.c.categories, cases.c.urgency, cases.c.lead)
+        .where(cases.c.child_ref == child_ref, cases.c.status == "open")
+        .order_by(cases.c.opened_at.desc()).with_for_update()
+    )).all()
+
+
+async def open_cases_of_children(session: AsyncSession, child_refs: Iterable[str]) -> list[str]:
+    refs = list(child_refs)
+    if not refs:
+        return []
+    return list((await session.execute(
+        sa.select(cases.c.case_id).where(cases.c.child_ref.in_(refs), cases.c.status == "open")
+        .order_by(cases.c.opened_at)
+    )).scalars())
+
+
+async def lookalikes(session: AsyncSession, county: str, uat: int | None, birth_year: int | None,
+                     other_than: str) -> Sequence[sa.Row]:
+    """Open cases of other children of about the same age and place, with their sealed
+    identity: the only ones worth decrypting for a name comparison."""
+    query = (
+        sa.select(cases.c.case_id, cases.c.child_ref, cases.c.birth_year, cases.c.uat_siruta,
+                  cases.c.county, identities.c.key_id, identities.c.nonce, identities.c.ciphertext)
+        .join(identities, identities.c.child_ref == cases.c.child_ref)
+        .where(cases.c.status == "open", cases.c.county == county, cases.c.child_ref != other_than)
+    )
+    if uat is not None:
+        query = query.where(sa.or_(cases.c.uat_siruta == uat, cases.c.uat_siruta.is_(None)))
+    if birth_year is not None:
+        query = query.where(cases.c.birth_year.between(birth_year - 1, birth_year + 1))
+    return (await session.execute(query.limit(200))).all()
+
+
+async def save_identity(session: AsyncSession, child_ref: str, sealed: Sealed, now: datetime) -> None:
+    values = {"key_id": sealed.key_id, "nonce": sealed.nonce, "ciphertext": sealed.ciphertext,
+              "updated_at": now}
+    await session.execute(pg_insert(identities).values(child_ref=child_ref, **values)
+                          .on_conflict_do_update(index_elements=["child_ref"], set_=values))
+
+
+async def open_case(session: AsyncSession, **values: Any) -> None:
+    await session.execute(sa.insert(cases).values(status="open", **values))
+
+
+async def add_report_to_case(session: AsyncSession, case_id: str, report_id: str, reporter: str,
+                             categories: list[str], received_at: datetime) -> None:
+    await session.execute(sa.insert(case_reports).values(
+        case_id=case_id, report_id=report_id, reporter=reporter, categories=categories,
+        received_at=received_at))
+
+
+async def update_case(session: AsyncSession, case_id: str, categories: list[str], urgency: str) -> None:
+    await session.execute(sa.update(cases).where(cases.c.case_id == case_id)
+                          .values(categories=categories, urgency=urgency))
+
+
+async def link_household(session: AsyncSession, child_ref: str, sibling_refs: Iterable[str]) -> None:
+    rows = [{"child_ref": a, "sibling_ref": b} for s in sibling_refs if s != child_ref
+            for a, b in ((child_ref, s), (s, child_ref))]
+    if rows:
+        await session.execute(pg_insert(household_links).values(rows).on_conflict_do_nothing())
+
+
+async def siblings_of(session: AsyncSession, child_ref: str) -> list[str]:
+    """Every child known to share the household, from this and earlier reports."""
+    return list((await session.execute(
+        sa.select(household_links.c.sibling_ref).where(household_links.c.child_ref == child_ref)
+    )).scalars())
+
+
+async def flag_duplicates(session: AsyncSession, case_id: str, scored: dict[str, float]) -> None:
+    if scored:
+        await session.execute(sa.insert(duplicate_candidates).values([
+            {"case_id": case_id, "candidate_case_id": other, "score": score, "status": "pending"}
+            for other, score in scored.items()
+        ]))
+
+
+async def record_answer(session: AsyncSession, **values: Any) -> None:
+    await session.execute(sa.insert(reports).values(**values))
+
+
+async def answer_to(session: AsyncSession, message_key: str) -> dict[str, Any] | None:
+    return (await session.execute(
+        sa.select(reports.c.answer).where(reports.c.message_key == message_key)
+    )).scalar_one_or_none()

@@ -1,0 +1,212 @@
+"""Intake over HTTP, for institutions without Kafka: the same CloudEvents contract (HTTP
+binding, binary or structured mode), the same checks, idempotent by event id. A posted
+event goes to the sender's ingress topic, so it takes the very path a Kafka message takes
+and the audit trail sees it; the answer is the outcome intake sent back."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from contracts.reference import ingress_topic, rejection_codes
+from runtime.service import Runtime
+from runtime.tokens import Principal, require_role
+from services.intake.adapters import repository
+from services.intake.adapters.tables import case_reports, cases, duplicate_candidates
+from services.intake.handlers import REPORT_TYPES
+
+router = APIRouter(prefix="/v1", tags=["intake"])
+STRUCTURED = "application/cloudevents+json"
+
+
+def _error(status: int, code: str, detail: str) -> HTTPException:
+    known = rejection_codes().get(code)
+    return HTTPException(status, detail={
+        "code": code, "message_ro": known.message_ro if known else detail,
+        "message_en": f"{known.message_en} ({detail})" if known else detail,
+    })
+
+
+def _binary(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
+    attributes = {k[3:]: v for k, v in request.headers.items() if k.lower().startswith("ce-")}
+    return attributes, body
+
+
+def _structured(body: bytes) -> tuple[dict[str, str], bytes]:
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(400, "MALFORMED_PAYLOAD", f"not JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise _error(400, "MALFORMED_PAYLOAD", "a structured event is a JSON object")
+    if "data_base64" in envelope:
+        data = base64.b64decode(envelope.pop("data_base64"))
+    elif "data" in envelope:
+        # Signed bytes of `data` in structured mode: compact JSON, keys as sent (docs/contracts.md).
+        data = json.dumps(envelope.pop("data"), ensure_ascii=False, separators=(",", ":")).encode()
+    else:
+        raise _error(400, "MALFORMED_PAYLOAD", "data or data_base64 is required")
+    envelope.pop("datacontenttype", None)
+    return {k: str(v) for k, v in envelope.items()}, data
+
+
+class OutcomeBody(BaseModel):
+    subject_id: str
+    subject_type: str | None
+    status: Literal["accepted", "rejected"]
+    reason: dict[str, str] | None = None
+    case_id: str | None = None
+    urgency: str | None = None
+    informed: list[str] = Field(default_factory=list)
+    merged: bool = False
+    possible_duplicate_of: list[str] = Field(default_factory=list)
+
+
+def _answer(outcome: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(outcome, status_code=200 if outcome["status"] == "accepted" else 422)
+
+
+@router.post(
+    "/events", response_model=OutcomeBody,
+    responses={202: {"description": "Still being processed; poll the Location"},
+               422: {"model": OutcomeBody, "description": "Rejected, with a reason code"}},
+    summary="Trimite un raport / submit a report (CloudEvents over HTTP)",
+)
+async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
+                 principal: Principal = Depends(require_role())) -> JSONResponse:
+    """Binary mode: `ce-*` headers with the report as the JSON body. Structured mode:
+    `Content-Type: application/cloudevents+json` with `data` or `data_base64`. Sign as on
+    Kafka (`keyid`, `signature`). The answer is the outcome, as on the delivery topic."""
+    runtime: Runtime = request.app.state.runtime
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    attributes, data = _structured(body) if content_type == STRUCTURED else _binary(request, body)
+    missing = [a for a in ("specversion", "id", "source", "type", "time") if not attributes.get(a)]
+    if missing:
+        raise _error(400, "MALFORMED_ENVELOPE", f"missing attributes: {', '.join(missing)}")
+    if principal.institution is None or attributes["source"] != f"/institutions/{principal.institution}":
+        raise _error(403, "SOURCE_MISMATCH", "the event's source is not your institution")
+    if attributes["type"] not in REPORT_TYPES:
+        raise _error(400, "UNKNOWN_EVENT_TYPE", "this endpoint takes reports")
+    message_key = f"{attributes['source']}|{attributes['id']}"
+    async with runtime.sessions() as session:
+        known = await repository.answer_to(session, message_key)
+    if known is None:
+        headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
+        headers.append(("content-type", b"application/json"))
+        await runtime.producer.send_and_wait(ingress_topic(principal.institution), value=data,
+                                             key=attributes["id"].encode(), headers=headers)
+        known = await _wait_for_answer(runtime, message_key, wait)
+    if known is None:
+        location = f"/v1/events/outcome?source={attributes['source']}&id={attributes['id']}"
+        return JSONResponse({"status": "processing", "location": location}, status_code=202,
+                            headers={"Location": location})
+    return _answer(known)
+
+
+async def _wait_for_answer(runtime: Runtime, message_key: str, seconds: float) -> dict | None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        async with runtime.sessions() as session:
+            known = await repository.answer_to(session, message_key)
+        if known is not None or asyncio.get_running_loop().time() >= deadline:
+            return known
+        await asyncio.sleep(0.05)
+
+
+@router.get("/events/outcome", response_model=OutcomeBody, summary="Rezultatul unui raport / a report's outcome")
+async def outcome(request: Request, source: str, id: str,
+                  principal: Principal = Depends(require_role())) -> JSONResponse:
+    if source != f"/institutions/{principal.institution}":
+        raise _error(403, "SOURCE_MISMATCH", "not your institution's event")
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.sessions() as session:
+        known = await repository.answer_to(session, f"{source}|{id}")
+    if known is None:
+        raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
+                                         "message_en": "Still being processed, or unknown"})
+    return _answer(known)
+
+
+class CaseView(BaseModel):
+    case_id: str
+    child_ref: str
+    county: str
+    uat_siruta: int | None
+    categories: list[str]
+    urgency: str
+    lead: str
+    informed: list[str]
+    status: str
+    do_not_contact: bool
+    deadlines: dict[str, str]
+    opened_at: datetime
+    reports: list[dict[str, Any]]
+    possible_duplicates: list[dict[str, Any]]
+
+
+async def _case_for(request: Request, case_id: str, principal: Principal) -> tuple[Runtime, sa.Row]:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.sessions() as session:
+        row = (await session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
+    # Need to know: only the institutions taking part in the case see it.
+    if row is None or principal.institution not in (row.lead, *row.informed):
+        raise HTTPException(404, detail={"code": "NOT_FOUND", "message_ro": "Caz inexistent",
+                                         "message_en": "No such case"})
+    return runtime, row
+
+
+@router.get("/cases/{case_id}", response_model=CaseView, summary="Un caz / one case")
+async def case_view(case_id: str, request: Request,
+                    principal: Principal = Depends(require_role("case-manager"))) -> CaseView:
+    """The case as the institutions taking part see it: pseudonymous, no identity."""
+    runtime, row = await _case_for(request, case_id, principal)
+    async with runtime.sessions() as session:
+        held = (await session.execute(sa.select(case_reports).where(case_reports.c.case_id == case_id)
+                                      .order_by(case_reports.c.received_at))).all()
+        doubts = (await session.execute(sa.select(duplicate_candidates)
+                                        .where(duplicate_candidates.c.case_id == case_id))).all()
+    return CaseView(
+        case_id=row.case_id, child_ref=row.child_ref, county=row.county, uat_siruta=row.uat_siruta,
+        categories=row.categories, urgency=row.urgency, lead=row.lead, informed=row.informed,
+        status=row.status, do_not_contact=row.do_not_contact, deadlines=row.deadlines,
+        opened_at=row.opened_at,
+        reports=[{"report_id": r.report_id, "reporter": r.reporter, "categories": r.categories,
+                  "received_at": r.received_at.isoformat()} for r in held],
+        possible_duplicates=[{"case_id": d.candidate_case_id, "score": d.score, "status": d.status,
+                              "decided_by": d.decided_by} for d in doubts],
+    )
+
+
+class Decision(BaseModel):
+    decision: Literal["confirmed", "dismissed"]
+
+
+@router.post("/cases/{case_id}/duplicates/{other_case_id}",
+             summary="Confirmă sau respinge un posibil duplicat / decide a possible duplicate")
+async def decide_duplicate(case_id: str, other_case_id: str, decision: Decision, request: Request,
+                           principal: Principal = Depends(require_role("case-manager"))) -> dict[str, str]:
+    """Only the lead institution's case managers decide; the decision is kept with who took it."""
+    runtime, row = await _case_for(request, case_id, principal)
+    if principal.institution != row.lead:
+        raise HTTPException(403, detail={"code": "NOT_CASE_LEAD", "message_ro": "Doar instituția responsabilă decide",
+                                         "message_en": "Only the lead institution decides"})
+    async with runtime.sessions() as session, session.begin():
+        updated = await session.execute(
+            sa.update(duplicate_candidates)
+            .where(duplicate_candidates.c.case_id == case_id,
+                   duplicate_candidates.c.candidate_case_id == other_case_id,
+                   duplicate_candidates.c.status == "pending")
+            .values(status=decision.decision, decided_by=principal.subject,
+                    decided_at=datetime.now(timezone.utc)))
+    if updated.rowcount == 0:
+        raise HTTPException(409, detail={"code": "NOT_PENDING", "message_ro": "Nu există o decizie în așteptare",
+                                         "message_en": "No pending decision for these cases"})
+    return {"case_id": case_id, "candidate_case_id": other_case_id, "status": decision.decision}
