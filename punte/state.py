@@ -85,12 +85,14 @@ class State:
         accounts: list[Account] = []
         passwords: dict[str, str] = {}
         for institution in institutions().values():
-            account, password = new_account(
-                f"cm.{institution.id}", institution.id, ["case-manager"],
-                f"Manager de caz {institution.name}",
-            )
-            accounts.append(account)
-            passwords[account.username] = password
+            # A case manager of the institution, and its own system (client credentials).
+            for username, roles, name in (
+                (f"cm.{institution.id}", ["case-manager"], f"Manager de caz {institution.name}"),
+                (f"sys.{institution.id}", ["institution-system"], f"Sistemul {institution.name}"),
+            ):
+                account, password = new_account(username, institution.id, roles, name)
+                accounts.append(account)
+                passwords[account.username] = password
         for username, roles in (("auditor", ["auditor"]), ("operator", ["operator"])):
             account, password = new_account(username, None, roles, username.capitalize())
             accounts.append(account)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 import httpx
@@ -22,43 +20,11 @@ from runtime.cloudevents import CloudEvent, decode
 from runtime.kafka import make_producer
 from services.intake.bootstrap import build_rules
 from services.intake.domain.cases import assess
+from tests.e2e.conftest import sign_in, wait_until
 
 pytestmark = pytest.mark.e2e
 REPORTS = 30
 NOW = datetime.now(timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def network(infrastructure, tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("e2e") / "state",
-                  kafka_bootstrap=infrastructure.kafka_bootstrap,
-                  database_url=infrastructure.database_url)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-
-
-async def sign_in(network: Stack, username: str) -> str:
-    """A token from the embedded issuer, the way a person signs in."""
-    password = json.loads(network.state.passwords_file.read_text())[username]
-    async with httpx.AsyncClient(base_url=network.url("identity")) as client:
-        answer = await client.post("/token", data={"grant_type": "password", "username": username,
-                                                   "password": password})
-    answer.raise_for_status()
-    return answer.json()["access_token"]
-
-
-async def wait_until(check: Callable[[], object], timeout: float = 60, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met after {timeout}s: {check.__doc__}")
-        await asyncio.sleep(every)
 
 
 class Deliveries:
@@ -229,3 +195,48 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
     finally:
         await deliveries.stop()
         await producer.stop()
+
+
+async def test_institutions_without_kafka_use_the_same_contract_over_http(network: Stack):
+    """CloudEvents over HTTP (binary and structured), the same checks, idempotent by id."""
+    state, rng = network.state, random.Random(11)
+    key = state.institution_key("dsp-bc")
+    token = await sign_in(network, "sys.dsp-bc")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def binary(event: CloudEvent) -> dict[str, str]:
+        return {**auth, "content-type": "application/json",
+                **{k.replace("ce_", "ce-", 1): v.decode() for k, v in event.headers() if k.startswith("ce_")}}
+
+    report = key.sign(CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, "/institutions/dsp-bc",
+                                     synthetic_report(rng, "dsp-bc")))
+    structured = key.sign(CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, "/institutions/dsp-bc",
+                                         synthetic_report(rng, "dsp-bc")))
+    envelope = {"specversion": "1.0", "id": structured.id, "source": structured.source,
+                "type": structured.type, "time": structured.time, "datacontenttype": "application/json",
+                **structured.extensions, "data": structured.data}
+    forged = CloudEvent(report.id + "-x", report.source, report.type, report.time,
+                        {**report.data, "description": "altered"}, None, report.extensions)
+    async with httpx.AsyncClient(base_url=network.url("intake"), timeout=40) as client:
+        cases_before = (await client.get("/stats")).json()["counts"]["cases"]
+        first = await client.post("/v1/events", content=report.body(), headers=binary(report))
+        again = await client.post("/v1/events", content=report.body(), headers=binary(report))
+        posted = await client.post("/v1/events", content=json.dumps(envelope).encode(),
+                                   headers={**auth, "content-type": "application/cloudevents+json"})
+        tampered = await client.post("/v1/events", content=forged.body(), headers=binary(forged))
+        later = await client.get("/v1/events/outcome", params={"source": report.source, "id": report.id},
+                                 headers=auth)
+        other = await client.post("/v1/events", content=report.body(),
+                                  headers={**binary(report), "Authorization":
+                                           f"Bearer {await sign_in(network, 'sys.isj-bc')}"})
+        anonymous = await client.post("/v1/events", content=report.body(),
+                                      headers={k: v for k, v in binary(report).items() if k != "Authorization"})
+        cases_after = (await client.get("/stats")).json()["counts"]["cases"]
+    assert first.status_code == 200 and first.json()["status"] == "accepted" and first.json()["case_id"]
+    assert again.status_code == 200 and again.json() == first.json(), "the same event, the same answer"
+    assert later.json() == first.json()
+    assert posted.status_code == 200 and posted.json()["status"] == "accepted"
+    assert tampered.status_code == 422 and tampered.json()["reason"]["code"] == "BAD_SIGNATURE"
+    assert other.status_code == 403 and other.json()["detail"]["code"] == "SOURCE_MISMATCH"
+    assert anonymous.status_code == 401
+    assert cases_after - cases_before == 2, "two reports, two cases; the repeat had no effect"
