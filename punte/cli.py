@@ -98,6 +98,33 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
 
 
+@app.command("reseal-identities")
+def reseal_identities(state_dir: Path = STATE) -> None:
+    """Re-encrypt intake's sealed identities under the first key of PUNTE_IDENTITY_KEYS
+    (key rotation: put the new key first, restart intake, run this, drop the old key)."""
+    from runtime.db import make_engine, make_sessions
+    from runtime.settings import Settings
+    from services.intake.adapters.repository import reseal_identities as reseal
+    from services.intake.bootstrap import build_vault
+
+    state = State(state_dir)
+    settings = Settings(service="intake")
+    if state.runtime_file.exists() and "PUNTE_DATABASE_URL" not in os.environ:
+        settings.database_url = json.loads(state.runtime_file.read_text())["database_url"]
+    if not settings.identity_keys and state.secrets_file.exists():
+        settings.identity_keys = state.secrets().get("identity_keys", "")
+
+    async def run() -> int:
+        engine = make_engine(settings.database_for("intake"), pool_size=1)
+        try:
+            async with make_sessions(engine)() as session:
+                return await reseal(session, build_vault(settings))
+        finally:
+            await engine.dispose()
+
+    console.print(f"Re-criptate / resealed: {asyncio.run(run())}")
+
+
 @app.command()
 def topics() -> None:
     """Every topic of the network with its partition count (from contracts/topics.yaml)."""

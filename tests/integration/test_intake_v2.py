@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from runtime.cloudevents import CloudEvent
+from runtime.db import make_sessions
 from runtime.inbox import DEAD_LETTER_TOPIC
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.intake.adapters.tables import case_reports, duplicate_candidates, household_links, identities
@@ -245,3 +246,27 @@ async def test_a_message_on_the_topic_of_an_unknown_institution_is_dead_lettered
     out = await emitted(engine)
     dead = [d for t, h, d in out if t == DEAD_LETTER_TOPIC]
     assert [d["reason"]["code"] for d in dead] == ["UNKNOWN_INSTITUTION"]
+
+
+async def test_identities_are_resealed_under_a_new_key_and_the_old_key_can_go(infrastructure):
+    from services.intake.adapters.repository import reseal_identities
+    from services.intake.adapters.vault import IdentityVault
+
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    consumer, engine, _ = await intake_consumer(infrastructure.database_url, KEYRING,
+                                                vault=IdentityVault({"k1": old}, "k1"))
+    try:
+        await send(consumer, signed(report()))
+        await send(consumer, signed(report(child={"cnp": SIBLING_CNP, "uat_siruta": COLONESTI, "county": "BC"})))
+        rotated = IdentityVault({"k2": new, "k1": old}, "k2")
+        async with make_sessions(engine)() as session:
+            assert await reseal_identities(session, rotated, batch=1) == 2
+            assert await reseal_identities(session, rotated) == 0
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(identities))).all()
+    finally:
+        await engine.dispose()
+    only_new = IdentityVault({"k2": new}, "k2")
+    assert {r.key_id for r in rows} == {"k2"}
+    assert {only_new.open(Sealed(r.key_id, r.nonce, r.ciphertext), r.child_ref)["cnp"] for r in rows} == {
+        CHILD_CNP, SIBLING_CNP}

@@ -17,7 +17,7 @@ from services.intake.adapters.tables import (
     identities,
     reports,
 )
-from services.intake.adapters.vault import Sealed
+from services.intake.adapters.vault import IdentityVault, Sealed
 
 
 async def open_cases_of(session: AsyncSession, child_ref: str) -> Sequence[sa.Row]:
@@ -109,3 +109,23 @@ async def answer_to(session: AsyncSession, message_key: str) -> dict[str, Any] |
     return (await session.execute(
         sa.select(reports.c.answer).where(reports.c.message_key == message_key)
     )).scalar_one_or_none()
+
+
+async def reseal_identities(session: AsyncSession, vault: IdentityVault, batch: int = 500) -> int:
+    """Re-encrypt, under the vault's current key, every identity sealed with another key;
+    run after adding a key in front of PUNTE_IDENTITY_KEYS, then the old key can go."""
+    done = 0
+    while True:
+        rows = (await session.execute(
+            sa.select(identities).where(identities.c.key_id != vault.current)
+            .limit(batch).with_for_update(skip_locked=True)
+        )).all()
+        for row in rows:
+            sealed = vault.rotate(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
+            await session.execute(sa.update(identities).where(identities.c.child_ref == row.child_ref)
+                                  .values(key_id=sealed.key_id, nonce=sealed.nonce,
+                                          ciphertext=sealed.ciphertext))
+        await session.commit()
+        done += len(rows)
+        if len(rows) < batch:
+            return done
