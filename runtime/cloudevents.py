@@ -63,7 +63,9 @@ def header_map(headers: Any) -> dict[str, str]:
     readable so they can be reported."""
     out: dict[str, str] = {}
     for key, value in headers or ():
-        out[key] = (value or b"").decode("utf-8", errors="replace")
+        # NUL cannot be stored in PostgreSQL text; it is replaced, and such attributes are
+        # refused by decode() anyway.
+        out[key] = (value or b"").decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return out
 
 
@@ -73,6 +75,9 @@ def decode(headers: Any, body: bytes | None) -> CloudEvent:
     missing = [k for k in REQUIRED if not h.get(k)]
     if missing:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"missing headers: {', '.join(missing)}")
+    unreadable = [k for k in REQUIRED if "\ufffd" in h[k] or not h[k].isprintable()]
+    if unreadable:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"unreadable characters in {', '.join(unreadable)}")
     if h["ce_specversion"] != "1.0":
         raise EnvelopeError("MALFORMED_ENVELOPE", f"unsupported specversion {h['ce_specversion']}")
     time = h.get("ce_time", "")
