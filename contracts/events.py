@@ -25,11 +25,16 @@ class EventType(str, Enum):
     REPORT_SUBMITTED = "ro.punte.report.submitted.v1"
     REPORT_SUBMITTED_V2 = "ro.punte.report.submitted.v2"
     REFERRAL_ACCEPT = "ro.punte.referral.accept.v1"
+    REFERRAL_COMMAND = "ro.punte.referral.command.v1"
+    REFERRAL_REQUEST = "ro.punte.referral.request.v1"
+    SERVICE_UPDATED = "ro.punte.service.updated.v1"
     OUTCOME = "ro.punte.outcome.v1"
     CASE_OPENED = "ro.punte.case.opened.v1"
     CASE_REPORT_ADDED = "ro.punte.case.report-added.v1"
     REFERRAL_REQUESTED = "ro.punte.referral.requested.v1"
     REFERRAL_ACCEPTED = "ro.punte.referral.accepted.v1"
+    REFERRAL_TRANSITIONED = "ro.punte.referral.transitioned.v1"
+    REFERRAL_OVERDUE = "ro.punte.referral.overdue.v1"
     CASE_NOTIFICATION = "ro.punte.case.notification.v1"
     DEAD_LETTER = "ro.punte.deadletter.v1"
 
@@ -152,8 +157,68 @@ class ReportSubmittedV2(Contract):
 
 
 class ReferralAccept(Contract):
+    """Kept for v1 senders: the same as a referral.command with command "accept"."""
+
     referral_id: str
     note: str | None = Field(default=None, max_length=2000)
+
+
+ReferralCommandName = Literal[
+    "acknowledge", "accept", "reject", "start", "hold", "resume", "complete", "fail",
+    "forward", "cancel", "mark-error", "note", "claim", "assign",
+]
+
+
+class ActingPerson(Contract):
+    """Who, inside the sending institution, acts (from its own system's sign-in)."""
+
+    person: str = Field(max_length=100, description="The person's user id in the institution")
+    roles: list[Literal["case-manager", "supervisor", "coordinator"]] = Field(default_factory=list)
+
+
+class ReferralCommand(Contract):
+    """Any step on a referral, sent by the receiving institution (or, for cancel and
+    mark-error, by the referrer; notes by either)."""
+
+    referral_id: str
+    command: ReferralCommandName
+    actor: ActingPerson | None = None
+    reason: str | None = Field(default=None, min_length=1, max_length=1000,
+                               description="Required for reject, hold, fail, forward, cancel, mark-error")
+    outcome: str | None = Field(default=None, description="Outcome code (referral-outcomes.yaml), for complete")
+    note: str | None = Field(default=None, max_length=4000, description="Progress note or feedback")
+    assignee: str | None = Field(default=None, max_length=100, description="For assign")
+    forward_to: str | None = Field(default=None, description="Institution id, for forward")
+
+
+class Consent(Contract):
+    """Consent to a prevention referral (P2/P3); P0/P1 proceed on the statutory basis."""
+
+    given_by: Literal["parent", "legal-guardian", "carer", "child"]
+    purpose: str = Field(min_length=1, max_length=500)
+    given_on: date
+    expires_on: date
+
+
+class ReferralRequest(Contract):
+    """An institution refers a child's case to another institution or to one of its services."""
+
+    case_id: str
+    to: str | None = Field(default=None, description="Institution id; or give service_id")
+    service_id: str | None = Field(default=None, description="From the service directory")
+    kind: Literal["service", "information-request"] = "service"
+    note: str | None = Field(default=None, max_length=4000)
+    consent: Consent | None = None
+
+
+class ServiceUpdated(Contract):
+    """A provider keeps its entry in the service directory current."""
+
+    service_id: str
+    capacity: int | None = Field(default=None, ge=0)
+    occupancy: int | None = Field(default=None, ge=0)
+    waiting: int | None = Field(default=None, ge=0)
+    accepting: bool | None = Field(default=None, description="Omitted: unchanged")
 
 
 # --- outcomes: on the sender's delivery topic ------------------------------------------
@@ -226,8 +291,49 @@ class ReferralRequested(Contract):
     urgency: Urgency
     categories: list[str]
     requested_at: AwareDatetime
+    kind: Literal["case", "service", "information-request"] = "case"
+    service_id: str | None = None
+    forwarded_from: str | None = Field(default=None, description="The referral this one continues")
+    legal_basis: Literal["statutory-duty", "consent", "consent-pending"] = "statutory-duty"
+    consent: Consent | None = None
+    deadlines: dict[str, AwareDatetime] = Field(default_factory=dict)
     do_not_contact: bool = Field(
         default=False, description="No channel may contact the household (from the case)")
+
+
+class ReferralTransitioned(Contract):
+    """Every step of a referral, for both sides and the audit trail."""
+
+    referral_id: str
+    case_id: str
+    referrer: str
+    to: str
+    urgency: Urgency
+    command: str
+    from_state: str
+    to_state: str
+    actor_institution: str | None = Field(description="None when the network acted (deadlines)")
+    actor_person: str | None = None
+    owner: str | None = Field(default=None, description="Case manager holding the referral")
+    reason: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+    forwarded_to: str | None = Field(default=None, description="New referral id, for forward")
+    at: AwareDatetime
+
+
+class ReferralOverdue(Contract):
+    """A step of a referral missed its deadline; who is told, by escalation level."""
+
+    referral_id: str
+    case_id: str
+    referrer: str
+    to: str
+    urgency: Urgency
+    step: Literal["acknowledge", "decide", "first_contact", "outcome"]
+    due_at: AwareDatetime
+    level: int = Field(ge=1, le=2, description="1: the receiving institution's supervisor; 2: also the DGASPC coordinator")
+    escalate_to: list[str] = Field(description="Institutions told")
 
 
 class ReferralAccepted(Contract):
@@ -248,7 +354,8 @@ class CaseNotification(Contract):
     notification_id: str
     case_id: str
     referral_id: str | None = None
-    kind: Literal["referral-requested", "case-informed", "referral-accepted", "report-added"]
+    kind: Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
+                  "referral-updated", "referral-overdue", "referral-returned"]
     urgency: Urgency
     categories: list[str]
     recipient: str
@@ -275,11 +382,16 @@ PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.REPORT_SUBMITTED: ReportSubmitted,
     EventType.REPORT_SUBMITTED_V2: ReportSubmittedV2,
     EventType.REFERRAL_ACCEPT: ReferralAccept,
+    EventType.REFERRAL_COMMAND: ReferralCommand,
+    EventType.REFERRAL_REQUEST: ReferralRequest,
+    EventType.SERVICE_UPDATED: ServiceUpdated,
     EventType.OUTCOME: Outcome,
     EventType.CASE_OPENED: CaseOpened,
     EventType.CASE_REPORT_ADDED: CaseReportAdded,
     EventType.REFERRAL_REQUESTED: ReferralRequested,
     EventType.REFERRAL_ACCEPTED: ReferralAccepted,
+    EventType.REFERRAL_TRANSITIONED: ReferralTransitioned,
+    EventType.REFERRAL_OVERDUE: ReferralOverdue,
     EventType.CASE_NOTIFICATION: CaseNotification,
     EventType.DEAD_LETTER: DeadLetter,
 }

@@ -2,7 +2,8 @@
 
 Plain data, read once and cached: counties, administrative units (UAT), institutions, risk
 categories, triage, routing and urgency tables, the observation sheet's items, who may send
-what (permissions), rejection codes, social services and topics. Standard library and PyYAML only, so any service (or integrator) can import it.
+what (permissions), rejection codes, referral outcomes and deadlines, social services and
+topics. Standard library and PyYAML only, so any service (or integrator) can import it.
 """
 from __future__ import annotations
 
@@ -80,8 +81,21 @@ class SocialService:
     occupancy_pct: float | None
     waiting: int | None
     beneficiaries: str
+    categories: tuple[str, ...]  # risk category ids the service addresses; empty: not for children
     status: str  # existing | proposed
     source: str
+
+    @property
+    def occupancy(self) -> int | None:
+        """Places taken, from capacity and occupancy_pct, when both are known."""
+        if self.capacity is None or self.occupancy_pct is None:
+            return None
+        return round(self.capacity * self.occupancy_pct / 100)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the seed lets the service take referrals: only existing services do."""
+        return self.status == "existing"
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
@@ -274,8 +288,46 @@ def rejection_codes() -> dict[str, RejectionCode]:
 
 
 @functools.cache
+def referral_outcomes() -> dict[str, dict[str, str]]:
+    """referral-outcomes.yaml: outcome code -> {"label_ro", "label_en", "group"}, in file order.
+
+    The codes a referral is completed with (command "complete", OUTCOME_REQUIRED otherwise)
+    and that feedback to the referrer and statistics use."""
+    data = _read_yaml(REFERENCE_DIR / "referral-outcomes.yaml")
+    result: dict[str, dict[str, str]] = {}
+    for item in data["outcomes"]:
+        if item["code"] in result:
+            raise ValueError(f"duplicate outcome code {item['code']!r}")
+        result[item["code"]] = {"label_ro": item["label_ro"], "label_en": item["label_en"],
+                                "group": item["group"]}
+    return result
+
+
+REFERRAL_DEADLINES_FILE = REFERENCE_DIR / "referral-deadlines.yaml"
+REFERRAL_STEPS = ("acknowledge", "decide", "first_contact", "outcome", "return_after")
+
+
+@functools.cache
+def _default_referral_deadlines() -> dict[str, Any]:
+    return _read_yaml(REFERRAL_DEADLINES_FILE)
+
+
+def referral_deadlines(path: Path | None = None) -> dict[str, Any]:
+    """referral-deadlines.yaml: ``version``, ``levels`` (P0..P3 -> clock, ISO-8601 durations
+    for acknowledge, decide, first_contact, outcome, return_after, escalate_to_coordinator,
+    note) and ``information_request`` (clock, decide, outcome, note).
+
+    With ``path``, reads that file instead (a test or the e2e may use a faster table); only
+    the default table is cached. Callers must not mutate the result."""
+    if path is None:
+        return _default_referral_deadlines()
+    return _read_yaml(Path(path))
+
+
+@functools.cache
 def social_services() -> list[SocialService]:
-    """Social services named in the Bacău sources (existing and proposed)."""
+    """Social services named in the Bacău sources (existing and proposed): the seed of the
+    referral service's directory, which providers then keep current (service.updated)."""
     return [
         SocialService(
             id=row["id"], provider_institution=row["provider_institution"],
@@ -284,7 +336,7 @@ def social_services() -> list[SocialService]:
             capacity_note=_str_or_none(row["capacity_note"]),
             occupancy_pct=_float_or_none(row["occupancy_pct"]),
             waiting=_int_or_none(row["waiting"]), beneficiaries=row["beneficiaries"],
-            status=row["status"], source=row["source"],
+            categories=tuple(row["categories"].split()), status=row["status"], source=row["source"],
         )
         for row in _read_csv("services.csv")
     ]

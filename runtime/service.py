@@ -3,7 +3,7 @@ stopped together by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +19,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from runtime.db import ensure_database, make_engine, make_sessions
-from runtime.inbox import FailureHandler, Handler, InboxConsumer, Message, key_by_event_id
+from runtime.inbox import FailureHandler, Handler, InboxConsumer, Message, UnitOfWork, key_by_event_id
 from runtime.kafka import make_producer
 from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
-from runtime.outbox import OutboxRelay, outbox_table
+from runtime.outbox import Outbox, OutboxRelay, outbox_table
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey
 from runtime.telemetry import configure_tracing
@@ -49,6 +49,18 @@ class Runtime:
     consumers: list[InboxConsumer] = field(default_factory=list)
     started: bool = False
 
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction with the outbox, for work that does not come from a consumer
+        (HTTP commands, timers); the relay is woken when it wrote events."""
+        async with self.sessions() as session:
+            async with session.begin():
+                uow = UnitOfWork(session, Outbox(session, self.network_key), f"/punte/{self.name}")
+                yield uow
+                wrote = await uow.outbox.flush()
+        if wrote:
+            self.relay.wake()
+
     def consumer(self, *, group_id: str, handler: Handler, topics: list[str] | None = None,
                  pattern: str | None = None, message_key: Callable[[Message], str] = key_by_event_id,
                  on_failure: FailureHandler | None = None) -> InboxConsumer:
@@ -71,6 +83,10 @@ class ServiceSpec:
     routers: list[APIRouter]
     stats: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
     title: str = ""
+    # Runs once after migrations, before the consumers start (e.g. seeding reference rows).
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    # More background loops of the service (e.g. durable timers), supervised like consumers.
+    loops: Callable[[Runtime], list[Callable[[], Awaitable[None]]]] = lambda rt: []
 
 
 async def migrate(settings: Settings, name: str, migrations: Path) -> str:
@@ -145,10 +161,13 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience),
             network_key=load_network_key(settings), keyring=load_keyring(settings),
         )
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
         runtime.consumers = spec.consumers(runtime)
         app.state.runtime = runtime
         tasks = [asyncio.create_task(_supervise("relay", relay.run))]
         tasks += [asyncio.create_task(_supervise(c.service, c.run)) for c in runtime.consumers]
+        tasks += [asyncio.create_task(_supervise(f"{spec.name}-loop", loop)) for loop in spec.loops(runtime)]
         runtime.started = True
         log.info("service started", port=settings.http_port)
         try:

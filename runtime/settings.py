@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     ingress_max_skew_seconds: int = 300
     # Intake's identity vault: "keyid:hex32bytes,..." (AES-256-GCM); the first encrypts.
     identity_keys: str = Field(default="", repr=False)
+    # Referral: a faster deadline table (tests, demos) and how often due timers are looked for.
+    referral_deadlines_file: Path | None = None
+    timer_poll_seconds: float = 1.0
     consumer_batch_max: int = 500
     relay_batch_max: int = 500
     relay_poll_seconds: float = 0.05

@@ -13,7 +13,9 @@ from contracts.events import (
     CaseReportAdded,
     EventType,
     ReferralAccepted,
+    ReferralOverdue,
     ReferralRequested,
+    ReferralTransitioned,
 )
 from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
@@ -40,9 +42,17 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
             found = notices.report_added(CaseReportAdded.model_validate(event.data))
         elif event.type == EventType.REFERRAL_REQUESTED.value:
             found = notices.referral_requested(ReferralRequested.model_validate(event.data))
+        elif event.type == EventType.REFERRAL_TRANSITIONED.value:
+            step = ReferralTransitioned.model_validate(event.data)
+            _, categories, do_not_contact = await _referral_facts(uow, step.referral_id, step.case_id)
+            found = notices.referral_transitioned(step, categories, do_not_contact)
+        elif event.type == EventType.REFERRAL_OVERDUE.value:
+            late = ReferralOverdue.model_validate(event.data)
+            _, categories, do_not_contact = await _referral_facts(uow, late.referral_id, late.case_id)
+            found = notices.referral_overdue(late, categories, do_not_contact)
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
             accepted = ReferralAccepted.model_validate(event.data)
-            urgency, categories = await _referral_facts(uow, accepted)
+            urgency, categories, _ = await _referral_facts(uow, accepted.referral_id, accepted.case_id)
             found = notices.referral_accepted(accepted, urgency, categories)
         else:
             return  # other events on these topics are not for people
@@ -62,7 +72,7 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
                    labels: Mapping[str, Labelled]) -> None:
     notification_id = notices.notification_id(event.source, event.id, notice.recipient)
     summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, labels,
-                        notice.do_not_contact)
+                        notice.do_not_contact, notice.detail)
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
@@ -85,19 +95,19 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
     ), key=notice.case_id)
 
 
-async def _referral_facts(uow: UnitOfWork, accepted: ReferralAccepted) -> tuple[str, tuple[str, ...]]:
-    """Urgency and categories of an accepted referral, from the notice of its request (same
-    topic and key, so it was handled first), else from any notice about the case."""
-    for where in (inbox_entries.c.referral_id == accepted.referral_id,
-                  inbox_entries.c.case_id == accepted.case_id):
+async def _referral_facts(uow: UnitOfWork, referral_id: str, case_id: str) -> tuple[str, tuple[str, ...], bool]:
+    """Urgency, categories and the do-not-contact flag of a referral, from the notice of its
+    request (same topic and key, so it was handled first), else from any notice about the
+    case."""
+    for where in (inbox_entries.c.referral_id == referral_id, inbox_entries.c.case_id == case_id):
         row = (await uow.session.execute(
-            sa.select(inbox_entries.c.urgency, inbox_entries.c.categories).where(where)
-            .order_by(inbox_entries.c.created_at).limit(1)
+            sa.select(inbox_entries.c.urgency, inbox_entries.c.categories, inbox_entries.c.do_not_contact)
+            .where(where).order_by(inbox_entries.c.created_at).limit(1)
         )).first()
         if row is not None:
-            return row.urgency, tuple(row.categories)
+            return row.urgency, tuple(row.categories), row.do_not_contact
     # Raised, so the message is retried and then dead-lettered with its reason.
-    raise UnknownReferral(f"no request seen for referral {accepted.referral_id}")
+    raise UnknownReferral(f"no request seen for referral {referral_id}")
 
 
 async def stats(session) -> dict:

@@ -1,39 +1,60 @@
 """Composition root of the referral service."""
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timezone
 from pathlib import Path
 
-from contracts.events import EventType
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.service import Runtime, ServiceSpec
 from services.referral import handlers
+from services.referral.entrypoints import http
 
 INGRESS_PATTERN = r"^punte\.ingress\..+"
-COMMANDS = frozenset({EventType.REFERRAL_ACCEPT.value})
 
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
-    window = rt.settings.ingress_window()
+    config = handlers.Config.of(rt)
+
+    async def on_case(uow: UnitOfWork, message: Message) -> None:
+        await handlers.follow_case(uow, message, config)
 
     async def on_command(uow: UnitOfWork, message: Message) -> None:
         # Reports and unknown types on the same topics are intake's to answer.
-        if message.header("ce_type") in COMMANDS:
-            await handlers.accept_referral(uow, message, rt.keyring, window)
+        if message.header("ce_type") in handlers.INGRESS_TYPES:
+            await handlers.on_ingress(uow, message, config)
 
     async def on_command_failure(uow: UnitOfWork, message: Message, code: str, detail: str) -> None:
-        if message.header("ce_type") in COMMANDS:
+        if message.header("ce_type") in handlers.INGRESS_TYPES:
             await handlers.record_failure(uow, message, code)
 
     return [
-        rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"],
-                    handler=handlers.open_referral),
+        rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"], handler=on_case),
         rt.consumer(group_id="punte-referral-commands", pattern=INGRESS_PATTERN,
                     handler=on_command, on_failure=on_command_failure),
     ]
 
 
+async def seed(rt: Runtime) -> None:
+    async with rt.sessions() as session, session.begin():
+        await handlers.seed_directory(session, datetime.now(timezone.utc))
+
+
+def loops(rt: Runtime):
+    config = handlers.Config.of(rt)
+
+    async def timers() -> None:
+        while True:
+            async with rt.unit_of_work() as uow:
+                fired = await handlers.fire_due_timers(uow, config)
+            if not fired:
+                await asyncio.sleep(rt.settings.timer_poll_seconds)
+
+    return [timers]
+
+
 SPEC = ServiceSpec(
     name="referral", title="Punte referral — trimiteri / referrals",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[], stats=handlers.stats,
+    consumers=consumers, routers=[http.router], stats=handlers.stats, on_start=seed, loops=loops,
 )

@@ -1,86 +1,327 @@
-"""Referral's use cases."""
+"""Referral's use cases: a referral per new case, every command on a referral (from
+Kafka or HTTP), direct referrals, the service directory, and the durable timers."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from contracts.events import CaseOpened, EventType, ReferralAccept, ReferralAccepted, ReferralRequested
+from contracts import reference
+from contracts.events import (
+    CaseOpened,
+    CaseReportAdded,
+    EventType,
+    ReferralAccept,
+    ReferralCommand,
+    ReferralOverdue,
+    ReferralRequest,
+    ReferralRequested,
+    ReferralTransitioned,
+    ServiceUpdated,
+)
+from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message, UnitOfWork, key_by_event_id
 from runtime.ingress import Refusal, Window, receive, reply, sender_of
+from runtime.service import Runtime
 from runtime.signing import Keyring
-from services.referral.adapters.tables import commands, referrals
-from services.referral.domain.referral import Referral, ReferralRefused
+from services.referral.adapters.tables import cases, commands, history, referrals, services, timers
+from services.referral.domain.deadlines import Escalate, Return, on_due, schedule
+from services.referral.domain.referral import TERMINAL, Actor, Referral, ReferralRefused, State, Transition
 
 SERVICE = "referral"
 REFERRALS_TOPIC = "punte.referrals"
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/referral")
+INGRESS_TYPES = frozenset({EventType.REFERRAL_ACCEPT.value, EventType.REFERRAL_COMMAND.value,
+                           EventType.REFERRAL_REQUEST.value, EventType.SERVICE_UPDATED.value})
+URGENT = frozenset({"P0", "P1"})
 
 
-async def open_referral(uow: UnitOfWork, message: Message) -> None:
-    """A new case is referred to its lead institution."""
+@dataclass(frozen=True)
+class Config:
+    keyring: Keyring
+    deadlines: Mapping[str, Any]
+    outcomes: frozenset[str]
+    window: Window = Window()
+
+    @staticmethod
+    def of(rt: Runtime) -> "Config":
+        return Config(
+            keyring=rt.keyring,
+            deadlines=reference.referral_deadlines(rt.settings.referral_deadlines_file),
+            outcomes=frozenset(reference.referral_outcomes()),
+            window=rt.settings.ingress_window(),
+        )
+
+
+# --- cases -------------------------------------------------------------------------------
+
+async def follow_case(uow: UnitOfWork, message: Message, config: Config) -> None:
+    """A new case is referred to its lead; a report that joins a case updates its facts."""
     event = decode(message.headers, message.value)
-    if event.type != EventType.CASE_OPENED.value:
-        return
-    case = CaseOpened.model_validate(event.data)
-    referral_id = f"ref-{uuid.uuid5(uuid.NAMESPACE_URL, case.case_id).hex[:16]}"
-    inserted = await uow.session.execute(
-        pg_insert(referrals).values(
-            referral_id=referral_id, case_id=case.case_id, referrer=case.reporter.institution,
-            to_institution=case.lead, urgency=case.urgency.value, categories=case.categories,
-            state="requested", requested_at=uow.now,
-        ).on_conflict_do_nothing().returning(referrals.c.referral_id)
-    )
-    if inserted.first() is None:
-        return
+    if event.type == EventType.CASE_OPENED.value:
+        case = CaseOpened.model_validate(event.data)
+        await uow.session.execute(pg_insert(cases).values(
+            case_id=case.case_id, lead=case.lead, urgency=case.urgency.value, categories=case.categories,
+            county=case.county, do_not_contact=case.do_not_contact, status="open",
+            participants=[case.lead, *case.informed], opened_at=uow.now,
+        ).on_conflict_do_nothing())
+        urgent = case.urgency.value in URGENT
+        await create_referral(
+            uow, config, referral_id=_id(case.case_id), case_id=case.case_id,
+            referrer=case.reporter.institution, to=case.lead, urgency=case.urgency.value,
+            categories=case.categories, kind="case", do_not_contact=case.do_not_contact,
+            # P0/P1: the statutory duty to act; P2/P3: consent is asked during assessment.
+            legal_basis="statutory-duty" if urgent else "consent-pending",
+        )
+    elif event.type == EventType.CASE_REPORT_ADDED.value:
+        added = CaseReportAdded.model_validate(event.data)
+        await uow.session.execute(sa.update(cases).where(cases.c.case_id == added.case_id)
+                                  .values(categories=added.categories, urgency=added.urgency.value))
+
+
+def _id(*parts: str) -> str:
+    return f"ref-{uuid.uuid5(NAMESPACE, '|'.join(parts)).hex[:16]}"
+
+
+async def create_referral(uow: UnitOfWork, config: Config, *, referral_id: str, case_id: str,
+                          referrer: str, to: str, urgency: str, categories: list[str], kind: str,
+                          do_not_contact: bool, legal_basis: str, service_id: str | None = None,
+                          forwarded_from: str | None = None, consent: dict | None = None) -> bool:
+    """Open a referral with its deadlines; False when it exists already (a redelivery)."""
+    deadlines = schedule(kind, urgency, uow.now, config.deadlines)
+    inserted = await uow.session.scalar(pg_insert(referrals).values(
+        referral_id=referral_id, case_id=case_id, referrer=referrer, to_institution=to,
+        urgency=urgency, categories=categories, state=State.REQUESTED.value, requested_at=uow.now,
+        kind=kind, service_id=service_id, forwarded_from=forwarded_from, legal_basis=legal_basis,
+        consent=consent, deadlines={k: v.isoformat() for k, v in deadlines.items()},
+        do_not_contact=do_not_contact, updated_at=uow.now,
+    ).on_conflict_do_nothing().returning(referrals.c.referral_id))
+    if inserted is None:
+        return False
+    await uow.session.execute(sa.insert(timers), [
+        {"referral_id": referral_id, "step": step, "due_at": at} for step, at in deadlines.items()])
     requested = ReferralRequested(
-        referral_id=referral_id, case_id=case.case_id, referrer=case.reporter.institution,
-        to=case.lead, urgency=case.urgency, categories=case.categories, requested_at=uow.now,
-        do_not_contact=case.do_not_contact,
+        referral_id=referral_id, case_id=case_id, referrer=referrer, to=to, urgency=urgency,
+        categories=categories, requested_at=uow.now, kind=kind, service_id=service_id,
+        forwarded_from=forwarded_from, legal_basis=legal_basis, consent=consent,
+        deadlines=deadlines, do_not_contact=do_not_contact,
     )
-    uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(
-        EventType.REFERRAL_REQUESTED.value, uow.source, requested.model_dump(mode="json"),
-        subject=case.case_id), key=case.case_id)
+    _emit(uow, EventType.REFERRAL_REQUESTED, requested.model_dump(mode="json"), case_id)
+    return True
 
 
-async def accept_referral(uow: UnitOfWork, message: Message, keyring: Keyring,
-                          window: Window) -> None:
-    """The receiving institution accepts a referral; the referrer is told through events."""
-    event = receive(uow, message, keyring, SERVICE, window)
+def _emit(uow: UnitOfWork, type_: EventType, data: dict[str, Any], case_id: str) -> None:
+    # Key = case id: every event of a case stays in order on punte.referrals.
+    uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(type_.value, uow.source, data, subject=case_id),
+                    key=case_id)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
+    """A referral command, a direct referral or a directory update from an institution;
+    whatever happens, the sender gets the outcome."""
+    event = receive(uow, message, config.keyring, SERVICE, config.window)
     if isinstance(event, Refusal):
         await _record(uow, message, "rejected", event.code)
         return
-    command = ReferralAccept.model_validate(event.data)
-    row = (await uow.session.execute(
-        sa.select(referrals).where(referrals.c.referral_id == command.referral_id).with_for_update()
-    )).first()
+    sender = sender_of(message) or ""
     try:
-        if row is None:
-            raise ReferralRefused("UNKNOWN_REFERRAL", f"no referral {command.referral_id}")
-        referral = Referral(row.referral_id, row.case_id, row.referrer, row.to_institution,
-                            row.urgency, row.state, row.accepted_at)
-        accepted = referral.accept(by=sender_of(message) or "", at=uow.now)
-    except ReferralRefused as exc:
+        answer: dict[str, Any]
+        if event.type == EventType.REFERRAL_REQUEST.value:
+            request = ReferralRequest.model_validate(event.data)
+            referral_id = await request_referral(uow, config, sender, request, event.id)
+            answer = {"referral_id": referral_id, "case_id": request.case_id}
+        elif event.type == EventType.SERVICE_UPDATED.value:
+            await update_service(uow, sender, ServiceUpdated.model_validate(event.data))
+            answer = {}
+        else:
+            command = (ReferralCommand(referral_id=event.data["referral_id"], command="accept",
+                                       note=ReferralAccept.model_validate(event.data).note)
+                       if event.type == EventType.REFERRAL_ACCEPT.value
+                       else ReferralCommand.model_validate(event.data))
+            person = command.actor
+            actor = Actor(sender, person.person if person else None,
+                          frozenset(person.roles) if person else frozenset())
+            after = await execute(uow, config, command.referral_id, command.command, actor,
+                                  reason=command.reason, outcome=command.outcome, note=command.note,
+                                  assignee=command.assignee, forward_to=command.forward_to)
+            answer = {"referral_id": after.referral_id, "case_id": after.case_id}
+    except Refused as exc:
         reply(uow, message, accepted=False, code=exc.code, detail=exc.detail,
-              referral_id=command.referral_id)
+              referral_id=event.data.get("referral_id") if isinstance(event.data.get("referral_id"), str) else None)
         await _record(uow, message, "rejected", exc.code)
         return
-    await uow.session.execute(
-        sa.update(referrals).where(referrals.c.referral_id == accepted.referral_id)
-        .values(state=accepted.state, accepted_at=accepted.accepted_at)
-    )
-    payload = ReferralAccepted(
-        referral_id=accepted.referral_id, case_id=accepted.case_id, referrer=accepted.referrer,
-        to=accepted.to, accepted_at=uow.now, note=command.note,
-    )
-    uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(
-        EventType.REFERRAL_ACCEPTED.value, uow.source, payload.model_dump(mode="json"),
-        subject=accepted.case_id), key=accepted.case_id)
-    reply(uow, message, accepted=True, key=accepted.case_id, case_id=accepted.case_id,
-          referral_id=accepted.referral_id)
+    reply(uow, message, accepted=True, key=answer.get("case_id"), **answer)
     await _record(uow, message, "accepted")
 
+
+async def load(uow: UnitOfWork, referral_id: str) -> tuple[Referral, sa.Row]:
+    row = (await uow.session.execute(
+        sa.select(referrals).where(referrals.c.referral_id == referral_id).with_for_update()
+    )).first()
+    if row is None:
+        raise ReferralRefused("UNKNOWN_REFERRAL", f"no referral {referral_id}")
+    return Referral(row.referral_id, row.case_id, row.referrer, row.to_institution, row.urgency,
+                    State(row.state), row.owner), row
+
+
+async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: str, actor: Actor, *,
+                  reason: str | None = None, outcome: str | None = None, note: str | None = None,
+                  assignee: str | None = None, forward_to: str | None = None) -> Referral:
+    """One step on a referral, by anyone, from any transport: checked by the lifecycle,
+    recorded in the history, told to both sides through referral.transitioned."""
+    referral, row = await load(uow, referral_id)
+    forwarded: str | None = None
+    if command in ("claim", "assign") and not actor.person:
+        raise ReferralRefused("SCHEMA_VIOLATION", f"{command} needs the acting person (actor.person)")
+    if command == "claim":
+        after = referral.claim(actor)
+        transition = Transition(command, referral.state, referral.state, actor, uow.now, note=note)
+    elif command == "assign":
+        if not assignee:
+            raise ReferralRefused("SCHEMA_VIOLATION", "assign needs an assignee")
+        after = referral.assign(actor, assignee)
+        transition = Transition(command, referral.state, referral.state, actor, uow.now, note=note)
+    else:
+        if command == "forward":
+            if forward_to not in reference.institutions() or forward_to == referral.to:
+                raise Refused("UNKNOWN_INSTITUTION", f"cannot forward to {forward_to!r}")
+        after, transition = referral.apply(command, actor, uow.now, reason=reason, outcome=outcome,
+                                           note=note, outcomes=config.outcomes)
+        if command == "forward":
+            assert forward_to is not None
+            forwarded = _id(referral_id, "forward", forward_to)
+            await create_referral(
+                uow, config, referral_id=forwarded, case_id=row.case_id, referrer=row.referrer,
+                to=forward_to, urgency=row.urgency, categories=row.categories, kind=row.kind,
+                do_not_contact=row.do_not_contact, legal_basis=row.legal_basis,
+                service_id=None, forwarded_from=referral_id, consent=row.consent)
+    await uow.session.execute(sa.update(referrals).where(referrals.c.referral_id == referral_id).values(
+        state=after.state.value, owner=after.owner, updated_at=uow.now,
+        **({"accepted_at": uow.now} if after.state is State.ACCEPTED else {}),
+    ))
+    await uow.session.execute(sa.insert(history).values(
+        referral_id=referral_id, at=uow.now, command=command, from_state=transition.from_state.value,
+        to_state=transition.to_state.value, actor_institution=actor.institution,
+        actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note=note,
+    ))
+    _emit(uow, EventType.REFERRAL_TRANSITIONED, ReferralTransitioned(
+        referral_id=referral_id, case_id=row.case_id, referrer=row.referrer, to=row.to_institution,
+        urgency=row.urgency, command=command, from_state=transition.from_state.value,
+        to_state=transition.to_state.value, actor_institution=actor.institution,
+        actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note=note,
+        forwarded_to=forwarded, at=uow.now,
+    ).model_dump(mode="json"), row.case_id)
+    return after
+
+
+async def request_referral(uow: UnitOfWork, config: Config, sender: str, request: ReferralRequest,
+                           request_id: str) -> str:
+    """An institution refers a case to another institution or to a service it offers."""
+    case = (await uow.session.execute(sa.select(cases).where(cases.c.case_id == request.case_id))).first()
+    if case is None:
+        raise Refused("UNKNOWN_CASE", f"no case {request.case_id}")
+    if request.service_id:
+        service = (await uow.session.execute(
+            sa.select(services).where(services.c.service_id == request.service_id))).first()
+        if service is None:
+            raise Refused("UNKNOWN_SERVICE", f"no service {request.service_id}")
+        to = service.provider
+    elif request.to in reference.institutions():
+        to = request.to
+    else:
+        raise Refused("UNKNOWN_INSTITUTION", f"no institution {request.to!r}")
+    urgent = case.urgency in URGENT or request.kind == "information-request"
+    if not urgent and (request.consent is None or request.consent.expires_on < uow.now.date()):
+        raise Refused("CONSENT_REQUIRED", "a prevention referral (P2/P3) needs current consent")
+    referral_id = _id(sender, request_id)
+    await create_referral(
+        uow, config, referral_id=referral_id, case_id=case.case_id, referrer=sender, to=to,
+        urgency=case.urgency, categories=case.categories, kind=request.kind,
+        do_not_contact=case.do_not_contact, legal_basis="statutory-duty" if urgent else "consent",
+        service_id=request.service_id,
+        consent=request.consent.model_dump(mode="json") if request.consent else None)
+    if to not in case.participants:
+        await uow.session.execute(sa.update(cases).where(cases.c.case_id == case.case_id)
+                                  .values(participants=[*case.participants, to]))
+    return referral_id
+
+
+# --- the service directory -----------------------------------------------------------------
+
+async def seed_directory(session, now: datetime) -> None:
+    """Reference services the directory does not have yet (events keep them current)."""
+    rows = [{"service_id": s.id, "provider": s.provider_institution, "name": s.name,
+             "nomenclature_code": s.nomenclature_code, "categories": list(s.categories),
+             "capacity": s.capacity, "occupancy": _occupied(s.capacity, s.occupancy_pct),
+             "waiting": s.waiting, "accepting": s.status != "proposed", "updated_at": now}
+            for s in reference.social_services()]
+    if rows:
+        await session.execute(pg_insert(services).values(rows).on_conflict_do_nothing())
+
+
+def _occupied(capacity: int | None, percent: float | None) -> int | None:
+    return round(capacity * percent / 100) if capacity is not None and percent is not None else None
+
+
+async def update_service(uow: UnitOfWork, sender: str, update: ServiceUpdated) -> None:
+    row = (await uow.session.execute(
+        sa.select(services.c.provider).where(services.c.service_id == update.service_id))).first()
+    if row is None:
+        raise Refused("UNKNOWN_SERVICE", f"no service {update.service_id}")
+    if row.provider != sender:
+        raise Refused("NOT_ALLOWED", "only the provider updates its service")
+    values = update.model_dump(exclude={"service_id"}, exclude_none=True)
+    await uow.session.execute(sa.update(services).where(services.c.service_id == update.service_id)
+                              .values(updated_at=uow.now, **values))
+
+
+# --- deadlines -----------------------------------------------------------------------------
+
+def coordinator_for(institution: str) -> str | None:
+    """The DGASPC of the receiving institution's county coordinates escalations."""
+    known = reference.institutions().get(institution)
+    if known is None:
+        return None
+    try:
+        return reference.county_institution("DGASPC", known.county).id
+    except KeyError:
+        return None
+
+
+async def fire_due_timers(uow: UnitOfWork, config: Config, limit: int = 100) -> int:
+    """Every timer due by ``uow.now``: overdue and escalated, or returned to the referrer.
+    Rows are locked and skipped by other replicas, and marked fired in the same
+    transaction as the events they cause."""
+    due = (await uow.session.execute(
+        sa.select(timers.c.id, timers.c.step, timers.c.due_at, referrals)
+        .join(referrals, referrals.c.referral_id == timers.c.referral_id)
+        .where(timers.c.fired_at.is_(None), timers.c.due_at <= uow.now)
+        .order_by(timers.c.due_at).limit(limit).with_for_update(of=timers, skip_locked=True)
+    )).all()
+    for row in due:
+        action = on_due(row.step, State(row.state), row.kind, row.urgency, row.to_institution,
+                        coordinator_for(row.to_institution), config.deadlines)
+        if isinstance(action, Escalate):
+            _emit(uow, EventType.REFERRAL_OVERDUE, ReferralOverdue(
+                referral_id=row.referral_id, case_id=row.case_id, referrer=row.referrer,
+                to=row.to_institution, urgency=row.urgency, step=action.step, due_at=row.due_at,
+                level=action.level, escalate_to=list(action.to),
+            ).model_dump(mode="json"), row.case_id)
+        elif isinstance(action, Return):
+            await execute(uow, config, row.referral_id, "expire", Actor.system(), reason="NO_RESPONSE")
+        await uow.session.execute(sa.update(timers).where(timers.c.id == row.id).values(fired_at=uow.now))
+    return len(due)
+
+
+# --- bookkeeping ---------------------------------------------------------------------------
 
 async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
     reply(uow, message, accepted=False, code=code)
@@ -100,7 +341,8 @@ async def stats(session) -> dict:
 
     return {
         "referrals": await count(referrals),
-        "accepted": await count(referrals, referrals.c.state == "accepted"),
+        "accepted": await count(referrals, referrals.c.accepted_at.isnot(None)),
+        "open": await count(referrals, referrals.c.state.notin_([s.value for s in TERMINAL])),
         "commands": await count(commands),
         "outcomes": await count(commands),
     }

@@ -145,7 +145,9 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         assert len(deliveries.outcome_of(first.id)) == 1, "the duplicate got no second outcome"
 
         # 6. The operator's view agrees: counts, audit coverage and verification.
-        expected_notifications = REPORTS + 1 + sum(
+        # Every referral request, every informed institution, and the acceptance told to
+        # both sides of the referral.
+        expected_notifications = REPORTS + 2 + sum(
             len(assess(ReportSubmittedV2.model_validate(e.data), rules, NOW).informed) for _, e in sent)
         last: dict = {}
 

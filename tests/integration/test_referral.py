@@ -1,81 +1,210 @@
-"""Referral against the real database: a new case is referred to its lead, only the lead
-accepts, once, and every command gets its outcome."""
+"""Referral against the real database: a referral per case, commands from the right side
+only, feedback, forwarding, direct referrals with consent, and durable deadlines that
+escalate and return — with an injected clock, across a restart."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from contracts import reference
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import InboxConsumer
-from runtime.ingress import Window
+from runtime.db import make_engine, make_sessions
+from runtime.inbox import InboxConsumer, UnitOfWork
+from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.referral import handlers
+from services.referral.adapters.tables import referrals
 from tests.integration.helpers import emitted, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "referral" / "migrations"
-KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("dgaspc-bc", "spas-colonesti")}
+KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("dgaspc-bc", "spas-colonesti", "isj-bc", "cjrae-bc")}
 KEYRING = Keyring([PublicKey(k.key_id, i, k.public_raw(), datetime(2026, 1, 1, tzinfo=timezone.utc), None)
                    for i, k in KEYS.items()])
-NOW = datetime.now(timezone.utc).isoformat()
+CONFIG = handlers.Config(KEYRING, reference.referral_deadlines(), frozenset(reference.referral_outcomes()))
+T0 = datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def case_opened(case_id: str = "case-1") -> CloudEvent:
+def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
     return CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
         "case_id": case_id, "child_ref": "ch-x", "uat_siruta": 21891, "categories": ["neglect"],
-        "urgency": "P1", "lead": "dgaspc-bc", "informed": ["spas-colonesti"], "report_id": "r-1",
-        "reporter": {"institution": "isj-bc", "role": "school-counsellor"}, "received_at": NOW,
-        "do_not_contact": True,
+        "urgency": urgency, "lead": lead, "informed": ["spas-colonesti"], "report_id": "r-1",
+        "reporter": {"institution": "isj-bc", "role": "school-counsellor"},
+        "received_at": T0.isoformat(), "do_not_contact": True,
     }, subject=case_id)
 
 
-def accept(sender: str, referral_id: str) -> CloudEvent:
-    return KEYS[sender].sign(CloudEvent.new("ro.punte.referral.accept.v1", f"/institutions/{sender}",
-                                            {"referral_id": referral_id}))
+def command(sender: str, referral_id: str, name: str, **fields) -> CloudEvent:
+    return KEYS[sender].sign(CloudEvent.new("ro.punte.referral.command.v1", f"/institutions/{sender}",
+                                            {"referral_id": referral_id, "command": name, **fields}))
 
 
 @pytest.fixture
 async def referral(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "referral", MIGRATIONS)
+    async with sessions() as session, session.begin():
+        await handlers.seed_directory(session, T0)
+
+    async def on_case(uow, msg):
+        await handlers.follow_case(uow, msg, CONFIG)
 
     async def on_command(uow, msg):
-        await handlers.accept_referral(uow, msg, KEYRING, Window())
+        await handlers.on_ingress(uow, msg, CONFIG)
 
-    cases = InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
-                          handler=handlers.open_referral, attempts=1)
-    commands = InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=on_command, attempts=1)
-    yield cases, commands, engine
+    consumer = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
+                                    handler=h, attempts=1) for name, h in (("cases", on_case), ("commands", on_command))}
+    yield consumer, engine, infrastructure
     await engine.dispose()
 
 
-async def test_a_case_is_referred_to_its_lead_once_with_its_safety_flag(referral):
-    cases, _, engine = referral
-    await cases.process([message("punte.cases", case_opened(), offset=0)])
-    await cases.process([message("punte.cases", case_opened(), offset=1)])  # republished by a relay
-    requested = [d for t, h, d in await emitted(engine) if t == "punte.referrals"]
-    assert len(requested) == 1
-    assert requested[0]["to"] == "dgaspc-bc" and requested[0]["referrer"] == "isj-bc"
-    assert requested[0]["do_not_contact"] is True
+positions = iter(range(10**6))
 
 
-async def test_only_the_lead_accepts_and_only_once(referral):
-    cases, commands, engine = referral
-    await cases.process([message("punte.cases", case_opened(), offset=0)])
-    referral_id = [d for t, h, d in await emitted(engine) if t == "punte.referrals"][0]["referral_id"]
-    steps = [("spas-colonesti", referral_id), ("dgaspc-bc", "ref-unknown"),
-             ("dgaspc-bc", referral_id), ("dgaspc-bc", referral_id)]
-    for n, (sender, rid) in enumerate(steps):
-        await commands.process([message(f"punte.ingress.{sender}", accept(sender, rid), offset=n)])
+async def send(consumer, sender: str, event: CloudEvent) -> None:
+    await consumer["commands"].process([message(f"punte.ingress.{sender}", event, offset=next(positions))])
+
+
+async def opened(consumer, engine, **case) -> dict:
+    await consumer["cases"].process([message("punte.cases", case_opened(**case), offset=next(positions))])
+    return [d for t, h, d in await emitted(engine) if dict(h)["ce_type"] == "ro.punte.referral.requested.v1"][-1]
+
+
+def answers(out, sender):
+    return [(d["status"], (d.get("reason") or {}).get("code")) for t, h, d in out if t == f"punte.delivery.{sender}"]
+
+
+def of_type(out, type_):
+    return [d for t, h, d in out if dict(h)["ce_type"] == type_]
+
+
+async def test_a_case_is_referred_to_its_lead_once_with_deadlines_and_its_safety_flag(referral):
+    consumer, engine, _ = referral
+    first = await opened(consumer, engine)
+    await consumer["cases"].process([message("punte.cases", case_opened(), offset=next(positions))])
     out = await emitted(engine)
-    answers = [(t.removeprefix("punte.delivery."), d["status"], (d.get("reason") or {}).get("code"))
-               for t, h, d in out if t.startswith("punte.delivery.")]
-    assert answers == [
-        ("spas-colonesti", "rejected", "NOT_REFERRAL_RECIPIENT"),
-        ("dgaspc-bc", "rejected", "UNKNOWN_REFERRAL"),
-        ("dgaspc-bc", "accepted", None),
-        ("dgaspc-bc", "rejected", "ILLEGAL_TRANSITION"),
+    requested = of_type(out, "ro.punte.referral.requested.v1")
+    assert len(requested) == 1 and first["to"] == "dgaspc-bc" and first["referrer"] == "isj-bc"
+    assert first["do_not_contact"] is True and first["legal_basis"] == "statutory-duty"
+    at = datetime.fromisoformat(first["requested_at"])
+    assert datetime.fromisoformat(first["deadlines"]["acknowledge"]) - at == timedelta(hours=24)
+
+
+async def test_a_p1_referral_to_a_completed_outcome_with_feedback_both_ways(referral):
+    consumer, engine, _ = referral
+    rid = (await opened(consumer, engine))["referral_id"]
+    steps = [
+        ("dgaspc-bc", "claim", {"actor": {"person": "cm.ana", "roles": ["case-manager"]}}),
+        ("dgaspc-bc", "acknowledge", {}), ("dgaspc-bc", "accept", {}), ("dgaspc-bc", "start", {}),
+        ("dgaspc-bc", "note", {"note": "Prima vizită făcută."}),
+        ("isj-bc", "note", {"note": "Copilul a revenit la școală."}),
+        ("dgaspc-bc", "hold", {"reason": "familia plecată temporar"}),
+        ("dgaspc-bc", "resume", {}),
+        ("dgaspc-bc", "complete", {"outcome": "services-provided-psychological"}),
     ]
-    accepted = [d for t, h, d in out if dict(h)["ce_type"] == "ro.punte.referral.accepted.v1"]
-    assert len(accepted) == 1 and accepted[0]["referrer"] == "isj-bc"
+    for sender, name, fields in steps:
+        await send(consumer, sender, command(sender, rid, name, **fields))
+    out = await emitted(engine)
+    assert answers(out, "dgaspc-bc") == [("accepted", None)] * 8
+    moves = [(d["command"], d["from_state"], d["to_state"]) for d in of_type(out, "ro.punte.referral.transitioned.v1")]
+    assert moves == [("claim", "requested", "requested"), ("acknowledge", "requested", "received"),
+                     ("accept", "received", "accepted"), ("start", "accepted", "in-progress"),
+                     ("note", "in-progress", "in-progress"), ("note", "in-progress", "in-progress"),
+                     ("hold", "in-progress", "on-hold"), ("resume", "on-hold", "in-progress"),
+                     ("complete", "in-progress", "completed")]
+    done = of_type(out, "ro.punte.referral.transitioned.v1")[-1]
+    assert done["outcome"] == "services-provided-psychological" and done["owner"] == "cm.ana"
+
+
+@pytest.mark.parametrize("sender, name, fields, code", [
+    ("spas-colonesti", "accept", {}, "NOT_REFERRAL_RECIPIENT"),
+    ("dgaspc-bc", "cancel", {"reason": "x"}, "NOT_REFERRER"),
+    ("dgaspc-bc", "start", {}, "ILLEGAL_TRANSITION"),
+    ("dgaspc-bc", "reject", {}, "REASON_REQUIRED"),
+    ("dgaspc-bc", "assign", {"assignee": "cm.ion", "actor": {"person": "cm.ana", "roles": ["case-manager"]}}, "NOT_SUPERVISOR"),
+])
+async def test_a_command_that_is_not_allowed_is_refused_back_to_its_sender(referral, sender, name, fields, code):
+    consumer, engine, _ = referral
+    rid = (await opened(consumer, engine))["referral_id"]
+    await send(consumer, sender, command(sender, rid, name, **fields))
+    assert answers(await emitted(engine), sender) == [("rejected", code)]
+
+
+async def test_an_unknown_referral_and_a_v1_accept(referral):
+    consumer, engine, _ = referral
+    rid = (await opened(consumer, engine))["referral_id"]
+    await send(consumer, "dgaspc-bc", command("dgaspc-bc", "ref-nope", "accept"))
+    await send(consumer, "dgaspc-bc", KEYS["dgaspc-bc"].sign(CloudEvent.new(
+        "ro.punte.referral.accept.v1", "/institutions/dgaspc-bc", {"referral_id": rid})))
+    assert answers(await emitted(engine), "dgaspc-bc") == [("rejected", "UNKNOWN_REFERRAL"), ("accepted", None)]
+
+
+async def test_forwarding_creates_a_linked_referral_and_tells_the_referrer(referral):
+    consumer, engine, _ = referral
+    rid = (await opened(consumer, engine))["referral_id"]
+    await send(consumer, "dgaspc-bc", command("dgaspc-bc", rid, "forward", forward_to="cjrae-bc",
+                                              reason="evaluare SEOSP"))
+    out = await emitted(engine)
+    [moved] = of_type(out, "ro.punte.referral.transitioned.v1")
+    new = of_type(out, "ro.punte.referral.requested.v1")[-1]
+    assert moved["to_state"] == "rejected" and moved["forwarded_to"] == new["referral_id"]
+    assert new["to"] == "cjrae-bc" and new["forwarded_from"] == rid and new["referrer"] == "isj-bc"
+
+
+async def test_a_direct_prevention_referral_needs_consent(referral):
+    consumer, engine, _ = referral
+    await opened(consumer, engine, urgency="P2", lead="spas-colonesti")
+    service = next(s for s in reference.social_services() if s.provider_institution == "das-bacau")
+    plain = {"case_id": "case-1", "service_id": service.id}
+    consent = {"given_by": "parent", "purpose": "consiliere", "given_on": T0.date().isoformat(),
+               "expires_on": (T0.date() + timedelta(days=180)).isoformat()}
+    for fields in (plain, {**plain, "consent": consent}):
+        await send(consumer, "spas-colonesti", KEYS["spas-colonesti"].sign(CloudEvent.new(
+            "ro.punte.referral.request.v1", "/institutions/spas-colonesti", fields)))
+    out = await emitted(engine)
+    assert answers(out, "spas-colonesti") == [("rejected", "CONSENT_REQUIRED"), ("accepted", None)]
+    direct = of_type(out, "ro.punte.referral.requested.v1")[-1]
+    assert direct["to"] == "das-bacau" and direct["legal_basis"] == "consent" and direct["kind"] == "service"
+
+
+@asynccontextmanager
+async def at(sessions, when: datetime):
+    """A unit of work whose clock says ``when``: the injected clock of the timer tests."""
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(session, Outbox(session), "/punte/referral", now=when)
+        yield uow
+        await uow.outbox.flush()
+
+
+async def test_an_unanswered_p0_referral_escalates_then_returns_even_across_a_restart(referral):
+    consumer, engine, infrastructure = referral
+    await opened(consumer, engine, case_id="case-p0", urgency="P0", lead="spas-colonesti")
+    url = engine.url.render_as_string(hide_password=False)
+    await engine.dispose()  # the service stops; its timers are rows, not sleepers
+    engine = make_engine(url, pool_size=2)
+    sessions = make_sessions(engine)
+    try:
+        requested_at = (await _referral(engine)).requested_at
+        for minutes in (10, 20, 70, 250):
+            async with at(sessions, requested_at + timedelta(minutes=minutes)) as uow:
+                await handlers.fire_due_timers(uow, CONFIG)
+        async with at(sessions, requested_at + timedelta(minutes=300)) as uow:
+            assert await handlers.fire_due_timers(uow, CONFIG) == 0, "each timer fires once"
+        out = await emitted(engine)
+        state = (await _referral(engine)).state
+    finally:
+        await engine.dispose()
+    overdue = [(d["step"], d["level"], d["escalate_to"]) for d in of_type(out, "ro.punte.referral.overdue.v1")]
+    assert overdue == [("acknowledge", 1, ["spas-colonesti"]),  # at 20 min (due 15 min)
+                       ("decide", 2, ["spas-colonesti", "dgaspc-bc"])]  # at 70 min: the coordinator too
+    returned = of_type(out, "ro.punte.referral.transitioned.v1")
+    assert [(d["command"], d["to_state"], d["reason"], d["actor_institution"]) for d in returned] == [
+        ("expire", "failed", "NO_RESPONSE", None)]
+    assert state == "failed"
+
+
+async def _referral(engine):
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(referrals))).one()

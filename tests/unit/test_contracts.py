@@ -195,11 +195,15 @@ def test_example_uses_reference_data(path: Path) -> None:
     """Examples name real institutions, UATs and categories, and only valid synthetic CNPs."""
     model = PAYLOADS[EventType(path.parent.name)].model_validate(load_json(path))
     known = reference.institutions()
-    for field in ("lead", "referrer", "to", "recipient"):
-        if hasattr(model, field):
+    for field in ("lead", "referrer", "to", "recipient", "forward_to", "actor_institution"):
+        if getattr(model, field, None) is not None:
             assert getattr(model, field) in known, field
-    for inst_id in getattr(model, "informed", []):
+    for inst_id in [*getattr(model, "informed", []), *getattr(model, "escalate_to", [])]:
         assert inst_id in known
+    if getattr(model, "service_id", None) is not None:
+        assert model.service_id in {s.id for s in reference.social_services()}
+    if getattr(model, "outcome", None) is not None and isinstance(model.outcome, str):
+        assert model.outcome in reference.referral_outcomes()
     reporter = getattr(model, "reporter", None)
     if reporter is not None:
         assert reporter.institution in known
@@ -210,7 +214,7 @@ def test_example_uses_reference_data(path: Path) -> None:
     if child is not None and child.cnp is not None:
         assert cnp_is_valid(child.cnp), child.cnp
     reason = getattr(model, "reason", None)
-    if reason is not None:
+    if isinstance(reason, events.Reason):
         assert reason.code in reference.rejection_codes()
     assert set(getattr(model, "categories", [])) <= set(reference.risk_categories())
 
@@ -278,6 +282,109 @@ def test_report_v2_bad_values_are_rejected_by_both() -> None:
     for name, instance in bad_cases.items():
         assert not schema_accepts(event_type, instance), name
         assert not model_accepts(event_type, instance), name
+
+
+def test_referral_bad_values_are_rejected_by_both() -> None:
+    command = load_json(EXAMPLES / EventType.REFERRAL_COMMAND.value / "04-complete-psychological.json")
+    request = load_json(EXAMPLES / EventType.REFERRAL_REQUEST.value / "01-day-centre-das-bacau-with-consent.json")
+    consent = request["consent"]
+    service = load_json(EXAMPLES / EventType.SERVICE_UPDATED.value / "01-cci-colonesti.json")
+    overdue = load_json(EXAMPLES / EventType.REFERRAL_OVERDUE.value / "01-decide-level-2-dgaspc.json")
+    transition = load_json(EXAMPLES / EventType.REFERRAL_TRANSITIONED.value / "02-expire-no-response.json")
+    requested = load_json(EXAMPLES / EventType.REFERRAL_REQUESTED.value / "03-service-day-centre-consent.json")
+    bad_cases = {
+        EventType.REFERRAL_COMMAND: {
+            "unknown command": {**command, "command": "expire"},
+            "empty reason": {**command, "reason": ""},
+            "long reason": {**command, "reason": "x" * 1001},
+            "long note": {**command, "note": "x" * 4001},
+            "bad role": {**command, "actor": {"person": "u-1", "roles": ["director"]}},
+            "actor without person": {**command, "actor": {"roles": ["supervisor"]}},
+            "long assignee": {**command, "assignee": "x" * 101},
+            "nested extra in actor": {**command, "actor": {**command["actor"], "email": "a@b.ro"}},
+        },
+        EventType.REFERRAL_REQUEST: {
+            "bad kind": {**request, "kind": "case"},
+            "consent by a neighbour": {**request, "consent": {**consent, "given_by": "neighbour"}},
+            "consent without expiry": {**request, "consent": {k: v for k, v in consent.items() if k != "expires_on"}},
+            "empty purpose": {**request, "consent": {**consent, "purpose": ""}},
+            "long note": {**request, "note": "x" * 4001},
+        },
+        EventType.SERVICE_UPDATED: {
+            "negative capacity": {**service, "capacity": -1},
+            "negative waiting": {**service, "waiting": -3},
+            "accepting not boolean": {**service, "accepting": 2},
+        },
+        EventType.REFERRAL_OVERDUE: {
+            "level 3": {**overdue, "level": 3},
+            "level 0": {**overdue, "level": 0},
+            "unknown step": {**overdue, "step": "return_after"},
+        },
+        EventType.REFERRAL_TRANSITIONED: {
+            "actor_institution missing": {k: v for k, v in transition.items() if k != "actor_institution"},
+            "bad urgency": {**transition, "urgency": "P4"},
+        },
+        EventType.REFERRAL_REQUESTED: {
+            "bad legal basis": {**requested, "legal_basis": "legitimate-interest"},
+            "bad kind": {**requested, "kind": "information"},
+            "deadlines not a mapping": {**requested, "deadlines": ["decide"]},
+        },
+    }
+    for event_type, cases in bad_cases.items():
+        for name, instance in cases.items():
+            assert not schema_accepts(event_type, instance), (event_type, name)
+            assert not model_accepts(event_type, instance), (event_type, name)
+
+
+def test_referral_command_names_are_the_lifecycle() -> None:
+    """The commands an institution may send are the lifecycle's, less the network's own
+    (expire), plus the team inbox's (claim, assign)."""
+    from services.referral.domain.referral import RULES, Side
+
+    schema_enum = schema_for(EventType.REFERRAL_COMMAND)["properties"]["command"]["enum"]
+    institutions_may = {name for name, rule in RULES.items() if rule.side is not Side.SYSTEM}
+    assert set(schema_enum) == institutions_may | {"claim", "assign"}
+    assert {name for name, rule in RULES.items() if rule.side is Side.SYSTEM} == {"expire"}
+
+
+def test_docs_lifecycle_table_mirrors_the_rules() -> None:
+    """docs/contracts.md "Referrals" lists exactly RULES: who, from states, to state, needs."""
+    from services.referral.domain.referral import RULES
+
+    text = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = text.split("## Referrals", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| command | who | from states | to state | needs |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.strip().splitlines()[1:]:
+        command, who, from_states, to_state, needs = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[command.strip("`")] = (who, set(re.findall(r"`([a-z-]+)`", from_states)), to_state, needs)
+    assert set(rows) == set(RULES)
+    sides = {"receiver": "receiver", "referrer": "referrer", "system": "network"}
+    for command, rule in RULES.items():
+        who, from_states, to_state, needs = rows[command]
+        assert who == ("either" if command == "note" else sides[rule.side.value]), command
+        assert from_states == {s.value for s in rule.from_states}, command
+        assert to_state == (f"`{rule.to.value}`" if rule.to else "(unchanged)"), command
+        assert ("reason" in needs) == rule.needs_reason and ("outcome" in needs) == rule.needs_outcome, command
+
+
+def test_referral_examples_use_catalogue_codes() -> None:
+    """Transitions name a lifecycle state and command; overdue steps have a deadline."""
+    from services.referral.domain.referral import RULES, State
+
+    states = {s.value for s in State}
+    for path in sorted((EXAMPLES / EventType.REFERRAL_TRANSITIONED.value).glob("*.json")):
+        transition = load_json(path)
+        assert transition["command"] in set(RULES) | {"claim", "assign"}, path.name
+        assert {transition["from_state"], transition["to_state"]} <= states, path.name
+        rule = RULES.get(transition["command"])
+        if rule is not None:
+            assert transition["from_state"] in {s.value for s in rule.from_states}, path.name
+            assert transition["to_state"] == (rule.to or State(transition["from_state"])).value, path.name
+        if transition["actor_institution"] is None:
+            assert transition["command"] == "expire" and transition["reason"] == "NO_RESPONSE"
+    steps = set(reference.referral_deadlines()["levels"]["P0"]) - {"clock", "note", "escalate_to_coordinator"}
+    assert set(events.ReferralOverdue.model_fields["step"].annotation.__args__) <= steps
 
 
 def test_report_risk_category_vocabulary_is_left_to_intake() -> None:
@@ -390,6 +497,45 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
             notification_id="n-3", case_id="case-1", kind="report-added", urgency=events.Urgency.P1,
             categories=["neglect"], recipient="spas-colonesti", summary_ro="Sesizare nouă.",
             summary_en="New report.", do_not_contact=True)),
+        (EventType.REFERRAL_COMMAND, events.ReferralCommand(
+            referral_id="ref-1", command="complete",
+            actor=events.ActingPerson(person="u-1", roles=["case-manager", "supervisor"]),
+            reason="r", outcome="case-opened", note="n", assignee="u-2", forward_to="cjrae-bc")),
+        (EventType.REFERRAL_COMMAND, events.ReferralCommand(referral_id="ref-1", command="claim")),
+        (EventType.REFERRAL_REQUEST, events.ReferralRequest(
+            case_id="case-1", to="das-bacau", service_id="cci-bacau", kind="service", note="n",
+            consent=events.Consent(given_by="parent", purpose="p", given_on=date(2025, 3, 1),
+                                   expires_on=date(2025, 9, 1)))),
+        (EventType.REFERRAL_REQUEST, events.ReferralRequest(case_id="case-1", kind="information-request")),
+        (EventType.SERVICE_UPDATED, events.ServiceUpdated(
+            service_id="cci-bacau", capacity=10, occupancy=0, waiting=0, accepting=False)),
+        (EventType.SERVICE_UPDATED, events.ServiceUpdated(service_id="cci-bacau")),
+        (EventType.REFERRAL_REQUESTED, events.ReferralRequested(
+            referral_id="ref-2", case_id="case-1", referrer="cjrae-bc", to="das-bacau",
+            urgency=events.Urgency.P2, categories=["school_absenteeism"], requested_at=WHEN, kind="service",
+            service_id="cci-bacau", forwarded_from="ref-1", legal_basis="consent",
+            consent=events.Consent(given_by="child", purpose="p", given_on=date(2025, 3, 1),
+                                   expires_on=date(2025, 9, 1)),
+            deadlines={"acknowledge": WHEN, "return_after": WHEN}, do_not_contact=True)),
+        (EventType.REFERRAL_TRANSITIONED, events.ReferralTransitioned(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc",
+            urgency=events.Urgency.P1, command="forward", from_state="received", to_state="rejected",
+            actor_institution="dgaspc-bc", actor_person="u-1", owner="u-1", reason="r", outcome=None,
+            note="n", forwarded_to="ref-2", at=WHEN)),
+        (EventType.REFERRAL_TRANSITIONED, events.ReferralTransitioned(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc",
+            urgency=events.Urgency.P1, command="expire", from_state="requested", to_state="failed",
+            actor_institution=None, at=WHEN)),
+        (EventType.REFERRAL_OVERDUE, events.ReferralOverdue(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="das-bacau",
+            urgency=events.Urgency.P0, step="decide", due_at=WHEN, level=2, escalate_to=["das-bacau", "dgaspc-bc"])),
+        (EventType.REFERRAL_OVERDUE, events.ReferralOverdue(
+            referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="das-bacau",
+            urgency=events.Urgency.P3, step="outcome", due_at=WHEN, level=1, escalate_to=[])),
+        (EventType.CASE_NOTIFICATION, events.CaseNotification(
+            notification_id="n-4", case_id="case-1", referral_id="ref-1", kind="referral-returned",
+            urgency=events.Urgency.P1, categories=[], recipient="spas-colonesti", summary_ro="Returnată.",
+            summary_en="Returned.")),
         (EventType.DEAD_LETTER, events.DeadLetter(
             reason=REASON, service="intake", topic="punte.ingress.spas-colonesti", partition=0, offset=12,
             headers={"ce_id": "e-1"}, payload_base64="e30=", failed_at=WHEN)),

@@ -31,14 +31,28 @@ REJECTION_CODES = [
     "UNKNOWN_INSTITUTION", "UNKNOWN_CATEGORY", "UNKNOWN_UAT", "INVALID_CNP",
     "CHILD_NOT_IDENTIFIABLE", "UNKNOWN_OBSERVATION_ITEM", "UNKNOWN_REFERRAL", "NOT_REFERRAL_RECIPIENT",
     "ILLEGAL_TRANSITION", "STALE_EVENT", "FUTURE_EVENT", "PROCESSING_FAILED",
+    "UNKNOWN_COMMAND", "NOT_REFERRER", "NOT_ALLOWED", "REASON_REQUIRED", "OUTCOME_REQUIRED",
+    "ALREADY_CLAIMED", "NOT_SUPERVISOR", "UNKNOWN_CASE", "UNKNOWN_SERVICE", "CONSENT_REQUIRED",
+    "CASE_HAS_OPEN_REFERRALS", "NOT_CASE_LEAD",
 ]
+OUTCOME_CODES = [
+    "case-opened", "not-confirmed", "case-closed", "stays-in-family-with-services", "emergency-placement",
+    "criminal-investigation-started", "services-provided-psychological", "services-provided-legal",
+    "services-provided-medical", "services-provided-educational", "school-reintegration", "benefits-granted",
+]
+REFERRAL_STEPS = ["acknowledge", "decide", "first_contact", "outcome", "return_after"]
 COUNTY_CODES = [
     "AB", "AG", "AR", "B", "BC", "BH", "BN", "BR", "BT", "BV", "BZ", "CJ", "CL", "CS", "CT", "CV", "DB",
     "DJ", "GJ", "GL", "GR", "HD", "HR", "IF", "IL", "IS", "MH", "MM", "MS", "NT", "OT", "PH", "SB", "SJ",
     "SM", "SV", "TL", "TM", "TR", "VL", "VN", "VS",
 ]
 INSTITUTION_KINDS = {"DAS", "SPAS", "DGASPC", "DSP", "ISJ", "CJRAE", "IPJ", "PL"}
-INGRESS_TYPES = ["ro.punte.report.submitted.v1", "ro.punte.report.submitted.v2", "ro.punte.referral.accept.v1"]
+INGRESS_TYPES = ["ro.punte.report.submitted.v1", "ro.punte.report.submitted.v2", "ro.punte.referral.accept.v1",
+                 "ro.punte.referral.command.v1", "ro.punte.referral.request.v1", "ro.punte.service.updated.v1"]
+# Every kind reports and takes part in referrals; only the kinds that run social services
+# update the service directory.
+EVERY_KIND_TYPES = INGRESS_TYPES[:5]
+SERVICE_PROVIDER_KINDS = {"DAS", "SPAS", "DGASPC", "DSP", "CJRAE"}
 OBSERVATION_SECTIONS = ["economic", "social", "health", "education", "housing", "risk_behaviours"]
 URGENCIES = ["P0", "P1", "P2", "P3"]
 ISO_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
@@ -268,17 +282,22 @@ def test_observation_sheet_catalogue() -> None:
 def test_permissions_name_known_kinds_and_ingress_types() -> None:
     permissions = reference.permissions()
     assert list(permissions) == INGRESS_TYPES
-    for kinds in permissions.values():
-        assert kinds == INSTITUTION_KINDS
+    for event_type in EVERY_KIND_TYPES:
+        assert permissions[event_type] == INSTITUTION_KINDS, event_type
+    assert permissions["ro.punte.service.updated.v1"] == SERVICE_PROVIDER_KINDS
+    providers = {reference.institutions()[s.provider_institution].kind for s in reference.social_services()}
+    assert providers <= SERVICE_PROVIDER_KINDS
     ingress = next(topic for topic in reference.topics() if topic["kind"] == "ingress")
     assert set(permissions) <= {event["type"] for event in ingress["events"]}
 
 
 @pytest.mark.parametrize("institution_id", ["das-bacau", "spas-colonesti", "dgaspc-bc", "dsp-bc", "isj-bc",
                                             "cjrae-bc", "ipj-bc", "pl-onesti", "dgaspc-nt"])
-def test_every_kind_may_send_reports_and_acceptances(institution_id: str) -> None:
-    for event_type in INGRESS_TYPES:
+def test_every_kind_may_send_reports_and_referrals(institution_id: str) -> None:
+    for event_type in EVERY_KIND_TYPES:
         assert reference.may_send(institution_id, event_type)
+    provider = reference.institutions()[institution_id].kind in SERVICE_PROVIDER_KINDS
+    assert reference.may_send(institution_id, "ro.punte.service.updated.v1") == provider
 
 
 def test_may_send_is_false_for_unknown_institutions_and_types() -> None:
@@ -330,6 +349,84 @@ def test_social_services_parse() -> None:
     assert by_id["cci-colonesti"].provider_institution == "spas-colonesti"
     assert by_id["centrul-de-zi-pentru-copilul-cu-nevoi-speciale"].capacity_note == "30 places + 20 outpatient"
     assert by_id["cantina-sociala"].status == "proposed" and by_id["cantina-sociala"].capacity is None
+    assert by_id["caminul-pentru-persoane-varstnice-bacau"].occupancy == 194
+    assert by_id["cci-colonesti"].accepting and not by_id["cantina-sociala"].accepting
+
+
+def test_social_services_name_the_risk_categories_they_address() -> None:
+    services = {s.id: s for s in reference.social_services()}
+    for service in services.values():
+        assert set(service.categories) <= set(CATEGORY_IDS), service.id
+        assert len(service.categories) == len(set(service.categories)), service.id
+        children = "child" in service.beneficiaries or service.id.startswith("cci-")
+        if children:
+            assert service.categories, service.id
+    for older in ("centrul-de-zi-clubul-pensionarilor-60", "caminul-pentru-persoane-varstnice-bacau",
+                  "centrul-de-zi-clubul-seniorilor"):
+        assert services[older].categories == ()
+    assert services["centrul-de-zi-pentru-copilul-aflat-in-dificultate"].categories == (
+        "neglect", "extreme_poverty", "school_absenteeism")
+    assert {"disability", "special_educational_needs"} <= set(
+        services["centrul-de-zi-pentru-copilul-cu-nevoi-speciale"].categories)
+    ccis = [s for s in services.values() if s.id.startswith("cci-")]
+    assert len(ccis) == 5 and all(len(s.categories) >= 5 for s in ccis)
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", sid) for sid in services)
+
+
+# --- referrals: outcomes and deadlines -------------------------------------------------
+
+
+def test_referral_outcomes_are_the_domain_codes() -> None:
+    outcomes = reference.referral_outcomes()
+    assert list(outcomes) == OUTCOME_CODES
+    for code, labels in outcomes.items():
+        assert labels["label_ro"] and labels["label_en"], code
+        assert labels["group"] in {"case", "protection", "services"}, code
+    assert outcomes["services-provided-psychological"]["label_ro"].startswith("Servicii acordate")
+    assert "ț" in outcomes["emergency-placement"]["label_ro"]
+
+
+def test_referral_deadlines() -> None:
+    table = reference.referral_deadlines()
+    assert table["version"] == 1
+    levels = table["levels"]
+    assert list(levels) == URGENCIES
+    expected = {
+        "P0": ["PT15M", "PT1H", "PT12H", "P30D", "PT4H"],
+        "P1": ["PT24H", "PT48H", "PT72H", "P30D", "P5D"],
+        "P2": ["P2D", "P5D", "P30D", "P30D", "P10D"],
+        "P3": ["P5D", "P10D", "P60D", "P6M", "P20D"],
+    }
+    for name, level in levels.items():
+        assert [level[step] for step in REFERRAL_STEPS] == expected[name], name
+        assert all(ISO_DURATION.match(level[step]) for step in REFERRAL_STEPS), name
+        assert level["clock"] == ("24/7" if name in ("P0", "P1") else "working-days")
+        assert level["escalate_to_coordinator"] is (name in ("P0", "P1"))
+        assert "Policy values" in level["note"], name
+        assert set(level) == {*REFERRAL_STEPS, "clock", "escalate_to_coordinator", "note"}, name
+    info = table["information_request"]
+    assert info["decide"] == info["outcome"] == "P15D" and info["clock"] == "24/7"
+    assert "117(g)" in info["note"] and "15 calendar days" in info["note"]
+    text = (REFERENCE_DIR / "referral-deadlines.yaml").read_text(encoding="utf-8")
+    assert "de urgență" in text and "No statutory deadline for feedback" in text
+
+
+def test_referral_deadlines_from_another_file(tmp_path: Path) -> None:
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("version: 1\nlevels:\n  P1: {clock: 24/7, acknowledge: PT2S}\n", encoding="utf-8")
+    assert reference.referral_deadlines(fast)["levels"]["P1"]["acknowledge"] == "PT2S"
+    fast.write_text("version: 1\nlevels:\n  P1: {clock: 24/7, acknowledge: PT3S}\n", encoding="utf-8")
+    assert reference.referral_deadlines(fast)["levels"]["P1"]["acknowledge"] == "PT3S"  # not cached
+    assert reference.referral_deadlines() is reference.referral_deadlines()  # the default is
+    assert reference.referral_deadlines()["levels"]["P1"]["acknowledge"] == "PT24H"
+
+
+def test_referral_rejection_codes_read_well() -> None:
+    codes = reference.rejection_codes()
+    assert "necesită" in codes["CONSENT_REQUIRED"].message_ro and "consent" in codes["CONSENT_REQUIRED"].message_en
+    assert "P2" in codes["CONSENT_REQUIRED"].description
+    assert "referral-outcomes.yaml" in codes["OUTCOME_REQUIRED"].description
+    assert "return_after" in codes["NOT_ALLOWED"].description
 
 
 # --- topics ----------------------------------------------------------------------------

@@ -1,49 +1,12 @@
 """Due times that start at receipt, from the urgency levels of contracts/reference/
-urgency.yaml: a 24/7 clock for P0/P1, working days (Monday to Friday) for P2/P3.
-Public holidays are not yet counted (they are configuration to add)."""
+urgency.yaml: a 24/7 clock for P0/P1, working days for P2/P3."""
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-_DURATION = re.compile(
-    r"^P(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?)?$"
-)
-
-
-def _add_months(start: datetime, months: int) -> datetime:
-    month = start.month - 1 + months
-    year, month = start.year + month // 12, month % 12 + 1
-    for day in (start.day, 30, 29, 28):  # the 31st of a shorter month becomes its last day
-        try:
-            return start.replace(year=year, month=month, day=day)
-        except ValueError:
-            continue
-    raise ValueError("unreachable")
-
-
-def _add_working_days(start: datetime, days: int) -> datetime:
-    current = start
-    while days > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current
-
-
-def due(start: datetime, duration: str, clock: str) -> datetime:
-    """``start`` plus an ISO 8601 duration (PT15M, P3D, P6M …) on the given clock."""
-    match = _DURATION.match(duration)
-    if not match or duration in ("P", "PT"):
-        raise ValueError(f"not an ISO 8601 duration: {duration!r}")
-    parts = {k: int(v) for k, v in match.groupdict().items() if v}
-    result = _add_months(start, parts.get("months", 0))
-    days = parts.get("days", 0) + 7 * parts.get("weeks", 0)
-    result = _add_working_days(result, days) if clock == "working-days" else result + timedelta(days=days)
-    return result + timedelta(hours=parts.get("hours", 0), minutes=parts.get("minutes", 0))
+from runtime.clock import due
 
 
 def deadlines_for(urgency: str, received_at: datetime, levels: Mapping[str, Any]) -> dict[str, datetime]:

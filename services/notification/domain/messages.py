@@ -15,6 +15,19 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "referral-requested": ("Trimitere nouă", "New referral"),
     "referral-accepted": ("Trimitere acceptată", "Referral accepted"),
     "report-added": ("Raport nou la un caz deschis", "New report on an open case"),
+    "referral-updated": ("Trimitere actualizată", "Referral updated"),
+    "referral-returned": ("Trimitere returnată fără răspuns", "Referral returned unanswered"),
+    "referral-overdue": ("Termen depășit", "Deadline missed"),
+}
+# A referral's states and steps, as people read them.
+DETAILS: dict[str, tuple[str, str]] = {
+    "requested": ("trimisă", "requested"), "received": ("primită", "received"),
+    "accepted": ("acceptată", "accepted"), "rejected": ("refuzată", "rejected"),
+    "in-progress": ("în lucru", "in progress"), "on-hold": ("suspendată", "on hold"),
+    "completed": ("finalizată", "completed"), "failed": ("eșuată", "failed"),
+    "cancelled": ("anulată", "cancelled"), "entered-in-error": ("introdusă din greșeală", "entered in error"),
+    "acknowledge": ("confirmarea primirii", "acknowledgement"), "decide": ("decizia", "decision"),
+    "first_contact": ("primul contact", "first contact"), "outcome": ("rezultatul", "outcome"),
 }
 DO_NOT_CONTACT = ("NU contactați familia.", "Do NOT contact the household.")
 
@@ -36,7 +49,8 @@ def _in_sentence(label: str) -> str:
 
 
 def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
-              labels: Mapping[str, Labelled], do_not_contact: bool = False) -> Summary:
+              labels: Mapping[str, Labelled], do_not_contact: bool = False,
+              detail: str | None = None) -> Summary:
     """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…"."""
     headline_ro, headline_en = HEADLINES[kind]
     ids = list(dict.fromkeys(categories))
@@ -44,6 +58,9 @@ def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
     ro = ", ".join(_in_sentence(labels[c].label_ro) if c in labels else c for c in ids)
     en = ", ".join(_in_sentence(labels[c].label_en) if c in labels else c for c in ids)
     warn_ro, warn_en = (f" {DO_NOT_CONTACT[0]}", f" {DO_NOT_CONTACT[1]}") if do_not_contact else ("", "")
+    if detail:
+        detail_ro, detail_en = DETAILS.get(detail, (detail, detail))
+        headline_ro, headline_en = f"{headline_ro} — {detail_ro}", f"{headline_en} — {detail_en}"
     return Summary(
         ro=f"{headline_ro} ({urgency}): {ro}. Caz {case_id}.{warn_ro}".rstrip("."),
         en=f"{headline_en} ({urgency}): {en}. Case {case_id}.{warn_en}".rstrip("."),

@@ -7,7 +7,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from contracts.events import CaseOpened, CaseReportAdded, ReferralAccepted, ReferralRequested
+from contracts.events import (
+    CaseOpened,
+    CaseReportAdded,
+    ReferralAccepted,
+    ReferralOverdue,
+    ReferralRequested,
+    ReferralTransitioned,
+)
 
 # Fixed namespace: the same event and recipient always give the same notification id.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/notification")
@@ -22,6 +29,7 @@ class Notice:
     urgency: str
     categories: tuple[str, ...]
     do_not_contact: bool = False
+    detail: str | None = None  # the referral's new state, or the missed step
 
 
 def notification_id(event_source: str, event_id: str, recipient: str) -> str:
@@ -47,6 +55,27 @@ def report_added(added: CaseReportAdded) -> list[Notice]:
 def referral_requested(referral: ReferralRequested) -> list[Notice]:
     return [Notice(referral.to, "referral-requested", referral.case_id, referral.referral_id,
                    referral.urgency.value, tuple(referral.categories), referral.do_not_contact)]
+
+
+def referral_transitioned(step: ReferralTransitioned, categories: tuple[str, ...],
+                          do_not_contact: bool) -> list[Notice]:
+    """Both sides hear of every step: the referrer learns its referral was taken, or
+    returned unanswered; the receiving institution sees its own inbox move."""
+    for_referrer = {"accept": "referral-accepted", "expire": "referral-returned"}.get(
+        step.command, "referral-updated")
+    recipients = {step.referrer: for_referrer}
+    recipients.setdefault(step.to, "referral-updated")
+    return [Notice(recipient, kind, step.case_id, step.referral_id, step.urgency.value, categories,
+                   do_not_contact, step.to_state)
+            for recipient, kind in recipients.items()]
+
+
+def referral_overdue(late: ReferralOverdue, categories: tuple[str, ...], do_not_contact: bool) -> list[Notice]:
+    """A missed step goes to the receiving institution's supervisors, and for P0/P1 to the
+    county coordinator as well (level 2)."""
+    return [Notice(recipient, "referral-overdue", late.case_id, late.referral_id, late.urgency.value,
+                   categories, do_not_contact, late.step)
+            for recipient in dict.fromkeys(late.escalate_to)]
 
 
 def referral_accepted(referral: ReferralAccepted, urgency: str,

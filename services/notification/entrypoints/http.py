@@ -14,7 +14,8 @@ from contracts.events import Urgency
 from runtime.tokens import Principal, require_role
 from services.notification.adapters.tables import inbox_entries
 
-Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added"]
+Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
+               "referral-updated", "referral-overdue", "referral-returned"]
 
 router = APIRouter(tags=["inbox"])
 

@@ -6,14 +6,82 @@ metadata = sa.MetaData()
 referrals = sa.Table(
     "referrals", metadata,
     sa.Column("referral_id", sa.Text, primary_key=True),
-    sa.Column("case_id", sa.Text, nullable=False, unique=True),
+    sa.Column("case_id", sa.Text, nullable=False, index=True),
     sa.Column("referrer", sa.Text, nullable=False),
-    sa.Column("to_institution", sa.Text, nullable=False),
+    sa.Column("to_institution", sa.Text, nullable=False, index=True),
     sa.Column("urgency", sa.Text, nullable=False),
     sa.Column("categories", sa.JSON, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("accepted_at", sa.DateTime(timezone=True)),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("service_id", sa.Text),
+    sa.Column("forwarded_from", sa.Text),
+    sa.Column("owner", sa.Text),
+    sa.Column("legal_basis", sa.Text, nullable=False),
+    sa.Column("consent", sa.JSON),
+    sa.Column("deadlines", sa.JSON, nullable=False),
+    sa.Column("do_not_contact", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every step of every referral: who, when, from what to what, why.
+history = sa.Table(
+    "referral_history", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("referral_id", sa.Text, nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("from_state", sa.Text, nullable=False),
+    sa.Column("to_state", sa.Text, nullable=False),
+    sa.Column("actor_institution", sa.Text),
+    sa.Column("actor_person", sa.Text),
+    sa.Column("owner", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.Column("note", sa.Text),
+)
+
+# Durable deadlines: a row per step, fired once by whichever replica gets to it.
+timers = sa.Table(
+    "timers", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("referral_id", sa.Text, nullable=False, index=True),
+    sa.Column("step", sa.Text, nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("fired_at", sa.DateTime(timezone=True)),
+)
+
+# Referral's view of a case: who leads, the plan (its referrals), open or closed.
+cases = sa.Table(
+    "cases", metadata,
+    sa.Column("case_id", sa.Text, primary_key=True),
+    sa.Column("lead", sa.Text, nullable=False),
+    sa.Column("urgency", sa.Text, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("county", sa.Text, nullable=False),
+    sa.Column("do_not_contact", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("lead_manager", sa.Text),
+    sa.Column("participants", sa.JSON, nullable=False),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+)
+
+# The service directory: seeded from contracts/reference/services.csv, kept current by
+# the providers' service.updated events.
+services = sa.Table(
+    "services", metadata,
+    sa.Column("service_id", sa.Text, primary_key=True),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("nomenclature_code", sa.Text),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("capacity", sa.Integer),
+    sa.Column("occupancy", sa.Integer),
+    sa.Column("waiting", sa.Integer),
+    sa.Column("accepting", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Every referral command an institution sent, with the outcome it got.

@@ -1,0 +1,44 @@
+"""Time arithmetic for deadlines: ISO 8601 durations on a 24/7 clock or in working days
+(Monday to Friday). Public holidays are not counted yet; they are configuration to add."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+_DURATION = re.compile(
+    r"^P(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+)
+
+
+def _add_months(start: datetime, months: int) -> datetime:
+    month = start.month - 1 + months
+    year, month = start.year + month // 12, month % 12 + 1
+    for day in (start.day, 30, 29, 28):  # the 31st of a shorter month becomes its last day
+        try:
+            return start.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    raise ValueError("unreachable")
+
+
+def _add_working_days(start: datetime, days: int) -> datetime:
+    current = start
+    while days > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            days -= 1
+    return current
+
+
+def due(start: datetime, duration: str, clock: str) -> datetime:
+    """``start`` plus an ISO 8601 duration (PT15M, P3D, P6M …) on the given clock."""
+    match = _DURATION.match(duration)
+    if not match or duration in ("P", "PT"):
+        raise ValueError(f"not an ISO 8601 duration: {duration!r}")
+    parts = {k: int(v) for k, v in match.groupdict().items() if v}
+    result = _add_months(start, parts.get("months", 0))
+    days = parts.get("days", 0) + 7 * parts.get("weeks", 0)
+    result = _add_working_days(result, days) if clock == "working-days" else result + timedelta(days=days)
+    return result + timedelta(hours=parts.get("hours", 0), minutes=parts.get("minutes", 0),
+                              seconds=parts.get("seconds", 0))
