@@ -362,6 +362,9 @@ class CaseNotification(Contract):
     summary_ro: str
     summary_en: str
     do_not_contact: bool = False
+    state: str | None = Field(default=None, description="The referral's state after the step")
+    outcome: str | None = Field(default=None, description="Outcome code, when the referral completed")
+    note: str | None = Field(default=None, description="Progress note or feedback from the other side")
 
 
 # --- dead letters ----------------------------------------------------------------------

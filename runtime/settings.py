@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # A server URL; each service uses its own database on it (punte_<service>).
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    # Databases are named <prefix>_<service>: two networks can share one server.
+    database_prefix: str = "punte"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Embedded default: the state folder holds keys and the token issuer's secrets.
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     def database_for(self, service: str) -> str:
         """The URL of the service's own database on the configured server."""
         base, _, _ = self.database_url.rpartition("/")
-        return f"{base}/punte_{service}"
+        return f"{base}/{self.database_prefix}_{service}"
 
     def ingress_window(self) -> "Window":
         from runtime.ingress import Window

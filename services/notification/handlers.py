@@ -87,6 +87,8 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
         kind=notice.kind, urgency=notice.urgency, categories=list(notice.categories),
         recipient=notice.recipient, summary_ro=summary.ro, summary_en=summary.en,
         do_not_contact=notice.do_not_contact,
+        state=notice.detail if notice.kind.startswith("referral-") and notice.kind != "referral-overdue" else None,
+        outcome=notice.outcome, note=notice.note,
     )
     # The notification id doubles as the event id, so the recipient can deduplicate too.
     uow.outbox.emit(delivery_topic(notice.recipient), CloudEvent.new(

@@ -8,8 +8,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from contracts.events import EventType
 from punte.stack import Stack
+from runtime.cloudevents import CloudEvent, decode
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,46 @@ async def wait_until(check: Callable[[], object], timeout: float = 60, every: fl
         await asyncio.sleep(every)
 
 
+
+
+async def dead_letters(network: Stack, token: str | None = None) -> list[dict]:
+    """The dead letters in the audit trail, as an auditor finds them."""
+    token = token or await sign_in(network, "auditor")
+    async with httpx.AsyncClient(base_url=network.url("audit")) as client:
+        found = await client.get("/entries", params={"event_type": EventType.DEAD_LETTER.value, "limit": 500},
+                                 headers={"Authorization": f"Bearer {token}"})
+    return found.json()["entries"]
+
+
+class Deliveries:
+    """What institutions receive on their delivery topics, as their systems would read it."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.events: list[tuple[str, CloudEvent]] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                          auto_offset_reset="earliest", metadata_max_age_ms=1000)
+        self._consumer.subscribe(pattern=r"^punte\.delivery\..+")
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+        async def run() -> None:
+            async for record in self._consumer:
+                self.events.append((record.topic.removeprefix("punte.delivery."),
+                                    decode(record.headers, record.value)))
+        self._task = asyncio.create_task(run())
+
+    async def stop(self) -> None:
+        assert self._task
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    def outcome_of(self, event_id: str) -> list[tuple[str, dict]]:
+        return [(who, e.data) for who, e in self.events
+                if e.type == EventType.OUTCOME.value and e.data["subject_id"] == event_id]
+
+    def notifications(self, kind: str | None = None) -> list[tuple[str, dict]]:
+        return [(who, e.data) for who, e in self.events if e.type == EventType.CASE_NOTIFICATION.value
+                and (kind is None or e.data["kind"] == kind)]
