@@ -212,9 +212,13 @@ class ReferralRequest(Contract):
 
 
 class ServiceUpdated(Contract):
-    """A provider keeps its entry in the service directory current."""
+    """A provider keeps its entry in the service directory current, or adds one of its own
+    services (then name and categories are required)."""
 
     service_id: str
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    nomenclature_code: str | None = Field(default=None, max_length=50)
+    categories: list[CategoryId] | None = None
     capacity: int | None = Field(default=None, ge=0)
     occupancy: int | None = Field(default=None, ge=0)
     waiting: int | None = Field(default=None, ge=0)
@@ -365,6 +369,8 @@ class CaseNotification(Contract):
     state: str | None = Field(default=None, description="The referral's state after the step")
     outcome: str | None = Field(default=None, description="Outcome code, when the referral completed")
     note: str | None = Field(default=None, description="Progress note or feedback from the other side")
+    reason: str | None = Field(default=None, description="Why: for a rejection, hold, failure, forward, cancel")
+    forwarded_to: str | None = Field(default=None, description="The new referral, when it was forwarded")
 
 
 # --- dead letters ----------------------------------------------------------------------

@@ -35,6 +35,7 @@ def _progress_table(p: DemoProgress) -> Table:
         ("Notificări livrate / notifications delivered", p.notifications),
         ("Trimiteri primite / referrals received", p.referrals_received),
         ("Trimiteri acceptate / referrals accepted", p.referrals_accepted),
+        ("Trimiteri finalizate / referrals completed", p.referrals_completed),
     ):
         table.add_row(label, str(value))
     return table
@@ -48,8 +49,13 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
     PUNTE_KAFKA_BOOTSTRAP are set); Ctrl-C stops everything."""
     stack = Stack(state_dir, kafka_bootstrap=os.environ.get("PUNTE_KAFKA_BOOTSTRAP"),
                   database_url=os.environ.get("PUNTE_DATABASE_URL"))
-    # SIGTERM stops the network the same way Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM stops the network the same way Ctrl-C does; SIGINT is set explicitly because a
+    # shell starting us in the background leaves it ignored.
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         with console.status("Pornesc rețeaua / starting the network…"):
             stack.start()

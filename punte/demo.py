@@ -16,6 +16,10 @@ from contracts.reference import institutions
 from punte.institution import InstitutionSystem
 from punte.state import State
 from punte.synthetic import reporters, synthetic_report
+
+# Outcomes the simulated case managers record (contracts/reference/referral-outcomes.yaml).
+OUTCOMES = ["stays-in-family-with-services", "services-provided-psychological",
+            "services-provided-educational", "school-reintegration", "not-confirmed"]
 from runtime.cloudevents import decode
 from runtime.kafka import make_producer
 
@@ -27,6 +31,7 @@ class DemoProgress:
     rejected: int = 0
     referrals_received: int = 0
     referrals_accepted: int = 0
+    referrals_completed: int = 0
     notifications: int = 0
 
 
@@ -57,30 +62,41 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
             on_progress(progress)
             await asyncio.sleep(rng.expovariate(rate))
 
+    completed: set[str] = set()
+
     async def act_on_deliveries() -> None:
         async for record in consumer:
             event = decode(record.headers, record.value)
             recipient = record.topic.removeprefix("punte.delivery.")
-            if event.type == EventType.OUTCOME.value and event.data.get("subject_type") == EventType.REPORT_SUBMITTED_V2.value:
-                if event.data["status"] == "accepted":
+            data = event.data
+            if event.type == EventType.OUTCOME.value and data.get("subject_type") == EventType.REPORT_SUBMITTED_V2.value:
+                if data["status"] == "accepted":
                     progress.accepted += 1
                 else:
                     progress.rejected += 1
-            elif event.type == EventType.OUTCOME.value and event.data.get("referral_id"):
-                progress.referrals_accepted += event.data["status"] == "accepted"
             elif event.type == EventType.CASE_NOTIFICATION.value:
                 progress.notifications += 1
-                if event.data["kind"] == "referral-requested":
+                if data["kind"] == "referral-requested":
                     progress.referrals_received += 1
-                    asyncio.create_task(accept_later(recipient, event.data["referral_id"]))
+                    asyncio.create_task(work_referral(recipient, data["referral_id"]))
+                elif data["kind"] == "referral-accepted":
+                    progress.referrals_accepted += 1
+                elif data.get("state") == "completed" and data["referral_id"] not in completed:
+                    completed.add(data["referral_id"])
+                    progress.referrals_completed += 1
             on_progress(progress)
 
-    async def accept_later(institution: str, referral_id: str) -> None:
-        await asyncio.sleep(rng.uniform(0.5, 3.0))
+    async def work_referral(institution: str, referral_id: str) -> None:
+        """The receiving institution works the referral to an outcome, as its staff would."""
         system = systems[institution]
-        await system.send(system.event(EventType.REFERRAL_ACCEPT.value, {
-            "referral_id": referral_id, "note": "Preluat de managerul de caz (demo).",
-        }))
+        person = {"person": f"cm.{institution}.demo", "roles": ["case-manager"]}
+        steps = [("claim", {"actor": person}), ("accept", {}), ("start", {}),
+                 ("note", {"note": "Prima vizită la familie efectuată (demo)."}),
+                 ("complete", {"outcome": rng.choice(OUTCOMES)})]
+        for command, fields in steps:
+            await asyncio.sleep(rng.uniform(0.5, 2.5))
+            await system.send(system.event(EventType.REFERRAL_COMMAND.value,
+                                           {"referral_id": referral_id, "command": command, **fields}))
 
     tasks = [asyncio.create_task(send_reports()), asyncio.create_task(act_on_deliveries())]
     try:

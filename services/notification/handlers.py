@@ -88,7 +88,7 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
         recipient=notice.recipient, summary_ro=summary.ro, summary_en=summary.en,
         do_not_contact=notice.do_not_contact,
         state=notice.detail if notice.kind.startswith("referral-") and notice.kind != "referral-overdue" else None,
-        outcome=notice.outcome, note=notice.note,
+        outcome=notice.outcome, note=notice.note, reason=notice.reason, forwarded_to=notice.forwarded_to,
     )
     # The notification id doubles as the event id, so the recipient can deduplicate too.
     uow.outbox.emit(delivery_topic(notice.recipient), CloudEvent.new(

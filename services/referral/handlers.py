@@ -183,6 +183,9 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
         raise ReferralRefused("SCHEMA_VIOLATION", f"{command} needs the acting person (actor.person)")
     if command == "claim":
         after = referral.claim(actor)
+        await uow.session.execute(sa.update(cases).where(
+            cases.c.case_id == row.case_id, cases.c.lead == row.to_institution, cases.c.lead_manager.is_(None),
+        ).values(lead_manager=actor.person))
         transition = Transition(command, referral.state, referral.state, actor, uow.now, note=note)
     elif command == "assign":
         if not assignee:
@@ -274,8 +277,16 @@ def _occupied(capacity: int | None, percent: float | None) -> int | None:
 async def update_service(uow: UnitOfWork, sender: str, update: ServiceUpdated) -> None:
     row = (await uow.session.execute(
         sa.select(services.c.provider).where(services.c.service_id == update.service_id))).first()
+    if row is None and update.name and update.categories:
+        # An institution lists a service of its own.
+        await uow.session.execute(sa.insert(services).values(
+            service_id=update.service_id, provider=sender, name=update.name,
+            nomenclature_code=update.nomenclature_code, categories=update.categories,
+            capacity=update.capacity, occupancy=update.occupancy, waiting=update.waiting,
+            accepting=True if update.accepting is None else update.accepting, updated_at=uow.now))
+        return
     if row is None:
-        raise Refused("UNKNOWN_SERVICE", f"no service {update.service_id}")
+        raise Refused("UNKNOWN_SERVICE", f"no service {update.service_id}; give name and categories to add it")
     if row.provider != sender:
         raise Refused("NOT_ALLOWED", "only the provider updates its service")
     values = update.model_dump(exclude={"service_id"}, exclude_none=True)

@@ -208,3 +208,40 @@ async def test_an_unanswered_p0_referral_escalates_then_returns_even_across_a_re
 async def _referral(engine):
     async with engine.connect() as conn:
         return (await conn.execute(sa.select(referrals))).one()
+
+
+async def test_a_dgaspc_information_request_is_due_in_15_days(referral):
+    consumer, engine, _ = referral
+    await opened(consumer, engine, urgency="P2", lead="spas-colonesti")
+    await send(consumer, "dgaspc-bc", KEYS["dgaspc-bc"].sign(CloudEvent.new(
+        "ro.punte.referral.request.v1", "/institutions/dgaspc-bc",
+        {"case_id": "case-1", "to": "spas-colonesti", "kind": "information-request",
+         "note": "Vă rugăm ancheta socială (art. 117 lit. g)."})))
+    out = await emitted(engine)
+    asked = of_type(out, "ro.punte.referral.requested.v1")[-1]
+    assert asked["kind"] == "information-request" and asked["legal_basis"] == "statutory-duty"
+    at = datetime.fromisoformat(asked["requested_at"])
+    assert datetime.fromisoformat(asked["deadlines"]["decide"]) - at == timedelta(days=15)
+
+
+async def test_a_provider_lists_its_own_service_and_keeps_it_current(referral):
+    consumer, engine, _ = referral
+    def update(fields):
+        return KEYS["spas-colonesti"].sign(CloudEvent.new("ro.punte.service.updated.v1",
+                                                          "/institutions/spas-colonesti", fields))
+    await send(consumer, "spas-colonesti", update({"service_id": "spas-colonesti-consiliere", "capacity": 10}))
+    await send(consumer, "spas-colonesti", update({
+        "service_id": "spas-colonesti-consiliere", "name": "Consiliere pentru părinți",
+        "categories": ["neglect", "parents_abroad"], "capacity": 10, "occupancy": 4}))
+    await send(consumer, "spas-colonesti", update({"service_id": "spas-colonesti-consiliere", "occupancy": 10}))
+    await send(consumer, "dgaspc-bc", KEYS["dgaspc-bc"].sign(CloudEvent.new(
+        "ro.punte.service.updated.v1", "/institutions/dgaspc-bc",
+        {"service_id": "spas-colonesti-consiliere", "accepting": False})), )
+    out = await emitted(engine)
+    assert answers(out, "spas-colonesti") == [("rejected", "UNKNOWN_SERVICE"), ("accepted", None), ("accepted", None)]
+    assert answers(out, "dgaspc-bc") == [("rejected", "NOT_ALLOWED")]
+    from services.referral.adapters.tables import services
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(services).where(
+            services.c.service_id == "spas-colonesti-consiliere"))).one()
+    assert (row.provider, row.occupancy, row.accepting) == ("spas-colonesti", 10, True)

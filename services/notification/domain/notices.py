@@ -32,6 +32,8 @@ class Notice:
     detail: str | None = None  # the referral's new state, or the missed step
     outcome: str | None = None
     note: str | None = None  # feedback travels to the institution, never into a summary
+    reason: str | None = None
+    forwarded_to: str | None = None
 
 
 def notification_id(event_source: str, event_id: str, recipient: str) -> str:
@@ -68,7 +70,7 @@ def referral_transitioned(step: ReferralTransitioned, categories: tuple[str, ...
     recipients = {step.referrer: for_referrer}
     recipients.setdefault(step.to, "referral-updated")
     return [Notice(recipient, kind, step.case_id, step.referral_id, step.urgency.value, categories,
-                   do_not_contact, step.to_state, step.outcome, step.note)
+                   do_not_contact, step.to_state, step.outcome, step.note, step.reason, step.forwarded_to)
             for recipient, kind in recipients.items()]
 
 
