@@ -37,6 +37,8 @@ class EventType(str, Enum):
     REFERRAL_OVERDUE = "ro.punte.referral.overdue.v1"
     CASE_NOTIFICATION = "ro.punte.case.notification.v1"
     DEAD_LETTER = "ro.punte.deadletter.v1"
+    ACCESS = "ro.punte.access.v1"
+    AUDIT_CHECKPOINT = "ro.punte.audit.checkpoint.v1"
 
 
 class Urgency(str, Enum):
@@ -387,6 +389,32 @@ class DeadLetter(Contract):
     failed_at: AwareDatetime
 
 
+# --- access to personal data, and the audit log's checkpoints -------------------------
+
+
+class AccessRecorded(Contract):
+    """Someone read a case or searched the trail: who, for which institution, why, what."""
+
+    actor: str = Field(description="The person's user id (token subject)")
+    actor_institution: str | None = Field(description="None for auditors and operators")
+    roles: list[str] = Field(default_factory=list)
+    purpose: str = Field(min_length=1, max_length=200)
+    service: str
+    resource: str = Field(description="What was read, e.g. /v1/cases/case-…")
+    case_id: str | None = None
+    query: dict[str, str] = Field(default_factory=dict, description="An auditor's search terms")
+    at: AwareDatetime
+
+
+class AuditCheckpoint(Contract):
+    """A signed checkpoint of the audit log (C2SP signed note), for witnesses and auditors."""
+
+    origin: str
+    size: int = Field(ge=0)
+    root: str = Field(description="Base64 Merkle root (RFC 9162)")
+    note: str = Field(description="The full signed note text")
+
+
 PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.REPORT_SUBMITTED: ReportSubmitted,
     EventType.REPORT_SUBMITTED_V2: ReportSubmittedV2,
@@ -403,4 +431,6 @@ PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.REFERRAL_OVERDUE: ReferralOverdue,
     EventType.CASE_NOTIFICATION: CaseNotification,
     EventType.DEAD_LETTER: DeadLetter,
+    EventType.ACCESS: AccessRecorded,
+    EventType.AUDIT_CHECKPOINT: AuditCheckpoint,
 }

@@ -138,5 +138,59 @@ def topics() -> None:
         print(f"{name}\t{partitions}")
 
 
+audit_app = typer.Typer(help="Jurnalul de audit / the audit trail", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    export: Path = typer.Argument(..., help="An export (JSON Lines) from GET /export"),
+    key: str = typer.Option(..., "--key", help="The log's verifier key, from GET /log-key"),
+    previous: Path | None = typer.Option(None, help="An older signed checkpoint of the same log"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check an export offline: the checkpoint's signature, every entry against the signed
+    root, nothing missing, reordered or added; with --previous, that the log only grew."""
+    from services.audit.domain import checkpoint, offline
+
+    name, public = checkpoint.parse_verifier_key(key)
+    report = offline.verify_export(export.read_text(encoding="utf-8").splitlines(), name, public,
+                                   previous_checkpoint=previous.read_text(encoding="utf-8") if previous else None)
+    if as_json:
+        print(json.dumps(report.__dict__))
+    elif report.ok:
+        console.print(f"[green]Verificat / verified[/green]: {report.checked} intrări / entries, "
+                      f"mărime / size {report.size}, rădăcină / root {report.root_hex}")
+    else:
+        console.print(f"[red]NU se verifică / does NOT verify[/red]: prima intrare greșită / first bad entry "
+                      f"{report.first_bad}: {report.problem}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("export")
+def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON Lines export"),
+                 state_dir: Path = STATE) -> None:
+    """Fetch a signed export of the running network's trail (embedded default), and print
+    the verifier key to check it with."""
+    import httpx
+
+    from runtime.signing import SigningKey
+    from runtime.tokens import TokenIssuer
+
+    state = State(state_dir)
+    urls = json.loads(state.runtime_file.read_text())["services"]
+    token = TokenIssuer(urls["identity"], SigningKey.load(state.keys / "identity.key")).issue(
+        "auditor", None, ["auditor"], ttl_seconds=300)
+    headers = {"Authorization": f"Bearer {token}", "X-Punte-Purpose": "export pentru verificare / export"}
+    with httpx.Client(base_url=urls["audit"], timeout=120) as client:
+        client.post("/checkpoints", headers=headers).raise_for_status()
+        exported = client.get("/export", headers=headers)
+        exported.raise_for_status()
+        key = client.get("/log-key").json()["verifier_key"]
+    out.write_text(exported.text, encoding="utf-8")
+    console.print(f"{out}: {len(exported.text.splitlines()) - 1} intrări / entries")
+    console.print(f"punte audit verify {out} --key '{key}'")
+
+
 if __name__ == "__main__":
     app()

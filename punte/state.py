@@ -67,7 +67,7 @@ class State:
             key = SigningKey.load(path)
             public.append(PublicKey(key.key_id, institution, key.public_raw(), since, None))
         self.keyring_file.write_text(Keyring(public).to_json())
-        for name in ("network", "identity"):
+        for name in ("network", "identity", "audit-log"):
             path = self.keys / f"{name}.key"
             if not path.exists():
                 SigningKey.generate(f"punte-{name}-1").save(path)

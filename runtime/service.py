@@ -48,6 +48,8 @@ class Runtime:
     keyring: Keyring
     consumers: list[InboxConsumer] = field(default_factory=list)
     started: bool = False
+    # What a service sets up in on_start for its handlers and routes (e.g. the audit log).
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     ingress_max_skew_seconds: int = 300
     # Intake's identity vault: "keyid:hex32bytes,..." (AES-256-GCM); the first encrypts.
     identity_keys: str = Field(default="", repr=False)
+    # Audit: the log's name in its checkpoints, its signing key, how often to checkpoint.
+    audit_origin: str = "punte.ro/audit/bacau"
+    audit_log_key_file: Path | None = None
+    audit_checkpoint_seconds: float = 30.0
     # Referral: a faster deadline table (tests, demos) and how often due timers are looked for.
     referral_deadlines_file: Path | None = None
     timer_poll_seconds: float = 1.0
@@ -60,6 +64,9 @@ class Settings(BaseSettings):
 
     def resolved_keyring_file(self) -> Path:
         return self.keyring_file or self.state_dir / "keys" / "keyring.json"
+
+    def resolved_audit_log_key_file(self) -> Path:
+        return self.audit_log_key_file or self.state_dir / "keys" / "audit-log.key"
 
     def resolved_network_key_file(self) -> Path:
         return self.network_key_file or self.state_dir / "keys" / "network.key"

@@ -96,6 +96,11 @@ class Keyring:
     def __init__(self, keys: list[PublicKey]) -> None:
         self._by_id = {k.key_id: k for k in keys}
 
+    def public_keys_of(self, owner: str, now: datetime | None = None) -> list[bytes]:
+        """The raw public keys an owner may sign with now (several during a rotation)."""
+        when = now or datetime.now(timezone.utc)
+        return [k.public for k in self._by_id.values() if k.owner == owner and k.valid_at(when)]
+
     def owners(self) -> set[str]:
         return {k.owner for k in self._by_id.values()}
 

@@ -1,16 +1,21 @@
-"""Composition root: wires audit's handler to the runtime and the topic names."""
+"""Composition root: wires audit's handlers to the runtime and the topic names."""
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position
+from runtime.log import get_logger
 from runtime.service import Runtime, ServiceSpec
+from runtime.signing import SigningKey
 from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
 from services.audit.entrypoints import http
 
 EVERY_TOPIC = r"^punte\..+"
+log = get_logger("audit")
 
 
 def institution_topics() -> list[str]:
@@ -29,8 +34,33 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
                         message_key=key_by_position)]
 
 
+async def start(rt: Runtime) -> None:
+    path = rt.settings.resolved_audit_log_key_file()
+    if not path.exists():
+        log.warning("no audit log key; creating one", path=str(path))
+        SigningKey.generate(f"{rt.settings.audit_origin}-1").save(path)
+    rt.extras["audit_log"] = handlers.Log(rt.settings.audit_origin, SigningKey.load(path))
+
+
+def loops(rt: Runtime):
+    async def tree() -> None:
+        """Integrate appended leaves as they come, and checkpoint on a schedule."""
+        last_checkpoint = time.monotonic()
+        while True:
+            async with rt.sessions() as session, session.begin():
+                added = await handlers.integrate(session)
+            if time.monotonic() - last_checkpoint >= rt.settings.audit_checkpoint_seconds:
+                async with rt.unit_of_work() as uow:
+                    await handlers.issue_checkpoint(uow, rt.extras["audit_log"], only_if_grown=True)
+                last_checkpoint = time.monotonic()
+            if not added:
+                await asyncio.sleep(0.2)
+
+    return [tree]
+
+
 SPEC = ServiceSpec(
     name="audit", title="Punte audit — jurnal de audit / audit trail",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router], stats=handlers.stats,
+    consumers=consumers, routers=[http.router], stats=handlers.stats, on_start=start, loops=loops,
 )

@@ -1,22 +1,31 @@
-"""The audit trail against a real database: every message exactly once, whatever the
-redeliveries, even with two replicas appending at once, and the chain verifies."""
+"""The audit trail against a real database: every message exactly once whatever the
+redeliveries, a Merkle tree whose roots and proofs agree with the RFC, signed checkpoints
+and witnesses, and exports an auditor verifies offline — including after tampering."""
 from __future__ import annotations
 
 import asyncio
+import base64
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import InboxConsumer, key_by_position
+from runtime.inbox import InboxConsumer, UnitOfWork, key_by_position
+from runtime.outbox import Outbox
+from runtime.signing import Keyring, PublicKey, SigningKey
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries
 from services.audit.bootstrap import institution_topics
-from services.audit.domain import chain
+from services.audit.domain import checkpoint, merkle, offline
 from tests.integration.helpers import message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
+LOG = handlers.Log("punte.test/audit", SigningKey.generate("punte.test/audit-1"))
+WITNESS = SigningKey.generate("isj-bc-1")
+KEYRING = Keyring([PublicKey(WITNESS.key_id, "isj-bc", WITNESS.public_raw(),
+                             datetime(2026, 1, 1, tzinfo=timezone.utc), None)])
 
 
 @pytest.fixture
@@ -30,43 +39,110 @@ async def audit(infrastructure):
     def replica() -> InboxConsumer:
         return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
                              handler=handle, message_key=key_by_position, attempts=1)
-    yield replica, engine
+    yield replica, engine, sessions
     await engine.dispose()
 
 
 def batch(topic: str, n: int, start: int = 0):
     return [message(topic, CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake",
-                                          {"case_id": f"case-{i}"}), offset=i)
+                                          {"case_id": f"case-{i}", "child_ref": f"ch-{i}"}), offset=i)
             for i in range(start, start + n)]
 
 
+async def settle(sessions) -> int:
+    async with sessions() as session, session.begin():
+        return await handlers.integrate(session)
+
+
+async def stored(engine) -> list:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(audit_entries).order_by(audit_entries.c.seq))).all()
+
+
 async def test_two_replicas_redelivering_overlapping_batches_record_each_message_once(audit):
-    replica, engine = audit
+    replica, engine, sessions = audit
     first, second = replica(), replica()
     cases, garbage = batch("punte.cases", 40), [message("punte.ingress.isj-bc", value=b"\x00not json", offset=0)]
-    # A rebalance hands the same partition to both replicas for a moment.
-    await asyncio.gather(first.process_with_retry(cases[:30] + garbage),
-                         second.process_with_retry(cases[10:]))
+    await asyncio.gather(first.process_with_retry(cases[:30] + garbage), second.process_with_retry(cases[10:]))
     await first.process(cases)  # and the broker redelivers everything once more
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(audit_entries).order_by(audit_entries.c.seq))).all()
+    rows = await stored(engine)
     assert [r.seq for r in rows] == list(range(1, 42)), "one gapless sequence"
-    positions = [(r.topic, r.offset) for r in rows]
-    assert len(set(positions)) == 41
+    assert len({(r.topic, r.offset) for r in rows}) == 41
     assert {r.institution for r in rows if r.topic == "punte.ingress.isj-bc"} == {"isj-bc"}
-    assert {r.case_id for r in rows if r.topic == "punte.cases"} == {f"case-{i}" for i in range(40)}
+    assert {r.child_ref for r in rows if r.topic == "punte.cases"} == {f"ch-{i}" for i in range(40)}
     assert first.dead_lettered == second.dead_lettered == 0
-    result = chain.verify((r.seq, r.entry, r.hash) for r in rows)
-    assert result.verified and result.entries == 41
+    async with sessions() as session:
+        result = await handlers.verify_stored(session)
+    assert result.verified and result.entries == 41 and result.gaps == []
 
 
-async def test_a_changed_entry_is_found_by_verification(audit):
-    replica, engine = audit
-    await replica().process(batch("punte.cases", 5))
+async def test_the_stored_tree_agrees_with_the_rfc_for_every_size(audit):
+    replica, engine, sessions = audit
+    for start in range(0, 37, 9):  # appended and integrated in uneven batches
+        await replica().process(batch("punte.cases", 9, start))
+        await settle(sessions)
+    entries = [r.entry for r in await stored(engine)]
+    reference = merkle.MemoryTree(entries)
+    async with sessions() as session:
+        for size in (1, 2, 3, 8, 17, 31, 45):
+            root = await handlers.root_at(session, size)
+            assert root == reference.root(size)
+            for index in (0, size // 2, size - 1):
+                proof = await handlers.inclusion(session, index, size)
+                assert merkle.verify_inclusion(merkle.leaf_hash(entries[index]), index, size, proof, root)
+        for first, second in ((1, 45), (7, 8), (16, 45), (30, 31)):
+            proof = await handlers.consistency(session, first, second)
+            assert merkle.verify_consistency(first, second, reference.root(first), reference.root(second), proof)
+
+
+async def test_checkpoints_are_signed_published_and_witnessed(audit):
+    replica, engine, sessions = audit
+    await replica().process(batch("punte.cases", 12))
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(session, Outbox(session), "/punte/audit")
+        note = await handlers.issue_checkpoint(uow, LOG)
+        again = await handlers.issue_checkpoint(uow, LOG)
+        await uow.outbox.flush()
+    assert again is None, "nothing new, no new checkpoint"
+    signed = checkpoint.verify_note(note, LOG.origin, LOG.public())
+    assert signed.size == 12 and signed.root == merkle.MemoryTree([r.entry for r in await stored(engine)]).root()
+    line = checkpoint.cosign(note, "isj-bc", WITNESS.private, 1_800_000_000)
+    async with sessions() as session, session.begin():
+        witnessed = await handlers.add_cosignature(session, 12, "isj-bc", line, KEYRING)
+        with pytest.raises(Exception) as forged:
+            await handlers.add_cosignature(session, 12, "isj-bc",
+                                           checkpoint.cosign(note, "isj-bc", SigningKey.generate("x").private, 1),
+                                           KEYRING)
+    assert forged.value.code == "BAD_COSIGNATURE"
+    assert checkpoint.verify_cosignature(witnessed, "isj-bc", WITNESS.public_raw()) == 1_800_000_000
+    assert checkpoint.verify_note(witnessed, LOG.origin, LOG.public()).size == 12
+
+
+async def exported(sessions) -> list[str]:
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(session, Outbox(session), "/punte/audit")
+        await handlers.issue_checkpoint(uow, LOG)
+        await uow.outbox.flush()
+    async with sessions() as session:
+        return list(await handlers.export(session, LOG))
+
+
+async def test_an_export_verifies_offline_and_tampering_is_found_at_its_entry(audit):
+    replica, engine, sessions = audit
+    await replica().process(batch("punte.cases", 30))
+    lines = await exported(sessions)
+    good = offline.verify_export(lines, LOG.origin, LOG.public())
+    assert good.ok and good.checked == 30
+    # The operator changes one stored byte of entry 12 (seq 13) after the checkpoint.
     async with engine.begin() as conn:
-        entry = await conn.scalar(sa.select(audit_entries.c.entry).where(audit_entries.c.seq == 3))
-        await conn.execute(sa.update(audit_entries).where(audit_entries.c.seq == 3)
-                           .values(entry=entry[:-2] + b" }"))
-        rows = (await conn.execute(sa.select(audit_entries).order_by(audit_entries.c.seq))).all()
-    result = chain.verify((r.seq, r.entry, r.hash) for r in rows)
-    assert not result.verified and result.first_bad == 3
+        entry = await conn.scalar(sa.select(audit_entries.c.entry).where(audit_entries.c.seq == 13))
+        await conn.execute(sa.update(audit_entries).where(audit_entries.c.seq == 13)
+                           .values(entry=entry.replace(b'"offset":12', b'"offset":99')))
+    async with sessions() as session:
+        stored_check = await handlers.verify_stored(session)
+        tampered = list(await handlers.export(session, LOG))
+    assert not stored_check.verified and stored_check.first_bad == 13
+    report = offline.verify_export(tampered, LOG.origin, LOG.public())
+    assert not report.ok and report.first_bad == 12  # 0-based index of seq 13
+    entry_line = tampered[13]
+    assert base64.b64decode(__import__("json").loads(entry_line)["entry"]) != entry

@@ -3,7 +3,6 @@ person's decision on a possible duplicate."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -11,6 +10,9 @@ from fastapi import FastAPI
 
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
+from runtime.outbox import OutboxRelay
+from runtime.service import Runtime
+from runtime.settings import Settings
 from runtime.signing import Keyring, PublicKey, SigningKey
 from runtime.tokens import TokenIssuer, TokenVerifier
 from services.intake.entrypoints.http import router
@@ -39,9 +41,12 @@ async def api(infrastructure):
     first, second = [d["case_id"] for t, h, d in await emitted(engine) if t == "punte.delivery.isj-bc"]
     app = FastAPI()
     app.include_router(router)
-    app.state.runtime = SimpleNamespace(sessions=make_sessions(engine),
-                                        verifier=TokenVerifier("http://issuer.test", "punte", ISSUER.jwks()))
+    app.state.runtime = Runtime(
+        name="intake", settings=Settings(), engine=engine, sessions=make_sessions(engine), producer=None,
+        relay=OutboxRelay(engine, None), verifier=TokenVerifier("http://issuer.test", "punte", ISSUER.jwks()),
+        network_key=None, keyring=KEYRING)  # type: ignore[arg-type]
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake.test")
+    client.engine = engine  # type: ignore[attr-defined]
     yield client, first, second
     await client.aclose()
     await engine.dispose()
@@ -62,6 +67,10 @@ async def test_the_lead_sees_the_case_without_identity_and_others_do_not(api):
     assert "Probesku" not in seen.text and "2014-05-06" not in seen.text
     police = await client.get(f"/v1/cases/{second}", headers=as_manager("ipj-bc"))
     assert police.status_code == 404, "not taking part: the case does not exist for them"
+    # The read is on record: who, for which institution, why.
+    accesses = [d for t, h, d in await emitted(client.engine) if t == "punte.access"]
+    assert [(a["actor"], a["actor_institution"], a["case_id"], a["purpose"]) for a in accesses] == [
+        ("cm.spas-colonesti", "spas-colonesti", second, "lucru la caz / case work")]
 
 
 async def test_only_the_lead_decides_a_possible_duplicate_once(api):

@@ -3,6 +3,7 @@ and the AsyncAPI document agree with one another. No network, no broker."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import shutil
@@ -336,6 +337,31 @@ def test_referral_bad_values_are_rejected_by_both() -> None:
             assert not model_accepts(event_type, instance), (event_type, name)
 
 
+def test_audit_bad_values_are_rejected_by_both() -> None:
+    access = load_json(EXAMPLES / EventType.ACCESS.value / "01-dgaspc-case-manager-reads-case.json")
+    search = load_json(EXAMPLES / EventType.ACCESS.value / "02-auditor-searches-trail.json")
+    checkpoint = load_json(EXAMPLES / EventType.AUDIT_CHECKPOINT.value / "01-bacau-1024.json")
+    bad_cases = {
+        EventType.ACCESS: {
+            "actor_institution missing": {k: v for k, v in access.items() if k != "actor_institution"},
+            "empty purpose": {**access, "purpose": ""},
+            "long purpose": {**access, "purpose": "x" * 201},
+            "role not a string": {**access, "roles": [1]},
+            "query value not a string": {**search, "query": {"limit": 100}},
+            "query not a mapping": {**search, "query": ["case_id"]},
+        },
+        EventType.AUDIT_CHECKPOINT: {
+            "negative size": {**checkpoint, "size": -1},
+            "fractional size": {**checkpoint, "size": 1.5},
+            "note missing": {k: v for k, v in checkpoint.items() if k != "note"},
+        },
+    }
+    for event_type, cases in bad_cases.items():
+        for name, instance in cases.items():
+            assert not schema_accepts(event_type, instance), (event_type, name)
+            assert not model_accepts(event_type, instance), (event_type, name)
+
+
 def test_referral_command_names_are_the_lifecycle() -> None:
     """The commands an institution may send are the lifecycle's, less the network's own
     (expire), plus the team inbox's (claim, assign)."""
@@ -385,6 +411,35 @@ def test_referral_examples_use_catalogue_codes() -> None:
             assert transition["command"] == "expire" and transition["reason"] == "NO_RESPONSE"
     steps = set(reference.referral_deadlines()["levels"]["P0"]) - {"clock", "note", "escalate_to_coordinator"}
     assert set(events.ReferralOverdue.model_fields["step"].annotation.__args__) <= steps
+
+
+def test_access_examples_read_as_documented() -> None:
+    """Institutions' people read a case for their institution; auditors search with no institution."""
+    for path in sorted((EXAMPLES / EventType.ACCESS.value).glob("*.json")):
+        access = events.AccessRecorded.model_validate(load_json(path))
+        if access.actor_institution is None:
+            assert access.service == "audit" and "auditor" in access.roles and access.query, path.name
+        else:
+            assert access.case_id is not None and access.resource.startswith("/v1/"), path.name
+            assert access.actor.startswith(f"{access.actor_institution}/"), path.name
+
+
+def test_checkpoint_examples_are_signed_notes_of_their_fields() -> None:
+    """Each example's note is a C2SP signed note whose body is origin, size and root, signed
+    by the log (key name = origin) with an Ed25519 signature line of 4 + 64 bytes."""
+    import base64
+
+    from services.audit.domain import checkpoint
+
+    for path in sorted((EXAMPLES / EventType.AUDIT_CHECKPOINT.value).glob("*.json")):
+        example = events.AuditCheckpoint.model_validate(load_json(path))
+        note = checkpoint.parse(example.note)
+        assert note.body == f"{example.origin}\n{example.size}\n{example.root}\n", path.name
+        assert (note.checkpoint.origin, note.checkpoint.size) == (example.origin, example.size), path.name
+        assert base64.b64encode(note.checkpoint.root).decode() == example.root, path.name
+        assert [(s.name, len(s.keyhash) + len(s.raw)) for s in note.signatures] == [(example.origin, 68)], path.name
+        if example.size == 0:  # RFC 9162: the hash of an empty list is SHA-256 of nothing
+            assert example.root == base64.b64encode(hashlib.sha256(b"").digest()).decode()
 
 
 def test_report_risk_category_vocabulary_is_left_to_intake() -> None:
@@ -539,6 +594,16 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
         (EventType.DEAD_LETTER, events.DeadLetter(
             reason=REASON, service="intake", topic="punte.ingress.spas-colonesti", partition=0, offset=12,
             headers={"ce_id": "e-1"}, payload_base64="e30=", failed_at=WHEN)),
+        (EventType.ACCESS, events.AccessRecorded(
+            actor="dgaspc-bc/u-0417", actor_institution="dgaspc-bc", roles=["case-manager"],
+            purpose="verificare sesizare", service="intake", resource="/v1/cases/case-1", case_id="case-1",
+            at=WHEN)),
+        (EventType.ACCESS, events.AccessRecorded(
+            actor="audit/u-0003", actor_institution=None, purpose="control", service="audit",
+            resource="/entries", query={"actor": "dgaspc-bc/u-0417"}, at=WHEN)),
+        (EventType.AUDIT_CHECKPOINT, events.AuditCheckpoint(
+            origin="punte.ro/audit/bacau", size=0, root="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+            note="punte.ro/audit/bacau\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— punte.ro/audit/bacau x\n")),
     ]
 
 

@@ -33,7 +33,7 @@ REJECTION_CODES = [
     "ILLEGAL_TRANSITION", "STALE_EVENT", "FUTURE_EVENT", "PROCESSING_FAILED",
     "UNKNOWN_COMMAND", "NOT_REFERRER", "NOT_ALLOWED", "REASON_REQUIRED", "OUTCOME_REQUIRED",
     "ALREADY_CLAIMED", "NOT_SUPERVISOR", "UNKNOWN_CASE", "UNKNOWN_SERVICE", "CONSENT_REQUIRED",
-    "CASE_HAS_OPEN_REFERRALS", "NOT_CASE_LEAD",
+    "CASE_HAS_OPEN_REFERRALS", "NOT_CASE_LEAD", "UNKNOWN_CHECKPOINT", "BAD_COSIGNATURE",
 ]
 OUTCOME_CODES = [
     "case-opened", "not-confirmed", "case-closed", "stays-in-family-with-services", "emergency-placement",
@@ -429,6 +429,15 @@ def test_referral_rejection_codes_read_well() -> None:
     assert "return_after" in codes["NOT_ALLOWED"].description
 
 
+def test_audit_rejection_codes_read_well() -> None:
+    codes = reference.rejection_codes()
+    checkpoint, cosignature = codes["UNKNOWN_CHECKPOINT"], codes["BAD_COSIGNATURE"]
+    assert "jurnalului" in checkpoint.message_ro and "checkpoint" in checkpoint.message_en
+    assert "/checkpoints/{size}/cosignatures" in checkpoint.description
+    assert "ă" in cosignature.message_ro and "cosignature" in cosignature.message_en
+    assert "tlog-cosignature/v1" in cosignature.description
+
+
 # --- topics ----------------------------------------------------------------------------
 
 
@@ -437,10 +446,10 @@ def test_topic_names_expand_templates() -> None:
     assert names == [
         "punte.ingress.das-bacau", "punte.ingress.dgaspc-bc",
         "punte.delivery.das-bacau", "punte.delivery.dgaspc-bc",
-        "punte.cases", "punte.referrals", "punte.deadletter",
+        "punte.cases", "punte.referrals", "punte.deadletter", "punte.access", "punte.audit",
     ]
     all_names = reference.topic_names(reference.institutions())
-    assert len(all_names) == len(set(all_names)) == 2 * len(reference.institutions()) + 3
+    assert len(all_names) == len(set(all_names)) == 2 * len(reference.institutions()) + 5
     assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) for name in all_names)
 
 

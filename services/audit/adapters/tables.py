@@ -1,9 +1,10 @@
-"""Audit's tables (its own database)."""
+"""Audit's tables (its own database): the entries, the Merkle tree over them, and the
+signed checkpoints with their witnesses' cosignatures."""
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-# The chain: append-only, one row per Kafka record, in the order it was appended.
+# Append-only, one row per Kafka record; seq - 1 is the leaf's index in the tree.
 audit_entries = sa.Table(
     "audit_entries", metadata,
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -14,9 +15,43 @@ audit_entries = sa.Table(
     sa.Column("event_type", sa.Text, nullable=True, index=True),
     sa.Column("source", sa.Text, nullable=True),
     sa.Column("case_id", sa.Text, nullable=True, index=True),
+    sa.Column("child_ref", sa.Text, nullable=True, index=True),
+    sa.Column("actor", sa.Text, nullable=True, index=True),
     sa.Column("institution", sa.Text, nullable=True, index=True),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("entry", sa.LargeBinary, nullable=False),
-    sa.Column("hash", sa.LargeBinary, nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
     sa.UniqueConstraint("topic", "partition", "offset", name="uq_audit_entries_position"),
+)
+
+# Every perfect subtree of the Merkle tree (level 0 = leaves), so a root or a proof for any
+# size takes a few lookups.
+tree_nodes = sa.Table(
+    "tree_nodes", metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("index", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+)
+
+# How many entries the tree holds (integrated); one row.
+tree_state = sa.Table(
+    "tree_state", metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "checkpoints", metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True),
+    sa.Column("root", sa.LargeBinary, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+cosignatures = sa.Table(
+    "cosignatures", metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True),
+    sa.Column("witness", sa.Text, primary_key=True),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("signed_at", sa.BigInteger, nullable=False),
 )

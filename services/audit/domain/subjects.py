@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime.cloudevents import header_map
-from services.audit.domain.chain import Record
+from services.audit.domain.entries import Record
 
 PLACEHOLDER = "{institution}"
 
@@ -19,6 +19,8 @@ class Subject:
     source: str | None
     case_id: str | None
     institution: str | None
+    child_ref: str | None = None
+    actor: str | None = None
 
 
 def institution_of(topic: str, templates: Iterable[str]) -> str | None:
@@ -31,20 +33,31 @@ def institution_of(topic: str, templates: Iterable[str]) -> str | None:
     return None
 
 
-def _case_id_in(value: bytes | None) -> str | None:
+def _body(value: bytes | None) -> dict:
     try:
         body = json.loads((value or b"").decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return None
-    found = body.get("case_id") if isinstance(body, dict) else None
-    return found if isinstance(found, str) and found else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _text(body: dict, *keys: str) -> str | None:
+    for key in keys:
+        found = body.get(key)
+        if isinstance(found, str) and found:
+            return found
+    return None
 
 
 def subject_of(record: Record, templates: Iterable[str]) -> Subject:
     headers = header_map(record.headers)
+    body = _body(record.value)
     return Subject(
         event_id=headers.get("ce_id") or None, event_type=headers.get("ce_type") or None,
         source=headers.get("ce_source") or None,
-        case_id=_case_id_in(record.value) or headers.get("ce_subject") or None,
-        institution=institution_of(record.topic, templates),
+        case_id=_text(body, "case_id") or headers.get("ce_subject") or None,
+        institution=institution_of(record.topic, templates) or _text(body, "actor_institution"),
+        child_ref=_text(body, "child_ref"),
+        # A person where the event names one (access, referral steps), else the sender.
+        actor=_text(body, "actor", "actor_person") or headers.get("ce_source") or None,
     )

@@ -1,21 +1,46 @@
-"""The auditors' API: search the trail, and check that it is whole."""
+"""The auditors' API: search the trail and follow a case across institutions, verify it,
+get signed checkpoints and proofs, let witnesses cosign, export for offline checking.
+Every auditor query is itself recorded (an access event, audited like any message)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+import csv
+import io
+import json
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.reference import rejection_codes
+from contracts.refusals import Refused
+from runtime.access import record_access
+from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
+from services.audit import handlers
 from services.audit.adapters.tables import audit_entries
-from services.audit.domain.chain import Verifier
+from services.audit.domain import checkpoint, merkle
 
 router = APIRouter(tags=["audit"])
-VERIFY_PAGE = 5000
+auditor = require_role("auditor")
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _log(request: Request) -> handlers.Log:
+    return request.app.state.runtime.extras["audit_log"]
+
+
+def _refused(exc: Refused, status: int = 404) -> HTTPException:
+    known = rejection_codes().get(exc.code)
+    return HTTPException(status, detail={"code": exc.code,
+                                         "message_ro": known.message_ro if known else exc.detail,
+                                         "message_en": f"{known.message_en} ({exc.detail})" if known else exc.detail})
 
 
 class Entry(BaseModel):
@@ -27,10 +52,12 @@ class Entry(BaseModel):
     event_type: str | None
     source: str | None
     case_id: str | None
+    child_ref: str | None
+    actor: str | None
     institution: str | None
     recorded_at: datetime
     entry_base64: str  # the exact bytes that were hashed
-    hash: str  # hex
+    leaf_hash: str  # hex
 
 
 class Entries(BaseModel):
@@ -39,61 +66,162 @@ class Entries(BaseModel):
     offset: int
 
 
-class Verification(BaseModel):
-    verified: bool
-    entries: int
-    head: str
-    first_bad: int | None
+def _entry(row: sa.Row) -> Entry:
+    return Entry(seq=row.seq, topic=row.topic, partition=row.partition, offset=row.offset,
+                 event_id=row.event_id, event_type=row.event_type, source=row.source, case_id=row.case_id,
+                 child_ref=row.child_ref, actor=row.actor, institution=row.institution,
+                 recorded_at=row.recorded_at, entry_base64=base64.b64encode(row.entry).decode(),
+                 leaf_hash=row.leaf_hash.hex())
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.runtime.sessions() as session:
-        yield session
+async def _audited_query(request: Request, principal: Principal, query: dict[str, Any],
+                         case_id: str | None = None) -> None:
+    async with _runtime(request).unit_of_work() as uow:
+        record_access(uow, principal, request, service="audit", case_id=case_id,
+                      query={k: str(v) for k, v in query.items() if v is not None})
 
 
-@router.get("/entries", response_model=Entries)
-async def search(
-    case_id: str | None = None, event_type: str | None = None, institution: str | None = None,
-    topic: str | None = None, since: datetime | None = None, until: datetime | None = None,
-    limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0),
-    principal: Principal = Depends(require_role("auditor")),
-    session: AsyncSession = Depends(_session),
-) -> Entries:
-    c = audit_entries.c
-    filters = [column == value for column, value in (
-        (c.case_id, case_id), (c.event_type, event_type), (c.institution, institution),
-        (c.topic, topic)) if value is not None]
+@router.get("/entries", response_model=Entries, summary="Caută în jurnal / search the trail")
+async def search(request: Request, case_id: str | None = None, child_ref: str | None = None,
+                 institution: str | None = None, actor: str | None = None, event_type: str | None = None,
+                 topic: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                 limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0),
+                 principal: Principal = Depends(auditor)) -> Entries:
+    filters = {"case_id": case_id, "child_ref": child_ref, "institution": institution, "actor": actor,
+               "event_type": event_type, "topic": topic}
+    query = sa.select(audit_entries)
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(audit_entries.c[column] == value)
     if since is not None:
-        filters.append(c.recorded_at >= since)
+        query = query.where(audit_entries.c.recorded_at >= since)
     if until is not None:
-        filters.append(c.recorded_at < until)
-    rows = (await session.execute(
-        sa.select(audit_entries).where(*filters).order_by(c.seq).limit(limit).offset(offset)
-    )).mappings()
-    return Entries(limit=limit, offset=offset, entries=[Entry(
-        **{k: v for k, v in row.items() if k not in ("entry", "hash")},
-        entry_base64=base64.b64encode(row["entry"]).decode("ascii"), hash=row["hash"].hex(),
-    ) for row in rows])
+        query = query.where(audit_entries.c.recorded_at < until)
+    await _audited_query(request, principal, {**filters, "since": since, "until": until}, case_id)
+    async with _runtime(request).sessions() as session:
+        rows = (await session.execute(query.order_by(audit_entries.c.seq).limit(limit).offset(offset))).all()
+    return Entries(entries=[_entry(r) for r in rows], limit=limit, offset=offset)
 
 
-@router.get("/verify", response_model=Verification)
-async def verify(
-    principal: Principal = Depends(require_role("auditor", "operator")),
-    session: AsyncSession = Depends(_session),
-) -> Verification:
-    """Recompute the whole chain from the stored bytes, a page at a time."""
-    c = audit_entries.c
-    verifier = Verifier()
-    after = 0
-    while True:
-        page = (await session.execute(
-            sa.select(c.seq, c.entry, c.hash).where(c.seq > after).order_by(c.seq).limit(VERIFY_PAGE)
-        )).all()
-        for seq, entry, stored_hash in page:
-            verifier.feed(seq, entry, stored_hash)
-        if len(page) < VERIFY_PAGE:
-            break
-        after = page[-1].seq
-    result = verifier.result()
-    return Verification(verified=result.verified, entries=result.entries, head=result.head,
-                        first_bad=result.first_bad)
+class TimelineStep(BaseModel):
+    seq: int
+    recorded_at: datetime
+    event_type: str | None
+    institution: str | None
+    actor: str | None
+    topic: str
+
+
+@router.get("/cases/{case_id}/timeline", response_model=list[TimelineStep],
+            summary="Cronologia unui caz / a case's timeline across institutions")
+async def timeline(case_id: str, request: Request, principal: Principal = Depends(auditor)) -> list[TimelineStep]:
+    await _audited_query(request, principal, {"timeline": case_id}, case_id)
+    async with _runtime(request).sessions() as session:
+        rows = (await session.execute(sa.select(audit_entries).where(audit_entries.c.case_id == case_id)
+                                      .order_by(audit_entries.c.seq))).all()
+    return [TimelineStep(seq=r.seq, recorded_at=r.recorded_at, event_type=r.event_type,
+                         institution=r.institution, actor=r.actor, topic=r.topic) for r in rows]
+
+
+@router.get("/verify", summary="Verifică jurnalul / verify the stored trail")
+async def verify(request: Request, principal: Principal = Depends(require_role("auditor", "operator"))) -> dict:
+    async with _runtime(request).sessions() as session:
+        return (await handlers.verify_stored(session)).__dict__
+
+
+@router.get("/log-key", summary="Cheia publică a jurnalului / the log's verifier key")
+async def log_key(request: Request) -> dict[str, str]:
+    log = _log(request)
+    return {"origin": log.origin, "verifier_key": checkpoint.verifier_key(log.origin, log.public())}
+
+
+@router.get("/checkpoints/latest", response_class=PlainTextResponse, summary="Ultimul punct de control semnat")
+async def latest(request: Request, principal: Principal = Depends(require_role())) -> str:
+    return await _note(request, None)
+
+
+@router.get("/checkpoints/{size}", response_class=PlainTextResponse, summary="Un punct de control / one checkpoint")
+async def one(size: int, request: Request, principal: Principal = Depends(require_role())) -> str:
+    return await _note(request, size)
+
+
+async def _note(request: Request, size: int | None) -> str:
+    try:
+        async with _runtime(request).sessions() as session:
+            return await handlers.signed_note(session, size)
+    except Refused as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/checkpoints", response_class=PlainTextResponse,
+             summary="Emite acum un punct de control / issue a checkpoint now")
+async def issue(request: Request, principal: Principal = Depends(require_role("auditor", "operator"))) -> str:
+    async with _runtime(request).unit_of_work() as uow:
+        await handlers.issue_checkpoint(uow, _log(request))
+    return await _note(request, None)
+
+
+@router.post("/checkpoints/{size}/cosignatures", response_class=PlainTextResponse,
+             summary="Cosemnătura unui martor / a witness's cosignature")
+async def cosign(size: int, request: Request, line: str = Body(..., media_type="text/plain"),
+                 principal: Principal = Depends(require_role())) -> str:
+    """An institution that checked this checkpoint against the one it saw before adds its
+    tlog-cosignature line, signed with its own key."""
+    if not principal.institution:
+        raise HTTPException(403, detail={"code": "NOT_ALLOWED", "message_en": "witnesses are institutions"})
+    try:
+        async with _runtime(request).sessions() as session, session.begin():
+            return await handlers.add_cosignature(session, size, principal.institution, line,
+                                                  _runtime(request).keyring)
+    except Refused as exc:
+        raise _refused(exc, 404 if exc.code == "UNKNOWN_CHECKPOINT" else 422) from None
+
+
+@router.get("/proofs/inclusion", summary="Dovada includerii / inclusion proof")
+async def inclusion(index: int, size: int, request: Request, principal: Principal = Depends(require_role())) -> dict:
+    try:
+        async with _runtime(request).sessions() as session:
+            proof = await handlers.inclusion(session, index, size)
+            root = await handlers.root_at(session, size)
+    except Refused as exc:
+        raise _refused(exc, 422) from None
+    return {"index": index, "size": size, "root": base64.b64encode(root).decode(),
+            "proof": [base64.b64encode(h).decode() for h in proof]}
+
+
+@router.get("/proofs/consistency", summary="Dovada consecvenței / consistency proof")
+async def consistency(first: int, second: int, request: Request,
+                      principal: Principal = Depends(require_role())) -> dict:
+    try:
+        async with _runtime(request).sessions() as session:
+            proof = await handlers.consistency(session, first, second)
+    except Refused as exc:
+        raise _refused(exc, 422) from None
+    return {"first": first, "second": second, "proof": [base64.b64encode(h).decode() for h in proof]}
+
+
+@router.get("/export", summary="Export pentru verificare offline / export for offline verification")
+async def export(request: Request, format: str = Query("jsonl", pattern="^(jsonl|csv)$"), size: int | None = None,
+                 principal: Principal = Depends(auditor)) -> Response:
+    await _audited_query(request, principal, {"export": format, "size": size})
+    try:
+        async with _runtime(request).sessions() as session:
+            lines = await handlers.export(session, _log(request), size)
+    except Refused as exc:
+        raise _refused(exc) from None
+    if format == "jsonl":
+        return Response("".join(line if line.endswith("\n") else line + "\n" for line in lines),
+                        media_type="application/x-ndjson",
+                        headers={"Content-Disposition": "attachment; filename=punte-audit.jsonl"})
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["index", "topic", "partition", "offset", "event_type", "case_id", "recorded_at", "leaf_hash"])
+
+    for line in lines[1:]:
+        row = json.loads(line)
+        writer.writerow([row["index"], row.get("topic"), row.get("partition"), row.get("offset"),
+                         row.get("event_type"), row.get("case_id"), row.get("recorded_at"),
+                         merkle.leaf_hash(base64.b64decode(row["entry"])).hex()])
+    return Response(out.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=punte-audit.csv"})

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contracts.reference import ingress_topic, rejection_codes
+from runtime.access import record_access
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
 from services.intake.adapters import repository
@@ -168,6 +169,8 @@ async def case_view(case_id: str, request: Request,
                     principal: Principal = Depends(require_role("case-manager"))) -> CaseView:
     """The case as the institutions taking part see it: pseudonymous, no identity."""
     runtime, row = await _case_for(request, case_id, principal)
+    async with runtime.unit_of_work() as uow:
+        record_access(uow, principal, request, service="intake", case_id=case_id)
     async with runtime.sessions() as session:
         held = (await session.execute(sa.select(case_reports).where(case_reports.c.case_id == case_id)
                                       .order_by(case_reports.c.received_at))).all()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
 from contracts.reference import rejection_codes
 from contracts.refusals import Refused
+from runtime.access import record_access
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
 from services.referral import handlers
@@ -110,6 +111,9 @@ async def one(referral_id: str, request: Request, principal: Principal = Depends
         row = (await session.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id))).first()
         if row is None or principal.institution not in (row.referrer, row.to_institution):
             raise _refused(Refused("UNKNOWN_REFERRAL", referral_id))
+    async with _runtime(request).unit_of_work() as uow:
+        record_access(uow, principal, request, service="referral", case_id=row.case_id)
+    async with _runtime(request).sessions() as session:
         steps = (await session.execute(sa.select(history).where(history.c.referral_id == referral_id)
                                        .order_by(history.c.id))).all()
     return _view(row, list(steps))
@@ -187,6 +191,9 @@ async def case(case_id: str, request: Request, principal: Principal = Depends(ca
         row = (await session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
         if row is None or principal.institution not in row.participants:
             raise _refused(Refused("UNKNOWN_CASE", case_id))
+    async with _runtime(request).unit_of_work() as uow:
+        record_access(uow, principal, request, service="referral", case_id=case_id)
+    async with _runtime(request).sessions() as session:
         plan = (await session.execute(sa.select(referrals).where(referrals.c.case_id == case_id)
                                       .order_by(referrals.c.requested_at))).all()
     return CaseView(case_id=row.case_id, lead=row.lead, lead_manager=row.lead_manager,
