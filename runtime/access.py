@@ -4,6 +4,7 @@ outbox, and the audit trail records it like any other message."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import unquote
 
 from fastapi import Request
 
@@ -18,8 +19,9 @@ DEFAULT_PURPOSE = "lucru la caz / case work"
 
 
 def purpose_of(request: Request) -> str:
-    """Why the reader reads: the X-Punte-Purpose header (or ?purpose=), else case work."""
-    given = request.headers.get(PURPOSE_HEADER) or request.query_params.get("purpose") or ""
+    """Why the reader reads: the X-Punte-Purpose header, percent-encoded UTF-8 since HTTP
+    headers are ASCII (or ?purpose=), else case work."""
+    given = unquote(request.headers.get(PURPOSE_HEADER, "")) or request.query_params.get("purpose") or ""
     return given.strip()[:200] or DEFAULT_PURPOSE
 
 

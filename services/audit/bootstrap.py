@@ -12,7 +12,7 @@ from runtime.service import Runtime, ServiceSpec
 from runtime.signing import SigningKey
 from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
-from services.audit.entrypoints import http
+from services.audit.entrypoints import http, ui
 
 EVERY_TOPIC = r"^punte\..+"
 log = get_logger("audit")
@@ -62,5 +62,5 @@ def loops(rt: Runtime):
 SPEC = ServiceSpec(
     name="audit", title="Punte audit — jurnal de audit / audit trail",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router], stats=handlers.stats, on_start=start, loops=loops,
+    consumers=consumers, routers=[http.router, ui.router], stats=handlers.stats, on_start=start, loops=loops,
 )

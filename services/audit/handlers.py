@@ -28,6 +28,7 @@ from services.audit.domain.subjects import subject_of
 APPEND_LOCK = 0x61756474
 TREE_LOCK = 0x74726565
 CHECKPOINT_TOPIC = "punte.audit"
+HEAD = "audit_head"
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,22 @@ async def append(uow: UnitOfWork, message: Message, templates: Sequence[str]) ->
     entry = canonical(record)
     subject = subject_of(record, templates)
     session = uow.session
-    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK)))
-    head = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)))
+    # The lock is held to the end of the batch's transaction, so the head read once per
+    # batch stays ours; it is kept on the session (one session per batch).
+    head = session.info.get(HEAD)
+    if head is None:
+        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK)))
+        head = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)))
     # A replica that lost this partition in a rebalance may have appended it already;
     # then nothing is added here and the inbox sees the duplicate on the batch's retry.
-    await session.execute(pg_insert(audit_entries).values(
+    appended = await session.scalar(pg_insert(audit_entries).values(
         seq=head + 1, topic=message.topic, partition=message.partition, offset=message.offset,
         event_id=subject.event_id, event_type=subject.event_type, source=subject.source,
         case_id=subject.case_id, child_ref=subject.child_ref, actor=subject.actor,
         institution=subject.institution, recorded_at=uow.now, entry=entry,
         leaf_hash=merkle.leaf_hash(entry),
-    ).on_conflict_do_nothing(constraint="uq_audit_entries_position"))
+    ).on_conflict_do_nothing(constraint="uq_audit_entries_position").returning(audit_entries.c.seq))
+    session.info[HEAD] = head + 1 if appended is not None else head
 
 
 # --- the tree -------------------------------------------------------------------------------

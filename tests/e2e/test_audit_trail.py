@@ -1,0 +1,121 @@
+"""The audit trail of the running network, as an auditor and a witness use it: reads of
+cases are on record, checkpoints are signed and cosigned, the log only grows, and an
+export verifies offline with nothing but the log's key — until someone edits it."""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from contracts.events import EventType
+from punte.institution import InstitutionSystem
+from punte.stack import Stack
+from runtime.kafka import make_producer
+from services.audit.domain import checkpoint, merkle
+from tests.e2e.conftest import Deliveries, sign_in, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def report() -> dict:
+    return {"reporter": {"institution": "dsp-bc", "role": "family-doctor"}, "channel": "family-doctor",
+            "child": {"cnp": "5130222041232", "uat_siruta": 21891, "county": "BC"},
+            "risks": [{"category": "health_risk"}], "description": "Date sintetice."}
+
+
+async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(network: Stack, tmp_path):
+    producer = make_producer(network.kafka_bootstrap)
+    await producer.start()
+    deliveries = Deliveries(network.kafka_bootstrap)
+    await deliveries.start()
+    doctor = InstitutionSystem("dsp-bc", network.state.institution_key("dsp-bc"), producer)
+    try:
+        sent = doctor.event(EventType.REPORT_SUBMITTED_V2.value, report())
+        await doctor.send(sent)
+
+        async def answered():
+            """the report was answered"""
+            return deliveries.outcome_of(sent.id)
+        [(_, outcome)] = await wait_until(answered)
+        case_id = outcome["case_id"]
+    finally:
+        await deliveries.stop()
+        await producer.stop()
+
+    auditor = {"Authorization": f"Bearer {await sign_in(network, 'auditor')}", "X-Punte-Purpose": "control anual"}
+    lead = outcome["informed"][0]
+    reader = {"Authorization": f"Bearer {await sign_in(network, f'cm.{lead}')}",
+              "X-Punte-Purpose": quote("evaluare inițială")}
+    async with httpx.AsyncClient(timeout=60) as client:
+        # A case manager reads the case; the read is on record with its purpose.
+        assert (await client.get(f"{network.url('intake')}/v1/cases/{case_id}", headers=reader)).status_code == 200
+
+        async def read_recorded():
+            """the read of the case reached the audit trail"""
+            found = (await client.get(f"{network.url('audit')}/entries", headers=auditor, params={
+                "event_type": EventType.ACCESS.value, "case_id": case_id})).json()["entries"]
+            return [e for e in found if e["actor"] == f"cm.{lead}" and _body(e)["purpose"] == "evaluare inițială"]
+        [access] = (await wait_until(read_recorded))[:1]
+        assert json.loads(base64.b64decode(access["entry_base64"]))["topic"] == "punte.access"
+        timeline = (await client.get(f"{network.url('audit')}/cases/{case_id}/timeline", headers=auditor)).json()
+        assert {"ro.punte.case.opened.v1", "ro.punte.referral.requested.v1"} <= {s["event_type"] for s in timeline}
+
+        # Two checkpoints: the later one is consistent with the earlier one.
+        first = (await client.post(f"{network.url('audit')}/checkpoints", headers=auditor)).text
+        time.sleep(0.5)
+        await client.get(f"{network.url('audit')}/entries", headers=auditor, params={"case_id": case_id})
+        second = await wait_until(lambda: _grown(client, network, auditor, first))
+        key = (await client.get(f"{network.url('audit')}/log-key")).json()
+        name, public = checkpoint.parse_verifier_key(key["verifier_key"])
+        old, new = checkpoint.verify_note(first, name, public), checkpoint.verify_note(second, name, public)
+        proof = (await client.get(f"{network.url('audit')}/proofs/consistency", headers=auditor,
+                                  params={"first": old.size, "second": new.size})).json()["proof"]
+        assert merkle.verify_consistency(old.size, new.size, old.root, new.root,
+                                         [base64.b64decode(h) for h in proof])
+
+        # A peer institution witnesses the newer checkpoint with its own key.
+        witness = network.state.institution_key("isj-bc")
+        line = checkpoint.cosign(second, "isj-bc", witness.private, int(time.time()))
+        cosigned = await client.post(f"{network.url('audit')}/checkpoints/{new.size}/cosignatures",
+                                     content=line, headers={"Content-Type": "text/plain",
+                                                            "Authorization": f"Bearer {await sign_in(network, 'sys.isj-bc')}"})
+        assert cosigned.status_code == 200
+        assert checkpoint.verify_cosignature(cosigned.text, "isj-bc", witness.public_raw()) > 0
+
+        exported = (await client.get(f"{network.url('audit')}/export", headers=auditor)).text
+    export = tmp_path / "trail.jsonl"
+    export.write_text(exported)
+    verify = [sys.executable, "-m", "punte.cli", "audit", "verify", str(export), "--key", key["verifier_key"], "--json"]
+    ok = subprocess.run(verify, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    signed_size = checkpoint.parse(json.loads(exported.splitlines()[0])["checkpoint"]).checkpoint.size
+    assert json.loads(ok.stdout)["checked"] == signed_size
+
+    # Someone edits one entry of the export: the verifier names it.
+    lines = exported.splitlines()
+    row = json.loads(lines[5])
+    raw = bytearray(base64.b64decode(row["entry"]))
+    raw[10] ^= 1
+    row["entry"] = base64.b64encode(bytes(raw)).decode()
+    lines[5] = json.dumps(row)
+    export.write_text("\n".join(lines) + "\n")
+    bad = subprocess.run(verify, capture_output=True, text=True)
+    assert bad.returncode == 1 and json.loads(bad.stdout)["first_bad"] == 4  # line 5 holds index 4
+
+
+def _body(entry: dict) -> dict:
+    """The message an audit entry recorded, from its exact bytes."""
+    recorded = json.loads(base64.b64decode(entry["entry_base64"]))
+    return json.loads(base64.b64decode(recorded["value"]))
+
+
+async def _grown(client: httpx.AsyncClient, network: Stack, auditor: dict, first: str):
+    """a newer checkpoint than the first"""
+    note = (await client.post(f"{network.url('audit')}/checkpoints", headers=auditor)).text
+    return note if note.splitlines()[1] != first.splitlines()[1] else None
