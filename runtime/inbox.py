@@ -86,6 +86,7 @@ class UnitOfWork:
 
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
 FailureHandler = Callable[[UnitOfWork, Message, str, str], Awaitable[None]]
+BatchHandler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 
 
 def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str) -> None:
@@ -116,6 +117,7 @@ class InboxConsumer:
         message_key: Callable[[Message], str] = key_by_event_id,
         on_failure: FailureHandler | None = None, signer: SigningKey | None = None,
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.service = service
         self._group_id = group_id
@@ -130,6 +132,7 @@ class InboxConsumer:
         self._batch_max = batch_max
         self._attempts = attempts
         self._after_commit = after_commit
+        self._batch_handler = batch_handler
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
@@ -182,21 +185,40 @@ class InboxConsumer:
                 .where(sa.column("message_key").in_(keys))
             )).scalars())
             fresh: list[dict] = []
-            wrote = 0
+            todo: list[Message] = []
             for message, key in zip(records, keys, strict=True):
                 if key in seen:
                     self.duplicates += 1
                     continue
                 seen.add(key)
-                wrote += await self._apply(session, message)
+                todo.append(message)
                 fresh.append({"message_key": key, "topic": message.topic,
                               "partition": message.partition, "offset": message.offset,
                               "event_type": message.header("ce_type")})
+            wrote = await self._apply_all(session, todo)
             if fresh:
                 await session.execute(sa.insert(inbox_table), fresh)
         self.processed += len(fresh)
         if wrote and self._after_commit:
             self._after_commit()
+
+    async def _apply_all(self, session: AsyncSession, messages: list[Message]) -> int:
+        """With a batch handler, the whole batch in one savepoint (a savepoint per message
+        costs more than the work for simple appends); if it fails, one by one as usual."""
+        if self._batch_handler is not None and messages:
+            uow = UnitOfWork(session, Outbox(session, self._signer), self._source)
+            try:
+                async with session.begin_nested():
+                    await self._batch_handler(uow, messages)
+                    return await uow.outbox.flush()
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                log.warning("batch handler failed; applying one message at a time", error=repr(exc))
+        wrote = 0
+        for message in messages:
+            wrote += await self._apply(session, message)
+        return wrote
 
     async def _apply(self, session: AsyncSession, message: Message) -> int:
         """Run the handler in a savepoint; returns how many events it wrote."""

@@ -19,7 +19,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from runtime.db import ensure_database, make_engine, make_sessions
-from runtime.inbox import FailureHandler, Handler, InboxConsumer, Message, UnitOfWork, key_by_event_id
+from runtime.inbox import (
+    BatchHandler,
+    FailureHandler,
+    Handler,
+    InboxConsumer,
+    Message,
+    UnitOfWork,
+    key_by_event_id,
+)
 from runtime.kafka import make_producer
 from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
@@ -65,7 +73,8 @@ class Runtime:
 
     def consumer(self, *, group_id: str, handler: Handler, topics: list[str] | None = None,
                  pattern: str | None = None, message_key: Callable[[Message], str] = key_by_event_id,
-                 on_failure: FailureHandler | None = None) -> InboxConsumer:
+                 on_failure: FailureHandler | None = None,
+                 batch_handler: BatchHandler | None = None) -> InboxConsumer:
         """A consumer with this service's settings, its signing key, and the relay woken
         after each commit that wrote events."""
         return InboxConsumer(
@@ -73,7 +82,7 @@ class Runtime:
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
             message_key=message_key, on_failure=on_failure, signer=self.network_key,
             batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
-            after_commit=self.relay.wake,
+            after_commit=self.relay.wake, batch_handler=batch_handler,
         )
 
 

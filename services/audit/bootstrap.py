@@ -29,9 +29,12 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     async def handle(uow: UnitOfWork, message: Message) -> None:
         await handlers.append(uow, message, templates)
 
+    async def handle_batch(uow: UnitOfWork, messages: list[Message]) -> None:
+        await handlers.append_many(uow, messages, templates)
+
     # Keyed by position, not event id: a duplicate is itself a fact the trail must show.
     return [rt.consumer(group_id="punte-audit", handler=handle, pattern=EVERY_TOPIC,
-                        message_key=key_by_position)]
+                        message_key=key_by_position, batch_handler=handle_batch)]
 
 
 async def start(rt: Runtime) -> None:

@@ -36,9 +36,13 @@ async def audit(infrastructure):
     async def handle(uow, msg):
         await handlers.append(uow, msg, templates)
 
-    def replica() -> InboxConsumer:
+    async def handle_batch(uow, msgs):
+        await handlers.append_many(uow, msgs, templates)
+
+    def replica(batched: bool = True) -> InboxConsumer:
         return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, message_key=key_by_position, attempts=1)
+                             handler=handle, message_key=key_by_position, attempts=1,
+                             batch_handler=handle_batch if batched else None)
     yield replica, engine, sessions
     await engine.dispose()
 
@@ -61,7 +65,7 @@ async def stored(engine) -> list:
 
 async def test_two_replicas_redelivering_overlapping_batches_record_each_message_once(audit):
     replica, engine, sessions = audit
-    first, second = replica(), replica()
+    first, second = replica(), replica(batched=False)  # the batch path and the one-by-one path
     cases, garbage = batch("punte.cases", 40), [message("punte.ingress.isj-bc", value=b"\x00not json", offset=0)]
     await asyncio.gather(first.process_with_retry(cases[:30] + garbage), second.process_with_retry(cases[10:]))
     await first.process(cases)  # and the broker redelivers everything once more

@@ -148,3 +148,26 @@ async def test_the_trace_continues_from_the_inbound_message_through_the_outbox(d
     trace_id = headers["traceparent"].split("-")[1]
     assert trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert headers["traceparent"] != parent, "a new span of the same trace"
+
+
+async def test_a_failing_batch_handler_falls_back_to_one_message_at_a_time(database):
+    engine, sessions = database
+    applied: list[int] = []
+
+    async def whole_batch(uow: UnitOfWork, msgs: list[Message]) -> None:
+        uow.outbox.emit("out", event(-1, "c"))  # must not survive the failed batch
+        raise ValueError("one message in here is bad")
+
+    async def one(uow: UnitOfWork, msg: Message) -> None:
+        n = json.loads(msg.value)["n"]
+        if n == 2:
+            raise ValueError("this one")
+        applied.append(n)
+        uow.outbox.emit("out", event(n, "c"))
+
+    inbox = consumer(sessions, one, batch_handler=whole_batch)
+    await inbox.process([message("in", event(n, "c"), offset=n) for n in range(4)])
+    async with engine.connect() as conn:
+        topics = [r.topic for r in (await conn.execute(sa.select(outbox_table.c.topic))).all()]
+    assert applied == [0, 1, 3]
+    assert topics.count("out") == 3 and topics.count(DEAD_LETTER_TOPIC) == 1
