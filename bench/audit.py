@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import statistics
 import string
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from figures import machine, rounded
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import event  # noqa: E402
@@ -386,9 +386,8 @@ async def raw_insert(url: str, messages: list[Message], batch: int) -> dict:
 # --- output --------------------------------------------------------------------------------
 
 def machine_line() -> str:
-    return (f"{os.cpu_count()} cores ({platform.machine()}, {platform.system()} {platform.release()}), "
-            f"Python {platform.python_version()}; embedded PostgreSQL with fsync=off "
-            f"(synchronous_commit=off); benchmark and PostgreSQL on the same machine")
+    return machine("embedded PostgreSQL with fsync=off (synchronous_commit=off); benchmark and "
+                   "PostgreSQL on the same machine")
 
 
 def show(f: dict) -> None:
@@ -450,14 +449,6 @@ def show(f: dict) -> None:
     console.print(t)
 
 
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4 if abs(value) < 1 else 2)
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    return value
 
 
 async def bench(server_url: str, args) -> dict:
@@ -504,7 +495,7 @@ async def bench(server_url: str, args) -> dict:
     return {
         "date": date.today().isoformat(),
         "machine": machine_line(),
-        "cores": os.cpu_count(), "python": platform.python_version(),
+        "cores": os.cpu_count(), "python": sys.version.split()[0],
         "startup_s": args.startup_s, "load_1min_at_start": args.load_at_start,
         "size": size, "body_bytes": BODY_BYTES,
         "append": append, **side,
