@@ -1,12 +1,14 @@
 """The inbox of an institution's people: list what they were told, mark it read."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,3 +102,39 @@ async def mark_read(
         raise HTTPException(404, detail={"code": "NOT_FOUND",
                                          "message": "Notificare inexistentă / no such notification"})
     return InboxEntry.model_validate(dict(row))
+
+
+STREAM_POLL_SECONDS = 1.0
+
+
+@router.get("/inbox/stream", summary="Inboxul în timp real / the inbox, live (server-sent events)")
+async def stream(request: Request, principal: Principal = Depends(require_role())) -> StreamingResponse:
+    """New entries of my institution's inbox as server-sent events (`event: entry`, the
+    entry as JSON), from the moment of connecting; a comment line every poll keeps proxies
+    from closing an idle stream."""
+    institution = _institution(principal)
+    sessions = request.app.state.runtime.sessions
+
+    async def events() -> AsyncIterator[str]:
+        # Entries are stamped when their event was taken up, a moment before they commit:
+        # look a little back, and never send one twice.
+        since = datetime.now(timezone.utc) - timedelta(seconds=5)
+        seen: set[str] = set()
+        yield ": connected\n\n"
+        while not await request.is_disconnected():
+            async with sessions() as session:
+                rows = (await session.execute(
+                    sa.select(inbox_entries).where(inbox_entries.c.institution == institution,
+                                                   inbox_entries.c.created_at >= since)
+                    .order_by(inbox_entries.c.created_at))).mappings().all()
+            for row in rows:
+                if row["notification_id"] in seen:
+                    continue
+                seen.add(row["notification_id"])
+                entry = InboxEntry.model_validate(dict(row))
+                yield f"event: entry\nid: {entry.notification_id}\ndata: {entry.model_dump_json()}\n\n"
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

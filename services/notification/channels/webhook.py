@@ -1,0 +1,147 @@
+"""Signed webhooks to institutions' own systems, with retries, backoff and replay.
+
+Each request is a CloudEvent in HTTP binary content mode: the attributes in ``ce-*``
+headers, the data as the JSON body, signed by the network exactly as on Kafka
+(runtime/signing.py): ``ce-keyid`` and ``ce-signature`` over ``signing_input``. Header
+values are percent-encoded as the CloudEvents HTTP binding requires; the signature covers
+the decoded values. ``Punte-Delivery-Id`` is the delivery's id, the same on every retry
+and replay, so receivers deduplicate by it.
+
+Outcomes: 2xx is delivered; any other 4xx but 408 and 429 (and 1xx/3xx) failed for good;
+5xx, 408, 429, timeouts and connection errors are retried with exponential backoff until
+``RetryPolicy.max_attempts``, then failed."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runtime.cloudevents import CloudEvent
+from runtime.signing import SigningKey
+from services.notification.adapters import deliveries
+
+DELIVERY_ID = "Punte-Delivery-Id"
+RETRYABLE_4XX = frozenset({408, 429})
+_ERROR_BODY = 200
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff after the n-th failed attempt: ``min(base * factor**(n-1), cap)`` seconds."""
+
+    base: float = 2.0
+    factor: float = 2.0
+    cap: float = 600.0
+    max_attempts: int = 8
+    timeout: float = 10.0  # seconds per request
+    batch: int = 50  # deliveries taken per deliver_due
+    concurrency: int = 10  # requests in flight at once
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.base * self.factor ** max(attempts - 1, 0), self.cap))
+
+
+class Attempt(NamedTuple):
+    ok: bool
+    status_code: int | None  # None: no response (timeout, connection error)
+    error: str | None
+
+
+def retryable(status_code: int | None) -> bool:
+    """Whether a failed attempt may succeed later."""
+    return status_code is None or status_code >= 500 or status_code in RETRYABLE_4XX
+
+
+def _encode(value: str) -> str:
+    """Percent-encode a header value as the CloudEvents HTTP binding requires (space, '"',
+    '%' and anything outside printable ASCII)."""
+    if all(0x21 <= ord(c) <= 0x7E and c not in '"%' for c in value):
+        return value
+    out = []
+    for c in value:
+        if 0x21 <= ord(c) <= 0x7E and c not in '"%':
+            out.append(c)
+        else:
+            out.extend(f"%{b:02X}" for b in c.encode())
+    return "".join(out)
+
+
+def signed_request(event: CloudEvent, key: SigningKey) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of the HTTP request carrying ``event``, signed with ``key``:
+    the Kafka headers of the signed event, ``ce_`` becoming ``ce-``."""
+    signed = key.sign(event)
+    headers: dict[str, str] = {}
+    for name, value in signed.headers():
+        text = value.decode()
+        if name.startswith("ce_"):
+            headers["ce-" + name[3:]] = _encode(text)
+        else:
+            headers[name] = text
+    return signed.body(), headers
+
+
+async def enqueue_event(session: AsyncSession, key: SigningKey, institution: str, url: str,
+                        event: CloudEvent, now: datetime) -> int:
+    """Sign ``event`` (a CaseNotification, whose id is the notification id) and queue its
+    delivery to ``url``; the delivery's id."""
+    body, headers = signed_request(event, key)
+    return await deliveries.enqueue(session, event.id, institution, url, body, headers, now)
+
+
+async def attempt(client: httpx.AsyncClient, row: Any, timeout: float | None = None) -> Attempt:
+    """POST one delivery; never raises for what the receiver or the network does."""
+    headers: Mapping[str, str] = {**row.headers, DELIVERY_ID: str(row.id)}
+    kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    try:
+        async with client.stream("POST", row.url, content=bytes(row.payload), headers=headers,
+                                 **kwargs) as response:
+            code = response.status_code
+            if 200 <= code < 300:
+                return Attempt(True, code, None)
+            text = b""
+            async for chunk in response.aiter_bytes():
+                text += chunk
+                if len(text) >= _ERROR_BODY:
+                    break
+            detail = text[:_ERROR_BODY].decode("utf-8", errors="replace").strip()
+            return Attempt(False, code, f"HTTP {code}" + (f": {detail}" if detail else ""))
+    except httpx.TimeoutException as exc:
+        return Attempt(False, None, f"timeout: {type(exc).__name__}")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return Attempt(False, None, f"{type(exc).__name__}: {exc}")
+
+
+async def deliver_due(session: AsyncSession, client: httpx.AsyncClient, policy: RetryPolicy,
+                      now: datetime) -> int:
+    """Attempt the deliveries due at ``now`` (up to ``policy.batch``) and record each
+    outcome, in one transaction (begun here unless the session is already in one; then the
+    caller commits). The due rows stay locked meanwhile, so other senders skip them. The
+    number of deliveries attempted."""
+    began = not session.in_transaction()
+    async with session.begin() if began else nullcontext():
+        rows = await deliveries.due(session, now, policy.batch)
+        if not rows:
+            return 0
+        gate = asyncio.Semaphore(policy.concurrency)
+
+        async def one(row: Any) -> Attempt:
+            async with gate:
+                return await attempt(client, row, policy.timeout)
+
+        results = await asyncio.gather(*(one(row) for row in rows))
+        for row, result in zip(rows, results, strict=True):
+            tries = row.attempts + 1
+            if result.ok:
+                await deliveries.mark_delivered(session, row.id, result.status_code, now)
+            elif retryable(result.status_code) and tries < policy.max_attempts:
+                await deliveries.mark_retry(session, row.id, result.status_code,
+                                            now + policy.delay(tries), result.error)
+            else:
+                await deliveries.mark_failed(session, row.id, result.status_code, result.error)
+        return len(rows)
