@@ -361,7 +361,7 @@ class CaseNotification(Contract):
     case_id: str
     referral_id: str | None = None
     kind: Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
-                  "referral-updated", "referral-overdue", "referral-returned"]
+                  "referral-updated", "referral-overdue", "referral-returned", "case-accessed"]
     urgency: Urgency
     categories: list[str]
     recipient: str

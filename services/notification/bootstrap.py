@@ -9,7 +9,7 @@ from runtime.service import Runtime, ServiceSpec
 from services.notification import handlers
 from services.notification.entrypoints import http
 
-TOPICS = ["punte.cases", "punte.referrals"]
+TOPICS = ["punte.cases", "punte.referrals", "punte.access"]
 
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:

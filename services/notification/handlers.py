@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts.events import (
+    AccessRecorded,
     CaseNotification,
     CaseOpened,
     CaseReportAdded,
@@ -50,6 +51,13 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
             late = ReferralOverdue.model_validate(event.data)
             _, categories, do_not_contact = await _referral_facts(uow, late.referral_id, late.case_id)
             found = notices.referral_overdue(late, categories, do_not_contact)
+        elif event.type == EventType.ACCESS.value:
+            access = AccessRecorded.model_validate(event.data)
+            lead = await _lead_of(uow, access.case_id) if access.case_id else None
+            if lead is None:
+                return  # not a case this service has heard of (or an auditor's search)
+            urgency, categories, _ = await _referral_facts(uow, "", access.case_id or "")
+            found = notices.case_accessed(access, lead, urgency, categories)
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
             accepted = ReferralAccepted.model_validate(event.data)
             urgency, categories, _ = await _referral_facts(uow, accepted.referral_id, accepted.case_id)
@@ -95,6 +103,15 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
         EventType.CASE_NOTIFICATION.value, uow.source, delivery.model_dump(mode="json"),
         subject=notice.case_id, id=notification_id,
     ), key=notice.case_id)
+
+
+async def _lead_of(uow: UnitOfWork, case_id: str) -> str | None:
+    """The institution a case was referred to first: its lead."""
+    return (await uow.session.execute(
+        sa.select(inbox_entries.c.institution)
+        .where(inbox_entries.c.case_id == case_id, inbox_entries.c.kind == "referral-requested")
+        .order_by(inbox_entries.c.created_at).limit(1)
+    )).scalar_one_or_none()
 
 
 async def _referral_facts(uow: UnitOfWork, referral_id: str, case_id: str) -> tuple[str, tuple[str, ...], bool]:

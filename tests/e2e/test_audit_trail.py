@@ -63,6 +63,20 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
             return [e for e in found if e["actor"] == f"cm.{lead}" and _body(e)["purpose"] == "evaluare inițială"]
         [access] = (await wait_until(read_recorded))[:1]
         assert json.loads(base64.b64decode(access["entry_base64"]))["topic"] == "punte.access"
+        # Another institution taking part opens the case: the lead is told who, when, why.
+        other = outcome["informed"][1]
+        visitor = {"Authorization": f"Bearer {await sign_in(network, f'cm.{other}')}",
+                   "X-Punte-Purpose": quote("consult medical")}
+        assert (await client.get(f"{network.url('intake')}/v1/cases/{case_id}", headers=visitor)).status_code == 200
+        lead_inbox = {"Authorization": reader["Authorization"]}
+
+        async def lead_told():
+            """the lead was told another institution opened its case"""
+            entries = (await client.get(f"{network.url('notification')}/inbox", headers=lead_inbox,
+                                        params={"kind": "case-accessed"})).json()["entries"]
+            return [e for e in entries if e["case_id"] == case_id]
+        [told] = await wait_until(lead_told)
+        assert other in told["summary_ro"] and "consult medical" in told["summary_ro"]
         timeline = (await client.get(f"{network.url('audit')}/cases/{case_id}/timeline", headers=auditor)).json()
         assert {"ro.punte.case.opened.v1", "ro.punte.referral.requested.v1"} <= {s["event_type"] for s in timeline}
 

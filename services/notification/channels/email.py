@@ -46,23 +46,26 @@ def _from_smtp(exc: Exception) -> ChannelError:
     """aiosmtplib's errors as channel errors; the server's own words go in the detail."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
-        return ChannelError("SMTP_RECIPIENT_REFUSED", "; ".join(f"{r.code} {r.message}" for r in exc.recipients),
-                            transient=all(400 <= c < 500 for c in codes))
+        detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        return ChannelError("SMTP_RECIPIENT_REFUSED", detail, transient=all(400 <= c < 500 for c in codes))
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return ChannelError("SMTP_AUTH_FAILED", f"{exc.code} {exc.message}")
     if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
                         aiosmtplib.SMTPServerDisconnected, OSError)):
         return ChannelError("SMTP_UNAVAILABLE", str(exc) or type(exc).__name__, transient=True)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        return ChannelError("SMTP_NOT_SUPPORTED", str(exc))  # e.g. STARTTLS required, not offered
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) or (
+            type(exc) is aiosmtplib.SMTPException and "not supported" in str(exc)):
+        # e.g. STARTTLS required but not offered (a bare SMTPException in aiosmtplib 5):
+        # configuration, not bad luck, so not worth retrying.
+        return ChannelError("SMTP_NOT_SUPPORTED", str(exc))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return ChannelError("SMTP_REJECTED", f"{exc.code} {exc.message}", transient=400 <= exc.code < 500)
     return ChannelError("SMTP_FAILED", str(exc) or type(exc).__name__, transient=True)
 
 
 class SmtpSender:
-    def __init__(self, host: str, port: int, sender: str, *, sender_name: str = "Punte", starttls: bool = True,
-                 username: str | None = None, password: str | None = None,
+    def __init__(self, host: str, port: int, sender: str, *, sender_name: str = "Punte",
+                 starttls: bool = True, username: str | None = None, password: str | None = None,
                  timeout: float = 30.0, tls_context: ssl.SSLContext | None = None) -> None:
         if username is not None and not starttls:
             raise ValueError("refusing to send an SMTP password without STARTTLS")
@@ -85,8 +88,9 @@ class SmtpSender:
         msg["Message-ID"] = make_msgid(domain=self.sender.domain)
         # RFC 3834: no out-of-office replies or loops back to an unattended address.
         msg["Auto-Submitted"] = "auto-generated"
-        msg["Content-Language"] = "ro, en"
-        msg.set_content(rendered.text, charset="utf-8")
+        # Quoted-printable: 7-bit safe on any relay, and the Romanian stays readable raw.
+        msg.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
+        msg["Content-Language"] = "ro, en"  # after set_content, which clears Content-* headers
         return msg
 
     async def send(self, to: str, rendered: RenderedMessage) -> str:

@@ -18,6 +18,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "referral-updated": ("Trimitere actualizată", "Referral updated"),
     "referral-returned": ("Trimitere returnată fără răspuns", "Referral returned unanswered"),
     "referral-overdue": ("Termen depășit", "Deadline missed"),
+    "case-accessed": ("Cazul a fost consultat de altă instituție", "The case was opened by another institution"),
 }
 # A referral's states and steps, as people read them.
 DETAILS: dict[str, tuple[str, str]] = {

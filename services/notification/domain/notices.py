@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from contracts.events import (
+    AccessRecorded,
     CaseOpened,
     CaseReportAdded,
     ReferralAccepted,
@@ -80,6 +81,16 @@ def referral_overdue(late: ReferralOverdue, categories: tuple[str, ...], do_not_
     return [Notice(recipient, "referral-overdue", late.case_id, late.referral_id, late.urgency.value,
                    categories, do_not_contact, late.step)
             for recipient in dict.fromkeys(late.escalate_to)]
+
+
+def case_accessed(access: AccessRecorded, lead: str, urgency: str, categories: tuple[str, ...]) -> list[Notice]:
+    """Like CP-IS for hospitals: when someone from another institution opens a child's
+    case, the case's lead is told who looked, when and why. Reads by the lead itself, and
+    auditors' searches (no institution), tell nobody."""
+    if access.case_id is None or access.actor_institution in (None, lead):
+        return []
+    who = f"{access.actor_institution} ({access.actor}), {access.at:%Y-%m-%d %H:%M} UTC: {access.purpose}"
+    return [Notice(lead, "case-accessed", access.case_id, None, urgency, categories, detail=who)]
 
 
 def referral_accepted(referral: ReferralAccepted, urgency: str,

@@ -17,7 +17,7 @@ from runtime.tokens import Principal, require_role
 from services.notification.adapters.tables import inbox_entries
 
 Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
-               "referral-updated", "referral-overdue", "referral-returned"]
+               "referral-updated", "referral-overdue", "referral-returned", "case-accessed"]
 
 router = APIRouter(tags=["inbox"])
 
