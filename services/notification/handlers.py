@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -56,7 +57,7 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
             lead = await _lead_of(uow, access.case_id) if access.case_id else None
             if lead is None:
                 return  # not a case this service has heard of (or an auditor's search)
-            urgency, categories, _ = await _referral_facts(uow, "", access.case_id or "")
+            urgency, categories, _ = await _facts(uow, inbox_entries.c.case_id == access.case_id)
             found = notices.case_accessed(access, lead, urgency, categories)
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
             accepted = ReferralAccepted.model_validate(event.data)
@@ -118,7 +119,12 @@ async def _referral_facts(uow: UnitOfWork, referral_id: str, case_id: str) -> tu
     """Urgency, categories and the do-not-contact flag of a referral, from the notice of its
     request (same topic and key, so it was handled first), else from any notice about the
     case."""
-    for where in (inbox_entries.c.referral_id == referral_id, inbox_entries.c.case_id == case_id):
+    return await _facts(uow, inbox_entries.c.referral_id == referral_id, inbox_entries.c.case_id == case_id)
+
+
+async def _facts(uow: UnitOfWork, *wheres: Any) -> tuple[str, tuple[str, ...], bool]:
+    """From the first notice matching the first condition that matches any."""
+    for where in wheres:
         row = (await uow.session.execute(
             sa.select(inbox_entries.c.urgency, inbox_entries.c.categories, inbox_entries.c.do_not_contact)
             .where(where).order_by(inbox_entries.c.created_at).limit(1)
@@ -126,7 +132,7 @@ async def _referral_facts(uow: UnitOfWork, referral_id: str, case_id: str) -> tu
         if row is not None:
             return row.urgency, tuple(row.categories), row.do_not_contact
     # Raised, so the message is retried and then dead-lettered with its reason.
-    raise UnknownReferral(f"no request seen for referral {referral_id}")
+    raise UnknownReferral("no earlier notice about this referral or case")
 
 
 async def stats(session) -> dict:

@@ -155,7 +155,7 @@ async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
             answer = {"referral_id": after.referral_id, "case_id": after.case_id}
     except Refused as exc:
         reply(uow, message, accepted=False, code=exc.code, detail=exc.detail,
-              referral_id=event.data.get("referral_id") if isinstance(event.data.get("referral_id"), str) else None)
+              referral_id=event.data.get("referral_id"))
         await _record(uow, message, "rejected", exc.code)
         return
     reply(uow, message, accepted=True, key=answer.get("case_id"), **answer)

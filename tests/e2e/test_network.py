@@ -90,11 +90,9 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         lead_of_first = deliveries.notifications("referral-requested")
         case0 = case_ids[0]
         [(lead, requested)] = [(w, n) for w, n in lead_of_first if n["case_id"] == case0]
-        accept = systems[lead].event(EventType.REFERRAL_ACCEPT.value, {"referral_id": requested["referral_id"]}) \
-            if lead in systems else None
-        if accept is None:  # a lead that does not report still has its own system
-            systems[lead] = InstitutionSystem(lead, state.institution_key(lead), producer)
-            accept = systems[lead].event(EventType.REFERRAL_ACCEPT.value, {"referral_id": requested["referral_id"]})
+        # The lead may be an institution that does not report; it still has its own system.
+        systems.setdefault(lead, InstitutionSystem(lead, state.institution_key(lead), producer))
+        accept = systems[lead].event(EventType.REFERRAL_ACCEPT.value, {"referral_id": requested["referral_id"]})
         await systems[lead].send(accept)
 
         async def rejections_and_acceptance_seen():
