@@ -63,6 +63,7 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
             await asyncio.sleep(rng.expovariate(rate))
 
     completed: set[str] = set()
+    working: set[asyncio.Task] = set()  # referrals being worked, cancelled with the demo
 
     async def act_on_deliveries() -> None:
         async for record in consumer:
@@ -78,7 +79,9 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
                 progress.notifications += 1
                 if data["kind"] == "referral-requested":
                     progress.referrals_received += 1
-                    asyncio.create_task(work_referral(recipient, data["referral_id"]))
+                    task = asyncio.create_task(work_referral(recipient, data["referral_id"]))
+                    working.add(task)
+                    task.add_done_callback(working.discard)
                 elif data["kind"] == "referral-accepted":
                     progress.referrals_accepted += 1
                 elif data.get("state") == "completed" and data["referral_id"] not in completed:
@@ -103,9 +106,9 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
         await tasks[0]
         await asyncio.sleep(5)  # let the last answers come back
     finally:
-        for task in tasks:
+        for task in [*tasks, *working]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *working, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
     return progress
