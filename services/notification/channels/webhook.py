@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import httpx
@@ -25,26 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runtime.cloudevents import CloudEvent
 from runtime.signing import SigningKey
 from services.notification.adapters import deliveries
+from services.notification.domain.retry import RetryPolicy
 
 DELIVERY_ID = "Punte-Delivery-Id"
 RETRYABLE_4XX = frozenset({408, 429})
 _ERROR_BODY = 200
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff after the n-th failed attempt: ``min(base * factor**(n-1), cap)`` seconds."""
-
-    base: float = 2.0
-    factor: float = 2.0
-    cap: float = 600.0
-    max_attempts: int = 8
-    timeout: float = 10.0  # seconds per request
-    batch: int = 50  # deliveries taken per deliver_due
-    concurrency: int = 10  # requests in flight at once
-
-    def delay(self, attempts: int) -> timedelta:
-        return timedelta(seconds=min(self.base * self.factor ** max(attempts - 1, 0), self.cap))
 
 
 class Attempt(NamedTuple):

@@ -5,7 +5,9 @@ only notifies the institutions informed of it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from contracts.events import (
     AccessRecorded,
@@ -35,6 +37,11 @@ class Notice:
     note: str | None = None  # feedback travels to the institution, never into a summary
     reason: str | None = None
     forwarded_to: str | None = None
+    deadline: datetime | None = None  # when the next step is due
+
+
+def _first(deadlines: Mapping[str, datetime]) -> datetime | None:
+    return min(deadlines.values(), default=None)
 
 
 def notification_id(event_source: str, event_id: str, recipient: str) -> str:
@@ -46,7 +53,7 @@ def notification_id(event_source: str, event_id: str, recipient: str) -> str:
 def case_opened(case: CaseOpened) -> list[Notice]:
     return [
         Notice(recipient, "case-informed", case.case_id, None, case.urgency.value,
-               tuple(case.categories), case.do_not_contact)
+               tuple(case.categories), case.do_not_contact, deadline=_first(case.deadlines))
         for recipient in dict.fromkeys(case.informed)
     ]
 
@@ -59,7 +66,8 @@ def report_added(added: CaseReportAdded) -> list[Notice]:
 
 def referral_requested(referral: ReferralRequested) -> list[Notice]:
     return [Notice(referral.to, "referral-requested", referral.case_id, referral.referral_id,
-                   referral.urgency.value, tuple(referral.categories), referral.do_not_contact)]
+                   referral.urgency.value, tuple(referral.categories), referral.do_not_contact,
+                   deadline=_first(referral.deadlines))]
 
 
 def referral_transitioned(step: ReferralTransitioned, categories: tuple[str, ...],
@@ -79,7 +87,7 @@ def referral_overdue(late: ReferralOverdue, categories: tuple[str, ...], do_not_
     """A missed step goes to the receiving institution's supervisors, and for P0/P1 to the
     county coordinator as well (level 2)."""
     return [Notice(recipient, "referral-overdue", late.case_id, late.referral_id, late.urgency.value,
-                   categories, do_not_contact, late.step)
+                   categories, do_not_contact, late.step, deadline=late.due_at)
             for recipient in dict.fromkeys(late.escalate_to)]
 
 

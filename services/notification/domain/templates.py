@@ -142,3 +142,49 @@ def sms_text(notice_kind: str, urgency: str, case_id: str, link: str, deadline: 
     text = join(headline, when)
     assert gsm_length(text) <= SMS_LIMIT and text.isascii()
     return text
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    urgency: str
+    summary_ro: str
+    summary_en: str
+    case_id: str
+    deadline: str | None = None
+    do_not_contact: bool = False
+
+
+def render_digest(items: list[DigestItem], link: str) -> Rendered:
+    """Several non-urgent notices in one e-mail: one line each, Romanian then English,
+    the inbox link once."""
+    if not items:
+        raise ValueError("a digest needs at least one notice")
+    if not _LINK.fullmatch(link):
+        raise ValueError("the link must be one http(s) URL")
+    for item in items:
+        if item.urgency not in URGENCIES:
+            raise ValueError(f"unknown urgency {item.urgency!r}")
+        _guard(item.case_id, item.summary_ro, item.summary_en, item.deadline)
+    count = len(items)
+    subject = f"[Punte] Rezumat: {count} notificări noi / Digest: {count} new notifications"
+
+    def lines(summary: str, deadline_word: str, warn: str) -> list[str]:
+        out = []
+        for item in items:
+            text = getattr(item, summary).strip()
+            if item.deadline:
+                text += f" {deadline_word}: {item.deadline}."
+            if item.do_not_contact and warn not in text:
+                text += f" {warn}"
+            out.append(f"- {text}")
+        return out
+
+    ro = [f"{count} notificări noi în inboxul Punte:", "",
+          *lines("summary_ro", "Termen", DO_NOT_CONTACT[0]), "", "Inboxul Punte:", link, "",
+          "Detaliile cazurilor sunt doar în Punte; nu le trimiteți prin e-mail sau SMS.",
+          "Mesaj automat, nu răspundeți la acest e-mail."]
+    en = [f"{count} new notifications in the Punte inbox:", "",
+          *lines("summary_en", "Deadline", DO_NOT_CONTACT[1]), "", "The Punte inbox:", link, "",
+          "Case details stay in Punte; do not send them by e-mail or SMS.",
+          "Automated message, please do not reply."]
+    return Rendered(subject=subject, text="\n".join([*ro, "", EN_SEPARATOR, "", *en]) + "\n")
