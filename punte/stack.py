@@ -76,29 +76,39 @@ class Stack:
             "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),
             "PUNTE_PSEUDONYM_KEY": self.state.secrets()["pseudonym_key"],
             "PUNTE_IDENTITY_KEYS": self.state.secrets().get("identity_keys", ""),
+            "PUNTE_SMTP_HOST": "127.0.0.1", "PUNTE_SMTP_PORT": str(self.ports["mail"]),
+            # The embedded mail server is on the same host: no TLS to offer.
+            "PUNTE_SMTP_STARTTLS": "false",
+            "PUNTE_RECIPIENTS_FILE": str(self.state.recipients_file), "PUNTE_SMS_FILE": str(self.state.sms_file),
+            "PUNTE_REFERRAL_URL": self.url("referral"), "PUNTE_INBOX_URL": self.url("notification") + "/ui",
             "PYTHONPATH": str(ROOT), **self.extra_env,
         }
         return env
 
     def start_process(self, name: str) -> None:
-        module = "punte.identity" if name == "identity" else f"services.{name}"
+        module = {"identity": "punte.identity", "mail": "punte.mailbox"}.get(name, f"services.{name}")
+        arguments = (["--port", str(self.ports["mail"]), "--maildir", str(self.state.maildir)]
+                     if name == "mail" else [])
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=self._env(name), cwd=ROOT,
+            [sys.executable, "-m", module, *arguments], env=self._env(name), cwd=ROOT,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def start(self, timeout: float = 120) -> "Stack":
         self.start_infrastructure()
-        for name in ("identity", *SERVICES):
+        for name in ("identity", "mail", *SERVICES):
             self.ports.setdefault(name, free_port())
-        self.start_process("identity")
-        wait_for_port(self.ports["identity"], 30, self.processes["identity"])
+        for name in ("identity", "mail"):
+            self.start_process(name)
+        for name in ("identity", "mail"):
+            wait_for_port(self.ports[name], 30, self.processes[name])
         for name in SERVICES:
             self.start_process(name)
         self.wait_ready(timeout)
         self.state.runtime_file.write_text(json.dumps({
             "services": {n: self.url(n) for n in ("identity", *SERVICES)},
+            "smtp": f"127.0.0.1:{self.ports['mail']}",
             "kafka_bootstrap": self.kafka_bootstrap, "database_url": self.database_url,
             "pids": {n: p.pid for n, p in self.processes.items()},
         }, indent=1))
@@ -134,7 +144,7 @@ class Stack:
             process.wait()
 
     def stop(self) -> None:
-        for name in (*reversed(SERVICES), "identity"):
+        for name in (*reversed(SERVICES), "mail", "identity"):
             self.stop_process(name)
         if self.broker:
             self.broker.stop()

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from contracts.reference import institutions
+from punte import recipients
 from punte.identity import Account, new_account, save_accounts
 from runtime.signing import Keyring, PublicKey, SigningKey
 
@@ -45,6 +46,19 @@ class State:
     def runtime_file(self) -> Path:
         return self.root / "runtime.json"
 
+    @property
+    def recipients_file(self) -> Path:
+        return self.root / "recipients.yaml"
+
+    @property
+    def maildir(self) -> Path:
+        """Where the embedded mail server keeps what it received."""
+        return self.root / "mail"
+
+    @property
+    def sms_file(self) -> Path:
+        return self.root / "sms.jsonl"
+
     def institution_key_file(self, institution: str) -> Path:
         return self.keys / "institutions" / f"{institution}.key"
 
@@ -79,6 +93,8 @@ class State:
             self.secrets_file.chmod(0o600)
         if not self.accounts_file.exists():
             self._create_accounts()
+        if not self.recipients_file.exists():
+            recipients.write(self.recipients_file, recipients.demo_recipients(institutions().values()))
         return self
 
     def _create_accounts(self) -> None:

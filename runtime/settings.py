@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     # Referral: a faster deadline table (tests, demos) and how often due timers are looked for.
     referral_deadlines_file: Path | None = None
     timer_poll_seconds: float = 1.0
+    # Notification: where people are sent (web inbox links), whom to tell and how.
+    referral_url: str = "http://127.0.0.1:8002"  # referral's API, for the web inbox
+    inbox_url: str = "http://127.0.0.1:8003/ui"  # the web inbox, linked from every message
+    recipients_file: Path | None = None  # default <state_dir>/recipients.yaml
+    smtp_host: str = ""  # empty: no e-mail is sent (the inbox and webhooks still are)
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_sender: str = "punte@example.invalid"
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    sms_file: Path | None = None  # the file SMS provider (embedded default); default <state_dir>/sms.jsonl
+    dispatch_poll_seconds: float = 1.0
     consumer_batch_max: int = 500
     relay_batch_max: int = 500
     relay_poll_seconds: float = 0.05
@@ -67,6 +79,12 @@ class Settings(BaseSettings):
 
     def resolved_audit_log_key_file(self) -> Path:
         return self.audit_log_key_file or self.state_dir / "keys" / "audit-log.key"
+
+    def resolved_recipients_file(self) -> Path:
+        return self.recipients_file or self.state_dir / "recipients.yaml"
+
+    def resolved_sms_file(self) -> Path:
+        return self.sms_file or self.state_dir / "sms.jsonl"
 
     def resolved_network_key_file(self) -> Path:
         return self.network_key_file or self.state_dir / "keys" / "network.key"

@@ -1,28 +1,82 @@
-"""Composition root: wires notification's handlers to the runtime and the reference data."""
+"""Composition root: wires notification's handlers to the runtime, the recipients
+configuration and the channels (SMTP, SMS, webhooks)."""
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timezone
 from pathlib import Path
+
+import httpx
 
 from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.service import Runtime, ServiceSpec
+from runtime.settings import Settings
 from services.notification import handlers
+from services.notification.adapters import recipients_file
+from services.notification.channels.email import SmtpSender
+from services.notification.channels.people import PeopleChannels, send_due
+from services.notification.channels.sms import FileSmsProvider
+from services.notification.channels.webhook import RetryPolicy, deliver_due
 from services.notification.entrypoints import http
 
 TOPICS = ["punte.cases", "punte.referrals", "punte.access"]
+CONFIG = "notification_config"
+
+
+def people_channels(settings: Settings, zone) -> PeopleChannels:
+    email = None
+    if settings.smtp_host:
+        email = SmtpSender(settings.smtp_host, settings.smtp_port, settings.smtp_sender,
+                           starttls=settings.smtp_starttls, username=settings.smtp_username,
+                           password=settings.smtp_password)
+    return PeopleChannels(email=email, sms=FileSmsProvider(settings.resolved_sms_file()),
+                          inbox_url=settings.inbox_url.rstrip("/"), zone=zone)
+
+
+async def configure(rt: Runtime) -> None:
+    """Read the recipients file once; a broken file stops the service at start."""
+    recipients = recipients_file.load(rt.settings.resolved_recipients_file())
+    rt.extras[CONFIG] = handlers.Config(
+        labels=reference.risk_categories(), recipients=recipients,
+        channels=people_channels(rt.settings, recipients.zone), network_key=rt.network_key,
+        county_dgaspc=handlers.county_dgaspcs(),
+    )
 
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
-    labels = reference.risk_categories()
+    config: handlers.Config = rt.extras[CONFIG]
 
     async def handle(uow: UnitOfWork, message: Message) -> None:
-        await handlers.notify(uow, message, labels)
+        await handlers.notify(uow, message, config)
 
     return [rt.consumer(group_id="punte-notification", handler=handle, topics=TOPICS)]
+
+
+def loops(rt: Runtime):
+    config: handlers.Config = rt.extras[CONFIG]
+    webhook_policy = RetryPolicy()
+
+    async def dispatcher() -> None:
+        """Alerts to re-send or escalate, then e-mails and SMS, then webhooks."""
+        async with httpx.AsyncClient() as client:
+            while True:
+                now = datetime.now(timezone.utc)
+                async with rt.sessions() as session:
+                    busy = await handlers.fire_due_alerts(session, config, now)
+                async with rt.sessions() as session:
+                    busy += await send_due(session, config.channels, now)
+                async with rt.sessions() as session:
+                    busy += await deliver_due(session, client, webhook_policy, now)
+                if not busy:
+                    await asyncio.sleep(rt.settings.dispatch_poll_seconds)
+
+    return [dispatcher]
 
 
 SPEC = ServiceSpec(
     name="notification", title="Punte notification — notificări / notifications",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router], stats=handlers.stats,
+    on_start=configure, loops=loops,
 )

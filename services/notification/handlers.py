@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,22 +21,54 @@ from contracts.events import (
     ReferralRequested,
     ReferralTransitioned,
 )
-from contracts.reference import delivery_topic
+from contracts.reference import county_institution, delivery_topic, institutions
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
-from services.notification.adapters.tables import inbox_entries
-from services.notification.domain import notices
+from runtime.log import get_logger
+from runtime.signing import SigningKey
+from services.notification.adapters import alerting, people
+from services.notification.adapters.tables import inbox_entries, preferences, referral_owners
+from services.notification.channels.people import PeopleChannels
+from services.notification.channels.webhook import enqueue_event
+from services.notification.domain import dispatch, notices
 from services.notification.domain.messages import Labelled, summarise
 from services.notification.domain.notices import Notice
+from services.notification.domain.recipients import Preference, Recipients
 
 SERVICE = "notification"
+log = get_logger("notification")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the handlers need besides the message: labels, whom to tell and how."""
+
+    labels: Mapping[str, Labelled]
+    recipients: Recipients
+    channels: PeopleChannels
+    network_key: SigningKey | None = None
+    # institution -> the DGASPC of its county, whose coordinators get escalated alerts
+    county_dgaspc: Mapping[str, str] | None = None
+
+    def dgaspc_of(self) -> Mapping[str, str]:
+        return self.county_dgaspc if self.county_dgaspc is not None else county_dgaspcs()
+
+
+def county_dgaspcs() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for inst in institutions().values():
+        try:
+            found[inst.id] = county_institution("DGASPC", inst.county).id
+        except KeyError:
+            continue
+    return found
 
 
 class UnknownReferral(LookupError):
     """An acceptance for a referral this service never saw requested."""
 
 
-async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelled]) -> None:
+async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     """A case or referral event becomes inbox entries and deliveries to those it concerns."""
     try:
         event = decode(message.headers, message.value)
@@ -46,6 +80,7 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
             found = notices.referral_requested(ReferralRequested.model_validate(event.data))
         elif event.type == EventType.REFERRAL_TRANSITIONED.value:
             step = ReferralTransitioned.model_validate(event.data)
+            await _follow_owner(uow, step)
             _, categories, do_not_contact = await _referral_facts(uow, step.referral_id, step.case_id)
             found = notices.referral_transitioned(step, categories, do_not_contact)
         elif event.type == EventType.REFERRAL_OVERDUE.value:
@@ -74,19 +109,26 @@ async def notify(uow: UnitOfWork, message: Message, labels: Mapping[str, Labelle
         dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", str(exc)[:300])
         return
     for notice in found:
-        await _deliver(uow, event, notice, labels)
+        await _deliver(uow, event, notice, config)
 
 
-async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
-                   labels: Mapping[str, Labelled]) -> None:
+async def _follow_owner(uow: UnitOfWork, step: ReferralTransitioned) -> None:
+    """Remember who holds a referral, so its updates reach that person."""
+    if step.owner:
+        await uow.session.execute(insert(referral_owners).values(
+            referral_id=step.referral_id, owner=step.owner,
+        ).on_conflict_do_update(index_elements=["referral_id"], set_={"owner": step.owner}))
+
+
+async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: Config) -> None:
     notification_id = notices.notification_id(event.source, event.id, notice.recipient)
-    summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, labels,
+    summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
                         notice.do_not_contact, notice.detail)
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
         categories=list(notice.categories), summary_ro=summary.ro, summary_en=summary.en,
-        created_at=uow.now, do_not_contact=notice.do_not_contact,
+        created_at=uow.now, do_not_contact=notice.do_not_contact, deadline=notice.deadline,
     ).on_conflict_do_nothing(index_elements=["notification_id"])
         .returning(inbox_entries.c.notification_id))
     if inserted is None:
@@ -100,10 +142,74 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice,
         outcome=notice.outcome, note=notice.note, reason=notice.reason, forwarded_to=notice.forwarded_to,
     )
     # The notification id doubles as the event id, so the recipient can deduplicate too.
-    uow.outbox.emit(delivery_topic(notice.recipient), CloudEvent.new(
+    delivered = CloudEvent.new(
         EventType.CASE_NOTIFICATION.value, uow.source, delivery.model_dump(mode="json"),
         subject=notice.case_id, id=notification_id,
-    ), key=notice.case_id)
+    )
+    uow.outbox.emit(delivery_topic(notice.recipient), delivered, key=notice.case_id)
+    await _tell_people(uow, notification_id, notice, config)
+    inst = config.recipients.of(notice.recipient)
+    if inst is not None and inst.webhook:
+        if config.network_key is None:
+            log.warning("webhook not sent: the network has no signing key", institution=notice.recipient)
+        else:
+            await enqueue_event(uow.session, config.network_key, notice.recipient, inst.webhook,
+                                delivered, uow.now)
+
+
+async def _tell_people(uow: UnitOfWork, notification_id: str, notice: Notice, config: Config) -> None:
+    """Queue the e-mails and SMS of the dispatch plan, and open an alert for a P0 that must
+    be acknowledged."""
+    recipients = config.recipients
+    if recipients.of(notice.recipient) is None:
+        return
+    owner = None
+    if notice.referral_id:
+        owner = await uow.session.scalar(sa.select(referral_owners.c.owner)
+                                         .where(referral_owners.c.referral_id == notice.referral_id))
+    members = recipients.members(notice.recipient, "case-manager", "supervisor", "coordinator")
+    chosen = {row.person: Preference(channels=row.channels, digest=row.digest)
+              for row in (await uow.session.execute(
+                  sa.select(preferences).where(preferences.c.person.in_(members)))).all()}
+    plan = dispatch.plan(notice, recipients, uow.now, owner=owner, preferences=chosen,
+                         available=config.channels.available)
+    await people.enqueue(uow.session, notification_id, notice.recipient, plan.messages, uow.now)
+    if plan.alert:
+        inst = recipients.institutions[notice.recipient]
+        await alerting.open_alert(uow.session, notification_id, notice.recipient,
+                                  uow.now + timedelta(minutes=inst.ack_minutes), uow.now)
+
+
+async def fire_due_alerts(session, config: Config, now: datetime, limit: int = 100) -> int:
+    """Re-send or escalate every unacknowledged alert whose time has come, in one
+    transaction (begun here). A level with nobody to tell is skipped. The number handled."""
+    recipients = config.recipients
+    async with session.begin():
+        due = await alerting.due(session, now, limit)
+        for alert in due:
+            inst = recipients.of(alert.institution)
+            step = dispatch.escalation_step(alert.level, alert.round, inst.resends if inst else 0)
+            targets: list[str] = []
+            while step is not None:
+                targets = dispatch.alert_targets(step[0], alert.institution, recipients,
+                                                 config.dgaspc_of(), now)
+                if targets:
+                    break
+                step = dispatch.escalation_step(step[0], inst.resends + 1 if inst else 1, 0)
+            if step is None or inst is None:
+                log.warning("alert unacknowledged and nobody left to tell", notification_id=alert.notification_id)
+                await alerting.stop(session, alert.notification_id)
+                continue
+            messages = [dispatch.Outgoing(person, channel, address, "alert", now)
+                        for person in targets
+                        for channel, address in dispatch.reachable(recipients, person, config.channels.available)]
+            await people.enqueue(session, alert.notification_id, alert.institution, messages, now,
+                                 round=alert.sends + 1)
+            await alerting.advance(session, alert.notification_id, step[0], step[1],
+                                   now + timedelta(minutes=inst.ack_minutes))
+            log.info("alert re-sent" if step[0] == alert.level else "alert escalated",
+                     notification_id=alert.notification_id, level=step[0], people=len(targets))
+        return len(due)
 
 
 async def _lead_of(uow: UnitOfWork, case_id: str) -> str | None:
@@ -141,4 +247,5 @@ async def stats(session) -> dict:
     return {
         "notifications": await count(),
         "unread": await count(inbox_entries.c.read_at.is_(None)),
+        "acknowledged": await count(inbox_entries.c.acknowledged_at.is_not(None)),
     }

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Urgency
 from runtime.tokens import Principal, require_role
+from services.notification.adapters import alerting
 from services.notification.adapters.tables import inbox_entries
 
 Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
@@ -35,6 +36,8 @@ class InboxEntry(BaseModel):
     created_at: datetime
     read_at: datetime | None
     do_not_contact: bool = False
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
 
 
 class Inbox(BaseModel):
@@ -99,6 +102,25 @@ async def mark_read(
         )).mappings().first()
     if row is None:
         # Another institution's entry is indistinguishable from a missing one.
+        raise HTTPException(404, detail={"code": "NOT_FOUND",
+                                         "message": "Notificare inexistentă / no such notification"})
+    return InboxEntry.model_validate(dict(row))
+
+
+@router.post("/inbox/{notification_id}/ack", response_model=InboxEntry,
+             summary="Confirm că am preluat / acknowledge (stops a P0 alert's re-sending and escalation)")
+async def acknowledge(
+    notification_id: str,
+    principal: Principal = Depends(require_role()),
+    session: AsyncSession = Depends(_session),
+) -> InboxEntry:
+    """Anyone of the institution may acknowledge; the first acknowledgement is kept (who
+    and when), and it counts as reading the entry too."""
+    institution = _institution(principal)
+    async with session.begin():
+        row = await alerting.acknowledge(session, notification_id, institution, principal.subject,
+                                         datetime.now(timezone.utc))
+    if row is None:
         raise HTTPException(404, detail={"code": "NOT_FOUND",
                                          "message": "Notificare inexistentă / no such notification"})
     return InboxEntry.model_validate(dict(row))

@@ -1,0 +1,124 @@
+"""Sends the queued e-mails and SMS to people (adapters/people.py), digests grouped.
+
+One e-mail or SMS per due row, except digest rows, which are grouped per person and
+address into one e-mail. What goes out is rendered here from the inbox entry's summary
+(``domain.templates``): a case reference, category, urgency, deadline and the inbox link,
+never the case's details. Transient failures are retried with backoff; permanent ones
+(address refused, bad number) are marked failed with the channel's error."""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runtime.log import get_logger
+from services.notification.adapters import people
+from services.notification.channels.email import ChannelError, SmtpSender
+from services.notification.channels.sms import SmsProvider
+from services.notification.domain.recipients import Channel
+from services.notification.domain.retry import RetryPolicy
+from services.notification.domain.templates import DigestItem, render, render_digest, sms_text
+
+log = get_logger("notification.people")
+
+
+@dataclass
+class PeopleChannels:
+    email: SmtpSender | None
+    sms: SmsProvider | None
+    inbox_url: str
+    zone: ZoneInfo
+    policy: RetryPolicy = RetryPolicy(base=5.0, cap=300.0, max_attempts=6, timeout=30.0)
+
+    @property
+    def available(self) -> tuple[Channel, ...]:
+        found: list[Channel] = []
+        if self.email is not None:
+            found.append("email")
+        if self.sms is not None:
+            found.append("sms")
+        return tuple(found)
+
+    def link(self, notification_id: str | None = None) -> str:
+        """The web inbox, opened at the notification when there is one."""
+        return f"{self.inbox_url}#n={notification_id}" if notification_id else self.inbox_url
+
+    def when(self, moment: datetime | None) -> str | None:
+        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M") if moment else None
+
+
+async def _send(channels: PeopleChannels, rows: Sequence[Any]) -> str:
+    """Send one message for ``rows`` (one row, or a digest's rows); the provider's id."""
+    first = rows[0]
+    if first.channel == "email":
+        if channels.email is None:
+            raise ChannelError("CHANNEL_NOT_CONFIGURED", "no SMTP server is configured")
+        if first.purpose == "digest":
+            rendered = render_digest([DigestItem(r.urgency, r.summary_ro, r.summary_en, r.case_id,
+                                                 channels.when(r.deadline), r.do_not_contact)
+                                      for r in rows], channels.link())
+        else:
+            rendered = render(first.kind, first.urgency, first.summary_ro, first.summary_en, first.case_id,
+                              channels.link(first.notification_id), channels.when(first.deadline),
+                              first.do_not_contact)
+        return await channels.email.send(first.address, rendered)
+    if channels.sms is None:
+        raise ChannelError("CHANNEL_NOT_CONFIGURED", "no SMS provider is configured")
+    text = sms_text(first.kind, first.urgency, first.case_id, channels.link(first.notification_id),
+                    channels.when(first.deadline), first.do_not_contact)
+    return await channels.sms.send(first.address, text)
+
+
+def _groups(rows: Sequence[Any]) -> list[list[Any]]:
+    digests: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    single: list[list[Any]] = []
+    for row in rows:
+        if row.purpose == "digest":
+            digests[(row.person, row.channel, row.address)].append(row)
+        else:
+            single.append([row])
+    return single + list(digests.values())
+
+
+async def send_due(session: AsyncSession, channels: PeopleChannels, now: datetime) -> int:
+    """Send what is due at ``now`` and record each outcome, in one transaction (begun here
+    unless one is open). The number of rows handled."""
+    began = not session.in_transaction()
+    async with session.begin() if began else nullcontext():
+        rows = await people.due(session, now, channels.policy.batch)
+        if not rows:
+            return 0
+        gate = asyncio.Semaphore(channels.policy.concurrency)
+
+        async def one(group: list[Any]) -> str | ChannelError:
+            async with gate:
+                try:
+                    return await asyncio.wait_for(_send(channels, group), channels.policy.timeout)
+                except ChannelError as exc:
+                    return exc
+                except TimeoutError:
+                    return ChannelError("TIMEOUT", "the channel did not answer in time", transient=True)
+                except ValueError as exc:  # a template refused the content: never retried
+                    return ChannelError("INVALID_MESSAGE", str(exc))
+
+        groups = _groups(rows)
+        results = await asyncio.gather(*(one(group) for group in groups))
+        for group, result in zip(groups, results, strict=True):
+            ids = [row.id for row in group]
+            tries = max(row.attempts for row in group) + 1
+            if isinstance(result, str):
+                await people.mark_sent(session, ids, result, now)
+            elif result.transient and tries < channels.policy.max_attempts:
+                await people.mark_retry(session, ids, now + channels.policy.delay(tries), str(result))
+            else:
+                log.warning("message to a person failed", code=result.code, channel=group[0].channel,
+                            person=group[0].person, rows=len(ids))
+                await people.mark_failed(session, ids, str(result))
+        return len(rows)
