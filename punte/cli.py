@@ -174,15 +174,10 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON L
     the verifier key to check it with."""
     import httpx
 
-    from runtime.signing import SigningKey
-    from runtime.tokens import TokenIssuer
 
-    state = State(state_dir)
-    urls = json.loads(state.runtime_file.read_text())["services"]
-    token = TokenIssuer(urls["identity"], SigningKey.load(state.keys / "identity.key")).issue(
-        "auditor", None, ["auditor"], ttl_seconds=300)
+    url, token = _signed_in(state_dir, "audit", "auditor")
     headers = {"Authorization": f"Bearer {token}", "X-Punte-Purpose": "export pentru verificare / export"}
-    with httpx.Client(base_url=urls["audit"], timeout=120) as client:
+    with httpx.Client(base_url=url, timeout=120) as client:
         client.post("/checkpoints", headers=headers).raise_for_status()
         exported = client.get("/export", headers=headers)
         exported.raise_for_status()
@@ -190,6 +185,64 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON L
     out.write_text(exported.text, encoding="utf-8")
     console.print(f"{out}: {len(exported.text.splitlines()) - 1} intrări / entries")
     console.print(f"punte audit verify {out} --key '{key}'")
+
+
+def _signed_in(state_dir: Path, service: str, role: str) -> tuple[str, str]:
+    """The URL of a service of the running embedded network, and a short-lived token for
+    ``role`` from its issuer's key (the operator's machine holds the state folder)."""
+    from runtime.signing import SigningKey
+    from runtime.tokens import TokenIssuer
+
+    state = State(state_dir)
+    if not state.runtime_file.exists():
+        console.print("[red]Rețeaua nu rulează / the network is not running[/red] (punte up)")
+        raise typer.Exit(2)
+    urls = json.loads(state.runtime_file.read_text())["services"]
+    token = TokenIssuer(urls["identity"], SigningKey.load(state.keys / "identity.key")).issue(
+        role, None, [role], ttl_seconds=300)
+    return urls[service], token
+
+
+webhooks_app = typer.Typer(help="Webhook-urile instituțiilor / institutions' webhooks", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("log")
+def webhooks_log(institution: str, status: str | None = typer.Option(None, help="pending, delivered or failed"),
+                 state_dir: Path = STATE) -> None:
+    """An institution's webhook delivery log, newest first."""
+    import httpx
+
+    url, token = _signed_in(state_dir, "notification", "operator")
+    answer = httpx.get(f"{url}/webhooks/deliveries", params={"institution": institution, **(
+        {"status": status} if status else {})}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if answer.status_code != 200:
+        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
+        raise typer.Exit(1)
+    table = Table("id", "status", "attempts", "HTTP", "error", "url")
+    for row in answer.json():
+        table.add_row(str(row["id"]), row["status"], str(row["attempts"]), str(row["last_status_code"] or ""),
+                      (row["last_error"] or "")[:60], row["url"])
+    console.print(table)
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(institution: str,
+                    failed: bool = typer.Option(False, "--failed", help="Only deliveries that failed for good"),
+                    ids: list[int] = typer.Option(None, "--id", help="Only these deliveries (repeatable)"),
+                    state_dir: Path = STATE) -> None:
+    """Send an institution's webhook deliveries again, byte for byte with the same
+    Punte-Delivery-Id, so its system can deduplicate them."""
+    import httpx
+
+    url, token = _signed_in(state_dir, "notification", "operator")
+    answer = httpx.post(f"{url}/webhooks/deliveries/replay", json={
+        "institution": institution, "ids": ids or None, "status": "failed" if failed else None,
+    }, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if answer.status_code != 200:
+        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
+        raise typer.Exit(1)
+    console.print(f"Retrimise / replayed: {answer.json()['replayed']}")
 
 
 if __name__ == "__main__":

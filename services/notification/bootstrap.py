@@ -18,10 +18,10 @@ from services.notification.channels.email import SmtpSender
 from services.notification.channels.people import PeopleChannels, send_due
 from services.notification.channels.sms import FileSmsProvider
 from services.notification.channels.webhook import RetryPolicy, deliver_due
-from services.notification.entrypoints import http
+from services.notification.entrypoints import http, ui
 
 TOPICS = ["punte.cases", "punte.referrals", "punte.access"]
-CONFIG = "notification_config"
+CONFIG = http.CONFIG
 
 
 def people_channels(settings: Settings, zone) -> PeopleChannels:
@@ -77,6 +77,6 @@ def loops(rt: Runtime):
 SPEC = ServiceSpec(
     name="notification", title="Punte notification — notificări / notifications",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router], stats=handlers.stats,
+    consumers=consumers, routers=[http.router, ui.router], stats=handlers.stats,
     on_start=configure, loops=loops,
 )

@@ -3,28 +3,135 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.events import EventType
+from contracts.reference import institutions
+from punte import recipients
+from punte.mailbox import messages as mailbox_messages
 from punte.stack import Stack
+from punte.synthetic import FAMILY, GIVEN
 from runtime.cloudevents import CloudEvent, decode
 
 
+@dataclass
+class Hook:
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+
+@dataclass
+class WebhookReceiver:
+    """An institution's system receiving Punte's webhooks over real HTTP; the first
+    ``failures`` requests are answered 503, to show retries."""
+
+    failures: int = 2
+    seen: list[Hook] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server
+        return f"http://127.0.0.1:{self.server.server_address[1]}/punte"
+
+    def start(self) -> "WebhookReceiver":
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                code = 503 if len(receiver.seen) < receiver.failures else 200
+                receiver.seen.append(Hook({k.lower(): v for k, v in self.headers.items()}, body, code))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+# The institution whose system takes webhooks in the end-to-end network.
+WEBHOOK_INSTITUTION = "dgaspc-bc"
+
+
 @pytest.fixture(scope="session")
-def network(infrastructure, tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("e2e") / "state",
-                  kafka_bootstrap=infrastructure.kafka_bootstrap,
+def webhook_receiver():
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def network(infrastructure, tmp_path_factory, webhook_receiver):
+    state_dir = tmp_path_factory.mktemp("e2e") / "state"
+    state_dir.mkdir()
+    # The embedded default's people, without quiet hours or digest waits (the tests run at
+    # any hour; the digest is shown in tests/integration/test_notification_dispatch.py).
+    recipients.write(state_dir / "recipients.yaml", recipients.demo_recipients(
+        institutions().values(), digest_minutes=0, quiet_hours=None,
+        webhooks={WEBHOOK_INSTITUTION: webhook_receiver.url}))
+    stack = Stack(state_dir, kafka_bootstrap=infrastructure.kafka_bootstrap,
                   database_url=infrastructure.database_url)
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
+    # After every end-to-end test: nothing people were sent identifies a child.
+    assert_nothing_identifies_a_child(people_messages(stack, webhook_receiver))
+
+
+# --- what left the network towards people and institutions' systems ---------------------
+
+CNP_SHAPED = re.compile(r"(?<!\d)[1-9]\d{12}(?!\d)")
+# Every name the synthetic generator and the tests use, and the address the tests write.
+NAMES = re.compile(r"\b(" + "|".join(GIVEN + FAMILY) + r")\b")
+ADDRESS = "Strada Exemplului"
+CASE_ID = re.compile(r"case-[0-9a-f]{16}")
+
+
+def people_messages(network: Stack, receiver: WebhookReceiver | None = None) -> list[tuple[str, str]]:
+    """(channel, full text) of every e-mail (headers and body), SMS and webhook body sent."""
+    found: list[tuple[str, str]] = []
+    for mail in mailbox_messages(network.state.maildir):
+        headers = "\n".join(f"{name}: {value}" for name, value in mail.items())
+        found.append(("email", f"{headers}\n\n{mail.get_content()}"))
+    sms_file: Path = network.state.sms_file
+    if sms_file.exists():
+        found += [("sms", line) for line in sms_file.read_text(encoding="utf-8").splitlines()]
+    if receiver is not None:
+        found += [("webhook", hook.body.decode() + json.dumps(hook.headers)) for hook in receiver.seen]
+    return found
+
+
+def assert_nothing_identifies_a_child(messages: list[tuple[str, str]]) -> None:
+    for channel, text in messages:
+        # Case ids are random hex, which can hold 13 digits in a row: not a CNP.
+        decoded = CASE_ID.sub("case-…", text)
+        assert not CNP_SHAPED.search(decoded), f"a CNP-shaped number left by {channel}: {decoded[:300]}"
+        name = NAMES.search(decoded)
+        assert name is None, f"a child's name ({name.group(0) if name else ''}) left by {channel}"
+        assert ADDRESS not in decoded, f"an address left by {channel}"
 
 
 async def sign_in(network: Stack, username: str) -> str:

@@ -107,8 +107,12 @@ async def replay(session: AsyncSession, *, now: datetime, ids: Sequence[int] | N
     return result.rowcount
 
 
-async def list_for(session: AsyncSession, institution: str, limit: int = 100) -> list[sa.Row]:
-    """An institution's delivery log, newest first."""
+async def list_for(session: AsyncSession, institution: str, limit: int = 100,
+                   status: str | None = None) -> list[sa.Row]:
+    """An institution's delivery log, newest first (optionally only those in ``status``)."""
+    where = [_t.c.institution == institution]
+    if status is not None:
+        where.append(_t.c.status == status)
     return list((await session.execute(
-        sa.select(_t).where(_t.c.institution == institution).order_by(_t.c.id.desc()).limit(limit)
+        sa.select(_t).where(*where).order_by(_t.c.id.desc()).limit(limit)
     )).all())

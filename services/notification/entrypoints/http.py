@@ -10,17 +10,21 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Urgency
 from runtime.tokens import Principal, require_role
-from services.notification.adapters import alerting
-from services.notification.adapters.tables import inbox_entries
+from services.notification.adapters import alerting, deliveries, people
+from services.notification.adapters.deliveries import webhook_deliveries
+from services.notification.adapters.tables import inbox_entries, preferences
+from services.notification.domain.recipients import Channel, Preference, PreferenceRefused, Recipients
 
 Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
                "referral-updated", "referral-overdue", "referral-returned", "case-accessed"]
 
 router = APIRouter(tags=["inbox"])
+CONFIG = "notification_config"  # Runtime.extras key, set by bootstrap.configure
 
 
 class InboxEntry(BaseModel):
@@ -160,3 +164,188 @@ async def stream(request: Request, principal: Principal = Depends(require_role()
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# --- delivery status, preferences, the webhook delivery log ---------------------------------
+
+
+class PersonDelivery(BaseModel):
+    person: str
+    channel: str
+    address: str
+    purpose: str
+    round: int
+    status: str
+    attempts: int
+    due_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+
+class WebhookDelivery(BaseModel):
+    id: int
+    notification_id: str
+    url: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryStatus(BaseModel):
+    notification_id: str
+    read_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    people: list[PersonDelivery]
+    webhooks: list[WebhookDelivery]
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(404, detail={"code": "NOT_FOUND",
+                                      "message": "Notificare inexistentă / no such notification"})
+
+
+@router.get("/inbox/{notification_id}/deliveries", response_model=DeliveryStatus,
+            summary="Cui și cum a fost trimisă / who was told, how, and whether it arrived")
+async def delivery_status(
+    notification_id: str,
+    principal: Principal = Depends(require_role()),
+    session: AsyncSession = Depends(_session),
+) -> DeliveryStatus:
+    institution = _institution(principal)
+    entry = (await session.execute(sa.select(inbox_entries).where(
+        inbox_entries.c.notification_id == notification_id,
+        inbox_entries.c.institution == institution))).mappings().first()
+    if entry is None:
+        raise _not_found()
+    sent = await people.of_notification(session, notification_id)
+    hooks = (await session.execute(sa.select(webhook_deliveries).where(
+        webhook_deliveries.c.notification_id == notification_id).order_by(webhook_deliveries.c.id))).mappings()
+    return DeliveryStatus(
+        notification_id=notification_id, read_at=entry["read_at"],
+        acknowledged_at=entry["acknowledged_at"], acknowledged_by=entry["acknowledged_by"],
+        people=[PersonDelivery.model_validate(row, from_attributes=True) for row in sent],
+        webhooks=[WebhookDelivery.model_validate(dict(row)) for row in hooks])
+
+
+class Preferences(BaseModel):
+    person: str
+    channels: list[Channel]
+    digest: bool
+    allowed_channels: list[Channel]
+    own: bool  # False: the institution's default for the person
+
+
+def _config(request: Request) -> Recipients:
+    return request.app.state.runtime.extras[CONFIG].recipients
+
+
+def _refusal(status: int, code: str, ro: str, en: str) -> HTTPException:
+    return HTTPException(status, detail={"code": code, "message": f"{ro} / {en}",
+                                         "message_ro": ro, "message_en": en})
+
+
+@router.get("/preferences", response_model=Preferences,
+            summary="Preferințele mele de notificare / my notification preferences")
+async def my_preferences(
+    request: Request,
+    principal: Principal = Depends(require_role()),
+    session: AsyncSession = Depends(_session),
+) -> Preferences:
+    recipients = _config(request)
+    person = recipients.people.get(principal.subject)
+    if person is None:
+        raise _refusal(404, "NOT_A_RECIPIENT", "Contul nu primește mesaje în afara inboxului.",
+                       "This account receives no messages outside the inbox.")
+    own = (await session.execute(sa.select(preferences).where(
+        preferences.c.person == principal.subject))).first()
+    allowed = list(recipients.institutions[person.institution].channels)
+    if own is None:
+        return Preferences(person=principal.subject, channels=person.channels, digest=person.digest,
+                           allowed_channels=allowed, own=False)
+    return Preferences(person=principal.subject, channels=own.channels, digest=own.digest,
+                       allowed_channels=allowed, own=True)
+
+
+@router.put("/preferences", response_model=Preferences,
+            summary="Schimb preferințele / change my preferences (P0 alerts still use every channel)")
+async def set_preferences(
+    chosen: Preference,
+    request: Request,
+    principal: Principal = Depends(require_role()),
+    session: AsyncSession = Depends(_session),
+) -> Preferences:
+    recipients = _config(request)
+    try:
+        recipients.check_preference(principal.subject, chosen)
+    except PreferenceRefused as refused:
+        messages = {
+            "NOT_A_RECIPIENT": ("Contul nu primește mesaje în afara inboxului.",),
+            "CHANNEL_NOT_ALLOWED": ("Instituția nu folosește acest canal.",),
+            "NO_ADDRESS": ("Nu aveți o adresă pentru acest canal.",),
+            "NO_CHANNEL": ("Alegeți cel puțin un canal.",),
+        }
+        raise _refusal(422, refused.code, messages[refused.code][0], refused.detail) from None
+    now = datetime.now(timezone.utc)
+    async with session.begin():
+        await session.execute(insert(preferences).values(
+            person=principal.subject, channels=list(chosen.channels), digest=chosen.digest, updated_at=now,
+        ).on_conflict_do_update(index_elements=["person"], set_={
+            "channels": list(chosen.channels), "digest": chosen.digest, "updated_at": now}))
+    person = recipients.people[principal.subject]
+    return Preferences(person=principal.subject, channels=chosen.channels, digest=chosen.digest,
+                       allowed_channels=list(recipients.institutions[person.institution].channels), own=True)
+
+
+def _log_owner(principal: Principal, institution: str | None) -> str:
+    """An institution reads its own log; an operator names the institution."""
+    if "operator" in principal.roles:
+        if not institution:
+            raise _refusal(422, "INSTITUTION_REQUIRED", "Indicați instituția.", "Name the institution.")
+        return institution
+    own = _institution(principal)
+    if institution not in (None, own):
+        raise _refusal(403, "FORBIDDEN", "Doar jurnalul propriei instituții.", "Only your institution's log.")
+    return own
+
+
+@router.get("/webhooks/deliveries", response_model=list[WebhookDelivery],
+            summary="Jurnalul webhook-urilor / the webhook delivery log, newest first")
+async def webhook_log(
+    institution: str | None = None,
+    status: Literal["pending", "delivered", "failed"] | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    principal: Principal = Depends(require_role()),
+    session: AsyncSession = Depends(_session),
+) -> list[WebhookDelivery]:
+    owner = _log_owner(principal, institution)
+    rows = await deliveries.list_for(session, owner, limit, status)
+    return [WebhookDelivery.model_validate(row, from_attributes=True) for row in rows]
+
+
+class Replay(BaseModel):
+    ids: list[int] | None = None
+    status: Literal["pending", "delivered", "failed"] | None = None
+    institution: str | None = None
+
+
+class Replayed(BaseModel):
+    replayed: int
+
+
+@router.post("/webhooks/deliveries/replay", response_model=Replayed,
+             summary="Retrimite / replay webhook deliveries (same body, same Punte-Delivery-Id)")
+async def replay_webhooks(
+    body: Replay,
+    principal: Principal = Depends(require_role()),
+    session: AsyncSession = Depends(_session),
+) -> Replayed:
+    owner = _log_owner(principal, body.institution)
+    async with session.begin():
+        # Always within one institution: ids of another institution's deliveries match nothing.
+        count = await deliveries.replay(session, now=datetime.now(timezone.utc), ids=body.ids,
+                                        institution=owner, status=body.status)
+    return Replayed(replayed=count)
