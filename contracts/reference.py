@@ -211,6 +211,38 @@ def risk_categories() -> dict[str, RiskCategory]:
     }
 
 
+@dataclass(frozen=True)
+class NeedToKnow:
+    """need-to-know.yaml: the categories each institution kind sees, and those never
+    named in a message to a person."""
+
+    visible: dict[str, frozenset[str]]  # institution kind -> category ids
+    protected_in_messages: frozenset[str]
+
+
+@functools.cache
+def need_to_know() -> NeedToKnow:
+    data = _read_yaml(REFERENCE_DIR / "need-to-know.yaml")
+    categories = risk_categories()
+
+    def select(rule: dict[str, Any], where: str) -> frozenset[str]:
+        groups = rule.get("groups") or []
+        chosen = set(rule.get("categories") or [])
+        if groups == "all":
+            return frozenset(categories)
+        known_groups = {c.group for c in categories.values()}
+        for name in [*groups, *chosen]:
+            if name not in known_groups and name not in categories:
+                raise ValueError(f"need-to-know.yaml {where}: unknown group or category {name!r}")
+        return frozenset(c.id for c in categories.values() if c.group in groups) | frozenset(chosen)
+
+    kinds = {inst.kind for inst in institutions().values()}
+    visible = {kind: select(rule, kind) for kind, rule in data["by_kind"].items()}
+    if missing := kinds - set(visible):
+        raise ValueError(f"need-to-know.yaml names no rule for {sorted(missing)}")
+    return NeedToKnow(visible, select(data["protected_in_messages"], "protected_in_messages"))
+
+
 @functools.cache
 def triage_table() -> dict[str, Any]:
     """triage.yaml: ``immediate_danger``, ``default`` and ``categories`` (id -> urgency)."""

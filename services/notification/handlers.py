@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from contracts.events import (
     ReferralRequested,
     ReferralTransitioned,
 )
-from contracts.reference import county_institution, delivery_topic, institutions
+from contracts.reference import NeedToKnow, county_institution, delivery_topic, institutions, need_to_know
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
 from runtime.log import get_logger
@@ -49,6 +49,19 @@ class Config:
     network_key: SigningKey | None = None
     # institution -> the DGASPC of its county, whose coordinators get escalated alerts
     county_dgaspc: Mapping[str, str] | None = None
+    rules: NeedToKnow | None = None
+
+    def visible(self, recipient: str, categories: tuple[str, ...]) -> tuple[str, ...]:
+        """The categories ``recipient`` is to know of (need-to-know.yaml by its kind)."""
+        rules = self.rules or need_to_know()
+        inst = institutions().get(recipient)
+        allowed = rules.visible.get(inst.kind) if inst else None
+        if allowed is None:
+            return categories
+        return tuple(c for c in categories if c in allowed)
+
+    def protected(self) -> frozenset[str]:
+        return (self.rules or need_to_know()).protected_in_messages
 
     def dgaspc_of(self) -> Mapping[str, str]:
         return self.county_dgaspc if self.county_dgaspc is not None else county_dgaspcs()
@@ -122,13 +135,18 @@ async def _follow_owner(uow: UnitOfWork, step: ReferralTransitioned) -> None:
 
 async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: Config) -> None:
     notification_id = notices.notification_id(event.source, event.id, notice.recipient)
+    # Need to know: what the recipient is not to know of is left out of everything it is sent.
+    notice = replace(notice, categories=config.visible(notice.recipient, notice.categories))
     summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
                         notice.do_not_contact, notice.detail)
+    mail = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
+                     notice.do_not_contact, notice.detail, protected=config.protected())
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
         categories=list(notice.categories), summary_ro=summary.ro, summary_en=summary.en,
         created_at=uow.now, do_not_contact=notice.do_not_contact, deadline=notice.deadline,
+        mail_summary_ro=mail.ro, mail_summary_en=mail.en,
     ).on_conflict_do_nothing(index_elements=["notification_id"])
         .returning(inbox_entries.c.notification_id))
     if inserted is None:

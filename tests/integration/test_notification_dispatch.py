@@ -25,13 +25,13 @@ from runtime.signing import SigningKey
 from services.notification import handlers
 from services.notification.adapters import alerting
 from services.notification.adapters.deliveries import webhook_deliveries
-from services.notification.adapters.tables import alerts, people_deliveries, preferences
+from services.notification.adapters.tables import alerts, inbox_entries, people_deliveries, preferences
 from services.notification.channels.email import SmtpSender
 from services.notification.channels.people import PeopleChannels, send_due
 from services.notification.channels.sms import FileSmsProvider
 from services.notification.domain.recipients import Recipients
 from services.notification.domain.retry import RetryPolicy
-from tests.integration.helpers import message, migrated_database
+from tests.integration.helpers import emitted, message, migrated_database
 from tests.integration.test_channel_email import Collector, free_port
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
@@ -66,10 +66,15 @@ RECIPIENTS = {
 
 
 @pytest.fixture
-async def sessions(infrastructure):
+async def database(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "notification", MIGRATIONS)
-    yield sessions
+    yield engine, sessions
     await engine.dispose()
+
+
+@pytest.fixture
+def sessions(database):
+    return database[1]
 
 
 @pytest.fixture
@@ -272,3 +277,34 @@ def test_the_embedded_mail_server_keeps_what_it_receives(tmp_path):
         process.terminate()
         assert process.wait(10) == 0
 
+
+
+async def test_each_institution_is_told_only_what_it_needs_to_know(database, config, smtp):
+    engine, sessions = database
+    opened = CloudEvent.new(EventType.CASE_OPENED.value, "/punte/intake", {
+        "case_id": "case-n", "child_ref": "c" * 64, "uat_siruta": 20297,
+        "categories": ["domestic_violence", "health_risk", "school_absenteeism"], "urgency": "P1",
+        "lead": "dgaspc-bc", "informed": ["dgaspc-bc", "ipj-bc", "isj-bc", "dsp-bc"], "report_id": "r-1",
+        "reporter": {"institution": "spas-colonesti", "role": "social-worker"}, "received_at": T0.isoformat(),
+    }, subject="case-n")
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(session, Outbox(session, None), "/punte/notification", T0)
+        await handlers.notify(uow, message("punte.cases", opened), config)
+        await uow.outbox.flush()
+    async with sessions() as session:
+        seen = dict((await session.execute(sa.select(inbox_entries.c.institution, inbox_entries.c.categories))).all())
+    assert seen == {"dgaspc-bc": ["domestic_violence", "health_risk", "school_absenteeism"],
+                    "ipj-bc": ["domestic_violence"],  # police never get health or school details
+                    "isj-bc": ["school_absenteeism"],  # schools get school-related items
+                    "dsp-bc": ["health_risk"]}
+    delivered = {topic: data for topic, _, data in await emitted(engine)}
+    assert delivered["punte.delivery.ipj-bc"]["categories"] == ["domestic_violence"]
+    assert "medical" not in delivered["punte.delivery.ipj-bc"]["summary_ro"].lower()
+    assert delivered["punte.delivery.isj-bc"]["categories"] == ["school_absenteeism"]
+    # The DGASPC's inbox names the health risk; the e-mails its people get do not.
+    assert "risc medical" in delivered["punte.delivery.dgaspc-bc"]["summary_ro"]
+    async with sessions() as session:
+        await send_due(session, config.channels, T0)
+    _, collector = smtp
+    bodies = [m.get_content() for _, _, m in collector.received]
+    assert bodies and all("categorie protejată" in b and "medical" not in b.lower() for b in bodies)

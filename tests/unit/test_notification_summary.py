@@ -70,3 +70,27 @@ def test_notification_id_is_deterministic_per_event_and_recipient():
     assert one == notices.notification_id("/punte/intake", "e-1", "bc-dsp")
     assert one != notices.notification_id("/punte/intake", "e-1", "bc-isj")
     assert one != notices.notification_id("/punte/intake", "e-2", "bc-dsp")
+
+
+def test_need_to_know_keeps_health_from_police_and_schools_to_school_items():
+    from contracts.reference import need_to_know, risk_categories
+
+    rules = need_to_know()
+    health = {c.id for c in risk_categories().values() if c.group == "health"}
+    assert health and not health & rules.visible["IPJ"] and not health & rules.visible["PL"]
+    assert rules.visible["ISJ"] == rules.visible["CJRAE"] == {
+        "special_educational_needs", "school_absenteeism", "bullying", "online_violence"}
+    assert rules.visible["DGASPC"] == set(risk_categories())
+    assert health <= rules.protected_in_messages
+
+
+def test_protected_categories_are_not_named_and_no_category_reads_as_a_reported_risk():
+    from contracts.reference import risk_categories
+    from services.notification.domain.messages import summarise
+
+    mail = summarise("case-informed", "P1", ["neglect", "pregnant_minor"], "case-1", risk_categories(),
+                     protected={"pregnant_minor"})
+    assert mail.ro == "Caz nou, spre informare (P1): neglijare, categorie protejată (detalii în Punte). Caz case-1"
+    assert "minor" not in mail.en.lower()
+    nothing = summarise("case-informed", "P1", [], "case-1", risk_categories())
+    assert "risc semnalat" in nothing.ro and "risk reported" in nothing.en

@@ -39,7 +39,9 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[sa.Row]:
     transaction (rows another sender holds are skipped)."""
     e = inbox_entries
     return list((await session.execute(
-        sa.select(_t, e.c.kind, e.c.urgency, e.c.case_id, e.c.summary_ro, e.c.summary_en,
+        sa.select(_t, e.c.kind, e.c.urgency, e.c.case_id,
+                  sa.func.coalesce(e.c.mail_summary_ro, e.c.summary_ro).label("summary_ro"),
+                  sa.func.coalesce(e.c.mail_summary_en, e.c.summary_en).label("summary_en"),
                   e.c.do_not_contact, e.c.deadline)
         .join(e, e.c.notification_id == _t.c.notification_id)
         .where(_t.c.status == PENDING, _t.c.due_at <= now)

@@ -21,6 +21,9 @@ inbox_entries = sa.Table(
     sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("acknowledged_by", sa.Text, nullable=True),  # the person (token subject)
     sa.Column("deadline", sa.DateTime(timezone=True), nullable=True),  # the next step's due time
+    # What e-mails say: as the summaries, but special categories are not named.
+    sa.Column("mail_summary_ro", sa.Text, nullable=True),
+    sa.Column("mail_summary_en", sa.Text, nullable=True),
 )
 
 # E-mails and SMS to people: the queue the sender polls and the delivery status of each.

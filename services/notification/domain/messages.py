@@ -5,7 +5,7 @@ never a name, CNP, address or child pseudonym, so a summary can travel to any in
 e-mail or SMS gateway without widening who knows who the child is."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +31,10 @@ DETAILS: dict[str, tuple[str, str]] = {
     "first_contact": ("primul contact", "first contact"), "outcome": ("rezultatul", "outcome"),
 }
 DO_NOT_CONTACT = ("NU contactați familia.", "Do NOT contact the household.")
+# In place of a special category (health, sexual abuse) in a message that leaves Punte.
+PROTECTED = ("categorie protejată (detalii în Punte)", "protected category (details in Punte)")
+# When none of the case's categories is the recipient's to know.
+NOT_YOURS = ("risc semnalat (detalii la instituția responsabilă)", "risk reported (details with the lead institution)")
 
 
 class Labelled(Protocol):
@@ -51,13 +55,23 @@ def _in_sentence(label: str) -> str:
 
 def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
               labels: Mapping[str, Labelled], do_not_contact: bool = False,
-              detail: str | None = None) -> Summary:
-    """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…"."""
+              detail: str | None = None, protected: Collection[str] = ()) -> Summary:
+    """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…".
+    Categories in ``protected`` read as one "protected category" (for messages that leave
+    Punte); no categories at all read as a reported risk."""
     headline_ro, headline_en = HEADLINES[kind]
     ids = list(dict.fromkeys(categories))
+    shown = [c for c in ids if c not in protected]
+    hidden = len(shown) < len(ids)
     # An id missing from the reference data (a newer contract) still shows, as its id.
-    ro = ", ".join(_in_sentence(labels[c].label_ro) if c in labels else c for c in ids)
-    en = ", ".join(_in_sentence(labels[c].label_en) if c in labels else c for c in ids)
+    ro_parts = [_in_sentence(labels[c].label_ro) if c in labels else c for c in shown]
+    en_parts = [_in_sentence(labels[c].label_en) if c in labels else c for c in shown]
+    if hidden:
+        ro_parts.append(PROTECTED[0])
+        en_parts.append(PROTECTED[1])
+    if not ids:
+        ro_parts, en_parts = [NOT_YOURS[0]], [NOT_YOURS[1]]
+    ro, en = ", ".join(ro_parts), ", ".join(en_parts)
     warn_ro, warn_en = (f" {DO_NOT_CONTACT[0]}", f" {DO_NOT_CONTACT[1]}") if do_not_contact else ("", "")
     if detail:
         detail_ro, detail_en = DETAILS.get(detail, (detail, detail))

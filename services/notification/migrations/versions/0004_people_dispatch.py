@@ -15,6 +15,9 @@ def upgrade() -> None:
     op.add_column("inbox_entries", sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("inbox_entries", sa.Column("acknowledged_by", sa.Text, nullable=True))
     op.add_column("inbox_entries", sa.Column("deadline", sa.DateTime(timezone=True), nullable=True))
+    # The summaries e-mails carry: special categories (health, sexual abuse) not named.
+    op.add_column("inbox_entries", sa.Column("mail_summary_ro", sa.Text, nullable=True))
+    op.add_column("inbox_entries", sa.Column("mail_summary_en", sa.Text, nullable=True))
     op.create_table(
         "people_deliveries",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
@@ -69,6 +72,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in ("preferences", "referral_owners", "alerts", "people_deliveries"):
         op.drop_table(table)
+    op.drop_column("inbox_entries", "mail_summary_en")
+    op.drop_column("inbox_entries", "mail_summary_ro")
     op.drop_column("inbox_entries", "deadline")
     op.drop_column("inbox_entries", "acknowledged_by")
     op.drop_column("inbox_entries", "acknowledged_at")
