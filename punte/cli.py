@@ -24,7 +24,14 @@ STATE = typer.Option(Path(".punte"), "--state-dir", envvar="PUNTE_STATE_DIR",
                      help="Folder for keys, data and logs of the embedded default")
 
 
-def _progress_table(p: DemoProgress) -> Table:
+def _sent_to_people(state: State) -> tuple[int, int]:
+    """E-mails in the embedded mail server's Maildir, and SMS in the file provider's file."""
+    mails = sum(1 for _ in (state.maildir / "new").iterdir()) if (state.maildir / "new").is_dir() else 0
+    sms = sum(1 for _ in state.sms_file.open(encoding="utf-8")) if state.sms_file.exists() else 0
+    return mails, sms
+
+
+def _progress_table(p: DemoProgress, state: State | None = None) -> Table:
     table = Table(title="Demo: instituțiile din Bacău schimbă cazuri / institutions exchanging cases")
     table.add_column("Ce / what")
     table.add_column("Câte / how many", justify="right")
@@ -38,6 +45,10 @@ def _progress_table(p: DemoProgress) -> Table:
         ("Trimiteri finalizate / referrals completed", p.referrals_completed),
     ):
         table.add_row(label, str(value))
+    if state is not None:
+        mails, sms = _sent_to_people(state)
+        table.add_row("E-mailuri către oameni / e-mails to people", str(mails))
+        table.add_row("SMS-uri / text messages", str(sms))
     return table
 
 
@@ -64,15 +75,19 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         table.add_column("Adresă / address")
         for name in ("identity", "intake", "referral", "notification", "audit"):
             table.add_row(name, stack.url(name) + ("/docs" if name != "identity" else ""))
+        table.add_row("inbox web / web inbox", stack.url("notification") + "/ui")
+        table.add_row("pagina auditorilor / auditors' page", stack.url("audit") + "/ui")
         table.add_row("broker (Kafka)", stack.kafka_bootstrap or "")
         table.add_row("PostgreSQL", (stack.database_url or "").replace("+asyncpg", ""))
+        table.add_row("e-mail (SMTP → Maildir)", str(stack.state.maildir))
+        table.add_row("SMS (fișier / file)", str(stack.state.sms_file))
         console.print(table)
         console.print(f"Parole demo / demo passwords: {stack.state.passwords_file}")
         console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
         if demo:
             with Live(_progress_table(DemoProgress()), console=console, refresh_per_second=4) as live:
                 asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state,
-                                     rate=rate, on_progress=lambda p: live.update(_progress_table(p))))
+                                     rate=rate, on_progress=lambda p: live.update(_progress_table(p, stack.state))))
         else:
             signal.pause()
     except KeyboardInterrupt:

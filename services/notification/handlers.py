@@ -27,7 +27,14 @@ from runtime.inbox import Message, UnitOfWork, dead_letter
 from runtime.log import get_logger
 from runtime.signing import SigningKey
 from services.notification.adapters import alerting, people
-from services.notification.adapters.tables import inbox_entries, preferences, referral_owners
+from services.notification.adapters.deliveries import webhook_deliveries
+from services.notification.adapters.tables import (
+    alerts,
+    inbox_entries,
+    people_deliveries,
+    preferences,
+    referral_owners,
+)
 from services.notification.channels.people import PeopleChannels
 from services.notification.channels.webhook import enqueue_event
 from services.notification.domain import dispatch, notices
@@ -266,4 +273,10 @@ async def stats(session) -> dict:
         "notifications": await count(),
         "unread": await count(inbox_entries.c.read_at.is_(None)),
         "acknowledged": await count(inbox_entries.c.acknowledged_at.is_not(None)),
+        "messages_to_people": dict((await session.execute(
+            sa.select(people_deliveries.c.status, sa.func.count()).group_by(people_deliveries.c.status))).all()),
+        "alerts_unacknowledged": await session.scalar(
+            sa.select(sa.func.count()).select_from(alerts).where(alerts.c.acknowledged_at.is_(None))),
+        "webhooks": dict((await session.execute(
+            sa.select(webhook_deliveries.c.status, sa.func.count()).group_by(webhook_deliveries.c.status))).all()),
     }

@@ -34,7 +34,7 @@ class Hook:
 @dataclass
 class WebhookReceiver:
     """An institution's system receiving Punte's webhooks over real HTTP; the first
-    ``failures`` requests are answered 503, to show retries."""
+    ``failures`` requests of each delivery are answered 503, to show retries."""
 
     failures: int = 2
     seen: list[Hook] = field(default_factory=list)
@@ -51,8 +51,11 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                code = 503 if len(receiver.seen) < receiver.failures else 200
-                receiver.seen.append(Hook({k.lower(): v for k, v in self.headers.items()}, body, code))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                tries = sum(1 for hook in receiver.seen
+                            if hook.headers.get("punte-delivery-id") == headers.get("punte-delivery-id"))
+                code = 503 if tries < receiver.failures else 200
+                receiver.seen.append(Hook(headers, body, code))
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

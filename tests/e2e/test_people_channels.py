@@ -128,7 +128,7 @@ async def test_a_p0_case_reaches_the_on_call_person_and_the_leads_system(network
                                "--id", hook.headers["punte-delivery-id"], "--state-dir", str(network.state_dir)],
                               capture_output=True, text=True, timeout=60)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    assert "1" in replayed.stdout
+    assert "replayed: 1" in replayed.stdout
 
     async def replay_arrived():
         """the replayed webhook arrived"""

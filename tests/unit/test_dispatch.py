@@ -55,8 +55,9 @@ def config(**changes) -> Recipients:
     return Recipients.model_validate(raw)
 
 
-def notice(kind: str = "referral-requested", urgency: str = "P1", recipient: str = "das-x") -> Notice:
-    return Notice(recipient, kind, "case-1", "ref-1", urgency, ("neglect",))
+def notice(kind: str = "referral-requested", urgency: str = "P1", recipient: str = "das-x",
+           uat: int | None = None) -> Notice:
+    return Notice(recipient, kind, "case-1", "ref-1", urgency, ("neglect",), uat=uat)
 
 
 def sent(p) -> set[tuple[str, str, str]]:
@@ -124,9 +125,9 @@ def test_updates_of_a_referral_go_to_the_person_holding_it_and_missed_deadlines_
 
 
 def test_uat_narrows_to_the_case_managers_covering_it():
-    assert {m.person for m in plan(notice("case-informed"), config(), DAY, uat=20297).messages} == {
+    assert {m.person for m in plan(notice("case-informed", uat=20297), config(), DAY).messages} == {
         "ana", "dan", "ion", "team:das-x"}
-    assert {m.person for m in plan(notice("case-informed"), config(), DAY, uat=1).messages} == {
+    assert {m.person for m in plan(notice("case-informed", uat=1), config(), DAY).messages} == {
         "ana", "dan", "team:das-x"}
 
 

@@ -99,7 +99,7 @@ def _ordinary(notice: Notice, inst: InstitutionRecipients, recipients: Recipient
 
 def plan(notice: Notice, recipients: Recipients, now: datetime, *, owner: str | None = None,
          preferences: Mapping[str, Preference] | None = None,
-         available: Collection[Channel] = ("email", "sms"), uat: int | None = None) -> Plan:
+         available: Collection[Channel] = ("email", "sms")) -> Plan:
     inst = recipients.of(notice.recipient)
     if inst is None:
         return Plan((), False)  # an institution with no people configured: inbox and systems only
@@ -109,7 +109,7 @@ def plan(notice: Notice, recipients: Recipients, now: datetime, *, owner: str | 
     on_call = recipients.on_call(notice.recipient, now) if alert else []
     for person in on_call:
         messages += [Outgoing(person, c, a, "alert", now) for c, a in reachable(recipients, person, available)]
-    for person in audience(notice, recipients, owner, uat):
+    for person in audience(notice, recipients, owner, notice.uat):
         if person in on_call:
             continue  # already alerted on every channel
         preference = preferences.get(person)

@@ -38,6 +38,7 @@ class Notice:
     reason: str | None = None
     forwarded_to: str | None = None
     deadline: datetime | None = None  # when the next step is due
+    uat: int | None = None  # the case's UAT (SIRUTA), when the event names it
 
 
 def _first(deadlines: Mapping[str, datetime]) -> datetime | None:
@@ -53,7 +54,8 @@ def notification_id(event_source: str, event_id: str, recipient: str) -> str:
 def case_opened(case: CaseOpened) -> list[Notice]:
     return [
         Notice(recipient, "case-informed", case.case_id, None, case.urgency.value,
-               tuple(case.categories), case.do_not_contact, deadline=_first(case.deadlines))
+               tuple(case.categories), case.do_not_contact, deadline=_first(case.deadlines),
+               uat=case.uat_siruta)
         for recipient in dict.fromkeys(case.informed)
     ]
 
