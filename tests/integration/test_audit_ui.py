@@ -20,6 +20,7 @@ from runtime.service import Runtime
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey
 from runtime.tokens import TokenIssuer, TokenVerifier
+from runtime.web_pages import IDENTITY_CLIENT
 from services.audit import handlers
 from services.audit.bootstrap import institution_topics
 from services.audit.entrypoints import http, ui
@@ -63,7 +64,7 @@ async def page(infrastructure):
     app.include_router(ui.router)
     app.state.runtime = runtime
     # The identity provider, reached the way the service reaches it: by discovery, over HTTP.
-    setattr(app.state, ui.IDENTITY_CLIENT,
+    setattr(app.state, IDENTITY_CLIENT,
             lambda: httpx.AsyncClient(transport=httpx.ASGITransport(IDENTITY), base_url=ISSUER_URL))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://audit.test")
     client.engine = engine  # type: ignore[attr-defined]
@@ -149,6 +150,6 @@ async def test_an_unreachable_identity_provider_is_a_clear_503(page, monkeypatch
             raise httpx.ConnectError("refused", request=request)
         return httpx.AsyncClient(transport=httpx.MockTransport(refuse))
 
-    monkeypatch.setattr(page.app.state, ui.IDENTITY_CLIENT, broken)
+    monkeypatch.setattr(page.app.state, IDENTITY_CLIENT, broken)
     answer = await sign_in(page, "aud.ana", AUDITOR_PASSWORD)
     assert answer.status_code == 503 and answer.json()["detail"]["code"] == "ISSUER_UNREACHABLE"
