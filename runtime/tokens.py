@@ -4,6 +4,7 @@ an OpenID Connect discovery document and its JWKS, so a real identity provider c
 its place by configuration (PUNTE_OIDC_ISSUER)."""
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class TokenVerifier:
         self.audience = audience
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
+        # Requests arriving together with a new key id wait for one fetch, not a refusal.
+        self._refreshing = asyncio.Lock()
         if jwks is not None:
             self._load(jwks)
 
@@ -88,13 +91,16 @@ class TokenVerifier:
             raise HTTPException(401, detail={"code": "INVALID_TOKEN", "message": str(exc)}) from None
         # An unknown key id may mean the issuer rotated; look again, but at most every
         # REFRESH_SECONDS, so forged tokens cannot turn us against the issuer.
-        if kid not in self._keys and time.monotonic() - self._fetched_at > REFRESH_SECONDS:
-            self._fetched_at = time.monotonic()
-            try:
-                await self._refresh()
-            except (httpx.HTTPError, KeyError, ValueError) as exc:
-                raise HTTPException(503, detail={"code": "ISSUER_UNREACHABLE",
-                                                 "message": repr(exc)}) from None
+        if kid not in self._keys:
+            async with self._refreshing:
+                if kid not in self._keys and time.monotonic() - self._fetched_at > REFRESH_SECONDS:
+                    try:
+                        await self._refresh()
+                    except (httpx.HTTPError, KeyError, ValueError) as exc:
+                        raise HTTPException(503, detail={"code": "ISSUER_UNREACHABLE",
+                                                         "message": repr(exc)}) from None
+                    finally:
+                        self._fetched_at = time.monotonic()
         key = self._keys.get(kid)
         if key is None:
             raise HTTPException(401, detail={"code": "INVALID_TOKEN", "message": "unknown key"})
