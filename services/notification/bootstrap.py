@@ -40,7 +40,6 @@ async def configure(rt: Runtime) -> None:
     rt.extras[CONFIG] = handlers.Config(
         labels=reference.risk_categories(), recipients=recipients,
         channels=people_channels(rt.settings, recipients.zone), network_key=rt.network_key,
-        county_dgaspc=handlers.county_dgaspcs(),
     )
 
 

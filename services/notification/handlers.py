@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,18 +22,19 @@ from contracts.events import (
     ReferralRequested,
     ReferralTransitioned,
 )
-from contracts.reference import NeedToKnow, county_institution, delivery_topic, institutions, need_to_know
+from contracts.reference import NeedToKnow, delivery_topic, institutions, need_to_know
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
 from runtime.log import get_logger
 from runtime.signing import SigningKey
 from services.notification.adapters import alerting, people
+from services.notification.adapters import preferences as preference_store
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import (
     alerts,
+    facts,
     inbox_entries,
     people_deliveries,
-    preferences,
     referral_owners,
 )
 from services.notification.channels.people import PeopleChannels
@@ -40,7 +42,7 @@ from services.notification.channels.webhook import enqueue_event
 from services.notification.domain import dispatch, notices
 from services.notification.domain.messages import Labelled, summarise
 from services.notification.domain.notices import Notice
-from services.notification.domain.recipients import Preference, Recipients
+from services.notification.domain.recipients import Recipients
 
 SERVICE = "notification"
 log = get_logger("notification")
@@ -53,35 +55,24 @@ class Config:
     labels: Mapping[str, Labelled]
     recipients: Recipients
     channels: PeopleChannels
-    network_key: SigningKey | None = None
+    network_key: SigningKey | None
     # institution -> the DGASPC of its county, whose coordinators get escalated alerts
-    county_dgaspc: Mapping[str, str] | None = None
-    rules: NeedToKnow | None = None
+    county_dgaspc: Mapping[str, str] = field(default_factory=lambda: county_dgaspcs())
+    rules: NeedToKnow = field(default_factory=need_to_know)
 
     def visible(self, recipient: str, categories: tuple[str, ...]) -> tuple[str, ...]:
         """The categories ``recipient`` is to know of (need-to-know.yaml by its kind)."""
-        rules = self.rules or need_to_know()
         inst = institutions().get(recipient)
-        allowed = rules.visible.get(inst.kind) if inst else None
+        allowed = self.rules.visible.get(inst.kind) if inst else None
         if allowed is None:
             return categories
         return tuple(c for c in categories if c in allowed)
 
-    def protected(self) -> frozenset[str]:
-        return (self.rules or need_to_know()).protected_in_messages
-
-    def dgaspc_of(self) -> Mapping[str, str]:
-        return self.county_dgaspc if self.county_dgaspc is not None else county_dgaspcs()
-
 
 def county_dgaspcs() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for inst in institutions().values():
-        try:
-            found[inst.id] = county_institution("DGASPC", inst.county).id
-        except KeyError:
-            continue
-    return found
+    """Every institution's county DGASPC, where the county has one in the network."""
+    dgaspcs = {inst.county: inst.id for inst in institutions().values() if inst.kind == "DGASPC"}
+    return {inst.id: dgaspcs[inst.county] for inst in institutions().values() if inst.county in dgaspcs}
 
 
 class UnknownReferral(LookupError):
@@ -93,11 +84,17 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     try:
         event = decode(message.headers, message.value)
         if event.type == EventType.CASE_OPENED.value:
-            found = notices.case_opened(CaseOpened.model_validate(event.data))
+            case = CaseOpened.model_validate(event.data)
+            await _remember(uow, case.case_id, case.case_id, case.urgency.value, case.categories,
+                            case.do_not_contact, case.lead)
+            found = notices.case_opened(case)
         elif event.type == EventType.CASE_REPORT_ADDED.value:
             found = notices.report_added(CaseReportAdded.model_validate(event.data))
         elif event.type == EventType.REFERRAL_REQUESTED.value:
-            found = notices.referral_requested(ReferralRequested.model_validate(event.data))
+            referral = ReferralRequested.model_validate(event.data)
+            await _remember(uow, referral.referral_id, referral.case_id, referral.urgency.value,
+                            referral.categories, referral.do_not_contact, referral.to)
+            found = notices.referral_requested(referral)
         elif event.type == EventType.REFERRAL_TRANSITIONED.value:
             step = ReferralTransitioned.model_validate(event.data)
             await _follow_owner(uow, step)
@@ -112,7 +109,7 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
             lead = await _lead_of(uow, access.case_id) if access.case_id else None
             if lead is None:
                 return  # not a case this service has heard of (or an auditor's search)
-            urgency, categories, _ = await _facts(uow, inbox_entries.c.case_id == access.case_id)
+            urgency, categories, _ = await _facts(uow, facts.c.case_id == access.case_id)
             found = notices.case_accessed(access, lead, urgency, categories)
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
             accepted = ReferralAccepted.model_validate(event.data)
@@ -132,6 +129,15 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
         await _deliver(uow, event, notice, config)
 
 
+async def _remember(uow: UnitOfWork, subject_id: str, case_id: str, urgency: str, categories: list[str],
+                    do_not_contact: bool, lead: str) -> None:
+    """Keep a case's or referral's whole facts for the notices that follow it."""
+    await uow.session.execute(insert(facts).values(
+        subject_id=subject_id, case_id=case_id, urgency=urgency, categories=list(categories),
+        do_not_contact=do_not_contact, lead=lead, created_at=uow.now,
+    ).on_conflict_do_nothing(index_elements=["subject_id"]))
+
+
 async def _follow_owner(uow: UnitOfWork, step: ReferralTransitioned) -> None:
     """Remember who holds a referral, so its updates reach that person."""
     if step.owner:
@@ -147,7 +153,7 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: C
     summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
                         notice.do_not_contact, notice.detail)
     mail = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
-                     notice.do_not_contact, notice.detail, protected=config.protected())
+                     notice.do_not_contact, notice.detail, protected=config.rules.protected_in_messages)
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
@@ -193,9 +199,7 @@ async def _tell_people(uow: UnitOfWork, notification_id: str, notice: Notice, co
         owner = await uow.session.scalar(sa.select(referral_owners.c.owner)
                                          .where(referral_owners.c.referral_id == notice.referral_id))
     members = recipients.members(notice.recipient, "case-manager", "supervisor", "coordinator")
-    chosen = {row.person: Preference(channels=row.channels, digest=row.digest)
-              for row in (await uow.session.execute(
-                  sa.select(preferences).where(preferences.c.person.in_(members)))).all()}
+    chosen = await preference_store.of(uow.session, members)
     plan = dispatch.plan(notice, recipients, uow.now, owner=owner, preferences=chosen,
                          available=config.channels.available)
     await people.enqueue(uow.session, notification_id, notice.recipient, plan.messages, uow.now)
@@ -213,52 +217,45 @@ async def fire_due_alerts(session, config: Config, now: datetime, limit: int = 1
         due = await alerting.due(session, now, limit)
         for alert in due:
             inst = recipients.of(alert.institution)
-            step = dispatch.escalation_step(alert.level, alert.round, inst.resends if inst else 0)
-            targets: list[str] = []
-            while step is not None:
-                targets = dispatch.alert_targets(step[0], alert.institution, recipients,
-                                                 config.dgaspc_of(), now)
-                if targets:
-                    break
-                step = dispatch.escalation_step(step[0], inst.resends + 1 if inst else 1, 0)
+            targets_at = partial(dispatch.alert_targets, institution=alert.institution, recipients=recipients,
+                                 county_dgaspc=config.county_dgaspc, now=now)
+            step = dispatch.next_alert_step(alert.level, alert.round, inst.resends, targets_at) if inst else None
             if step is None or inst is None:
                 log.warning("alert unacknowledged and nobody left to tell", notification_id=alert.notification_id)
                 await alerting.stop(session, alert.notification_id)
                 continue
             messages = [dispatch.Outgoing(person, channel, address, "alert", now)
-                        for person in targets
+                        for person in step.targets
                         for channel, address in dispatch.reachable(recipients, person, config.channels.available)]
             await people.enqueue(session, alert.notification_id, alert.institution, messages, now,
                                  round=alert.sends + 1)
-            await alerting.advance(session, alert.notification_id, step[0], step[1],
+            await alerting.advance(session, alert.notification_id, step.level, step.round,
                                    now + timedelta(minutes=inst.ack_minutes))
-            log.info("alert re-sent" if step[0] == alert.level else "alert escalated",
-                     notification_id=alert.notification_id, level=step[0], people=len(targets))
+            log.info("alert re-sent" if step.level == alert.level else "alert escalated",
+                     notification_id=alert.notification_id, level=step.level, people=len(step.targets))
         return len(due)
 
 
 async def _lead_of(uow: UnitOfWork, case_id: str) -> str | None:
     """The institution a case was referred to first: its lead."""
     return (await uow.session.execute(
-        sa.select(inbox_entries.c.institution)
-        .where(inbox_entries.c.case_id == case_id, inbox_entries.c.kind == "referral-requested")
-        .order_by(inbox_entries.c.created_at).limit(1)
+        sa.select(facts.c.lead).where(facts.c.case_id == case_id, facts.c.lead.is_not(None))
+        .order_by(facts.c.created_at).limit(1)
     )).scalar_one_or_none()
 
 
 async def _referral_facts(uow: UnitOfWork, referral_id: str, case_id: str) -> tuple[str, tuple[str, ...], bool]:
-    """Urgency, categories and the do-not-contact flag of a referral, from the notice of its
-    request (same topic and key, so it was handled first), else from any notice about the
-    case."""
-    return await _facts(uow, inbox_entries.c.referral_id == referral_id, inbox_entries.c.case_id == case_id)
+    """Urgency, categories and the do-not-contact flag of a referral, from its request (same
+    topic and key, so it was handled first), else from what is known of the case."""
+    return await _facts(uow, facts.c.subject_id == referral_id, facts.c.case_id == case_id)
 
 
 async def _facts(uow: UnitOfWork, *wheres: Any) -> tuple[str, tuple[str, ...], bool]:
-    """From the first notice matching the first condition that matches any."""
+    """From the earliest facts matching the first condition that matches any."""
     for where in wheres:
         row = (await uow.session.execute(
-            sa.select(inbox_entries.c.urgency, inbox_entries.c.categories, inbox_entries.c.do_not_contact)
-            .where(where).order_by(inbox_entries.c.created_at).limit(1)
+            sa.select(facts.c.urgency, facts.c.categories, facts.c.do_not_contact)
+            .where(where).order_by(facts.c.created_at).limit(1)
         )).first()
         if row is not None:
             return row.urgency, tuple(row.categories), row.do_not_contact

@@ -4,7 +4,6 @@ person, re-sent and escalated on an injected clock until acknowledged; P2/P3 in 
 redelivered events tell nobody twice; webhooks queued for an institution's system."""
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -32,7 +31,7 @@ from services.notification.channels.sms import FileSmsProvider
 from services.notification.domain.recipients import Recipients
 from services.notification.domain.retry import RetryPolicy
 from tests.integration.helpers import emitted, message, migrated_database
-from tests.integration.test_channel_email import Collector, free_port
+from tests.integration.smtp_peer import smtp_server
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
 ZONE = ZoneInfo("Europe/Bucharest")
@@ -79,12 +78,8 @@ def sessions(database):
 
 @pytest.fixture
 def smtp():
-    collector = Collector()
-    controller = Controller(collector, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, collector
-    with contextlib.suppress(AssertionError):  # a test may have stopped it already
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -260,7 +255,7 @@ def test_the_embedded_mail_server_keeps_what_it_receives(tmp_path):
     import subprocess
     import sys
 
-    from punte.embedded import wait_for_port
+    from punte.embedded import free_port, wait_for_port
     from services.notification.domain.templates import Rendered
 
     port = free_port()
@@ -308,3 +303,23 @@ async def test_each_institution_is_told_only_what_it_needs_to_know(database, con
     _, collector = smtp
     bodies = [m.get_content() for _, _, m in collector.received]
     assert bodies and all("categorie protejată" in b and "medical" not in b.lower() for b in bodies)
+
+
+async def test_the_referrer_hears_of_its_referral_with_every_category_it_reported(sessions, config):
+    """The police may not know of the health risk, but the DGASPC that referred the case does:
+    later notices take their facts from the referral, not from the police's inbox entry."""
+    referral = requested("P1", "ref-p", "case-p", to="ipj-bc")
+    referral.data.update(referrer="dgaspc-bc", categories=["sexual_abuse", "health_risk"])
+    await handle(sessions, config, referral)
+    accepted = CloudEvent.new(EventType.REFERRAL_TRANSITIONED.value, "/punte/referral", {
+        "referral_id": "ref-p", "case_id": "case-p", "referrer": "dgaspc-bc", "to": "ipj-bc",
+        "urgency": "P1", "command": "accept", "from_state": "received", "to_state": "accepted",
+        "actor_institution": "ipj-bc", "at": T0.isoformat(),
+    }, subject="case-p")
+    await handle(sessions, config, accepted)
+    async with sessions() as session:
+        seen = {(r.institution, r.kind): r.categories for r in (await session.execute(
+            sa.select(inbox_entries).where(inbox_entries.c.case_id == "case-p"))).all()}
+    assert seen == {("ipj-bc", "referral-requested"): ["sexual_abuse"],
+                    ("ipj-bc", "referral-updated"): ["sexual_abuse"],
+                    ("dgaspc-bc", "referral-accepted"): ["sexual_abuse", "health_risk"]}

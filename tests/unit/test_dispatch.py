@@ -190,3 +190,14 @@ def test_quiet_hours_and_digest_times():
         datetime(2026, 11, 24, 11, 0, tzinfo=BUCHAREST)
     assert next_digest(15, BUCHAREST, datetime(2026, 11, 24, 23, 50, tzinfo=BUCHAREST)) == \
         datetime(2026, 11, 25, 0, 0, tzinfo=BUCHAREST)
+
+
+def test_an_alert_passes_over_a_level_with_nobody_to_tell():
+    from services.notification.domain.dispatch import AlertStep, next_alert_step
+
+    nobody_supervises = {0: ["ana"], 1: [], 2: ["coord"]}
+    # After the on-call person's last re-send, the empty supervisor level is passed over.
+    assert next_alert_step(0, 2, 1, nobody_supervises.__getitem__) == AlertStep(2, 1, ["coord"])
+    assert next_alert_step(0, 1, 1, nobody_supervises.__getitem__) == AlertStep(0, 2, ["ana"])
+    assert next_alert_step(2, 2, 1, nobody_supervises.__getitem__) is None
+    assert next_alert_step(0, 2, 1, {0: ["ana"], 1: [], 2: []}.__getitem__) is None

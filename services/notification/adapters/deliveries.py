@@ -107,6 +107,12 @@ async def replay(session: AsyncSession, *, now: datetime, ids: Sequence[int] | N
     return result.rowcount
 
 
+async def of_notification(session: AsyncSession, notification_id: str) -> list[sa.Row]:
+    """Every webhook delivery of a notification, oldest first."""
+    return list((await session.execute(
+        sa.select(_t).where(_t.c.notification_id == notification_id).order_by(_t.c.id))).all())
+
+
 async def list_for(session: AsyncSession, institution: str, limit: int = 100,
                    status: str | None = None) -> list[sa.Row]:
     """An institution's delivery log, newest first (optionally only those in ``status``)."""

@@ -77,3 +77,18 @@ preferences = sa.Table(
     sa.Column("digest", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The whole facts of each case (subject_id = case id) and referral (subject_id = referral
+# id), from case.opened and referral.requested: later notices take urgency, categories and
+# the lead from here, never from an inbox entry (which holds one recipient's view).
+facts = sa.Table(
+    "facts", metadata,
+    sa.Column("subject_id", sa.Text, primary_key=True),
+    sa.Column("case_id", sa.Text, nullable=False),
+    sa.Column("urgency", sa.Text, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("do_not_contact", sa.Boolean, nullable=False),
+    sa.Column("lead", sa.Text, nullable=True),  # the institution first asked to take the case
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_facts_case", "case_id", "created_at"),
+)

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from services.notification.channels.email import ChannelError
-
-# E.164 (+40712345678) or a Romanian national number (0712345678).
-_PHONE = re.compile(r"\+[1-9]\d{7,14}|0\d{9}")
+from services.notification.domain.recipients import PHONE
 
 
 @runtime_checkable
@@ -27,7 +24,7 @@ class SmsProvider(Protocol):
 
 
 def check_phone(phone: str) -> str:
-    if not _PHONE.fullmatch(phone):
+    if not PHONE.fullmatch(phone):
         raise ChannelError("INVALID_PHONE", "the phone number must be E.164 (+40…) or 0 and 9 digits")
     return phone
 

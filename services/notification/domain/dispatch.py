@@ -11,10 +11,10 @@
 Pure: the caller supplies the clock, the owner of the referral and people's preferences."""
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from services.notification.domain.notices import Notice
 from services.notification.domain.recipients import (
@@ -131,6 +131,25 @@ def escalation_step(level: int, round: int, resends: int) -> tuple[int, int] | N
         return level, round + 1
     if level < LAST_LEVEL:
         return level + 1, 1
+    return None
+
+
+class AlertStep(NamedTuple):
+    level: int
+    round: int
+    targets: list[str]
+
+
+def next_alert_step(level: int, round: int, resends: int,
+                    targets_at: Callable[[int], list[str]]) -> AlertStep | None:
+    """The next send of an unacknowledged alert: the next step of the ladder whose level has
+    somebody to tell (an empty level is passed over), or None when nobody is left."""
+    step = escalation_step(level, round, resends)
+    while step is not None:
+        targets = targets_at(step[0])
+        if targets:
+            return AlertStep(step[0], step[1], targets)
+        step = (step[0] + 1, 1) if step[0] < LAST_LEVEL else None
     return None
 
 

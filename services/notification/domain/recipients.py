@@ -19,7 +19,8 @@ Channel = Literal["email", "sms"]
 Role = Literal["case-manager", "supervisor", "coordinator"]
 
 _EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
-_PHONE = re.compile(r"\+[1-9]\d{7,14}|0\d{9}")
+# E.164 (+40712345678) or a Romanian national number (0712345678).
+PHONE = re.compile(r"\+[1-9]\d{7,14}|0\d{9}")
 
 
 class _Strict(BaseModel):
@@ -51,7 +52,7 @@ class Person(_Strict):
     @field_validator("phone")
     @classmethod
     def _check_phone(cls, value: str | None) -> str | None:
-        if value is not None and not _PHONE.fullmatch(value):
+        if value is not None and not PHONE.fullmatch(value):
             raise ValueError(f"{value!r} is not a phone number (E.164 +40… or 0 and 9 digits)")
         return value
 
@@ -120,9 +121,11 @@ class Preference(_Strict):
 
 
 class PreferenceRefused(ValueError):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code, self.detail = code, detail
+    """A preference the institution does not allow: a code and why, in Romanian and English."""
+
+    def __init__(self, code: str, ro: str, en: str) -> None:
+        super().__init__(en)
+        self.code, self.ro, self.en = code, ro, en
 
 
 class Recipients(_Strict):
@@ -184,15 +187,19 @@ class Recipients(_Strict):
         """A preference as the institution allows it, or PreferenceRefused."""
         person = self.people.get(person_id)
         if person is None:
-            raise PreferenceRefused("NOT_A_RECIPIENT", "this account receives no messages outside the inbox")
+            raise PreferenceRefused("NOT_A_RECIPIENT", "Contul nu primește mesaje în afara inboxului.",
+                                    "This account receives no messages outside the inbox.")
         inst = self.institutions[person.institution]
         for channel in preference.channels:
             if channel not in inst.channels:
-                raise PreferenceRefused("CHANNEL_NOT_ALLOWED", f"{person.institution} does not use {channel}")
+                raise PreferenceRefused("CHANNEL_NOT_ALLOWED", f"Instituția {person.institution} nu folosește {channel}.",
+                                        f"{person.institution} does not use {channel}.")
             if person.address(channel) is None:
-                raise PreferenceRefused("NO_ADDRESS", f"no {channel} address is on record for you")
+                raise PreferenceRefused("NO_ADDRESS", f"Nu aveți o adresă pentru {channel}.",
+                                        f"No {channel} address is on record for you.")
         if not preference.channels:
-            raise PreferenceRefused("NO_CHANNEL", "choose at least one channel; the inbox always shows everything")
+            raise PreferenceRefused("NO_CHANNEL", "Alegeți cel puțin un canal; inboxul arată oricum tot.",
+                                    "Choose at least one channel; the inbox always shows everything.")
         return preference
 
 

@@ -10,14 +10,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Urgency
 from runtime.tokens import Principal, require_role
 from services.notification.adapters import alerting, deliveries, people
-from services.notification.adapters.deliveries import webhook_deliveries
-from services.notification.adapters.tables import inbox_entries, preferences
+from services.notification.adapters import preferences as preference_store
+from services.notification.adapters.tables import inbox_entries
 from services.notification.domain.recipients import Channel, Preference, PreferenceRefused, Recipients
 
 Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
@@ -64,6 +63,12 @@ def _institution(principal: Principal) -> str:
     return principal.institution
 
 
+def _not_found() -> HTTPException:
+    # Another institution's entry is indistinguishable from a missing one.
+    return HTTPException(404, detail={"code": "NOT_FOUND",
+                                      "message": "Notificare inexistentă / no such notification"})
+
+
 @router.get("/inbox", response_model=Inbox)
 async def list_inbox(
     kind: Kind | None = None, urgency: Urgency | None = None,
@@ -106,8 +111,7 @@ async def mark_read(
         )).mappings().first()
     if row is None:
         # Another institution's entry is indistinguishable from a missing one.
-        raise HTTPException(404, detail={"code": "NOT_FOUND",
-                                         "message": "Notificare inexistentă / no such notification"})
+        raise _not_found()
     return InboxEntry.model_validate(dict(row))
 
 
@@ -125,8 +129,7 @@ async def acknowledge(
         row = await alerting.acknowledge(session, notification_id, institution, principal.subject,
                                          datetime.now(timezone.utc))
     if row is None:
-        raise HTTPException(404, detail={"code": "NOT_FOUND",
-                                         "message": "Notificare inexistentă / no such notification"})
+        raise _not_found()
     return InboxEntry.model_validate(dict(row))
 
 
@@ -203,10 +206,6 @@ class DeliveryStatus(BaseModel):
     webhooks: list[WebhookDelivery]
 
 
-def _not_found() -> HTTPException:
-    return HTTPException(404, detail={"code": "NOT_FOUND",
-                                      "message": "Notificare inexistentă / no such notification"})
-
 
 @router.get("/inbox/{notification_id}/deliveries", response_model=DeliveryStatus,
             summary="Cui și cum a fost trimisă / who was told, how, and whether it arrived")
@@ -222,13 +221,12 @@ async def delivery_status(
     if entry is None:
         raise _not_found()
     sent = await people.of_notification(session, notification_id)
-    hooks = (await session.execute(sa.select(webhook_deliveries).where(
-        webhook_deliveries.c.notification_id == notification_id).order_by(webhook_deliveries.c.id))).mappings()
+    hooks = await deliveries.of_notification(session, notification_id)
     return DeliveryStatus(
         notification_id=notification_id, read_at=entry["read_at"],
         acknowledged_at=entry["acknowledged_at"], acknowledged_by=entry["acknowledged_by"],
         people=[PersonDelivery.model_validate(row, from_attributes=True) for row in sent],
-        webhooks=[WebhookDelivery.model_validate(dict(row)) for row in hooks])
+        webhooks=[WebhookDelivery.model_validate(row, from_attributes=True) for row in hooks])
 
 
 class Preferences(BaseModel):
@@ -248,6 +246,14 @@ def _refusal(status: int, code: str, ro: str, en: str) -> HTTPException:
                                          "message_ro": ro, "message_en": en})
 
 
+def _preferences(recipients: Recipients, person_id: str, own: Preference | None) -> Preferences:
+    person = recipients.people[person_id]
+    chosen = own or Preference(channels=person.channels, digest=person.digest)
+    return Preferences(person=person_id, channels=chosen.channels, digest=chosen.digest,
+                       allowed_channels=list(recipients.institutions[person.institution].channels),
+                       own=own is not None)
+
+
 @router.get("/preferences", response_model=Preferences,
             summary="Preferințele mele de notificare / my notification preferences")
 async def my_preferences(
@@ -256,18 +262,11 @@ async def my_preferences(
     session: AsyncSession = Depends(_session),
 ) -> Preferences:
     recipients = _config(request)
-    person = recipients.people.get(principal.subject)
-    if person is None:
+    if principal.subject not in recipients.people:
         raise _refusal(404, "NOT_A_RECIPIENT", "Contul nu primește mesaje în afara inboxului.",
                        "This account receives no messages outside the inbox.")
-    own = (await session.execute(sa.select(preferences).where(
-        preferences.c.person == principal.subject))).first()
-    allowed = list(recipients.institutions[person.institution].channels)
-    if own is None:
-        return Preferences(person=principal.subject, channels=person.channels, digest=person.digest,
-                           allowed_channels=allowed, own=False)
-    return Preferences(person=principal.subject, channels=own.channels, digest=own.digest,
-                       allowed_channels=allowed, own=True)
+    own = (await preference_store.of(session, [principal.subject])).get(principal.subject)
+    return _preferences(recipients, principal.subject, own)
 
 
 @router.put("/preferences", response_model=Preferences,
@@ -282,22 +281,10 @@ async def set_preferences(
     try:
         recipients.check_preference(principal.subject, chosen)
     except PreferenceRefused as refused:
-        messages = {
-            "NOT_A_RECIPIENT": ("Contul nu primește mesaje în afara inboxului.",),
-            "CHANNEL_NOT_ALLOWED": ("Instituția nu folosește acest canal.",),
-            "NO_ADDRESS": ("Nu aveți o adresă pentru acest canal.",),
-            "NO_CHANNEL": ("Alegeți cel puțin un canal.",),
-        }
-        raise _refusal(422, refused.code, messages[refused.code][0], refused.detail) from None
-    now = datetime.now(timezone.utc)
+        raise _refusal(422, refused.code, refused.ro, refused.en) from None
     async with session.begin():
-        await session.execute(insert(preferences).values(
-            person=principal.subject, channels=list(chosen.channels), digest=chosen.digest, updated_at=now,
-        ).on_conflict_do_update(index_elements=["person"], set_={
-            "channels": list(chosen.channels), "digest": chosen.digest, "updated_at": now}))
-    person = recipients.people[principal.subject]
-    return Preferences(person=principal.subject, channels=chosen.channels, digest=chosen.digest,
-                       allowed_channels=list(recipients.institutions[person.institution].channels), own=True)
+        await preference_store.save(session, principal.subject, chosen, datetime.now(timezone.utc))
+    return _preferences(recipients, principal.subject, chosen)
 
 
 def _log_owner(principal: Principal, institution: str | None) -> str:
