@@ -4,19 +4,17 @@ identifies the child; a server that is gone, or without STARTTLS, is a ChannelEr
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from contracts.reference import risk_categories
+from punte.embedded import free_port
 from services.notification.channels.email import ChannelError, SmtpSender
 from services.notification.domain.messages import summarise
 from services.notification.domain.templates import render
+from tests.integration.smtp_peer import Collector, smtp_server
 
 CASE = "case-0123456789abcdef"
 LINK = f"https://punte.example.ro/inbox/{CASE}"
@@ -26,31 +24,10 @@ SENDER = "notificari@punte.example.ro"
 CHILD = {"cnp": "5100101040019", "name": "Ionel Popescu-Test", "address": "Str. Exemplu 1"}
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
-        msg = message_from_bytes(envelope.original_content, policy=default)
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Controller, Collector]]:
-    collector = Collector()
-    controller = Controller(collector, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield controller, collector
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 def p0_notice():
