@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from figures import machine, rounded
+from figures import machine, rounded  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -47,12 +48,7 @@ from contracts.reference import ingress_topic, institutions  # noqa: E402
 from punte.stack import SERVICES, Stack  # noqa: E402
 from punte.synthetic import reporters, synthetic_report  # noqa: E402
 from runtime.cloudevents import CloudEvent, decode  # noqa: E402
-from runtime.kafka import ensure_topics, make_producer  # noqa: E402
-
-try:
-    import psutil
-except ImportError:  # CPU figures are a bonus; the benchmark runs without them
-    psutil = None
+from runtime.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
 
 console = Console()
 RAW_TOPIC = "bench.raw"  # not punte.*: the audit service does not read it
@@ -177,8 +173,6 @@ class Sampler:
 
 
 def stack_processes(stack: Stack) -> dict[str, list]:
-    if psutil is None:
-        return {}
     groups: dict[str, list] = {n: [psutil.Process(p.pid)] for n, p in stack.processes.items()
                                if n in SERVICES}
     if stack.broker and stack.broker.process:
@@ -394,13 +388,12 @@ async def raw_broker(bootstrap: str, reports: list[tuple[str, CloudEvent]], time
 
 
 async def raw_hop_latency(bootstrap: str, reports, rate: float, count: int) -> dict:
-    """One broker hop at the paced rate: produce -> a consumer configured like the services'
-    (aiokafka defaults, so fetch_max_wait_ms=500) sees it. The floor under each of the
-    hops a report makes on its way to an inbox."""
+    """One broker hop at the paced rate: produce -> a consumer configured as the services'
+    are (runtime.kafka.make_consumer) sees it. The floor under each of the hops a report
+    makes on its way to an inbox."""
     topic = RAW_TOPIC + ".hop"
     await ensure_topics(bootstrap, [(topic, 1)])
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = make_consumer(bootstrap, None, 1000)
     await consumer.start()
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
@@ -583,8 +576,6 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
             "answered_vs_copy": saturated["reports_per_s_answered"] / insert["copy_rows_per_s"],
         },
     }
-
-
 
 
 def main() -> int:

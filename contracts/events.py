@@ -13,6 +13,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # A risk category id: reports carry its shape, intake checks it against the reference list.
 CategoryId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,59}$")]
+# A CNP's shape; intake checks its check digit and birth date.
+Cnp = Annotated[str, Field(pattern=r"^[1-9][0-9]{12}$")]
+Channel = Literal[
+    "helpline-119", "school", "family-doctor", "community-nurse", "police-patrol",
+    "social-worker", "self-referral", "anonymous",
+]
 
 
 class Contract(BaseModel):
@@ -59,7 +65,7 @@ class Reporter(Contract):
 class ChildIdentity(Contract):
     """Who the report is about. A CNP when known, otherwise name and birth date."""
 
-    cnp: str | None = Field(default=None, pattern=r"^[1-9][0-9]{12}$")
+    cnp: Cnp | None = None
     given_name: str | None = None
     family_name: str | None = None
     birth_date: date | None = None
@@ -68,10 +74,7 @@ class ChildIdentity(Contract):
 
 class ReportSubmitted(Contract):
     reporter: Reporter
-    channel: Literal[
-        "helpline-119", "school", "family-doctor", "community-nurse", "police-patrol",
-        "social-worker", "self-referral", "anonymous",
-    ]
+    channel: Channel
     child: ChildIdentity
     categories: list[CategoryId] = Field(min_length=1, description="Risk category ids")
     description: str = Field(min_length=1, max_length=4000)
@@ -79,17 +82,13 @@ class ReportSubmitted(Contract):
     occurred_at: AwareDatetime | None = None
 
 
-Channel = Literal[
-    "helpline-119", "school", "family-doctor", "community-nurse", "police-patrol",
-    "social-worker", "self-referral", "anonymous",
-]
 CountyCode = Annotated[str, Field(pattern=r"^(AB|AG|AR|B|BC|BH|BN|BR|BT|BV|BZ|CJ|CL|CS|CT|CV|DB|DJ|GJ|GL|GR|HD|HR|IF|IL|IS|MH|MM|MS|NT|OT|PH|SB|SJ|SM|SV|TL|TM|TR|VL|VN|VS)$")]
 
 
 class Person(Contract):
     """Someone in the child's household, identified as well as the reporter can."""
 
-    cnp: str | None = Field(default=None, pattern=r"^[1-9][0-9]{12}$")
+    cnp: Cnp | None = None
     given_name: str | None = Field(default=None, max_length=100)
     family_name: str | None = Field(default=None, max_length=100)
     birth_date: date | None = None
@@ -99,7 +98,7 @@ class ChildIdentityV2(Contract):
     """A CNP when known; otherwise names with a birth date or an estimated age. Where the
     child lives: a UAT (SIRUTA) and the county; outside Bacău the county alone will do."""
 
-    cnp: str | None = Field(default=None, pattern=r"^[1-9][0-9]{12}$")
+    cnp: Cnp | None = None
     given_name: str | None = Field(default=None, max_length=100)
     family_name: str | None = Field(default=None, max_length=100)
     birth_date: date | None = None

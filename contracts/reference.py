@@ -390,17 +390,23 @@ def _template(kind: str) -> str:
     raise KeyError(f"no {kind} topic in topics.yaml")
 
 
+def topic_partitions(institution_ids: Iterable[str]) -> list[tuple[str, int]]:
+    """Every concrete topic with its partition count: per-institution templates expanded
+    for each id given."""
+    ids = list(institution_ids)
+    plan: list[tuple[str, int]] = []
+    for topic in topics():
+        name, partitions = str(topic["name"]), int(topic.get("partitions", 1))
+        if INSTITUTION_PLACEHOLDER in name:
+            plan.extend((name.replace(INSTITUTION_PLACEHOLDER, inst_id), partitions) for inst_id in ids)
+        else:
+            plan.append((name, partitions))
+    return plan
+
+
 def topic_names(institution_ids: Iterable[str]) -> list[str]:
     """Every concrete topic name: per-institution templates expanded for each id given."""
-    ids = list(institution_ids)
-    names: list[str] = []
-    for topic in topics():
-        name = str(topic["name"])
-        if INSTITUTION_PLACEHOLDER in name:
-            names.extend(name.replace(INSTITUTION_PLACEHOLDER, inst_id) for inst_id in ids)
-        else:
-            names.append(name)
-    return names
+    return [name for name, _ in topic_partitions(institution_ids)]
 
 
 def ingress_topic(inst_id: str) -> str:

@@ -7,15 +7,17 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
-from punte.stack import Stack, topic_plan
+from punte.stack import Stack
 from punte.state import State
-from punte.status import collect
+from punte.status import collect, operator_token
 
 app = typer.Typer(help="Punte — rețeaua instituțiilor pentru protecția copilului / "
                        "the network of child-protection institutions", no_args_is_help=True)
@@ -149,7 +151,7 @@ def reseal_identities(state_dir: Path = STATE) -> None:
 @app.command()
 def topics() -> None:
     """Every topic of the network with its partition count (from contracts/topics.yaml)."""
-    for name, partitions in topic_plan():
+    for name, partitions in topic_partitions(institutions()):
         print(f"{name}\t{partitions}")
 
 
@@ -187,9 +189,6 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON L
                  state_dir: Path = STATE) -> None:
     """Fetch a signed export of the running network's trail (embedded default), and print
     the verifier key to check it with."""
-    import httpx
-
-
     url, token = _signed_in(state_dir, "audit", "auditor")
     headers = {"Authorization": f"Bearer {token}", "X-Punte-Purpose": "export pentru verificare / export"}
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -203,19 +202,13 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON L
 
 
 def _signed_in(state_dir: Path, service: str, role: str) -> tuple[str, str]:
-    """The URL of a service of the running embedded network, and a short-lived token for
-    ``role`` from its issuer's key (the operator's machine holds the state folder)."""
-    from runtime.signing import SigningKey
-    from runtime.tokens import TokenIssuer
-
+    """The URL of a service of the running embedded network, and a short-lived token for ``role``."""
     state = State(state_dir)
     if not state.runtime_file.exists():
         console.print("[red]Rețeaua nu rulează / the network is not running[/red] (punte up)")
         raise typer.Exit(2)
     urls = json.loads(state.runtime_file.read_text())["services"]
-    token = TokenIssuer(urls["identity"], SigningKey.load(state.keys / "identity.key")).issue(
-        role, None, [role], ttl_seconds=300)
-    return urls[service], token
+    return urls[service], operator_token(state, urls["identity"], role)
 
 
 webhooks_app = typer.Typer(help="Webhook-urile instituțiilor / institutions' webhooks", no_args_is_help=True)
@@ -226,8 +219,6 @@ app.add_typer(webhooks_app, name="webhooks")
 def webhooks_log(institution: str, status: str | None = typer.Option(None, help="pending, delivered or failed"),
                  state_dir: Path = STATE) -> None:
     """An institution's webhook delivery log, newest first."""
-    import httpx
-
     url, token = _signed_in(state_dir, "notification", "operator")
     answer = httpx.get(f"{url}/webhooks/deliveries", params={"institution": institution, **(
         {"status": status} if status else {})}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -248,8 +239,6 @@ def webhooks_replay(institution: str,
                     state_dir: Path = STATE) -> None:
     """Send an institution's webhook deliveries again, byte for byte with the same
     Punte-Delivery-Id, so its system can deduplicate them."""
-    import httpx
-
     url, token = _signed_in(state_dir, "notification", "operator")
     answer = httpx.post(f"{url}/webhooks/deliveries/replay", json={
         "institution": institution, "ids": ids or None, "status": "failed" if failed else None,

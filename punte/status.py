@@ -1,6 +1,7 @@
 """`punte status`: health of every component and the counts that show nothing was lost."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -46,9 +47,24 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
         await consumer.stop()
 
 
-def operator_token(state: State, issuer: str) -> str:
+def operator_token(state: State, issuer: str, role: str = "operator") -> str:
+    """A short-lived token for ``role``, signed with the embedded issuer's key (the
+    operator's machine holds the state folder)."""
     issuer_key = SigningKey.load(state.keys / "identity.key")
-    return TokenIssuer(issuer, issuer_key).issue("operator", None, ["operator"], ttl_seconds=300)
+    return TokenIssuer(issuer, issuer_key).issue(role, None, [role], ttl_seconds=300)
+
+
+async def _check(client: httpx.AsyncClient, name: str, url: str) -> tuple[dict[str, Any], dict | None]:
+    """A component's health, and a service's /stats."""
+    try:
+        if name not in SERVICES:
+            health = await client.get(url + "/health/live")
+            return {"status": "up" if health.status_code == 200 else "degraded", "url": url}, None
+        health, stats = await asyncio.gather(client.get(url + "/health/ready"), client.get(url + "/stats"))
+        return ({"status": "up" if health.status_code == 200 else "degraded", "url": url,
+                 "checks": health.json().get("checks")}, stats.json())
+    except httpx.HTTPError as exc:
+        return {"status": "down", "url": url, "error": repr(exc)}, None
 
 
 async def collect(state: State) -> dict[str, Any]:
@@ -65,17 +81,11 @@ async def collect(state: State) -> dict[str, Any]:
         components["broker"] = {"status": "down", "error": repr(exc)}
     stats: dict[str, dict[str, Any]] = {}
     async with httpx.AsyncClient(timeout=10) as client:
-        for name, url in urls.items():
-            path = "/health/live" if name == "identity" else "/health/ready"
-            try:
-                health = await client.get(url + path)
-                components[name] = {"status": "up" if health.status_code == 200 else "degraded",
-                                    "url": url, **({"checks": health.json().get("checks")}
-                                                   if name != "identity" else {})}
-                if name in SERVICES:
-                    stats[name] = (await client.get(url + "/stats")).json()
-            except httpx.HTTPError as exc:
-                components[name] = {"status": "down", "url": url, "error": repr(exc)}
+        checked = await asyncio.gather(*(_check(client, name, url) for name, url in urls.items()))
+        for name, (component, service_stats) in zip(urls, checked, strict=True):
+            components[name] = component
+            if service_stats is not None:
+                stats[name] = service_stats
         verify: dict[str, Any] = {}
         if components.get("audit", {}).get("status") == "up":
             token = operator_token(state, urls["identity"])

@@ -2,6 +2,7 @@
 (Monday to Friday). Public holidays are not counted yet; they are configuration to add."""
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import datetime, timedelta
 
@@ -14,12 +15,8 @@ _DURATION = re.compile(
 def _add_months(start: datetime, months: int) -> datetime:
     month = start.month - 1 + months
     year, month = start.year + month // 12, month % 12 + 1
-    for day in (start.day, 30, 29, 28):  # the 31st of a shorter month becomes its last day
-        try:
-            return start.replace(year=year, month=month, day=day)
-        except ValueError:
-            continue
-    raise ValueError("unreachable")
+    # The 31st of a shorter month becomes its last day.
+    return start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))
 
 
 def _add_working_days(start: datetime, days: int) -> datetime:

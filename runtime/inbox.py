@@ -12,6 +12,7 @@ import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
@@ -56,8 +57,13 @@ class Message:
         return Message(record.topic, record.partition, record.offset, record.key, record.value,
                        tuple(record.headers or ()), record.timestamp)
 
+    @cached_property
+    def _header_text(self) -> dict[str, str]:
+        # The runtime and the handlers ask for several headers of each message: decode once.
+        return header_map(self.headers)
+
     def header(self, name: str) -> str | None:
-        return header_map(self.headers).get(name)
+        return self._header_text.get(name)
 
     @property
     def position(self) -> str:
@@ -195,33 +201,38 @@ class InboxConsumer:
                 fresh.append({"message_key": key, "topic": message.topic,
                               "partition": message.partition, "offset": message.offset,
                               "event_type": message.header("ce_type")})
-            wrote = await self._apply_all(session, todo)
+            # The events of every message that applied, written in one insert at the end.
+            events = Outbox(session, self._signer)
+            await self._apply_all(session, todo, events)
             if fresh:
                 await session.execute(sa.insert(inbox_table), fresh)
+            wrote = await events.flush()
         self.processed += len(fresh)
         if wrote and self._after_commit:
             self._after_commit()
 
-    async def _apply_all(self, session: AsyncSession, messages: list[Message]) -> int:
+    def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
+        return UnitOfWork(session, Outbox(session, self._signer), self._source)
+
+    async def _apply_all(self, session: AsyncSession, messages: list[Message], events: Outbox) -> None:
         """With a batch handler, the whole batch in one savepoint (a savepoint per message
         costs more than the work for simple appends); if it fails, one by one as usual."""
         if self._batch_handler is not None and messages:
-            uow = UnitOfWork(session, Outbox(session, self._signer), self._source)
+            uow = self._unit_of_work(session)
             try:
                 async with session.begin_nested():
                     await self._batch_handler(uow, messages)
-                    return await uow.outbox.flush()
+                events.take(uow.outbox)
+                return
             except Exception as exc:
                 if _transient(exc):
                     raise
                 log.warning("batch handler failed; applying one message at a time", error=repr(exc))
-        wrote = 0
         for message in messages:
-            wrote += await self._apply(session, message)
-        return wrote
+            await self._apply(session, message, events)
 
-    async def _apply(self, session: AsyncSession, message: Message) -> int:
-        """Run the handler in a savepoint; returns how many events it wrote."""
+    async def _apply(self, session: AsyncSession, message: Message, events: Outbox) -> None:
+        """Run the handler in a savepoint; its events join ``events`` only if it applied."""
         span_name = f"process {message.header('ce_type') or message.topic}"
         with tracer("runtime.inbox").start_as_current_span(
             span_name, context=context_from_headers(message.headers), kind=SpanKind.CONSUMER,
@@ -230,11 +241,12 @@ class InboxConsumer:
         ):
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
-                uow = UnitOfWork(session, Outbox(session, self._signer), self._source)
+                uow = self._unit_of_work(session)
                 try:
                     async with session.begin_nested():
                         await self._handler(uow, message)
-                        return await uow.outbox.flush()
+                    events.take(uow.outbox)
+                    return
                 except Exception as exc:
                     if _transient(exc):
                         raise
@@ -243,9 +255,9 @@ class InboxConsumer:
                     await asyncio.sleep(0.05 * attempt)
             log.error("message dead-lettered", position=message.position, error=repr(error))
             detail = f"{type(error).__name__}: {error}"[:500]
-            uow = UnitOfWork(session, Outbox(session, self._signer), self._source)
+            uow = self._unit_of_work(session)
             dead_letter(uow, message, self.service, "PROCESSING_FAILED", detail)
             if self._on_failure is not None:
                 await self._on_failure(uow, message, "PROCESSING_FAILED", detail)
             self.dead_lettered += 1
-            return await uow.outbox.flush()
+            events.take(uow.outbox)

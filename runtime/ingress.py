@@ -113,7 +113,7 @@ def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None
     """Send the outcome of an inbound message to the delivery topic of its sender, and
     return it (services keep it to answer the HTTP gateway)."""
     sender = sender_of(message)
-    subject_id = message.header("ce_id") or f"@{message.topic}/{message.partition}/{message.offset}"
+    subject_id = message.header("ce_id") or f"@{message.position}"
     data: dict[str, Any] = {
         "subject_id": subject_id, "subject_type": message.header("ce_type"),
         "status": "accepted" if accepted else "rejected",

@@ -15,11 +15,16 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(bootstrap: str, group_id: str, max_records: int) -> AIOKafkaConsumer:
+def make_consumer(bootstrap: str, group_id: str | None, max_records: int) -> AIOKafkaConsumer:
+    """A consumer as the services use it; ``group_id`` None reads without a group."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", max_poll_records=max_records,
-        metadata_max_age_ms=5000, session_timeout_ms=30000, heartbeat_interval_ms=3000,
+        # Tansu answers a new member's JoinGroup after half its session timeout: 30 s kept
+        # every consumer unassigned (the service not ready) for 15 s after start; 10 s, the
+        # client's default, takes 5 s. Heartbeats run beside the handlers, so only a stalled
+        # event loop loses the session, and the inbox makes the rebalance harmless.
+        metadata_max_age_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=3000,
         # An idle partition answers a fetch after this long; the default 500 ms adds up
         # over the several hops from a report to an inbox.
         fetch_max_wait_ms=50,

@@ -52,9 +52,11 @@ class Outbox:
             "payload": event.body(), "event_type": event.type,
         })
 
-    @property
-    def pending(self) -> int:
-        return len(self._rows)
+    def take(self, other: "Outbox") -> None:
+        """Adopt the events ``other`` collected (a message's, once it applied), to be
+        written with this outbox's in one insert."""
+        self._rows += other._rows
+        other._rows = []
 
     async def flush(self) -> int:
         rows, self._rows = self._rows, []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,9 +52,8 @@ class SigningKey:
         signature = self.private.sign(
             signing_input(event.id, event.source, event.type, event.time, event.subject, body)
         )
-        extensions = {**event.extensions, "keyid": self.key_id, "signature": b64url(signature)}
-        return CloudEvent(event.id, event.source, event.type, event.time, event.data,
-                          event.subject, extensions)
+        return replace(event, extensions={**event.extensions, "keyid": self.key_id,
+                                          "signature": b64url(signature)})
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,9 +99,6 @@ class Keyring:
         """The raw public keys an owner may sign with now (several during a rotation)."""
         when = now or datetime.now(timezone.utc)
         return [k.public for k in self._by_id.values() if k.owner == owner and k.valid_at(when)]
-
-    def owners(self) -> set[str]:
-        return {k.owner for k in self._by_id.values()}
 
     def verify(self, owner: str, body: bytes, event_id: str, source: str, type: str,
                time: str, subject: str | None, key_id: str | None, signature: str | None,

@@ -6,7 +6,6 @@ exists; PUNTE_TEST_DATABASE_URL and PUNTE_TEST_KAFKA_BOOTSTRAP point at servers 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,6 @@ if os.environ.get("CI"):
 class Infrastructure:
     database_url: str  # server URL (database "postgres"); tests create their own databases
     kafka_bootstrap: str
-
-    def database(self, prefix: str = "test") -> str:
-        base, _, _ = self.database_url.rpartition("/")
-        return f"{base}/{prefix}_{uuid.uuid4().hex[:10]}"
 
 
 def _containers() -> Iterator[Infrastructure]:

@@ -119,11 +119,37 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
                                    .order_by(outbox_table.c.id))).all()
     topics = [r.topic for r in rows]
     assert topics.count("out") == 2 and topics.count(DEAD_LETTER_TOPIC) == 1
+    assert topics == ["out", DEAD_LETTER_TOPIC, "out"], "events stay in message order"
     dead = json.loads(next(r.payload for r in rows if r.topic == DEAD_LETTER_TOPIC))
     assert dead["reason"]["code"] == "PROCESSING_FAILED"
     assert "cannot apply this one" in dead["reason"]["message_en"]
     assert dead["offset"] == 1 and dead["topic"] == "in"
     assert inbox.dead_lettered == 1 and inbox.processed == 3
+
+
+async def test_a_batch_writes_its_events_with_one_insert(database):
+    engine, sessions = database
+    inserts: list[str] = []
+
+    def note(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO PUNTE_OUTBOX"):
+            inserts.append(statement)
+
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        n = json.loads(msg.value)["n"]
+        uow.outbox.emit("out", event(n, "c"))
+        uow.outbox.emit("out", event(100 + n, "c"))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        await consumer(sessions, handle).process([message("in", event(n, "c"), offset=n) for n in range(5)])
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", note)
+    async with engine.connect() as conn:
+        payloads = (await conn.execute(sa.select(outbox_table.c.payload).order_by(outbox_table.c.id))).scalars()
+        numbers = [json.loads(p)["n"] for p in payloads]
+    assert numbers == [0, 100, 1, 101, 2, 102, 3, 103, 4, 104]
+    assert len(inserts) == 1
 
 
 async def test_the_trace_continues_from_the_inbound_message_through_the_outbox(database):

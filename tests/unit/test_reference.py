@@ -453,6 +453,13 @@ def test_topic_names_expand_templates() -> None:
     assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) for name in all_names)
 
 
+def test_topic_partitions_are_those_of_topics_yaml() -> None:
+    assert reference.topic_partitions(["isj-bc"]) == [
+        ("punte.ingress.isj-bc", 1), ("punte.delivery.isj-bc", 1), ("punte.cases", 3),
+        ("punte.referrals", 3), ("punte.deadletter", 1), ("punte.access", 1), ("punte.audit", 1),
+    ]
+
+
 def test_ingress_and_delivery_topics() -> None:
     assert reference.ingress_topic("spas-colonesti") == "punte.ingress.spas-colonesti"
     assert reference.delivery_topic("spas-colonesti") == "punte.delivery.spas-colonesti"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from fastapi import HTTPException
 
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.signing import Keyring, PublicKey, SignatureError, SigningKey
@@ -86,7 +87,7 @@ async def test_tokens_carry_institution_and_roles_and_reject_forgeries():
     principal = await verifier.verify(issuer.issue("cm.isj-bc", "isj-bc", ["case-manager"]))
     assert principal.institution == "isj-bc" and principal.roles == {"case-manager"}
     impostor = TokenIssuer("http://127.0.0.1:1", SigningKey.generate("idp-1"))
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(HTTPException) as refused:
         await verifier.verify(impostor.issue("cm.isj-bc", "isj-bc", ["auditor"]))
     assert refused.value.status_code == 401
 
