@@ -67,10 +67,10 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
     await repository.save_identity(uow.session, case.child_ref,
                                    intake.vault.seal(_identity(report), case.child_ref), uow.now)
     await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
-    open_cases = [c for c in await repository.open_cases_of(uow.session, case.child_ref)
-                  if overlaps(c.categories, case)]
-    if open_cases:
-        answer = await _join(uow, message, event, report, case, open_cases[0])
+    joined = next((c for c in await repository.open_cases_of(uow.session, case.child_ref)
+                   if overlaps(c.categories, case)), None)
+    if joined is not None:
+        answer = await _join(uow, message, event, report, case, joined)
     else:
         answer = await _open(uow, message, event, report, case, intake.vault)
     await _record(uow, message, "accepted", answer, case_id=answer["case_id"])
@@ -98,8 +98,7 @@ async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
                 case: NewCase, vault: IdentityVault) -> dict[str, Any]:
     case_id = f"case-{uuid.uuid4().hex[:16]}"
     duplicates = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else {}
-    siblings = await repository.open_cases_of_children(
-        uow.session, await repository.siblings_of(uow.session, case.child_ref))
+    siblings = await repository.open_cases_of_siblings(uow.session, case.child_ref)
     await repository.open_case(
         uow.session, case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
         county=case.county, birth_year=case.described.birth_year, categories=list(case.categories),
@@ -170,13 +169,11 @@ async def _record(uow: UnitOfWork, message: Message, outcome: str, answer: dict[
 
 
 async def stats(session) -> dict:
-    async def count(table, *where) -> int:
-        return await session.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
-
-    return {
-        "reports": await count(reports),
-        "outcomes": await count(reports, reports.c.outcome.isnot(None)),
-        "accepted": await count(reports, reports.c.outcome == "accepted"),
-        "rejected": await count(reports, reports.c.outcome == "rejected"),
-        "cases": await count(cases),
-    }
+    count = sa.func.count
+    total, outcomes, accepted, rejected = (await session.execute(sa.select(
+        count(), count(reports.c.outcome), count().filter(reports.c.outcome == "accepted"),
+        count().filter(reports.c.outcome == "rejected"),
+    ).select_from(reports))).one()
+    opened = await session.scalar(sa.select(count()).select_from(cases))
+    return {"reports": total, "outcomes": outcomes, "accepted": accepted, "rejected": rejected,
+            "cases": opened}

@@ -40,6 +40,7 @@ NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/referral")
 INGRESS_TYPES = frozenset({EventType.REFERRAL_ACCEPT.value, EventType.REFERRAL_COMMAND.value,
                            EventType.REFERRAL_REQUEST.value, EventType.SERVICE_UPDATED.value})
 URGENT = frozenset({"P0", "P1"})
+CONFIG = "referral_config"  # Runtime.extras key (Config.of)
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,18 @@ class Config:
 
     @staticmethod
     def of(rt: Runtime) -> "Config":
-        return Config(
-            keyring=rt.keyring,
-            deadlines=reference.referral_deadlines(rt.settings.referral_deadlines_file),
-            outcomes=frozenset(reference.referral_outcomes()),
-            window=rt.settings.ingress_window(),
-        )
+        """The running service's Config, built on first use and kept in ``rt.extras``: the
+        consumers, the timers and every HTTP command share it, and a deadlines file is read
+        once, not per request."""
+        config = rt.extras.get(CONFIG)
+        if config is None:
+            config = rt.extras[CONFIG] = Config(
+                keyring=rt.keyring,
+                deadlines=reference.referral_deadlines(rt.settings.referral_deadlines_file),
+                outcomes=frozenset(reference.referral_outcomes()),
+                window=rt.settings.ingress_window(),
+            )
+        return config
 
 
 # --- cases -------------------------------------------------------------------------------
@@ -142,10 +149,7 @@ async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
             await update_service(uow, sender, ServiceUpdated.model_validate(event.data))
             answer = {}
         else:
-            command = (ReferralCommand(referral_id=event.data["referral_id"], command="accept",
-                                       note=ReferralAccept.model_validate(event.data).note)
-                       if event.type == EventType.REFERRAL_ACCEPT.value
-                       else ReferralCommand.model_validate(event.data))
+            command = _command_of(event)
             person = command.actor
             actor = Actor(sender, person.person if person else None,
                           frozenset(person.roles) if person else frozenset())
@@ -160,6 +164,14 @@ async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
         return
     reply(uow, message, accepted=True, key=answer.get("case_id"), **answer)
     await _record(uow, message, "accepted")
+
+
+def _command_of(event: CloudEvent) -> ReferralCommand:
+    """A referral command; a v1 referral.accept is the command "accept"."""
+    if event.type == EventType.REFERRAL_ACCEPT.value:
+        accept = ReferralAccept.model_validate(event.data)
+        return ReferralCommand(referral_id=accept.referral_id, command="accept", note=accept.note)
+    return ReferralCommand.model_validate(event.data)
 
 
 async def load(uow: UnitOfWork, referral_id: str) -> tuple[Referral, sa.Row]:
@@ -179,23 +191,23 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
     recorded in the history, told to both sides through referral.transitioned."""
     referral, row = await load(uow, referral_id)
     forwarded: str | None = None
-    if command in ("claim", "assign") and not actor.person:
-        raise ReferralRefused("SCHEMA_VIOLATION", f"{command} needs the acting person (actor.person)")
-    if command == "claim":
-        after = referral.claim(actor)
-        await uow.session.execute(sa.update(cases).where(
-            cases.c.case_id == row.case_id, cases.c.lead == row.to_institution, cases.c.lead_manager.is_(None),
-        ).values(lead_manager=actor.person))
-        transition = Transition(command, referral.state, referral.state, actor, uow.now, note=note)
-    elif command == "assign":
-        if not assignee:
-            raise ReferralRefused("SCHEMA_VIOLATION", "assign needs an assignee")
-        after = referral.assign(actor, assignee)
+    if command in ("claim", "assign"):
+        # Who holds the referral changes, its state does not.
+        if not actor.person:
+            raise ReferralRefused("SCHEMA_VIOLATION", f"{command} needs the acting person (actor.person)")
+        if command == "claim":
+            after = referral.claim(actor)
+            await uow.session.execute(sa.update(cases).where(
+                cases.c.case_id == row.case_id, cases.c.lead == row.to_institution, cases.c.lead_manager.is_(None),
+            ).values(lead_manager=actor.person))
+        else:
+            if not assignee:
+                raise ReferralRefused("SCHEMA_VIOLATION", "assign needs an assignee")
+            after = referral.assign(actor, assignee)
         transition = Transition(command, referral.state, referral.state, actor, uow.now, note=note)
     else:
-        if command == "forward":
-            if forward_to not in reference.institutions() or forward_to == referral.to:
-                raise Refused("UNKNOWN_INSTITUTION", f"cannot forward to {forward_to!r}")
+        if command == "forward" and (forward_to not in reference.institutions() or forward_to == referral.to):
+            raise Refused("UNKNOWN_INSTITUTION", f"cannot forward to {forward_to!r}")
         after, transition = referral.apply(command, actor, uow.now, reason=reason, outcome=outcome,
                                            note=note, outcomes=config.outcomes)
         if command == "forward":
@@ -328,7 +340,9 @@ async def fire_due_timers(uow: UnitOfWork, config: Config, limit: int = 100) -> 
             ).model_dump(mode="json"), row.case_id)
         elif isinstance(action, Return):
             await execute(uow, config, row.referral_id, "expire", Actor.system(), reason="NO_RESPONSE")
-        await uow.session.execute(sa.update(timers).where(timers.c.id == row.id).values(fired_at=uow.now))
+    if due:
+        await uow.session.execute(sa.update(timers).where(timers.c.id.in_([row.id for row in due]))
+                                  .values(fired_at=uow.now))
     return len(due)
 
 
@@ -347,13 +361,12 @@ async def _record(uow: UnitOfWork, message: Message, outcome: str, reason: str |
 
 
 async def stats(session) -> dict:
-    async def count(table, *where) -> int:
-        return await session.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
-
-    return {
-        "referrals": await count(referrals),
-        "accepted": await count(referrals, referrals.c.accepted_at.isnot(None)),
-        "open": await count(referrals, referrals.c.state.notin_([s.value for s in TERMINAL])),
-        "commands": await count(commands),
-        "outcomes": await count(commands),
-    }
+    count = sa.func.count
+    total, accepted, still_open = (await session.execute(sa.select(
+        count(), count().filter(referrals.c.accepted_at.isnot(None)),
+        count().filter(referrals.c.state.notin_([s.value for s in TERMINAL])),
+    ).select_from(referrals))).one()
+    # Every command is answered exactly once (on_ingress, record_failure): one row, one outcome.
+    answered = await session.scalar(sa.select(count()).select_from(commands))
+    return {"referrals": total, "accepted": accepted, "open": still_open,
+            "commands": answered, "outcomes": answered}

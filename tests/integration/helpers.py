@@ -1,23 +1,50 @@
-"""Building blocks for integration tests: a migrated service database, signed messages."""
+"""Building blocks for integration tests: a migrated service database, signed messages,
+what a service wrote to its outbox, the intake and referral services on a real database,
+and a service's HTTP API over ASGI with real tokens."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
+from fastapi import APIRouter, FastAPI
 
+from contracts import reference
+from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_engine, make_sessions
-from runtime.inbox import Message
-from runtime.service import migrate
+from runtime.inbox import InboxConsumer, Message
+from runtime.ingress import Window
+from runtime.outbox import OutboxRelay, outbox_table
+from runtime.service import Runtime, migrate
 from runtime.settings import Settings
+from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.tokens import TokenIssuer, TokenVerifier
+from services.intake import handlers as intake_handlers
+from services.intake.adapters.vault import IdentityVault
+from services.intake.bootstrap import build_rules
+from services.referral import handlers as referral_handlers
+
+ROOT = Path(__file__).resolve().parents[2]
+INTAKE_MIGRATIONS = ROOT / "services" / "intake" / "migrations"
+REFERRAL_MIGRATIONS = ROOT / "services" / "referral" / "migrations"
+# Test keys are valid from this day on (key rotation tests set their own periods).
+KEYS_SINCE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime.now(timezone.utc).replace(microsecond=0)
+# Distinct offsets for messages of one test run (messages without ids are keyed by position).
+positions = itertools.count()
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
     """A fresh database for ``service`` on the test server, at head; (engine, sessions)."""
-    import uuid
-
     name = f"{service}_{uuid.uuid4().hex[:8]}"
     settings = Settings(database_url=server_url)
     url = await migrate(settings, name, migrations)
@@ -32,6 +59,12 @@ def message(topic: str, event: CloudEvent | None = None, *, value: bytes | None 
     if event is not None:
         value, headers = event.body(), event.headers()
     return Message(topic, partition, offset, None, value, tuple(headers or ()), 0)
+
+
+def keyring_of(keys: dict[str, SigningKey], since: datetime = KEYS_SINCE) -> Keyring:
+    """The public keyring of institutions signing with ``keys`` (institution id -> key)."""
+    return Keyring([PublicKey(key.key_id, institution, key.public_raw(), since, None)
+                    for institution, key in keys.items()])
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20) -> list[Any]:
@@ -53,36 +86,101 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20
     return records
 
 
-INTAKE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
+async def emitted(engine) -> list[tuple[str, dict, dict]]:
+    """Every event a service wrote to its outbox: (topic, headers, data)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox_table).order_by(outbox_table.c.id))).all()
+    return [(r.topic, dict(r.headers), json.loads(r.payload)) for r in rows]
 
 
-async def intake_consumer(server_url: str, keyring, window=None, vault=None):
+def on_topic(out: Iterable[tuple[str, dict, dict]], topic: str) -> list[dict]:
+    """The data of the emitted events (see ``emitted``) written to ``topic``."""
+    return [d for t, h, d in out if t == topic]
+
+
+def delivered(out: Iterable[tuple[str, dict, dict]], institution: str) -> list[dict]:
+    """What the network told ``institution`` on its delivery topic (outcomes, notices)."""
+    return on_topic(out, delivery_topic(institution))
+
+
+def of_type(out: Iterable[tuple[str, dict, dict]], type_: str) -> list[dict]:
+    """The data of the emitted events of one CloudEvents type."""
+    return [d for t, h, d in out if h.get("ce_type") == type_]
+
+
+# --- intake ------------------------------------------------------------------------------
+
+async def intake_consumer(server_url: str, keyring: Keyring, window: Window | None = None,
+                          vault: IdentityVault | None = None):
     """Intake's real handler on a fresh migrated database; (consumer, engine, intake)."""
-    from runtime.inbox import InboxConsumer
-    from runtime.ingress import Window
-    from services.intake import handlers
-    from services.intake.adapters.vault import IdentityVault
-    from services.intake.bootstrap import build_rules
-
     engine, sessions = await migrated_database(server_url, "intake", INTAKE_MIGRATIONS)
-    intake = handlers.Intake(keyring, build_rules(""), vault or IdentityVault({"k": bytes(32)}, "k"),
-                             window or Window())
+    intake = intake_handlers.Intake(keyring, build_rules(""), vault or IdentityVault({"k": bytes(32)}, "k"),
+                                    window or Window())
 
     async def handle(uow, msg):
-        await handlers.submit_report(uow, msg, intake)
+        await intake_handlers.submit_report(uow, msg, intake)
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
                              handler=handle, attempts=1)
     return consumer, engine, intake
 
 
-async def emitted(engine) -> list[tuple[str, dict, dict]]:
-    """Every event a service wrote to its outbox: (topic, headers, data)."""
-    import json
+# --- referral ----------------------------------------------------------------------------
 
-    import sqlalchemy as sa
+def referral_config(keyring: Keyring | None = None) -> referral_handlers.Config:
+    """Referral's configuration with the contract's deadlines and outcomes."""
+    return referral_handlers.Config(keyring or Keyring([]), reference.referral_deadlines(),
+                                    frozenset(reference.referral_outcomes()))
 
-    from runtime.outbox import outbox_table
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(outbox_table).order_by(outbox_table.c.id))).all()
-    return [(r.topic, dict(r.headers), json.loads(r.payload)) for r in rows]
+
+def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
+    """Intake's case.opened for a synthetic child, reported by the school."""
+    return CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
+        "case_id": case_id, "child_ref": "ch-x", "uat_siruta": 21891, "categories": ["neglect"],
+        "urgency": urgency, "lead": lead, "informed": ["spas-colonesti"], "report_id": "r-1",
+        "reporter": {"institution": "isj-bc", "role": "school-counsellor"},
+        "received_at": T0.isoformat(), "do_not_contact": True,
+    }, subject=case_id)
+
+
+async def referral_consumers(server_url: str, config: referral_handlers.Config):
+    """Referral's real handlers on a fresh migrated database with the service directory
+    seeded; ({"cases": consumer, "commands": consumer}, engine)."""
+    engine, sessions = await migrated_database(server_url, "referral", REFERRAL_MIGRATIONS)
+    async with sessions() as session, session.begin():
+        await referral_handlers.seed_directory(session, T0)
+
+    async def on_case(uow, msg):
+        await referral_handlers.follow_case(uow, msg, config)
+
+    async def on_command(uow, msg):
+        await referral_handlers.on_ingress(uow, msg, config)
+
+    consumers = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
+                                     handler=handler, attempts=1)
+                 for name, handler in (("cases", on_case), ("commands", on_command))}
+    return consumers, engine
+
+
+# --- HTTP --------------------------------------------------------------------------------
+
+ISSUER = TokenIssuer("http://issuer.test", SigningKey.generate("idp-1"))
+
+
+def bearer(institution: str, person: str, *roles: str) -> dict[str, str]:
+    """The Authorization header of a person of ``institution`` (a case manager by default)."""
+    token = ISSUER.issue(person, institution, list(roles) or ["case-manager"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+def api_client(name: str, router: APIRouter, engine, keyring: Keyring | None = None) -> httpx.AsyncClient:
+    """A service's HTTP API over ASGI, on its database, trusting ISSUER's tokens; without a
+    broker (its outbox rows stay in the database, see ``emitted``)."""
+    app = FastAPI()
+    app.include_router(router)
+    app.state.runtime = Runtime(
+        name=name, settings=Settings(), engine=engine, sessions=make_sessions(engine),
+        producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
+        verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
+        network_key=None, keyring=keyring or Keyring([]))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=f"http://{name}.test")

@@ -3,21 +3,19 @@ rejection code, and what cannot be trusted lands in the dead-letter topic."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import DEAD_LETTER_TOPIC
-from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.signing import SigningKey
 from services.intake.adapters.tables import cases, reports
-from tests.integration.helpers import emitted, intake_consumer, message
+from tests.integration.helpers import delivered, emitted, intake_consumer, keyring_of, message, on_topic
 
 SCHOOL, DOCTOR = "isj-bc", "dsp-bc"
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in (SCHOOL, DOCTOR)}
-KEYRING = Keyring([PublicKey(k.key_id, i, k.public_raw(), datetime(2026, 1, 1, tzinfo=timezone.utc), None)
-                   for i, k in KEYS.items()])
+KEYRING = keyring_of(KEYS)
 
 
 def report(**child) -> dict:
@@ -47,8 +45,7 @@ async def test_a_valid_report_opens_a_routed_case_and_is_answered(intake):
     event = signed(report())
     await consumer.process([message(f"punte.ingress.{SCHOOL}", event)])
     out = await emitted(engine)
-    opened = [d for t, h, d in out if t == "punte.cases"]
-    answer = [d for t, h, d in out if t == f"punte.delivery.{SCHOOL}"]
+    opened, answer = on_topic(out, "punte.cases"), delivered(out, SCHOOL)
     assert len(opened) == 1 and len(answer) == 1
     assert opened[0]["lead"] == "spas-colonesti" and opened[0]["urgency"] == "P2"
     assert set(opened[0]["informed"]) == {"cjrae-bc", "isj-bc"}
@@ -105,13 +102,13 @@ async def test_bad_input_is_rejected_with_its_code(intake, code):
     consumer, engine = intake
     await consumer.process([BAD_INPUTS[code]()])
     out = await emitted(engine)
-    answers = [d for t, h, d in out if t == f"punte.delivery.{SCHOOL}"]
+    answers = delivered(out, SCHOOL)
     assert len(answers) == 1
     assert answers[0]["status"] == "rejected" and answers[0]["reason"]["code"] == code
     assert answers[0]["reason"]["message_ro"] and answers[0]["reason"]["message_en"]
-    dead = [d for t, h, d in out if t == DEAD_LETTER_TOPIC]
+    dead = on_topic(out, DEAD_LETTER_TOPIC)
     assert [d["reason"]["code"] for d in dead] == ([code] if code in DEAD_LETTERED else [])
-    assert not [t for t, h, d in out if t == "punte.cases"]
+    assert not on_topic(out, "punte.cases")
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(reports))).one()
     assert (row.outcome, row.reason_code) == ("rejected", code)

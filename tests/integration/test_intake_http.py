@@ -2,26 +2,24 @@
 person's decision on a possible duplicate."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from runtime.cloudevents import CloudEvent
-from runtime.db import make_sessions
-from runtime.outbox import OutboxRelay
-from runtime.service import Runtime
-from runtime.settings import Settings
-from runtime.signing import Keyring, PublicKey, SigningKey
-from runtime.tokens import TokenIssuer, TokenVerifier
+from runtime.signing import SigningKey
 from services.intake.entrypoints.http import router
-from tests.integration.helpers import emitted, intake_consumer, message
+from tests.integration.helpers import (
+    api_client,
+    bearer,
+    delivered,
+    emitted,
+    intake_consumer,
+    keyring_of,
+    message,
+    on_topic,
+)
 
 KEY = SigningKey.generate("isj-bc-1")
-KEYRING = Keyring([PublicKey(KEY.key_id, "isj-bc", KEY.public_raw(),
-                             datetime(2026, 1, 1, tzinfo=timezone.utc), None)])
-ISSUER = TokenIssuer("http://issuer.test", SigningKey.generate("idp-1"))
+KEYRING = keyring_of({"isj-bc": KEY})
 
 
 def named(given: str, family: str) -> CloudEvent:
@@ -38,14 +36,8 @@ async def api(infrastructure):
     consumer, engine, _ = await intake_consumer(infrastructure.database_url, KEYRING)
     await consumer.process([message("punte.ingress.isj-bc", named("Elena", "Probescu"), offset=0),
                             message("punte.ingress.isj-bc", named("Elena", "Probesku"), offset=1)])
-    first, second = [d["case_id"] for t, h, d in await emitted(engine) if t == "punte.delivery.isj-bc"]
-    app = FastAPI()
-    app.include_router(router)
-    app.state.runtime = Runtime(
-        name="intake", settings=Settings(), engine=engine, sessions=make_sessions(engine), producer=None,
-        relay=OutboxRelay(engine, None), verifier=TokenVerifier("http://issuer.test", "punte", ISSUER.jwks()),
-        network_key=None, keyring=KEYRING)  # type: ignore[arg-type]
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake.test")
+    first, second = [d["case_id"] for d in delivered(await emitted(engine), "isj-bc")]
+    client = api_client("intake", router, engine, KEYRING)
     client.engine = engine  # type: ignore[attr-defined]
     yield client, first, second
     await client.aclose()
@@ -53,7 +45,7 @@ async def api(infrastructure):
 
 
 def as_manager(institution: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {ISSUER.issue(f'cm.{institution}', institution, ['case-manager'])}"}
+    return bearer(institution, f"cm.{institution}")
 
 
 async def test_the_lead_sees_the_case_without_identity_and_others_do_not(api):
@@ -68,7 +60,7 @@ async def test_the_lead_sees_the_case_without_identity_and_others_do_not(api):
     police = await client.get(f"/v1/cases/{second}", headers=as_manager("ipj-bc"))
     assert police.status_code == 404, "not taking part: the case does not exist for them"
     # The read is on record: who, for which institution, why.
-    accesses = [d for t, h, d in await emitted(client.engine) if t == "punte.access"]
+    accesses = on_topic(await emitted(client.engine), "punte.access")
     assert [(a["actor"], a["actor_institution"], a["case_id"], a["purpose"]) for a in accesses] == [
         ("cm.spas-colonesti", "spas-colonesti", second, "lucru la caz / case work")]
 

@@ -3,43 +3,38 @@ outcome with a code from the catalogue, and nothing raises past the handler."""
 from __future__ import annotations
 
 import copy
-import itertools
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.reference import rejection_codes
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import key_by_event_id
-from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.signing import SigningKey
 from services.intake.adapters import repository
-from tests.integration.helpers import intake_consumer, message
+from tests.integration.helpers import intake_consumer, keyring_of, message, positions
 
 KEY = SigningKey.generate("isj-bc-1")
-KEYRING = Keyring([PublicKey(KEY.key_id, "isj-bc", KEY.public_raw(),
-                             datetime(2026, 1, 1, tzinfo=timezone.utc), None)])
+KEYRING = keyring_of({"isj-bc": KEY})
 TOPIC = "punte.ingress.isj-bc"
 CODES = set(rejection_codes())
-positions = itertools.count()
 FAST = settings(max_examples=120, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
 async def intake(infrastructure):
-    consumer, engine, service = await intake_consumer(infrastructure.database_url, KEYRING)
+    consumer, engine, _ = await intake_consumer(infrastructure.database_url, KEYRING)
     yield consumer, engine
     await engine.dispose()
 
 
 async def outcome_of(engine, msg) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        from sqlalchemy.ext.asyncio import AsyncSession
-        async with AsyncSession(bind=conn) as session:
-            return await repository.answer_to(session, key_by_event_id(msg))
+    async with AsyncSession(engine) as session:
+        return await repository.answer_to(session, key_by_event_id(msg))
 
 
 def assert_answered(answer: dict[str, Any] | None, consumer, failures_before: int) -> None:

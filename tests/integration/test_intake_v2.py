@@ -15,13 +15,22 @@ from runtime.inbox import DEAD_LETTER_TOPIC
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.intake.adapters.tables import case_reports, duplicate_candidates, household_links, identities
 from services.intake.adapters.vault import Sealed
-from tests.integration.helpers import emitted, intake_consumer, message
+from tests.integration.helpers import (
+    KEYS_SINCE,
+    delivered,
+    emitted,
+    intake_consumer,
+    keyring_of,
+    message,
+    of_type,
+    on_topic,
+    positions,
+)
 
 V2 = "ro.punte.report.submitted.v2"
 COLONESTI = 21891
-SINCE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("dsp-bc", "isj-bc", "dgaspc-bc", "spas-colonesti")}
-KEYRING = Keyring([PublicKey(k.key_id, i, k.public_raw(), SINCE, None) for i, k in KEYS.items()])
+KEYRING = keyring_of(KEYS)
 CHILD_CNP, SIBLING_CNP = "5150412041230", "6170903041234"
 
 
@@ -50,19 +59,12 @@ async def intake(infrastructure):
     await engine.dispose()
 
 
-offset = iter(range(10**6))
-
-
 async def send(consumer, event: CloudEvent, sender: str = "isj-bc") -> None:
-    await consumer.process([message(f"punte.ingress.{sender}", event, offset=next(offset))])
+    await consumer.process([message(f"punte.ingress.{sender}", event, offset=next(positions))])
 
 
 def answers(out, sender="isj-bc"):
-    return [d for t, h, d in out if t == f"punte.delivery.{sender}"]
-
-
-def of_type(out, type_):
-    return [d for t, h, d in out if dict(h).get("ce_type") == type_]
+    return delivered(out, sender)
 
 
 async def test_identity_is_sealed_and_internal_events_carry_the_pseudonym(intake):
@@ -74,7 +76,7 @@ async def test_identity_is_sealed_and_internal_events_carry_the_pseudonym(intake
     identity = service.vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
     assert identity["cnp"] == CHILD_CNP and identity["address"].startswith("str. Exemplului")
     out = await emitted(engine)
-    internal = str([d for t, h, d in out if t == "punte.cases"])
+    internal = str(on_topic(out, "punte.cases"))
     assert CHILD_CNP not in internal and "Exemplului" not in internal and row.child_ref in internal
 
 
@@ -196,7 +198,6 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-
 @pytest.mark.parametrize("event, code", [
     (lambda: signed(report(), time=now() - timedelta(days=8)), "STALE_EVENT"),
     (lambda: signed(report(), time=now() + timedelta(minutes=10)), "FUTURE_EVENT"),
@@ -222,7 +223,7 @@ async def test_key_rotation_with_overlap_and_expiry(infrastructure):
     old, new = SigningKey.generate("isj-bc-1"), SigningKey.generate("isj-bc-2")
     now = datetime.now(timezone.utc)
     keyring = Keyring([
-        PublicKey(old.key_id, "isj-bc", old.public_raw(), SINCE, now + timedelta(days=1)),
+        PublicKey(old.key_id, "isj-bc", old.public_raw(), KEYS_SINCE, now + timedelta(days=1)),
         PublicKey(new.key_id, "isj-bc", new.public_raw(), now - timedelta(days=1), None),
     ])
     consumer, engine, _ = await intake_consumer(infrastructure.database_url, keyring)
@@ -230,7 +231,7 @@ async def test_key_rotation_with_overlap_and_expiry(infrastructure):
         await send(consumer, signed(report(), key=old))
         await send(consumer, signed(report(risks=[{"category": "bullying"}]), key=new))
         expired_keyring = Keyring([
-            PublicKey(old.key_id, "isj-bc", old.public_raw(), SINCE, now - timedelta(minutes=1)),
+            PublicKey(old.key_id, "isj-bc", old.public_raw(), KEYS_SINCE, now - timedelta(minutes=1)),
             PublicKey(new.key_id, "isj-bc", new.public_raw(), now - timedelta(days=1), None),
         ])
         consumer_after, engine_after, _ = await intake_consumer(infrastructure.database_url, expired_keyring)
@@ -245,9 +246,9 @@ async def test_key_rotation_with_overlap_and_expiry(infrastructure):
 
 async def test_a_message_on_the_topic_of_an_unknown_institution_is_dead_lettered(intake):
     consumer, engine, _ = intake
-    await consumer.process([message("punte.ingress.nobody", signed(report()), offset=next(offset))])
+    await consumer.process([message("punte.ingress.nobody", signed(report()), offset=next(positions))])
     out = await emitted(engine)
-    dead = [d for t, h, d in out if t == DEAD_LETTER_TOPIC]
+    dead = on_topic(out, DEAD_LETTER_TOPIC)
     assert [d["reason"]["code"] for d in dead] == ["UNKNOWN_INSTITUTION"]
 
 

@@ -4,8 +4,7 @@ escalate and return — with an injected clock, across a restart."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,28 +12,26 @@ import sqlalchemy as sa
 from contracts import reference
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_engine, make_sessions
-from runtime.inbox import InboxConsumer, UnitOfWork
+from runtime.inbox import UnitOfWork
 from runtime.outbox import Outbox
-from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.signing import SigningKey
 from services.referral import handlers
-from services.referral.adapters.tables import referrals
-from tests.integration.helpers import emitted, message, migrated_database
+from services.referral.adapters.tables import referrals, services
+from tests.integration.helpers import (
+    T0,
+    case_opened,
+    delivered,
+    emitted,
+    keyring_of,
+    message,
+    of_type,
+    positions,
+    referral_config,
+    referral_consumers,
+)
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "referral" / "migrations"
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("dgaspc-bc", "spas-colonesti", "isj-bc", "cjrae-bc")}
-KEYRING = Keyring([PublicKey(k.key_id, i, k.public_raw(), datetime(2026, 1, 1, tzinfo=timezone.utc), None)
-                   for i, k in KEYS.items()])
-CONFIG = handlers.Config(KEYRING, reference.referral_deadlines(), frozenset(reference.referral_outcomes()))
-T0 = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
-    return CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
-        "case_id": case_id, "child_ref": "ch-x", "uat_siruta": 21891, "categories": ["neglect"],
-        "urgency": urgency, "lead": lead, "informed": ["spas-colonesti"], "report_id": "r-1",
-        "reporter": {"institution": "isj-bc", "role": "school-counsellor"},
-        "received_at": T0.isoformat(), "do_not_contact": True,
-    }, subject=case_id)
+CONFIG = referral_config(keyring_of(KEYS))
 
 
 def command(sender: str, referral_id: str, name: str, **fields) -> CloudEvent:
@@ -44,23 +41,9 @@ def command(sender: str, referral_id: str, name: str, **fields) -> CloudEvent:
 
 @pytest.fixture
 async def referral(infrastructure):
-    engine, sessions = await migrated_database(infrastructure.database_url, "referral", MIGRATIONS)
-    async with sessions() as session, session.begin():
-        await handlers.seed_directory(session, T0)
-
-    async def on_case(uow, msg):
-        await handlers.follow_case(uow, msg, CONFIG)
-
-    async def on_command(uow, msg):
-        await handlers.on_ingress(uow, msg, CONFIG)
-
-    consumer = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
-                                    handler=h, attempts=1) for name, h in (("cases", on_case), ("commands", on_command))}
+    consumer, engine = await referral_consumers(infrastructure.database_url, CONFIG)
     yield consumer, engine, infrastructure
     await engine.dispose()
-
-
-positions = iter(range(10**6))
 
 
 async def send(consumer, sender: str, event: CloudEvent) -> None:
@@ -69,15 +52,11 @@ async def send(consumer, sender: str, event: CloudEvent) -> None:
 
 async def opened(consumer, engine, **case) -> dict:
     await consumer["cases"].process([message("punte.cases", case_opened(**case), offset=next(positions))])
-    return [d for t, h, d in await emitted(engine) if dict(h)["ce_type"] == "ro.punte.referral.requested.v1"][-1]
+    return of_type(await emitted(engine), "ro.punte.referral.requested.v1")[-1]
 
 
 def answers(out, sender):
-    return [(d["status"], (d.get("reason") or {}).get("code")) for t, h, d in out if t == f"punte.delivery.{sender}"]
-
-
-def of_type(out, type_):
-    return [d for t, h, d in out if dict(h)["ce_type"] == type_]
+    return [(d["status"], (d.get("reason") or {}).get("code")) for d in delivered(out, sender)]
 
 
 async def test_a_case_is_referred_to_its_lead_once_with_deadlines_and_its_safety_flag(referral):
@@ -240,7 +219,6 @@ async def test_a_provider_lists_its_own_service_and_keeps_it_current(referral):
     out = await emitted(engine)
     assert answers(out, "spas-colonesti") == [("rejected", "UNKNOWN_SERVICE"), ("accepted", None), ("accepted", None)]
     assert answers(out, "dgaspc-bc") == [("rejected", "NOT_ALLOWED")]
-    from services.referral.adapters.tables import services
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(services).where(
             services.c.service_id == "spas-colonesti-consiliere"))).one()

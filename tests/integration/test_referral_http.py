@@ -3,51 +3,31 @@ and acting by HTTP with the same rules as Kafka, the case's plan and closure, an
 service directory proposing free places first."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from pathlib import Path
-
-import httpx
 import pytest
-from fastapi import FastAPI
+import sqlalchemy as sa
 
-from runtime.db import make_sessions
-from runtime.inbox import InboxConsumer
-from runtime.outbox import OutboxRelay
-from runtime.service import Runtime
-from runtime.settings import Settings
-from runtime.signing import Keyring, SigningKey
-from runtime.tokens import TokenIssuer, TokenVerifier
-from services.referral import handlers
+from services.referral.adapters.tables import services
 from services.referral.entrypoints.http import router
-from tests.integration.helpers import migrated_database
-from tests.integration.test_referral import CONFIG, case_opened, message, positions
-
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "referral" / "migrations"
-ISSUER = TokenIssuer("http://issuer.test", SigningKey.generate("idp-1"))
-
-
-def as_person(institution: str, person: str, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {ISSUER.issue(person, institution, list(roles) or ['case-manager'])}"}
+from tests.integration.helpers import (
+    T0,
+    api_client,
+    bearer,
+    case_opened,
+    emitted,
+    message,
+    on_topic,
+    positions,
+    referral_config,
+    referral_consumers,
+)
 
 
 @pytest.fixture
 async def api(infrastructure):
-    engine, sessions = await migrated_database(infrastructure.database_url, "referral", MIGRATIONS)
-    async with sessions() as session, session.begin():
-        await handlers.seed_directory(session, datetime.now(timezone.utc))
-
-    async def on_case(uow, msg):
-        await handlers.follow_case(uow, msg, CONFIG)
-    cases = InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions, handler=on_case)
-    await cases.process([message("punte.cases", case_opened(), offset=next(positions))])
-    runtime = Runtime(name="referral", settings=Settings(), engine=engine, sessions=make_sessions(engine),
-                      producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
-                      verifier=TokenVerifier("http://issuer.test", "punte", ISSUER.jwks()),
-                      network_key=None, keyring=Keyring([]))
-    app = FastAPI()
-    app.include_router(router)
-    app.state.runtime = runtime
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://referral.test")
+    consumers, engine = await referral_consumers(infrastructure.database_url, referral_config())
+    await consumers["cases"].process([message("punte.cases", case_opened(), offset=next(positions))])
+    client = api_client("referral", router, engine)
+    client.engine = engine  # type: ignore[attr-defined]
     yield client
     await client.aclose()
     await engine.dispose()
@@ -55,14 +35,14 @@ async def api(infrastructure):
 
 async def test_a_team_works_a_referral_from_its_inbox(api):
     client = api
-    ana, ion = as_person("dgaspc-bc", "cm.ana"), as_person("dgaspc-bc", "cm.ion")
+    ana, ion = bearer("dgaspc-bc", "cm.ana"), bearer("dgaspc-bc", "cm.ion")
     [waiting] = (await client.get("/v1/referrals/inbox?owner=unassigned", headers=ana)).json()
     rid = waiting["referral_id"]
     claimed = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "claim"}, headers=ana)
     taken = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "claim"}, headers=ion)
     assert claimed.status_code == 200 and claimed.json()["owner"] == "cm.ana"
     assert taken.status_code == 409 and taken.json()["detail"]["code"] == "ALREADY_CLAIMED"
-    boss = as_person("dgaspc-bc", "sup.maria", "supervisor")
+    boss = bearer("dgaspc-bc", "sup.maria", "supervisor")
     moved = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "assign", "assignee": "cm.ion"},
                               headers=boss)
     assert moved.json()["owner"] == "cm.ion"
@@ -72,18 +52,21 @@ async def test_a_team_works_a_referral_from_its_inbox(api):
     for body in ({"command": "accept"}, {"command": "start"},
                  {"command": "complete", "outcome": "services-provided-legal"}):
         assert (await client.post(f"/v1/referrals/{rid}/commands", json=body, headers=ion)).status_code == 200
-    referrer = as_person("isj-bc", "cm.school")
+    referrer = bearer("isj-bc", "cm.school")
     seen = (await client.get(f"/v1/referrals/{rid}", headers=referrer)).json()
     assert seen["state"] == "completed"
     assert [(h["command"], h["owner"]) for h in seen["history"]][:2] == [("claim", "cm.ana"), ("assign", "cm.ion")]
-    outsider = await client.get(f"/v1/referrals/{rid}", headers=as_person("ipj-bc", "cm.police"))
+    outsider = await client.get(f"/v1/referrals/{rid}", headers=bearer("ipj-bc", "cm.police"))
     assert outsider.status_code == 404
+    # Every read is on record, and only those taking part read anything.
+    readers = {a["actor_institution"] for a in on_topic(await emitted(client.engine), "punte.access")}
+    assert readers == {"dgaspc-bc", "isj-bc"}
 
 
 async def test_a_case_closes_only_when_its_plan_is_done_and_only_by_its_lead(api):
     client = api
-    lead = as_person("dgaspc-bc", "cm.ana")
-    not_lead = await client.post("/v1/cases/case-1/close", headers=as_person("spas-colonesti", "cm.x"))
+    lead = bearer("dgaspc-bc", "cm.ana")
+    not_lead = await client.post("/v1/cases/case-1/close", headers=bearer("spas-colonesti", "cm.x"))
     assert not_lead.status_code == 403 and not_lead.json()["detail"]["code"] == "NOT_CASE_LEAD"
     too_soon = await client.post("/v1/cases/case-1/close", headers=lead)
     assert too_soon.status_code == 409 and too_soon.json()["detail"]["code"] == "CASE_HAS_OPEN_REFERRALS"
@@ -98,10 +81,17 @@ async def test_a_case_closes_only_when_its_plan_is_done_and_only_by_its_lead(api
 
 async def test_the_directory_proposes_free_places_first_and_says_so(api):
     client = api
-    found = (await client.get("/v1/services?category=neglect", headers=as_person("isj-bc", "cm.school"))).json()
+    # The seeded directory has no free places for neglect; a provider reports some.
+    async with client.engine.begin() as conn:
+        await conn.execute(sa.insert(services).values(
+            service_id="spas-colonesti-sprijin", provider="spas-colonesti", name="Sprijin (sintetic)",
+            categories=["neglect"], capacity=10, occupancy=4, waiting=3, accepting=True, updated_at=T0))
+    found = (await client.get("/v1/services?category=neglect", headers=bearer("isj-bc", "cm.school"))).json()
     assert found, "services for neglect exist in the directory"
     proposals = [s["proposal"] for s in found]
     order = {"locuri libere / free places": 0, "capacitate necunoscută / capacity unknown": 1}
     ranks = [order.get(p, 2) for p in proposals]
     assert ranks == sorted(ranks)
+    assert set(ranks) == {0, 1, 2}, "free, unknown and full are all proposed, in that order"
+    assert (found[0]["service_id"], found[0]["free_places"]) == ("spas-colonesti-sprijin", 6)
     assert all("neglect" in s["categories"] for s in found)

@@ -29,12 +29,13 @@ async def open_cases_of(session: AsyncSession, child_ref: str) -> Sequence[sa.Ro
     )).all()
 
 
-async def open_cases_of_children(session: AsyncSession, child_refs: Iterable[str]) -> list[str]:
-    refs = list(child_refs)
-    if not refs:
-        return []
+async def open_cases_of_siblings(session: AsyncSession, child_ref: str) -> list[str]:
+    """The open cases of every child known to share the household, from this and earlier
+    reports, oldest first."""
     return list((await session.execute(
-        sa.select(cases.c.case_id).where(cases.c.child_ref.in_(refs), cases.c.status == "open")
+        sa.select(cases.c.case_id)
+        .join(household_links, household_links.c.sibling_ref == cases.c.child_ref)
+        .where(household_links.c.child_ref == child_ref, cases.c.status == "open")
         .order_by(cases.c.opened_at)
     )).scalars())
 
@@ -84,13 +85,6 @@ async def link_household(session: AsyncSession, child_ref: str, sibling_refs: It
             for a, b in ((child_ref, s), (s, child_ref))]
     if rows:
         await session.execute(pg_insert(household_links).values(rows).on_conflict_do_nothing())
-
-
-async def siblings_of(session: AsyncSession, child_ref: str) -> list[str]:
-    """Every child known to share the household, from this and earlier reports."""
-    return list((await session.execute(
-        sa.select(household_links.c.sibling_ref).where(household_links.c.child_ref == child_ref)
-    )).scalars())
 
 
 async def flag_duplicates(session: AsyncSession, case_id: str, scored: dict[str, float]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 from contracts.events import ChildIdentityV2, Person, ReportSubmitted, ReportSubmittedV2, Risk
@@ -35,7 +36,7 @@ class Rules:
     county_institution: Callable[[str, str], str | None]
     pseudonym_key: bytes
 
-    @property
+    @cached_property
     def routed_counties(self) -> frozenset[str]:
         """Counties whose UATs and local services Punte knows, so it routes within them."""
         return frozenset(self.uat_county.values())

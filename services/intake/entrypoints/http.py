@@ -9,14 +9,17 @@ import base64
 import json
 from datetime import datetime, timezone
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.reference import ingress_topic, rejection_codes
 from runtime.access import record_access
+from runtime.cloudevents import CONTENT_TYPE, REQUIRED
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
 from services.intake.adapters import repository
@@ -25,6 +28,7 @@ from services.intake.handlers import REPORT_TYPES
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 STRUCTURED = "application/cloudevents+json"
+ATTRIBUTES = tuple(name.removeprefix("ce_") for name in REQUIRED)  # specversion, id, …
 
 
 def _error(status: int, code: str, detail: str) -> HTTPException:
@@ -33,6 +37,11 @@ def _error(status: int, code: str, detail: str) -> HTTPException:
         "code": code, "message_ro": known.message_ro if known else detail,
         "message_en": f"{known.message_en} ({detail})" if known else detail,
     })
+
+
+def _message_key(source: str, event_id: str) -> str:
+    """The key intake's inbox records the event under (runtime.inbox.key_by_event_id)."""
+    return f"{source}|{event_id}"
 
 
 def _binary(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
@@ -89,34 +98,37 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     attributes, data = _structured(body) if content_type == STRUCTURED else _binary(request, body)
-    missing = [a for a in ("specversion", "id", "source", "type", "time") if not attributes.get(a)]
+    missing = [a for a in ATTRIBUTES if not attributes.get(a)]
     if missing:
         raise _error(400, "MALFORMED_ENVELOPE", f"missing attributes: {', '.join(missing)}")
     if principal.institution is None or attributes["source"] != f"/institutions/{principal.institution}":
         raise _error(403, "SOURCE_MISMATCH", "the event's source is not your institution")
     if attributes["type"] not in REPORT_TYPES:
         raise _error(400, "UNKNOWN_EVENT_TYPE", "this endpoint takes reports")
-    message_key = f"{attributes['source']}|{attributes['id']}"
-    async with runtime.sessions() as session:
-        known = await repository.answer_to(session, message_key)
+    message_key = _message_key(attributes["source"], attributes["id"])
+    known = await _answer_to(runtime, message_key)
     if known is None:
         headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
-        headers.append(("content-type", b"application/json"))
+        headers.append(("content-type", CONTENT_TYPE.encode()))
         await runtime.producer.send_and_wait(ingress_topic(principal.institution), value=data,
                                              key=attributes["id"].encode(), headers=headers)
         known = await _wait_for_answer(runtime, message_key, wait)
     if known is None:
-        location = f"/v1/events/outcome?source={attributes['source']}&id={attributes['id']}"
+        location = "/v1/events/outcome?" + urlencode({"source": attributes["source"], "id": attributes["id"]})
         return JSONResponse({"status": "processing", "location": location}, status_code=202,
                             headers={"Location": location})
     return _answer(known)
 
 
-async def _wait_for_answer(runtime: Runtime, message_key: str, seconds: float) -> dict | None:
+async def _answer_to(runtime: Runtime, message_key: str) -> dict[str, Any] | None:
+    async with runtime.sessions() as session:
+        return await repository.answer_to(session, message_key)
+
+
+async def _wait_for_answer(runtime: Runtime, message_key: str, seconds: float) -> dict[str, Any] | None:
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        async with runtime.sessions() as session:
-            known = await repository.answer_to(session, message_key)
+        known = await _answer_to(runtime, message_key)
         if known is not None or asyncio.get_running_loop().time() >= deadline:
             return known
         await asyncio.sleep(0.05)
@@ -127,9 +139,7 @@ async def outcome(request: Request, source: str, id: str,
                   principal: Principal = Depends(require_role())) -> JSONResponse:
     if source != f"/institutions/{principal.institution}":
         raise _error(403, "SOURCE_MISMATCH", "not your institution's event")
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.sessions() as session:
-        known = await repository.answer_to(session, f"{source}|{id}")
+    known = await _answer_to(request.app.state.runtime, _message_key(source, id))
     if known is None:
         raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
                                          "message_en": "Still being processed, or unknown"})
@@ -153,29 +163,27 @@ class CaseView(BaseModel):
     possible_duplicates: list[dict[str, Any]]
 
 
-async def _case_for(request: Request, case_id: str, principal: Principal) -> tuple[Runtime, sa.Row]:
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.sessions() as session:
-        row = (await session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
+async def _case_for(session: AsyncSession, case_id: str, principal: Principal) -> sa.Row:
+    row = (await session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
     # Need to know: only the institutions taking part in the case see it.
     if row is None or principal.institution not in (row.lead, *row.informed):
         raise HTTPException(404, detail={"code": "NOT_FOUND", "message_ro": "Caz inexistent",
                                          "message_en": "No such case"})
-    return runtime, row
+    return row
 
 
 @router.get("/cases/{case_id}", response_model=CaseView, summary="Un caz / one case")
 async def case_view(case_id: str, request: Request,
                     principal: Principal = Depends(require_role("case-manager"))) -> CaseView:
     """The case as the institutions taking part see it: pseudonymous, no identity."""
-    runtime, row = await _case_for(request, case_id, principal)
+    runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
+        row = await _case_for(uow.session, case_id, principal)
         record_access(uow, principal, request, service="intake", case_id=case_id)
-    async with runtime.sessions() as session:
-        held = (await session.execute(sa.select(case_reports).where(case_reports.c.case_id == case_id)
-                                      .order_by(case_reports.c.received_at))).all()
-        doubts = (await session.execute(sa.select(duplicate_candidates)
-                                        .where(duplicate_candidates.c.case_id == case_id))).all()
+        held = (await uow.session.execute(sa.select(case_reports).where(case_reports.c.case_id == case_id)
+                                          .order_by(case_reports.c.received_at))).all()
+        doubts = (await uow.session.execute(sa.select(duplicate_candidates)
+                                            .where(duplicate_candidates.c.case_id == case_id))).all()
     return CaseView(
         case_id=row.case_id, child_ref=row.child_ref, county=row.county, uat_siruta=row.uat_siruta,
         categories=row.categories, urgency=row.urgency, lead=row.lead, informed=row.informed,
@@ -197,11 +205,13 @@ class Decision(BaseModel):
 async def decide_duplicate(case_id: str, other_case_id: str, decision: Decision, request: Request,
                            principal: Principal = Depends(require_role("case-manager"))) -> dict[str, str]:
     """Only the lead institution's case managers decide; the decision is kept with who took it."""
-    runtime, row = await _case_for(request, case_id, principal)
-    if principal.institution != row.lead:
-        raise HTTPException(403, detail={"code": "NOT_CASE_LEAD", "message_ro": "Doar instituția responsabilă decide",
-                                         "message_en": "Only the lead institution decides"})
+    runtime: Runtime = request.app.state.runtime
     async with runtime.sessions() as session, session.begin():
+        row = await _case_for(session, case_id, principal)
+        if principal.institution != row.lead:
+            raise HTTPException(403, detail={"code": "NOT_CASE_LEAD",
+                                             "message_ro": "Doar instituția responsabilă decide",
+                                             "message_en": "Only the lead institution decides"})
         updated = await session.execute(
             sa.update(duplicate_candidates)
             .where(duplicate_candidates.c.case_id == case_id,

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from contracts.reference import REFERRAL_STEPS
 from runtime.clock import due
 from services.referral.domain.referral import State
-
-STEPS = ("acknowledge", "decide", "first_contact", "outcome", "return_after")
 
 # A step is still owed while the referral is in one of these states.
 OWED: dict[str, frozenset[State]] = {
@@ -36,7 +35,7 @@ def table_for(kind: str, urgency: str, table: Mapping[str, Any]) -> Mapping[str,
 def schedule(kind: str, urgency: str, requested_at: datetime,
              table: Mapping[str, Any]) -> dict[str, datetime]:
     level = table_for(kind, urgency, table)
-    return {step: due(requested_at, level[step], level["clock"]) for step in STEPS if step in level}
+    return {step: due(requested_at, level[step], level["clock"]) for step in REFERRAL_STEPS if step in level}
 
 
 @dataclass(frozen=True)

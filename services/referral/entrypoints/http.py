@@ -107,15 +107,14 @@ async def sent(request: Request, limit: int = Query(100, le=500),
 
 @router.get("/referrals/{referral_id}", response_model=ReferralView, summary="O trimitere / one referral")
 async def one(referral_id: str, request: Request, principal: Principal = Depends(case_manager)) -> ReferralView:
-    async with _runtime(request).sessions() as session:
-        row = (await session.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id))).first()
+    async with _runtime(request).unit_of_work() as uow:
+        row = (await uow.session.execute(
+            sa.select(referrals).where(referrals.c.referral_id == referral_id))).first()
         if row is None or principal.institution not in (row.referrer, row.to_institution):
             raise _refused(Refused("UNKNOWN_REFERRAL", referral_id))
-    async with _runtime(request).unit_of_work() as uow:
         record_access(uow, principal, request, service="referral", case_id=row.case_id)
-    async with _runtime(request).sessions() as session:
-        steps = (await session.execute(sa.select(history).where(history.c.referral_id == referral_id)
-                                       .order_by(history.c.id))).all()
+        steps = (await uow.session.execute(sa.select(history).where(history.c.referral_id == referral_id)
+                                           .order_by(history.c.id))).all()
     return _view(row, list(steps))
 
 
@@ -187,15 +186,13 @@ class CaseView(BaseModel):
 
 @router.get("/cases/{case_id}", response_model=CaseView, summary="Cazul și planul de servicii / the case and its plan")
 async def case(case_id: str, request: Request, principal: Principal = Depends(case_manager)) -> CaseView:
-    async with _runtime(request).sessions() as session:
-        row = (await session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
+    async with _runtime(request).unit_of_work() as uow:
+        row = (await uow.session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
         if row is None or principal.institution not in row.participants:
             raise _refused(Refused("UNKNOWN_CASE", case_id))
-    async with _runtime(request).unit_of_work() as uow:
         record_access(uow, principal, request, service="referral", case_id=case_id)
-    async with _runtime(request).sessions() as session:
-        plan = (await session.execute(sa.select(referrals).where(referrals.c.case_id == case_id)
-                                      .order_by(referrals.c.requested_at))).all()
+        plan = (await uow.session.execute(sa.select(referrals).where(referrals.c.case_id == case_id)
+                                          .order_by(referrals.c.requested_at))).all()
     return CaseView(case_id=row.case_id, lead=row.lead, lead_manager=row.lead_manager,
                     urgency=row.urgency, categories=row.categories, status=row.status,
                     participants=row.participants, do_not_contact=row.do_not_contact,
@@ -242,6 +239,11 @@ class ServiceView(BaseModel):
     proposal: str
 
 
+# How the directory proposes a service, best first.
+PROPOSALS = ("locuri libere / free places", "capacitate necunoscută / capacity unknown",
+             "fără locuri libere sau închis / full or not accepting")
+
+
 @router.get("/services", response_model=list[ServiceView], summary="Catalogul serviciilor / the service directory")
 async def directory(request: Request, category: str | None = None,
                     principal: Principal = Depends(require_role())) -> list[ServiceView]:
@@ -249,24 +251,19 @@ async def directory(request: Request, category: str | None = None,
     it is proposed where it is."""
     async with _runtime(request).sessions() as session:
         rows = (await session.execute(sa.select(services))).all()
-    found = [r for r in rows if category is None or category in r.categories]
+    views = [_service_view(r) for r in rows if category is None or category in r.categories]
+    return sorted(views, key=lambda v: (PROPOSALS.index(v.proposal), v.waiting or 0, v.name))
 
-    def free(r: sa.Row) -> int | None:
-        return None if r.capacity is None or r.occupancy is None else max(r.capacity - r.occupancy, 0)
 
-    def rank(r: sa.Row) -> tuple[int, int, str]:
-        places = free(r)
-        return (0 if r.accepting and (places or 0) > 0 else 1 if r.accepting and places is None else 2,
-                r.waiting or 0, r.name)
-
-    out = []
-    for r in sorted(found, key=rank):
-        places = free(r)
-        proposal = ("locuri libere / free places" if r.accepting and (places or 0) > 0
-                    else "capacitate necunoscută / capacity unknown" if r.accepting and places is None
-                    else "fără locuri libere sau închis / full or not accepting")
-        out.append(ServiceView(service_id=r.service_id, provider=r.provider, name=r.name,
-                               nomenclature_code=r.nomenclature_code, categories=r.categories,
-                               capacity=r.capacity, occupancy=r.occupancy, waiting=r.waiting,
-                               accepting=r.accepting, free_places=places, proposal=proposal))
-    return out
+def _service_view(r: sa.Row) -> ServiceView:
+    places = None if r.capacity is None or r.occupancy is None else max(r.capacity - r.occupancy, 0)
+    if not r.accepting or places == 0:
+        proposal = PROPOSALS[2]
+    elif places is None:
+        proposal = PROPOSALS[1]
+    else:
+        proposal = PROPOSALS[0]
+    return ServiceView(service_id=r.service_id, provider=r.provider, name=r.name,
+                       nomenclature_code=r.nomenclature_code, categories=r.categories,
+                       capacity=r.capacity, occupancy=r.occupancy, waiting=r.waiting,
+                       accepting=r.accepting, free_places=places, proposal=proposal)
