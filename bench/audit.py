@@ -6,13 +6,14 @@ Starts an embedded PostgreSQL in a temporary folder (always stopped), migrates f
 databases on it and measures, in one run on the same machine:
 
 1. append: N synthetic CloudEvent messages (~600-byte JSON bodies on a few punte.* topics and
-   partitions) through the real ``InboxConsumer.process`` with ``handlers.append`` and
-   ``key_by_position``, in batches of 500 (the consumer's batch_max). Then, each on a fresh
-   database, M of them: in batches of 500 and of 50; with the append of d87e808 (append lock
-   and max(seq) per message); with a larger prepared-statement cache; and with every SQL
-   statement timed (where the time goes);
+   partitions) through the real ``InboxConsumer.process`` with ``handlers.append_many`` (the
+   batch handler, as the service runs) and ``key_by_position``, in batches of 500 (the
+   consumer's batch_max). Then, each on a fresh database, M of them: in batches of 500 and of
+   50; one message at a time (``handlers.append`` in a savepoint each, the consumer's path
+   after a batch failed); with asyncpg's default prepared-statement cache (100) instead of
+   runtime.db's; and with every SQL statement timed (where the time goes);
 2. integrate: ``handlers.integrate`` until caught up;
-3. proofs: 200 inclusion proofs and 100 consistency proofs, each with its DB lookups; root_at;
+3. proofs: 200 inclusion proofs and 100 consistency proofs, each reading its nodes; root_at;
 4. checkpoint: ``handlers.issue_checkpoint`` (sign + publish to the outbox), commit included;
 5. verification: ``verify_stored`` over every entry, ``export`` and ``offline.verify_export``;
 6. baseline: asyncpg ``executemany`` of N rows of the same bytes into a scratch table.
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections import defaultdict
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ from figures import machine, rounded
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import event  # noqa: E402
-from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from contracts.events import EventType  # noqa: E402
 from punte.embedded import EmbeddedPostgres  # noqa: E402
@@ -67,9 +69,9 @@ console = Console()
 MIGRATIONS = ROOT / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.bench/audit", SigningKey.generate("punte.bench/audit-1"))
 BODY_BYTES = 600
-# SQLAlchemy's asyncpg dialect prepares every statement, cached per connection (100 by
-# default); each savepoint of a batch has its own name, so its own SQL text.
-STMT_CACHE = "?prepared_statement_cache_size=2000"
+# SQLAlchemy's asyncpg dialect prepares every statement, cached per connection: 100 by
+# default, runtime.db sets more (each savepoint of a batch has its own name, so its own SQL).
+DEFAULT_STMT_CACHE = 100
 
 # (topic, partitions, event type, source): what the audit consumer sees in the network.
 TOPICS = [
@@ -110,30 +112,26 @@ def make_messages(rng: random.Random, n: int) -> list[Message]:
 
 # --- a database ----------------------------------------------------------------------------
 
-async def database(server_url: str, name: str, engine_query: str = ""):
+async def database(server_url: str, name: str, stmt_cache: int | None = None):
+    """A fresh migrated database, with runtime.db's engine unless ``stmt_cache`` is given."""
     url = await migrate(Settings(database_url=server_url, database_prefix="bench"), name, MIGRATIONS)
-    engine = make_engine(url + engine_query, pool_size=5)
+    engine = make_engine(url, pool_size=5) if stmt_cache is None else create_async_engine(
+        url, pool_size=5, connect_args={"prepared_statement_cache_size": stmt_cache})
     return url, engine, make_sessions(engine)
 
 
-def consumer(sessions, handler=None) -> InboxConsumer:
+def consumer(sessions, batched: bool = True) -> InboxConsumer:
+    """As the service runs it: the whole batch in one insert; or, not ``batched``, one
+    message at a time in a savepoint each (the consumer's path after a batch failed)."""
     templates = institution_topics()
-
-    async def handle(uow, msg):
-        await handlers.append(uow, msg, templates)
-
-    async def handle_batch(uow, msgs):
-        await handlers.append_many(uow, msgs, templates)
-
-    # As the service runs it: the whole batch in one insert (the per-message handler is the
-    # fallback); a custom handler is measured on its own.
     return InboxConsumer(service="audit", group_id="bench", bootstrap="unused", sessions=sessions,
-                         handler=handler or handle, message_key=key_by_position, attempts=1,
-                         batch_handler=None if handler else handle_batch)
+                         handler=partial(handlers.append, templates=templates), message_key=key_by_position,
+                         attempts=1,
+                         batch_handler=partial(handlers.append_many, templates=templates) if batched else None)
 
 
-async def append_all(sessions, messages: list[Message], batch: int, handler=None) -> dict:
-    inbox = consumer(sessions, handler)
+async def append_all(sessions, messages: list[Message], batch: int, batched: bool = True) -> dict:
+    inbox = consumer(sessions, batched)
     start = time.perf_counter()
     for i in range(0, len(messages), batch):
         await inbox.process(messages[i:i + batch])
@@ -145,10 +143,11 @@ async def append_all(sessions, messages: list[Message], batch: int, handler=None
 # --- where the append's time goes ---------------------------------------------------------
 
 STATEMENTS = [  # (label, how the SQL starts), first match wins
-    ("SAVEPOINT / RELEASE (per message)", ("SAVEPOINT", "RELEASE SAVEPOINT")),
+    ("SAVEPOINT / RELEASE (per batch)", ("SAVEPOINT", "RELEASE SAVEPOINT")),
     ("advisory lock", ("SELECT pg_advisory_xact_lock",)),
     ("max(seq) head read", ("SELECT coalesce(max(audit_entries.seq)",)),
-    ("INSERT audit_entries (per message)", ("INSERT INTO audit_entries",)),
+    ("SELECT positions already appended", ("SELECT audit_entries.topic",)),
+    ("INSERT audit_entries (one executemany)", ("INSERT INTO audit_entries",)),
     ("inbox: SELECT seen keys (per batch)", ("SELECT message_key",)),
     ("inbox: INSERT keys (per batch)", ("INSERT INTO punte_inbox",)),
 ]
@@ -180,8 +179,8 @@ class StatementTimer:
 
 
 async def breakdown(sessions, engine, messages: list[Message], batch: int) -> dict:
-    """The real append with every statement timed, the commit timed, and the handler's pure
-    Python work (canonical bytes, subject, leaf hash) timed on its own."""
+    """The real append (the batch handler) with every statement timed, the commit timed,
+    and the handler's pure Python work (canonical bytes, subject, leaf hash) timed on its own."""
     timer = StatementTimer(engine)
     commits: list[float] = []
     templates = institution_topics()
@@ -198,17 +197,9 @@ async def breakdown(sessions, engine, messages: list[Message], batch: int) -> di
             commits.append(time.perf_counter() - t0)
         return result
 
-    handler_s = 0.0
-
-    async def handle(uow, msg):
-        nonlocal handler_s
-        t0 = time.perf_counter()
-        await handlers.append(uow, msg, templates)
-        handler_s += time.perf_counter() - t0
-
     AsyncSessionTransaction.__aexit__ = timed_aexit
     try:
-        run = await append_all(sessions, messages, batch, handle)
+        run = await append_all(sessions, messages, batch)
     finally:
         AsyncSessionTransaction.__aexit__ = real_aexit
         timer.remove()
@@ -231,34 +222,7 @@ async def breakdown(sessions, engine, messages: list[Message], batch: int) -> di
     for r in rows:
         r["us_per_entry"] = r["s"] / n * 1e6
         r["share"] = r["s"] / total
-    return {"entries": n, "batch": batch, "s": total, "entries_per_s": n / total,
-            "handler_s": handler_s, "rows": rows}
-
-
-def lock_per_message_handler():
-    """The append as committed in d87e808, for comparison: the append lock and the head
-    (max(seq)) taken for every message, although the transaction lock is already held from
-    the batch's first message to its commit."""
-    templates = institution_topics()
-
-    async def handle(uow: UnitOfWork, message: Message) -> None:
-        record = Record(topic=message.topic, partition=message.partition, offset=message.offset,
-                        timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
-                        value=message.value)
-        entry = canonical(record)
-        subject = subject_of(record, templates)
-        session = uow.session
-        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(handlers.APPEND_LOCK)))
-        head = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)))
-        await session.execute(pg_insert(audit_entries).values(
-            seq=head + 1, topic=message.topic, partition=message.partition, offset=message.offset,
-            event_id=subject.event_id, event_type=subject.event_type, source=subject.source,
-            case_id=subject.case_id, child_ref=subject.child_ref, actor=subject.actor,
-            institution=subject.institution, recorded_at=uow.now, entry=entry,
-            leaf_hash=merkle.leaf_hash(entry),
-        ).on_conflict_do_nothing(constraint="uq_audit_entries_position"))
-
-    return handle
+    return {"entries": n, "batch": batch, "s": total, "entries_per_s": n / total, "rows": rows}
 
 
 # --- the tree, proofs, checkpoints, verification -------------------------------------------
@@ -395,7 +359,7 @@ def show(f: dict) -> None:
     console.print(f"PostgreSQL start-up: {f['startup_s']:.1f} s; 1-min load average before the run: "
                   f"{f['load_1min_at_start']:.2f} (anything else busy skews every figure)\n")
     a, b50, raw = f["append"], f["append_batch50"], f["raw_insert"]
-    old, cache = f["append_lock_per_message"], f["append_stmt_cache_2000"]
+    one, cache = f["append_one_at_a_time"], f["append_stmt_cache_default"]
     a500c = f["append_compare_batch500"]
     t = Table(title=f"Audit trail: {a['entries']} entries of ~{raw['entry_bytes_mean']:.0f} B "
                     f"({BODY_BYTES} B bodies)")
@@ -408,9 +372,11 @@ def show(f: dict) -> None:
     t.add_row(f"   batches of 50, {b50['entries']} entries on a fresh database",
               f"{b50['entries_per_s']:.0f} entries/s (500 is {a500c['entries_per_s'] / b50['entries_per_s']:.2f}x "
               "as fast)")
-    t.add_row(f"   lock + max(seq) per message (append of d87e808), {old['entries']} entries, batches of 500",
-              f"{old['entries_per_s']:.0f} entries/s (current is {a500c['entries_per_s'] / old['entries_per_s']:.2f}x)")
-    t.add_row(f"   current append, statement cache 2000 instead of 100, {cache['entries']} entries",
+    t.add_row(f"   one at a time (a savepoint each, after a failed batch), {one['entries']} entries, "
+              "batches of 500",
+              f"{one['entries_per_s']:.0f} entries/s (the batch is {a500c['entries_per_s'] / one['entries_per_s']:.2f}x)")
+    t.add_row(f"   statement cache {DEFAULT_STMT_CACHE} (asyncpg's default) instead of runtime.db's, "
+              f"{cache['entries']} entries",
               f"{cache['entries_per_s']:.0f} entries/s ({cache['entries_per_s'] / a500c['entries_per_s']:.2f}x)")
     i = f["integrate"]
     t.add_row("[bold]2. integrate until caught up[/bold]",
@@ -464,13 +430,13 @@ async def bench(server_url: str, args) -> dict:
         append = await append_all(sessions, messages, 500)
         console.print(f"   {append['entries_per_s']:.0f} entries/s; the comparisons on {m} entries ...")
         side = {}
-        for label, batch, handler, query in (
-                ("append_compare_batch500", 500, None, ""), ("append_batch50", 50, None, ""),
-                ("append_lock_per_message", 500, lock_per_message_handler(), ""),
-                ("append_stmt_cache_2000", 500, None, STMT_CACHE)):
-            _, e, s = await database(server_url, label.replace("append_", "a_"), query)
+        for label, batch, batched, stmt_cache in (
+                ("append_compare_batch500", 500, True, None), ("append_batch50", 50, True, None),
+                ("append_one_at_a_time", 500, False, None),
+                ("append_stmt_cache_default", 500, True, DEFAULT_STMT_CACHE)):
+            _, e, s = await database(server_url, label.replace("append_", "a_"), stmt_cache)
             engines.append(e)
-            side[label] = await append_all(s, compare, batch, handler)
+            side[label] = await append_all(s, compare, batch, batched)
         _, e, s = await database(server_url, "a_breakdown")
         engines.append(e)
         side["breakdown"] = await breakdown(s, e, compare, 500)
@@ -505,9 +471,9 @@ async def bench(server_url: str, args) -> dict:
                    "append_vs_raw_bare": append["entries_per_s"] / raw["bare_rows_per_s"],
                    "batch500_vs_batch50": side["append_compare_batch500"]["entries_per_s"]
                    / side["append_batch50"]["entries_per_s"],
-                   "batch500_vs_lock_per_message": side["append_compare_batch500"]["entries_per_s"]
-                   / side["append_lock_per_message"]["entries_per_s"],
-                   "stmt_cache_2000_vs_batch500": side["append_stmt_cache_2000"]["entries_per_s"]
+                   "batch500_vs_one_at_a_time": side["append_compare_batch500"]["entries_per_s"]
+                   / side["append_one_at_a_time"]["entries_per_s"],
+                   "stmt_cache_default_vs_batch500": side["append_stmt_cache_default"]["entries_per_s"]
                    / side["append_compare_batch500"]["entries_per_s"]},
     }
 

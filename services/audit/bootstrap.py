@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from pathlib import Path
 
 from contracts import reference
-from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position
+from runtime.inbox import InboxConsumer, key_by_position
 from runtime.log import get_logger
 from runtime.service import Runtime, ServiceSpec
 from runtime.signing import SigningKey
@@ -25,16 +26,10 @@ def institution_topics() -> list[str]:
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
     templates = institution_topics()
-
-    async def handle(uow: UnitOfWork, message: Message) -> None:
-        await handlers.append(uow, message, templates)
-
-    async def handle_batch(uow: UnitOfWork, messages: list[Message]) -> None:
-        await handlers.append_many(uow, messages, templates)
-
     # Keyed by position, not event id: a duplicate is itself a fact the trail must show.
-    return [rt.consumer(group_id="punte-audit", handler=handle, pattern=EVERY_TOPIC,
-                        message_key=key_by_position, batch_handler=handle_batch)]
+    return [rt.consumer(group_id="punte-audit", pattern=EVERY_TOPIC, message_key=key_by_position,
+                        handler=partial(handlers.append, templates=templates),
+                        batch_handler=partial(handlers.append_many, templates=templates))]
 
 
 async def start(rt: Runtime) -> None:

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import InboxConsumer, UnitOfWork, key_by_position
 from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.audit import handlers
-from services.audit.adapters.tables import audit_entries
+from services.audit.adapters.tables import audit_entries, tree_nodes
 from services.audit.bootstrap import institution_topics
 from services.audit.domain import checkpoint, merkle, offline
-from tests.integration.helpers import message, migrated_database
+from services.audit.domain.subjects import MAX_SEARCHABLE
+from tests.integration.helpers import emitted, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.test/audit", SigningKey.generate("punte.test/audit-1"))
@@ -33,16 +37,11 @@ async def audit(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
     templates = institution_topics()
 
-    async def handle(uow, msg):
-        await handlers.append(uow, msg, templates)
-
-    async def handle_batch(uow, msgs):
-        await handlers.append_many(uow, msgs, templates)
-
     def replica(batched: bool = True) -> InboxConsumer:
         return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, message_key=key_by_position, attempts=1,
-                             batch_handler=handle_batch if batched else None)
+                             handler=partial(handlers.append, templates=templates), message_key=key_by_position,
+                             attempts=1,
+                             batch_handler=partial(handlers.append_many, templates=templates) if batched else None)
     yield replica, engine, sessions
     await engine.dispose()
 
@@ -110,10 +109,12 @@ async def test_checkpoints_are_signed_published_and_witnessed(audit):
     assert again is None, "nothing new, no new checkpoint"
     signed = checkpoint.verify_note(note, LOG.origin, LOG.public())
     assert signed.size == 12 and signed.root == merkle.MemoryTree([r.entry for r in await stored(engine)]).root()
+    [published] = [data for topic, _, data in await emitted(engine) if topic == handlers.CHECKPOINT_TOPIC]
+    assert (published["size"], published["note"]) == (12, note)
     line = checkpoint.cosign(note, "isj-bc", WITNESS.private, 1_800_000_000)
     async with sessions() as session, session.begin():
         witnessed = await handlers.add_cosignature(session, 12, "isj-bc", line, KEYRING)
-        with pytest.raises(Exception) as forged:
+        with pytest.raises(Refused) as forged:
             await handlers.add_cosignature(session, 12, "isj-bc",
                                            checkpoint.cosign(note, "isj-bc", SigningKey.generate("x").private, 1),
                                            KEYRING)
@@ -144,9 +145,53 @@ async def test_an_export_verifies_offline_and_tampering_is_found_at_its_entry(au
                            .values(entry=entry.replace(b'"offset":12', b'"offset":99')))
     async with sessions() as session:
         stored_check = await handlers.verify_stored(session)
+        paged_check = await handlers.verify_stored(session, page=6)  # seq 13 opens the third page
         tampered = list(await handlers.export(session, LOG))
     assert not stored_check.verified and stored_check.first_bad == 13
+    assert paged_check == stored_check
     report = offline.verify_export(tampered, LOG.origin, LOG.public())
     assert not report.ok and report.first_bad == 12  # 0-based index of seq 13
     entry_line = tampered[13]
-    assert base64.b64decode(__import__("json").loads(entry_line)["entry"]) != entry
+    assert base64.b64decode(json.loads(entry_line)["entry"]) != entry
+
+
+async def test_a_changed_tree_node_no_longer_matches_the_signed_checkpoint(audit):
+    replica, engine, sessions = audit
+    await replica().process(batch("punte.cases", 10))
+    await exported(sessions)
+    async with engine.begin() as conn:  # the root of 10 leaves is node(3, 0) over node(1, 4)
+        await conn.execute(sa.update(tree_nodes).where(tree_nodes.c.level == 1, tree_nodes.c.index == 4)
+                           .values(hash=bytes(32)))
+    async with sessions() as session:
+        result = await handlers.verify_stored(session)
+    assert not result.verified and result.first_bad is None
+    assert result.problems == ["the tree at size 10 does not match its signed checkpoint"]
+
+
+async def test_the_table_export_describes_the_same_entries_as_the_verifiable_one(audit):
+    replica, engine, sessions = audit
+    await replica().process(batch("punte.cases", 5) + batch("punte.referrals", 3))
+    lines = await exported(sessions)
+    async with sessions() as session:
+        table = await handlers.export_table(session)
+    assert len(table) == 8
+    for row, line in zip(table, lines[1:], strict=True):
+        proved = json.loads(line)
+        assert row == {"index": proved["index"], "topic": proved["topic"], "partition": proved["partition"],
+                       "offset": proved["offset"], "event_type": proved["event_type"],
+                       "case_id": proved["case_id"], "recorded_at": proved["recorded_at"],
+                       "leaf_hash": merkle.leaf_hash(base64.b64decode(proved["entry"])).hex()}
+
+
+async def test_a_message_with_odd_text_is_recorded_like_any_other(audit):
+    replica, engine, sessions = audit
+    odd = [{"case_id": "case-\u0000-nul"}, {"actor": "\udc00"}, {"case_id": "c" * 6000}, {"case_id": "case-plain"}]
+    consumer = replica()
+    await consumer.process([message("punte.cases", value=json.dumps(body).encode(), offset=i)
+                            for i, body in enumerate(odd)])
+    rows = await stored(engine)
+    assert consumer.dead_lettered == 0 and [r.offset for r in rows] == [0, 1, 2, 3]
+    assert [r.case_id for r in rows] == ["case-\ufffd-nul", None, "c" * MAX_SEARCHABLE, "case-plain"]
+    assert json.loads(base64.b64decode(json.loads(rows[0].entry)["value"])) == odd[0], "the exact bytes are kept"
+    async with sessions() as session:
+        assert (await handlers.verify_stored(session)).verified

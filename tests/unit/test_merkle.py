@@ -15,6 +15,7 @@ from services.audit.domain.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
+    lookups,
     new_nodes,
     node_hash,
     root,
@@ -207,6 +208,30 @@ def test_lookups_are_logarithmic():
         src.calls = 0
         consistency_proof(src, max(1, size // 3), size)
         assert src.calls <= 2 * size.bit_length() + 1
+
+
+class OnlySource:
+    """A tree that answers only the addresses it was given, as storage does after one query."""
+
+    def __init__(self, inner: MemoryTree, addresses: set[tuple[int, int]]) -> None:
+        self.inner, self.addresses = inner, addresses
+
+    def node(self, level: int, index: int) -> bytes:
+        if (level, index) not in self.addresses:
+            raise KeyError((level, index))
+        return self.inner.node(level, index)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 32, 33, 64, 70])
+def test_a_dry_run_names_every_node_a_computation_reads(n):
+    computations = [lambda s: root(s, n), lambda s: inclusion_proof(s, n // 2, n),
+                    lambda s: inclusion_proof(s, n - 1, n), lambda s: consistency_proof(s, max(1, n // 3), n),
+                    lambda s: new_nodes(n, [leaf_hash(e) for e in entries(11)], s)]
+    for compute in computations:
+        wanted = lookups(compute)
+        assert compute(OnlySource(TREE, wanted)) == compute(TREE)
+        assert len(wanted) <= 2 * n.bit_length() + 1
+    assert lookups(lambda s: root(s, 0)) == set()
 
 
 def test_new_nodes_refuses_entries_for_hashes():

@@ -1,27 +1,52 @@
-"""The Merkle tree's nodes in PostgreSQL, read by the pure algorithms of domain/merkle.py
-inside ``session.run_sync`` (a root or a proof takes a few indexed lookups)."""
+"""The Merkle tree's nodes in PostgreSQL, for the pure algorithms of domain/merkle.py: the
+nodes a root, a proof or an integration reads are found first (``merkle.lookups``) and
+fetched in one query, so a request costs one round trip however deep the tree is."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.adapters.tables import tree_nodes
+from services.audit.domain import merkle
+
+T = TypeVar("T")
 
 
-class StoredNodes:
-    """domain.merkle.NodeSource over the tree_nodes table, for one synchronous session."""
+class Nodes:
+    """domain.merkle.NodeSource over nodes already read from the table."""
 
-    def __init__(self, session: Session, preloaded: dict[tuple[int, int], bytes] | None = None) -> None:
-        self._session = session
-        self._cache = dict(preloaded or {})
+    def __init__(self, nodes: dict[tuple[int, int], bytes]) -> None:
+        self._nodes = nodes
 
     def node(self, level: int, index: int) -> bytes:
-        key = (level, index)
-        if key not in self._cache:
-            found = self._session.execute(
-                sa.select(tree_nodes.c.hash).where(tree_nodes.c.level == level, tree_nodes.c.index == index)
-            ).scalar_one_or_none()
-            if found is None:
-                raise KeyError(f"no tree node at level {level}, index {index}")
-            self._cache[key] = found
-        return self._cache[key]
+        try:
+            return self._nodes[(level, index)]
+        except KeyError:
+            raise KeyError(f"no tree node at level {level}, index {index}") from None
+
+
+async def read(session: AsyncSession, addresses: Iterable[tuple[int, int]] | None = None) -> Nodes:
+    """The nodes at ``addresses`` (every node when None), in one query."""
+    query = sa.select(tree_nodes.c.level, tree_nodes.c.index, tree_nodes.c.hash)
+    if addresses is not None:
+        wanted = sorted(addresses)
+        if not wanted:
+            return Nodes({})
+        query = query.where(sa.tuple_(tree_nodes.c.level, tree_nodes.c.index).in_(wanted))
+    return Nodes({(r.level, r.index): r.hash for r in await session.execute(query)})
+
+
+async def compute(session: AsyncSession, fn: Callable[[merkle.NodeSource], T]) -> T:
+    """``fn`` over the stored tree, every node it needs read at once."""
+    return fn(await read(session, merkle.lookups(fn)))
+
+
+async def store(session: AsyncSession, nodes: Iterable[tuple[int, int, bytes]]) -> None:
+    """New (level, index, hash) nodes; one already there (integration rerun) is kept."""
+    rows = [{"level": level, "index": index, "hash": digest} for level, index, digest in nodes]
+    if rows:
+        await session.execute(pg_insert(tree_nodes).values(rows).on_conflict_do_nothing())

@@ -1,2 +1,3 @@
-"""Audit's rules, pure: the exact bytes recorded for each message, the hash chain that
-makes rewriting or dropping one visible, and what an entry is about."""
+"""Audit's rules, pure: the exact bytes recorded for each message (entries), what an entry
+is about (subjects), the RFC 9162 Merkle tree over them (merkle), its signed checkpoints
+(checkpoint) and the verifier an auditor runs on an export (offline)."""

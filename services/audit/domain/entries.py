@@ -48,11 +48,13 @@ class LeafCheck:
     problem: str | None
 
 
-def check_leaves(rows: Iterable[tuple[int, bytes, bytes]], leaf_hash: Callable[[bytes], bytes]) -> LeafCheck:
-    """Stored rows (seq, entry bytes, stored leaf hash) in seq order: numbered 1, 2, … with
-    no gap, and each leaf hash the hash of its bytes."""
+def check_leaves(rows: Iterable[tuple[int, bytes, bytes]], leaf_hash: Callable[[bytes], bytes],
+                 first: int = 1) -> LeafCheck:
+    """Stored rows (seq, entry bytes, stored leaf hash) in seq order: numbered first,
+    first + 1, … with no gap, and each leaf hash the hash of its bytes. A long log is
+    checked a page at a time, each page from the seq where the previous one ended."""
     count = 0
-    for expected, (seq, entry, stored) in enumerate(rows, start=1):
+    for expected, (seq, entry, stored) in enumerate(rows, start=first):
         count += 1
         if seq != expected:
             return LeafCheck(False, count, expected, f"entry {expected} is missing (found {seq})")

@@ -7,12 +7,13 @@ leaf can never be passed off as a node (second-preimage protection, RFC 9162 §2
 Storage keeps the hash of every *perfect* subtree (2^level leaves, aligned on a multiple of
 2^level), addressed as (level, index). Any RFC range split only ever needs O(log n) of those,
 so roots and proofs cost O(log n) lookups however large the log grows. This module does no I/O:
-storage is reached through the `NodeSource` protocol."""
+storage is reached through the `NodeSource` protocol, and `lookups` tells storage beforehand
+which nodes a computation will read, so it can fetch them in one query."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 HASH_SIZE = 32
 
@@ -35,6 +36,29 @@ class NodeSource(Protocol):
         """Hash of the perfect subtree at `level` (leaves are level 0) covering leaves
         [index * 2^level, (index + 1) * 2^level)."""
         ...
+
+
+class _Probe:
+    """Answers every lookup with a placeholder hash and notes the address asked for."""
+
+    def __init__(self) -> None:
+        self.asked: set[tuple[int, int]] = set()
+
+    def node(self, level: int, index: int) -> bytes:
+        self.asked.add((level, index))
+        return bytes(HASH_SIZE)
+
+
+T = TypeVar("T")
+
+
+def lookups(compute: Callable[[NodeSource], T]) -> set[tuple[int, int]]:
+    """The (level, index) nodes ``compute`` reads. Every algorithm here picks its lookups by
+    sizes and indices alone, never by the hashes it gets back, so one dry run with
+    placeholders finds them all (its result is thrown away)."""
+    probe = _Probe()
+    compute(probe)
+    return probe.asked
 
 
 def _split(n: int) -> int:

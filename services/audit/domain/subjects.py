@@ -1,5 +1,6 @@
 """What an entry is about, read from the record so auditors can search by it. Any record
-is accepted: a body that is not JSON, or has no CloudEvents headers, yields nulls."""
+is accepted: a body that is not JSON, or has no CloudEvents headers, yields nulls, and text
+PostgreSQL could not store or index is made storable (the entry keeps the exact bytes)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,9 @@ from runtime.cloudevents import header_map
 from services.audit.domain.entries import Record
 
 PLACEHOLDER = "{institution}"
+# Searchable columns are indexed; a B-tree entry holds at most 2704 bytes (500 characters
+# are at most 2000 bytes of UTF-8).
+MAX_SEARCHABLE = 500
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,16 @@ def institution_of(topic: str, templates: Iterable[str]) -> str | None:
     return None
 
 
+def searchable(text: str | None) -> str | None:
+    """Text a PostgreSQL column takes and its index holds: no NUL, no lone surrogate (JSON
+    may escape either), at most MAX_SEARCHABLE characters. Otherwise one odd message could
+    not be appended, and the trail would have a gap."""
+    if not text:
+        return None
+    clean = text.replace("\x00", "\ufffd").encode("utf-8", errors="replace").decode("utf-8")
+    return clean[:MAX_SEARCHABLE]
+
+
 def _body(value: bytes | None) -> dict:
     try:
         body = json.loads((value or b"").decode("utf-8"))
@@ -53,11 +67,11 @@ def subject_of(record: Record, templates: Iterable[str]) -> Subject:
     headers = header_map(record.headers)
     body = _body(record.value)
     return Subject(
-        event_id=headers.get("ce_id") or None, event_type=headers.get("ce_type") or None,
-        source=headers.get("ce_source") or None,
-        case_id=_text(body, "case_id") or headers.get("ce_subject") or None,
-        institution=institution_of(record.topic, templates) or _text(body, "actor_institution"),
-        child_ref=_text(body, "child_ref"),
+        event_id=searchable(headers.get("ce_id")), event_type=searchable(headers.get("ce_type")),
+        source=searchable(headers.get("ce_source")),
+        case_id=searchable(_text(body, "case_id") or headers.get("ce_subject")),
+        institution=searchable(institution_of(record.topic, templates) or _text(body, "actor_institution")),
+        child_ref=searchable(_text(body, "child_ref")),
         # A person where the event names one (access, referral steps), else the sender.
-        actor=_text(body, "actor", "actor_person") or headers.get("ce_source") or None,
+        actor=searchable(_text(body, "actor", "actor_person") or headers.get("ce_source")),
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries
-from services.audit.domain import checkpoint, merkle
+from services.audit.domain import checkpoint
 
 router = APIRouter(tags=["audit"])
 auditor = require_role("auditor")
@@ -33,7 +32,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _log(request: Request) -> handlers.Log:
-    return request.app.state.runtime.extras["audit_log"]
+    return _runtime(request).extras["audit_log"]
 
 
 def _refused(exc: Refused, status: int = 404) -> HTTPException:
@@ -206,22 +205,23 @@ async def export(request: Request, format: str = Query("jsonl", pattern="^(jsonl
     await _audited_query(request, principal, {"export": format, "size": size})
     try:
         async with _runtime(request).sessions() as session:
+            if format == "csv":
+                return _csv(await handlers.export_table(session, size))
             lines = await handlers.export(session, _log(request), size)
     except Refused as exc:
         raise _refused(exc) from None
-    if format == "jsonl":
-        return Response("".join(line if line.endswith("\n") else line + "\n" for line in lines),
-                        media_type="application/x-ndjson",
-                        headers={"Content-Disposition": "attachment; filename=punte-audit.jsonl"})
+    return Response("".join(lines), media_type="application/x-ndjson",
+                    headers={"Content-Disposition": "attachment; filename=punte-audit.jsonl"})
 
+
+CSV_COLUMNS = ["index", "topic", "partition", "offset", "event_type", "case_id", "recorded_at", "leaf_hash"]
+
+
+def _csv(rows: list[dict[str, Any]]) -> Response:
+    """The export for a spreadsheet: one row per entry, without proofs."""
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["index", "topic", "partition", "offset", "event_type", "case_id", "recorded_at", "leaf_hash"])
-
-    for line in lines[1:]:
-        row = json.loads(line)
-        writer.writerow([row["index"], row.get("topic"), row.get("partition"), row.get("offset"),
-                         row.get("event_type"), row.get("case_id"), row.get("recorded_at"),
-                         merkle.leaf_hash(base64.b64decode(row["entry"])).hex()])
+    writer = csv.DictWriter(out, CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
     return Response(out.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": "attachment; filename=punte-audit.csv"})
