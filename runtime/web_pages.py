@@ -1,15 +1,19 @@
 """The people's web pages the services serve at ``/ui`` (the auditors' page, the case
-managers' inbox), done one way: a page and a fixed list of its assets from a ``static/``
-folder, the same security headers, and the same sign-in.
+managers' inbox), done one way: one frame (``web_static/page.html``: head, header with the
+RO | EN toggle, sign-in form, footer) around each page's own part, the shared script and
+style (``web_static/punte.js``, ``punte.css``) before the page's own, a fixed list of files,
+the same security headers, and the same sign-in.
 
 ``POST /ui/login`` exchanges a username and password at the identity provider's token
 endpoint (found through its OpenID Connect discovery document) and hands the token to the
 page, which sends it as a bearer token to its service's API; the API checks the roles."""
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request
@@ -54,29 +58,54 @@ def client_factory(request: Request, attribute: str) -> Callable[[], httpx.Async
     return getattr(request.app.state, attribute, None) or (lambda: httpx.AsyncClient(timeout=TIMEOUT_SECONDS))
 
 
+# The frame, script and style every page shares.
+SHARED = Path(__file__).parent / "web_static"
+
+
 @dataclass(frozen=True)
 class Page:
-    """A page (its HTML file) and the only files served under ``/ui/static/``: a fixed
-    list, so no path from a request ever reaches the disk."""
+    """A page: ``static/<name>.html`` (what a signed-in person sees) inside the shared
+    frame, with ``static/<name>.js`` and ``<name>.css`` after the shared ``punte.js`` and
+    ``punte.css``. The texts fill the frame in Romanian before the script runs; the script
+    has them in both languages."""
 
     static: Path
-    html: str
-    assets: tuple[str, ...]
+    name: str
+    title: str
+    subtitle: str  # the title in English
+    login_title: str
+    login_hint: str
+    footer: str
+
+    def render(self) -> str:
+        """The page: its part inside the frame, the texts filled in."""
+        texts = {field: html.escape(getattr(self, field), quote=False)
+                 for field in ("name", "title", "subtitle", "login_title", "login_hint", "footer")}
+        frame = Template((SHARED / "page.html").read_text(encoding="utf-8"))
+        return frame.substitute(texts, main=(self.static / f"{self.name}.html").read_text(encoding="utf-8"))
+
+    def files(self) -> dict[str, Path]:
+        """The only files served under ``/ui/static/``: a fixed list, so no path from a
+        request ever reaches the disk."""
+        return {"punte.js": SHARED / "punte.js", "punte.css": SHARED / "punte.css",
+                f"{self.name}.js": self.static / f"{self.name}.js",
+                f"{self.name}.css": self.static / f"{self.name}.css"}
 
     def add_to(self, router: APIRouter) -> None:
         """``GET /ui`` (the page, with the security headers) and ``GET /ui/static/{name}``."""
-        media = {name: MEDIA_TYPES[Path(name).suffix] for name in self.assets}
+        page_html = self.render()  # once: the files do not change while the service runs
+        files = {name: (path, MEDIA_TYPES[path.suffix]) for name, path in self.files().items()}
 
         @router.get("/ui", response_class=HTMLResponse, include_in_schema=False)
         async def page() -> HTMLResponse:
-            return HTMLResponse((self.static / self.html).read_text(encoding="utf-8"), headers=SECURITY_HEADERS)
+            return HTMLResponse(page_html, headers=SECURITY_HEADERS)
 
         @router.get("/ui/static/{name}", include_in_schema=False)
         async def asset(name: str) -> FileResponse:
-            media_type = media.get(name)
-            if media_type is None:
+            if name not in files:
                 raise HTTPException(404, detail={"code": "NOT_FOUND", "message_en": "no such file"})
-            return FileResponse(self.static / name, media_type=media_type,
+            path, media_type = files[name]
+            return FileResponse(path, media_type=media_type,
                                 headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
 

@@ -4,6 +4,7 @@ token it hands back works on the audit API for an auditor, and the API refuses o
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import httpx
@@ -90,8 +91,26 @@ async def test_the_page_and_its_assets_are_served_in_both_languages(page):
     assert "X-Punte-Purpose" in script.text and "Audit trail" in script.text and "Jurnal de audit" in script.text
     style = await page.get("/ui/static/auditor.css")
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
-    for elsewhere in ("/ui/static/ui.py", "/ui/static/..%2Fui.py", "/ui/static/auditor.html"):
+    for elsewhere in ("/ui/static/ui.py", "/ui/static/..%2Fui.py", "/ui/static/auditor.html",
+                      "/ui/static/page.html", "/ui/static/inbox.js"):
         assert (await page.get(elsewhere)).status_code == 404
+    await the_shared_frame_and_assets_are_there(page, html.text, "auditor")
+
+
+async def the_shared_frame_and_assets_are_there(client: httpx.AsyncClient, html: str, name: str) -> None:
+    """What every page shares (runtime/web_pages): the frame with the elements punte.js
+    works on, and punte.js and punte.css served before the page's own."""
+    for element in ("lang", "logout", "login-form", "username", "password", "login-message", "whoami",
+                    "app-view", "app-message"):
+        assert html.count(f'id="{element}"') == 1, element
+    assert html.index("ui/static/punte.css") < html.index(f"ui/static/{name}.css")
+    assert html.index("ui/static/punte.js") < html.index(f"ui/static/{name}.js"), "the shared script first"
+    assert html.count("<script") == 2 and "<script>" not in html and "style=" not in html
+    script = await client.get("/ui/static/punte.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "ui/login" in script.text and "sessionStorage" in script.text and "innerHTML" not in script.text
+    style = await client.get("/ui/static/punte.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
 
 
 async def test_an_auditor_signs_in_and_searches_with_a_purpose_on_record(page):
@@ -144,12 +163,16 @@ async def test_the_export_downloads_once_a_checkpoint_exists(page):
     assert key.startswith("punte.test/audit+")
 
 
-async def test_an_unreachable_identity_provider_is_a_clear_503(page, monkeypatch):
-    def broken() -> httpx.AsyncClient:
-        def refuse(request: httpx.Request) -> httpx.Response:
-            raise httpx.ConnectError("refused", request=request)
-        return httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+def nothing_listening() -> str:
+    """The URL of a local port where nothing listens (a connection there is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
-    monkeypatch.setattr(page.app.state, IDENTITY_CLIENT, broken)
+
+async def test_an_unreachable_identity_provider_is_a_clear_503(page, monkeypatch):
+    # The service's own HTTP client (no factory on app.state), towards a provider that is not there.
+    monkeypatch.delattr(page.app.state, IDENTITY_CLIENT)
+    monkeypatch.setattr(page.app.state.runtime.settings, "oidc_issuer", nothing_listening())
     answer = await sign_in(page, "aud.ana", AUDITOR_PASSWORD)
     assert answer.status_code == 503 and answer.json()["detail"]["code"] == "ISSUER_UNREACHABLE"

@@ -29,6 +29,7 @@ from services.notification.entrypoints import http, ui
 from services.referral import handlers as referral_handlers
 from services.referral.entrypoints.http import router as referral_router
 from tests.integration.helpers import message, migrated_database
+from tests.integration.test_audit_ui import nothing_listening, the_shared_frame_and_assets_are_there
 from tests.integration.test_referral import CONFIG, case_opened, positions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +120,9 @@ async def test_the_page_and_its_assets_are_served_in_both_languages(page):
     for elsewhere in ("/ui/static/ui.py", "/ui/static/..%2Fui.py", "/ui/static/inbox.html",
                       "/ui/static/auditor.js"):
         assert (await page.get(elsewhere)).status_code == 404
+    await the_shared_frame_and_assets_are_there(page, html.text, "inbox")
+    for element in ("live", "announce", "referral-view", "ref-message"):  # the inbox's own
+        assert html.text.count(f'id="{element}"') == 1, element
 
 
 async def test_a_case_manager_signs_in_and_the_token_opens_the_inbox(page):
@@ -204,21 +208,18 @@ async def test_only_the_pages_referral_paths_are_forwarded_with_only_the_callers
     assert page.reached == []  # type: ignore[attr-defined]
 
 
-async def test_a_referral_service_that_is_away_or_odd_gives_a_clear_refusal(page):
+async def test_a_referral_service_that_is_away_or_odd_gives_a_clear_refusal(page, monkeypatch):
     ana = await bearer(page, "cm.ana", ANA_PASSWORD)
-
-    def serving(handler):
-        return lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler))
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    setattr(page.app.state, ui.REFERRAL_CLIENT, serving(refuse))  # type: ignore[attr-defined]
+    # The service's own HTTP client (no factory on app.state), towards a referral service
+    # that is not there.
+    monkeypatch.delattr(page.app.state, ui.REFERRAL_CLIENT)  # type: ignore[attr-defined]
+    monkeypatch.setattr(page.app.state.runtime.settings, "referral_url", nothing_listening())  # type: ignore[attr-defined]
     away = await page.get("/ui/api/referrals/inbox", headers=ana)
     assert away.status_code == 503 and away.json()["detail"]["code"] == "REFERRAL_UNREACHABLE"
     assert away.json()["detail"]["message_ro"] and away.json()["detail"]["message_en"]
-    setattr(page.app.state, ui.REFERRAL_CLIENT,  # type: ignore[attr-defined]
-            serving(lambda request: httpx.Response(500, text="<html>oops</html>")))
+    # One that answers with a page of HTML instead of JSON.
+    monkeypatch.setattr(page.app.state, ui.REFERRAL_CLIENT, lambda: httpx.AsyncClient(  # type: ignore[attr-defined]
+        transport=httpx.MockTransport(lambda request: httpx.Response(500, text="<html>oops</html>"))), raising=False)
     odd = await page.get("/ui/api/referrals/ref-1", headers=ana)
     assert odd.status_code == 502 and odd.json()["detail"]["code"] == "REFERRAL_ERROR"
 

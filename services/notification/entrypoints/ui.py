@@ -11,6 +11,7 @@ with the caller's Authorization header and gives back the status and the JSON bo
 came, refusals included. Nothing else is forwarded: this is not an open proxy."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,11 @@ from services.notification.domain.dispatch import ALERT_KINDS
 
 router = APIRouter(tags=["inbox-ui"])
 log = get_logger("notification.ui")
-PAGE = Page(Path(__file__).parent / "static", "inbox.html", ("inbox.js", "inbox.css"))
+PAGE = Page(Path(__file__).parent / "static", "inbox", title="Inbox responsabil de caz",
+            subtitle="Case manager's inbox", login_title="Autentificare responsabil de caz",
+            login_hint="Pentru responsabilii de caz ai instituțiilor din rețea. Pagina arată doar referința "
+                       "cazului, categoriile și urgența: niciodată numele, CNP-ul sau adresa copilului.",
+            footer="Fiecare consultare a unui caz este înregistrată în jurnalul de audit.")
 PAGE.add_to(router)
 add_login(router, summary="Autentificare în inboxul web / sign in to the web inbox")
 
@@ -98,16 +103,20 @@ async def command(request: Request, referral_id: str = REFERRAL_ID) -> Response:
     return await _forward(request, "POST", f"/v1/referrals/{quote(referral_id, safe='')}/commands", body=body)
 
 
-@router.get("/ui/api/reference", summary="Etichetele paginii / the page's labels (public reference data)")
-async def reference() -> Response:
+@functools.cache
+def _labels() -> bytes:
     """Labels of the risk categories, referral outcomes and institutions, in both languages,
-    from contracts/reference, and which notices are alerts to acknowledge: no personal
-    data, the same for everyone."""
-    labels = {
+    from contracts/reference, and which notices are alerts to acknowledge: fixed while the
+    service runs, so made once."""
+    return json.dumps({
         "alerts": {"urgency": ["P0"], "kinds": sorted(ALERT_KINDS)},
         "categories": {c.id: {"ro": c.label_ro, "en": c.label_en} for c in risk_categories().values()},
         "outcomes": {code: {"ro": o["label_ro"], "en": o["label_en"]} for code, o in referral_outcomes().items()},
         "institutions": {i.id: i.name for i in institutions().values()},
-    }
-    return Response(json.dumps(labels, ensure_ascii=False), media_type="application/json",
-                    headers={"Cache-Control": "no-cache"})
+    }, ensure_ascii=False).encode()
+
+
+@router.get("/ui/api/reference", summary="Etichetele paginii / the page's labels (public reference data)")
+async def reference() -> Response:
+    """The page's labels (public reference data: no personal data, the same for everyone)."""
+    return Response(_labels(), media_type="application/json", headers={"Cache-Control": "no-cache"})

@@ -1,8 +1,9 @@
-/* Punte — the auditors' page. Plain JavaScript, no dependencies, no build step.
- * Romanian first, English available. The token lives in sessionStorage (this tab only)
- * and goes as a bearer token to the audit API; the purpose goes as X-Punte-Purpose with
- * every query, and the API records each query as an access event. Data from the API is
- * only ever put in the page with textContent, never as HTML. */
+/* Punte — the auditors' page: search the trail, follow a case across institutions, verify
+ * the log and download an export. Plain JavaScript, no dependencies, no build step; the
+ * sign-in, token, language, messages and API calls are the shared punte.js (loaded first).
+ * The purpose goes as X-Punte-Purpose with every query, and the API records each query as
+ * an access event. Data from the API is only ever put in the page with textContent, never
+ * as HTML. */
 (function () {
   "use strict";
 
@@ -10,12 +11,7 @@
     ro: {
       "title": "Jurnal de audit",
       "subtitle": "Audit trail",
-      "logout": "Ieșire",
       "login.title": "Autentificare auditor",
-      "login.username": "Utilizator",
-      "login.password": "Parolă",
-      "login.submit": "Intră",
-      "login.busy": "Se verifică…",
       "login.hint": "Doar conturile cu rolul de auditor au acces. Fiecare căutare este înregistrată în jurnal, cu scopul declarat.",
       "purpose.label": "Scopul consultării",
       "purpose.placeholder": "ex. control tematic DGASPC, sesizarea nr. …",
@@ -70,28 +66,15 @@
       "verify.downloaded": "Descărcat: {file}",
       "yes": "DA",
       "no": "NU",
-      "none": "—",
-      "busy": "Se încarcă…",
       "footer": "Fiecare interogare este înregistrată (Legea 190/2018, GDPR art. 30).",
-      "who": "Autentificat: {name}",
       "noauditor": "Atenție: contul nu are rolul de auditor; API-ul va refuza interogările.",
-      "err.401": "Sesiunea a expirat sau tokenul nu este valid. Autentificați-vă din nou.",
       "err.403": "Acces refuzat: este necesar rolul de auditor.",
-      "err.404": "Nu a fost găsit.",
-      "err.422": "Date de căutare invalide.",
-      "err.503": "Serviciul nu este disponibil momentan. Încercați din nou.",
-      "err.network": "Serverul nu poate fi contactat.",
-      "err.other": "Eroare ({status})."
+      "err.422": "Date de căutare invalide."
     },
     en: {
       "title": "Audit trail",
       "subtitle": "Jurnal de audit",
-      "logout": "Sign out",
       "login.title": "Auditor sign-in",
-      "login.username": "Username",
-      "login.password": "Password",
-      "login.submit": "Sign in",
-      "login.busy": "Checking…",
       "login.hint": "Only accounts with the auditor role have access. Every search is recorded in the trail, with its stated purpose.",
       "purpose.label": "Purpose of this consultation",
       "purpose.placeholder": "e.g. DGASPC thematic inspection, complaint no. …",
@@ -146,153 +129,44 @@
       "verify.downloaded": "Downloaded: {file}",
       "yes": "YES",
       "no": "NO",
-      "none": "—",
-      "busy": "Loading…",
       "footer": "Every query is recorded (Law 190/2018, GDPR art. 30).",
-      "who": "Signed in: {name}",
       "noauditor": "Warning: this account lacks the auditor role; the API will refuse its queries.",
-      "err.401": "The session expired or the token is not valid. Please sign in again.",
       "err.403": "Access denied: the auditor role is required.",
-      "err.404": "Not found.",
-      "err.422": "Invalid search input.",
-      "err.503": "The service is unavailable right now. Try again.",
-      "err.network": "The server cannot be reached.",
-      "err.other": "Error ({status})."
+      "err.422": "Invalid search input."
     }
   };
 
-  var TOKEN_KEY = "punte.audit.token";
-  var LANG_KEY = "punte.audit.lang";
-  var BASE = new URL(".", document.baseURI); // the page is /ui, so the API is next to it
-  var state = { lang: "ro", offset: 0, filters: null, lastKey: null, lastMessage: null };
 
-  function $(id) { return document.getElementById(id); }
-
-  function t(key, values) {
-    var text = (TEXT[state.lang] && TEXT[state.lang][key]) || TEXT.ro[key] || key;
-    if (values) {
-      Object.keys(values).forEach(function (name) {
-        text = text.split("{" + name + "}").join(String(values[name]));
-      });
+  var TABS = ["search", "timeline", "verify"];
+  var state = { offset: 0, filters: null, lastKey: null, lastResults: null, lastTimeline: null, lastVerify: null };
+  var punte = Punte.page({
+    name: "audit", text: TEXT, seconds: true,
+    headers: function () { return purpose() ? { "X-Punte-Purpose": purpose() } : {}; },
+    warning: function (claims) {
+      return Array.isArray(claims.roles) && claims.roles.indexOf("auditor") >= 0 ? null : "noauditor";
+    },
+    signedIn: function () {
+      loadLogKey();
+      $("purpose").focus();
+    },
+    signedOut: function () {
+      state.lastResults = state.lastTimeline = state.lastVerify = null;
+      $("results").hidden = true;
+      $("timeline").textContent = "";
+      $("timeline-summary").textContent = "";
+      $("verify-result").hidden = true;
+      $("checkpoint-text").textContent = "";
+    },
+    languageChanged: function () {
+      if (state.lastResults) { renderResults(state.lastResults); }
+      if (state.lastTimeline) { renderTimeline(state.lastTimeline.id, state.lastTimeline.steps); }
+      if (state.lastVerify) { renderVerify(state.lastVerify); }
     }
-    return text;
-  }
+  });
+  var $ = punte.$, t = punte.t, api = punte.api, busy = punte.busy, fmtTime = punte.fmtTime;
+  var showMessage = punte.showMessage;
 
-  // ---- language ---------------------------------------------------------------------------
-
-  function applyLanguage() {
-    document.documentElement.lang = state.lang;
-    document.querySelectorAll("[data-i18n]").forEach(function (el) {
-      el.textContent = t(el.getAttribute("data-i18n"));
-    });
-    document.querySelectorAll("[data-i18n-placeholder]").forEach(function (el) {
-      el.setAttribute("placeholder", t(el.getAttribute("data-i18n-placeholder")));
-    });
-    var subtitle = document.querySelector(".subtitle");
-    if (subtitle) { subtitle.lang = state.lang === "ro" ? "en" : "ro"; }
-    document.title = "Punte — " + t("title") + " / " + t("subtitle");
-    var lang = $("lang");
-    lang.setAttribute("aria-pressed", state.lang === "en" ? "true" : "false");
-    lang.querySelectorAll("span").forEach(function (span) {
-      span.classList.toggle("on", span.textContent.toLowerCase() === state.lang);
-    });
-    if (state.lastMessage) { showMessage.apply(null, state.lastMessage); }
-    refreshWhoami();
-    if (state.lastResults) { renderResults(state.lastResults); }
-    if (state.lastTimeline) { renderTimeline(state.lastTimeline.id, state.lastTimeline.steps); }
-    if (state.lastVerify) { renderVerify(state.lastVerify); }
-  }
-
-  function toggleLanguage() {
-    state.lang = state.lang === "ro" ? "en" : "ro";
-    try { localStorage.setItem(LANG_KEY, state.lang); } catch (e) { /* private mode */ }
-    applyLanguage();
-  }
-
-  // ---- messages -----------------------------------------------------------------------------
-
-  // A message is either a text key (with values) or the API's own {message_ro, message_en}.
-  function showMessage(where, kind, key, values, detail) {
-    state.lastMessage = [where, kind, key, values, detail];
-    var el = $(where);
-    var text = key ? t(key, values) : "";
-    if (detail && (detail.message_ro || detail.message_en)) {
-      var own = state.lang === "ro" ? (detail.message_ro || detail.message_en) : (detail.message_en || detail.message_ro);
-      text = text ? text + " " + own : own;
-    }
-    el.textContent = text;
-    el.className = "message " + kind;
-    el.hidden = !text;
-  }
-
-  function clearMessage(where) {
-    state.lastMessage = null;
-    var el = $(where);
-    el.hidden = true;
-    el.textContent = "";
-  }
-
-  // ---- token ------------------------------------------------------------------------------
-
-  function token() { try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; } }
-
-  function claims() {
-    var raw = token();
-    if (!raw) { return null; }
-    try {
-      var part = raw.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      while (part.length % 4) { part += "="; }
-      var bytes = Uint8Array.from(atob(part), function (c) { return c.charCodeAt(0); });
-      return JSON.parse(new TextDecoder().decode(bytes));
-    } catch (e) { return null; }
-  }
-
-  function refreshWhoami() {
-    var who = $("whoami");
-    var c = claims();
-    if (!c) { who.textContent = ""; return; }
-    var name = (c.name || c.sub || "") + (c.institution ? " (" + c.institution + ")" : "");
-    who.textContent = t("who", { name: name });
-    if (!Array.isArray(c.roles) || c.roles.indexOf("auditor") < 0) {
-      who.textContent += " — " + t("noauditor");
-      who.classList.add("warn");
-    } else {
-      who.classList.remove("warn");
-    }
-  }
-
-  function signedIn(value) {
-    try { sessionStorage.setItem(TOKEN_KEY, value); } catch (e) { /* ignore */ }
-    showApp();
-  }
-
-  function signOut(messageKey) {
-    try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
-    state.lastResults = state.lastTimeline = state.lastVerify = null;
-    $("results").hidden = true;
-    $("timeline").textContent = "";
-    $("timeline-summary").textContent = "";
-    $("verify-result").hidden = true;
-    $("checkpoint-text").textContent = "";
-    $("app-view").hidden = true;
-    $("logout").hidden = true;
-    $("login-view").hidden = false;
-    $("password").value = "";
-    if (messageKey) { showMessage("login-message", "error", messageKey); } else { clearMessage("login-message"); }
-    $("username").focus();
-  }
-
-  function showApp() {
-    $("login-view").hidden = true;
-    $("app-view").hidden = false;
-    $("logout").hidden = false;
-    clearMessage("login-message");
-    refreshWhoami();
-    loadLogKey();
-    $("purpose").focus();
-  }
-
-  // ---- API ------------------------------------------------------------------------------
+  // ---- the purpose ---------------------------------------------------------------------
 
   function purpose() { return $("purpose").value.trim(); }
 
@@ -303,104 +177,12 @@
     return false;
   }
 
-  // fetch with the token and the purpose; resolves to the Response when ok, else shows the
-  // error in the page (RO/EN) and rejects.
-  function api(path, params, options) {
-    var url = new URL(path, BASE);
-    Object.keys(params || {}).forEach(function (name) {
-      var value = params[name];
-      if (value !== undefined && value !== null && value !== "") { url.searchParams.set(name, value); }
-    });
-    var headers = { "Accept": "application/json, text/plain, */*" };
-    if (token()) { headers["Authorization"] = "Bearer " + token(); }
-    if (purpose()) { headers["X-Punte-Purpose"] = purpose(); }
-    clearMessage("app-message");
-    return fetch(url, Object.assign({ method: "GET", headers: headers, credentials: "same-origin", cache: "no-store" }, options || {}))
-      .catch(function () {
-        showMessage("app-message", "error", "err.network");
-        throw new Error("network");
-      })
-      .then(function (response) {
-        if (response.ok) { return response; }
-        return response.text().then(function (body) {
-          var detail = null;
-          try { detail = JSON.parse(body).detail; } catch (e) { /* not JSON */ }
-          if (detail && typeof detail !== "object") { detail = null; }
-          if (response.status === 401) {
-            signOut("err.401");
-          } else if (response.status === 403) {
-            showMessage("app-message", "error", "err.403");
-          } else if (response.status === 422 && Array.isArray(detail)) {
-            showMessage("app-message", "error", "err.422");
-          } else if (TEXT.ro["err." + response.status]) {
-            showMessage("app-message", "error", "err." + response.status, null, detail);
-          } else {
-            showMessage("app-message", "error", "err.other", { status: response.status }, detail);
-          }
-          var error = new Error("http " + response.status);
-          error.status = response.status;
-          throw error;
-        });
-      });
-  }
-
-  function busy(button, on) {
-    button.disabled = on;
-    button.setAttribute("aria-busy", on ? "true" : "false");
-  }
-
-  function fmtTime(iso) {
-    if (!iso) { return t("none"); }
-    var d = new Date(iso);
-    if (isNaN(d.getTime())) { return iso; }
-    return d.toLocaleString(state.lang === "ro" ? "ro-RO" : "en-GB", {
-      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit"
-    });
-  }
-
   function cell(row, label, text, className) {
-    var td = document.createElement("td");
+    var td = punte.el("td", className);
     td.setAttribute("data-label", label);
-    if (className) { td.className = className; }
     if (text instanceof Node) { td.appendChild(text); } else { td.textContent = text == null || text === "" ? t("none") : String(text); }
     row.appendChild(td);
     return td;
-  }
-
-  // ---- sign in ----------------------------------------------------------------------------
-
-  function onLogin(event) {
-    event.preventDefault();
-    var button = event.target.querySelector("button[type=submit]");
-    busy(button, true);
-    button.textContent = t("login.busy");
-    clearMessage("login-message");
-    fetch(new URL("ui/login", BASE), {
-      method: "POST", credentials: "same-origin", cache: "no-store",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify({ username: $("username").value.trim(), password: $("password").value })
-    }).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (body) {
-        if (response.ok && body.access_token) {
-          $("password").value = "";
-          signedIn(body.access_token);
-          return;
-        }
-        var detail = body && typeof body.detail === "object" && !Array.isArray(body.detail) ? body.detail : null;
-        if (detail && (detail.message_ro || detail.message_en)) {
-          showMessage("login-message", "error", null, null, detail);
-        } else if (TEXT.ro["err." + response.status]) {
-          showMessage("login-message", "error", "err." + response.status);
-        } else {
-          showMessage("login-message", "error", "err.other", { status: response.status });
-        }
-      });
-    }, function () {
-      showMessage("login-message", "error", "err.network");
-    }).then(function () {
-      busy(button, false);
-      button.textContent = t("login.submit");
-    });
   }
 
   // ---- search ----------------------------------------------------------------------------
@@ -426,9 +208,7 @@
     if (!state.filters || !requirePurpose()) { return; }
     var button = $("search-form").querySelector("button[type=submit]");
     busy(button, true);
-    api("entries", Object.assign({}, state.filters, { offset: offset })).then(function (response) {
-      return response.json();
-    }).then(function (body) {
+    api("entries", { params: Object.assign({}, state.filters, { offset: offset }) }).then(function (body) {
       state.offset = body.offset;
       state.lastResults = body;
       renderResults(body);
@@ -446,10 +226,8 @@
       cell(row, t("col.institution"), entry.institution);
       cell(row, t("col.actor"), entry.actor);
       if (entry.case_id) {
-        var link = document.createElement("button");
+        var link = punte.el("button", "link", entry.case_id);
         link.type = "button";
-        link.className = "link";
-        link.textContent = entry.case_id;
         link.title = t("results.case", { id: entry.case_id });
         link.addEventListener("click", function () { openTimeline(entry.case_id); });
         cell(row, t("col.case"), link);
@@ -480,9 +258,7 @@
     if (!caseId || !requirePurpose()) { return; }
     var button = $("timeline-form").querySelector("button[type=submit]");
     busy(button, true);
-    api("cases/" + encodeURIComponent(caseId) + "/timeline").then(function (response) {
-      return response.json();
-    }).then(function (steps) {
+    api("cases/" + encodeURIComponent(caseId) + "/timeline").then(function (steps) {
       state.lastTimeline = { id: caseId, steps: steps };
       renderTimeline(caseId, steps);
     }).catch(function () { /* shown already */ }).then(function () { busy(button, false); });
@@ -504,19 +280,11 @@
       institutions[who] = true;
       var item = document.createElement("li");
       item.style.setProperty("--hue", hue(who));
-      var time = document.createElement("time");
+      var time = punte.el("time", null, fmtTime(step.recorded_at));
       time.dateTime = step.recorded_at;
-      time.textContent = fmtTime(step.recorded_at);
-      var inst = document.createElement("span");
-      inst.className = "badge";
-      inst.textContent = who;
-      var type = document.createElement("p");
-      type.className = "event";
-      type.textContent = step.event_type || step.topic;
-      var meta = document.createElement("p");
-      meta.className = "meta";
-      meta.textContent = "#" + step.seq + " · " + (step.actor || t("none")) + " · " + t("timeline.topic") + ": " + step.topic;
-      item.append(time, inst, type, meta);
+      item.append(time, punte.el("span", "badge", who), punte.el("p", "event", step.event_type || step.topic),
+                  punte.el("p", "meta", "#" + step.seq + " · " + (step.actor || t("none")) + " · " +
+                                        t("timeline.topic") + ": " + step.topic));
       list.appendChild(item);
     });
     $("timeline-summary").textContent = steps.length ? t("timeline.count", {
@@ -527,7 +295,7 @@
   // ---- verification -----------------------------------------------------------------------
 
   function loadLogKey() {
-    api("log-key").then(function (r) { return r.json(); }).then(function (body) {
+    api("log-key").then(function (body) {
       state.lastKey = body.verifier_key;
       $("log-key").textContent = body.verifier_key;
       $("verify-command").textContent = "punte audit verify punte-audit.jsonl --key '" + body.verifier_key + "'";
@@ -535,11 +303,11 @@
   }
 
   function loadCheckpoint() {
-    return api("checkpoints/latest").then(function (r) { return r.text(); }).then(function (text) {
+    return api("checkpoints/latest", { read: "text" }).then(function (text) {
       $("checkpoint-text").textContent = text;
     }, function (error) {
-      if (error && error.status === 404) {
-        clearMessage("app-message");
+      if (error.status === 404) {
+        punte.clearMessage("app-message");
         $("checkpoint-text").textContent = t("verify.nocheckpoint");
       }
     });
@@ -548,7 +316,7 @@
   function runVerify() {
     var button = $("verify-run");
     busy(button, true);
-    api("verify").then(function (r) { return r.json(); }).then(function (body) {
+    api("verify").then(function (body) {
       state.lastVerify = body;
       renderVerify(body);
       return loadCheckpoint();
@@ -575,7 +343,7 @@
   function issueCheckpoint() {
     var button = $("checkpoint-issue");
     busy(button, true);
-    api("checkpoints", null, { method: "POST" }).then(function (r) { return r.text(); }).then(function (text) {
+    api("checkpoints", { method: "POST", read: "text" }).then(function (text) {
       $("checkpoint-text").textContent = text;
       showMessage("app-message", "ok", "verify.issued");
     }).catch(function () { /* shown already */ }).then(function () { busy(button, false); });
@@ -586,7 +354,7 @@
     var button = $("export-" + format);
     var file = "punte-audit." + format;
     busy(button, true);
-    api("export", { format: format }).then(function (r) { return r.blob(); }).then(function (blob) {
+    api("export", { params: { format: format }, read: "blob" }).then(function (blob) {
       var url = URL.createObjectURL(blob);
       var a = document.createElement("a");
       a.href = url;
@@ -597,70 +365,36 @@
       setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
       showMessage("app-message", "ok", "verify.downloaded", { file: file });
     }, function (error) {
-      if (error && error.status === 404) { showMessage("app-message", "error", "verify.nocheckpoint"); }
+      if (error.status === 404) { showMessage("app-message", "error", "verify.nocheckpoint"); }
     }).then(function () { busy(button, false); });
-  }
-
-  // ---- tabs -------------------------------------------------------------------------------
-
-  function selectTab(name) {
-    ["search", "timeline", "verify"].forEach(function (tab) {
-      var on = tab === name;
-      $("tab-" + tab).setAttribute("aria-selected", on ? "true" : "false");
-      $("tab-" + tab).tabIndex = on ? 0 : -1;
-      $("panel-" + tab).hidden = !on;
-    });
-    if (name === "verify" && !$("checkpoint-text").textContent) { loadCheckpoint(); }
   }
 
   // ---- start -----------------------------------------------------------------------------
 
-  function start() {
-    try { state.lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "ro"; } catch (e) { state.lang = "ro"; }
-    $("lang").addEventListener("click", toggleLanguage);
-    $("logout").addEventListener("click", function () { signOut(null); });
-    $("login-form").addEventListener("submit", onLogin);
-    $("search-form").addEventListener("submit", function (event) {
-      event.preventDefault();
-      state.filters = readFilters();
-      search(0);
-    });
-    $("search-form").addEventListener("reset", function () {
-      state.filters = null;
-      state.lastResults = null;
-      $("results").hidden = true;
-    });
-    $("prev").addEventListener("click", function () {
-      search(Math.max(0, state.offset - Number(state.filters.limit)));
-    });
-    $("next").addEventListener("click", function () { search(state.offset + Number(state.filters.limit)); });
-    $("timeline-form").addEventListener("submit", function (event) {
-      event.preventDefault();
-      loadTimeline($("t-case").value.trim());
-    });
-    $("verify-run").addEventListener("click", runVerify);
-    $("checkpoint-issue").addEventListener("click", issueCheckpoint);
-    $("export-jsonl").addEventListener("click", function () { download("jsonl"); });
-    $("export-csv").addEventListener("click", function () { download("csv"); });
-    ["search", "timeline", "verify"].forEach(function (tab) {
-      $("tab-" + tab).addEventListener("click", function () { selectTab(tab); });
-    });
-    $("tab-search").parentNode.addEventListener("keydown", function (event) {
-      if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") { return; }
-      var tabs = ["search", "timeline", "verify"];
-      var now = tabs.findIndex(function (tab) { return $("tab-" + tab).getAttribute("aria-selected") === "true"; });
-      var next = tabs[(now + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
-      selectTab(next);
-      $("tab-" + next).focus();
-    });
-    applyLanguage();
-    var c = claims();
-    if (c && (!c.exp || c.exp * 1000 > Date.now())) { showApp(); } else { signOut(c ? "err.401" : null); }
-  }
-
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
-  } else {
-    start();
-  }
+  var selectTab = punte.tabs(TABS, function (name) {
+    if (name === "verify" && !$("checkpoint-text").textContent) { loadCheckpoint(); }
+  });
+  $("search-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    state.filters = readFilters();
+    search(0);
+  });
+  $("search-form").addEventListener("reset", function () {
+    state.filters = null;
+    state.lastResults = null;
+    $("results").hidden = true;
+  });
+  $("prev").addEventListener("click", function () {
+    search(Math.max(0, state.offset - Number(state.filters.limit)));
+  });
+  $("next").addEventListener("click", function () { search(state.offset + Number(state.filters.limit)); });
+  $("timeline-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    loadTimeline($("t-case").value.trim());
+  });
+  $("verify-run").addEventListener("click", runVerify);
+  $("checkpoint-issue").addEventListener("click", issueCheckpoint);
+  $("export-jsonl").addEventListener("click", function () { download("jsonl"); });
+  $("export-csv").addEventListener("click", function () { download("csv"); });
+  punte.start();
 })();

@@ -1,10 +1,10 @@
-/* Punte — the case managers' web inbox. Plain JavaScript, no dependencies, no build step.
- * Romanian first, English available. The token lives in sessionStorage (this tab only)
- * and goes as a bearer token to the inbox API and, through this service's /ui/api/
- * forwarding, to the referral API. Live updates come from GET /inbox/stream, read with
- * fetch() (EventSource cannot send the Authorization header) and parsed here as
- * server-sent events. Data from the APIs only ever goes into the page with textContent,
- * never as HTML. */
+/* Punte — the case managers' web inbox: the institution's notices with live updates, mark
+ * read, acknowledge an alert, and the team's referrals to act on. Plain JavaScript, no
+ * dependencies, no build step; the sign-in, token, language, messages and API calls are the
+ * shared punte.js (loaded first). The referral calls go through this service's /ui/api/
+ * forwarding. Live updates come from GET /inbox/stream, read with fetch() (EventSource
+ * cannot send the Authorization header) and parsed here as server-sent events. Data from
+ * the APIs only ever goes into the page with textContent, never as HTML. */
 (function () {
   "use strict";
 
@@ -12,14 +12,8 @@
     ro: {
       "title": "Inbox responsabil de caz",
       "subtitle": "Case manager's inbox",
-      "logout": "Ieșire",
       "login.title": "Autentificare responsabil de caz",
-      "login.username": "Utilizator",
-      "login.password": "Parolă",
-      "login.submit": "Intră",
-      "login.busy": "Se verifică…",
       "login.hint": "Pentru responsabilii de caz ai instituțiilor din rețea. Pagina arată doar referința cazului, categoriile și urgența: niciodată numele, CNP-ul sau adresa copilului.",
-      "who": "Autentificat: {name}",
       "live.on": "În direct",
       "live.connecting": "Conectare…",
       "live.off": "Reconectare…",
@@ -121,7 +115,6 @@
       "step.note": "Notă",
       "step.expire": "Expirată fără răspuns",
       "step.request": "Trimisă",
-      "step.by": "{who}",
       "said.reason": "Motiv: {text}",
       "said.outcome": "Rezultat: {text}",
       "said.note": "Notă: {text}",
@@ -144,29 +137,15 @@
       "note.placeholder": "ex. Evaluarea inițială este programată.",
       "note.hint": "Nu scrieți nume, CNP sau adrese: nota ajunge la instituția parteneră.",
       "note.submit": "Adaugă nota",
-      "none": "—",
       "footer": "Fiecare consultare a unui caz este înregistrată în jurnalul de audit.",
-      "err.401": "Sesiunea a expirat sau tokenul nu este valid. Autentificați-vă din nou.",
-      "err.403": "Acces refuzat.",
-      "err.404": "Nu a fost găsit.",
       "err.409": "Operația nu este permisă acum.",
-      "err.422": "Date invalide.",
-      "err.502": "Un serviciu a dat un răspuns neașteptat.",
-      "err.503": "Serviciul nu este disponibil momentan. Încercați din nou.",
-      "err.network": "Serverul nu poate fi contactat.",
-      "err.other": "Eroare ({status})."
+      "err.502": "Un serviciu a dat un răspuns neașteptat."
     },
     en: {
       "title": "Case manager's inbox",
       "subtitle": "Inbox responsabil de caz",
-      "logout": "Sign out",
       "login.title": "Case manager sign-in",
-      "login.username": "Username",
-      "login.password": "Password",
-      "login.submit": "Sign in",
-      "login.busy": "Checking…",
       "login.hint": "For the case managers of the network's institutions. The page shows only the case reference, categories and urgency: never the child's name, CNP or address.",
-      "who": "Signed in: {name}",
       "live.on": "Live",
       "live.connecting": "Connecting…",
       "live.off": "Reconnecting…",
@@ -268,7 +247,6 @@
       "step.note": "Note",
       "step.expire": "Expired unanswered",
       "step.request": "Requested",
-      "step.by": "{who}",
       "said.reason": "Reason: {text}",
       "said.outcome": "Outcome: {text}",
       "said.note": "Note: {text}",
@@ -291,19 +269,12 @@
       "note.placeholder": "e.g. The initial assessment is scheduled.",
       "note.hint": "Do not write names, CNPs or addresses: the note goes to the partner institution.",
       "note.submit": "Add the note",
-      "none": "—",
       "footer": "Every time a case is opened it is recorded in the audit trail.",
-      "err.401": "The session expired or the token is not valid. Please sign in again.",
-      "err.403": "Access denied.",
-      "err.404": "Not found.",
       "err.409": "That is not allowed now.",
-      "err.422": "Invalid input.",
-      "err.502": "A service gave an unexpected answer.",
-      "err.503": "The service is unavailable right now. Try again.",
-      "err.network": "The server cannot be reached.",
-      "err.other": "Error ({status})."
+      "err.502": "A service gave an unexpected answer."
     }
   };
+
 
   // Why a case manager rejects a referral: sent as "<code>: <details or the Romanian label>"
   // in the command's free-text reason, so both a person and a program can read it.
@@ -311,54 +282,63 @@
                       "no-capacity", "other"];
   var OPEN = ["requested", "received", "accepted", "in-progress", "on-hold"];
   var LIMIT = 100;
-  var TOKEN_KEY = "punte.inbox.token";
-  var LANG_KEY = "punte.inbox.lang";
-  var BASE = new URL(".", document.baseURI); // the page is /ui, so the APIs are next to it
   var state = {
-    lang: "ro", entries: [], unread: 0, institution: null, fresh: {}, messages: {},
-    referrals: null, referral: null, reference: null, tab: "inbox",
-    stream: null, streamTimer: null, streamRetry: 0, live: null, expiry: null
+    entries: [], unread: 0, fresh: {}, referrals: null, referral: null, reference: null, tab: "inbox",
+    stream: null, streamTimer: null, streamRetry: 0, live: null
   };
-
-  function $(id) { return document.getElementById(id); }
-
-  function t(key, values) {
-    var text = (TEXT[state.lang] && TEXT[state.lang][key]) || TEXT.ro[key] || key;
-    if (values) {
-      Object.keys(values).forEach(function (name) {
-        text = text.split("{" + name + "}").join(String(values[name]));
-      });
+  var punte = Punte.page({
+    name: "inbox", text: TEXT,
+    who: function (c) {
+      var name = c.name || c.sub || "";
+      if (!c.institution) { return name; }
+      var where = label("institutions", c.institution);
+      return name + (where && where !== c.institution && name.indexOf(where) < 0
+        ? " — " + institutionName(c.institution) : " (" + c.institution + ")");
+    },
+    titlePrefix: function () { return state.unread > 0 && punte.token() ? "(" + state.unread + ") " : ""; },
+    signedIn: function () {
+      loadReference();
+      selectTab("inbox");
+      // The list first, then the live stream (which only brings what is new from now on).
+      loadInbox().then(connectStream);
+    },
+    signedOut: function () {
+      stopStream();
+      state.entries = [];
+      state.unread = 0;
+      state.referrals = null;
+      state.referral = null;
+      $("entries").textContent = "";
+      $("referrals").textContent = "";
+      $("referral-view").hidden = true;
+      $("live").hidden = true;
+    },
+    languageChanged: function () {
+      fillChoices();
+      if (state.live) { setLive(state.live); }
+      if (!$("app-view").hidden || !$("referral-view").hidden) {
+        renderInbox();
+        renderReferrals();
+      }
+      if (state.referral) { renderReferral(state.referral); }
     }
-    return text;
-  }
+  });
+  var $ = punte.$, el = punte.el, t = punte.t, api = punte.api, busy = punte.busy, fmtTime = punte.fmtTime;
+  var showMessage = punte.showMessage, clearMessage = punte.clearMessage;
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) { node.className = className; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
-
-  function button(label, className, onClick) {
-    var b = el("button", className, label);
+  function button(text, className, onClick) {
+    var b = el("button", className, text);
     b.type = "button";
     b.addEventListener("click", onClick);
     return b;
   }
 
-  function fmtTime(iso) {
-    if (!iso) { return t("none"); }
-    var d = new Date(iso);
-    if (isNaN(d.getTime())) { return iso; }
-    return d.toLocaleString(state.lang === "ro" ? "ro-RO" : "en-GB", {
-      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"
-    });
-  }
+  function inLanguage(entry) { return punte.lang() === "ro" ? entry.summary_ro : entry.summary_en; }
 
   function label(group, id) {
     var known = state.reference && state.reference[group] && state.reference[group][id];
     if (!known) { return id; }
-    return typeof known === "string" ? known : (known[state.lang] || known.ro || id);
+    return typeof known === "string" ? known : (known[punte.lang()] || known.ro || id);
   }
 
   function institutionName(id) {
@@ -366,80 +346,8 @@
     return name && name !== id ? name + " (" + id + ")" : id;
   }
 
-  // ---- language ---------------------------------------------------------------------------
-
-  function applyLanguage() {
-    document.documentElement.lang = state.lang;
-    document.querySelectorAll("[data-i18n]").forEach(function (node) {
-      node.textContent = t(node.getAttribute("data-i18n"));
-    });
-    document.querySelectorAll("[data-i18n-placeholder]").forEach(function (node) {
-      node.setAttribute("placeholder", t(node.getAttribute("data-i18n-placeholder")));
-    });
-    var subtitle = document.querySelector(".subtitle");
-    if (subtitle) { subtitle.lang = state.lang === "ro" ? "en" : "ro"; }
-    var lang = $("lang");
-    lang.setAttribute("aria-pressed", state.lang === "en" ? "true" : "false");
-    lang.querySelectorAll("span").forEach(function (span) {
-      span.classList.toggle("on", span.textContent.toLowerCase() === state.lang);
-    });
-    Object.keys(state.messages).forEach(function (where) { showMessage.apply(null, [where].concat(state.messages[where])); });
-    refreshWhoami();
-    fillChoices();
-    if (state.live) { setLive(state.live); }
-    if (!$("app-view").hidden || !$("referral-view").hidden) {
-      renderInbox();
-      renderReferrals();
-    }
-    if (state.referral) { renderReferral(state.referral); }
-    refreshTitle();
-  }
-
-  function toggleLanguage() {
-    state.lang = state.lang === "ro" ? "en" : "ro";
-    try { localStorage.setItem(LANG_KEY, state.lang); } catch (e) { /* private mode */ }
-    applyLanguage();
-  }
-
-  function refreshTitle() {
-    var prefix = state.unread > 0 && token() ? "(" + state.unread + ") " : "";
-    document.title = prefix + "Punte — " + t("title") + " / " + t("subtitle");
-  }
-
-  // ---- messages -----------------------------------------------------------------------------
-
-  // The text of a refusal in the reader's language: {message_ro, message_en} from the
-  // referral service and the sign-in, or one "Romanian / English" message.
-  function detailText(detail) {
-    if (!detail || typeof detail !== "object" || Array.isArray(detail)) { return ""; }
-    if (detail.message_ro || detail.message_en) {
-      return state.lang === "ro" ? (detail.message_ro || detail.message_en) : (detail.message_en || detail.message_ro);
-    }
-    if (typeof detail.message === "string") {
-      var parts = detail.message.split(" / ");
-      return parts.length === 2 ? parts[state.lang === "ro" ? 0 : 1] : detail.message;
-    }
-    return "";
-  }
-
-  // A message is a text key (with values), the API's own refusal, or both.
-  function showMessage(where, kind, key, values, detail) {
-    state.messages[where] = [kind, key, values, detail];
-    var node = $(where);
-    var own = detailText(detail);
-    var text = key ? t(key, values) : "";
-    if (own) { text = text && key.indexOf("err.") !== 0 ? text + " " + own : own; }
-    node.textContent = text;
-    node.className = "message " + kind;
-    node.hidden = !text;
-  }
-
-  function clearMessage(where) {
-    delete state.messages[where];
-    var node = $(where);
-    node.hidden = true;
-    node.textContent = "";
-  }
+  // A text of this page for `prefix + id` if it has one, else the id as it came.
+  function named(prefix, id) { return TEXT.ro[prefix + id] ? t(prefix + id) : id; }
 
   function announce(text) {
     var node = $("announce");
@@ -447,175 +355,16 @@
     setTimeout(function () { node.textContent = text; }, 50);
   }
 
-  // ---- token ------------------------------------------------------------------------------
-
-  function token() { try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; } }
-
-  function claims() {
-    var raw = token();
-    if (!raw) { return null; }
-    try {
-      var part = raw.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      while (part.length % 4) { part += "="; }
-      var bytes = Uint8Array.from(atob(part), function (c) { return c.charCodeAt(0); });
-      return JSON.parse(new TextDecoder().decode(bytes));
-    } catch (e) { return null; }
-  }
-
-  function refreshWhoami() {
-    var c = claims();
-    if (!c) { $("whoami").textContent = ""; return; }
-    var name = c.name || c.sub || "";
-    if (c.institution) {
-      var where = label("institutions", c.institution);
-      name += where && where !== c.institution && name.indexOf(where) < 0 ? " — " + institutionName(c.institution) : " (" + c.institution + ")";
-    }
-    $("whoami").textContent = t("who", { name: name });
-  }
-
-  function signedIn(value) {
-    try { sessionStorage.setItem(TOKEN_KEY, value); } catch (e) { /* ignore */ }
-    showApp();
-  }
-
-  function signOut(messageKey) {
-    try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
-    if (state.expiry) { clearTimeout(state.expiry); }
-    state.expiry = null;
-    stopStream();
-    state.entries = [];
-    state.unread = 0;
-    state.referrals = null;
-    state.referral = null;
-    state.messages = {};
-    $("entries").textContent = "";
-    $("referrals").textContent = "";
-    $("app-view").hidden = true;
-    $("referral-view").hidden = true;
-    $("logout").hidden = true;
-    $("live").hidden = true;
-    $("login-view").hidden = false;
-    $("password").value = "";
-    ["app-message", "ref-message"].forEach(clearMessage);
-    if (messageKey) { showMessage("login-message", "error", messageKey); } else { clearMessage("login-message"); }
-    refreshTitle();
-    $("username").focus();
-  }
-
-  function showApp() {
-    // The stream outlives a token's checks: at its expiry the page signs out by itself.
-    var c = claims();
-    if (state.expiry) { clearTimeout(state.expiry); }
-    if (c && c.exp) { state.expiry = setTimeout(function () { signOut("err.401"); }, Math.max(0, c.exp * 1000 - Date.now())); }
-    $("login-view").hidden = true;
-    $("app-view").hidden = false;
-    $("logout").hidden = false;
-    clearMessage("login-message");
-    refreshWhoami();
-    loadReference();
-    selectTab("inbox");
-    // The list first, then the live stream (which only brings what is new from now on).
-    loadInbox().then(connectStream);
-  }
-
-  // ---- API ------------------------------------------------------------------------------
-
-  // fetch with the token; resolves to the JSON body when ok, else shows the refusal in
-  // `where` (in the reader's language) and rejects. A 401 signs the page out.
-  function api(path, options) {
-    options = options || {};
-    var url = new URL(path, BASE);
-    var params = options.params || {};
-    Object.keys(params).forEach(function (name) {
-      var value = params[name];
-      if (value !== undefined && value !== null && value !== "") { url.searchParams.set(name, value); }
-    });
-    var headers = { "Accept": "application/json" };
-    if (token()) { headers["Authorization"] = "Bearer " + token(); }
-    var init = { method: options.method || "GET", headers: headers, credentials: "same-origin", cache: "no-store" };
-    if (options.body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(options.body);
-    }
-    var where = options.where || "app-message";
-    if (!options.keepMessage) { clearMessage(where); }
-    return fetch(url, init).catch(function () {
-      showMessage(where, "error", "err.network");
-      throw new Error("network");
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        var body = null;
-        try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
-        if (response.ok) { return body; }
-        var detail = body && typeof body.detail === "object" && !Array.isArray(body.detail) ? body.detail : null;
-        if (response.status === 401) {
-          signOut("err.401");
-        } else if (detail && detailText(detail)) {
-          showMessage(where, "error", null, null, detail);
-        } else if (TEXT.ro["err." + response.status]) {
-          showMessage(where, "error", "err." + response.status);
-        } else {
-          showMessage(where, "error", "err.other", { status: response.status });
-        }
-        var error = new Error("http " + response.status);
-        error.status = response.status;
-        error.detail = detail;
-        throw error;
-      });
-    });
-  }
-
-  function busy(node, on) {
-    node.disabled = on;
-    node.setAttribute("aria-busy", on ? "true" : "false");
-  }
-
   function loadReference() {
     if (state.reference) { return; }
     api("ui/api/reference", { keepMessage: true }).then(function (body) {
       state.reference = body;
       fillChoices();
-      refreshWhoami();
+      punte.refreshWhoami();
       renderInbox();
       renderReferrals();
       if (state.referral) { renderReferral(state.referral); }
     }).catch(function () { /* labels fall back to ids */ });
-  }
-
-  // ---- sign in ----------------------------------------------------------------------------
-
-  function onLogin(event) {
-    event.preventDefault();
-    var submit = event.target.querySelector("button[type=submit]");
-    busy(submit, true);
-    submit.textContent = t("login.busy");
-    clearMessage("login-message");
-    fetch(new URL("ui/login", BASE), {
-      method: "POST", credentials: "same-origin", cache: "no-store",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify({ username: $("username").value.trim(), password: $("password").value })
-    }).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (body) {
-        if (response.ok && body.access_token) {
-          $("password").value = "";
-          signedIn(body.access_token);
-          return;
-        }
-        var detail = body && typeof body.detail === "object" && !Array.isArray(body.detail) ? body.detail : null;
-        if (detail && detailText(detail)) {
-          showMessage("login-message", "error", null, null, detail);
-        } else if (TEXT.ro["err." + response.status]) {
-          showMessage("login-message", "error", "err." + response.status);
-        } else {
-          showMessage("login-message", "error", "err.other", { status: response.status });
-        }
-      });
-    }, function () {
-      showMessage("login-message", "error", "err.network");
-    }).then(function () {
-      busy(submit, false);
-      submit.textContent = t("login.submit");
-    });
   }
 
   // ---- the inbox --------------------------------------------------------------------------
@@ -630,7 +379,6 @@
       .then(function (body) {
         state.entries = body.entries;
         state.unread = body.unread;
-        state.institution = body.institution;
         renderInbox();
       }).catch(function () { /* shown already */ });
   }
@@ -652,7 +400,7 @@
     count.textContent = String(state.unread);
     count.hidden = !state.unread;
     count.title = t("inbox.unread");
-    refreshTitle();
+    punte.refreshTitle();
   }
 
   function entryCard(entry) {
@@ -671,7 +419,7 @@
     head.appendChild(time);
     item.appendChild(head);
     if (entry.do_not_contact) { item.appendChild(el("p", "dnc", t("dnc"))); }
-    item.appendChild(el("p", "text", state.lang === "ro" ? entry.summary_ro : entry.summary_en));
+    item.appendChild(el("p", "text", inLanguage(entry)));
     if (entry.acknowledged_at) {
       item.appendChild(el("p", "acked", t("entry.acked", { who: entry.acknowledged_by || t("none"), at: fmtTime(entry.acknowledged_at) })));
     }
@@ -748,15 +496,15 @@
   // GET /inbox/stream with the bearer token; each "event: entry" carries one entry as JSON.
   // After a break the inbox is fetched again, so nothing said in between is missed.
   function connectStream() {
-    if (state.stream || !token()) { return; }
+    if (state.stream || !punte.token()) { return; }
     var controller = new AbortController();
     state.stream = controller;
     if (state.live !== "off") { setLive("connecting"); }
-    fetch(new URL("inbox/stream", BASE), {
-      headers: { "Authorization": "Bearer " + token(), "Accept": "text/event-stream" },
+    fetch(punte.url("inbox/stream"), {
+      headers: { "Authorization": "Bearer " + punte.token(), "Accept": "text/event-stream" },
       credentials: "same-origin", cache: "no-store", signal: controller.signal
     }).then(function (response) {
-      if (response.status === 401) { signOut("err.401"); return null; }
+      if (response.status === 401) { punte.signOut("err.401"); return null; }
       if (!response.ok || !response.body) { throw new Error("stream " + response.status); }
       setLive("on");
       if (state.streamRetry > 0) { loadInbox(true); }
@@ -781,7 +529,7 @@
     }).catch(function () { /* retried below */ }).then(function () {
       if (state.stream !== controller) { return; } // stopped, or replaced
       state.stream = null;
-      if (controller.signal.aborted || !token()) { return; }
+      if (controller.signal.aborted || !punte.token()) { return; }
       setLive("off");
       state.streamRetry += 1;
       var wait = Math.min(30000, 500 * Math.pow(2, Math.min(state.streamRetry, 6)));
@@ -817,7 +565,7 @@
       setTimeout(function () { delete state.fresh[entry.notification_id]; }, 3000);
     }
     renderInbox();
-    announce(t("live.new", { text: state.lang === "ro" ? entry.summary_ro : entry.summary_en }));
+    announce(t("live.new", { text: inLanguage(entry) }));
     if (state.referrals && entry.referral_id) { loadReferrals(true); }
   }
 
@@ -841,6 +589,8 @@
     $("referrals-summary").textContent = t("referrals.summary", { count: state.referrals.length });
   }
 
+  function categories(r) { return r.categories.map(function (c) { return label("categories", c); }).join(", "); }
+
   function referralCard(r) {
     var item = el("li", "item referral-item " + r.urgency);
     item.setAttribute("data-referral", r.referral_id);
@@ -852,7 +602,7 @@
     head.appendChild(time);
     item.appendChild(head);
     if (r.do_not_contact) { item.appendChild(el("p", "dnc", t("dnc"))); }
-    item.appendChild(el("p", "text", r.categories.map(function (c) { return label("categories", c); }).join(", ")));
+    item.appendChild(el("p", "text", categories(r)));
     item.appendChild(el("p", "meta", t("referrals.from", { who: institutionName(r.referrer) }) + " · " +
       (r.owner ? t("referrals.owner", { who: r.owner }) : t("referrals.unowned"))));
     item.appendChild(el("p", "meta mono", t("entry.case", { id: r.case_id })));
@@ -900,13 +650,13 @@
   function reasonText(reason) {
     var found = /^([a-z-]+): ([\s\S]*)$/.exec(reason || "");
     if (!found || REJECT_CODES.indexOf(found[1]) < 0) { return reason; }
-    var named = t("reason." + found[1]);
+    var text = t("reason." + found[1]);
     var rest = found[2];
-    return rest && rest !== TEXT.ro["reason." + found[1]] ? named + " — " + rest : named;
+    return rest && rest !== TEXT.ro["reason." + found[1]] ? text + " — " + rest : text;
   }
 
   function renderReferral(r) {
-    var me = claims() || {};
+    var me = punte.claims() || {};
     var receiver = me.institution === r.to;
     var open = OPEN.indexOf(r.state) >= 0;
     $("ref-title").textContent = t("ref.title", { id: r.referral_id });
@@ -920,19 +670,18 @@
     dnc.textContent = r.do_not_contact ? t("dnc.long") : "";
     dnc.hidden = !r.do_not_contact;
     $("ref-case").textContent = r.case_id;
-    $("ref-categories").textContent = r.categories.map(function (c) { return label("categories", c); }).join(", ");
+    $("ref-categories").textContent = categories(r);
     $("ref-from").textContent = institutionName(r.referrer);
     $("ref-to").textContent = institutionName(r.to);
     $("ref-owner").textContent = r.owner || t("referrals.unowned");
-    $("ref-basis").textContent = TEXT.ro["basis." + r.legal_basis] ? t("basis." + r.legal_basis) : r.legal_basis;
+    $("ref-basis").textContent = named("basis.", r.legal_basis);
     $("ref-requested").textContent = fmtTime(r.requested_at);
     var deadlines = $("ref-deadlines");
     deadlines.textContent = "";
     var names = open ? Object.keys(r.deadlines || {}) : [];
     if (!names.length) { deadlines.textContent = t("none"); }
     names.forEach(function (name) {
-      var known = TEXT.ro["deadline." + name] ? t("deadline." + name) : name;
-      deadlines.appendChild(el("div", null, known + ": " + fmtTime(r.deadlines[name])));
+      deadlines.appendChild(el("div", null, named("deadline.", name) + ": " + fmtTime(r.deadlines[name])));
     });
 
     var can = {
@@ -943,14 +692,12 @@
       start: receiver && r.state === "accepted",
       complete: receiver && r.state === "in-progress"
     };
-    var any = false;
     Object.keys(can).forEach(function (name) {
       var control = $("do-" + name);
       control.hidden = !can[name];
       busy(control, false);
-      any = any || can[name];
     });
-    $("ref-actions").hidden = !any;
+    $("ref-actions").hidden = !Object.keys(can).some(function (name) { return can[name]; });
     if (!can.reject) { $("reject-form").hidden = true; }
     if (!can.complete) { $("complete-form").hidden = true; }
     $("note-form").hidden = r.state === "entered-in-error";
@@ -962,7 +709,7 @@
       var time = el("time", null, fmtTime(step.at));
       time.dateTime = step.at;
       item.appendChild(time);
-      var what = TEXT.ro["step." + step.command] ? t("step." + step.command) : step.command;
+      var what = named("step.", step.command);
       if (step.from && step.to && step.from !== step.to) {
         what += " (" + t("state." + step.from) + " → " + t("state." + step.to) + ")";
       }
@@ -1002,32 +749,26 @@
     });
   }
 
-  function fillChoices() {
-    var reject = $("reject-code");
-    var chosen = reject.value;
-    reject.textContent = "";
-    var first = el("option", null, t("reject.choose"));
-    first.value = "";
-    reject.appendChild(first);
-    REJECT_CODES.forEach(function (code) {
-      var option = el("option", null, t("reason." + code));
-      option.value = code;
-      reject.appendChild(option);
-    });
-    reject.value = chosen;
-    var outcome = $("complete-outcome");
-    var picked = outcome.value;
-    outcome.textContent = "";
-    var none = el("option", null, t("complete.choose"));
+  // A <select> of `codes`, each shown as `text(code)`, after a "choose" option; the choice
+  // already made stays.
+  function fillSelect(select, choose, codes, text) {
+    var chosen = select.value;
+    select.textContent = "";
+    var none = el("option", null, t(choose));
     none.value = "";
-    outcome.appendChild(none);
-    var outcomes = (state.reference && state.reference.outcomes) || {};
-    Object.keys(outcomes).forEach(function (code) {
-      var option = el("option", null, label("outcomes", code));
+    select.appendChild(none);
+    codes.forEach(function (code) {
+      var option = el("option", null, text(code));
       option.value = code;
-      outcome.appendChild(option);
+      select.appendChild(option);
     });
-    outcome.value = picked;
+    select.value = chosen;
+  }
+
+  function fillChoices() {
+    fillSelect($("reject-code"), "reject.choose", REJECT_CODES, function (code) { return t("reason." + code); });
+    fillSelect($("complete-outcome"), "complete.choose", Object.keys((state.reference && state.reference.outcomes) || {}),
+               function (code) { return label("outcomes", code); });
   }
 
   function onReject(event) {
@@ -1067,71 +808,39 @@
     });
   }
 
-  // ---- tabs -------------------------------------------------------------------------------
-
-  function selectTab(name) {
-    state.tab = name;
-    ["inbox", "referrals"].forEach(function (tab) {
-      var on = tab === name;
-      $("tab-" + tab).setAttribute("aria-selected", on ? "true" : "false");
-      $("tab-" + tab).tabIndex = on ? 0 : -1;
-      $("panel-" + tab).hidden = !on;
-    });
-    if (name === "referrals") { loadReferrals(); }
+  // Reject… and Finalizez… each open their form (and close the other's).
+  function toggleForm(id, first) {
+    var other = id === "reject-form" ? "complete-form" : "reject-form";
+    $(other).hidden = true;
+    $(id).hidden = !$(id).hidden;
+    if (!$(id).hidden) { $(first).focus(); }
   }
 
   // ---- start -----------------------------------------------------------------------------
 
-  function start() {
-    try { state.lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "ro"; } catch (e) { state.lang = "ro"; }
-    $("lang").addEventListener("click", toggleLanguage);
-    $("logout").addEventListener("click", function () { signOut(null); });
-    $("login-form").addEventListener("submit", onLogin);
-    $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
-    $("f-urgency").addEventListener("change", function () { loadInbox(); });
-    $("f-kind").addEventListener("change", function () { loadInbox(); });
-    $("f-unread").addEventListener("change", renderInbox);
-    $("ref-filters").addEventListener("submit", function (event) { event.preventDefault(); });
-    $("r-owner").addEventListener("change", function () { loadReferrals(); });
-    $("r-closed").addEventListener("change", function () { loadReferrals(); });
-    ["inbox", "referrals"].forEach(function (tab) {
-      $("tab-" + tab).addEventListener("click", function () { selectTab(tab); });
-    });
-    $("tab-inbox").parentNode.addEventListener("keydown", function (event) {
-      if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") { return; }
-      var next = state.tab === "inbox" ? "referrals" : "inbox";
-      selectTab(next);
-      $("tab-" + next).focus();
-    });
-    $("back").addEventListener("click", closeReferral);
-    $("do-claim").addEventListener("click", function (event) { send("claim", {}, event.target); });
-    $("do-acknowledge").addEventListener("click", function (event) { send("acknowledge", {}, event.target); });
-    $("do-accept").addEventListener("click", function (event) { send("accept", {}, event.target); });
-    $("do-start").addEventListener("click", function (event) { send("start", {}, event.target); });
-    $("do-reject").addEventListener("click", function () {
-      $("complete-form").hidden = true;
-      $("reject-form").hidden = !$("reject-form").hidden;
-      if (!$("reject-form").hidden) { $("reject-code").focus(); }
-    });
-    $("do-complete").addEventListener("click", function () {
-      $("reject-form").hidden = true;
-      $("complete-form").hidden = !$("complete-form").hidden;
-      if (!$("complete-form").hidden) { $("complete-outcome").focus(); }
-    });
-    document.querySelectorAll(".subform .cancel").forEach(function (control) {
-      control.addEventListener("click", function () { control.closest("form").hidden = true; });
-    });
-    $("reject-form").addEventListener("submit", onReject);
-    $("complete-form").addEventListener("submit", onComplete);
-    $("note-form").addEventListener("submit", onNote);
-    applyLanguage();
-    var c = claims();
-    if (c && (!c.exp || c.exp * 1000 > Date.now())) { showApp(); } else { signOut(c ? "err.401" : null); }
-  }
-
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
-  } else {
-    start();
-  }
+  var selectTab = punte.tabs(["inbox", "referrals"], function (name) {
+    state.tab = name;
+    if (name === "referrals") { loadReferrals(); }
+  });
+  ["filters", "ref-filters"].forEach(function (id) {
+    $(id).addEventListener("submit", function (event) { event.preventDefault(); });
+  });
+  $("f-urgency").addEventListener("change", function () { loadInbox(); });
+  $("f-kind").addEventListener("change", function () { loadInbox(); });
+  $("f-unread").addEventListener("change", renderInbox);
+  $("r-owner").addEventListener("change", function () { loadReferrals(); });
+  $("r-closed").addEventListener("change", function () { loadReferrals(); });
+  $("back").addEventListener("click", closeReferral);
+  ["claim", "acknowledge", "accept", "start"].forEach(function (command) {
+    $("do-" + command).addEventListener("click", function (event) { send(command, {}, event.target); });
+  });
+  $("do-reject").addEventListener("click", function () { toggleForm("reject-form", "reject-code"); });
+  $("do-complete").addEventListener("click", function () { toggleForm("complete-form", "complete-outcome"); });
+  document.querySelectorAll(".subform .cancel").forEach(function (control) {
+    control.addEventListener("click", function () { control.closest("form").hidden = true; });
+  });
+  $("reject-form").addEventListener("submit", onReject);
+  $("complete-form").addEventListener("submit", onComplete);
+  $("note-form").addEventListener("submit", onNote);
+  punte.start();
 })();
