@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts.reference import rejection_codes
+from contracts.refusals import reason
 from runtime.cloudevents import CloudEvent, header_map
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
@@ -70,10 +70,15 @@ class Message:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
+def event_key(source: str, event_id: str) -> str:
+    """The inbox key of an event (CloudEvents ids are unique per source)."""
+    return f"{source}|{event_id}"
+
+
 def key_by_event_id(message: Message) -> str:
-    """CloudEvents ids are unique per source; a message without them is keyed by position."""
+    """A message keyed by its event; one without source and id, by its position."""
     source, event_id = message.header("ce_source"), message.header("ce_id")
-    return f"{source}|{event_id}" if source and event_id else f"@{message.position}"
+    return event_key(source, event_id) if source and event_id else f"@{message.position}"
 
 
 def key_by_position(message: Message) -> str:
@@ -97,10 +102,8 @@ BatchHandler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 
 def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str) -> None:
     """Put the message on the dead-letter topic with its reason (through the outbox)."""
-    reason = rejection_codes()[code]
     data = {
-        "reason": {"code": code, "message_ro": reason.message_ro,
-                   "message_en": f"{reason.message_en} ({detail})"},
+        "reason": reason(code, detail),
         "service": service, "topic": message.topic, "partition": message.partition,
         "offset": message.offset, "headers": header_map(message.headers),
         "payload_base64": base64.b64encode(message.value or b"").decode(),

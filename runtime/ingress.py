@@ -12,8 +12,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic, rejection_codes
-from contracts.refusals import Refused
+from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
+from contracts.refusals import Refused, reason
 from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
 from runtime.signing import Keyring
@@ -120,9 +120,7 @@ def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None
         **{k: v for k, v in fields.items() if v is not None},
     }
     if code is not None:
-        reason = rejection_codes()[code]
-        data["reason"] = {"code": code, "message_ro": reason.message_ro,
-                          "message_en": f"{reason.message_en} ({detail})" if detail else reason.message_en}
+        data["reason"] = reason(code, detail)
     if sender is not None:
         uow.outbox.emit(delivery_topic(sender), CloudEvent.new(OUTCOME_TYPE, uow.source, data),
                         key=key or subject_id)

@@ -14,8 +14,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
-from contracts.reference import rejection_codes
-from contracts.refusals import Refused
+from contracts.refusals import Refused, reason
 from runtime.access import record_access
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
@@ -36,10 +35,7 @@ def _log(request: Request) -> handlers.Log:
 
 
 def _refused(exc: Refused, status: int = 404) -> HTTPException:
-    known = rejection_codes().get(exc.code)
-    return HTTPException(status, detail={"code": exc.code,
-                                         "message_ro": known.message_ro if known else exc.detail,
-                                         "message_en": f"{known.message_en} ({exc.detail})" if known else exc.detail})
+    return HTTPException(status, detail=reason(exc.code, exc.detail))
 
 
 class Entry(BaseModel):

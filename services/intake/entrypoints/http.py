@@ -17,9 +17,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.reference import ingress_topic, rejection_codes
+from contracts.reference import ingress_topic
+from contracts.refusals import reason
 from runtime.access import record_access
 from runtime.cloudevents import CONTENT_TYPE, REQUIRED
+from runtime.inbox import event_key
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
 from services.intake.adapters import repository
@@ -32,16 +34,7 @@ ATTRIBUTES = tuple(name.removeprefix("ce_") for name in REQUIRED)  # specversion
 
 
 def _error(status: int, code: str, detail: str) -> HTTPException:
-    known = rejection_codes().get(code)
-    return HTTPException(status, detail={
-        "code": code, "message_ro": known.message_ro if known else detail,
-        "message_en": f"{known.message_en} ({detail})" if known else detail,
-    })
-
-
-def _message_key(source: str, event_id: str) -> str:
-    """The key intake's inbox records the event under (runtime.inbox.key_by_event_id)."""
-    return f"{source}|{event_id}"
+    return HTTPException(status, detail=reason(code, detail))
 
 
 def _binary(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
@@ -105,7 +98,7 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
         raise _error(403, "SOURCE_MISMATCH", "the event's source is not your institution")
     if attributes["type"] not in REPORT_TYPES:
         raise _error(400, "UNKNOWN_EVENT_TYPE", "this endpoint takes reports")
-    message_key = _message_key(attributes["source"], attributes["id"])
+    message_key = event_key(attributes["source"], attributes["id"])
     known = await _answer_to(runtime, message_key)
     if known is None:
         headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
@@ -139,7 +132,7 @@ async def outcome(request: Request, source: str, id: str,
                   principal: Principal = Depends(require_role())) -> JSONResponse:
     if source != f"/institutions/{principal.institution}":
         raise _error(403, "SOURCE_MISMATCH", "not your institution's event")
-    known = await _answer_to(request.app.state.runtime, _message_key(source, id))
+    known = await _answer_to(request.app.state.runtime, event_key(source, id))
     if known is None:
         raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
                                          "message_en": "Still being processed, or unknown"})

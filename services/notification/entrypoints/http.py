@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Urgency
 from runtime.tokens import Principal, require_role
+from runtime.web_pages import refusal
 from services.notification.adapters import alerting, deliveries, people
 from services.notification.adapters import preferences as preference_store
 from services.notification.adapters.tables import inbox_entries
@@ -57,16 +58,13 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 def _institution(principal: Principal) -> str:
     # A person or system without an institution has no inbox (e.g. an auditor).
     if not principal.institution:
-        raise HTTPException(403, detail={
-            "code": "NO_INSTITUTION",
-            "message": "Tokenul nu indică o instituție / the token names no institution"})
+        raise refusal(403, "NO_INSTITUTION", "Tokenul nu indică o instituție.", "The token names no institution.")
     return principal.institution
 
 
 def _not_found() -> HTTPException:
     # Another institution's entry is indistinguishable from a missing one.
-    return HTTPException(404, detail={"code": "NOT_FOUND",
-                                      "message": "Notificare inexistentă / no such notification"})
+    return refusal(404, "NOT_FOUND", "Notificare inexistentă.", "No such notification.")
 
 
 @router.get("/inbox", response_model=Inbox)
@@ -241,10 +239,6 @@ def _config(request: Request) -> Recipients:
     return request.app.state.runtime.extras[CONFIG].recipients
 
 
-def _refusal(status: int, code: str, ro: str, en: str) -> HTTPException:
-    return HTTPException(status, detail={"code": code, "message": f"{ro} / {en}",
-                                         "message_ro": ro, "message_en": en})
-
 
 def _preferences(recipients: Recipients, person_id: str, own: Preference | None) -> Preferences:
     person = recipients.people[person_id]
@@ -263,7 +257,7 @@ async def my_preferences(
 ) -> Preferences:
     recipients = _config(request)
     if principal.subject not in recipients.people:
-        raise _refusal(404, "NOT_A_RECIPIENT", "Contul nu primește mesaje în afara inboxului.",
+        raise refusal(404, "NOT_A_RECIPIENT", "Contul nu primește mesaje în afara inboxului.",
                        "This account receives no messages outside the inbox.")
     own = (await preference_store.of(session, [principal.subject])).get(principal.subject)
     return _preferences(recipients, principal.subject, own)
@@ -281,7 +275,7 @@ async def set_preferences(
     try:
         recipients.check_preference(principal.subject, chosen)
     except PreferenceRefused as refused:
-        raise _refusal(422, refused.code, refused.ro, refused.en) from None
+        raise refusal(422, refused.code, refused.ro, refused.en) from None
     async with session.begin():
         await preference_store.save(session, principal.subject, chosen, datetime.now(timezone.utc))
     return _preferences(recipients, principal.subject, chosen)
@@ -291,11 +285,11 @@ def _log_owner(principal: Principal, institution: str | None) -> str:
     """An institution reads its own log; an operator names the institution."""
     if "operator" in principal.roles:
         if not institution:
-            raise _refusal(422, "INSTITUTION_REQUIRED", "Indicați instituția.", "Name the institution.")
+            raise refusal(422, "INSTITUTION_REQUIRED", "Indicați instituția.", "Name the institution.")
         return institution
     own = _institution(principal)
     if institution not in (None, own):
-        raise _refusal(403, "FORBIDDEN", "Doar jurnalul propriei instituții.", "Only your institution's log.")
+        raise refusal(403, "FORBIDDEN", "Doar jurnalul propriei instituții.", "Only your institution's log.")
     return own
 
 

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
-from contracts.reference import rejection_codes
-from contracts.refusals import Refused
+from contracts.refusals import Refused, reason
 from runtime.access import record_access
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
@@ -28,10 +27,7 @@ STATUS = {"UNKNOWN_REFERRAL": 404, "UNKNOWN_CASE": 404, "UNKNOWN_SERVICE": 404,
 
 
 def _refused(exc: Refused) -> HTTPException:
-    known = rejection_codes().get(exc.code)
-    return HTTPException(STATUS.get(exc.code, 409), detail={
-        "code": exc.code, "message_ro": known.message_ro if known else exc.detail,
-        "message_en": f"{known.message_en} ({exc.detail})" if known else exc.detail})
+    return HTTPException(STATUS.get(exc.code, 409), detail=reason(exc.code, exc.detail))
 
 
 def _actor(principal: Principal) -> Actor:
