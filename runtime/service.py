@@ -100,6 +100,16 @@ class ServiceSpec:
     loops: Callable[[Runtime], list[Callable[[], Awaitable[None]]]] = lambda rt: []
 
 
+def polling(work: Callable[[], Awaitable[int]], idle_seconds: float) -> Callable[[], Awaitable[None]]:
+    """A background loop for ServiceSpec.loops: ``work`` again at once while it finds
+    something to do (it returns how much it did), after ``idle_seconds`` when it did nothing."""
+    async def loop() -> None:
+        while True:
+            if not await work():
+                await asyncio.sleep(idle_seconds)
+    return loop
+
+
 async def migrate(settings: Settings, name: str, migrations: Path) -> str:
     url = settings.database_for(name)
     await ensure_database(url)

@@ -1,7 +1,6 @@
 """Composition root: wires audit's handlers to the runtime and the topic names."""
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import partial
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 from contracts import reference
 from runtime.inbox import InboxConsumer, key_by_position
 from runtime.log import get_logger
-from runtime.service import Runtime, ServiceSpec
+from runtime.service import Runtime, ServiceSpec, polling
 from runtime.signing import SigningKey
 from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
@@ -41,20 +40,20 @@ async def start(rt: Runtime) -> None:
 
 
 def loops(rt: Runtime):
-    async def tree() -> None:
-        """Integrate appended leaves as they come, and checkpoint on a schedule."""
-        last_checkpoint = time.monotonic()
-        while True:
-            async with rt.sessions() as session, session.begin():
-                added = await handlers.integrate(session)
-            if time.monotonic() - last_checkpoint >= rt.settings.audit_checkpoint_seconds:
-                async with rt.unit_of_work() as uow:
-                    await handlers.issue_checkpoint(uow, rt.extras["audit_log"], only_if_grown=True)
-                last_checkpoint = time.monotonic()
-            if not added:
-                await asyncio.sleep(0.2)
+    last_checkpoint = time.monotonic()
 
-    return [tree]
+    async def tree() -> int:
+        """Integrate appended leaves as they come, and checkpoint on a schedule."""
+        nonlocal last_checkpoint
+        async with rt.sessions() as session, session.begin():
+            added = await handlers.integrate(session)
+        if time.monotonic() - last_checkpoint >= rt.settings.audit_checkpoint_seconds:
+            async with rt.unit_of_work() as uow:
+                await handlers.issue_checkpoint(uow, rt.extras["audit_log"], only_if_grown=True)
+            last_checkpoint = time.monotonic()
+        return added
+
+    return [polling(tree, 0.2)]
 
 
 SPEC = ServiceSpec(

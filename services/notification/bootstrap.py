@@ -2,15 +2,15 @@
 configuration and the channels (SMTP, SMS, webhooks)."""
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
-from runtime.service import Runtime, ServiceSpec
+from runtime.service import Runtime, ServiceSpec, polling
 from runtime.settings import Settings
 from services.notification import handlers
 from services.notification.adapters import recipients_file
@@ -56,19 +56,19 @@ def loops(rt: Runtime):
     config: handlers.Config = rt.extras[CONFIG]
     webhook_policy = RetryPolicy()
 
-    async def dispatcher() -> None:
+    async def dispatch(client: httpx.AsyncClient) -> int:
         """Alerts to re-send or escalate, then e-mails and SMS, then webhooks."""
+        now = datetime.now(timezone.utc)
+        async with rt.sessions() as session:
+            done = await handlers.fire_due_alerts(session, config, now)
+        async with rt.sessions() as session:
+            done += await send_due(session, config.channels, now)
+        async with rt.sessions() as session:
+            return done + await deliver_due(session, client, webhook_policy, now)
+
+    async def dispatcher() -> None:
         async with httpx.AsyncClient() as client:
-            while True:
-                now = datetime.now(timezone.utc)
-                async with rt.sessions() as session:
-                    busy = await handlers.fire_due_alerts(session, config, now)
-                async with rt.sessions() as session:
-                    busy += await send_due(session, config.channels, now)
-                async with rt.sessions() as session:
-                    busy += await deliver_due(session, client, webhook_policy, now)
-                if not busy:
-                    await asyncio.sleep(rt.settings.dispatch_poll_seconds)
+            await polling(partial(dispatch, client), rt.settings.dispatch_poll_seconds)()
 
     return [dispatcher]
 

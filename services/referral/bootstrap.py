@@ -1,12 +1,11 @@
 """Composition root of the referral service."""
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
 
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
-from runtime.service import Runtime, ServiceSpec
+from runtime.service import Runtime, ServiceSpec, polling
 from services.referral import handlers
 from services.referral.entrypoints import http
 
@@ -43,14 +42,11 @@ async def seed(rt: Runtime) -> None:
 def loops(rt: Runtime):
     config = handlers.Config.of(rt)
 
-    async def timers() -> None:
-        while True:
-            async with rt.unit_of_work() as uow:
-                fired = await handlers.fire_due_timers(uow, config)
-            if not fired:
-                await asyncio.sleep(rt.settings.timer_poll_seconds)
+    async def timers() -> int:
+        async with rt.unit_of_work() as uow:
+            return await handlers.fire_due_timers(uow, config)
 
-    return [timers]
+    return [polling(timers, rt.settings.timer_poll_seconds)]
 
 
 SPEC = ServiceSpec(

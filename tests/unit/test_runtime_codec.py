@@ -108,3 +108,29 @@ async def test_requests_arriving_together_share_the_first_fetch_of_the_issuer_ke
     token = issuer.issue("cm.dgaspc-bc", "dgaspc-bc", ["case-manager"])
     both = await asyncio.gather(verifier.verify(token), verifier.verify(token))
     assert [p.subject for p in both] == ["cm.dgaspc-bc", "cm.dgaspc-bc"] and fetches == 1
+
+
+async def test_a_polling_loop_works_at_once_while_busy_and_waits_only_when_idle(monkeypatch):
+    import asyncio
+
+    from runtime import service
+
+    calls: list[str] = []
+    done = iter([3, 1, 0, 2])
+
+    async def work() -> int:
+        try:
+            found = next(done)
+        except StopIteration:
+            raise asyncio.CancelledError from None
+        calls.append(f"work:{found}")
+        return found
+
+    async def sleep(seconds: float) -> None:
+        calls.append(f"sleep:{seconds}")
+    monkeypatch.setattr(service.asyncio, "sleep", sleep)
+    try:
+        await service.polling(work, 1.5)()
+    except asyncio.CancelledError:
+        pass
+    assert calls == ["work:3", "work:1", "work:0", "sleep:1.5", "work:2"]
