@@ -3,6 +3,7 @@ cases are on record, checkpoints are signed and cosigned, the log only grows, an
 export verifies offline with nothing but the log's key — until someone edits it."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -82,7 +83,7 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
 
         # Two checkpoints: the later one is consistent with the earlier one.
         first = (await client.post(f"{network.url('audit')}/checkpoints", headers=auditor)).text
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)  # the access event of the next search lands after this checkpoint
         await client.get(f"{network.url('audit')}/entries", headers=auditor, params={"case_id": case_id})
         second = await wait_until(lambda: _grown(client, network, auditor, first))
         key = (await client.get(f"{network.url('audit')}/log-key")).json()
