@@ -104,6 +104,20 @@ def network(infrastructure, tmp_path_factory, webhook_receiver):
     assert_nothing_identifies_a_child(people_messages(stack, webhook_receiver))
 
 
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium on a phone's screen, one per test module (tests/e2e/browser.py). The
+    modules using it carry `browser.needs_chromium`, which skips them without Chromium; under
+    CI it does not, and this fixture fails them instead."""
+    from tests.e2e.browser import start_chromium  # selenium: only for the browser tests
+
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 # --- what left the network towards people and institutions' systems ---------------------
 
 CNP_SHAPED = re.compile(r"(?<!\d)[1-9]\d{12}(?!\d)")

@@ -6,75 +6,21 @@ acknowledges an alert, and reads it all in English too. Each step is checked as 
 sees it on the page, and again through the referral or inbox API."""
 from __future__ import annotations
 
-import asyncio
-import json
-import random
-import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from contracts.events import EventType
 from punte.stack import Stack
-from punte.synthetic import synthetic_cnp
-from runtime.cloudevents import CloudEvent
-from tests.e2e.conftest import sign_in
+from tests.e2e.browser import WebPage, needs_chromium, password, send_report, token
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PHONE = {"width": 360, "height": 740, "deviceScaleFactor": 1, "mobile": True}
 LIVE_SECONDS = 45  # a report's way through intake, referral and notification
-STEP_SECONDS = 15
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason="needs Debian's chromium and chromedriver in /usr/bin (apt install chromium "
-                              "chromium-driver)"),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 # ---- the network: reports as institutions send them, checks as case managers read them ----
-
-def token(network: Stack, username: str) -> str:
-    # The conftest's sign-in, on a loop of its own: these tests are synchronous (Selenium).
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, sign_in(network, username)).result()
-
-
-def send_report(network: Stack, reporter: str, categories: list[str], *, role: str, channel: str,
-                danger: bool = False, household: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A signed report from the institution's system through intake's HTTP gateway, about a
-    synthetic child of its own (a fresh CNP: a new case, never joined to an earlier one)."""
-    rng = random.Random(uuid.uuid4().int)
-    born = date(2012, 1, 1) + timedelta(days=rng.randrange(0, 3500))
-    data: dict[str, Any] = {
-        "reporter": {"institution": reporter, "role": role}, "channel": channel,
-        "child": {"cnp": synthetic_cnp(rng, born), "uat_siruta": 21891, "county": "BC"},
-        "risks": [{"category": c} for c in categories], "description": "Date sintetice.",
-        "immediate_danger": danger,
-    }
-    if household:
-        data["household"] = household
-    event = network.state.institution_key(reporter).sign(
-        CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, f"/institutions/{reporter}", data))
-    headers = {"Authorization": f"Bearer {token(network, 'sys.' + reporter)}", "content-type": "application/json",
-               **{k.replace("ce_", "ce-", 1): v.decode() for k, v in event.headers() if k.startswith("ce_")}}
-    answer = httpx.post(f"{network.url('intake')}/v1/events", content=event.body(), headers=headers,
-                        params={"wait": 30}, timeout=40)
-    assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
-    return answer.json()
-
 
 def referral_seen_by(network: Stack, username: str, referral_id: str) -> dict[str, Any]:
     answer = httpx.get(f"{network.url('referral')}/v1/referrals/{referral_id}",
@@ -95,123 +41,28 @@ def inbox_entry(network: Stack, username: str, notification_id: str) -> dict[str
     return entry
 
 
-# ---- the browser -------------------------------------------------------------------------------
+# ---- the page ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)  # the system's: Selenium Manager never downloads one
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-                 "--window-size=360,740", "--lang=ro"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    # A desktop window cannot be narrower than ~500 px; the phone's viewport is emulated.
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-class InboxPage:
-    """The page as a person uses it: what they click and type, and what they read."""
+class InboxPage(WebPage):
+    """The inbox as a case manager uses it (the shared reading and doing: tests/e2e/browser.py)."""
 
     def __init__(self, driver, network: Stack) -> None:
-        self.driver, self.network = driver, network
-        self.url = network.url("notification") + "/ui"
-
-    def open_fresh(self) -> None:
-        self.driver.get(self.url)
-        self.driver.execute_script("sessionStorage.clear(); localStorage.clear();")
-        self.driver.get(self.url)
-        self.wait(lambda d: self.visible("#login-form"))
-
-    # -- reading (the inbox re-renders whenever something arrives: read in one script call)
-    def find(self, css: str):
-        return self.driver.find_element(By.CSS_SELECTOR, css)
-
-    def find_all(self, css: str) -> list:
-        return self.driver.find_elements(By.CSS_SELECTOR, css)
-
-    def _read(self, script: str, css: str, *args: Any) -> Any:
-        return self.driver.execute_script(
-            "var e = document.querySelector(arguments[0]); " + script, css, *args)
-
-    def visible(self, css: str) -> bool:
-        return bool(self._read("return !!e && e.getClientRects().length > 0;", css))
-
-    def text(self, css: str) -> str:
-        """What the element shows (its rendered text), as a person reads it."""
-        shown = self._read("return e ? e.innerText : null;", css)
-        assert shown is not None, f"nothing matches {css}"
-        return shown.strip()
-
-    def attribute(self, css: str, name: str) -> str | None:
-        return self._read("return e ? e.getAttribute(arguments[1]) : null;", css, name)
+        super().__init__(driver, network.url("notification") + "/ui")
+        self.network = network
 
     def listed(self, attribute: str) -> list[str]:
         return self.driver.execute_script(
             "return Array.from(document.querySelectorAll('#entries li.item'), e => e.getAttribute(arguments[0]));",
             attribute)
 
-    def wait(self, condition: Callable[[Any], Any], seconds: float = STEP_SECONDS, what: str = "") -> Any:
-        try:
-            return WebDriverWait(self.driver, seconds, poll_frequency=0.2,
-                                 ignored_exceptions=(StaleElementReferenceException,)).until(condition)
-        except TimeoutException:
-            seen = self.driver.find_element(By.TAG_NAME, "body").text
-            logs = [e["message"] for e in self.driver.get_log("browser")]
-            raise AssertionError(f"not seen after {seconds}s: {what}\n--- the page shows:\n{seen}\n"
-                                 f"--- the browser's console:\n{logs}") from None
-
-    def wait_text(self, css: str, text: str, seconds: float = STEP_SECONDS) -> str:
-        def shown(driver) -> str | bool:
-            now = self._read("return e ? e.innerText : '';", css)
-            return text in now and now
-        return self.wait(shown, seconds, f"{text!r} in {css}")
-
-    def fits_the_screen(self) -> bool:
-        width, client = self.driver.execute_script(
-            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        return width <= client == PHONE["width"]
-
     def entry(self, case_id: str, kind: str = "referral-requested") -> str:
         return f'#entries li[data-case="{case_id}"][data-kind="{kind}"]'
 
-    # -- doing
     def sign_in(self, username: str) -> None:
-        password = json.loads(self.network.state.passwords_file.read_text())[username]
-        self.find("#username").send_keys(username)
-        self.find("#password").send_keys(password)
-        self.find("#login-form button[type=submit]").click()
+        self.submit_sign_in(username, password(self.network, username))
         self.wait(lambda d: self.visible("#app-view"), what="the inbox after signing in")
         self.wait(lambda d: "on" in (self.attribute("#live", "class") or "").split(), what="the live stream")
         self.wait(lambda d: self.text("#inbox-summary"), what="the inbox loaded")
-
-    def click(self, css: str) -> None:
-        for attempt in range(3):
-            try:
-                element = self.find(css)
-                self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-                element.click()
-                return
-            except StaleElementReferenceException:
-                if attempt == 2:
-                    raise
-
-    def screenshot(self, name: str, full_page: bool = False) -> None:
-        if full_page:
-            height = self.driver.execute_script("return document.documentElement.scrollHeight")
-            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**PHONE, "height": height})
-        self.driver.execute_script("window.scrollTo(0, 0)")
-        try:
-            assert self.driver.save_screenshot(str(SCREENSHOTS / name))
-        finally:
-            if full_page:
-                self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
 
     def state_is(self, state: str) -> None:
         self.wait(lambda d: self.attribute("#ref-state", "data-state") == state, what=f"state {state}")
