@@ -141,7 +141,8 @@
   var state = { offset: 0, filters: null, lastKey: null, lastResults: null, lastTimeline: null, lastVerify: null };
   var punte = Punte.page({
     name: "audit", text: TEXT, seconds: true,
-    headers: function () { return purpose() ? { "X-Punte-Purpose": purpose() } : {}; },
+    // Headers are ASCII: the purpose travels percent-encoded (runtime/access.py decodes it).
+    headers: function () { return purpose() ? { "X-Punte-Purpose": encodeURIComponent(purpose()) } : {}; },
     warning: function (claims) {
       return Array.isArray(claims.roles) && claims.roles.indexOf("auditor") >= 0 ? null : "noauditor";
     },
