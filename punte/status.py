@@ -15,7 +15,8 @@ from runtime.signing import SigningKey
 from runtime.tokens import TokenIssuer
 
 
-async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: float = 15.0) -> int:
+async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: float = 15.0,
+                         first_fetch_grace: float = 5.0) -> int:
     """How many messages all punte.* topics hold, counted by reading them.
 
     Not from ListOffsets: the embedded broker (Tansu 0.6) reports a stale latest offset
@@ -33,15 +34,21 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         total, empty = 0, 0
-        deadline = time.monotonic() + max_seconds
+        started = time.monotonic()
+        deadline = started + max_seconds
         # On a live network new messages keep coming: stop when nothing more arrives, or at
         # the deadline (then the count is a lower bound, which is all "covers" needs). The
         # fetch high-water marks are not used: the embedded broker's can be stale too.
+        # The first fetches over ~300 partitions take a second or two to bring anything:
+        # empty polls count as quiet only after something arrived or after a grace period.
         while empty < quiet_polls and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=10000)
             read = sum(len(records) for records in batch.values())
             total += read
-            empty = 0 if read else empty + 1
+            if read:
+                empty = 0
+            elif total or time.monotonic() - started > first_fetch_grace:
+                empty += 1
         return total
     finally:
         await consumer.stop()
