@@ -15,9 +15,11 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from contracts.access import action_for
 from runtime.db import ensure_database, make_engine, make_sessions
 from runtime.inbox import (
     BatchHandler,
@@ -242,7 +244,23 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
     for router in spec.routers:
         app.include_router(router)
+    _check_access_rules(spec.name, app)
     return app
+
+
+def _check_access_rules(service: str, app: FastAPI) -> None:
+    """Fail closed: a service whose operations are not all in contracts/reference/access.yaml
+    does not start."""
+    missing = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+                try:
+                    action_for(service, method, route.path)
+                except KeyError:
+                    missing.append(f"{method} {route.path}")
+    if missing:
+        raise RuntimeError(f"{service}: no access rule for {', '.join(missing)} (contracts/reference/access.yaml)")
 
 
 def serve(spec: ServiceSpec) -> None:
