@@ -19,7 +19,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from contracts.access import action_for
+from contracts.access import action_for, policy
+from runtime import http_errors
 from runtime.db import ensure_database, make_engine, make_sessions
 from runtime.inbox import (
     BatchHandler,
@@ -245,6 +246,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     _check_access_rules(spec.name, app)
+    http_errors.install(app, policy().public)
     return app
 
 
