@@ -75,6 +75,8 @@ class WebhookReceiver:
 
 # The institution whose system takes webhooks in the end-to-end network.
 WEBHOOK_INSTITUTION = "dgaspc-bc"
+# Institutions of restricted kinds whose webhooks the need-to-know matrix reads too.
+NEED_TO_KNOW_HOOKS = ("ipj-bc", "dsp-bc")
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +94,7 @@ def network(infrastructure, tmp_path_factory, webhook_receiver):
     # any hour; the digest is shown in tests/integration/test_notification_dispatch.py).
     recipients.write(state_dir / "recipients.yaml", recipients.demo_recipients(
         institutions().values(), digest_minutes=0, quiet_hours=None,
-        webhooks={WEBHOOK_INSTITUTION: webhook_receiver.url}))
+        webhooks={WEBHOOK_INSTITUTION: webhook_receiver.url, **{i: webhook_receiver.url for i in NEED_TO_KNOW_HOOKS}}))
     stack = Stack(state_dir, kafka_bootstrap=infrastructure.kafka_bootstrap,
                   database_url=infrastructure.database_url)
     try:
