@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from contracts import reference
+from contracts import access, reference
 from contracts.events import (
     CaseOpened,
     CaseReportAdded,
@@ -30,7 +30,9 @@ from runtime.inbox import Message, UnitOfWork, key_by_event_id
 from runtime.ingress import Refusal, Window, receive, reply, sender_of
 from runtime.service import Runtime
 from runtime.signing import Keyring
+from services.referral.adapters import repository
 from services.referral.adapters.tables import cases, commands, history, referrals, services, timers
+from services.referral.domain import visibility
 from services.referral.domain.deadlines import Escalate, Return, on_due, schedule
 from services.referral.domain.referral import TERMINAL, Actor, Referral, ReferralRefused, State, Transition
 
@@ -41,6 +43,8 @@ INGRESS_TYPES = frozenset({EventType.REFERRAL_ACCEPT.value, EventType.REFERRAL_C
                            EventType.REFERRAL_REQUEST.value, EventType.SERVICE_UPDATED.value})
 URGENT = frozenset({"P0", "P1"})
 CONFIG = "referral_config"  # Runtime.extras key (Config.of)
+# The signed sender of an ingress event is its institution's own system (access.yaml roles).
+SYSTEM_ROLES = frozenset({"institution-system"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ async def follow_case(uow: UnitOfWork, message: Message, config: Config) -> None
         await uow.session.execute(pg_insert(cases).values(
             case_id=case.case_id, lead=case.lead, urgency=case.urgency.value, categories=case.categories,
             county=case.county, do_not_contact=case.do_not_contact, status="open",
-            participants=[case.lead, *case.informed], opened_at=uow.now,
+            participants=[case.lead, *case.informed], reporters=[case.reporter.institution],
+            opened_at=uow.now,
         ).on_conflict_do_nothing())
         urgent = case.urgency.value in URGENT
         await create_referral(
@@ -90,6 +95,8 @@ async def follow_case(uow: UnitOfWork, message: Message, config: Config) -> None
         added = CaseReportAdded.model_validate(event.data)
         await uow.session.execute(sa.update(cases).where(cases.c.case_id == added.case_id)
                                   .values(categories=added.categories, urgency=added.urgency.value))
+        # Reporting makes no participant; who reported is known, for the summary it may see.
+        await repository.add_reporter(uow.session, added.case_id, added.reporter.institution)
 
 
 def _id(*parts: str) -> str:
@@ -123,6 +130,12 @@ async def create_referral(uow: UnitOfWork, config: Config, *, referral_id: str, 
     return True
 
 
+def _refuse_unless(decision: access.Decision, detail: str) -> None:
+    """A refusal of the access rule, as the transports answer refusals (outcome or HTTP)."""
+    if not decision:
+        raise Refused(decision.code or "FORBIDDEN", detail)
+
+
 def _emit(uow: UnitOfWork, type_: EventType, data: dict[str, Any], case_id: str) -> None:
     # Key = case id: every event of a case stays in order on punte.referrals.
     uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(type_.value, uow.source, data, subject=case_id),
@@ -143,7 +156,7 @@ async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
         answer: dict[str, Any]
         if event.type == EventType.REFERRAL_REQUEST.value:
             request = ReferralRequest.model_validate(event.data)
-            referral_id = await request_referral(uow, config, sender, request, event.id)
+            referral_id = await request_referral(uow, config, sender, request, event.id, roles=SYSTEM_ROLES)
             answer = {"referral_id": referral_id, "case_id": request.case_id}
         elif event.type == EventType.SERVICE_UPDATED.value:
             await update_service(uow, sender, ServiceUpdated.model_validate(event.data))
@@ -175,11 +188,9 @@ def _command_of(event: CloudEvent) -> ReferralCommand:
 
 
 async def load(uow: UnitOfWork, referral_id: str) -> tuple[Referral, sa.Row]:
-    row = (await uow.session.execute(
-        sa.select(referrals).where(referrals.c.referral_id == referral_id).with_for_update()
-    )).first()
+    row = await repository.referral_of(uow.session, referral_id, for_update=True)
     if row is None:
-        raise ReferralRefused("UNKNOWN_REFERRAL", f"no referral {referral_id}")
+        raise ReferralRefused("UNKNOWN_REFERRAL", "no such referral")
     return Referral(row.referral_id, row.case_id, row.referrer, row.to_institution, row.urgency,
                     State(row.state), row.owner), row
 
@@ -207,9 +218,17 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
         transition = Transition(command, referral.state, referral.state, actor, uow.now, note=note)
     else:
         if command == "forward" and (forward_to not in reference.institutions() or forward_to == referral.to):
-            raise Refused("UNKNOWN_INSTITUTION", f"cannot forward to {forward_to!r}")
+            raise Refused("UNKNOWN_INSTITUTION", "forward_to names no other institution of the network")
         after, transition = referral.apply(command, actor, uow.now, reason=reason, outcome=outcome,
                                            note=note, outcomes=config.outcomes)
+        if visibility.ends_statutory(command, row.legal_basis):
+            # The lifecycle lets the referrer end it; the duty to act lets only the case's
+            # lead, or a supervisor, silence its deadlines (access.yaml referral.end-statutory).
+            case = await repository.sides_of_case(uow.session, row.case_id)
+            relations = visibility.to_referral(actor.institution, referrer=row.referrer,
+                                               to=row.to_institution, case=case)
+            _refuse_unless(access.decide("referral.end-statutory", actor.roles, relations, "referral"),
+                           f"{command} of a statutory referral: the case's lead or a supervisor")
         if command == "forward":
             assert forward_to is not None
             forwarded = _id(referral_id, "forward", forward_to)
@@ -218,9 +237,12 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
                 to=forward_to, urgency=row.urgency, categories=row.categories, kind=row.kind,
                 do_not_contact=row.do_not_contact, legal_basis=row.legal_basis,
                 service_id=None, forwarded_from=referral_id, consent=row.consent)
+            # Referred to, it takes part in the case, as with a direct referral.
+            await repository.add_participant(uow.session, row.case_id, forward_to)
     await uow.session.execute(sa.update(referrals).where(referrals.c.referral_id == referral_id).values(
         state=after.state.value, owner=after.owner, updated_at=uow.now,
         **({"accepted_at": uow.now} if after.state is State.ACCEPTED else {}),
+        **({"outcome": outcome} if command == "complete" else {}),
     ))
     await uow.session.execute(sa.insert(history).values(
         referral_id=referral_id, at=uow.now, command=command, from_state=transition.from_state.value,
@@ -238,21 +260,25 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
 
 
 async def request_referral(uow: UnitOfWork, config: Config, sender: str, request: ReferralRequest,
-                           request_id: str) -> str:
-    """An institution refers a case to another institution or to a service it offers."""
-    case = (await uow.session.execute(sa.select(cases).where(cases.c.case_id == request.case_id))).first()
+                           request_id: str, *, roles: frozenset[str]) -> str:
+    """An institution taking part in a case refers it to another institution or to a
+    service it offers; the receiver takes part from then on."""
+    case = await repository.case_of(uow.session, request.case_id, for_update=True)
     if case is None:
-        raise Refused("UNKNOWN_CASE", f"no case {request.case_id}")
+        raise Refused("UNKNOWN_CASE", "no such case")
+    _refuse_unless(access.decide("referral.request", roles,
+                                 visibility.to_case(sender, repository.sides_of(case)), "case"),
+                   "only the case's lead and the institutions taking part refer it")
     if request.service_id:
-        service = (await uow.session.execute(
+        service = None if not repository.storable(request.service_id) else (await uow.session.execute(
             sa.select(services).where(services.c.service_id == request.service_id))).first()
         if service is None:
-            raise Refused("UNKNOWN_SERVICE", f"no service {request.service_id}")
+            raise Refused("UNKNOWN_SERVICE", "no such service")
         to = service.provider
     elif request.to in reference.institutions():
         to = request.to
     else:
-        raise Refused("UNKNOWN_INSTITUTION", f"no institution {request.to!r}")
+        raise Refused("UNKNOWN_INSTITUTION", "`to` names no institution of the network")
     urgent = case.urgency in URGENT or request.kind == "information-request"
     if not urgent and (request.consent is None or request.consent.expires_on < uow.now.date()):
         raise Refused("CONSENT_REQUIRED", "a prevention referral (P2/P3) needs current consent")
@@ -263,9 +289,7 @@ async def request_referral(uow: UnitOfWork, config: Config, sender: str, request
         do_not_contact=case.do_not_contact, legal_basis="statutory-duty" if urgent else "consent",
         service_id=request.service_id,
         consent=request.consent.model_dump(mode="json") if request.consent else None)
-    if to not in case.participants:
-        await uow.session.execute(sa.update(cases).where(cases.c.case_id == case.case_id)
-                                  .values(participants=[*case.participants, to]))
+    await repository.add_participant(uow.session, case.case_id, to)
     return referral_id
 
 
@@ -298,7 +322,7 @@ async def update_service(uow: UnitOfWork, sender: str, update: ServiceUpdated) -
             accepting=True if update.accepting is None else update.accepting, updated_at=uow.now))
         return
     if row is None:
-        raise Refused("UNKNOWN_SERVICE", f"no service {update.service_id}; give name and categories to add it")
+        raise Refused("UNKNOWN_SERVICE", "no such service; give name and categories to add it")
     if row.provider != sender:
         raise Refused("NOT_ALLOWED", "only the provider updates its service")
     values = update.model_dump(exclude={"service_id"}, exclude_none=True)

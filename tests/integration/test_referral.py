@@ -191,7 +191,8 @@ async def _referral(engine):
 
 async def test_a_dgaspc_information_request_is_due_in_15_days(referral):
     consumer, engine, _ = referral
-    await opened(consumer, engine, urgency="P2", lead="spas-colonesti")
+    # DGASPC leads the case (only the lead and participants refer it), SPAS is asked.
+    await opened(consumer, engine, urgency="P2")
     await send(consumer, "dgaspc-bc", KEYS["dgaspc-bc"].sign(CloudEvent.new(
         "ro.punte.referral.request.v1", "/institutions/dgaspc-bc",
         {"case_id": "case-1", "to": "spas-colonesti", "kind": "information-request",

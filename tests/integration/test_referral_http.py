@@ -54,8 +54,12 @@ async def test_a_team_works_a_referral_from_its_inbox(api):
         assert (await client.post(f"/v1/referrals/{rid}/commands", json=body, headers=ion)).status_code == 200
     referrer = bearer("isj-bc", "cm.school")
     seen = (await client.get(f"/v1/referrals/{rid}", headers=referrer)).json()
-    assert seen["state"] == "completed"
-    assert [(h["command"], h["owner"]) for h in seen["history"]][:2] == [("claim", "cm.ana"), ("assign", "cm.ion")]
+    # The school reported and referred but takes no part in the case: it sees how its
+    # referral stands and ended, not the work on it (access.yaml views: referrer summary).
+    assert (seen["view"], seen["state"], seen["outcome"]) == ("summary", "completed", "services-provided-legal")
+    assert seen["history"] == [] and seen["owner"] is None
+    worked = (await client.get(f"/v1/referrals/{rid}", headers=ion)).json()
+    assert [(h["command"], h["owner"]) for h in worked["history"]][:2] == [("claim", "cm.ana"), ("assign", "cm.ion")]
     outsider = await client.get(f"/v1/referrals/{rid}", headers=bearer("ipj-bc", "cm.police"))
     assert outsider.status_code == 404
     # Every read is on record, and only those taking part read anything.

@@ -23,6 +23,7 @@ referrals = sa.Table(
     sa.Column("deadlines", sa.JSON, nullable=False),
     sa.Column("do_not_contact", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.Text),  # the outcome code of a completed referral
 )
 
 # Every step of every referral: who, when, from what to what, why.
@@ -64,6 +65,8 @@ cases = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("lead_manager", sa.Text),
     sa.Column("participants", sa.JSON, nullable=False),
+    # Institutions that reported the case: not participants by that alone.
+    sa.Column("reporters", sa.JSON, nullable=False),
     sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True)),
 )

@@ -4,26 +4,32 @@ same commands as the signed Kafka events, applied by the same code."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from contracts.access import visible_categories
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
 from contracts.refusals import Refused, reason
 from runtime.access import record_access
+from runtime.authorization import check, permit
 from runtime.service import Runtime
-from runtime.tokens import Principal, require_role
+from runtime.tokens import Principal
 from services.referral import handlers
-from services.referral.adapters.tables import cases, history, referrals, services
-from services.referral.domain.referral import OPEN, TERMINAL, Actor
+from services.referral.adapters import repository
+from services.referral.adapters.tables import services
+from services.referral.domain import visibility
+from services.referral.domain.referral import Actor
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
-case_manager = require_role("case-manager", "supervisor", "coordinator")
 STATUS = {"UNKNOWN_REFERRAL": 404, "UNKNOWN_CASE": 404, "UNKNOWN_SERVICE": 404,
           "NOT_REFERRAL_RECIPIENT": 403, "NOT_REFERRER": 403, "NOT_SUPERVISOR": 403,
-          "NOT_ALLOWED": 403, "NOT_CASE_LEAD": 403}
+          "NOT_ALLOWED": 403, "NOT_CASE_LEAD": 403, "NOT_CASE_PARTICIPANT": 403, "FORBIDDEN": 403}
+# Free text and ids go to PostgreSQL, whose text holds no NUL: refused as invalid (422).
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def _refused(exc: Refused) -> HTTPException:
@@ -44,7 +50,7 @@ class ReferralView(BaseModel):
     referrer: str
     to: str
     urgency: str
-    categories: list[str]
+    categories: list[str] = Field(description="Only the risk categories the reader's institution may know")
     state: str
     kind: str
     owner: str | None
@@ -55,72 +61,94 @@ class ReferralView(BaseModel):
     deadlines: dict[str, str]
     requested_at: datetime
     updated_at: datetime
+    outcome: str | None = Field(default=None, description="The outcome code, once completed")
+    view: Literal["full", "summary"] = Field(
+        description="full: everything; summary (a referrer or reporter that takes no part in the case): "
+                    "no history, notes, reasons or people")
     history: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def _view(row: sa.Row, steps: list[sa.Row] | None = None) -> ReferralView:
-    return ReferralView(
+def _referral(row: sa.Row, steps: list[sa.Row] | None = None) -> dict[str, Any]:
+    return dict(
         referral_id=row.referral_id, case_id=row.case_id, referrer=row.referrer, to=row.to_institution,
         urgency=row.urgency, categories=row.categories, state=row.state, kind=row.kind, owner=row.owner,
         service_id=row.service_id, forwarded_from=row.forwarded_from, legal_basis=row.legal_basis,
         do_not_contact=row.do_not_contact, deadlines=row.deadlines, requested_at=row.requested_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, outcome=row.outcome,
         history=[{"at": s.at.isoformat(), "command": s.command, "from": s.from_state, "to": s.to_state,
                   "by": s.actor_institution, "person": s.actor_person, "owner": s.owner,
                   "reason": s.reason, "outcome": s.outcome, "note": s.note} for s in steps or []],
     )
 
 
+def _seen(principal: Principal, row: sa.Row, case: visibility.Sides | None,
+          steps: list[sa.Row] | None = None) -> ReferralView | None:
+    """The referral as the principal's institution may see it; None: not at all."""
+    relations = visibility.to_referral(principal.institution, referrer=row.referrer, to=row.to_institution,
+                                       case=case)
+    shown = visibility.seen(_referral(row, steps), principal.institution, relations)
+    return ReferralView(**shown) if shown is not None else None
+
+
+def _listed(principal: Principal, rows: list[sa.Row]) -> list[ReferralView]:
+    views = (_seen(principal, row, repository.case_sides(row)) for row in rows)
+    return [v for v in views if v is not None]
+
+
 @router.get("/referrals/inbox", response_model=list[ReferralView],
             summary="Inboxul echipei / the team inbox")
 async def team_inbox(request: Request, owner: Literal["all", "mine", "unassigned"] = "all",
-                     include_closed: bool = False, limit: int = Query(100, le=500),
-                     principal: Principal = Depends(case_manager)) -> list[ReferralView]:
+                     include_closed: bool = False, limit: Limit = 100,
+                     principal: Principal = Depends(permit("referral.list"))) -> list[ReferralView]:
     """Referrals to my institution, most urgent and oldest first."""
-    query = sa.select(referrals).where(referrals.c.to_institution == principal.institution)
-    if not include_closed:
-        query = query.where(referrals.c.state.in_([s.value for s in OPEN]))
-    if owner == "mine":
-        query = query.where(referrals.c.owner == principal.subject)
-    elif owner == "unassigned":
-        query = query.where(referrals.c.owner.is_(None))
     async with _runtime(request).sessions() as session:
-        rows = (await session.execute(
-            query.order_by(referrals.c.urgency, referrals.c.requested_at).limit(limit))).all()
-    return [_view(r) for r in rows]
+        rows = await repository.inbox_of(session, principal.institution, person=principal.subject, owner=owner,
+                                         include_closed=include_closed, limit=limit)
+    return _listed(principal, rows)
 
 
 @router.get("/referrals/sent", response_model=list[ReferralView], summary="Trimiterile mele / referrals we sent")
-async def sent(request: Request, limit: int = Query(100, le=500),
-               principal: Principal = Depends(case_manager)) -> list[ReferralView]:
-    """What my institution referred, and where each stands: the referrer always knows."""
+async def sent(request: Request, limit: Limit = 100,
+               principal: Principal = Depends(permit("referral.list"))) -> list[ReferralView]:
+    """What my institution referred, and where each stands: the referrer always knows (in
+    summary, when it takes no part in the case)."""
     async with _runtime(request).sessions() as session:
-        rows = (await session.execute(
-            sa.select(referrals).where(referrals.c.referrer == principal.institution)
-            .order_by(referrals.c.requested_at.desc()).limit(limit))).all()
-    return [_view(r) for r in rows]
+        rows = await repository.sent_by(session, principal.institution, limit=limit)
+    return _listed(principal, rows)
 
 
 @router.get("/referrals/{referral_id}", response_model=ReferralView, summary="O trimitere / one referral")
-async def one(referral_id: str, request: Request, principal: Principal = Depends(case_manager)) -> ReferralView:
+async def one(referral_id: str, request: Request,
+              principal: Principal = Depends(permit("referral.read"))) -> ReferralView:
+    return await _read(referral_id, request, principal)
+
+
+async def _read(referral_id: str, request: Request, principal: Principal,
+                action: str = "referral.read") -> ReferralView:
+    """One referral as the principal may see it, once ``action`` allows it (the reading, or
+    the command or request whose result it shows)."""
     async with _runtime(request).unit_of_work() as uow:
-        row = (await uow.session.execute(
-            sa.select(referrals).where(referrals.c.referral_id == referral_id))).first()
-        if row is None or principal.institution not in (row.referrer, row.to_institution):
-            raise _refused(Refused("UNKNOWN_REFERRAL", referral_id))
+        row = await repository.referral_of(uow.session, referral_id)
+        if row is None:
+            raise _refused(Refused("UNKNOWN_REFERRAL", "no such referral"))
+        case = await repository.sides_of_case(uow.session, row.case_id)
+        check(action, principal, visibility.to_referral(
+            principal.institution, referrer=row.referrer, to=row.to_institution, case=case), "referral")
         record_access(uow, principal, request, service="referral", case_id=row.case_id)
-        steps = (await uow.session.execute(sa.select(history).where(history.c.referral_id == referral_id)
-                                           .order_by(history.c.id))).all()
-    return _view(row, list(steps))
+        steps = await repository.steps_of(uow.session, referral_id)
+    seen = _seen(principal, row, case, steps)
+    if seen is None:  # allowed to read, shown nothing: the table would be inconsistent
+        raise _refused(Refused("UNKNOWN_REFERRAL", "no such referral"))
+    return seen
 
 
 class CommandBody(BaseModel):
     command: ReferralCommandName
-    reason: str | None = Field(default=None, min_length=1, max_length=1000)
-    outcome: str | None = None
-    note: str | None = Field(default=None, max_length=4000)
-    assignee: str | None = None
-    forward_to: str | None = None
+    reason: Text | None = Field(default=None, min_length=1, max_length=1000)
+    outcome: Text | None = None
+    note: Text | None = Field(default=None, max_length=4000)
+    assignee: Text | None = Field(default=None, max_length=100)
+    forward_to: Text | None = None
 
 
 @router.post("/referrals/{referral_id}/commands", response_model=ReferralView,
@@ -128,44 +156,55 @@ class CommandBody(BaseModel):
                         409: {"description": "Not allowed now (ILLEGAL_TRANSITION, REASON_REQUIRED, …)"}},
              summary="Un pas pe o trimitere / a step on a referral")
 async def command(referral_id: str, body: CommandBody, request: Request,
-                  principal: Principal = Depends(case_manager)) -> ReferralView:
+                  principal: Principal = Depends(permit("referral.command"))) -> ReferralView:
     """claim, assign (supervisor), acknowledge, accept, reject, start, hold, resume,
-    complete (with an outcome code), fail, forward, cancel and mark-error (referrer), note
-    (either side: progress and feedback)."""
+    complete (with an outcome code), fail, forward, cancel and mark-error (referrer; of a
+    statutory referral, the case's lead or a supervisor), note (either side: progress and
+    feedback)."""
     runtime = _runtime(request)
     config = handlers.Config.of(runtime)
     try:
         async with runtime.unit_of_work() as uow:
+            row = await repository.referral_of(uow.session, referral_id)
+            if row is None:
+                raise Refused("UNKNOWN_REFERRAL", "no such referral")
+            case = await repository.sides_of_case(uow.session, row.case_id)
+            check("referral.command", principal, visibility.to_referral(
+                principal.institution, referrer=row.referrer, to=row.to_institution, case=case), "referral")
             await handlers.execute(uow, config, referral_id, body.command, _actor(principal),
                                    reason=body.reason, outcome=body.outcome, note=body.note,
                                    assignee=body.assignee, forward_to=body.forward_to)
     except Refused as exc:
         raise _refused(exc) from None
-    return await one(referral_id, request, principal)
+    return await _read(referral_id, request, principal, "referral.command")
 
 
 class RequestBody(BaseModel):
-    case_id: str
-    to: str | None = None
-    service_id: str | None = None
+    case_id: Text
+    to: Text | None = None
+    service_id: Text | None = None
     kind: Literal["service", "information-request"] = "service"
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text | None = Field(default=None, max_length=4000)
     consent: Consent | None = None
 
 
 @router.post("/referrals", response_model=ReferralView, status_code=201,
+             responses={403: {"description": "NOT_CASE_PARTICIPANT: only the lead and participants refer"},
+                        404: {"description": "No such case (or none the institution takes part in)"}},
              summary="Trimite către o instituție sau un serviciu / refer to an institution or a service")
-async def refer(body: RequestBody, request: Request, principal: Principal = Depends(case_manager)) -> ReferralView:
+async def refer(body: RequestBody, request: Request,
+                principal: Principal = Depends(permit("referral.request"))) -> ReferralView:
     runtime = _runtime(request)
     config = handlers.Config.of(runtime)
     try:
         async with runtime.unit_of_work() as uow:
             referral_id = await handlers.request_referral(
                 uow, config, principal.institution or "", ReferralRequest(**body.model_dump()),
-                f"http|{principal.subject}|{uow.now.isoformat()}")
+                f"http|{principal.subject}|{uow.now.isoformat()}", roles=principal.roles)
     except Refused as exc:
         raise _refused(exc) from None
-    return await one(referral_id, request, principal)
+    # An institution's system may refer without reading referrals: it is shown what it made.
+    return await _read(referral_id, request, principal, "referral.request")
 
 
 class CaseView(BaseModel):
@@ -173,51 +212,50 @@ class CaseView(BaseModel):
     lead: str
     lead_manager: str | None
     urgency: str
-    categories: list[str]
+    categories: list[str] = Field(description="Only the risk categories the reader's institution may know")
     status: str
     participants: list[str]
     do_not_contact: bool
-    plan: list[ReferralView]
+    plan: list[ReferralView] = Field(description="The lead: every referral; others: those they are a side of")
 
 
 @router.get("/cases/{case_id}", response_model=CaseView, summary="Cazul și planul de servicii / the case and its plan")
-async def case(case_id: str, request: Request, principal: Principal = Depends(case_manager)) -> CaseView:
+async def case(case_id: str, request: Request, principal: Principal = Depends(permit("case.read"))) -> CaseView:
     async with _runtime(request).unit_of_work() as uow:
-        row = (await uow.session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
-        if row is None or principal.institution not in row.participants:
-            raise _refused(Refused("UNKNOWN_CASE", case_id))
+        row = await repository.case_of(uow.session, case_id)
+        if row is None:
+            raise _refused(Refused("UNKNOWN_CASE", "no such case"))
+        sides = repository.sides_of(row)
+        relations = visibility.to_case(principal.institution, sides)
+        check("case.read", principal, relations, "case")
         record_access(uow, principal, request, service="referral", case_id=case_id)
-        plan = (await uow.session.execute(sa.select(referrals).where(referrals.c.case_id == case_id)
-                                          .order_by(referrals.c.requested_at))).all()
+        plan = await repository.plan_of(uow.session, case_id)
+    listed = [r for r in plan if visibility.in_plan_of(principal.institution, relations,
+                                                       referrer=r.referrer, to=r.to_institution)]
+    views = (_seen(principal, r, sides) for r in listed)
     return CaseView(case_id=row.case_id, lead=row.lead, lead_manager=row.lead_manager,
-                    urgency=row.urgency, categories=row.categories, status=row.status,
-                    participants=row.participants, do_not_contact=row.do_not_contact,
-                    plan=[_view(r) for r in plan])
+                    urgency=row.urgency, categories=list(visible_categories(principal.institution, row.categories)),
+                    status=row.status, participants=row.participants, do_not_contact=row.do_not_contact,
+                    plan=[v for v in views if v is not None])
 
 
 @router.post("/cases/{case_id}/{action}", response_model=CaseView,
              summary="Închide sau redeschide cazul / close or reopen the case")
 async def close_or_reopen(case_id: str, action: Literal["close", "reopen"], request: Request,
-                          principal: Principal = Depends(case_manager)) -> CaseView:
+                          principal: Principal = Depends(permit("case.close"))) -> CaseView:
     """Only the lead institution; a case closes only when every referral of its plan is done."""
     runtime = _runtime(request)
     async with runtime.unit_of_work() as uow:
-        row = (await uow.session.execute(sa.select(cases).where(cases.c.case_id == case_id)
-                                         .with_for_update())).first()
-        if row is None or principal.institution not in row.participants:
-            raise _refused(Refused("UNKNOWN_CASE", case_id))
-        if principal.institution != row.lead:
-            raise _refused(Refused("NOT_CASE_LEAD", "only the lead institution"))
+        row = await repository.case_of(uow.session, case_id, for_update=True)
+        if row is None:
+            raise _refused(Refused("UNKNOWN_CASE", "no such case"))
+        check("case.close", principal, visibility.to_case(principal.institution, repository.sides_of(row)), "case")
         if action == "close":
-            still_open = await uow.session.scalar(
-                sa.select(sa.func.count()).select_from(referrals)
-                .where(referrals.c.case_id == case_id, referrals.c.state.notin_([s.value for s in TERMINAL])))
+            still_open = await repository.open_in_plan(uow.session, case_id)
             if still_open:
                 raise _refused(Refused("CASE_HAS_OPEN_REFERRALS", f"{still_open} referrals still open"))
-        await uow.session.execute(sa.update(cases).where(cases.c.case_id == case_id).values(
-            status="closed" if action == "close" else "open",
-            closed_at=uow.now if action == "close" else None,
-            lead_manager=row.lead_manager or principal.subject))
+        await repository.set_status(uow.session, case_id, closed=action == "close", at=uow.now,
+                                    lead_manager=row.lead_manager or principal.subject)
     return await case(case_id, request, principal)
 
 
@@ -242,7 +280,7 @@ PROPOSALS = ("locuri libere / free places", "capacitate necunoscută / capacity 
 
 @router.get("/services", response_model=list[ServiceView], summary="Catalogul serviciilor / the service directory")
 async def directory(request: Request, category: str | None = None,
-                    principal: Principal = Depends(require_role())) -> list[ServiceView]:
+                    principal: Principal = Depends(permit("directory.read"))) -> list[ServiceView]:
     """Services addressing the category; those with free places first, and each says why
     it is proposed where it is."""
     async with _runtime(request).sessions() as session:
