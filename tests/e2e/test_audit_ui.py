@@ -16,6 +16,7 @@ import pytest
 from selenium.webdriver.support.ui import Select
 
 from contracts.events import EventType
+from contracts.reference import rejection_codes
 from punte.stack import Stack
 from services.audit.domain import checkpoint
 from tests.e2e.browser import WebPage, needs_chromium, password, send_report, token
@@ -267,7 +268,9 @@ def test_a_case_manager_is_refused_and_an_expired_session_signs_out(page: AuditP
     assert page.text("#whoami").endswith(
         "Atenție: contul nu are rolul de auditor; API-ul va refuza interogările.")
     page.search("verificare", "verification", case="case-0000000000000000")
-    page.wait_text("#app-message", "Acces refuzat: este necesar rolul de auditor.")
+    # The API's own refusal (contracts/reference/access.yaml: audit.search is the auditors'),
+    # in the catalogue's words.
+    page.wait_text("#app-message", rejection_codes()["FORBIDDEN"].message_ro)
     assert not page.visible("#results")
 
     # A token past its expiry: the page signs out by itself on opening.
