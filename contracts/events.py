@@ -397,7 +397,11 @@ class AccessRecorded(Contract):
     actor: str = Field(description="The person's user id (token subject)")
     actor_institution: str | None = Field(description="None for auditors and operators")
     roles: list[str] = Field(default_factory=list)
-    purpose: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(min_length=1, max_length=200,
+                         description="A code of contracts/reference/access-purposes.yaml (free text in "
+                                     "events from before the list)")
+    purpose_text: str | None = Field(default=None, max_length=200,
+                                     description="The reader's own words, if any: kept in the trail only")
     service: str
     resource: str = Field(description="What was read, e.g. /v1/cases/case-…")
     case_id: str | None = None

@@ -190,12 +190,14 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON L
     """Fetch a signed export of the running network's trail (embedded default), and print
     the verifier key to check it with."""
     url, token = _signed_in(state_dir, "audit", "auditor")
-    headers = {"Authorization": f"Bearer {token}", "X-Punte-Purpose": "export pentru verificare / export"}
+    # A code of contracts/reference/access-purposes.yaml, then free text for the trail.
+    headers = {"Authorization": f"Bearer {token}",
+               "X-Punte-Purpose": "trail-verification; export%20pentru%20verificare%20offline"}
     with httpx.Client(base_url=url, timeout=120) as client:
         client.post("/checkpoints", headers=headers).raise_for_status()
         exported = client.get("/export", headers=headers)
         exported.raise_for_status()
-        key = client.get("/log-key").json()["verifier_key"]
+        key = client.get("/log-key", headers=headers).json()["verifier_key"]
     out.write_text(exported.text, encoding="utf-8")
     console.print(f"{out}: {len(exported.text.splitlines()) - 1} intrări / entries")
     console.print(f"punte audit verify {out} --key '{key}'")

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 
+from contracts.access import visible_categories
 from contracts.events import (
     AccessRecorded,
     CaseNotification,
@@ -23,6 +24,7 @@ from contracts.events import (
     ReferralTransitioned,
 )
 from contracts.reference import NeedToKnow, delivery_topic, institutions, need_to_know
+from runtime.access import purpose_named
 from runtime.cloudevents import CloudEvent, EnvelopeError, decode
 from runtime.inbox import Message, UnitOfWork, dead_letter
 from runtime.log import get_logger
@@ -58,15 +60,7 @@ class Config:
     network_key: SigningKey | None
     # institution -> the DGASPC of its county, whose coordinators get escalated alerts
     county_dgaspc: Mapping[str, str] = field(default_factory=lambda: county_dgaspcs())
-    rules: NeedToKnow = field(default_factory=need_to_know)
-
-    def visible(self, recipient: str, categories: tuple[str, ...]) -> tuple[str, ...]:
-        """The categories ``recipient`` is to know of (need-to-know.yaml by its kind)."""
-        inst = institutions().get(recipient)
-        allowed = self.rules.visible.get(inst.kind) if inst else None
-        if allowed is None:
-            return categories
-        return tuple(c for c in categories if c in allowed)
+    rules: NeedToKnow = field(default_factory=need_to_know)  # for the categories messages never name
 
 
 def county_dgaspcs() -> dict[str, str]:
@@ -148,12 +142,15 @@ async def _follow_owner(uow: UnitOfWork, step: ReferralTransitioned) -> None:
 
 async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: Config) -> None:
     notification_id = notices.notification_id(event.source, event.id, notice.recipient)
-    # Need to know: what the recipient is not to know of is left out of everything it is sent.
-    notice = replace(notice, categories=config.visible(notice.recipient, notice.categories))
+    # Need to know (the one rule, failing closed): what the recipient is not to know of is
+    # left out of everything it is sent and of what is stored for it.
+    notice = replace(notice, categories=visible_categories(notice.recipient, notice.categories))
+    purpose = purpose_named(notice.purpose) if notice.purpose is not None else None
     summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
-                        notice.do_not_contact, notice.detail)
+                        notice.do_not_contact, notice.detail, purpose=purpose)
     mail = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
-                     notice.do_not_contact, notice.detail, protected=config.rules.protected_in_messages)
+                     notice.do_not_contact, notice.detail, protected=config.rules.protected_in_messages,
+                     purpose=purpose)
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,

@@ -49,10 +49,11 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
         await deliveries.stop()
         await producer.stop()
 
-    auditor = {"Authorization": f"Bearer {await sign_in(network, 'auditor')}", "X-Punte-Purpose": "control anual"}
+    auditor = {"Authorization": f"Bearer {await sign_in(network, 'auditor')}",
+               "X-Punte-Purpose": f"audit-inspection; {quote('control anual')}"}
     lead = outcome["informed"][0]
     reader = {"Authorization": f"Bearer {await sign_in(network, f'cm.{lead}')}",
-              "X-Punte-Purpose": quote("evaluare inițială")}
+              "X-Punte-Purpose": f"case-work; {quote('evaluare inițială')}"}
     async with httpx.AsyncClient(timeout=60) as client:
         # A case manager reads the case; the read is on record with its purpose.
         assert (await client.get(f"{network.url('intake')}/v1/cases/{case_id}", headers=reader)).status_code == 200
@@ -61,13 +62,14 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
             """the read of the case reached the audit trail"""
             found = (await client.get(f"{network.url('audit')}/entries", headers=auditor, params={
                 "event_type": EventType.ACCESS.value, "case_id": case_id})).json()["entries"]
-            return [e for e in found if e["actor"] == f"cm.{lead}" and _body(e)["purpose"] == "evaluare inițială"]
+            return [e for e in found if e["actor"] == f"cm.{lead}" and _body(e)["purpose"] == "case-work"
+                    and _body(e)["purpose_text"] == "evaluare inițială"]
         [access] = (await wait_until(read_recorded))[:1]
         assert json.loads(base64.b64decode(access["entry_base64"]))["topic"] == "punte.access"
         # Another institution taking part opens the case: the lead is told who, when, why.
         other = outcome["informed"][1]
         visitor = {"Authorization": f"Bearer {await sign_in(network, f'cm.{other}')}",
-                   "X-Punte-Purpose": quote("consult medical")}
+                   "X-Punte-Purpose": f"verification; {quote('consult medical')}"}
         assert (await client.get(f"{network.url('intake')}/v1/cases/{case_id}", headers=visitor)).status_code == 200
         lead_inbox = {"Authorization": reader["Authorization"]}
 
@@ -77,7 +79,9 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
                                         params={"kind": "case-accessed"})).json()["entries"]
             return [e for e in entries if e["case_id"] == case_id]
         [told] = await wait_until(lead_told)
-        assert other in told["summary_ro"] and "consult medical" in told["summary_ro"]
+        # Why, as the purpose's code says it: the reader's own words stay in the trail.
+        assert other in told["summary_ro"] and "Verificarea unei sesizări" in told["summary_ro"]
+        assert "consult medical" not in told["summary_ro"] + told["summary_en"]
         timeline = (await client.get(f"{network.url('audit')}/cases/{case_id}/timeline", headers=auditor)).json()
         assert {"ro.punte.case.opened.v1", "ro.punte.referral.requested.v1"} <= {s["event_type"] for s in timeline}
 
@@ -86,7 +90,7 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
         await asyncio.sleep(0.5)  # the access event of the next search lands after this checkpoint
         await client.get(f"{network.url('audit')}/entries", headers=auditor, params={"case_id": case_id})
         second = await wait_until(lambda: _grown(client, network, auditor, first))
-        key = (await client.get(f"{network.url('audit')}/log-key")).json()
+        key = (await client.get(f"{network.url('audit')}/log-key", headers=auditor)).json()
         name, public = checkpoint.parse_verifier_key(key["verifier_key"])
         old, new = checkpoint.verify_note(first, name, public), checkpoint.verify_note(second, name, public)
         proof = (await client.get(f"{network.url('audit')}/proofs/consistency", headers=auditor,

@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver.support.ui import Select
 
 from contracts.events import EventType
+from contracts.reference import rejection_codes
 from punte.stack import Stack
 from services.audit.domain import checkpoint
 from tests.e2e.browser import WebPage, needs_chromium, password, send_report, token
@@ -22,13 +24,15 @@ from tests.e2e.browser import WebPage, needs_chromium, password, send_report, to
 pytestmark = [pytest.mark.e2e, needs_chromium]
 
 TRAIL_SECONDS = 45  # a report's way through intake and referral into the audit trail
+# The purpose: a code chosen from the list, and the auditor's own words for the trail.
+CODE = "audit-inspection"
 PURPOSE = "control tematic ISJ, verificare sesizare școală"  # ș, ț, ă cannot go raw in a header
 PURPOSE_EN = "thematic inspection, test"
 
 
 # ---- the audit API, as an auditor's own program reads it ------------------------------------
 
-def audit_api(network: Stack, path: str, method: str = "GET", purpose: str = "verificare test e2e",
+def audit_api(network: Stack, path: str, method: str = "GET", purpose: str = "audit-inspection; verificare%20e2e",
               **params: Any) -> httpx.Response:
     answer = httpx.request(method, f"{network.url('audit')}/{path}", params=params, timeout=30,
                            headers={"Authorization": f"Bearer {token(network, 'auditor')}",
@@ -57,10 +61,17 @@ class AuditPage(WebPage):
         # The log's verifier key arrives by itself after signing in.
         self.wait(lambda d: "--key '…'" not in self.text("#verify-command"), what="the log's key")
 
-    def search(self, purpose: str | None = None, **fields: str) -> None:
+    def search(self, purpose: str | None = None, code: str | None = None, **fields: str) -> None:
+        """Search with ``code`` chosen from the purposes (once the list has come) and
+        ``purpose`` as the details."""
+        if code is not None:
+            self.wait(lambda d: self.driver.execute_script(
+                "return !!document.querySelector('#purpose option[value=\"' + arguments[0] + '\"]')", code),
+                what="the list of purposes")
+            Select(self.find("#purpose")).select_by_value(code)
         if purpose is not None:
-            self.find("#purpose").clear()
-            self.find("#purpose").send_keys(purpose)
+            self.find("#purpose-text").clear()
+            self.find("#purpose-text").send_keys(purpose)
         for name, value in fields.items():
             self.find(f"#f-{name}").clear()
             self.find(f"#f-{name}").send_keys(value)
@@ -140,7 +151,7 @@ def test_an_auditor_signs_in_searches_with_a_purpose_and_follows_a_case(page: Au
     assert "error" in page.attribute("#app-message", "class").split() and not page.visible("#results")
 
     # With a purpose: the case's entries, and the query itself on record, with that purpose.
-    page.search(PURPOSE)
+    page.search(PURPOSE, CODE)
     page.wait(lambda d: page.visible("#results") and page.rows(1), what="the case's entries")
     assert not page.visible("#app-message")
     seqs = [int(s) for s in page.rows(1)]
@@ -157,7 +168,7 @@ def test_an_auditor_signs_in_searches_with_a_purpose_and_follows_a_case(page: Au
     def purpose_on_record():
         access = audit_api(network, "entries", event_type=EventType.ACCESS.value, case_id=case_id,
                            actor="auditor").json()["entries"]
-        return [e for e in access if recorded(e)["purpose"] == PURPOSE]
+        return [e for e in access if recorded(e)["purpose"] == CODE and recorded(e)["purpose_text"] == PURPOSE]
     page.wait(lambda d: purpose_on_record(), TRAIL_SECONDS, "the page's search on record with its purpose")
 
     # A case in the results opens its timeline: each step with the institution that took it.
@@ -232,7 +243,7 @@ def test_an_auditor_verifies_the_trail_issues_a_checkpoint_reads_it_in_english_a
     page.click("#tab-search")
     page.search(case=case_id)
     page.wait_text("#app-message", "Fill in the purpose before searching.")
-    page.search(PURPOSE_EN)
+    page.search(PURPOSE_EN, CODE)
     page.wait(lambda d: page.visible("#results") and page.rows(1), what="the case's entries")
     seqs = page.rows(1)
     assert page.text("#results-summary") == f"{len(seqs)} entries (seq {seqs[0]} to {seqs[-1]})."
@@ -256,8 +267,10 @@ def test_a_case_manager_is_refused_and_an_expired_session_signs_out(page: AuditP
     assert "warn" in page.attribute("#whoami", "class").split()
     assert page.text("#whoami").endswith(
         "Atenție: contul nu are rolul de auditor; API-ul va refuza interogările.")
-    page.search("verificare", case="case-0000000000000000")
-    page.wait_text("#app-message", "Acces refuzat: este necesar rolul de auditor.")
+    page.search("verificare", "verification", case="case-0000000000000000")
+    # The API's own refusal (contracts/reference/access.yaml: audit.search is the auditors'),
+    # in the catalogue's words.
+    page.wait_text("#app-message", rejection_codes()["FORBIDDEN"].message_ro)
     assert not page.visible("#results")
 
     # A token past its expiry: the page signs out by itself on opening.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,7 +34,10 @@ ISSUER = TokenIssuer(ISSUER_URL, SigningKey.generate("idp-1"))
 AUDITOR, AUDITOR_PASSWORD = new_account("aud.ana", None, ["auditor"], "Ana Auditor")
 MANAGER, MANAGER_PASSWORD = new_account("cm.ion", "dgaspc-bc", ["case-manager"], "Ion Manager")
 IDENTITY = identity_app(ISSUER, {a.username: a for a in (AUDITOR, MANAGER)})
-PURPOSE = {"X-Punte-Purpose": "control tematic / thematic inspection"}
+# What the page sends: a code of the purpose list and, optionally, the auditor's own words
+# (percent-encoded: headers are ASCII).
+PURPOSE_TEXT = "control tematic ISJ, sesizarea nr. 12"
+PURPOSE = {"X-Punte-Purpose": f"audit-inspection; {quote(PURPOSE_TEXT)}"}
 
 
 def case_opened(i: int) -> CloudEvent:
@@ -89,6 +93,7 @@ async def test_the_page_and_its_assets_are_served_in_both_languages(page):
     script = await page.get("/ui/static/auditor.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "X-Punte-Purpose" in script.text and "Audit trail" in script.text and "Jurnal de audit" in script.text
+    assert "ui/api/reference" in script.text  # the purposes to choose from
     style = await page.get("/ui/static/auditor.css")
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
     for elsewhere in ("/ui/static/ui.py", "/ui/static/..%2Fui.py", "/ui/static/auditor.html",
@@ -124,10 +129,13 @@ async def test_an_auditor_signs_in_and_searches_with_a_purpose_on_record(page):
     timeline = await page.get("/cases/case-2/timeline", headers={**bearer, **PURPOSE})
     assert [s["event_type"] for s in timeline.json()] == ["ro.punte.case.opened.v1"]
     assert (await page.get("/verify", headers=bearer)).json()["entries"] == 3
-    # Each query is on record, with the purpose the page sends.
+    # Each query is on record, with the purpose the page sends: the code and the free text.
     accesses = [d for t, h, d in await emitted(page.engine) if t == "punte.access"]
-    assert [(a["actor"], a["purpose"], a["case_id"]) for a in accesses] == [
-        ("aud.ana", PURPOSE["X-Punte-Purpose"], "case-1"), ("aud.ana", PURPOSE["X-Punte-Purpose"], "case-2")]
+    assert [(a["actor"], a["purpose"], a["purpose_text"], a["case_id"]) for a in accesses] == [
+        ("aud.ana", "audit-inspection", PURPOSE_TEXT, "case-1"), ("aud.ana", "audit-inspection", PURPOSE_TEXT, "case-2")]
+    # The page's list of purposes comes from the reference data.
+    listed = (await page.get("/ui/api/reference", headers=bearer)).json()["purposes"]
+    assert listed["audit-inspection"] == {"ro": "Control sau inspecție", "en": "Audit or inspection"}
 
 
 async def test_a_wrong_password_is_refused_clearly(page):
@@ -159,7 +167,7 @@ async def test_the_export_downloads_once_a_checkpoint_exists(page):
     exported = await page.get("/export", params={"format": "jsonl"}, headers=bearer)
     assert exported.status_code == 200 and len(exported.text.splitlines()) == 4
     assert json.loads(exported.text.splitlines()[1])["index"] == 0
-    key = (await page.get("/log-key")).json()["verifier_key"]
+    key = (await page.get("/log-key", headers=bearer)).json()["verifier_key"]
     assert key.startswith("punte.test/audit+")
 
 

@@ -180,14 +180,14 @@ async def test_only_the_pages_referral_paths_are_forwarded_with_only_the_callers
     ana = await bearer(page, "cm.ana", ANA_PASSWORD)
     page.reached.clear()  # type: ignore[attr-defined]
     await page.get("/ui/api/referrals/inbox", params={"owner": "mine", "evil": "1", "limit": 5},
-                   headers={**ana, "Cookie": "session=secret", "X-Punte-Purpose": "lucru la caz",
+                   headers={**ana, "Cookie": "session=secret", "X-Punte-Purpose": "case-work",
                             "X-Forwarded-Host": "elsewhere.test"})
     [call] = page.reached  # type: ignore[attr-defined]
     assert call["method"] == "GET" and call["path"] == "/v1/referrals/inbox"
     assert dict(p.split("=") for p in call["query"].split("&")) == {
         "owner": "mine", "include_closed": "false", "limit": "5"}
     assert call["headers"]["authorization"] == ana["Authorization"]
-    assert call["headers"]["x-punte-purpose"] == "lucru la caz"
+    assert call["headers"]["x-punte-purpose"] == "case-work"
     assert "cookie" not in call["headers"] and "x-forwarded-host" not in call["headers"]
     page.reached.clear()  # type: ignore[attr-defined]
     for method, path in (("GET", "/ui/api/referrals/..%2F..%2Fv1%2Fcases%2Fcase-1"),
@@ -225,7 +225,9 @@ async def test_a_referral_service_that_is_away_or_odd_gives_a_clear_refusal(page
 
 
 async def test_the_labels_come_from_the_reference_data(page):
-    labels = (await page.get("/ui/api/reference")).json()
+    # For people signed in (access.yaml, reference.read), as every other call of the page.
+    assert (await page.get("/ui/api/reference")).status_code == 401
+    labels = (await page.get("/ui/api/reference", headers=await bearer(page, "cm.ana", ANA_PASSWORD))).json()
     assert labels["categories"]["neglect"]["ro"] and labels["categories"]["neglect"]["en"]
     assert labels["outcomes"]["stays-in-family-with-services"]["en"] == "Child stays in the family, with services"
     assert labels["institutions"]["dgaspc-bc"]

@@ -62,7 +62,7 @@ async def test_the_lead_sees_the_case_without_identity_and_others_do_not(api):
     # The read is on record: who, for which institution, why.
     accesses = on_topic(await emitted(client.engine), "punte.access")
     assert [(a["actor"], a["actor_institution"], a["case_id"], a["purpose"]) for a in accesses] == [
-        ("cm.spas-colonesti", "spas-colonesti", second, "lucru la caz / case work")]
+        ("cm.spas-colonesti", "spas-colonesti", second, "case-work")]  # the default purpose code
 
 
 async def test_only_the_lead_decides_a_possible_duplicate_once(api):

@@ -1,29 +1,38 @@
 """The auditors' API: search the trail and follow a case across institutions, verify it,
 get signed checkpoints and proofs, let witnesses cosign, export for offline checking.
-Every auditor query is itself recorded (an access event, audited like any message)."""
+Every auditor query is itself recorded (an access event, audited like any message), with
+its purpose: a code of contracts/reference/access-purposes.yaml. Who may call what is
+contracts/reference/access.yaml (``permit``)."""
 from __future__ import annotations
 
 import base64
 import csv
 import io
+import re
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from contracts.refusals import Refused, reason
 from runtime.access import record_access
+from runtime.authorization import permit
 from runtime.service import Runtime
-from runtime.tokens import Principal, require_role
+from runtime.tokens import Principal
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries
 from services.audit.domain import checkpoint
+from services.audit.domain.spreadsheet import safe_cell
 
 router = APIRouter(tags=["audit"])
-auditor = require_role("auditor")
+# Sizes, indexes and offsets are PostgreSQL bigints: anything larger would fail there (500).
+MAX_INT64 = 2**63 - 1
+# NUL (which PostgreSQL refuses in text) and the other control characters: in no id or
+# search term of this network.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _runtime(request: Request) -> Runtime:
@@ -69,6 +78,13 @@ def _entry(row: sa.Row) -> Entry:
                  leaf_hash=row.leaf_hash.hex())
 
 
+def _plain(**terms: str | None) -> None:
+    """Refuse search terms with control characters (422), naming the term, not its value."""
+    for name, value in terms.items():
+        if value is not None and _CONTROL.search(value):
+            raise HTTPException(422, detail=reason("INVALID_CHARACTERS", name))
+
+
 async def _audited_query(request: Request, principal: Principal, query: dict[str, Any],
                          case_id: str | None = None) -> None:
     async with _runtime(request).unit_of_work() as uow:
@@ -80,10 +96,11 @@ async def _audited_query(request: Request, principal: Principal, query: dict[str
 async def search(request: Request, case_id: str | None = None, child_ref: str | None = None,
                  institution: str | None = None, actor: str | None = None, event_type: str | None = None,
                  topic: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                 limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0),
-                 principal: Principal = Depends(auditor)) -> Entries:
+                 limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_INT64),
+                 principal: Principal = Depends(permit("audit.search"))) -> Entries:
     filters = {"case_id": case_id, "child_ref": child_ref, "institution": institution, "actor": actor,
                "event_type": event_type, "topic": topic}
+    _plain(**filters)
     query = sa.select(audit_entries)
     for column, value in filters.items():
         if value is not None:
@@ -109,7 +126,10 @@ class TimelineStep(BaseModel):
 
 @router.get("/cases/{case_id}/timeline", response_model=list[TimelineStep],
             summary="Cronologia unui caz / a case's timeline across institutions")
-async def timeline(case_id: str, request: Request, principal: Principal = Depends(auditor)) -> list[TimelineStep]:
+async def timeline(case_id: str, request: Request,
+                   principal: Principal = Depends(permit("audit.search"))) -> list[TimelineStep]:
+    if _CONTROL.search(case_id):
+        raise HTTPException(404, detail=reason("NOT_FOUND"))  # no case has such an id
     await _audited_query(request, principal, {"timeline": case_id}, case_id)
     async with _runtime(request).sessions() as session:
         rows = (await session.execute(sa.select(audit_entries).where(audit_entries.c.case_id == case_id)
@@ -119,24 +139,25 @@ async def timeline(case_id: str, request: Request, principal: Principal = Depend
 
 
 @router.get("/verify", summary="Verifică jurnalul / verify the stored trail")
-async def verify(request: Request, principal: Principal = Depends(require_role("auditor", "operator"))) -> dict:
+async def verify(request: Request, principal: Principal = Depends(permit("audit.verify"))) -> dict:
     async with _runtime(request).sessions() as session:
         return (await handlers.verify_stored(session)).__dict__
 
 
 @router.get("/log-key", summary="Cheia publică a jurnalului / the log's verifier key")
-async def log_key(request: Request) -> dict[str, str]:
+async def log_key(request: Request, principal: Principal = Depends(permit("audit.checkpoint.read"))) -> dict[str, str]:
     log = _log(request)
     return {"origin": log.origin, "verifier_key": checkpoint.verifier_key(log.origin, log.public())}
 
 
 @router.get("/checkpoints/latest", response_class=PlainTextResponse, summary="Ultimul punct de control semnat")
-async def latest(request: Request, principal: Principal = Depends(require_role())) -> str:
+async def latest(request: Request, principal: Principal = Depends(permit("audit.checkpoint.read"))) -> str:
     return await _note(request, None)
 
 
 @router.get("/checkpoints/{size}", response_class=PlainTextResponse, summary="Un punct de control / one checkpoint")
-async def one(size: int, request: Request, principal: Principal = Depends(require_role())) -> str:
+async def one(request: Request, size: int = Path(ge=0, le=MAX_INT64),
+              principal: Principal = Depends(permit("audit.checkpoint.read"))) -> str:
     return await _note(request, size)
 
 
@@ -150,7 +171,7 @@ async def _note(request: Request, size: int | None) -> str:
 
 @router.post("/checkpoints", response_class=PlainTextResponse,
              summary="Emite acum un punct de control / issue a checkpoint now")
-async def issue(request: Request, principal: Principal = Depends(require_role("auditor", "operator"))) -> str:
+async def issue(request: Request, principal: Principal = Depends(permit("audit.checkpoint.issue"))) -> str:
     async with _runtime(request).unit_of_work() as uow:
         await handlers.issue_checkpoint(uow, _log(request))
     return await _note(request, None)
@@ -158,22 +179,24 @@ async def issue(request: Request, principal: Principal = Depends(require_role("a
 
 @router.post("/checkpoints/{size}/cosignatures", response_class=PlainTextResponse,
              summary="Cosemnătura unui martor / a witness's cosignature")
-async def cosign(size: int, request: Request, line: str = Body(..., media_type="text/plain"),
-                 principal: Principal = Depends(require_role())) -> str:
-    """An institution that checked this checkpoint against the one it saw before adds its
-    tlog-cosignature line, signed with its own key."""
-    if not principal.institution:
-        raise HTTPException(403, detail={"code": "NOT_ALLOWED", "message_en": "witnesses are institutions"})
+async def cosign(request: Request, size: int = Path(ge=0, le=MAX_INT64),
+                 line: str = Body(..., media_type="text/plain"),
+                 principal: Principal = Depends(permit("audit.cosign"))) -> str:
+    """A witness that checked this checkpoint against the one it saw before adds its
+    tlog-cosignature line, signed with its own key: an institution's system, witnessing as
+    its institution, or an auditor, as itself (the token's subject). The line counts only
+    if a key the network holds for that witness verifies it."""
+    witness = principal.institution or principal.subject
     try:
         async with _runtime(request).sessions() as session, session.begin():
-            return await handlers.add_cosignature(session, size, principal.institution, line,
-                                                  _runtime(request).keyring)
+            return await handlers.add_cosignature(session, size, witness, line, _runtime(request).keyring)
     except Refused as exc:
         raise _refused(exc, 404 if exc.code == "UNKNOWN_CHECKPOINT" else 422) from None
 
 
 @router.get("/proofs/inclusion", summary="Dovada includerii / inclusion proof")
-async def inclusion(index: int, size: int, request: Request, principal: Principal = Depends(require_role())) -> dict:
+async def inclusion(request: Request, index: int = Query(ge=0, le=MAX_INT64), size: int = Query(ge=0, le=MAX_INT64),
+                    principal: Principal = Depends(permit("audit.checkpoint.read"))) -> dict:
     try:
         async with _runtime(request).sessions() as session:
             proof = await handlers.inclusion(session, index, size)
@@ -185,8 +208,9 @@ async def inclusion(index: int, size: int, request: Request, principal: Principa
 
 
 @router.get("/proofs/consistency", summary="Dovada consecvenței / consistency proof")
-async def consistency(first: int, second: int, request: Request,
-                      principal: Principal = Depends(require_role())) -> dict:
+async def consistency(request: Request, first: int = Query(ge=0, le=MAX_INT64),
+                      second: int = Query(ge=0, le=MAX_INT64),
+                      principal: Principal = Depends(permit("audit.checkpoint.read"))) -> dict:
     try:
         async with _runtime(request).sessions() as session:
             proof = await handlers.consistency(session, first, second)
@@ -196,8 +220,9 @@ async def consistency(first: int, second: int, request: Request,
 
 
 @router.get("/export", summary="Export pentru verificare offline / export for offline verification")
-async def export(request: Request, format: str = Query("jsonl", pattern="^(jsonl|csv)$"), size: int | None = None,
-                 principal: Principal = Depends(auditor)) -> Response:
+async def export(request: Request, format: str = Query("jsonl", pattern="^(jsonl|csv)$"),
+                 size: int | None = Query(None, ge=0, le=MAX_INT64),
+                 principal: Principal = Depends(permit("audit.search"))) -> Response:
     await _audited_query(request, principal, {"export": format, "size": size})
     try:
         async with _runtime(request).sessions() as session:
@@ -214,10 +239,11 @@ CSV_COLUMNS = ["index", "topic", "partition", "offset", "event_type", "case_id",
 
 
 def _csv(rows: list[dict[str, Any]]) -> Response:
-    """The export for a spreadsheet: one row per entry, without proofs."""
+    """The export for a spreadsheet: one row per entry, without proofs; no cell a
+    spreadsheet would run as a formula (domain.spreadsheet)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: safe_cell(v) for k, v in row.items()} for row in rows)
     return Response(out.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": "attachment; filename=punte-audit.csv"})

@@ -55,10 +55,12 @@ def _in_sentence(label: str) -> str:
 
 def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
               labels: Mapping[str, Labelled], do_not_contact: bool = False,
-              detail: str | None = None, protected: Collection[str] = ()) -> Summary:
+              detail: str | None = None, protected: Collection[str] = (),
+              purpose: Labelled | None = None) -> Summary:
     """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…".
     Categories in ``protected`` read as one "protected category" (for messages that leave
-    Punte); no categories at all read as a reported risk."""
+    Punte); no categories at all read as a reported risk. ``purpose``: the labels of why a
+    case was read (case-accessed), after the detail."""
     headline_ro, headline_en = HEADLINES[kind]
     ids = list(dict.fromkeys(categories))
     shown = [c for c in ids if c not in protected]
@@ -76,6 +78,9 @@ def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
     if detail:
         detail_ro, detail_en = DETAILS.get(detail, (detail, detail))
         headline_ro, headline_en = f"{headline_ro} — {detail_ro}", f"{headline_en} — {detail_en}"
+    if purpose is not None:
+        headline_ro = f"{headline_ro}; scopul: {purpose.label_ro}"
+        headline_en = f"{headline_en}; purpose: {purpose.label_en}"
     return Summary(
         ro=f"{headline_ro} ({urgency}): {ro}. Caz {case_id}.{warn_ro}".rstrip("."),
         en=f"{headline_en} ({urgency}): {en}. Case {case_id}.{warn_en}".rstrip("."),

@@ -39,6 +39,7 @@ class Notice:
     forwarded_to: str | None = None
     deadline: datetime | None = None  # when the next step is due
     uat: int | None = None  # the case's UAT (SIRUTA), when the event names it
+    purpose: str | None = None  # why a case was read: a code of access-purposes.yaml, never free text
 
 
 def _first(deadlines: Mapping[str, datetime]) -> datetime | None:
@@ -96,11 +97,13 @@ def referral_overdue(late: ReferralOverdue, categories: tuple[str, ...], do_not_
 def case_accessed(access: AccessRecorded, lead: str, urgency: str, categories: tuple[str, ...]) -> list[Notice]:
     """Like CP-IS for hospitals: when someone from another institution opens a child's
     case, the case's lead is told who looked, when and why. Reads by the lead itself, and
-    auditors' searches (no institution), tell nobody."""
+    auditors' searches (no institution), tell nobody. "Why" is the purpose's code only: the
+    reader's free text (``purpose_text``) stays in the audit trail, since it may name people."""
     if access.case_id is None or access.actor_institution in (None, lead):
         return []
-    who = f"{access.actor_institution} ({access.actor}), {access.at:%Y-%m-%d %H:%M} UTC: {access.purpose}"
-    return [Notice(lead, "case-accessed", access.case_id, None, urgency, categories, detail=who)]
+    who = f"{access.actor_institution} ({access.actor}), {access.at:%Y-%m-%d %H:%M} UTC"
+    return [Notice(lead, "case-accessed", access.case_id, None, urgency, categories, detail=who,
+                   purpose=access.purpose)]
 
 
 def referral_accepted(referral: ReferralAccepted, urgency: str,

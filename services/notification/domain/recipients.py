@@ -7,10 +7,12 @@ has a role and contact points, and may choose, within the institution's channels
 they are told (``Preference``). Pure data and rules; reading the YAML file is an adapter."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,8 +25,34 @@ _EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
 PHONE = re.compile(r"\+[1-9]\d{7,14}|0\d{9}")
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_webhook(url: str) -> bool:
+    """Notices carry urgency and risk categories: a webhook goes over TLS, except to a
+    loopback address (the embedded network and the tests), where nothing crosses a wire."""
+    if not re.fullmatch(r"https?://\S+", url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    return parts.scheme == "https" or _loopback(host)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Errors name the field, not the value given (a webhook URL may carry a secret).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True)
 
 
 def _email(value: str | None) -> str | None:
@@ -108,8 +136,10 @@ class InstitutionRecipients(_Strict):
     @field_validator("webhook")
     @classmethod
     def _check_webhook(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://\S+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+        if value is not None and not secure_webhook(value):
+            # The URL is not repeated: it may carry a secret token.
+            raise ValueError("the webhook must be an https:// URL; plain http:// only to this machine "
+                             "(127.0.0.0/8, ::1, localhost)")
         return value
 
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.access import Relation, visible_categories
 from contracts.events import Urgency
+from contracts.reference import risk_categories
+from contracts.refusals import reason
+from runtime.authorization import check, permit
 from runtime.tokens import Principal, require_role
 from runtime.web_pages import refusal
 from services.notification.adapters import alerting, deliveries, people
 from services.notification.adapters import preferences as preference_store
 from services.notification.adapters.tables import inbox_entries
+from services.notification.domain.messages import summarise
 from services.notification.domain.recipients import Channel, Preference, PreferenceRefused, Recipients
 
 Kind = Literal["referral-requested", "case-informed", "referral-accepted", "report-added",
@@ -25,6 +30,15 @@ Kind = Literal["referral-requested", "case-informed", "referral-accepted", "repo
 
 router = APIRouter(tags=["inbox"])
 CONFIG = "notification_config"  # Runtime.extras key, set by bootstrap.configure
+MAX_INT64 = 2**63 - 1  # ids are PostgreSQL bigints: anything larger would fail in the database
+MAX_REPLAY_IDS = 1000
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+
+
+def has_control(text: str | None) -> bool:
+    """A control character (NUL, line breaks, ...): PostgreSQL refuses NUL in text, and no id
+    or institution of this network has any."""
+    return text is not None and not _CONTROL.isdisjoint(text)
 
 
 class InboxEntry(BaseModel):
@@ -42,6 +56,19 @@ class InboxEntry(BaseModel):
     do_not_contact: bool = False
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+
+    @model_validator(mode="after")
+    def _need_to_know(self) -> "InboxEntry":
+        """Need to know on the way out too, whatever reads the table (list, stream, read,
+        ack): entries are stored cut to what the institution may know, but one stored before
+        the rule failed closed may hold more. Such an entry shows only what may be known,
+        and its summary is said again from that (without the referral's state)."""
+        shown = list(visible_categories(self.institution, self.categories))
+        if shown != self.categories:
+            again = summarise(self.kind, self.urgency.value, shown, self.case_id, risk_categories(),
+                              self.do_not_contact)
+            self.categories, self.summary_ro, self.summary_en = shown, again.ro, again.en
+        return self
 
 
 class Inbox(BaseModel):
@@ -67,11 +94,18 @@ def _not_found() -> HTTPException:
     return refusal(404, "NOT_FOUND", "Notificare inexistentă.", "No such notification.")
 
 
+def _notification_id(notification_id: str) -> str:
+    """An id with a control character names no notification (and never reaches the database)."""
+    if has_control(notification_id):
+        raise _not_found()
+    return notification_id
+
+
 @router.get("/inbox", response_model=Inbox)
 async def list_inbox(
     kind: Kind | None = None, urgency: Urgency | None = None,
     limit: int = Query(50, ge=1, le=200),
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("inbox.read")),
     session: AsyncSession = Depends(_session),
 ) -> Inbox:
     institution = _institution(principal)
@@ -94,10 +128,11 @@ async def list_inbox(
 @router.post("/inbox/{notification_id}/read", response_model=InboxEntry)
 async def mark_read(
     notification_id: str,
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("inbox.act")),
     session: AsyncSession = Depends(_session),
 ) -> InboxEntry:
     institution = _institution(principal)
+    notification_id = _notification_id(notification_id)
     async with session.begin():
         # Marking twice keeps the first time it was read.
         row = (await session.execute(
@@ -117,12 +152,13 @@ async def mark_read(
              summary="Confirm că am preluat / acknowledge (stops a P0 alert's re-sending and escalation)")
 async def acknowledge(
     notification_id: str,
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("inbox.act")),
     session: AsyncSession = Depends(_session),
 ) -> InboxEntry:
     """Anyone of the institution may acknowledge; the first acknowledgement is kept (who
     and when), and it counts as reading the entry too."""
     institution = _institution(principal)
+    notification_id = _notification_id(notification_id)
     async with session.begin():
         row = await alerting.acknowledge(session, notification_id, institution, principal.subject,
                                          datetime.now(timezone.utc))
@@ -209,10 +245,11 @@ class DeliveryStatus(BaseModel):
             summary="Cui și cum a fost trimisă / who was told, how, and whether it arrived")
 async def delivery_status(
     notification_id: str,
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("inbox.read")),
     session: AsyncSession = Depends(_session),
 ) -> DeliveryStatus:
     institution = _institution(principal)
+    notification_id = _notification_id(notification_id)
     entry = (await session.execute(sa.select(inbox_entries).where(
         inbox_entries.c.notification_id == notification_id,
         inbox_entries.c.institution == institution))).mappings().first()
@@ -252,7 +289,7 @@ def _preferences(recipients: Recipients, person_id: str, own: Preference | None)
             summary="Preferințele mele de notificare / my notification preferences")
 async def my_preferences(
     request: Request,
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("preferences.own")),
     session: AsyncSession = Depends(_session),
 ) -> Preferences:
     recipients = _config(request)
@@ -268,7 +305,7 @@ async def my_preferences(
 async def set_preferences(
     chosen: Preference,
     request: Request,
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("preferences.own")),
     session: AsyncSession = Depends(_session),
 ) -> Preferences:
     recipients = _config(request)
@@ -281,16 +318,17 @@ async def set_preferences(
     return _preferences(recipients, principal.subject, chosen)
 
 
-def _log_owner(principal: Principal, institution: str | None) -> str:
-    """An institution reads its own log; an operator names the institution."""
-    if "operator" in principal.roles:
-        if not institution:
-            raise refusal(422, "INSTITUTION_REQUIRED", "Indicați instituția.", "Name the institution.")
-        return institution
-    own = _institution(principal)
-    if institution not in (None, own):
-        raise refusal(403, "FORBIDDEN", "Doar jurnalul propriei instituții.", "Only your institution's log.")
-    return own
+def _log_owner(principal: Principal, institution: str | None, action: str) -> str:
+    """Whose webhook log: the asker's own institution unless one is named; an institution's
+    supervisors and system read their own, the operator any (access.yaml ``action``)."""
+    if has_control(institution):
+        raise HTTPException(422, detail=reason("INVALID_CHARACTERS", "institution"))
+    owner = institution or principal.institution
+    if not owner:
+        raise HTTPException(422, detail=reason("INSTITUTION_REQUIRED"))
+    relations = {Relation.ANY} | ({Relation.OWN} if owner == principal.institution else set())
+    check(action, principal, relations)
+    return owner
 
 
 @router.get("/webhooks/deliveries", response_model=list[WebhookDelivery],
@@ -299,16 +337,16 @@ async def webhook_log(
     institution: str | None = None,
     status: Literal["pending", "delivered", "failed"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("webhooks.log")),
     session: AsyncSession = Depends(_session),
 ) -> list[WebhookDelivery]:
-    owner = _log_owner(principal, institution)
+    owner = _log_owner(principal, institution, "webhooks.log")
     rows = await deliveries.list_for(session, owner, limit, status)
     return [WebhookDelivery.model_validate(row, from_attributes=True) for row in rows]
 
 
 class Replay(BaseModel):
-    ids: list[int] | None = None
+    ids: list[Annotated[int, Field(ge=1, le=MAX_INT64)]] | None = Field(None, max_length=MAX_REPLAY_IDS)
     status: Literal["pending", "delivered", "failed"] | None = None
     institution: str | None = None
 
@@ -321,10 +359,10 @@ class Replayed(BaseModel):
              summary="Retrimite / replay webhook deliveries (same body, same Punte-Delivery-Id)")
 async def replay_webhooks(
     body: Replay,
-    principal: Principal = Depends(require_role()),
+    principal: Principal = Depends(permit("webhooks.replay")),
     session: AsyncSession = Depends(_session),
 ) -> Replayed:
-    owner = _log_owner(principal, body.institution)
+    owner = _log_owner(principal, body.institution, "webhooks.replay")
     async with session.begin():
         # Always within one institution: ids of another institution's deliveries match nothing.
         count = await deliveries.replay(session, now=datetime.now(timezone.utc), ids=body.ids,

@@ -1,9 +1,11 @@
 /* Punte — the auditors' page: search the trail, follow a case across institutions, verify
  * the log and download an export. Plain JavaScript, no dependencies, no build step; the
  * sign-in, token, language, messages and API calls are the shared punte.js (loaded first).
- * The purpose goes as X-Punte-Purpose with every query, and the API records each query as
- * an access event. Data from the API is only ever put in the page with textContent, never
- * as HTML. */
+ * The purpose goes as X-Punte-Purpose with every query: a code chosen from the list the
+ * API gives (GET ui/api/reference, contracts/reference/access-purposes.yaml) and, if
+ * written, the auditor's own words ("<code>; <percent-encoded text>"); the API records
+ * each query as an access event with both. Data from the API is only ever put in the page
+ * with textContent, never as HTML. */
 (function () {
   "use strict";
 
@@ -14,8 +16,10 @@
       "login.title": "Autentificare auditor",
       "login.hint": "Doar conturile cu rolul de auditor au acces. Fiecare căutare este înregistrată în jurnal, cu scopul declarat.",
       "purpose.label": "Scopul consultării",
+      "purpose.choose": "— alegeți scopul —",
+      "purpose.text": "Detalii (opțional)",
       "purpose.placeholder": "ex. control tematic DGASPC, sesizarea nr. …",
-      "purpose.hint": "Obligatoriu. Se trimite cu fiecare interogare și rămâne în jurnal (antetul X-Punte-Purpose).",
+      "purpose.hint": "Obligatoriu. Scopul se trimite cu fiecare interogare și rămâne în jurnal (antetul X-Punte-Purpose), cu detaliile.",
       "purpose.missing": "Completați scopul consultării înainte de a căuta.",
       "tab.search": "Căutare",
       "tab.timeline": "Cronologie caz",
@@ -77,8 +81,10 @@
       "login.title": "Auditor sign-in",
       "login.hint": "Only accounts with the auditor role have access. Every search is recorded in the trail, with its stated purpose.",
       "purpose.label": "Purpose of this consultation",
+      "purpose.choose": "— choose the purpose —",
+      "purpose.text": "Details (optional)",
       "purpose.placeholder": "e.g. DGASPC thematic inspection, complaint no. …",
-      "purpose.hint": "Required. Sent with every query and kept in the trail (X-Punte-Purpose header).",
+      "purpose.hint": "Required. The purpose is sent with every query and kept in the trail (X-Punte-Purpose header), with the details.",
       "purpose.missing": "Fill in the purpose before searching.",
       "tab.search": "Search",
       "tab.timeline": "Case timeline",
@@ -138,15 +144,23 @@
 
 
   var TABS = ["search", "timeline", "verify"];
-  var state = { offset: 0, filters: null, lastKey: null, lastResults: null, lastTimeline: null, lastVerify: null };
+  var state = {
+    offset: 0, filters: null, lastKey: null, lastResults: null, lastTimeline: null, lastVerify: null, purposes: null
+  };
   var punte = Punte.page({
     name: "audit", text: TEXT, seconds: true,
-    // Headers are ASCII: the purpose travels percent-encoded (runtime/access.py decodes it).
-    headers: function () { return purpose() ? { "X-Punte-Purpose": encodeURIComponent(purpose()) } : {}; },
+    // The code, then the details; headers are ASCII, so the details travel percent-encoded
+    // (runtime/access.py decodes them).
+    headers: function () {
+      if (!purpose()) { return {}; }
+      var details = purposeText();
+      return { "X-Punte-Purpose": purpose() + (details ? "; " + encodeURIComponent(details) : "") };
+    },
     warning: function (claims) {
       return Array.isArray(claims.roles) && claims.roles.indexOf("auditor") >= 0 ? null : "noauditor";
     },
     signedIn: function () {
+      loadPurposes();
       loadLogKey();
       $("purpose").focus();
     },
@@ -159,6 +173,7 @@
       $("checkpoint-text").textContent = "";
     },
     languageChanged: function () {
+      fillPurposes();
       if (state.lastResults) { renderResults(state.lastResults); }
       if (state.lastTimeline) { renderTimeline(state.lastTimeline.id, state.lastTimeline.steps); }
       if (state.lastVerify) { renderVerify(state.lastVerify); }
@@ -169,7 +184,35 @@
 
   // ---- the purpose ---------------------------------------------------------------------
 
-  function purpose() { return $("purpose").value.trim(); }
+  function purpose() { return $("purpose").value; }
+
+  function purposeText() { return $("purpose-text").value.trim(); }
+
+  // The list of purposes, code -> {ro, en}, from the reference data; the choice is kept
+  // when the language changes.
+  function loadPurposes() {
+    if (state.purposes) { return; }
+    api("ui/api/reference", { keepMessage: true }).then(function (body) {
+      state.purposes = body.purposes;
+      fillPurposes();
+    }).catch(function () { /* shown already */ });
+  }
+
+  function fillPurposes() {
+    var select = $("purpose");
+    var chosen = select.value;
+    select.textContent = "";
+    var none = punte.el("option", null, t("purpose.choose"));
+    none.value = "";
+    select.appendChild(none);
+    Object.keys(state.purposes || {}).forEach(function (code) {
+      var labels = state.purposes[code];
+      var option = punte.el("option", null, labels[punte.lang()] || labels.ro || code);
+      option.value = code;
+      select.appendChild(option);
+    });
+    select.value = chosen;
+  }
 
   function requirePurpose() {
     if (purpose()) { return true; }

@@ -3,8 +3,11 @@
  * dependencies, no build step; the sign-in, token, language, messages and API calls are the
  * shared punte.js (loaded first). The referral calls go through this service's /ui/api/
  * forwarding. Live updates come from GET /inbox/stream, read with fetch() (EventSource
- * cannot send the Authorization header) and parsed here as server-sent events. Data from
- * the APIs only ever goes into the page with textContent, never as HTML. */
+ * cannot send the Authorization header) and parsed here as server-sent events. Opening a
+ * referral from the inbox is case work: every call says so with the purpose code
+ * "case-work" (X-Punte-Purpose, contracts/reference/access-purposes.yaml), which the
+ * referral service records with the read. Data from the APIs only ever goes into the page
+ * with textContent, never as HTML. */
 (function () {
   "use strict";
 
@@ -282,12 +285,15 @@
                       "no-capacity", "other"];
   var OPEN = ["requested", "received", "accepted", "in-progress", "on-hold"];
   var LIMIT = 100;
+  // Why a case manager reads a referral from the inbox: a code of the purpose list.
+  var PURPOSE = "case-work";
   var state = {
     entries: [], unread: 0, fresh: {}, referrals: null, referral: null, reference: null, tab: "inbox",
     stream: null, streamTimer: null, streamRetry: 0, live: null
   };
   var punte = Punte.page({
     name: "inbox", text: TEXT,
+    headers: function () { return { "X-Punte-Purpose": PURPOSE }; },
     who: function (c) {
       var name = c.name || c.sub || "";
       if (!c.institution) { return name; }
