@@ -77,9 +77,7 @@ def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
     if event.source != f"/institutions/{owner}":
         raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
     now = now or datetime.now(timezone.utc)
-    keyring.verify(owner, message.value or b"", event.id, event.source, event.type,
-                   event.time, event.subject, event.extensions.get("keyid"),
-                   event.extensions.get("signature"), now=now)
+    keyring.verify_event(owner, event, message.value or b"", now=now)
     window.check(event.time, now)
     if validator(event.type) is not None and not may_send(owner, event.type):
         raise Rejected("SENDER_NOT_ALLOWED", f"{owner} may not send {event.type}")

@@ -44,7 +44,7 @@ def keyring_for(key: SigningKey, owner: str, not_after: datetime | None = None) 
 def verify(keyring: Keyring, event: CloudEvent, owner: str = "isj-bc", body: bytes | None = None) -> None:
     keyring.verify(owner, body if body is not None else event.body(), event.id, event.source,
                    event.type, event.time, event.subject, event.extensions.get("keyid"),
-                   event.extensions.get("signature"), now=NOW)
+                   event.extensions.get("signature"), now=NOW, version=event.extensions.get("sigversion"))
 
 
 def test_signatures_verify_and_any_change_breaks_them():
