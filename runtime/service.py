@@ -35,7 +35,7 @@ from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
 from runtime.outbox import Outbox, OutboxRelay, outbox_table
 from runtime.settings import Settings
-from runtime.signing import Keyring, SigningKey
+from runtime.signing import Keyring, SigningKey, network_keyring
 from runtime.telemetry import configure_tracing
 from runtime.tokens import TokenVerifier
 
@@ -56,6 +56,8 @@ class Runtime:
     verifier: TokenVerifier
     network_key: SigningKey | None
     keyring: Keyring
+    # The network's public keys: what consumers of its own topics verify (fail closed: none).
+    network_keys: Keyring = field(default_factory=lambda: Keyring([]))
     consumers: list[InboxConsumer] = field(default_factory=list)
     started: bool = False
     # What a service sets up in on_start for its handlers and routes (e.g. the audit log).
@@ -76,15 +78,18 @@ class Runtime:
     def consumer(self, *, group_id: str, handler: Handler, topics: list[str] | None = None,
                  pattern: str | None = None, message_key: Callable[[Message], str] = key_by_event_id,
                  on_failure: FailureHandler | None = None,
-                 batch_handler: BatchHandler | None = None) -> InboxConsumer:
+                 batch_handler: BatchHandler | None = None,
+                 verify_network: bool = True) -> InboxConsumer:
         """A consumer with this service's settings, its signing key, and the relay woken
-        after each commit that wrote events."""
+        after each commit that wrote events. It applies a message of the network's own
+        topics only when the network signed it, unless ``verify_network`` is False."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
             message_key=message_key, on_failure=on_failure, signer=self.network_key,
             batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
             after_commit=self.relay.wake, batch_handler=batch_handler,
+            network_keys=self.network_keys if verify_network else None,
         )
 
 
@@ -131,12 +136,23 @@ def load_keyring(settings: Settings) -> Keyring:
     return Keyring.load(path) if path.is_file() else Keyring([])
 
 
-def load_network_key(settings: Settings) -> SigningKey | None:
+def load_network_key(settings: Settings) -> SigningKey:
+    """The key the network signs its own topics with. Without it a service could neither
+    sign what it writes nor check what it reads: it does not start."""
     path = settings.resolved_network_key_file()
-    if path.is_file():
-        return SigningKey.load(path)
-    log.warning("no network signing key; deliveries go unsigned", path=str(path))
-    return None
+    if not path.is_file():
+        raise RuntimeError(
+            f"no network signing key at {path}: set PUNTE_NETWORK_KEY_FILE to the network's key, "
+            "or PUNTE_STATE_DIR to a state folder holding keys/network.key "
+            "(`punte up` creates one for the embedded network)")
+    return SigningKey.load(path)
+
+
+def load_network_keys(settings: Settings, key: SigningKey) -> Keyring:
+    """The network keys messages on its own topics may be signed with: ``key``, and those of
+    PUNTE_NETWORK_KEYRING_FILE (earlier keys during a rotation)."""
+    path = settings.network_keyring_file
+    return network_keyring(key, Keyring.load(path) if path is not None else None)
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -173,6 +189,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         configure_logging(spec.name, settings.log_level, settings.log_format)
         configure_tracing(spec.name)
+        network_key = load_network_key(settings)  # before anything else: fail fast
         url = await migrate(settings, spec.name, spec.migrations)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap)
@@ -182,7 +199,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             name=spec.name, settings=settings, engine=engine, sessions=make_sessions(engine),
             producer=producer, relay=relay,
             verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience),
-            network_key=load_network_key(settings), keyring=load_keyring(settings),
+            network_key=network_key, keyring=load_keyring(settings),
+            network_keys=load_network_keys(settings, network_key),
         )
         if spec.on_start is not None:
             await spec.on_start(runtime)

@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".punte")
     # Public keys of every institution (see runtime.signing.Keyring).
     keyring_file: Path | None = None
-    # Private key the network signs its deliveries with.
+    # Private key the network signs every message of its own topics with (deliveries,
+    # cases, referrals, access, audit, dead letters); default <state_dir>/keys/network.key.
+    # A service does not start without it.
     network_key_file: Path | None = None
+    # Earlier network public keys still trusted on its topics during a rotation (a keyring
+    # file, runtime.signing.Keyring, keys owned by "punte"); the current key always is.
+    network_keyring_file: Path | None = None
     oidc_issuer: str = "http://127.0.0.1:8400"
     oidc_audience: str = "punte"
     # Key for child pseudonyms (HMAC-SHA256); hex. Must be set in production.

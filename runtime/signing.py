@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent, has_control_characters
 
+# The owner of the network's keys in a Keyring: what the services sign their own topics with.
+NETWORK = "punte"
 PREFIXES = {1: b"punte-sig-v1\n", 2: b"punte-sig-v2\n"}
 # What SigningKey.sign writes; institutions that signed before v2 keep sending v1.
 CURRENT_VERSION = 2
@@ -125,6 +127,10 @@ class Keyring:
     def __init__(self, keys: list[PublicKey]) -> None:
         self._by_id = {k.key_id: k for k in keys}
 
+    @property
+    def keys(self) -> list[PublicKey]:
+        return list(self._by_id.values())
+
     def public_keys_of(self, owner: str, now: datetime | None = None) -> list[bytes]:
         """The raw public keys an owner may sign with now (several during a rotation)."""
         when = now or datetime.now(timezone.utc)
@@ -185,3 +191,12 @@ class Keyring:
     @staticmethod
     def load(path: Path) -> "Keyring":
         return Keyring.from_json(path.read_text())
+
+
+def network_keyring(key: SigningKey, earlier: Keyring | None = None) -> Keyring:
+    """The public keys messages on the network's own topics may be signed with: the key this
+    service signs with, and the network's keys in ``earlier`` (those still to be trusted
+    during a rotation: PUNTE_NETWORK_KEYRING_FILE)."""
+    kept = [k for k in (earlier.keys if earlier else []) if k.owner == NETWORK and k.key_id != key.key_id]
+    since = datetime.min.replace(tzinfo=timezone.utc)
+    return Keyring([*kept, PublicKey(key.key_id, NETWORK, key.public_raw(), since, None)])
