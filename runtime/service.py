@@ -198,7 +198,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         runtime = Runtime(
             name=spec.name, settings=settings, engine=engine, sessions=make_sessions(engine),
             producer=producer, relay=relay,
-            verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience),
+            verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience,
+                                   algorithms=settings.oidc_algorithm_list(),
+                                   jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds),
             network_key=network_key, keyring=load_keyring(settings),
             network_keys=load_network_keys(settings, network_key),
         )

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     network_keyring_file: Path | None = None
     oidc_issuer: str = "http://127.0.0.1:8400"
     oidc_audience: str = "punte"
+    # The JWS algorithms tokens may be signed with, comma-separated: asymmetric only
+    # (never none or HS*). Keycloak signs RS256 by default; the embedded issuer EdDSA.
+    oidc_algorithms: str = "EdDSA,RS256,ES256,PS256"
+    # How long the issuer's keys (JWKS) are trusted before they are fetched again.
+    oidc_jwks_ttl_seconds: float = 300.0
     # Key for child pseudonyms (HMAC-SHA256); hex. Must be set in production.
     pseudonym_key: str = Field(default="", repr=False)
     # Inbound events older than this, or further ahead of our clock, are refused.
@@ -68,6 +73,10 @@ class Settings(BaseSettings):
     handler_attempts: int = 3
     log_level: str = "INFO"
     log_format: str = "json"
+
+    def oidc_algorithm_list(self) -> list[str]:
+        from runtime.tokens import pinned_algorithms
+        return list(pinned_algorithms(self.oidc_algorithms.split(",")))
 
     def database_for(self, service: str) -> str:
         """The URL of the service's own database on the configured server."""

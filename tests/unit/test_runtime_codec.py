@@ -92,24 +92,6 @@ async def test_tokens_carry_institution_and_roles_and_reject_forgeries():
     assert refused.value.status_code == 401
 
 
-async def test_requests_arriving_together_share_the_first_fetch_of_the_issuer_keys():
-    import asyncio
-
-    issuer = TokenIssuer("http://127.0.0.1:1", SigningKey.generate("issuer-1"))
-    verifier = TokenVerifier("http://127.0.0.1:1", "punte")
-    fetches = 0
-
-    async def slow_refresh() -> None:  # the issuer answering a little late
-        nonlocal fetches
-        fetches += 1
-        await asyncio.sleep(0.05)
-        verifier._load(issuer.jwks())
-    verifier._refresh = slow_refresh  # type: ignore[method-assign]
-    token = issuer.issue("cm.dgaspc-bc", "dgaspc-bc", ["case-manager"])
-    both = await asyncio.gather(verifier.verify(token), verifier.verify(token))
-    assert [p.subject for p in both] == ["cm.dgaspc-bc", "cm.dgaspc-bc"] and fetches == 1
-
-
 async def test_a_polling_loop_works_at_once_while_busy_and_waits_only_when_idle(monkeypatch):
     import asyncio
 
