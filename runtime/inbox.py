@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -131,6 +134,39 @@ def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, deta
                     key=message.position)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def failure_detail(error: BaseException) -> str:
+    """What a dead letter and the log say about a handler's failure: the exception's type,
+    the driver's error class and SQLSTATE for a database error, the fields of a failed
+    validation, and where in our code it was raised. Never its message: a database or a
+    validator quotes the values it refused (a mistyped CNP, a name)."""
+    parts = [type(error).__name__]
+    original = getattr(error, "orig", None)
+    if original is not None:  # sqlalchemy DBAPIError
+        driver = original.__cause__ or original  # SQLAlchemy's adapter wraps asyncpg's error
+        sqlstate = getattr(original, "sqlstate", None) or getattr(driver, "sqlstate", None)
+        parts.append(f"({type(driver).__name__}{f', SQLSTATE {sqlstate}' if sqlstate else ''})")
+    if isinstance(error, ValidationError):
+        fields = sorted({".".join(str(p) for p in e["loc"]) + f" {e['type']}" for e in error.errors()})
+        parts.append(f"[{'; '.join(fields[:5])}]")
+    where = _raised_in(error)
+    if where:
+        parts.append(f"at {where}")
+    return " ".join(parts)[:500]
+
+
+def _raised_in(error: BaseException) -> str | None:
+    """The innermost frame of the traceback that is the project's code: path:line (function)."""
+    found = None
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(ROOT) and ".venv" not in path.parts:
+            found = f"{path.relative_to(ROOT)}:{line} ({frame.f_code.co_name})"
+    return found
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError)) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -202,7 +238,7 @@ class InboxConsumer:
                 raise
             except Exception as exc:
                 # The whole batch rolled back; the inbox makes the retry safe.
-                log.warning("batch failed, retrying", error=repr(exc), size=len(records),
+                log.warning("batch failed, retrying", error=failure_detail(exc), size=len(records),
                             backoff=backoff, transient=_transient(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -281,7 +317,7 @@ class InboxConsumer:
             except Exception as exc:
                 if _transient(exc):
                     raise
-                log.warning("batch handler failed; applying one message at a time", error=repr(exc))
+                log.warning("batch handler failed; applying one message at a time", error=failure_detail(exc))
         for message in messages:
             await self._apply(session, message, events)
 
@@ -305,10 +341,12 @@ class InboxConsumer:
                     if _transient(exc):
                         raise
                     error = exc
-                    trace.get_current_span().record_exception(exc)
+                    # Not record_exception: its message and stack would carry the values.
+                    trace.get_current_span().add_event("exception", {
+                        "exception.type": type(exc).__name__, "exception.message": failure_detail(exc)})
                     await asyncio.sleep(0.05 * attempt)
-            log.error("message dead-lettered", position=message.position, error=repr(error))
-            detail = f"{type(error).__name__}: {error}"[:500]
+            detail = failure_detail(error) if error is not None else "no attempt"
+            log.error("message dead-lettered", position=message.position, error=detail)
             uow = self._unit_of_work(session)
             dead_letter(uow, message, self.service, "PROCESSING_FAILED", detail)
             if self._on_failure is not None:

@@ -79,9 +79,11 @@ class Settings(BaseSettings):
         return list(pinned_algorithms(self.oidc_algorithms.split(",")))
 
     def database_for(self, service: str) -> str:
-        """The URL of the service's own database on the configured server."""
-        base, _, _ = self.database_url.rpartition("/")
-        return f"{base}/{self.database_prefix}_{service}"
+        """The URL of the service's own database on the configured server, with the
+        server URL's options (?ssl=require, ...)."""
+        from sqlalchemy.engine import make_url
+        url = make_url(self.database_url).set(database=f"{self.database_prefix}_{service}")
+        return url.render_as_string(hide_password=False)
 
     def ingress_window(self) -> "Window":
         from runtime.ingress import Window
