@@ -9,18 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for
-from runtime.db import ensure_database, make_engine, make_sessions
+from runtime.authorization import permit
+from runtime.db import connect, ensure_database, make_engine, make_sessions
 from runtime.inbox import (
     BatchHandler,
     FailureHandler,
@@ -37,7 +36,7 @@ from runtime.outbox import Outbox, OutboxRelay, outbox_table
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey, network_keyring
 from runtime.telemetry import configure_tracing
-from runtime.tokens import TokenVerifier
+from runtime.tokens import Principal, TokenVerifier
 
 log = get_logger("runtime.service")
 MIGRATION_LOCK = 0x6D696772
@@ -121,8 +120,7 @@ async def migrate(settings: Settings, name: str, migrations: Path) -> str:
     url = settings.database_for(name)
     await ensure_database(url)
     # One replica migrates at a time; the others find the database at head.
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(plain)
+    conn = await connect(url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         await asyncio.to_thread(upgrade, migrations, url)
@@ -223,7 +221,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             log.info("service stopped")
 
-    app = FastAPI(title=spec.title or f"Punte {spec.name}", lifespan=lifespan)
+    # No public API pages (/docs, /redoc): the document itself is served below, to
+    # signed-in principals only, like every other operation.
+    app = FastAPI(title=spec.title or f"Punte {spec.name}", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/openapi.json", tags=["health"], summary="The service's OpenAPI document")
+    async def contract(principal: Principal = Depends(permit("service.contract"))) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
@@ -244,7 +249,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                             status_code=200 if ok else 503)
 
     @app.get("/stats", tags=["health"])
-    async def stats() -> dict[str, Any]:
+    async def stats(principal: Principal = Depends(permit("service.stats"))) -> dict[str, Any]:
         runtime: Runtime = app.state.runtime
         async with runtime.sessions() as session:
             counts = await spec.stats(session)

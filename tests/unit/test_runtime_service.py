@@ -75,3 +75,52 @@ def test_earlier_network_keys_are_trusted_from_the_network_keyring_file_during_a
     with pytest.raises(SignatureError) as refused:
         check_network_signature(on_cases(school), keys)  # an institution's key is not the network's
     assert refused.value.code == "UNKNOWN_KEY"
+
+
+# --- the runtime's own endpoints --------------------------------------------------------
+
+class _Session:
+    async def scalar(self, statement) -> int:
+        return 0
+
+    async def __aenter__(self) -> "_Session":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        return None
+
+
+def served(verifier) -> FastAPI:
+    """A service's app with a runtime whose database answers 0 to everything."""
+    from types import SimpleNamespace
+
+    app = create_app(spec(), Settings())
+    app.state.runtime = SimpleNamespace(verifier=verifier, sessions=_Session, consumers=[],
+                                        relay=SimpleNamespace(published=0), started=True)
+    return app
+
+
+async def test_stats_are_for_the_operator_and_the_api_document_for_those_signed_in():
+    import httpx
+
+    from runtime.tokens import TokenIssuer, TokenVerifier
+
+    issuer = TokenIssuer("http://issuer.test", SigningKey.generate("idp-1"))
+    app = served(TokenVerifier(issuer.issuer, issuer.audience, issuer.jwks()))
+
+    def bearer(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issuer.issue('p', 'isj-bc', [role])}"}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake.test") as client:
+        stats = {who: await client.get("/stats", headers=headers) for who, headers in (
+            ("anyone", {}), ("case-manager", bearer("case-manager")), ("operator", bearer("operator")))}
+        document = {who: await client.get("/openapi.json", headers=headers) for who, headers in (
+            ("anyone", {}), ("case-manager", bearer("case-manager")))}
+        pages = [await client.get(path) for path in ("/docs", "/redoc", "/docs/oauth2-redirect")]
+    assert stats["anyone"].status_code == 401 and stats["anyone"].json()["detail"]["code"] == "MISSING_TOKEN"
+    assert stats["case-manager"].status_code == 403 and stats["case-manager"].json()["detail"]["code"] == "FORBIDDEN"
+    assert stats["operator"].status_code == 200 and stats["operator"].json()["service"] == "intake"
+    assert document["anyone"].status_code == 401
+    assert document["case-manager"].status_code == 200
+    assert "/stats" in document["case-manager"].json()["paths"]
+    assert [page.status_code for page in pages] == [404, 404, 404]
