@@ -187,7 +187,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         configure_logging(spec.name, settings.log_level, settings.log_format)
         configure_tracing(spec.name)
-        network_key = load_network_key(settings)  # before anything else: fail fast
+        # Keys and token algorithms before anything else: a misconfigured service fails fast.
+        network_key = load_network_key(settings)
+        algorithms = settings.oidc_algorithm_list()
         url = await migrate(settings, spec.name, spec.migrations)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap)
@@ -197,7 +199,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             name=spec.name, settings=settings, engine=engine, sessions=make_sessions(engine),
             producer=producer, relay=relay,
             verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience,
-                                   algorithms=settings.oidc_algorithm_list(),
+                                   algorithms=algorithms,
                                    jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds),
             network_key=network_key, keyring=load_keyring(settings),
             network_keys=load_network_keys(settings, network_key),

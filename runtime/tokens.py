@@ -78,6 +78,8 @@ DEFAULT_ALGORITHMS = ("EdDSA", "RS256", "ES256", "PS256")
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
 # Clocks of the issuer's host and ours may differ a little (exp, iat, nbf).
 LEEWAY_SECONDS = 30
+ASYMMETRIC = frozenset({"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                        "ES256", "ES384", "ES512"})
 
 
 def pinned_algorithms(names: Iterable[str]) -> tuple[str, ...]:
@@ -89,10 +91,6 @@ def pinned_algorithms(names: Iterable[str]) -> tuple[str, ...]:
         raise ValueError(f"token algorithms must be among {', '.join(sorted(ASYMMETRIC))}; "
                          f"refused: {', '.join(refused) or '(none given)'}")
     return pinned
-
-
-ASYMMETRIC = frozenset({"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                        "ES256", "ES384", "ES512"})
 
 
 def token_refusal(status: int, code: str, detail: str | None = None) -> HTTPException:
