@@ -46,6 +46,7 @@ from rich.table import Table  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import ingress_topic, institutions  # noqa: E402
 from punte.stack import SERVICES, Stack  # noqa: E402
+from punte.status import operator_token  # noqa: E402
 from punte.synthetic import reporters, synthetic_report  # noqa: E402
 from runtime.cloudevents import CloudEvent, decode  # noqa: E402
 from runtime.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
@@ -548,7 +549,9 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
     deliveries = Deliveries(stack.kafka_bootstrap)
     await deliveries.start()
     try:
-        async with httpx.AsyncClient(timeout=30) as client:
+        # /stats is the operator's to read; a token for the whole run.
+        operator = operator_token(stack.state, stack.url("identity"), ttl_seconds=24 * 3600)
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {operator}"}) as client:
             console.print(f"saturated run: {args.reports} reports ...")
             saturated = await saturated_run(stack, producer, deliveries, client, reports, args.timeout)
             console.print(f"paced run: {args.paced_reports} reports at {args.rate:g}/s ...")

@@ -76,7 +76,7 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         table.add_column("Componentă / component")
         table.add_column("Adresă / address")
         for name in ("identity", "intake", "referral", "notification", "audit"):
-            table.add_row(name, stack.url(name) + ("/docs" if name != "identity" else ""))
+            table.add_row(name, stack.url(name))
         table.add_row("inbox web / web inbox", stack.url("notification") + "/ui")
         table.add_row("pagina auditorilor / auditors' page", stack.url("audit") + "/ui")
         table.add_row("broker (Kafka)", stack.kafka_bootstrap or "")

@@ -4,6 +4,8 @@ PUNTE_OIDC_ISSUER at a real identity provider instead; the services only read th
 discovery document and the JWKS."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -12,9 +14,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import uvicorn
-from fastapi import FastAPI, Form
+from fastapi import FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 
 from runtime.signing import SigningKey
@@ -35,6 +38,8 @@ class Account:
 # KDF guards guessable passwords and buys nothing against 2^96 guesses, while scrypt for
 # each of the ~300 demo accounts made a fresh state folder take 15 s to prepare.
 FAST_HASH = "sha256:"
+# The role of an institution's own system (client credentials); every other account is a person.
+SYSTEM_ROLE = "institution-system"
 
 
 def hash_password(password: str, salt: str) -> str:
@@ -65,6 +70,40 @@ def load_accounts(path: Path) -> dict[str, Account]:
     return {a["username"]: Account(**a) for a in json.loads(path.read_text())}
 
 
+def grant_type_of(account: Account) -> str:
+    """The one grant type an account may use: client credentials for an institution's
+    system, the password grant for a person."""
+    return "client_credentials" if SYSTEM_ROLE in account.roles else "password"
+
+
+def basic_credentials(authorization: str) -> tuple[str, str]:
+    """Client id and secret from an HTTP Basic header, each form-urlencoded before the
+    base64 (RFC 6749 section 2.3.1); ValueError when it is not that."""
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise ValueError("not HTTP Basic")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("unreadable HTTP Basic credentials") from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise ValueError("HTTP Basic credentials without a colon")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def oauth_error(error: str, description: str | None = None, status: int = 400,
+                headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error response of the token endpoint (RFC 6749 section 5.2)."""
+    body = {"error": error} | ({"error_description": description} if description else {})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def invalid_client() -> JSONResponse:
+    return oauth_error("invalid_client", "Client necunoscut sau secret greșit / unknown client or wrong secret",
+                       status=401, headers={"WWW-Authenticate": 'Basic realm="punte"'})
+
+
 def create_app(issuer: TokenIssuer, accounts: dict[str, Account]) -> FastAPI:
     app = FastAPI(title="Punte identity (embedded default)")
 
@@ -81,21 +120,31 @@ def create_app(issuer: TokenIssuer, accounts: dict[str, Account]) -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/token")
-    async def token(grant_type: str = Form(...), username: str | None = Form(None),
+    async def token(request: Request, grant_type: str = Form(...), username: str | None = Form(None),
                     password: str | None = Form(None), client_id: str | None = Form(None),
                     client_secret: str | None = Form(None)) -> JSONResponse:
-        # password: case managers and auditors; client_credentials: institutional systems.
+        # password: people (case managers, auditors, operators); client_credentials:
+        # institutions' systems, authenticated by the form or by HTTP Basic.
         if grant_type == "password":
             login, secret = username, password
         elif grant_type == "client_credentials":
-            login, secret = client_id, client_secret
+            basic = request.headers.get("authorization")
+            if basic and (client_id or client_secret):
+                return oauth_error("invalid_request", "one client authentication method at a time")
+            try:
+                login, secret = basic_credentials(basic) if basic else (client_id, client_secret)
+            except ValueError:
+                return invalid_client()
         else:
-            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+            return oauth_error("unsupported_grant_type")
         account = accounts.get(login or "")
         if account is None or not password_matches(account, secret or ""):
-            return JSONResponse({"error": "invalid_grant",
-                                 "error_description": "Utilizator sau parolă greșită / wrong user or password"},
-                                status_code=400)
+            if grant_type == "client_credentials":
+                return invalid_client()
+            return oauth_error("invalid_grant", "Utilizator sau parolă greșită / wrong user or password")
+        # Checked only once the secret matched, so no one learns which accounts are systems.
+        if grant_type != grant_type_of(account):
+            return oauth_error("unauthorized_client", f"this account signs in with {grant_type_of(account)}")
         access = issuer.issue(account.username, account.institution, account.roles, account.name)
         return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": 3600})
 

@@ -54,22 +54,27 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
         await consumer.stop()
 
 
-def operator_token(state: State, issuer: str, role: str = "operator") -> str:
+def operator_token(state: State, issuer: str, role: str = "operator", ttl_seconds: int = 300) -> str:
     """A short-lived token for ``role``, signed with the embedded issuer's key (the
     operator's machine holds the state folder)."""
     issuer_key = SigningKey.load(state.keys / "identity.key")
-    return TokenIssuer(issuer, issuer_key).issue(role, None, [role], ttl_seconds=300)
+    return TokenIssuer(issuer, issuer_key).issue(role, None, [role], ttl_seconds=ttl_seconds)
 
 
-async def _check(client: httpx.AsyncClient, name: str, url: str) -> tuple[dict[str, Any], dict | None]:
-    """A component's health, and a service's /stats."""
+async def _check(client: httpx.AsyncClient, name: str, url: str,
+                 operator: dict[str, str]) -> tuple[dict[str, Any], dict | None]:
+    """A component's health, and a service's /stats (the operator's to read)."""
     try:
         if name not in SERVICES:
             health = await client.get(url + "/health/live")
             return {"status": "up" if health.status_code == 200 else "degraded", "url": url}, None
-        health, stats = await asyncio.gather(client.get(url + "/health/ready"), client.get(url + "/stats"))
-        return ({"status": "up" if health.status_code == 200 else "degraded", "url": url,
-                 "checks": health.json().get("checks")}, stats.json())
+        health, stats = await asyncio.gather(client.get(url + "/health/ready"),
+                                             client.get(url + "/stats", headers=operator))
+        component = {"status": "up" if health.status_code == 200 else "degraded", "url": url,
+                     "checks": health.json().get("checks")}
+        if stats.status_code != 200:  # e.g. the operator's token refused: say so, count nothing
+            return {**component, "stats": stats.status_code}, None
+        return component, stats.json()
     except httpx.HTTPError as exc:
         return {"status": "down", "url": url, "error": repr(exc)}, None
 
@@ -87,17 +92,16 @@ async def collect(state: State) -> dict[str, Any]:
         on_topics = None
         components["broker"] = {"status": "down", "error": repr(exc)}
     stats: dict[str, dict[str, Any]] = {}
+    operator = {"Authorization": f"Bearer {operator_token(state, urls['identity'])}"}
     async with httpx.AsyncClient(timeout=10) as client:
-        checked = await asyncio.gather(*(_check(client, name, url) for name, url in urls.items()))
+        checked = await asyncio.gather(*(_check(client, name, url, operator) for name, url in urls.items()))
         for name, (component, service_stats) in zip(urls, checked, strict=True):
             components[name] = component
             if service_stats is not None:
                 stats[name] = service_stats
         verify: dict[str, Any] = {}
         if components.get("audit", {}).get("status") == "up":
-            token = operator_token(state, urls["identity"])
-            verify = (await client.get(urls["audit"] + "/verify",
-                                       headers={"Authorization": f"Bearer {token}"})).json()
+            verify = (await client.get(urls["audit"] + "/verify", headers=operator)).json()
     database_up = all(c.get("checks", {}).get("database") for n, c in components.items() if n in SERVICES)
     components["database"] = {"status": "up" if database_up else "down"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -58,6 +59,11 @@ class CloudEvent:
         return out
 
 
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character (C0, DEL, C1: Unicode category Cc)."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
 def header_map(headers: Any) -> dict[str, str]:
     """Kafka headers as a dict of text; later duplicates win, undecodable bytes are kept
     readable so they can be reported."""
@@ -76,6 +82,10 @@ def decode(headers: Any, body: bytes | None) -> CloudEvent:
     if missing:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"missing headers: {', '.join(missing)}")
     unreadable = [k for k in REQUIRED if "\ufffd" in h[k] or not h[k].isprintable()]
+    # The subject is signed too: a newline in it could shift fields of a v1 signing input.
+    subject = h.get("ce_subject", "")
+    if "\ufffd" in subject or has_control_characters(subject):
+        unreadable.append("ce_subject")
     if unreadable:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"unreadable characters in {', '.join(unreadable)}")
     if h["ce_specversion"] != "1.0":

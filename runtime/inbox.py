@@ -4,29 +4,37 @@ message recorded in the inbox table so a redelivered or replayed one has no seco
 Offsets are committed to Kafka only after the database commit. A message whose handler
 keeps failing is dead-lettered (through the outbox, in the same transaction) with its
 reason, and its sender is told when the service knows how; a transient fault (database or
-broker away) rolls the batch back and it is retried with backoff, so nothing is lost."""
+broker away) rolls the batch back and it is retried with backoff, so nothing is lost.
+
+Messages on the network's own topics (every topic but institutions' ingress topics, whose
+signatures runtime.ingress checks) must carry the network's signature: one that does not
+is never handed to the handler but dead-lettered with the signature's refusal code."""
 from __future__ import annotations
 
 import asyncio
 import base64
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts.refusals import reason
-from runtime.cloudevents import CloudEvent, header_map
+from contracts.reference import ingress_topic
+from contracts.refusals import Refused, reason
+from runtime.cloudevents import CloudEvent, decode, header_map
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
 from runtime.outbox import Outbox
-from runtime.signing import SigningKey
+from runtime.signing import NETWORK, Keyring, SigningKey
 from runtime.telemetry import context_from_headers, tracer
 
 log = get_logger("runtime.inbox")
@@ -85,6 +93,19 @@ def key_by_position(message: Message) -> str:
     return f"@{message.position}"
 
 
+def on_ingress_topic(topic: str) -> bool:
+    """Whether ``topic`` is an institution's ingress topic (known institution or not)."""
+    prefix, _, suffix = ingress_topic("\0").partition("\0")
+    return len(topic) > len(prefix) + len(suffix) and topic.startswith(prefix) and topic.endswith(suffix)
+
+
+def check_network_signature(message: Message, network_keys: Keyring) -> None:
+    """Raise a Refused (MISSING_SIGNATURE, UNKNOWN_KEY, BAD_SIGNATURE, or the envelope's
+    code) unless ``message`` is a readable event signed with one of ``network_keys``."""
+    event = decode(message.headers, message.value)
+    network_keys.verify_event(NETWORK, event, message.value or b"")
+
+
 @dataclass
 class UnitOfWork:
     """What a handler gets: the open transaction and the outbox writing into it."""
@@ -113,6 +134,39 @@ def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, deta
                     key=message.position)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def failure_detail(error: BaseException) -> str:
+    """What a dead letter and the log say about a handler's failure: the exception's type,
+    the driver's error class and SQLSTATE for a database error, the fields of a failed
+    validation, and where in our code it was raised. Never its message: a database or a
+    validator quotes the values it refused (a mistyped CNP, a name)."""
+    parts = [type(error).__name__]
+    original = getattr(error, "orig", None)
+    if original is not None:  # sqlalchemy DBAPIError
+        driver = original.__cause__ or original  # SQLAlchemy's adapter wraps asyncpg's error
+        sqlstate = getattr(original, "sqlstate", None) or getattr(driver, "sqlstate", None)
+        parts.append(f"({type(driver).__name__}{f', SQLSTATE {sqlstate}' if sqlstate else ''})")
+    if isinstance(error, ValidationError):
+        fields = sorted({".".join(str(p) for p in e["loc"]) + f" {e['type']}" for e in error.errors()})
+        parts.append(f"[{'; '.join(fields[:5])}]")
+    where = _raised_in(error)
+    if where:
+        parts.append(f"at {where}")
+    return " ".join(parts)[:500]
+
+
+def _raised_in(error: BaseException) -> str | None:
+    """The innermost frame of the traceback that is the project's code: path:line (function)."""
+    found = None
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(ROOT) and ".venv" not in path.parts:
+            found = f"{path.relative_to(ROOT)}:{line} ({frame.f_code.co_name})"
+    return found
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError)) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -126,8 +180,11 @@ class InboxConsumer:
         message_key: Callable[[Message], str] = key_by_event_id,
         on_failure: FailureHandler | None = None, signer: SigningKey | None = None,
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
-        batch_handler: BatchHandler | None = None,
+        batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
     ) -> None:
+        """``network_keys``: the network's public keys, which every message not on an
+        ingress topic must be signed with; None checks nothing (the audit trail, which
+        records every message as it arrives)."""
         self.service = service
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -142,6 +199,7 @@ class InboxConsumer:
         self._attempts = attempts
         self._after_commit = after_commit
         self._batch_handler = batch_handler
+        self._network_keys = network_keys
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
@@ -180,14 +238,18 @@ class InboxConsumer:
                 raise
             except Exception as exc:
                 # The whole batch rolled back; the inbox makes the retry safe.
-                log.warning("batch failed, retrying", error=repr(exc), size=len(records),
+                log.warning("batch failed, retrying", error=failure_detail(exc), size=len(records),
                             backoff=backoff, transient=_transient(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
     async def process(self, records: list[Message]) -> None:
         """Apply a batch in one transaction. Public so tests can drive it directly."""
-        keys = [self._key(m) for m in records]
+        refusals = [self._untrusted(m) for m in records]
+        # An untrusted message is kept by its position, never by the event id it claims: a
+        # forgery must not make the real event a duplicate.
+        keys = [self._key(m) if refusal is None else key_by_position(m)
+                for m, refusal in zip(records, refusals, strict=True)]
         async with self._sessions() as session, session.begin():
             seen = set((await session.execute(
                 sa.select(sa.column("message_key")).select_from(inbox_table)
@@ -195,24 +257,49 @@ class InboxConsumer:
             )).scalars())
             fresh: list[dict] = []
             todo: list[Message] = []
-            for message, key in zip(records, keys, strict=True):
+            untrusted: list[tuple[Message, Refused]] = []
+            for message, key, refusal in zip(records, keys, refusals, strict=True):
                 if key in seen:
                     self.duplicates += 1
                     continue
                 seen.add(key)
-                todo.append(message)
+                if refusal is None:
+                    todo.append(message)
+                else:
+                    untrusted.append((message, refusal))
                 fresh.append({"message_key": key, "topic": message.topic,
                               "partition": message.partition, "offset": message.offset,
                               "event_type": message.header("ce_type")})
             # The events of every message that applied, written in one insert at the end.
             events = Outbox(session, self._signer)
             await self._apply_all(session, todo, events)
+            for message, refusal in untrusted:
+                self._refuse(session, message, refusal, events)
             if fresh:
                 await session.execute(sa.insert(inbox_table), fresh)
             wrote = await events.flush()
         self.processed += len(fresh)
         if wrote and self._after_commit:
             self._after_commit()
+
+    def _untrusted(self, message: Message) -> Refused | None:
+        """Why ``message`` must not be applied, when this consumer checks the network's
+        signature and the message is not an institution's."""
+        if self._network_keys is None or on_ingress_topic(message.topic):
+            return None
+        try:
+            check_network_signature(message, self._network_keys)
+        except Refused as exc:
+            return exc
+        return None
+
+    def _refuse(self, session: AsyncSession, message: Message, refusal: Refused, events: Outbox) -> None:
+        log.warning("message not signed by the network, dead-lettered", position=message.position,
+                    code=refusal.code)
+        uow = self._unit_of_work(session)
+        dead_letter(uow, message, self.service, refusal.code, refusal.detail)
+        self.dead_lettered += 1
+        events.take(uow.outbox)
 
     def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
         return UnitOfWork(session, Outbox(session, self._signer), self._source)
@@ -230,7 +317,7 @@ class InboxConsumer:
             except Exception as exc:
                 if _transient(exc):
                     raise
-                log.warning("batch handler failed; applying one message at a time", error=repr(exc))
+                log.warning("batch handler failed; applying one message at a time", error=failure_detail(exc))
         for message in messages:
             await self._apply(session, message, events)
 
@@ -254,10 +341,12 @@ class InboxConsumer:
                     if _transient(exc):
                         raise
                     error = exc
-                    trace.get_current_span().record_exception(exc)
+                    # Not record_exception: its message and stack would carry the values.
+                    trace.get_current_span().add_event("exception", {
+                        "exception.type": type(exc).__name__, "exception.message": failure_detail(exc)})
                     await asyncio.sleep(0.05 * attempt)
-            log.error("message dead-lettered", position=message.position, error=repr(error))
-            detail = f"{type(error).__name__}: {error}"[:500]
+            detail = failure_detail(error) if error is not None else "no attempt"
+            log.error("message dead-lettered", position=message.position, error=detail)
             uow = self._unit_of_work(session)
             dead_letter(uow, message, self.service, "PROCESSING_FAILED", detail)
             if self._on_failure is not None:

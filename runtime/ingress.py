@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
 from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
 from contracts.refusals import Refused, reason
@@ -42,7 +42,25 @@ def validate_data(event_type: str, data: dict[str, Any]) -> None:
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-        raise Rejected("SCHEMA_VIOLATION", f"{where}: {first.message}"[:300])
+        raise Rejected("SCHEMA_VIOLATION", f"{where}: {broken_rule(first)}"[:300])
+
+
+# Rules whose schema value says what was expected (the sender's value is never repeated:
+# jsonschema's own messages quote it, and a mistyped CNP must not travel back or be logged).
+_EXPECTED = frozenset({"type", "pattern", "format", "enum", "const", "minimum", "maximum",
+                       "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
+                       "minItems", "maxItems", "multipleOf", "uniqueItems"})
+
+
+def broken_rule(error: ValidationError) -> str:
+    """The schema rule an instance broke, in the schema's words only."""
+    if error.validator == "required":
+        return error.message  # "'x' is a required property": the name comes from the schema
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        return "a property the schema does not allow"
+    if error.validator in _EXPECTED:
+        return f"must satisfy {error.validator} {json.dumps(error.validator_value, ensure_ascii=False)}"[:200]
+    return f"does not satisfy {error.validator}"
 
 
 def sender_of(message: Message) -> str | None:
@@ -77,9 +95,7 @@ def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
     if event.source != f"/institutions/{owner}":
         raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
     now = now or datetime.now(timezone.utc)
-    keyring.verify(owner, message.value or b"", event.id, event.source, event.type,
-                   event.time, event.subject, event.extensions.get("keyid"),
-                   event.extensions.get("signature"), now=now)
+    keyring.verify_event(owner, event, message.value or b"", now=now)
     window.check(event.time, now)
     if validator(event.type) is not None and not may_send(owner, event.type):
         raise Rejected("SENDER_NOT_ALLOWED", f"{owner} may not send {event.type}")

@@ -9,19 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
 from runtime import http_errors
-from runtime.db import ensure_database, make_engine, make_sessions
+from runtime.authorization import permit
+from runtime.db import connect, ensure_database, make_engine, make_sessions
 from runtime.inbox import (
     BatchHandler,
     FailureHandler,
@@ -36,9 +35,9 @@ from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
 from runtime.outbox import Outbox, OutboxRelay, outbox_table
 from runtime.settings import Settings
-from runtime.signing import Keyring, SigningKey
+from runtime.signing import Keyring, SigningKey, network_keyring
 from runtime.telemetry import configure_tracing
-from runtime.tokens import TokenVerifier
+from runtime.tokens import Principal, TokenVerifier
 
 log = get_logger("runtime.service")
 MIGRATION_LOCK = 0x6D696772
@@ -57,6 +56,8 @@ class Runtime:
     verifier: TokenVerifier
     network_key: SigningKey | None
     keyring: Keyring
+    # The network's public keys: what consumers of its own topics verify (fail closed: none).
+    network_keys: Keyring = field(default_factory=lambda: Keyring([]))
     consumers: list[InboxConsumer] = field(default_factory=list)
     started: bool = False
     # What a service sets up in on_start for its handlers and routes (e.g. the audit log).
@@ -77,15 +78,18 @@ class Runtime:
     def consumer(self, *, group_id: str, handler: Handler, topics: list[str] | None = None,
                  pattern: str | None = None, message_key: Callable[[Message], str] = key_by_event_id,
                  on_failure: FailureHandler | None = None,
-                 batch_handler: BatchHandler | None = None) -> InboxConsumer:
+                 batch_handler: BatchHandler | None = None,
+                 verify_network: bool = True) -> InboxConsumer:
         """A consumer with this service's settings, its signing key, and the relay woken
-        after each commit that wrote events."""
+        after each commit that wrote events. It applies a message of the network's own
+        topics only when the network signed it, unless ``verify_network`` is False."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
             message_key=message_key, on_failure=on_failure, signer=self.network_key,
             batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
             after_commit=self.relay.wake, batch_handler=batch_handler,
+            network_keys=self.network_keys if verify_network else None,
         )
 
 
@@ -117,8 +121,7 @@ async def migrate(settings: Settings, name: str, migrations: Path) -> str:
     url = settings.database_for(name)
     await ensure_database(url)
     # One replica migrates at a time; the others find the database at head.
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(plain)
+    conn = await connect(url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         await asyncio.to_thread(upgrade, migrations, url)
@@ -132,12 +135,23 @@ def load_keyring(settings: Settings) -> Keyring:
     return Keyring.load(path) if path.is_file() else Keyring([])
 
 
-def load_network_key(settings: Settings) -> SigningKey | None:
+def load_network_key(settings: Settings) -> SigningKey:
+    """The key the network signs its own topics with. Without it a service could neither
+    sign what it writes nor check what it reads: it does not start."""
     path = settings.resolved_network_key_file()
-    if path.is_file():
-        return SigningKey.load(path)
-    log.warning("no network signing key; deliveries go unsigned", path=str(path))
-    return None
+    if not path.is_file():
+        raise RuntimeError(
+            f"no network signing key at {path}: set PUNTE_NETWORK_KEY_FILE to the network's key, "
+            "or PUNTE_STATE_DIR to a state folder holding keys/network.key "
+            "(`punte up` creates one for the embedded network)")
+    return SigningKey.load(path)
+
+
+def load_network_keys(settings: Settings, key: SigningKey) -> Keyring:
+    """The network keys messages on its own topics may be signed with: ``key``, and those of
+    PUNTE_NETWORK_KEYRING_FILE (earlier keys during a rotation)."""
+    path = settings.network_keyring_file
+    return network_keyring(key, Keyring.load(path) if path is not None else None)
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -174,6 +188,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         configure_logging(spec.name, settings.log_level, settings.log_format)
         configure_tracing(spec.name)
+        # Keys and token algorithms before anything else: a misconfigured service fails fast.
+        network_key = load_network_key(settings)
+        algorithms = settings.oidc_algorithm_list()
         url = await migrate(settings, spec.name, spec.migrations)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap)
@@ -182,8 +199,11 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         runtime = Runtime(
             name=spec.name, settings=settings, engine=engine, sessions=make_sessions(engine),
             producer=producer, relay=relay,
-            verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience),
-            network_key=load_network_key(settings), keyring=load_keyring(settings),
+            verifier=TokenVerifier(settings.oidc_issuer, settings.oidc_audience,
+                                   algorithms=algorithms,
+                                   jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds),
+            network_key=network_key, keyring=load_keyring(settings),
+            network_keys=load_network_keys(settings, network_key),
         )
         if spec.on_start is not None:
             await spec.on_start(runtime)
@@ -204,7 +224,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             log.info("service stopped")
 
-    app = FastAPI(title=spec.title or f"Punte {spec.name}", lifespan=lifespan)
+    # No public API pages (/docs, /redoc): the document itself is served below, to
+    # signed-in principals only, like every other operation.
+    app = FastAPI(title=spec.title or f"Punte {spec.name}", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/openapi.json", tags=["health"], summary="The service's OpenAPI document")
+    async def contract(principal: Principal = Depends(permit("service.contract"))) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
@@ -225,7 +252,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                             status_code=200 if ok else 503)
 
     @app.get("/stats", tags=["health"])
-    async def stats() -> dict[str, Any]:
+    async def stats(principal: Principal = Depends(permit("service.stats"))) -> dict[str, Any]:
         runtime: Runtime = app.state.runtime
         async with runtime.sessions() as session:
             counts = await spec.stats(session)

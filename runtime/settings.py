@@ -27,10 +27,20 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".punte")
     # Public keys of every institution (see runtime.signing.Keyring).
     keyring_file: Path | None = None
-    # Private key the network signs its deliveries with.
+    # Private key the network signs every message of its own topics with (deliveries,
+    # cases, referrals, access, audit, dead letters); default <state_dir>/keys/network.key.
+    # A service does not start without it.
     network_key_file: Path | None = None
+    # Earlier network public keys still trusted on its topics during a rotation (a keyring
+    # file, runtime.signing.Keyring, keys owned by "punte"); the current key always is.
+    network_keyring_file: Path | None = None
     oidc_issuer: str = "http://127.0.0.1:8400"
     oidc_audience: str = "punte"
+    # The JWS algorithms tokens may be signed with, comma-separated: asymmetric only
+    # (never none or HS*). Keycloak signs RS256 by default; the embedded issuer EdDSA.
+    oidc_algorithms: str = "EdDSA,RS256,ES256,PS256"
+    # How long the issuer's keys (JWKS) are trusted before they are fetched again.
+    oidc_jwks_ttl_seconds: float = 300.0
     # Key for child pseudonyms (HMAC-SHA256); hex. Must be set in production.
     pseudonym_key: str = Field(default="", repr=False)
     # Inbound events older than this, or further ahead of our clock, are refused.
@@ -64,10 +74,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"
 
+    def oidc_algorithm_list(self) -> list[str]:
+        from runtime.tokens import pinned_algorithms
+        return list(pinned_algorithms(self.oidc_algorithms.split(",")))
+
     def database_for(self, service: str) -> str:
-        """The URL of the service's own database on the configured server."""
-        base, _, _ = self.database_url.rpartition("/")
-        return f"{base}/{self.database_prefix}_{service}"
+        """The URL of the service's own database on the configured server, with the
+        server URL's options (?ssl=require, ...)."""
+        from sqlalchemy.engine import make_url
+        url = make_url(self.database_url).set(database=f"{self.database_prefix}_{service}")
+        return url.render_as_string(hide_password=False)
 
     def ingress_window(self) -> "Window":
         from runtime.ingress import Window

@@ -1,10 +1,17 @@
 """Ed25519 signatures of messages: each institution signs what it sends, the network signs
-its deliveries. The signature is detached, in the ``ce_signature`` header, over
-``signing_input`` (docs/contracts.md)."""
+every message it writes. The signature is detached, in the ``ce_signature`` header, over
+``signing_input`` (docs/contracts.md, Signing).
+
+Two signing inputs exist. v1 joins the attributes with newlines, so an attribute holding a
+newline could shift text between fields; v2 length-prefixes every field. ``ce_sigversion:
+2`` selects v2 (no header: v1); each input starts with its own prefix, so a signature made
+for one version never verifies as the other. The network signs with v2; institutions may
+send either; control characters in a signed attribute are refused under both."""
 from __future__ import annotations
 
 import base64
 import json
+import struct
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,14 +21,34 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from contracts.refusals import Refused
-from runtime.cloudevents import CloudEvent
+from runtime.cloudevents import CloudEvent, has_control_characters
 
-PREFIX = b"punte-sig-v1\n"
+# The owner of the network's keys in a Keyring: what the services sign their own topics with.
+NETWORK = "punte"
+PREFIXES = {1: b"punte-sig-v1\n", 2: b"punte-sig-v2\n"}
+# What SigningKey.sign writes; institutions that signed before v2 keep sending v1.
+CURRENT_VERSION = 2
+VERSION_EXTENSION = "sigversion"
 
 
-def signing_input(id: str, source: str, type: str, time: str, subject: str | None, body: bytes) -> bytes:
-    head = "\n".join([id, source, type, time, subject or ""]) + "\n"
-    return PREFIX + head.encode() + body
+def signing_input(id: str, source: str, type: str, time: str, subject: str | None, body: bytes,
+                  version: int = CURRENT_VERSION) -> bytes:
+    """The bytes a signature covers. v1: the attributes each followed by a newline, then the
+    body. v2: every field (the five attributes, then the body) as an SSH string (RFC 4251
+    section 5: its length as a big-endian uint32, then its bytes), so no field can run
+    into the next whatever it holds."""
+    attributes = [id, source, type, time, subject or ""]
+    if version == 1:
+        return PREFIXES[1] + "".join(a + "\n" for a in attributes).encode() + body
+    if version == 2:
+        fields = [a.encode() for a in attributes] + [body]
+        return PREFIXES[2] + b"".join(struct.pack(">I", len(f)) + f for f in fields)
+    raise ValueError(f"no signing input version {version}")
+
+
+def version_of(header: str | None) -> int | None:
+    """The signing input version a ``ce_sigversion`` value names (none: 1); None if unknown."""
+    return {None: 1, "": 1, "1": 1, "2": 2}.get(header)
 
 
 def b64url(raw: bytes) -> str:
@@ -46,14 +73,19 @@ class SigningKey:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
 
-    def sign(self, event: CloudEvent) -> CloudEvent:
-        """The same event with ``keyid`` and ``signature`` extensions set."""
-        body = event.body()
-        signature = self.private.sign(
-            signing_input(event.id, event.source, event.type, event.time, event.subject, body)
-        )
-        return replace(event, extensions={**event.extensions, "keyid": self.key_id,
-                                          "signature": b64url(signature)})
+    def sign(self, event: CloudEvent, version: int = CURRENT_VERSION) -> CloudEvent:
+        """The same event with ``keyid`` and ``signature`` extensions set (and
+        ``sigversion`` from v2 on). Attributes with control characters are not signed."""
+        attributes = (event.id, event.source, event.type, event.time, event.subject or "")
+        if any(has_control_characters(a) for a in attributes):
+            raise ValueError("a signed attribute holds a control character")
+        signature = self.private.sign(signing_input(
+            event.id, event.source, event.type, event.time, event.subject, event.body(), version))
+        extensions = {k: v for k, v in event.extensions.items() if k != VERSION_EXTENSION}
+        extensions |= {"keyid": self.key_id, "signature": b64url(signature)}
+        if version != 1:
+            extensions[VERSION_EXTENSION] = str(version)
+        return replace(event, extensions=extensions)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +127,10 @@ class Keyring:
     def __init__(self, keys: list[PublicKey]) -> None:
         self._by_id = {k.key_id: k for k in keys}
 
+    @property
+    def keys(self) -> list[PublicKey]:
+        return list(self._by_id.values())
+
     def public_keys_of(self, owner: str, now: datetime | None = None) -> list[bytes]:
         """The raw public keys an owner may sign with now (several during a rotation)."""
         when = now or datetime.now(timezone.utc)
@@ -102,7 +138,9 @@ class Keyring:
 
     def verify(self, owner: str, body: bytes, event_id: str, source: str, type: str,
                time: str, subject: str | None, key_id: str | None, signature: str | None,
-               now: datetime | None = None) -> None:
+               now: datetime | None = None, version: str | None = None) -> None:
+        """Raise SignatureError unless ``signature`` is ``owner``'s over the message;
+        ``version`` is the ``ce_sigversion`` header as received (absent: v1)."""
         if not signature or not key_id:
             raise SignatureError("MISSING_SIGNATURE", "ce_signature and ce_keyid are required")
         key = self._by_id.get(key_id)
@@ -110,12 +148,25 @@ class Keyring:
             raise SignatureError("UNKNOWN_KEY", f"key {key_id!r} is not a key of {owner}")
         if not key.valid_at(now or datetime.now(timezone.utc)):
             raise SignatureError("UNKNOWN_KEY", f"key {key_id!r} is outside its validity")
+        number = version_of(version)
+        if number is None:
+            raise SignatureError("BAD_SIGNATURE", "unknown ce_sigversion")
+        # A control character could move text between v1's fields: never accepted, in
+        # either version (decode refuses such envelopes too; this holds for any caller).
+        if any(has_control_characters(a) for a in (event_id, source, type, time, subject or "")):
+            raise SignatureError("BAD_SIGNATURE", "a signed attribute holds a control character")
         try:
             Ed25519PublicKey.from_public_bytes(key.public).verify(
-                unb64url(signature), signing_input(event_id, source, type, time, subject, body)
+                unb64url(signature), signing_input(event_id, source, type, time, subject, body, number)
             )
         except (InvalidSignature, ValueError):
             raise SignatureError("BAD_SIGNATURE", "signature does not verify") from None
+
+    def verify_event(self, owner: str, event: CloudEvent, body: bytes, now: datetime | None = None) -> None:
+        """``verify`` with the attributes and signature extensions of a decoded event."""
+        self.verify(owner, body, event.id, event.source, event.type, event.time, event.subject,
+                    event.extensions.get("keyid"), event.extensions.get("signature"), now=now,
+                    version=event.extensions.get(VERSION_EXTENSION))
 
     def to_json(self) -> str:
         return json.dumps({"keys": [
@@ -140,3 +191,12 @@ class Keyring:
     @staticmethod
     def load(path: Path) -> "Keyring":
         return Keyring.from_json(path.read_text())
+
+
+def network_keyring(key: SigningKey, earlier: Keyring | None = None) -> Keyring:
+    """The public keys messages on the network's own topics may be signed with: the key this
+    service signs with, and the network's keys in ``earlier`` (those still to be trusted
+    during a rotation: PUNTE_NETWORK_KEYRING_FILE)."""
+    kept = [k for k in (earlier.keys if earlier else []) if k.owner == NETWORK and k.key_id != key.key_id]
+    since = datetime.min.replace(tzinfo=timezone.utc)
+    return Keyring([*kept, PublicKey(key.key_id, NETWORK, key.public_raw(), since, None)])

@@ -1,12 +1,13 @@
-"""Tokens for people and systems: JWTs carrying institution and role claims, signed with
-EdDSA. The embedded default has its own issuer (punte.identity); the verifier only needs
-an OpenID Connect discovery document and its JWKS, so a real identity provider can take
-its place by configuration (PUNTE_OIDC_ISSUER)."""
+"""Tokens for people and systems: JWTs carrying institution and role claims. The embedded
+default has its own issuer (punte.identity, EdDSA); the verifier only needs an OpenID
+Connect discovery document and its JWKS, so a real identity provider can take its place by
+configuration (PUNTE_OIDC_ISSUER, and PUNTE_OIDC_ALGORITHMS for what it signs with)."""
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contracts.refusals import reason
+from runtime.log import get_logger
 from runtime.signing import SigningKey, b64url
 
-ALGORITHM = "EdDSA"
+log = get_logger("runtime.tokens")
+ALGORITHM = "EdDSA"  # what the embedded issuer signs with
+# An unknown key id sends us to the issuer at most this often.
 REFRESH_SECONDS = 30.0
+# While no key is known at all (the issuer was away at our first request), this often.
+RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,59 +65,135 @@ class TokenIssuer:
             "issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks.json",
             "token_endpoint": f"{self.issuer}/token",
             "grant_types_supported": ["password", "client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
             "response_types_supported": ["token"], "subject_types_supported": ["public"],
         }
 
 
-class TokenVerifier:
-    """Verifies bearer tokens against the issuer's JWKS, fetched once on first use."""
+# What a real identity provider signs with (Keycloak: RS256 by default). Never `none`, and
+# never HMAC: its key would be a secret shared with every service, and HS* keyed with a
+# published public key is the classic forgery.
+DEFAULT_ALGORITHMS = ("EdDSA", "RS256", "ES256", "PS256")
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
+# Clocks of the issuer's host and ours may differ a little (exp, iat, nbf).
+LEEWAY_SECONDS = 30
+ASYMMETRIC = frozenset({"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                        "ES256", "ES384", "ES512"})
 
-    def __init__(self, issuer: str, audience: str, jwks: dict[str, Any] | None = None) -> None:
+
+def pinned_algorithms(names: Iterable[str]) -> tuple[str, ...]:
+    """The algorithms tokens may be signed with: ``names`` when each is an asymmetric JWS
+    algorithm (RFC 7518); ValueError for `none`, HS* or anything unknown."""
+    pinned = tuple(n.strip() for n in names if n.strip())
+    refused = [n for n in pinned if n not in ASYMMETRIC]
+    if refused or not pinned:
+        raise ValueError(f"token algorithms must be among {', '.join(sorted(ASYMMETRIC))}; "
+                         f"refused: {', '.join(refused) or '(none given)'}")
+    return pinned
+
+
+def token_refusal(status: int, code: str, detail: str | None = None) -> HTTPException:
+    """A refusal of a request's token, in the common shape; 401 says how to authenticate
+    (RFC 6750 section 3)."""
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"' if code == "INVALID_TOKEN" else "Bearer"}
+    return HTTPException(status, detail=reason(code, detail), headers=headers if status == 401 else None)
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the issuer's JWKS: fetched on first use, again once
+    ``jwks_ttl_seconds`` have passed (so rotated and withdrawn keys are seen), and at once
+    for a key id it does not know, at most every ``REFRESH_SECONDS`` (so forged key ids
+    cannot turn us against the issuer). Fetching is async (httpx); requests arriving
+    together wait for one fetch. When the issuer is away the keys already known answer."""
+
+    def __init__(self, issuer: str, audience: str, jwks: dict[str, Any] | None = None, *,
+                 algorithms: Iterable[str] = DEFAULT_ALGORITHMS, jwks_ttl_seconds: float = 300.0,
+                 fetch: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
-        # Requests arriving together with a new key id wait for one fetch, not a refusal.
+        self.algorithms = pinned_algorithms(algorithms)
+        self._ttl = jwks_ttl_seconds
+        self._fetch = fetch or self._fetch_from_issuer
+        self._clock = clock
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched_at = float("-inf")  # last good fetch (or the JWKS given)
+        self._tried_at = float("-inf")  # last attempt, good or not
         self._refreshing = asyncio.Lock()
         if jwks is not None:
             self._load(jwks)
+            self._fetched_at = self._tried_at = clock()
 
     def _load(self, jwks: dict[str, Any]) -> None:
-        self._keys = {k["kid"]: jwt.PyJWK(k) for k in jwks["keys"]}
+        keys = jwks.get("keys")
+        if not isinstance(keys, list):
+            raise ValueError("a JWKS holds a list of keys")
+        # Signing keys with an id; encryption keys are not ours to use.
+        self._keys = {k["kid"]: k for k in keys
+                      if isinstance(k, dict) and isinstance(k.get("kid"), str) and k.get("use", "sig") == "sig"}
 
-    async def _refresh(self) -> None:
+    async def _fetch_from_issuer(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=5) as client:
-            config = (await client.get(f"{self.issuer}/.well-known/openid-configuration")).json()
-            self._load((await client.get(config["jwks_uri"])).json())
+            discovery = await client.get(f"{self.issuer}/.well-known/openid-configuration")
+            discovery.raise_for_status()
+            answer = await client.get(discovery.json()["jwks_uri"])
+            answer.raise_for_status()
+            return answer.json()
+
+    def _due(self, kid: str | None) -> bool:
+        """Whether to fetch the JWKS now, for a token signed with ``kid``."""
+        now = self._clock()
+        since_tried = now - self._tried_at
+        if not self._keys:  # nothing to answer with: try again, but not in a tight loop
+            return since_tried >= RETRY_SECONDS
+        if now - self._fetched_at >= self._ttl:  # stale; while the issuer fails, keep pace
+            return since_tried >= min(REFRESH_SECONDS, self._ttl)
+        return kid not in self._keys and since_tried >= REFRESH_SECONDS
+
+    async def _refresh(self, kid: str | None) -> None:
+        # A fetch under way is waited for: it may bring the key this token needs.
+        if self._due(kid) or self._refreshing.locked():
+            async with self._refreshing:
+                if self._due(kid):  # else another request fetched while this one waited
+                    self._tried_at = self._clock()
+                    try:
+                        self._load(await self._fetch())
+                        self._fetched_at = self._clock()
+                    except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
+                        log.warning("issuer keys not fetched", issuer=self.issuer, error=type(exc).__name__)
+        if not self._keys:
+            raise token_refusal(503, "ISSUER_UNREACHABLE", "the issuer's keys could not be fetched")
 
     async def verify(self, token: str) -> Principal:
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError as exc:
-            raise HTTPException(401, detail={"code": "INVALID_TOKEN", "message": str(exc)}) from None
-        # An unknown key id may mean the issuer rotated; look again, but at most every
-        # REFRESH_SECONDS, so forged tokens cannot turn us against the issuer.
-        if kid not in self._keys:
-            async with self._refreshing:
-                if kid not in self._keys and time.monotonic() - self._fetched_at > REFRESH_SECONDS:
-                    try:
-                        await self._refresh()
-                    except (httpx.HTTPError, KeyError, ValueError) as exc:
-                        raise HTTPException(503, detail={"code": "ISSUER_UNREACHABLE",
-                                                         "message": repr(exc)}) from None
-                    finally:
-                        self._fetched_at = time.monotonic()
-        key = self._keys.get(kid)
-        if key is None:
-            raise HTTPException(401, detail={"code": "INVALID_TOKEN", "message": "unknown key"})
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise token_refusal(401, "INVALID_TOKEN", "not a JWT") from None
+        kid, algorithm = header.get("kid"), header.get("alg")
+        if algorithm not in self.algorithms:
+            raise token_refusal(401, "INVALID_TOKEN", "signature algorithm not accepted")
+        await self._refresh(kid if isinstance(kid, str) else None)
+        jwk = self._keys.get(kid) if isinstance(kid, str) else None
+        if jwk is None:
+            raise token_refusal(401, "INVALID_TOKEN", "unknown signing key")
         try:
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience,
-                                issuer=self.issuer)
+            # A key that names its algorithm is used with that one only (PyJWT refuses a
+            # token whose alg differs); one that does not is used with the token's, which
+            # must suit the key's type.
+            key = jwt.PyJWK(jwk, None if "alg" in jwk else algorithm)
+            claims = jwt.decode(token, key, algorithms=list(self.algorithms), audience=self.audience,
+                                issuer=self.issuer, leeway=LEEWAY_SECONDS,
+                                options={"require": REQUIRED_CLAIMS})
         except jwt.PyJWTError as exc:
-            raise HTTPException(401, detail={"code": "INVALID_TOKEN", "message": str(exc)}) from None
+            # PyJWT's messages name claims and checks, never the token's values.
+            raise token_refusal(401, "INVALID_TOKEN", str(exc)) from None
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise token_refusal(401, "INVALID_TOKEN", "sub must be a non-empty string")
+        roles = claims.get("roles") or []
         return Principal(claims["sub"], claims.get("institution"),
-                         frozenset(claims.get("roles") or []), claims.get("name"))
+                         frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset(),
+                         claims.get("name"))
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -122,13 +205,11 @@ def require_role(*roles: str):
     async def dependency(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         if credentials is None:
-            raise HTTPException(401, detail={"code": "MISSING_TOKEN",
-                                             "message": "Autentificare necesară / Authentication required"})
+            raise token_refusal(401, "MISSING_TOKEN")
         verifier: TokenVerifier = request.app.state.runtime.verifier
         principal = await verifier.verify(credentials.credentials)
         if roles and not principal.roles.intersection(roles):
-            raise HTTPException(403, detail={"code": "FORBIDDEN",
-                                             "message": f"Rol necesar / role required: {', '.join(roles)}"})
+            raise HTTPException(403, detail=reason("FORBIDDEN", f"role required: {', '.join(roles)}"))
         return principal
 
     return dependency

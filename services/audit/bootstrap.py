@@ -26,9 +26,13 @@ def institution_topics() -> list[str]:
 def consumers(rt: Runtime) -> list[InboxConsumer]:
     templates = institution_topics()
     # Keyed by position, not event id: a duplicate is itself a fact the trail must show.
+    # Every message is recorded as it arrived, its signature headers with it, forged ones
+    # too (evidence); the consumer that refuses a forgery dead-letters it, and the trail
+    # records that dead letter as well.
     return [rt.consumer(group_id="punte-audit", pattern=EVERY_TOPIC, message_key=key_by_position,
                         handler=partial(handlers.append, templates=templates),
-                        batch_handler=partial(handlers.append_many, templates=templates))]
+                        batch_handler=partial(handlers.append_many, templates=templates),
+                        verify_network=False)]
 
 
 async def start(rt: Runtime) -> None:

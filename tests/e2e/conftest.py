@@ -126,7 +126,8 @@ CNP_SHAPED = re.compile(r"(?<!\d)[1-9]\d{12}(?!\d)")
 # Every name the synthetic generator and the tests use, and the address the tests write.
 NAMES = re.compile(r"\b(" + "|".join(GIVEN + FAMILY) + r")\b")
 ADDRESS = "Strada Exemplului"
-CASE_ID = re.compile(r"case-[0-9a-f]{16}")
+# Case and referral ids are random hex, which can hold 13 digits in a row.
+CASE_ID = re.compile(r"(?:case|ref)-[0-9a-f]{16}")
 
 
 def people_messages(network: Stack, receiver: WebhookReceiver | None = None) -> list[tuple[str, str]]:

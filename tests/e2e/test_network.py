@@ -183,8 +183,9 @@ async def test_institutions_without_kafka_use_the_same_contract_over_http(networ
                 **structured.extensions, "data": structured.data}
     forged = CloudEvent(report.id + "-x", report.source, report.type, report.time,
                         {**report.data, "description": "altered"}, None, report.extensions)
+    operator = {"Authorization": f"Bearer {await sign_in(network, 'operator')}"}
     async with httpx.AsyncClient(base_url=network.url("intake"), timeout=40) as client:
-        cases_before = (await client.get("/stats")).json()["counts"]["cases"]
+        cases_before = (await client.get("/stats", headers=operator)).json()["counts"]["cases"]
         first = await client.post("/v1/events", content=report.body(), headers=binary(report))
         again = await client.post("/v1/events", content=report.body(), headers=binary(report))
         posted = await client.post("/v1/events", content=json.dumps(envelope).encode(),
@@ -197,7 +198,7 @@ async def test_institutions_without_kafka_use_the_same_contract_over_http(networ
                                            f"Bearer {await sign_in(network, 'sys.isj-bc')}"})
         anonymous = await client.post("/v1/events", content=report.body(),
                                       headers={k: v for k, v in binary(report).items() if k != "Authorization"})
-        cases_after = (await client.get("/stats")).json()["counts"]["cases"]
+        cases_after = (await client.get("/stats", headers=operator)).json()["counts"]["cases"]
     assert first.status_code == 200 and first.json()["status"] == "accepted" and first.json()["case_id"]
     assert again.status_code == 200 and again.json() == first.json(), "the same event, the same answer"
     assert later.json() == first.json()

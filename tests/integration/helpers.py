@@ -26,7 +26,7 @@ from runtime.ingress import Window
 from runtime.outbox import OutboxRelay, outbox_table
 from runtime.service import Runtime, migrate
 from runtime.settings import Settings
-from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.signing import Keyring, PublicKey, SigningKey, network_keyring
 from runtime.tokens import TokenIssuer, TokenVerifier
 from services.intake import handlers as intake_handlers
 from services.intake.adapters.vault import IdentityVault
@@ -41,6 +41,9 @@ KEYS_SINCE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
 # Distinct offsets for messages of one test run (messages without ids are keyed by position).
 positions = itertools.count()
+# The network's key in tests: what the services sign their own topics with, and what
+# their consumers of those topics verify.
+NETWORK_KEY = SigningKey.generate("punte-network-test")
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
@@ -134,13 +137,14 @@ def referral_config(keyring: Keyring | None = None) -> referral_handlers.Config:
 
 
 def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
-    """Intake's case.opened for a synthetic child, reported by the school."""
-    return CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
+    """Intake's case.opened for a synthetic child, reported by the school, signed by the
+    network as intake's outbox signs it."""
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
         "case_id": case_id, "child_ref": "ch-x", "uat_siruta": 21891, "categories": ["neglect"],
         "urgency": urgency, "lead": lead, "informed": ["spas-colonesti"], "report_id": "r-1",
         "reporter": {"institution": "isj-bc", "role": "school-counsellor"},
         "received_at": T0.isoformat(), "do_not_contact": True,
-    }, subject=case_id)
+    }, subject=case_id))
 
 
 async def referral_consumers(server_url: str, config: referral_handlers.Config):
@@ -157,7 +161,7 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
         await referral_handlers.on_ingress(uow, msg, config)
 
     consumers = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
-                                     handler=handler, attempts=1)
+                                     handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY))
                  for name, handler in (("cases", on_case), ("commands", on_command))}
     return consumers, engine
 

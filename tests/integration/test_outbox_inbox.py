@@ -26,6 +26,10 @@ async def database(infrastructure):
     await engine.dispose()
 
 
+# A synthetic, mistyped CNP: a value that must never reach a dead letter's reason or a log.
+MISTYPED_CNP = "5010101040O17"
+
+
 def event(n: int, case: str) -> CloudEvent:
     return CloudEvent.new("ro.punte.test.v1", "/punte/test", {"n": n, "case_id": case})
 
@@ -110,7 +114,7 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
         n = json.loads(msg.value)["n"]
         uow.outbox.emit("out", event(n, "c"))  # must not survive the failed try
         if n == 1:
-            raise ValueError("cannot apply this one")
+            raise ValueError(f"cannot apply CNP {MISTYPED_CNP}")
 
     inbox = consumer(sessions, handle)
     await inbox.process([message("in", event(n, "c"), offset=n) for n in range(3)])
@@ -122,9 +126,38 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
     assert topics == ["out", DEAD_LETTER_TOPIC, "out"], "events stay in message order"
     dead = json.loads(next(r.payload for r in rows if r.topic == DEAD_LETTER_TOPIC))
     assert dead["reason"]["code"] == "PROCESSING_FAILED"
-    assert "cannot apply this one" in dead["reason"]["message_en"]
+    # The type and where it was raised; the message may hold input values, so it stays out.
+    assert "ValueError" in dead["reason"]["message_en"] and "test_outbox_inbox.py" in dead["reason"]["message_en"]
+    assert MISTYPED_CNP not in json.dumps(dead["reason"])
     assert dead["offset"] == 1 and dead["topic"] == "in"
     assert inbox.dead_lettered == 1 and inbox.processed == 3
+
+
+async def test_a_failing_sql_statement_leaves_its_values_out_of_the_dead_letter_and_the_log(database):
+    from sqlalchemy.exc import DBAPIError
+    from structlog.testing import capture_logs
+
+    engine, sessions = database
+    errors: list[str] = []
+
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        try:  # PostgreSQL itself quotes the value in its message: invalid input syntax "..."
+            await uow.session.execute(sa.text("SELECT CAST(CAST(:cnp AS text) AS bigint)"), {"cnp": MISTYPED_CNP})
+        except DBAPIError as exc:
+            errors.append(str(exc))
+            raise
+
+    with capture_logs() as logs:
+        await consumer(sessions, handle).process([message("in", event(1, "c"), offset=1)])
+    async with engine.connect() as conn:
+        payload = (await conn.execute(sa.select(outbox_table.c.payload)
+                                      .where(outbox_table.c.topic == DEAD_LETTER_TOPIC))).scalar_one()
+    reason = json.loads(payload)["reason"]
+    assert reason["code"] == "PROCESSING_FAILED" and "InvalidTextRepresentationError" in reason["message_en"]
+    assert "22P02" in reason["message_en"], "the SQLSTATE says what kind of failure it was"
+    assert MISTYPED_CNP not in json.dumps(reason)
+    assert MISTYPED_CNP not in json.dumps(logs, default=str)
+    assert "parameters hidden" in errors[0], "the engine hides SQL parameters from error texts"
 
 
 async def test_a_batch_writes_its_events_with_one_insert(database):
@@ -225,3 +258,16 @@ async def test_replaying_the_outbox_republishes_every_event_in_order(infrastruct
     assert [json.loads(r.value)["n"] for r in records] == [0, 1, 2, 3, 4] * 2
     ids = [dict(r.headers)["ce_id"] for r in records]
     assert ids[:5] == ids[5:], "the same events, so consumers' inboxes drop the copies"
+
+
+async def test_a_server_url_with_options_reaches_the_services_database_with_them(infrastructure):
+    """A TLS option on the server URL (?ssl=...) is kept for the service's own database,
+    through creation, migration and the engine."""
+    server = infrastructure.database_url + ("&" if "?" in infrastructure.database_url else "?") + "ssl=disable"
+    engine, sessions = await migrated_database(server, "runtime", MIGRATIONS)
+    try:
+        assert engine.url.query["ssl"] == "disable"
+        async with sessions() as session:
+            assert await session.scalar(sa.select(sa.func.count()).select_from(outbox_table)) == 0
+    finally:
+        await engine.dispose()

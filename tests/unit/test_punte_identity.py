@@ -64,3 +64,57 @@ async def test_accounts_from_an_older_state_folder_still_sign_in(given: str, acc
             "grant_type": "password", "username": "auditor",
             "password": password if given == "right" else password + "x"})
     assert (answer.status_code == 200) is accepted
+
+
+PERSON, PERSON_SECRET = new_account("cm.isj-bc", "isj-bc", ["case-manager"], "Manager de caz ISJ")
+SYSTEM, SYSTEM_SECRET = new_account("sys.isj-bc", "isj-bc", ["institution-system"], "Sistemul ISJ")
+
+
+@pytest.mark.parametrize("form", [
+    {"grant_type": "password", "username": "sys.isj-bc", "password": SYSTEM_SECRET},
+    {"grant_type": "client_credentials", "client_id": "cm.isj-bc", "client_secret": PERSON_SECRET},
+], ids=["system-with-password", "person-with-client-credentials"])
+async def test_each_grant_type_is_only_for_its_kind_of_account(form: dict[str, str]):
+    async with token_client(PERSON, SYSTEM) as client:
+        answer = await client.post("/token", data=form)
+    assert answer.status_code == 400 and answer.json()["error"] == "unauthorized_client"
+    assert "access_token" not in answer.json()
+
+
+async def test_a_grant_type_mismatch_is_told_only_to_whoever_knows_the_secret():
+    """A wrong secret is a wrong secret, whatever the account: no probing for system accounts."""
+    async with token_client(PERSON, SYSTEM) as client:
+        answer = await client.post("/token", data={"grant_type": "password", "username": "sys.isj-bc",
+                                                   "password": "guess"})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+async def test_an_institution_system_may_authenticate_with_http_basic():
+    """RFC 6749 section 2.3.1: client id and secret form-encoded, then in a Basic header."""
+    async with token_client(SYSTEM) as client:
+        answer = await client.post("/token", data={"grant_type": "client_credentials"},
+                                   auth=httpx.BasicAuth("sys.isj-bc", SYSTEM_SECRET))
+        wrong = await client.post("/token", data={"grant_type": "client_credentials"},
+                                  auth=httpx.BasicAuth("sys.isj-bc", SYSTEM_SECRET + "x"))
+        both = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "sys.isj-bc",
+                                                  "client_secret": SYSTEM_SECRET},
+                                 auth=httpx.BasicAuth("sys.isj-bc", SYSTEM_SECRET))
+    assert answer.status_code == 200
+    principal = await TokenVerifier(ISSUER.issuer, "punte", jwks=ISSUER.jwks()).verify(answer.json()["access_token"])
+    assert (principal.subject, principal.roles) == ("sys.isj-bc", {"institution-system"})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert wrong.headers["www-authenticate"].startswith("Basic")
+    assert both.status_code == 400 and both.json()["error"] == "invalid_request", "one method at a time"
+
+
+async def test_a_client_secret_with_reserved_characters_is_form_decoded_from_basic():
+    weird = Account("sys.dsp-bc", "", "", "dsp-bc", ["institution-system"], "Sistemul DSP")
+    salt = secrets.token_hex(16)
+    secret = "a:b%c+d é"
+    from punte.identity import hash_password
+    weird = replace(weird, password_hash=hash_password(secret, salt), salt=salt)
+    from urllib.parse import quote_plus
+    async with token_client(weird) as client:
+        answer = await client.post("/token", data={"grant_type": "client_credentials"},
+                                   auth=httpx.BasicAuth(quote_plus("sys.dsp-bc"), quote_plus(secret)))
+    assert answer.status_code == 200
