@@ -41,6 +41,9 @@ KEYS_SINCE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
 # Distinct offsets for messages of one test run (messages without ids are keyed by position).
 positions = itertools.count()
+# Intake's keys in tests: synthetic, never a built-in default (intake refuses to start without).
+TEST_PSEUDONYM_KEY = "5a" * 32
+TEST_IDENTITY_VAULT = IdentityVault({"test-1": bytes(range(32))}, "test-1")
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
@@ -114,7 +117,7 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
                           vault: IdentityVault | None = None):
     """Intake's real handler on a fresh migrated database; (consumer, engine, intake)."""
     engine, sessions = await migrated_database(server_url, "intake", INTAKE_MIGRATIONS)
-    intake = intake_handlers.Intake(keyring, build_rules(""), vault or IdentityVault({"k": bytes(32)}, "k"),
+    intake = intake_handlers.Intake(keyring, build_rules(TEST_PSEUDONYM_KEY), vault or TEST_IDENTITY_VAULT,
                                     window or Window())
 
     async def handle(uow, msg):
