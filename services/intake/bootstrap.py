@@ -5,6 +5,7 @@ from pathlib import Path
 
 from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
+from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec
 from runtime.settings import Settings
 from services.intake import handlers
@@ -100,7 +101,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
         await handlers.record_failure(uow, message, code)
 
     return [rt.consumer(group_id="punte-intake", handler=handle, pattern=INGRESS_PATTERN,
-                        on_failure=on_failure)]
+                        message_key=key_by_sender, on_failure=on_failure)]
 
 
 SPEC = ServiceSpec(

@@ -18,8 +18,8 @@ from contracts.events import (
 )
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import Refusal, Window, receive, reply, sender_of
+from runtime.inbox import Message, UnitOfWork
+from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.signing import Keyring
 from services.intake.adapters import repository
 from services.intake.adapters.tables import cases, reports
@@ -162,7 +162,7 @@ async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
 async def _record(uow: UnitOfWork, message: Message, outcome: str, answer: dict[str, Any],
                   reason: str | None = None, case_id: str | None = None) -> None:
     await repository.record_answer(
-        uow.session, message_key=key_by_event_id(message), event_id=message.header("ce_id"),
+        uow.session, message_key=key_by_sender(message), event_id=message.header("ce_id"),
         event_type=message.header("ce_type"), sender=sender_of(message), received_at=uow.now,
         outcome=outcome, reason_code=reason, case_id=case_id, answer=answer,
     )

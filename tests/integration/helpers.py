@@ -22,7 +22,7 @@ from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message
-from runtime.ingress import Window
+from runtime.ingress import Window, key_by_sender
 from runtime.outbox import OutboxRelay, outbox_table
 from runtime.service import Runtime, migrate
 from runtime.settings import Settings
@@ -124,7 +124,7 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
         await intake_handlers.submit_report(uow, msg, intake)
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, attempts=1)
+                             handler=handle, message_key=key_by_sender, attempts=1)
     return consumer, engine, intake
 
 

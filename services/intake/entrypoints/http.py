@@ -21,7 +21,7 @@ from contracts.reference import ingress_topic
 from contracts.refusals import reason
 from runtime.access import record_access
 from runtime.cloudevents import CONTENT_TYPE, REQUIRED
-from runtime.inbox import event_key
+from runtime.ingress import sender_key
 from runtime.service import Runtime
 from runtime.tokens import Principal, require_role
 from services.intake.adapters import repository
@@ -98,7 +98,7 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
         raise _error(403, "SOURCE_MISMATCH", "the event's source is not your institution")
     if attributes["type"] not in REPORT_TYPES:
         raise _error(400, "UNKNOWN_EVENT_TYPE", "this endpoint takes reports")
-    message_key = event_key(attributes["source"], attributes["id"])
+    message_key = sender_key(principal.institution, attributes["id"])  # as the consumer keys it
     known = await _answer_to(runtime, message_key)
     if known is None:
         headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
@@ -132,7 +132,7 @@ async def outcome(request: Request, source: str, id: str,
                   principal: Principal = Depends(require_role())) -> JSONResponse:
     if source != f"/institutions/{principal.institution}":
         raise _error(403, "SOURCE_MISMATCH", "not your institution's event")
-    known = await _answer_to(request.app.state.runtime, event_key(source, id))
+    known = await _answer_to(request.app.state.runtime, sender_key(principal.institution, id))
     if known is None:
         raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
                                          "message_en": "Still being processed, or unknown"})
