@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 
+from contracts.access import Relation, case_relations
 from contracts.events import (
     CaseOpened,
     CaseReportAdded,
@@ -70,14 +72,21 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
     joined = next((c for c in await repository.open_cases_of(uow.session, case.child_ref)
                    if overlaps(c.categories, case)), None)
     if joined is not None:
-        answer = await _join(uow, message, event, report, case, joined)
+        case_id, answer = await _join(uow, message, event, report, case, joined)
     else:
-        answer = await _open(uow, message, event, report, case, intake.vault)
-    await _record(uow, message, "accepted", answer, case_id=answer["case_id"])
+        case_id, answer = await _open(uow, message, event, report, case, intake.vault)
+    await _record(uow, message, "accepted", answer, case_id=case_id)
+
+
+def _takes_part(institution: str, lead: str, informed: Iterable[str]) -> bool:
+    """Whether an institution leads a case or is informed of it: only then may anything it
+    is sent name the case (contracts.access)."""
+    return bool({Relation.LEAD, Relation.PARTICIPANT}
+                & case_relations(institution, lead=lead, participants=informed))
 
 
 async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
-                case: NewCase, existing: sa.Row) -> dict[str, Any]:
+                case: NewCase, existing: sa.Row) -> tuple[str, dict[str, Any]]:
     merged = merge(existing.categories, existing.urgency, case)
     await repository.update_case(uow.session, existing.case_id, list(merged.categories), merged.urgency)
     await repository.add_report_to_case(uow.session, existing.case_id, event.id,
@@ -90,14 +99,20 @@ async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_REPORT_ADDED.value, uow.source, added.model_dump(mode="json"),
         subject=existing.case_id), key=existing.case_id)
-    return reply(uow, message, accepted=True, key=existing.case_id, case_id=existing.case_id,
-                 urgency=merged.urgency, informed=[existing.lead], merged=True)
+    if not _takes_part(report.reporter.institution, existing.lead, existing.informed):
+        # Another institution's case: the reporter learns that its report was taken, not
+        # which case holds it (its id would let a reporter ask for the whole case).
+        return existing.case_id, reply(uow, message, accepted=True)
+    return existing.case_id, reply(uow, message, accepted=True, key=existing.case_id,
+                                   case_id=existing.case_id, urgency=merged.urgency,
+                                   informed=[existing.lead], merged=True)
 
 
 async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
-                case: NewCase, vault: IdentityVault) -> dict[str, Any]:
+                case: NewCase, vault: IdentityVault) -> tuple[str, dict[str, Any]]:
     case_id = f"case-{uuid.uuid4().hex[:16]}"
-    duplicates = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else {}
+    lookalikes = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else []
+    duplicates = {row.case_id: score for row, score in lookalikes}
     siblings = await repository.open_cases_of_siblings(uow.session, case.child_ref)
     await repository.open_case(
         uow.session, case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
@@ -121,13 +136,19 @@ async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_OPENED.value, uow.source, opened.model_dump(mode="json"), subject=case_id,
     ), key=case_id)
-    return reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
-                 informed=[case.lead, *case.informed], possible_duplicate_of=sorted(duplicates) or None)
+    reporter = report.reporter.institution
+    if not _takes_part(reporter, case.lead, case.informed):
+        return case_id, reply(uow, message, accepted=True)
+    known = sorted(row.case_id for row, _ in lookalikes if _takes_part(reporter, row.lead, row.informed))
+    return case_id, reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
+                          informed=[case.lead, *case.informed], possible_duplicate_of=known or None)
 
 
-async def _possible_duplicates(uow: UnitOfWork, case: NewCase, vault: IdentityVault) -> dict[str, float]:
-    """Open cases that may be this child under another spelling; a person decides."""
-    found: dict[str, float] = {}
+async def _possible_duplicates(uow: UnitOfWork, case: NewCase,
+                               vault: IdentityVault) -> list[tuple[sa.Row, float]]:
+    """Open cases that may be this child under another spelling, with their scores; a
+    person decides."""
+    found: list[tuple[sa.Row, float]] = []
     for row in await repository.lookalikes(uow.session, case.county, case.uat_siruta,
                                            case.described.birth_year, case.child_ref):
         known = vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
@@ -136,7 +157,7 @@ async def _possible_duplicates(uow: UnitOfWork, case: NewCase, vault: IdentityVa
             known.get("given_name"), known.get("family_name"),
             date.fromisoformat(birth) if birth else None, row.birth_year, row.uat_siruta, row.county))
         if score is not None:
-            found[row.case_id] = round(score, 3)
+            found.append((row, round(score, 3)))
     return found
 
 

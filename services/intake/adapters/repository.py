@@ -23,7 +23,7 @@ from services.intake.adapters.vault import IdentityVault, Sealed
 async def open_cases_of(session: AsyncSession, child_ref: str) -> Sequence[sa.Row]:
     """The child's open cases, newest first, locked for a merge."""
     return (await session.execute(
-        sa.select(cases.c.case_id, cases.c.categories, cases.c.urgency, cases.c.lead)
+        sa.select(cases.c.case_id, cases.c.categories, cases.c.urgency, cases.c.lead, cases.c.informed)
         .where(cases.c.child_ref == child_ref, cases.c.status == "open")
         .order_by(cases.c.opened_at.desc()).with_for_update()
     )).all()
@@ -46,7 +46,8 @@ async def lookalikes(session: AsyncSession, county: str, uat: int | None, birth_
     identity: the only ones worth decrypting for a name comparison."""
     query = (
         sa.select(cases.c.case_id, cases.c.child_ref, cases.c.birth_year, cases.c.uat_siruta,
-                  cases.c.county, identities.c.key_id, identities.c.nonce, identities.c.ciphertext)
+                  cases.c.county, cases.c.lead, cases.c.informed,
+                  identities.c.key_id, identities.c.nonce, identities.c.ciphertext)
         .join(identities, identities.c.child_ref == cases.c.child_ref)
         .where(cases.c.status == "open", cases.c.county == county, cases.c.child_ref != other_than)
     )
