@@ -66,8 +66,10 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
         await _record(uow, message, "rejected", answer, reason=exc.code)
         return
 
-    await repository.save_identity(uow.session, case.child_ref,
-                                   intake.vault.seal(_identity(report), case.child_ref), uow.now)
+    await repository.add_identity_version(uow.session, case.child_ref,
+                                          intake.vault.seal(_identity(report), case.child_ref),
+                                          report_id=event.id, reporter=report.reporter.institution,
+                                          now=uow.now)
     await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
     joined = next((c for c in await repository.open_cases_of(uow.session, case.child_ref)
                    if overlaps(c.categories, case)), None)
