@@ -42,7 +42,10 @@ def validate_data(event_type: str, data: dict[str, Any]) -> None:
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-        raise Rejected("SCHEMA_VIOLATION", f"{where}: {first.message}"[:300])
+        # The field and the schema's rule, never the value (jsonschema's message quotes it:
+        # a mistyped CNP or a name would travel in the outcome and the dead letter).
+        rule = json.dumps(first.validator_value, ensure_ascii=False)
+        raise Rejected("SCHEMA_VIOLATION", f"{where}: breaks {first.validator} {rule}"[:300])
 
 
 def sender_of(message: Message) -> str | None:
