@@ -31,7 +31,8 @@ def pseudonym_key(setting: str) -> bytes:
     try:
         key = bytes.fromhex(setting.strip())
     except ValueError:
-        raise MissingSecret("PUNTE_PSEUDONYM_KEY is not hexadecimal: give 64 hex digits (32 random bytes)") from None
+        raise MissingSecret("PUNTE_PSEUDONYM_KEY is not hexadecimal: give 64 hex digits "
+                            "(32 random bytes)") from None
     if len(key) < KEY_BYTES:
         raise MissingSecret(f"PUNTE_PSEUDONYM_KEY is too short ({len(key)} bytes): give 64 hex digits "
                             "(32 random bytes)")

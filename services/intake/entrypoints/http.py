@@ -134,7 +134,7 @@ async def outcome(request: Request, source: str, id: str,
                   principal: Principal = Depends(permit("report.outcome.read"))) -> JSONResponse:
     own = principal.institution is not None and source == f"/institutions/{principal.institution}"
     check("report.outcome.read", principal, {Relation.OWN} if own else {Relation.ANY}, resource="event")
-    assert principal.institution is not None  # own
+    assert principal.institution is not None  # check admits only the event's own institution
     known = await _answer_to(request.app.state.runtime, sender_key(principal.institution, id))
     if known is None:
         raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
@@ -190,6 +190,9 @@ async def case_view(case_id: str, request: Request,
     def visible(categories: list[str]) -> list[str]:
         return list(visible_categories(principal.institution, categories))
 
+    # The lead decides possible duplicates; nobody else is shown them.
+    doubts = doubts if Relation.LEAD in relations else []
+
     return CaseView(
         case_id=row.case_id, child_ref=row.child_ref, county=row.county, uat_siruta=row.uat_siruta,
         categories=visible(row.categories), urgency=row.urgency, lead=row.lead, informed=row.informed,
@@ -198,7 +201,7 @@ async def case_view(case_id: str, request: Request,
         reports=[{"report_id": r.report_id, "reporter": r.reporter, "categories": visible(r.categories),
                   "received_at": r.received_at.isoformat()} for r in held],
         possible_duplicates=[{"case_id": d.candidate_case_id, "score": d.score, "status": d.status,
-                              "decided_by": d.decided_by} for d in doubts] if Relation.LEAD in relations else [],
+                              "decided_by": d.decided_by} for d in doubts],
     )
 
 
@@ -208,8 +211,10 @@ class Decision(BaseModel):
 
 @router.post("/cases/{case_id}/duplicates/{other_case_id}",
              summary="Confirmă sau respinge un posibil duplicat / decide a possible duplicate")
-async def decide_duplicate(case_id: str, other_case_id: str, decision: Decision, request: Request,
-                           principal: Principal = Depends(permit("case.duplicates.decide"))) -> dict[str, str]:
+async def decide_duplicate(
+    case_id: str, other_case_id: str, decision: Decision, request: Request,
+    principal: Principal = Depends(permit("case.duplicates.decide")),
+) -> dict[str, str]:
     """Only the lead institution's people decide; the decision is kept with who took it."""
     runtime: Runtime = request.app.state.runtime
     async with runtime.sessions() as session, session.begin():
