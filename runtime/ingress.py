@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
 from contracts.refusals import Refused, reason
 from runtime.cloudevents import CloudEvent, decode
-from runtime.inbox import Message, UnitOfWork, dead_letter
+from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
 from runtime.signing import Keyring
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
@@ -66,6 +66,21 @@ def broken_rule(error: ValidationError) -> str:
 def sender_of(message: Message) -> str | None:
     """The institution that owns the ingress topic: the only one allowed to write there."""
     return owner_of_ingress_topic(message.topic)
+
+
+def sender_key(institution: str, event_id: str) -> str:
+    """The inbox key of an institution's event: the institution that sent it and the id.
+    The same text as ``event_key`` of a genuine event, so keys kept before stay valid."""
+    return event_key(f"/institutions/{institution}", event_id)
+
+
+def key_by_sender(message: Message) -> str:
+    """The inbox key of an ingress message, from what holds before any header is trusted:
+    the owner of the topic (only it may write there) and the event id; the position when
+    either is missing. A claimed ce_source plays no part, so a message that fails
+    authentication can only take an id of its own topic's owner, never another's."""
+    owner, event_id = sender_of(message), message.header("ce_id")
+    return sender_key(owner, event_id) if owner and event_id else key_by_position(message)
 
 
 @dataclass(frozen=True)

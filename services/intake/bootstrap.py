@@ -1,12 +1,11 @@
 """Composition root: wires intake's handlers to the runtime and the reference data."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
-from runtime.log import get_logger
+from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec
 from runtime.settings import Settings
 from services.intake import handlers
@@ -15,14 +14,32 @@ from services.intake.domain.cases import Rules
 from services.intake.entrypoints import http
 
 INGRESS_PATTERN = r"^punte\.ingress\..+"
-log = get_logger("intake")
+# HMAC-SHA256 and AES-256-GCM keys: 32 random bytes, 64 hex digits.
+KEY_BYTES = 32
 
 
-def _development_key(purpose: str) -> bytes:
-    return hashlib.sha256(f"punte-development-{purpose}-key".encode()).digest()
+class MissingSecret(RuntimeError):
+    """Intake was given no key, or a weak or malformed one, in the PUNTE_* variable named.
+    There is no built-in key to fall back on: whoever holds the source could otherwise
+    hash the ~10^9 possible CNPs and reverse every pseudonym."""
 
 
-def build_rules(pseudonym_key: str) -> Rules:
+def pseudonym_key(setting: str) -> bytes:
+    """PUNTE_PSEUDONYM_KEY as bytes; MissingSecret (never quoting it) unless 32+ bytes of hex."""
+    if not setting.strip():
+        raise MissingSecret("PUNTE_PSEUDONYM_KEY is not set: give 64 hex digits (32 random bytes)")
+    try:
+        key = bytes.fromhex(setting.strip())
+    except ValueError:
+        raise MissingSecret("PUNTE_PSEUDONYM_KEY is not hexadecimal: give 64 hex digits "
+                            "(32 random bytes)") from None
+    if len(key) < KEY_BYTES:
+        raise MissingSecret(f"PUNTE_PSEUDONYM_KEY is too short ({len(key)} bytes): give 64 hex digits "
+                            "(32 random bytes)")
+    return key
+
+
+def build_rules(pseudonym_key_hex: str) -> Rules:
     uats = reference.uats()
 
     def county_institution(kind: str, county: str) -> str | None:
@@ -41,17 +58,22 @@ def build_rules(pseudonym_key: str) -> Rules:
                            for section, items in reference.observation_sheet_items().items()},
         local_authority=lambda siruta: (i.id if (i := reference.local_authority(siruta)) else None),
         county_institution=county_institution,
-        # Without a configured key (tests, first runs) a fixed development key is used;
-        # production sets PUNTE_PSEUDONYM_KEY.
-        pseudonym_key=bytes.fromhex(pseudonym_key) if pseudonym_key else _development_key("pseudonym"),
+        pseudonym_key=pseudonym_key(pseudonym_key_hex),
     )
 
 
 def build_vault(settings: Settings) -> IdentityVault:
-    if settings.identity_keys:
+    try:
         return IdentityVault.from_setting(settings.identity_keys)
-    log.warning("no PUNTE_IDENTITY_KEYS; identities are sealed with a development key")
-    return IdentityVault({"dev": _development_key("identity")}, "dev")
+    except ValueError as exc:
+        raise MissingSecret(f"PUNTE_IDENTITY_KEYS is not usable ({exc}): give kid:64-hex-digits"
+                            "[,kid:…], the first key encrypts") from None
+
+
+def check_secrets(settings: Settings) -> None:
+    """Raise MissingSecret before anything starts when a key intake needs is not usable."""
+    build_rules(settings.pseudonym_key)
+    build_vault(settings)
 
 
 def build_intake(rt: Runtime) -> handlers.Intake:
@@ -80,7 +102,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
         await handlers.record_failure(uow, message, code)
 
     return [rt.consumer(group_id="punte-intake", handler=handle, pattern=INGRESS_PATTERN,
-                        on_failure=on_failure)]
+                        message_key=key_by_sender, on_failure=on_failure)]
 
 
 SPEC = ServiceSpec(

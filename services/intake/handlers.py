@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 
+from contracts.access import Relation, case_relations
 from contracts.events import (
     CaseOpened,
     CaseReportAdded,
@@ -18,8 +21,8 @@ from contracts.events import (
 )
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import Refusal, Window, receive, reply, sender_of
+from runtime.inbox import Message, UnitOfWork
+from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.signing import Keyring
 from services.intake.adapters import repository
 from services.intake.adapters.tables import cases, reports
@@ -54,7 +57,7 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
     try:
         if event.type not in REPORT_TYPES:
             raise ReportRejected("UNKNOWN_EVENT_TYPE", f"intake does not handle {event.type}")
-        parsed = REPORT_TYPES[event.type].model_validate(event.data)
+        parsed = _parse(event)
         report = upgrade(parsed) if isinstance(parsed, ReportSubmitted) else parsed
         if report.reporter.institution != sender_of(message):
             raise ReportRejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
@@ -64,20 +67,41 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
         await _record(uow, message, "rejected", answer, reason=exc.code)
         return
 
-    await repository.save_identity(uow.session, case.child_ref,
-                                   intake.vault.seal(_identity(report), case.child_ref), uow.now)
+    await repository.add_identity_version(uow.session, case.child_ref,
+                                          intake.vault.seal(_identity(report), case.child_ref),
+                                          report_id=event.id, reporter=report.reporter.institution,
+                                          now=uow.now)
     await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
     joined = next((c for c in await repository.open_cases_of(uow.session, case.child_ref)
                    if overlaps(c.categories, case)), None)
     if joined is not None:
-        answer = await _join(uow, message, event, report, case, joined)
+        case_id, answer = await _join(uow, message, event, report, case, joined)
     else:
-        answer = await _open(uow, message, event, report, case, intake.vault)
-    await _record(uow, message, "accepted", answer, case_id=answer["case_id"])
+        case_id, answer = await _open(uow, message, event, report, case, intake.vault)
+    await _record(uow, message, "accepted", answer, case_id=case_id)
+
+
+def _takes_part(institution: str, lead: str, informed: Iterable[str]) -> bool:
+    """Whether an institution leads a case or is informed of it: only then may anything it
+    is sent name the case (contracts.access)."""
+    return bool({Relation.LEAD, Relation.PARTICIPANT}
+                & case_relations(institution, lead=lead, participants=informed))
+
+
+def _parse(event: CloudEvent) -> ReportSubmitted | ReportSubmittedV2:
+    """The report's model. The schema was checked, but JSON Schema's `$` lets a trailing
+    line break through where the model does not: refuse it as the schema would, naming
+    where and which rule, never the value (pydantic's message quotes it)."""
+    try:
+        return REPORT_TYPES[event.type].model_validate(event.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "/".join(str(p) for p in first["loc"]) or "(root)"
+        raise ReportRejected("SCHEMA_VIOLATION", f"{where}: breaks {first['type']}") from None
 
 
 async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
-                case: NewCase, existing: sa.Row) -> dict[str, Any]:
+                case: NewCase, existing: sa.Row) -> tuple[str, dict[str, Any]]:
     merged = merge(existing.categories, existing.urgency, case)
     await repository.update_case(uow.session, existing.case_id, list(merged.categories), merged.urgency)
     await repository.add_report_to_case(uow.session, existing.case_id, event.id,
@@ -90,14 +114,20 @@ async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_REPORT_ADDED.value, uow.source, added.model_dump(mode="json"),
         subject=existing.case_id), key=existing.case_id)
-    return reply(uow, message, accepted=True, key=existing.case_id, case_id=existing.case_id,
-                 urgency=merged.urgency, informed=[existing.lead], merged=True)
+    if not _takes_part(report.reporter.institution, existing.lead, existing.informed):
+        # Another institution's case: the reporter learns that its report was taken, not
+        # which case holds it (its id would let a reporter ask for the whole case).
+        return existing.case_id, reply(uow, message, accepted=True)
+    return existing.case_id, reply(uow, message, accepted=True, key=existing.case_id,
+                                   case_id=existing.case_id, urgency=merged.urgency,
+                                   informed=[existing.lead], merged=True)
 
 
 async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
-                case: NewCase, vault: IdentityVault) -> dict[str, Any]:
+                case: NewCase, vault: IdentityVault) -> tuple[str, dict[str, Any]]:
     case_id = f"case-{uuid.uuid4().hex[:16]}"
-    duplicates = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else {}
+    lookalikes = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else []
+    duplicates = {row.case_id: score for row, score in lookalikes}
     siblings = await repository.open_cases_of_siblings(uow.session, case.child_ref)
     await repository.open_case(
         uow.session, case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
@@ -121,13 +151,19 @@ async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_OPENED.value, uow.source, opened.model_dump(mode="json"), subject=case_id,
     ), key=case_id)
-    return reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
-                 informed=[case.lead, *case.informed], possible_duplicate_of=sorted(duplicates) or None)
+    reporter = report.reporter.institution
+    if not _takes_part(reporter, case.lead, case.informed):
+        return case_id, reply(uow, message, accepted=True)
+    known = sorted(row.case_id for row, _ in lookalikes if _takes_part(reporter, row.lead, row.informed))
+    return case_id, reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
+                          informed=[case.lead, *case.informed], possible_duplicate_of=known or None)
 
 
-async def _possible_duplicates(uow: UnitOfWork, case: NewCase, vault: IdentityVault) -> dict[str, float]:
-    """Open cases that may be this child under another spelling; a person decides."""
-    found: dict[str, float] = {}
+async def _possible_duplicates(uow: UnitOfWork, case: NewCase,
+                               vault: IdentityVault) -> list[tuple[sa.Row, float]]:
+    """Open cases that may be this child under another spelling, with their scores; a
+    person decides."""
+    found: list[tuple[sa.Row, float]] = []
     for row in await repository.lookalikes(uow.session, case.county, case.uat_siruta,
                                            case.described.birth_year, case.child_ref):
         known = vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
@@ -136,7 +172,7 @@ async def _possible_duplicates(uow: UnitOfWork, case: NewCase, vault: IdentityVa
             known.get("given_name"), known.get("family_name"),
             date.fromisoformat(birth) if birth else None, row.birth_year, row.uat_siruta, row.county))
         if score is not None:
-            found[row.case_id] = round(score, 3)
+            found.append((row, round(score, 3)))
     return found
 
 
@@ -162,7 +198,7 @@ async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
 async def _record(uow: UnitOfWork, message: Message, outcome: str, answer: dict[str, Any],
                   reason: str | None = None, case_id: str | None = None) -> None:
     await repository.record_answer(
-        uow.session, message_key=key_by_event_id(message), event_id=message.header("ce_id"),
+        uow.session, message_key=key_by_sender(message), event_id=message.header("ce_id"),
         event_type=message.header("ce_type"), sender=sender_of(message), received_at=uow.now,
         outcome=outcome, reason_code=reason, case_id=case_id, answer=answer,
     )

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
+from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec, polling
 from services.referral import handlers
 from services.referral.entrypoints import http
@@ -30,7 +31,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [
         rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"], handler=on_case),
         rt.consumer(group_id="punte-referral-commands", pattern=INGRESS_PATTERN,
-                    handler=on_command, on_failure=on_command_failure),
+                    handler=on_command, message_key=key_by_sender, on_failure=on_command_failure),
     ]
 
 

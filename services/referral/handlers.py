@@ -26,8 +26,8 @@ from contracts.events import (
 )
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent, decode
-from runtime.inbox import Message, UnitOfWork, key_by_event_id
-from runtime.ingress import Refusal, Window, receive, reply, sender_of
+from runtime.inbox import Message, UnitOfWork
+from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.service import Runtime
 from runtime.signing import Keyring
 from services.referral.adapters import repository
@@ -379,7 +379,7 @@ async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
 
 async def _record(uow: UnitOfWork, message: Message, outcome: str, reason: str | None = None) -> None:
     await uow.session.execute(sa.insert(commands).values(
-        message_key=key_by_event_id(message), event_type=message.header("ce_type"),
+        message_key=key_by_sender(message), event_type=message.header("ce_type"),
         sender=sender_of(message), received_at=uow.now, outcome=outcome, reason_code=reason,
     ))
 

@@ -22,7 +22,7 @@ from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message
-from runtime.ingress import Window
+from runtime.ingress import Window, key_by_sender
 from runtime.outbox import OutboxRelay, outbox_table
 from runtime.service import Runtime, migrate
 from runtime.settings import Settings
@@ -44,6 +44,9 @@ positions = itertools.count()
 # The network's key in tests: what the services sign their own topics with, and what
 # their consumers of those topics verify.
 NETWORK_KEY = SigningKey.generate("punte-network-test")
+# Intake's keys in tests: synthetic, never a built-in default (intake refuses to start without).
+TEST_PSEUDONYM_KEY = "5a" * 32
+TEST_IDENTITY_VAULT = IdentityVault({"test-1": bytes(range(32))}, "test-1")
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
@@ -117,14 +120,14 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
                           vault: IdentityVault | None = None):
     """Intake's real handler on a fresh migrated database; (consumer, engine, intake)."""
     engine, sessions = await migrated_database(server_url, "intake", INTAKE_MIGRATIONS)
-    intake = intake_handlers.Intake(keyring, build_rules(""), vault or IdentityVault({"k": bytes(32)}, "k"),
+    intake = intake_handlers.Intake(keyring, build_rules(TEST_PSEUDONYM_KEY), vault or TEST_IDENTITY_VAULT,
                                     window or Window())
 
     async def handle(uow, msg):
         await intake_handlers.submit_report(uow, msg, intake)
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, attempts=1)
+                             handler=handle, message_key=key_by_sender, attempts=1)
     return consumer, engine, intake
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.reference import rejection_codes
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import key_by_event_id
+from runtime.ingress import key_by_sender
 from runtime.signing import SigningKey
 from services.intake.adapters import repository
 from tests.integration.helpers import intake_consumer, keyring_of, message, positions
@@ -34,7 +34,7 @@ async def intake(infrastructure):
 
 async def outcome_of(engine, msg) -> dict[str, Any] | None:
     async with AsyncSession(engine) as session:
-        return await repository.answer_to(session, key_by_event_id(msg))
+        return await repository.answer_to(session, key_by_sender(msg))
 
 
 def assert_answered(answer: dict[str, Any] | None, consumer, failures_before: int) -> None:

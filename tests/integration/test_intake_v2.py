@@ -92,29 +92,34 @@ async def test_deadlines_start_at_receipt_by_urgency(intake):
 
 async def test_a_new_report_about_a_child_with_an_open_case_joins_it(intake):
     consumer, engine, _ = intake
-    await send(consumer, signed(report()))
-    doctor = report("dsp-bc", reporter={"institution": "dsp-bc", "role": "family-doctor"},
-                    channel="family-doctor",
-                    risks=[{"category": "school_absenteeism"}, {"category": "neglect"}])
-    await send(consumer, signed(doctor, "dsp-bc"), "dsp-bc")
+    await send(consumer, signed(report()))  # the SPAS leads, CJRAE and the school are informed
+    # The lead itself reports neglect too (a reporter outside the case is told less:
+    # tests/integration/test_intake_access.py).
+    spas = report("spas-colonesti", reporter={"institution": "spas-colonesti", "role": "social-worker"},
+                  channel="social-worker",
+                  risks=[{"category": "school_absenteeism"}, {"category": "neglect"}])
+    await send(consumer, signed(spas, "spas-colonesti"), "spas-colonesti")
     out = await emitted(engine)
-    [first], [second] = answers(out), answers(out, "dsp-bc")
+    [first], [second] = answers(out), answers(out, "spas-colonesti")
     assert second["merged"] is True and second["case_id"] == first["case_id"]
     assert second["urgency"] == "P1", "neglect raised the case from P2"
     [added] = of_type(out, "ro.punte.case.report-added.v1")
-    assert added["new_categories"] == ["neglect"] and added["reporter"]["institution"] == "dsp-bc"
+    assert added["new_categories"] == ["neglect"] and added["reporter"]["institution"] == "spas-colonesti"
     async with engine.connect() as conn:
         reporters = (await conn.execute(sa.select(case_reports.c.reporter)
                                         .order_by(case_reports.c.received_at))).scalars().all()
-    assert reporters == ["isj-bc", "dsp-bc"]
+    assert reporters == ["isj-bc", "spas-colonesti"]
 
 
 async def test_a_report_on_other_risks_opens_a_separate_case(intake):
     consumer, engine, _ = intake
     await send(consumer, signed(report()))
     await send(consumer, signed(report(risks=[{"category": "extreme_poverty"}])))
-    first, second = answers(await emitted(engine))
-    assert first["case_id"] != second["case_id"] and not second.get("merged")
+    out = await emitted(engine)
+    first, second = of_type(out, "ro.punte.case.opened.v1")
+    assert first["case_id"] != second["case_id"]
+    assert [a["status"] for a in answers(out)] == ["accepted", "accepted"]
+    assert not any(a.get("merged") for a in answers(out))
 
 
 def unnamed_child(given: str, family: str, birth: str | None = "2015-04-12", **more) -> dict:
@@ -170,8 +175,10 @@ async def test_a_child_living_in_another_county_is_routed_there(intake):
     away = report(child={"given_name": "Ioana", "family_name": "Exemplu", "estimated_age_years": 9,
                          "county": "NT"}, risks=[{"category": "neglect"}])
     await send(consumer, signed(away))
-    [answer] = answers(await emitted(engine))
-    assert answer["status"] == "accepted" and answer["informed"] == ["dgaspc-nt"]
+    out = await emitted(engine)
+    [opened], [answer] = of_type(out, "ro.punte.case.opened.v1"), answers(out)
+    assert (opened["lead"], opened["informed"]) == ("dgaspc-nt", [])
+    assert answer["status"] == "accepted" and "case_id" not in answer, "the school takes no part in it"
 
 
 async def test_a_v1_report_is_still_accepted(intake):

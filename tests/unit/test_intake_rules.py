@@ -15,7 +15,7 @@ from services.intake.domain.pseudonym import child_ref
 from services.intake.domain.routing import route
 from services.intake.domain.triage import triage
 
-RULES = build_rules("")
+RULES = build_rules("7e" * 32)  # a synthetic test key
 NOW = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
 COLONESTI, BACAU = 21891, 20297
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +24,7 @@ from services.intake.adapters.vault import IdentityVault, Sealed
 async def open_cases_of(session: AsyncSession, child_ref: str) -> Sequence[sa.Row]:
     """The child's open cases, newest first, locked for a merge."""
     return (await session.execute(
-        sa.select(cases.c.case_id, cases.c.categories, cases.c.urgency, cases.c.lead)
+        sa.select(cases.c.case_id, cases.c.categories, cases.c.urgency, cases.c.lead, cases.c.informed)
         .where(cases.c.child_ref == child_ref, cases.c.status == "open")
         .order_by(cases.c.opened_at.desc()).with_for_update()
     )).all()
@@ -40,14 +41,22 @@ async def open_cases_of_siblings(session: AsyncSession, child_ref: str) -> list[
     )).scalars())
 
 
+def _current_identities() -> sa.Subquery:
+    """The latest identity version of every child."""
+    return (sa.select(identities).ext(distinct_on(identities.c.child_ref))
+            .order_by(identities.c.child_ref, identities.c.version.desc()).subquery("current_identities"))
+
+
 async def lookalikes(session: AsyncSession, county: str, uat: int | None, birth_year: int | None,
                      other_than: str) -> Sequence[sa.Row]:
-    """Open cases of other children of about the same age and place, with their sealed
-    identity: the only ones worth decrypting for a name comparison."""
+    """Open cases of other children of about the same age and place, with their current
+    sealed identity: the only ones worth decrypting for a name comparison."""
+    current = _current_identities()
     query = (
         sa.select(cases.c.case_id, cases.c.child_ref, cases.c.birth_year, cases.c.uat_siruta,
-                  cases.c.county, identities.c.key_id, identities.c.nonce, identities.c.ciphertext)
-        .join(identities, identities.c.child_ref == cases.c.child_ref)
+                  cases.c.county, cases.c.lead, cases.c.informed,
+                  current.c.key_id, current.c.nonce, current.c.ciphertext)
+        .join(current, current.c.child_ref == cases.c.child_ref)
         .where(cases.c.status == "open", cases.c.county == county, cases.c.child_ref != other_than)
     )
     if uat is not None:
@@ -57,11 +66,21 @@ async def lookalikes(session: AsyncSession, county: str, uat: int | None, birth_
     return (await session.execute(query.limit(200))).all()
 
 
-async def save_identity(session: AsyncSession, child_ref: str, sealed: Sealed, now: datetime) -> None:
-    values = {"key_id": sealed.key_id, "nonce": sealed.nonce, "ciphertext": sealed.ciphertext,
-              "updated_at": now}
-    await session.execute(pg_insert(identities).values(child_ref=child_ref, **values)
-                          .on_conflict_do_update(index_elements=["child_ref"], set_=values))
+async def add_identity_version(session: AsyncSession, child_ref: str, sealed: Sealed, *, report_id: str,
+                               reporter: str, now: datetime) -> None:
+    """Who the child is as this report tells it: a new version, earlier ones kept as they
+    were (a report never overwrites another's account; a rectification adds a version)."""
+    await session.execute(sa.insert(identities).values(
+        child_ref=child_ref, report_id=report_id, reporter=reporter, key_id=sealed.key_id,
+        nonce=sealed.nonce, ciphertext=sealed.ciphertext, recorded_at=now))
+
+
+async def current_identity(session: AsyncSession, child_ref: str) -> sa.Row | None:
+    """The child's latest identity version, sealed."""
+    return (await session.execute(
+        sa.select(identities).where(identities.c.child_ref == child_ref)
+        .order_by(identities.c.version.desc()).limit(1)
+    )).first()
 
 
 async def open_case(session: AsyncSession, **values: Any) -> None:
@@ -116,7 +135,7 @@ async def reseal_identities(session: AsyncSession, vault: IdentityVault, batch: 
         )).all()
         for row in rows:
             sealed = vault.rotate(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
-            await session.execute(sa.update(identities).where(identities.c.child_ref == row.child_ref)
+            await session.execute(sa.update(identities).where(identities.c.version == row.version)
                                   .values(key_id=sealed.key_id, nonce=sealed.nonce,
                                           ciphertext=sealed.ciphertext))
         await session.commit()

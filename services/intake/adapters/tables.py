@@ -46,14 +46,19 @@ case_reports = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Who the child is, encrypted (adapters/vault.py); only intake's database holds it.
+# Who the child is, encrypted (adapters/vault.py); only intake's database holds it. One
+# version per report that identified the child, never overwritten: the latest is current.
 identities = sa.Table(
     "identities", metadata,
-    sa.Column("child_ref", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("child_ref", sa.Text, nullable=False),
+    sa.Column("report_id", sa.Text, nullable=True),  # None: kept before versions (0003)
+    sa.Column("reporter", sa.Text, nullable=True),
     sa.Column("key_id", sa.Text, nullable=False),
     sa.Column("nonce", sa.LargeBinary, nullable=False),
     sa.Column("ciphertext", sa.LargeBinary, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_identities_child_ref_version", "child_ref", "version"),
 )
 
 household_links = sa.Table(

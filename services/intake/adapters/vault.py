@@ -10,6 +10,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+KEY_BYTES = 32  # AES-256
+
 
 @dataclass(frozen=True)
 class Sealed:
@@ -27,14 +29,24 @@ class IdentityVault:
 
     @staticmethod
     def from_setting(setting: str) -> "IdentityVault":
-        """From ``"kid:hex,kid:hex"`` (PUNTE_IDENTITY_KEYS); the first key encrypts."""
-        pairs = [item.split(":", 1) for item in setting.split(",") if item.strip()]
-        if not pairs:
-            raise ValueError("PUNTE_IDENTITY_KEYS is empty")
-        keys = {kid.strip(): bytes.fromhex(hexkey.strip()) for kid, hexkey in pairs}
-        if any(len(k) != 32 for k in keys.values()):
-            raise ValueError("identity keys must be 32 bytes (64 hex digits)")
-        return IdentityVault(keys, pairs[0][0].strip())
+        """From ``"kid:hex,kid:hex"`` (PUNTE_IDENTITY_KEYS); the first key encrypts. A
+        ValueError, naming keys by position and never quoting them, when there is no key
+        or one is not 32 bytes of hex."""
+        keys: dict[str, bytes] = {}
+        for position, item in enumerate((i.strip() for i in setting.split(",") if i.strip()), start=1):
+            kid, _, hexkey = (part.strip() for part in item.partition(":"))
+            if not kid or not hexkey:
+                raise ValueError(f"key {position} is not written kid:hex")
+            try:
+                key = bytes.fromhex(hexkey)
+            except ValueError:
+                raise ValueError(f"key {position} is not hexadecimal") from None
+            if len(key) != KEY_BYTES:
+                raise ValueError(f"key {position} is {len(key)} bytes, not {KEY_BYTES} (64 hex digits)")
+            keys[kid] = key
+        if not keys:
+            raise ValueError("no key is set")
+        return IdentityVault(keys, next(iter(keys)))
 
     def seal(self, identity: dict[str, Any], child_ref: str) -> Sealed:
         nonce = os.urandom(12)

@@ -71,9 +71,12 @@ def upgrade(report: ReportSubmitted) -> ReportSubmittedV2:
     )
 
 
-def _check_cnp(value: str | None) -> None:
+# Refusal details name the field and the rule, never the value sent: a mistyped CNP or a
+# name would otherwise travel in outcomes, dead letters and logs.
+
+def _check_cnp(value: str | None, field: str) -> None:
     if value is not None and not cnp_rules.is_valid(value):
-        raise ReportRejected("INVALID_CNP", "CNP check digit or birth date is wrong")
+        raise ReportRejected("INVALID_CNP", f"{field}: check digit or birth date is wrong")
 
 
 def _birth(child: ChildIdentityV2 | Person) -> date | None:
@@ -87,7 +90,7 @@ def _where(child: ChildIdentityV2, rules: Rules) -> tuple[int | None, str]:
     if child.uat_siruta is not None and child.uat_siruta in rules.uat_county:
         return child.uat_siruta, rules.uat_county[child.uat_siruta]
     if child.county in rules.routed_counties:
-        raise ReportRejected("UNKNOWN_UAT", f"SIRUTA {child.uat_siruta} is not a UAT of {child.county}")
+        raise ReportRejected("UNKNOWN_UAT", "child.uat_siruta is not a UAT of child.county")
     return child.uat_siruta, child.county  # another county: its DGASPC places the UAT
 
 
@@ -98,7 +101,7 @@ def _route(categories: tuple[str, ...], uat: int | None, county: str, rules: Rul
                      rules.county_institution)
     lead = rules.county_institution("DGASPC", county)
     if lead is None:
-        raise ReportRejected("UNKNOWN_UAT", f"no DGASPC known for county {county}")
+        raise ReportRejected("UNKNOWN_UAT", "no DGASPC is known for child.county")
     return Routing(lead, ())
 
 
@@ -107,24 +110,26 @@ def _check_observation_sheet(report: ReportSubmittedV2, rules: Rules) -> None:
     if sheet is None:
         return
     for section, known in rules.observation_items.items():
-        unknown = sorted(set(getattr(sheet, section)) - known)
+        unknown = set(getattr(sheet, section)) - known
         if unknown:
-            raise ReportRejected("UNKNOWN_OBSERVATION_ITEM", f"{section}: {', '.join(unknown)}")
+            raise ReportRejected("UNKNOWN_OBSERVATION_ITEM",
+                                 f"observation_sheet.{section}: {len(unknown)} item(s) not on the sheet")
 
 
 def assess(report: ReportSubmittedV2, rules: Rules, received_at: datetime) -> NewCase:
     child = report.child
-    _check_cnp(child.cnp)
-    for sibling in report.household.siblings:
-        _check_cnp(sibling.cnp)
+    _check_cnp(child.cnp, "child.cnp")
+    for n, sibling in enumerate(report.household.siblings):
+        _check_cnp(sibling.cnp, f"household.siblings[{n}].cnp")
     named = bool(child.given_name and child.family_name)
     if child.cnp is None and not (named and (child.birth_date or child.estimated_age_years is not None)):
         raise ReportRejected("CHILD_NOT_IDENTIFIABLE",
                              "give a CNP, or names with a birth date or an estimated age")
     categories = tuple(dict.fromkeys(r.category for r in report.risks))
-    unknown = [c for c in categories if c not in rules.categories]
+    unknown = [n for n, risk in enumerate(report.risks) if risk.category not in rules.categories]
     if unknown:
-        raise ReportRejected("UNKNOWN_CATEGORY", f"unknown categories: {', '.join(unknown)}")
+        raise ReportRejected("UNKNOWN_CATEGORY", ", ".join(f"risks[{n}].category" for n in unknown)
+                             + " not in the catalogue (contracts/reference/risk-categories.yaml)")
     _check_observation_sheet(report, rules)
     uat, county = _where(child, rules)
     routing = _route(categories, uat, county, rules)

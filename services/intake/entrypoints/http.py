@@ -17,13 +17,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.access import Relation, case_relations, visible_categories
 from contracts.reference import ingress_topic
 from contracts.refusals import reason
 from runtime.access import record_access
+from runtime.authorization import check, permit
 from runtime.cloudevents import CONTENT_TYPE, REQUIRED
-from runtime.inbox import event_key
+from runtime.ingress import sender_key
 from runtime.service import Runtime
-from runtime.tokens import Principal, require_role
+from runtime.tokens import Principal
 from services.intake.adapters import repository
 from services.intake.adapters.tables import case_reports, cases, duplicate_candidates
 from services.intake.handlers import REPORT_TYPES
@@ -83,7 +85,7 @@ def _answer(outcome: dict[str, Any]) -> JSONResponse:
     summary="Trimite un raport / submit a report (CloudEvents over HTTP)",
 )
 async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
-                 principal: Principal = Depends(require_role())) -> JSONResponse:
+                 principal: Principal = Depends(permit("report.submit"))) -> JSONResponse:
     """Binary mode: `ce-*` headers with the report as the JSON body. Structured mode:
     `Content-Type: application/cloudevents+json` with `data` or `data_base64`. Sign as on
     Kafka (`keyid`, `signature`). The answer is the outcome, as on the delivery topic."""
@@ -98,7 +100,7 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
         raise _error(403, "SOURCE_MISMATCH", "the event's source is not your institution")
     if attributes["type"] not in REPORT_TYPES:
         raise _error(400, "UNKNOWN_EVENT_TYPE", "this endpoint takes reports")
-    message_key = event_key(attributes["source"], attributes["id"])
+    message_key = sender_key(principal.institution, attributes["id"])  # as the consumer keys it
     known = await _answer_to(runtime, message_key)
     if known is None:
         headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
@@ -129,10 +131,11 @@ async def _wait_for_answer(runtime: Runtime, message_key: str, seconds: float) -
 
 @router.get("/events/outcome", response_model=OutcomeBody, summary="Rezultatul unui raport / a report's outcome")
 async def outcome(request: Request, source: str, id: str,
-                  principal: Principal = Depends(require_role())) -> JSONResponse:
-    if source != f"/institutions/{principal.institution}":
-        raise _error(403, "SOURCE_MISMATCH", "not your institution's event")
-    known = await _answer_to(request.app.state.runtime, event_key(source, id))
+                  principal: Principal = Depends(permit("report.outcome.read"))) -> JSONResponse:
+    own = principal.institution is not None and source == f"/institutions/{principal.institution}"
+    check("report.outcome.read", principal, {Relation.OWN} if own else {Relation.ANY}, resource="event")
+    assert principal.institution is not None  # check admits only the event's own institution
+    known = await _answer_to(request.app.state.runtime, sender_key(principal.institution, id))
     if known is None:
         raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
                                          "message_en": "Still being processed, or unknown"})
@@ -156,33 +159,46 @@ class CaseView(BaseModel):
     possible_duplicates: list[dict[str, Any]]
 
 
-async def _case_for(session: AsyncSession, case_id: str, principal: Principal) -> sa.Row:
+async def _case_for(session: AsyncSession, case_id: str, principal: Principal,
+                    action: str) -> tuple[sa.Row, frozenset[Relation]]:
+    """The case and how the principal's institution stands to it, if ``action`` is allowed
+    (contracts/reference/access.yaml); a case it takes no part in is UNKNOWN_CASE, as one
+    that does not exist. Reporting alone is no part: reporters are not told case ids."""
     row = (await session.execute(sa.select(cases).where(cases.c.case_id == case_id))).first()
-    # Need to know: only the institutions taking part in the case see it.
-    if row is None or principal.institution not in (row.lead, *row.informed):
-        raise HTTPException(404, detail={"code": "NOT_FOUND", "message_ro": "Caz inexistent",
-                                         "message_en": "No such case"})
-    return row
+    relations = (case_relations(principal.institution, lead=row.lead, participants=row.informed)
+                 if row is not None else frozenset({Relation.ANY}))
+    check(action, principal, relations, resource="case")
+    assert row is not None  # check refuses a case that does not exist
+    return row, relations
 
 
 @router.get("/cases/{case_id}", response_model=CaseView, summary="Un caz / one case")
 async def case_view(case_id: str, request: Request,
-                    principal: Principal = Depends(require_role("case-manager"))) -> CaseView:
-    """The case as the institutions taking part see it: pseudonymous, no identity."""
+                    principal: Principal = Depends(permit("case.read"))) -> CaseView:
+    """The case as each institution taking part may see it: pseudonymous, no identity, only
+    the risk categories its kind may know (need-to-know.yaml); possible duplicates are
+    the lead's to see and decide."""
     runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
-        row = await _case_for(uow.session, case_id, principal)
+        row, relations = await _case_for(uow.session, case_id, principal, "case.read")
         record_access(uow, principal, request, service="intake", case_id=case_id)
         held = (await uow.session.execute(sa.select(case_reports).where(case_reports.c.case_id == case_id)
                                           .order_by(case_reports.c.received_at))).all()
         doubts = (await uow.session.execute(sa.select(duplicate_candidates)
                                             .where(duplicate_candidates.c.case_id == case_id))).all()
+
+    def visible(categories: list[str]) -> list[str]:
+        return list(visible_categories(principal.institution, categories))
+
+    # The lead decides possible duplicates; nobody else is shown them.
+    doubts = doubts if Relation.LEAD in relations else []
+
     return CaseView(
         case_id=row.case_id, child_ref=row.child_ref, county=row.county, uat_siruta=row.uat_siruta,
-        categories=row.categories, urgency=row.urgency, lead=row.lead, informed=row.informed,
+        categories=visible(row.categories), urgency=row.urgency, lead=row.lead, informed=row.informed,
         status=row.status, do_not_contact=row.do_not_contact, deadlines=row.deadlines,
         opened_at=row.opened_at,
-        reports=[{"report_id": r.report_id, "reporter": r.reporter, "categories": r.categories,
+        reports=[{"report_id": r.report_id, "reporter": r.reporter, "categories": visible(r.categories),
                   "received_at": r.received_at.isoformat()} for r in held],
         possible_duplicates=[{"case_id": d.candidate_case_id, "score": d.score, "status": d.status,
                               "decided_by": d.decided_by} for d in doubts],
@@ -195,16 +211,14 @@ class Decision(BaseModel):
 
 @router.post("/cases/{case_id}/duplicates/{other_case_id}",
              summary="Confirmă sau respinge un posibil duplicat / decide a possible duplicate")
-async def decide_duplicate(case_id: str, other_case_id: str, decision: Decision, request: Request,
-                           principal: Principal = Depends(require_role("case-manager"))) -> dict[str, str]:
-    """Only the lead institution's case managers decide; the decision is kept with who took it."""
+async def decide_duplicate(
+    case_id: str, other_case_id: str, decision: Decision, request: Request,
+    principal: Principal = Depends(permit("case.duplicates.decide")),
+) -> dict[str, str]:
+    """Only the lead institution's people decide; the decision is kept with who took it."""
     runtime: Runtime = request.app.state.runtime
     async with runtime.sessions() as session, session.begin():
-        row = await _case_for(session, case_id, principal)
-        if principal.institution != row.lead:
-            raise HTTPException(403, detail={"code": "NOT_CASE_LEAD",
-                                             "message_ro": "Doar instituția responsabilă decide",
-                                             "message_en": "Only the lead institution decides"})
+        await _case_for(session, case_id, principal, "case.duplicates.decide")
         updated = await session.execute(
             sa.update(duplicate_candidates)
             .where(duplicate_candidates.c.case_id == case_id,
