@@ -14,6 +14,7 @@ from runtime.cloudevents import CloudEvent
 from runtime.signing import SigningKey
 from services.referral.entrypoints.http import router
 from tests.integration.helpers import (
+    NETWORK_KEY,
     T0,
     api_client,
     bearer,
@@ -34,21 +35,21 @@ LEAD, INFORMED, REPORTER, LATER_REPORTER, STRANGER = "dgaspc-bc", "spas-colonest
 
 
 def case_opened(case_id: str = "case-1", urgency: str = "P1") -> CloudEvent:
-    return CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {
         "case_id": case_id, "child_ref": "ch-x", "uat_siruta": 21891, "categories": CATEGORIES,
         "urgency": urgency, "lead": LEAD, "informed": [INFORMED], "report_id": f"r-{case_id}",
         "reporter": {"institution": REPORTER, "role": "school-counsellor"},
         "received_at": T0.isoformat(), "do_not_contact": False,
-    }, subject=case_id)
+    }, subject=case_id))
 
 
 def report_added(case_id: str = "case-1") -> CloudEvent:
-    return CloudEvent.new("ro.punte.case.report-added.v1", "/punte/intake", {
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.report-added.v1", "/punte/intake", {
         "case_id": case_id, "report_id": f"r2-{case_id}",
         "reporter": {"institution": LATER_REPORTER, "role": "school-counsellor"},
         "categories": CATEGORIES, "new_categories": [], "urgency": "P1", "lead": LEAD,
         "received_at": T0.isoformat(),
-    }, subject=case_id)
+    }, subject=case_id))
 
 
 @pytest.fixture
