@@ -149,7 +149,8 @@ def decide(action: str, roles: Iterable[str], relations: Iterable[Relation],
         return ALLOWED
     if not any(g.roles & held for g in rule.grants):
         return Decision(False, "FORBIDDEN", 403)
-    takes_part = related - {Relation.ANY}
+    # Having only reported a case is not taking part in it: the case stays hidden.
+    takes_part = related - {Relation.ANY, Relation.REPORTER}
     if resource is not None and not takes_part:
         return Decision(False, HIDDEN.get(resource, "NOT_FOUND"), 404)
     return Decision(False, rule.refusal, 403)

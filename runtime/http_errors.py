@@ -50,6 +50,7 @@ DESCRIPTIONS = {
     404: "Inexistent sau inaccesibil / unknown or not yours to see",
     409: "Nu acum / not allowed in the current state",
     413: "Prea mare / too large (TOO_LARGE)",
+    502: "Serviciul de identitate nu răspunde / the identity provider failed",
     422: "Cerere invalidă / invalid request (INVALID_REQUEST)",
     429: "Prea multe cereri / too many requests (RATE_LIMITED); see Retry-After",
     503: "Indisponibil temporar / temporarily unavailable",
@@ -57,14 +58,16 @@ DESCRIPTIONS = {
 
 
 def _statuses(method: str, path: str) -> list[int]:
-    """The refusals an operation can give: every signed-in one 401/403/413/422/429/503; one
-    naming a resource 404; one that changes state 400 and 409."""
-    found = [401, 403, 413, 422, 429, 503]
-    if "{" in path:
-        found.append(404)
+    """The refusals an operation can give: every signed-in one 401/403/404 (what the asker
+    takes no part in is unknown to it)/413/422/429/503; one that changes state 400 and 409."""
+    found = [401, 403, 404, 413, 422, 429, 503]
     if method in ("post", "put", "patch", "delete"):
         found += [400, 409]
     return sorted(found)
+
+
+# Public operations: a sign-in answers wrong credentials (401) and an unreachable issuer (502).
+PUBLIC_STATUSES = {"get": [404, 422, 429, 503], "post": [400, 401, 413, 422, 429, 502, 503]}
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -98,7 +101,8 @@ def install(app: FastAPI, public: frozenset[str] = frozenset()) -> None:
         for path, operations in document.get("paths", {}).items():
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
-                wanted = [422, 429, 503] if f"{method.upper()} {path}" in public else _statuses(method, path)
+                wanted = (PUBLIC_STATUSES.get(method, [422, 429, 503]) if f"{method.upper()} {path}" in public
+                          else _statuses(method, path))
                 for status in wanted:
                     model = "InvalidRequest" if status == 422 else "Refusal"
                     given = responses.get(str(status))

@@ -108,7 +108,7 @@ def relations(world: World, institution: str | None, path: str) -> tuple[frozens
     if "{referral_id}" in path:
         return access.referral_relations(institution, referrer=REPORTER, to=LEAD, case_lead=LEAD,
                                          case_participants=world.participants), "referral"
-    if "{case_id}" in path:
+    if "{case_id}" in path or path == "/v1/referrals":  # a referral request names its case
         return access.case_relations(institution, lead=LEAD, participants=world.participants,
                                      reporters=[REPORTER]), "case"
     if "{notification_id}" in path:
@@ -137,7 +137,7 @@ def request_for(world: World, method: str, path: str, institution: str | None) -
         params = {"first": 1, "second": 1}
     elif path.startswith("/webhooks/deliveries"):
         params = {"institution": institution or LEAD} if method == "GET" else {}
-        body = {"ids": [0], "institution": institution or LEAD} if method == "POST" else None
+        body = {"ids": [1], "institution": institution or LEAD} if method == "POST" else None
     if operation.endswith("/commands"):
         body = {"command": "note", "note": "Matricea de acces (test)."}
     elif operation == "POST /v1/referrals":

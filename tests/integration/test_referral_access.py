@@ -89,8 +89,9 @@ def code_of(answer) -> tuple[int, str | None]:
 async def test_only_the_lead_and_participants_refer_a_case_over_http(referral):
     client = referral
     ask = {"case_id": "case-1", "to": REPORTER, "kind": "information-request"}
-    for institution, expected in ((REPORTER, (403, "NOT_CASE_PARTICIPANT")),
-                                  (LATER_REPORTER, (403, "NOT_CASE_PARTICIPANT")),
+    # Reporting is not taking part: to a reporter the case is as hidden as to a stranger.
+    for institution, expected in ((REPORTER, (404, "UNKNOWN_CASE")),
+                                  (LATER_REPORTER, (404, "UNKNOWN_CASE")),
                                   (STRANGER, (404, "UNKNOWN_CASE"))):
         refused = await client.post("/v1/referrals", json={**ask, "to": institution},
                                     headers=bearer(institution, "cm.x"))
@@ -111,7 +112,7 @@ async def test_an_institutions_system_refers_as_its_institution_may(referral):
     made = await client.post("/v1/referrals", json=ask, headers=bearer(INFORMED, "sys.spas", "institution-system"))
     assert made.status_code == 201 and made.json()["referrer"] == INFORMED
     refused = await client.post("/v1/referrals", json=ask, headers=bearer(REPORTER, "sys.isj", "institution-system"))
-    assert code_of(refused) == (403, "NOT_CASE_PARTICIPANT")
+    assert code_of(refused) == (404, "UNKNOWN_CASE")
 
 
 async def test_only_the_lead_and_participants_refer_a_case_over_kafka(referral):
@@ -123,7 +124,7 @@ async def test_only_the_lead_and_participants_refer_a_case_over_kafka(referral):
 
     def answers(sender):
         return [(d["status"], (d.get("reason") or {}).get("code")) for d in delivered(out, sender)]
-    assert answers(REPORTER) == [("rejected", "NOT_CASE_PARTICIPANT")]
+    assert answers(REPORTER) == [("rejected", "UNKNOWN_CASE")]
     assert answers(STRANGER) == [("rejected", "UNKNOWN_CASE")]
     assert answers(INFORMED) == [("accepted", None)]
     made = [r for r in of_type(out, "ro.punte.referral.requested.v1") if r["kind"] == "information-request"]

@@ -30,8 +30,11 @@ def test_only_participants_refer_and_a_reporter_is_not_one():
     reporter = access.case_relations("isj-bc", lead="dgaspc-bc", participants=["dgaspc-bc", "spas-colonesti"],
                                      reporters=["isj-bc"])
     assert Relation.PARTICIPANT not in reporter and Relation.REPORTER in reporter
+    # Reporting only is not taking part: the case is hidden from the reporter like from anyone.
     refused = decide("referral.request", ["case-manager"], reporter, resource="case")
-    assert (refused.allowed, refused.code, refused.status) == (False, "NOT_CASE_PARTICIPANT", 403)
+    assert (refused.allowed, refused.code, refused.status) == (False, "UNKNOWN_CASE", 404)
+    informed = access.case_relations("spas-colonesti", lead="dgaspc-bc", participants=["spas-colonesti"])
+    assert decide("case.close", ["case-manager"], informed, resource="case").code == "NOT_CASE_LEAD"
     stranger = access.case_relations("ipj-bc", lead="dgaspc-bc", participants=["dgaspc-bc"])
     hidden = decide("case.read", ["case-manager"], stranger, resource="case")
     assert (hidden.code, hidden.status) == ("UNKNOWN_CASE", 404)

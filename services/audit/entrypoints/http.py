@@ -219,7 +219,11 @@ async def consistency(request: Request, first: int = Query(ge=0, le=MAX_INT64),
     return {"first": first, "second": second, "proof": [base64.b64encode(h).decode() for h in proof]}
 
 
-@router.get("/export", summary="Export pentru verificare offline / export for offline verification")
+@router.get("/export", summary="Export pentru verificare offline / export for offline verification",
+            response_class=Response,
+            responses={200: {"description": "JSON lines (format=jsonl) or CSV (format=csv)",
+                             "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                                         "text/csv": {"schema": {"type": "string"}}}}})
 async def export(request: Request, format: str = Query("jsonl", pattern="^(jsonl|csv)$"),
                  size: int | None = Query(None, ge=0, le=MAX_INT64),
                  principal: Principal = Depends(permit("audit.search"))) -> Response:

@@ -17,7 +17,7 @@ from contracts.events import Urgency
 from contracts.reference import risk_categories
 from contracts.refusals import reason
 from runtime.authorization import check, permit
-from runtime.tokens import Principal, require_role
+from runtime.tokens import Principal
 from runtime.web_pages import refusal
 from services.notification.adapters import alerting, deliveries, people
 from services.notification.adapters import preferences as preference_store
@@ -82,10 +82,14 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _institution(principal: Principal) -> str:
-    # A person or system without an institution has no inbox (e.g. an auditor).
+def _institution(principal: Principal, entry: bool = False) -> str:
+    """The asker's institution. Without one (an auditor, the operator) there is no inbox
+    of its own: an entry is as unknown as another institution's, anything else is not
+    for its role (contracts.access: the relation `own` does not hold)."""
     if not principal.institution:
-        raise refusal(403, "NO_INSTITUTION", "Tokenul nu indică o instituție.", "The token names no institution.")
+        if entry:
+            raise _not_found()
+        raise HTTPException(403, detail=reason("FORBIDDEN", "the token names no institution"))
     return principal.institution
 
 
@@ -131,7 +135,7 @@ async def mark_read(
     principal: Principal = Depends(permit("inbox.act")),
     session: AsyncSession = Depends(_session),
 ) -> InboxEntry:
-    institution = _institution(principal)
+    institution = _institution(principal, entry=True)
     notification_id = _notification_id(notification_id)
     async with session.begin():
         # Marking twice keeps the first time it was read.
@@ -157,7 +161,7 @@ async def acknowledge(
 ) -> InboxEntry:
     """Anyone of the institution may acknowledge; the first acknowledgement is kept (who
     and when), and it counts as reading the entry too."""
-    institution = _institution(principal)
+    institution = _institution(principal, entry=True)
     notification_id = _notification_id(notification_id)
     async with session.begin():
         row = await alerting.acknowledge(session, notification_id, institution, principal.subject,
@@ -171,7 +175,7 @@ STREAM_POLL_SECONDS = 1.0
 
 
 @router.get("/inbox/stream", summary="Inboxul în timp real / the inbox, live (server-sent events)")
-async def stream(request: Request, principal: Principal = Depends(require_role())) -> StreamingResponse:
+async def stream(request: Request, principal: Principal = Depends(permit("inbox.read"))) -> StreamingResponse:
     """New entries of my institution's inbox as server-sent events (`event: entry`, the
     entry as JSON), from the moment of connecting; a comment line every poll keeps proxies
     from closing an idle stream."""
@@ -248,7 +252,7 @@ async def delivery_status(
     principal: Principal = Depends(permit("inbox.read")),
     session: AsyncSession = Depends(_session),
 ) -> DeliveryStatus:
-    institution = _institution(principal)
+    institution = _institution(principal, entry=True)
     notification_id = _notification_id(notification_id)
     entry = (await session.execute(sa.select(inbox_entries).where(
         inbox_entries.c.notification_id == notification_id,
