@@ -14,7 +14,6 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
@@ -279,15 +278,16 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
 def _check_access_rules(service: str, app: FastAPI) -> None:
     """Fail closed: a service whose operations are not all in contracts/reference/access.yaml
-    does not start."""
+    does not start. Read from the OpenAPI document: FastAPI keeps included routers' routes
+    out of ``app.routes``."""
     missing = []
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
-                try:
-                    action_for(service, method, route.path)
-                except KeyError:
-                    missing.append(f"{method} {route.path}")
+    for path, operations in app.openapi()["paths"].items():
+        for method in operations:
+            try:
+                action_for(service, method.upper(), path)
+            except KeyError:
+                missing.append(f"{method.upper()} {path}")
+    app.openapi_schema = None  # built again with the refusals documented (http_errors.install)
     if missing:
         raise RuntimeError(f"{service}: no access rule for {', '.join(missing)} (contracts/reference/access.yaml)")
 

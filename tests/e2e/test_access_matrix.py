@@ -37,8 +37,8 @@ def minter(network: Stack) -> TokenIssuer:
     return TokenIssuer(network.url("identity"), SigningKey.load(network.state.keys / "identity.key"))
 
 
-def bearer(issuer: TokenIssuer, institution: str | None, role: str) -> dict[str, str]:
-    subject = f"cm.{institution}" if institution else role
+def bearer(issuer: TokenIssuer, institution: str | None, role: str, subject: str | None = None) -> dict[str, str]:
+    subject = subject or (f"cm.{institution}" if institution else role)
     return {"Authorization": f"Bearer {issuer.issue(subject, institution, [role], 'Test')}"}
 
 

@@ -13,6 +13,7 @@ from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from runtime.kafka import make_producer
 from tests.e2e.conftest import Deliveries, sign_in, wait_until
+from tests.e2e.test_network import cases_opened
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +38,13 @@ async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_se
         sent = school.event(EventType.REPORT_SUBMITTED_V2.value, report("isj-bc", ["emotional_abuse"]))
         await school.send(sent)
 
+        # The school takes no part in the case: its outcome names none; the network's topic does.
+        opened = (await cases_opened(network.kafka_bootstrap, {sent.id}))[sent.id]
+
         async def referred():
             """the lead received the referral"""
-            answer = deliveries.outcome_of(sent.id)
-            return answer and [n for w, n in deliveries.notifications("referral-requested")
-                               if w == "dgaspc-bc" and n["case_id"] == answer[0][1]["case_id"]]
+            return [n for w, n in deliveries.notifications("referral-requested")
+                    if w == "dgaspc-bc" and n["case_id"] == opened]
         [requested] = await wait_until(referred)
         rid, case_id = requested["referral_id"], requested["case_id"]
         assert requested["urgency"] == "P1"

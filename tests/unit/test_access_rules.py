@@ -2,6 +2,8 @@
 views and need to know, failing closed on everything unknown."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from contracts import access
@@ -70,3 +72,20 @@ def test_need_to_know_fails_closed_for_unknown_institutions():
     assert "health_risk" not in police and "school_absenteeism" not in police and "sexual_abuse" in police
     assert access.visible_categories("no-such-institution", everything) == ()
     assert access.visible_categories(None, everything) == ()
+
+
+def test_a_service_with_an_operation_that_has_no_rule_does_not_start():
+    from fastapi import APIRouter
+
+    from runtime.service import ServiceSpec, create_app
+    from runtime.settings import Settings
+
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/secrets")
+    async def secrets() -> dict:
+        return {}
+
+    spec = ServiceSpec("referral", Path("."), lambda rt: [], [router], stats=None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="GET /v1/secrets"):
+        create_app(spec, Settings(service="referral"))

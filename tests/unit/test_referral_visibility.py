@@ -54,7 +54,7 @@ def test_a_participant_that_is_no_side_of_a_referral_sees_nothing_of_it():
 def test_a_reporter_is_no_participant_of_the_case():
     school = visibility.to_case("isj-bc", CASE)
     assert Relation.REPORTER in school and Relation.PARTICIPANT not in school
-    assert decide("referral.request", ["case-manager"], school, "case").code == "NOT_CASE_PARTICIPANT"
+    assert decide("referral.request", ["case-manager"], school, "case").code == "UNKNOWN_CASE"  # hidden, like a stranger
     assert decide("referral.request", ["case-manager"], visibility.to_case("das-bacau", CASE), "case").code == "UNKNOWN_CASE"
 
 
