@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from runtime.limits import admit
 from runtime.signing import SigningKey, b64url
 
 ALGORITHM = "EdDSA"
@@ -126,6 +127,7 @@ def require_role(*roles: str):
                                              "message": "Autentificare necesară / Authentication required"})
         verifier: TokenVerifier = request.app.state.runtime.verifier
         principal = await verifier.verify(credentials.credentials)
+        await admit(request, principal)  # per-person and per-institution rates (runtime.limits)
         if roles and not principal.roles.intersection(roles):
             raise HTTPException(403, detail={"code": "FORBIDDEN",
                                              "message": f"Rol necesar / role required: {', '.join(roles)}"})
