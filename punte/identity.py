@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import uvicorn
-from fastapi import FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 
+from runtime.limits import throttle
 from runtime.signing import SigningKey
 from runtime.tokens import TokenIssuer
 
@@ -119,7 +120,8 @@ def create_app(issuer: TokenIssuer, accounts: dict[str, Account]) -> FastAPI:
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/token")
+    # Per client address (runtime.limits; PUNTE_RATE_TOKEN_PER_ADDRESS).
+    @app.post("/token", dependencies=[Depends(throttle("token"))])
     async def token(request: Request, grant_type: str = Form(...), username: str | None = Form(None),
                     password: str | None = Form(None), client_id: str | None = Form(None),
                     client_secret: str | None = Form(None)) -> JSONResponse:

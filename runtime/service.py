@@ -30,6 +30,7 @@ from runtime.inbox import (
     key_by_event_id,
 )
 from runtime.kafka import make_producer
+from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
 from runtime.outbox import Outbox, OutboxRelay, outbox_table
@@ -273,6 +274,11 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     _check_access_rules(spec.name, app)
     http_errors.install(app, policy().public)
+    # Limits (runtime/limits.py): body size, rates and streams per process; the process's
+    # listening connection closes with the app.
+    app.state.limits = Limits(settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    app.router.lifespan_context = closing(app.router.lifespan_context)
     return app
 
 

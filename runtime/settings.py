@@ -71,6 +71,23 @@ class Settings(BaseSettings):
     relay_batch_max: int = 500
     relay_poll_seconds: float = 0.05
     handler_attempts: int = 3
+    # Limits (runtime/limits.py; counted per process). A request body over the maximum is
+    # refused 413 TOO_LARGE. Rates are in the `limits` notation ("600/minute",
+    # "20/second;600/minute"), a moving window; over one: 429 RATE_LIMITED with Retry-After.
+    http_max_body_bytes: int = 256 * 1024
+    rate_per_principal: str = "600/minute"  # authenticated calls of one person or system (token subject)
+    rate_per_institution: str = "3000/minute"  # ... of all the people and systems of one institution
+    rate_token_per_address: str = "60/minute"  # embedded identity provider's /token, per client address
+    rate_login_per_address: str = "20/minute"  # the pages' /ui/login, per client address
+    streams_per_institution: int = 20  # open inbox streams (server-sent events) of one institution
+    streams_total: int = 200  # ... of all institutions
+    # The gateway's wait for an outcome is woken by PostgreSQL NOTIFY; it also looks again
+    # this often, should a notification be missed.
+    outcome_recheck_seconds: float = 2.0
+    # P0 pages (alert e-mail/SMS) to one person per clock-aligned window; alerts beyond stay
+    # in the inbox and reach the person in one digest e-mail at the window's end.
+    p0_pages_per_person: int = 5
+    p0_page_window_seconds: int = 600
     log_level: str = "INFO"
     log_format: str = "json"
 

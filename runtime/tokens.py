@@ -18,6 +18,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.refusals import reason
+from runtime.limits import admit
 from runtime.log import get_logger
 from runtime.signing import SigningKey, b64url
 
@@ -208,6 +209,7 @@ def require_role(*roles: str):
             raise token_refusal(401, "MISSING_TOKEN")
         verifier: TokenVerifier = request.app.state.runtime.verifier
         principal = await verifier.verify(credentials.credentials)
+        await admit(request, principal)  # per-person and per-institution rates (runtime.limits)
         if roles and not principal.roles.intersection(roles):
             raise HTTPException(403, detail=reason("FORBIDDEN", f"role required: {', '.join(roles)}"))
         return principal

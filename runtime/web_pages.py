@@ -16,10 +16,11 @@ from pathlib import Path
 from string import Template
 
 import httpx
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
+from runtime.limits import throttle
 from runtime.log import get_logger
 from runtime.service import Runtime
 
@@ -123,7 +124,8 @@ class SignedIn(BaseModel):
 def add_login(router: APIRouter, summary: str) -> None:
     """``POST /ui/login``: the password grant at the identity provider's token endpoint."""
 
-    @router.post("/ui/login", response_model=SignedIn, summary=summary)
+    # Per client address, so guessing passwords through the page is slow (runtime.limits).
+    @router.post("/ui/login", response_model=SignedIn, summary=summary, dependencies=[Depends(throttle("login"))])
     async def login(body: Login, request: Request) -> SignedIn:
         """Password grant at the identity provider's token endpoint; the token goes back to
         the page, which sends it as a bearer token to the API (where the roles are checked)."""

@@ -2,7 +2,7 @@
 configuration and the channels (SMTP, SMS, webhooks)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from services.notification.channels.email import SmtpSender
 from services.notification.channels.people import PeopleChannels, send_due
 from services.notification.channels.sms import FileSmsProvider
 from services.notification.channels.webhook import RetryPolicy, deliver_due
+from services.notification.domain.dispatch import PageCap
 from services.notification.entrypoints import http, ui
 
 TOPICS = ["punte.cases", "punte.referrals", "punte.access"]
@@ -40,6 +41,7 @@ async def configure(rt: Runtime) -> None:
     rt.extras[CONFIG] = handlers.Config(
         labels=reference.risk_categories(), recipients=recipients,
         channels=people_channels(rt.settings, recipients.zone), network_key=rt.network_key,
+        page_cap=PageCap(rt.settings.p0_pages_per_person, timedelta(seconds=rt.settings.p0_page_window_seconds)),
     )
 
 

@@ -1,7 +1,7 @@
 """Notification's use cases: one function per event it handles."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -61,6 +61,8 @@ class Config:
     # institution -> the DGASPC of its county, whose coordinators get escalated alerts
     county_dgaspc: Mapping[str, str] = field(default_factory=lambda: county_dgaspcs())
     rules: NeedToKnow = field(default_factory=need_to_know)  # for the categories messages never name
+    # How often one person may be paged for P0 alerts (PUNTE_P0_PAGES_PER_PERSON, ..._WINDOW_SECONDS).
+    page_cap: dispatch.PageCap = field(default_factory=dispatch.PageCap)
 
 
 def county_dgaspcs() -> dict[str, str]:
@@ -199,7 +201,8 @@ async def _tell_people(uow: UnitOfWork, notification_id: str, notice: Notice, co
     chosen = await preference_store.of(uow.session, members)
     plan = dispatch.plan(notice, recipients, uow.now, owner=owner, preferences=chosen,
                          available=config.channels.available)
-    await people.enqueue(uow.session, notification_id, notice.recipient, plan.messages, uow.now)
+    paging = await _limit_pages(uow.session, plan.messages, config.page_cap, uow.now)
+    await people.enqueue(uow.session, notification_id, notice.recipient, paging.sent + paging.held, uow.now)
     if plan.alert:
         inst = recipients.institutions[notice.recipient]
         await alerting.open_alert(uow.session, notification_id, notice.recipient,
@@ -224,13 +227,26 @@ async def fire_due_alerts(session, config: Config, now: datetime, limit: int = 1
             messages = [dispatch.Outgoing(person, channel, address, "alert", now)
                         for person in step.targets
                         for channel, address in dispatch.reachable(recipients, person, config.channels.available)]
-            await people.enqueue(session, alert.notification_id, alert.institution, messages, now,
+            paging = await _limit_pages(session, messages, config.page_cap, now)
+            await people.enqueue(session, alert.notification_id, alert.institution, paging.sent, now,
                                  round=alert.sends + 1)
+            # Held back: one digest line per alert and person, however often it comes round.
+            await people.enqueue(session, alert.notification_id, alert.institution, paging.held, now)
             await alerting.advance(session, alert.notification_id, step.level, step.round,
                                    now + timedelta(minutes=inst.ack_minutes))
             log.info("alert re-sent" if step.level == alert.level else "alert escalated",
                      notification_id=alert.notification_id, level=step.level, people=len(step.targets))
         return len(due)
+
+
+async def _limit_pages(session, messages: Sequence[dispatch.Outgoing], cap: dispatch.PageCap,
+                       now: datetime) -> dispatch.Paging:
+    """``messages`` with the pages of people over the cap held back (dispatch.limit_pages)."""
+    paged = {m.person for m in messages if m.purpose == "alert"}
+    if not paged:
+        return dispatch.Paging(tuple(messages), ())
+    pages = await people.pages_since(session, paged, cap.window_start(now))
+    return dispatch.limit_pages(messages, pages, cap, now)
 
 
 async def _lead_of(uow: UnitOfWork, case_id: str) -> str | None:

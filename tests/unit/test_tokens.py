@@ -199,6 +199,7 @@ async def test_http_refusals_have_the_common_shape_and_say_bearer():
 
     class State:
         verifier = FakeIssuer(*ISSUER.jwks()["keys"]).verifier()
+        settings = Settings()
     app.state.runtime = State()
 
     @app.get("/auditors-only")

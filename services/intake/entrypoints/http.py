@@ -4,7 +4,6 @@ event goes to the sender's ingress topic, so it takes the very path a Kafka mess
 and the audit trail sees it; the answer is the outcome intake sent back."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from datetime import datetime, timezone
@@ -24,9 +23,11 @@ from runtime.access import record_access
 from runtime.authorization import check, permit
 from runtime.cloudevents import CONTENT_TYPE, REQUIRED
 from runtime.ingress import sender_key
+from runtime.limits import wakeups_of
 from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.intake.adapters import repository
+from services.intake.adapters.repository import OUTCOME_CHANNEL
 from services.intake.adapters.tables import case_reports, cases, duplicate_candidates
 from services.intake.handlers import REPORT_TYPES
 
@@ -121,12 +122,11 @@ async def _answer_to(runtime: Runtime, message_key: str) -> dict[str, Any] | Non
 
 
 async def _wait_for_answer(runtime: Runtime, message_key: str, seconds: float) -> dict[str, Any] | None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        known = await _answer_to(runtime, message_key)
-        if known is not None or asyncio.get_running_loop().time() >= deadline:
-            return known
-        await asyncio.sleep(0.05)
+    """The outcome once intake records it: woken by its NOTIFY on OUTCOME_CHANNEL
+    (runtime.limits.Wakeups), with a slow re-check should a notification be missed."""
+    return await wakeups_of(runtime).wait(
+        OUTCOME_CHANNEL, message_key, lambda: _answer_to(runtime, message_key), seconds,
+        runtime.settings.outcome_recheck_seconds)
 
 
 @router.get("/events/outcome", response_model=OutcomeBody, summary="Rezultatul unui raport / a report's outcome")

@@ -4,7 +4,7 @@ Rows are written in the same transaction as the inbox entry they come from; the 
 (channels/people.py) takes due rows with SKIP LOCKED, so several replicas can send."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -32,6 +32,16 @@ async def enqueue(session: AsyncSession, notification_id: str, institution: str,
         insert(_t).values(rows).on_conflict_do_nothing(constraint="uq_people_deliveries_once")
         .returning(_t.c.id))
     return len(result.all())
+
+
+async def pages_since(session: AsyncSession, persons: Collection[str], since: datetime) -> dict[str, int]:
+    """How many times each of ``persons`` was paged (alert sends, whatever their channels
+    or status) since ``since``, in this transaction's view."""
+    rows = await session.execute(
+        sa.select(_t.c.person, sa.func.count(sa.distinct(sa.tuple_(_t.c.notification_id, _t.c.round))))
+        .where(_t.c.person.in_(list(persons)), _t.c.purpose == "alert", _t.c.created_at >= since)
+        .group_by(_t.c.person))
+    return {person: count for person, count in rows.all()}
 
 
 async def due(session: AsyncSession, now: datetime, limit: int) -> list[sa.Row]:

@@ -8,12 +8,16 @@
   and escalated until someone acknowledges it (``escalation_step``).
 - P0/P1 go at once, even in quiet hours; P2/P3 go into the next digest (or one by one for
   people who turned the digest off), never in quiet hours, and never by SMS.
+- A person is paged (alert e-mail/SMS) at most ``PageCap.pages`` times per window
+  (``limit_pages``): a flood of P0 reports must not page people without end. Alerts beyond
+  stay in the inbox, to be acknowledged, and reach the person as one digest e-mail at the
+  window's end.
 Pure: the caller supplies the clock, the owner of the referral and people's preferences."""
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
 from services.notification.domain.notices import Notice
@@ -162,3 +166,39 @@ def alert_targets(level: int, institution: str, recipients: Recipients, county_d
         inst = recipients.of(institution)
         return list(inst.supervisors) if inst else []
     return county_coordinators(recipients, county_dgaspc, institution)
+
+
+@dataclass(frozen=True)
+class PageCap:
+    """At most ``pages`` pages per person per clock-aligned ``window`` (10:00-10:10, ...);
+    one send of an alert is one page, whatever the number of channels it goes on."""
+
+    pages: int = 5
+    window: timedelta = timedelta(minutes=10)
+
+    def window_start(self, now: datetime) -> datetime:
+        seconds = self.window.total_seconds()
+        return now - timedelta(seconds=now.timestamp() % seconds)
+
+    def window_end(self, now: datetime) -> datetime:
+        return self.window_start(now) + self.window
+
+
+class Paging(NamedTuple):
+    sent: tuple[Outgoing, ...]  # to queue as planned
+    held: tuple[Outgoing, ...]  # alerts over the cap, as digest e-mail due at the window's end
+
+
+def limit_pages(messages: Iterable[Outgoing], pages: Mapping[str, int], cap: PageCap, now: datetime) -> Paging:
+    """The alert messages of people already paged ``cap.pages`` times in this window
+    (``pages``: person -> pages so far) are held back: each becomes a line of the digest
+    e-mail the person gets at the window's end (an SMS has no digest: the inbox has it).
+    Other messages are left as they are."""
+    sent: list[Outgoing] = []
+    held: list[Outgoing] = []
+    for message in messages:
+        if message.purpose != "alert" or pages.get(message.person, 0) < cap.pages:
+            sent.append(message)
+        elif message.channel == "email":
+            held.append(Outgoing(message.person, "email", message.address, "digest", cap.window_end(now)))
+    return Paging(tuple(sent), tuple(held))

@@ -11,12 +11,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.background import BackgroundTask
 
 from contracts.access import Relation, visible_categories
 from contracts.events import Urgency
 from contracts.reference import risk_categories
 from contracts.refusals import reason
 from runtime.authorization import check, permit
+from runtime.limits import limits_of
 from runtime.tokens import Principal
 from runtime.web_pages import refusal
 from services.notification.adapters import alerting, deliveries, people
@@ -178,9 +180,11 @@ STREAM_POLL_SECONDS = 1.0
 async def stream(request: Request, principal: Principal = Depends(permit("inbox.read"))) -> StreamingResponse:
     """New entries of my institution's inbox as server-sent events (`event: entry`, the
     entry as JSON), from the moment of connecting; a comment line every poll keeps proxies
-    from closing an idle stream."""
+    from closing an idle stream. Open streams are capped per institution and in all
+    (429 RATE_LIMITED; PUNTE_STREAMS_PER_INSTITUTION, PUNTE_STREAMS_TOTAL)."""
     institution = _institution(principal)
     sessions = request.app.state.runtime.sessions
+    slot = limits_of(request.app).streams.take(institution)
 
     async def events() -> AsyncIterator[str]:
         # Entries are stamped when their event was taken up, a moment before they commit:
@@ -203,8 +207,10 @@ async def stream(request: Request, principal: Principal = Depends(permit("inbox.
             yield ": keep-alive\n\n"
             await asyncio.sleep(STREAM_POLL_SECONDS)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    # The slot is freed when the client goes away, or after the response if it never started.
+    return StreamingResponse(slot.around(events()), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(slot.aclose))
 
 
 # --- delivery status, preferences, the webhook delivery log ---------------------------------
