@@ -10,7 +10,6 @@ because free text may name people. A code outside the list is refused (UNKNOWN_P
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import unquote
@@ -21,13 +20,13 @@ from contracts.events import AccessRecorded, EventType
 from contracts.reference import REFERENCE_DIR, _read_yaml
 from contracts.refusals import reason
 from runtime.cloudevents import CloudEvent
+from runtime.control_characters import without_control_characters
 from runtime.inbox import UnitOfWork
 from runtime.tokens import Principal
 
 ACCESS_TOPIC = "punte.access"
 PURPOSE_HEADER = "x-punte-purpose"
 PURPOSE_TEXT_MAX = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def parse_purpose(given: str) -> Stated:
     code = code.strip() or _reference()[1]  # codes are plain ASCII: never percent-decoded
     if code not in purposes():
         raise UnknownPurpose("not a code of access-purposes.yaml")
-    clean = " ".join(_CONTROL.sub(" ", unquote(text)).split())[:PURPOSE_TEXT_MAX]
+    clean = without_control_characters(unquote(text))[:PURPOSE_TEXT_MAX]
     return Stated(code, clean or None)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from contracts.refusals import Refused
+from runtime.control_characters import has_control_characters
 
 # ce_time is optional in CloudEvents; Punte requires it (signatures and the replay window use it).
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
@@ -57,11 +57,6 @@ class CloudEvent:
             out.append(("ce_subject", self.subject.encode()))
         out.extend((f"ce_{k}", v.encode()) for k, v in self.extensions.items())
         return out
-
-
-def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a control character (C0, DEL, C1: Unicode category Cc)."""
-    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def header_map(headers: Any) -> dict[str, str]:

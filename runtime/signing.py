@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from contracts.refusals import Refused
-from runtime.cloudevents import CloudEvent, has_control_characters
+from runtime.cloudevents import CloudEvent
+from runtime.control_characters import has_control_characters
 
 # The owner of the network's keys in a Keyring: what the services sign their own topics with.
 NETWORK = "punte"

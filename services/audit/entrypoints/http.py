@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import re
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from pydantic import BaseModel
 from contracts.refusals import Refused, reason
 from runtime.access import record_access
 from runtime.authorization import permit
+from runtime.control_characters import has_control_characters
 from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.audit import handlers
@@ -30,9 +30,6 @@ from services.audit.domain.spreadsheet import safe_cell
 router = APIRouter(tags=["audit"])
 # Sizes, indexes and offsets are PostgreSQL bigints: anything larger would fail there (500).
 MAX_INT64 = 2**63 - 1
-# NUL (which PostgreSQL refuses in text) and the other control characters: in no id or
-# search term of this network.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _runtime(request: Request) -> Runtime:
@@ -81,7 +78,7 @@ def _entry(row: sa.Row) -> Entry:
 def _plain(**terms: str | None) -> None:
     """Refuse search terms with control characters (422), naming the term, not its value."""
     for name, value in terms.items():
-        if value is not None and _CONTROL.search(value):
+        if has_control_characters(value):
             raise HTTPException(422, detail=reason("INVALID_CHARACTERS", name))
 
 
@@ -128,7 +125,7 @@ class TimelineStep(BaseModel):
             summary="Cronologia unui caz / a case's timeline across institutions")
 async def timeline(case_id: str, request: Request,
                    principal: Principal = Depends(permit("audit.search"))) -> list[TimelineStep]:
-    if _CONTROL.search(case_id):
+    if has_control_characters(case_id):
         raise HTTPException(404, detail=reason("NOT_FOUND"))  # no case has such an id
     await _audited_query(request, principal, {"timeline": case_id}, case_id)
     async with _runtime(request).sessions() as session:

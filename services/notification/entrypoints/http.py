@@ -18,6 +18,7 @@ from contracts.events import Urgency
 from contracts.reference import risk_categories
 from contracts.refusals import reason
 from runtime.authorization import check, permit
+from runtime.control_characters import has_control_characters
 from runtime.limits import limits_of
 from runtime.tokens import Principal
 from runtime.web_pages import refusal
@@ -34,13 +35,6 @@ router = APIRouter(tags=["inbox"])
 CONFIG = "notification_config"  # Runtime.extras key, set by bootstrap.configure
 MAX_INT64 = 2**63 - 1  # ids are PostgreSQL bigints: anything larger would fail in the database
 MAX_REPLAY_IDS = 1000
-_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
-
-
-def has_control(text: str | None) -> bool:
-    """A control character (NUL, line breaks, ...): PostgreSQL refuses NUL in text, and no id
-    or institution of this network has any."""
-    return text is not None and not _CONTROL.isdisjoint(text)
 
 
 class InboxEntry(BaseModel):
@@ -102,7 +96,7 @@ def _not_found() -> HTTPException:
 
 def _notification_id(notification_id: str) -> str:
     """An id with a control character names no notification (and never reaches the database)."""
-    if has_control(notification_id):
+    if has_control_characters(notification_id):
         raise _not_found()
     return notification_id
 
@@ -331,7 +325,7 @@ async def set_preferences(
 def _log_owner(principal: Principal, institution: str | None, action: str) -> str:
     """Whose webhook log: the asker's own institution unless one is named; an institution's
     supervisors and system read their own, the operator any (access.yaml ``action``)."""
-    if has_control(institution):
+    if has_control_characters(institution):
         raise HTTPException(422, detail=reason("INVALID_CHARACTERS", "institution"))
     owner = institution or principal.institution
     if not owner:

@@ -7,15 +7,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.control_characters import has_control_characters
 from services.referral.adapters.tables import cases, history, referrals
 from services.referral.domain.referral import OPEN, TERMINAL
 from services.referral.domain.visibility import Sides
 
 
 def storable(key: str) -> bool:
-    """Whether an id could name a row: PostgreSQL text holds no NUL, and no id has control
-    characters, so such an id names nothing (and is never sent to the database)."""
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in key)
+    """Whether an id could name a row: no id holds a control character (and PostgreSQL's
+    text no NUL), so such an id names nothing and is never sent to the database."""
+    return not has_control_characters(key)
 
 
 def sides_of(case: sa.Row) -> Sides:
