@@ -419,11 +419,17 @@ def delivery_topic(inst_id: str) -> str:
     return _template("delivery").replace(INSTITUTION_PLACEHOLDER, inst_id)
 
 
+def named_in_topic(topic: str, kind: str) -> str | None:
+    """The ``{institution}`` part of a per-institution topic of ``kind`` ("ingress",
+    "delivery"), whether or not an institution of that id is known; None for other topics."""
+    prefix, _, suffix = _template(kind).partition(INSTITUTION_PLACEHOLDER)
+    if len(topic) > len(prefix) + len(suffix) and topic.startswith(prefix) and topic.endswith(suffix):
+        return topic[len(prefix): len(topic) - len(suffix)]
+    return None
+
+
 def owner_of_ingress_topic(topic: str) -> str | None:
     """The id of the institution whose ingress topic this is, or None (not an ingress topic,
     or no known institution owns it)."""
-    prefix, _, suffix = _template("ingress").partition(INSTITUTION_PLACEHOLDER)
-    if not (topic.startswith(prefix) and topic.endswith(suffix)):
-        return None
-    inst_id = topic[len(prefix): len(topic) - len(suffix)]
+    inst_id = named_in_topic(topic, "ingress")
     return inst_id if inst_id in institutions() else None

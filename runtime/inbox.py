@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts.reference import ingress_topic
+from contracts.reference import named_in_topic
 from contracts.refusals import Refused, reason
 from runtime.cloudevents import CloudEvent, decode, header_map
 from runtime.kafka import make_consumer
@@ -70,6 +70,12 @@ class Message:
         # The runtime and the handlers ask for several headers of each message: decode once.
         return header_map(self.headers)
 
+    @cached_property
+    def event(self) -> CloudEvent:
+        """The message as a CloudEvent (EnvelopeError when it is not one), decoded once: the
+        signature check and the handler read the same event."""
+        return decode(self.headers, self.value)
+
     def header(self, name: str) -> str | None:
         return self._header_text.get(name)
 
@@ -95,15 +101,13 @@ def key_by_position(message: Message) -> str:
 
 def on_ingress_topic(topic: str) -> bool:
     """Whether ``topic`` is an institution's ingress topic (known institution or not)."""
-    prefix, _, suffix = ingress_topic("\0").partition("\0")
-    return len(topic) > len(prefix) + len(suffix) and topic.startswith(prefix) and topic.endswith(suffix)
+    return named_in_topic(topic, "ingress") is not None
 
 
 def check_network_signature(message: Message, network_keys: Keyring) -> None:
     """Raise a Refused (MISSING_SIGNATURE, UNKNOWN_KEY, BAD_SIGNATURE, or the envelope's
     code) unless ``message`` is a readable event signed with one of ``network_keys``."""
-    event = decode(message.headers, message.value)
-    network_keys.verify_event(NETWORK, event, message.value or b"")
+    network_keys.verify_event(NETWORK, message.event, message.value or b"")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
 from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
 from contracts.refusals import Refused, reason
-from runtime.cloudevents import CloudEvent, decode
+from runtime.cloudevents import CloudEvent
 from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
 from runtime.signing import Keyring
 
@@ -106,7 +106,7 @@ def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
     owner = sender_of(message)
     if owner is None:
         raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic} is not an ingress topic")
-    event = decode(message.headers, message.value)
+    event = message.event
     if event.source != f"/institutions/{owner}":
         raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
     now = now or datetime.now(timezone.utc)

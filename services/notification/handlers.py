@@ -25,7 +25,7 @@ from contracts.events import (
 )
 from contracts.reference import NeedToKnow, delivery_topic, institutions, need_to_know
 from runtime.access import purpose_named
-from runtime.cloudevents import CloudEvent, EnvelopeError, decode
+from runtime.cloudevents import CloudEvent, EnvelopeError
 from runtime.inbox import Message, UnitOfWork, dead_letter
 from runtime.log import get_logger
 from runtime.signing import SigningKey
@@ -78,7 +78,7 @@ class UnknownReferral(LookupError):
 async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     """A case or referral event becomes inbox entries and deliveries to those it concerns."""
     try:
-        event = decode(message.headers, message.value)
+        event = message.event
         if event.type == EventType.CASE_OPENED.value:
             case = CaseOpened.model_validate(event.data)
             await _remember(uow, case.case_id, case.case_id, case.urgency.value, case.categories,

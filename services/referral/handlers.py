@@ -25,7 +25,7 @@ from contracts.events import (
     ServiceUpdated,
 )
 from contracts.refusals import Refused
-from runtime.cloudevents import CloudEvent, decode
+from runtime.cloudevents import CloudEvent
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.service import Runtime
@@ -74,7 +74,7 @@ class Config:
 
 async def follow_case(uow: UnitOfWork, message: Message, config: Config) -> None:
     """A new case is referred to its lead; a report that joins a case updates its facts."""
-    event = decode(message.headers, message.value)
+    event = message.event
     if event.type == EventType.CASE_OPENED.value:
         case = CaseOpened.model_validate(event.data)
         await uow.session.execute(pg_insert(cases).values(
