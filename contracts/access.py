@@ -12,9 +12,9 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 from contracts.reference import REFERENCE_DIR, _read_yaml, institutions, need_to_know
+from contracts.refusals import Refused
 
 
 class Relation(str, Enum):
@@ -65,6 +65,21 @@ class Decision:
 
     def __bool__(self) -> bool:
         return self.allowed
+
+
+class Denied(Refused):
+    """A refusal of the access rule, from any transport: the code, and the HTTP status that
+    goes with it (an outcome on Kafka carries the code alone)."""
+
+    def __init__(self, decision: Decision, detail: str | None = None) -> None:
+        super().__init__(decision.code or "FORBIDDEN", detail or "")
+        self.status = decision.status
+
+
+def require(decision: Decision, detail: str | None = None) -> None:
+    """Raise Denied unless ``decision`` allows."""
+    if not decision:
+        raise Denied(decision, detail)
 
 
 ALLOWED = Decision(True)
@@ -179,6 +194,3 @@ def protected_in_messages(category: str) -> bool:
     return category in need_to_know().protected_in_messages
 
 
-def summary(row: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
-    """The fields of ``row`` a summary view keeps."""
-    return {k: row[k] for k in fields if k in row}

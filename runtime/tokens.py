@@ -200,18 +200,13 @@ class TokenVerifier:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_role(*roles: str):
-    """FastAPI dependency: a valid token holding at least one of ``roles`` (any if none)."""
-
-    async def dependency(request: Request,
-                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-        if credentials is None:
-            raise token_refusal(401, "MISSING_TOKEN")
-        verifier: TokenVerifier = request.app.state.runtime.verifier
-        principal = await verifier.verify(credentials.credentials)
-        await admit(request, principal)  # per-person and per-institution rates (runtime.limits)
-        if roles and not principal.roles.intersection(roles):
-            raise HTTPException(403, detail=reason("FORBIDDEN", f"role required: {', '.join(roles)}"))
-        return principal
-
-    return dependency
+async def authenticated(request: Request,
+                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    """FastAPI dependency: the principal of a valid bearer token, counted against its rates.
+    What it may do is runtime.authorization.permit's to say (contracts/reference/access.yaml)."""
+    if credentials is None:
+        raise token_refusal(401, "MISSING_TOKEN")
+    verifier: TokenVerifier = request.app.state.runtime.verifier
+    principal = await verifier.verify(credentials.credentials)
+    await admit(request, principal)  # per-person and per-institution rates (runtime.limits)
+    return principal

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI, HTTPException
 
+from runtime.authorization import permit
 from runtime.settings import Settings
 from runtime.signing import SigningKey, b64url
-from runtime.tokens import Principal, TokenIssuer, TokenVerifier, require_role
+from runtime.tokens import Principal, TokenIssuer, TokenVerifier
 
 ISSUER_URL = "http://issuer.test"
 ISSUER = TokenIssuer(ISSUER_URL, SigningKey.generate("ed-1"))
@@ -203,7 +204,7 @@ async def test_http_refusals_have_the_common_shape_and_say_bearer():
     app.state.runtime = State()
 
     @app.get("/auditors-only")
-    async def auditors_only(principal: Principal = Depends(require_role("auditor"))) -> dict:
+    async def auditors_only(principal: Principal = Depends(permit("audit.search"))) -> dict:
         return {"subject": principal.subject}
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://svc.test") as client:

@@ -59,7 +59,7 @@ def seen(referral: Mapping[str, Any], institution: str | None,
     view = access.view_of(relations)
     if view is None:
         return None
-    shown = dict(referral) if view is View.FULL else {**access.summary(referral, SUMMARY),
+    shown = dict(referral) if view is View.FULL else {**{k: referral[k] for k in SUMMARY if k in referral},
                                                       "owner": None, "history": []}
     shown["categories"] = list(access.visible_categories(institution, referral["categories"]))
     shown["view"] = view.value
