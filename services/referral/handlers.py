@@ -130,12 +130,6 @@ async def create_referral(uow: UnitOfWork, config: Config, *, referral_id: str, 
     return True
 
 
-def _refuse_unless(decision: access.Decision, detail: str) -> None:
-    """A refusal of the access rule, as the transports answer refusals (outcome or HTTP)."""
-    if not decision:
-        raise Refused(decision.code or "FORBIDDEN", detail)
-
-
 def _emit(uow: UnitOfWork, type_: EventType, data: dict[str, Any], case_id: str) -> None:
     # Key = case id: every event of a case stays in order on punte.referrals.
     uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(type_.value, uow.source, data, subject=case_id),
@@ -164,8 +158,9 @@ async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
         else:
             command = _command_of(event)
             person = command.actor
+            # A command naming no person is its institution's system's.
             actor = Actor(sender, person.person if person else None,
-                          frozenset(person.roles) if person else frozenset())
+                          frozenset(person.roles) if person else SYSTEM_ROLES)
             after = await execute(uow, config, command.referral_id, command.command, actor,
                                   reason=command.reason, outcome=command.outcome, note=command.note,
                                   assignee=command.assignee, forward_to=command.forward_to)
@@ -199,8 +194,16 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
                   reason: str | None = None, outcome: str | None = None, note: str | None = None,
                   assignee: str | None = None, forward_to: str | None = None) -> Referral:
     """One step on a referral, by anyone, from any transport: checked by the lifecycle,
-    recorded in the history, told to both sides through referral.transitioned."""
+    recorded in the history, told to both sides through referral.transitioned. Who may give
+    a command at all is the access rule's (referral.command: a non-participant is told the
+    referral does not exist); the network's own timers act as the lifecycle allows."""
     referral, row = await load(uow, referral_id)
+    relations: frozenset[access.Relation] = frozenset()
+    if actor != Actor.system():
+        case = await repository.sides_of_case(uow.session, row.case_id)
+        relations = visibility.to_referral(actor.institution, referrer=row.referrer, to=row.to_institution,
+                                           case=case)
+        access.require(access.decide("referral.command", actor.roles, relations, "referral"))
     forwarded: str | None = None
     if command in ("claim", "assign"):
         # Who holds the referral changes, its state does not.
@@ -224,10 +227,7 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
         if visibility.ends_statutory(command, row.legal_basis):
             # The lifecycle lets the referrer end it; the duty to act lets only the case's
             # lead, or a supervisor, silence its deadlines (access.yaml referral.end-statutory).
-            case = await repository.sides_of_case(uow.session, row.case_id)
-            relations = visibility.to_referral(actor.institution, referrer=row.referrer,
-                                               to=row.to_institution, case=case)
-            _refuse_unless(access.decide("referral.end-statutory", actor.roles, relations, "referral"),
+            access.require(access.decide("referral.end-statutory", actor.roles, relations, "referral"),
                            f"{command} of a statutory referral: the case's lead or a supervisor")
         if command == "forward":
             assert forward_to is not None
@@ -266,7 +266,7 @@ async def request_referral(uow: UnitOfWork, config: Config, sender: str, request
     case = await repository.case_of(uow.session, request.case_id, for_update=True)
     if case is None:
         raise Refused("UNKNOWN_CASE", "no such case")
-    _refuse_unless(access.decide("referral.request", roles,
+    access.require(access.decide("referral.request", roles,
                                  visibility.to_case(sender, repository.sides_of(case)), "case"),
                    "only the case's lead and the institutions taking part refer it")
     if request.service_id:

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from contracts.access import visible_categories
+from contracts.access import Denied, visible_categories
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
 from contracts.refusals import Refused, reason
 from runtime.access import record_access
-from runtime.authorization import check, permit
+from runtime.authorization import check, http_refusal, permit
 from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.referral import handlers
@@ -26,13 +26,15 @@ from services.referral.domain.referral import Actor
 router = APIRouter(prefix="/v1", tags=["referrals"])
 STATUS = {"UNKNOWN_REFERRAL": 404, "UNKNOWN_CASE": 404, "UNKNOWN_SERVICE": 404,
           "NOT_REFERRAL_RECIPIENT": 403, "NOT_REFERRER": 403, "NOT_SUPERVISOR": 403,
-          "NOT_ALLOWED": 403, "NOT_CASE_LEAD": 403, "NOT_CASE_PARTICIPANT": 403, "FORBIDDEN": 403}
+          "NOT_ALLOWED": 403}
 # Free text and ids go to PostgreSQL, whose text holds no NUL: refused as invalid (422).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def _refused(exc: Refused) -> HTTPException:
+    if isinstance(exc, Denied):
+        return http_refusal(exc)
     return HTTPException(STATUS.get(exc.code, 409), detail=reason(exc.code, exc.detail))
 
 
@@ -165,12 +167,6 @@ async def command(referral_id: str, body: CommandBody, request: Request,
     config = handlers.Config.of(runtime)
     try:
         async with runtime.unit_of_work() as uow:
-            row = await repository.referral_of(uow.session, referral_id)
-            if row is None:
-                raise Refused("UNKNOWN_REFERRAL", "no such referral")
-            case = await repository.sides_of_case(uow.session, row.case_id)
-            check("referral.command", principal, visibility.to_referral(
-                principal.institution, referrer=row.referrer, to=row.to_institution, case=case), "referral")
             await handlers.execute(uow, config, referral_id, body.command, _actor(principal),
                                    reason=body.reason, outcome=body.outcome, note=body.note,
                                    assignee=body.assignee, forward_to=body.forward_to)
