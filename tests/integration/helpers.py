@@ -180,14 +180,22 @@ def bearer(institution: str, person: str, *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def api_client(name: str, router: APIRouter, engine, keyring: Keyring | None = None) -> httpx.AsyncClient:
-    """A service's HTTP API over ASGI, on its database, trusting ISSUER's tokens; without a
-    broker (its outbox rows stay in the database, see ``emitted``)."""
+def service_app(name: str, engine, *routers: APIRouter, keyring: Keyring | None = None,
+                settings: Settings | None = None) -> FastAPI:
+    """A service's HTTP API on its database, trusting ISSUER's tokens; without a broker (its
+    outbox rows stay in the database, see ``emitted``)."""
     app = FastAPI()
-    app.include_router(router)
+    for router in routers:
+        app.include_router(router)
     app.state.runtime = Runtime(
-        name=name, settings=Settings(), engine=engine, sessions=make_sessions(engine),
+        name=name, settings=settings or Settings(), engine=engine, sessions=make_sessions(engine),
         producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
         verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
         network_key=None, keyring=keyring or Keyring([]))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=f"http://{name}.test")
+    return app
+
+
+def api_client(name: str, router: APIRouter, engine, keyring: Keyring | None = None) -> httpx.AsyncClient:
+    """``service_app`` over ASGI."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(service_app(name, engine, router, keyring=keyring)),
+                             base_url=f"http://{name}.test")

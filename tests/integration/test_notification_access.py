@@ -18,18 +18,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 
 from contracts.events import EventType
 from contracts.reference import delivery_topic, risk_categories
 from runtime.cloudevents import CloudEvent
-from runtime.db import make_sessions
 from runtime.inbox import UnitOfWork
-from runtime.outbox import Outbox, OutboxRelay
-from runtime.service import Runtime
+from runtime.outbox import Outbox
 from runtime.settings import Settings
-from runtime.signing import Keyring, SigningKey
-from runtime.tokens import TokenVerifier
+from runtime.signing import SigningKey
 from services.notification import handlers
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import inbox_entries
@@ -39,7 +35,19 @@ from services.notification.channels.sms import FileSmsProvider
 from services.notification.domain.recipients import Recipients
 from services.notification.domain.retry import RetryPolicy
 from services.notification.entrypoints import http, ui
-from tests.integration.helpers import ISSUER, bearer, emitted, message, migrated_database
+from services.referral.entrypoints import http as referral_http
+from tests.integration.helpers import (
+    ISSUER,
+    NETWORK_KEY,
+    bearer,
+    emitted,
+    message,
+    migrated_database,
+    positions,
+    referral_config,
+    referral_consumers,
+    service_app,
+)
 from tests.integration.smtp_peer import smtp_server
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
@@ -89,40 +97,25 @@ def config(smtp, tmp_path) -> handlers.Config:
                            channels=channels, network_key=SigningKey.generate("network-test"))
 
 
-# What the (mocked) referral service answers the web inbox page: it is not the page's to
-# trust that the referral service cut the categories already.
-REFERRAL = {"referral_id": "ref-h", "case_id": "case-h", "referrer": "dgaspc-bc", "to": "ipj-bc",
-            "urgency": "P1", "categories": ["health_risk", "domestic_violence"], "state": "requested",
-            "kind": "information-request", "owner": None, "service_id": None, "forwarded_from": None,
-            "legal_basis": "x", "do_not_contact": False, "deadlines": {}, "requested_at": T0.isoformat(),
-            "updated_at": T0.isoformat(), "history": []}
-
-
-def referral_service(request: httpx.Request) -> httpx.Response:
-    if request.url.path == "/v1/referrals/inbox":
-        return httpx.Response(200, json=[REFERRAL])
-    if request.url.path == "/v1/referrals/ref-h":
-        return httpx.Response(200, json=REFERRAL)
-    if request.url.path == "/v1/referrals/ref-h/commands":
-        return httpx.Response(200, json={**REFERRAL, "state": "received"})
-    return httpx.Response(404, json={"detail": {"code": "UNKNOWN_REFERRAL"}})
+@pytest.fixture
+async def referral_api(infrastructure):
+    """The real referral API on its own database, holding the case below: what the web
+    inbox page's referral views forward to."""
+    consumers, engine = await referral_consumers(infrastructure.database_url, referral_config())
+    await consumers["cases"].process([message("punte.cases", NETWORK_KEY.sign(case_opened(["ipj-bc"])),
+                                              offset=next(positions))])
+    yield service_app("referral", engine, referral_http.router)
+    await engine.dispose()
 
 
 @pytest.fixture
-async def api(database, config):
+async def api(database, config, referral_api):
     engine, _ = database
-    app = FastAPI()
-    app.include_router(http.router)
-    app.include_router(ui.router)
-    runtime = Runtime(name="notification", settings=Settings(referral_url="http://referral.test"), engine=engine,
-                      sessions=make_sessions(engine), producer=None,  # type: ignore[arg-type]
-                      relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
-                      verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
-                      network_key=None, keyring=Keyring([]))
-    runtime.extras[http.CONFIG] = config
-    app.state.runtime = runtime
+    app = service_app("notification", engine, http.router, ui.router,
+                      settings=Settings(referral_url="http://referral.test"))
+    app.state.runtime.extras[http.CONFIG] = config
     setattr(app.state, ui.REFERRAL_CLIENT,
-            lambda: httpx.AsyncClient(transport=httpx.MockTransport(referral_service)))
+            lambda: httpx.AsyncClient(transport=httpx.ASGITransport(referral_api)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app, raise_app_exceptions=False),
                                  base_url="http://notification.test") as client:
         yield client
@@ -151,7 +144,8 @@ def knows_of_health(text: str) -> bool:
 # ---- need to know, path by path ----------------------------------------------------------------
 
 
-async def test_the_police_never_see_the_health_risk_on_any_path(database, config, api, smtp, tmp_path):
+async def test_the_police_never_see_the_health_risk_on_any_path(database, config, api, smtp, tmp_path,
+                                                               referral_api):
     engine, sessions = database
     await handle(sessions, config, "punte.cases", case_opened(["ipj-bc", "dgaspc-bc"]))
     police = bearer("ipj-bc", "cm.ipj-bc")
@@ -186,14 +180,20 @@ async def test_the_police_never_see_the_health_risk_on_any_path(database, config
     [sms] = [json.loads(line) for line in (tmp_path / "sms.jsonl").read_text().splitlines()]
     assert sms["to"] == "+40700000011" and not knows_of_health(sms["text"])
 
-    # The web inbox page's referral views (forwarded from the referral service).
+    # The web inbox page's referral views (forwarded from the referral service): the lead
+    # asks the police for information on the case, and the police open it from the page.
+    lead_token = bearer("dgaspc-bc", "cm.dgaspc-bc")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(referral_api), base_url="http://referral.test") as r:
+        asked = await r.post("/v1/referrals", json={"case_id": "case-h", "to": "ipj-bc",
+                                                    "kind": "information-request"}, headers=lead_token)
+    rid = asked.json()["referral_id"]
     [listed] = (await api.get("/ui/api/referrals/inbox", headers=police)).json()
-    one = (await api.get("/ui/api/referrals/ref-h", headers=police)).json()
-    stepped = (await api.post("/ui/api/referrals/ref-h/commands", json={"command": "acknowledge"},
+    one = (await api.get(f"/ui/api/referrals/{rid}", headers=police)).json()
+    stepped = (await api.post(f"/ui/api/referrals/{rid}/commands", json={"command": "acknowledge"},
                               headers=police)).json()
     for shown in (listed, one, stepped):
         assert shown["categories"] == ["domestic_violence"], shown
-    lead = (await api.get("/ui/api/referrals/ref-h", headers=bearer("dgaspc-bc", "cm.dgaspc-bc"))).json()
+    lead = (await api.get(f"/ui/api/referrals/{rid}", headers=lead_token)).json()
     assert lead["categories"] == ["health_risk", "domestic_violence"]
 
 

@@ -8,9 +8,9 @@ The page calls this service's inbox API (http.py) with the person's bearer token
 Content-Security-Policy allows the same origin only, so the few referral calls it makes go
 through ``/ui/api/referrals/…`` here: each forwards one fixed path of the referral API
 with the caller's Authorization header and gives back the status and the JSON body as they
-came, refusals included, but for need to know: the risk categories of the referrals it
-shows are cut to those the caller's institution may know (contracts.access), whatever the
-referral service sent. Nothing else is forwarded: this is not an open proxy."""
+came, refusals included: the referral service applies the access rule and need to know to
+what it answers (each call is also checked here, by role). Nothing else is forwarded:
+this is not an open proxy."""
 from __future__ import annotations
 
 import functools
@@ -23,7 +23,6 @@ import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 
-from contracts.access import visible_categories
 from contracts.reference import institutions, referral_outcomes, risk_categories
 from runtime.authorization import permit
 from runtime.log import get_logger
@@ -51,16 +50,7 @@ MAX_COMMAND_BYTES = 16_384  # a command is a few fields and a note of at most 40
 REFERRAL_ID = PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,127}$")
 
 
-def _need_to_know(institution: str | None, answer: Any) -> Any:
-    """A referral (or a list of them) with only the categories ``institution`` may know."""
-    if isinstance(answer, list):
-        return [_need_to_know(institution, item) for item in answer]
-    if isinstance(answer, dict) and isinstance(answer.get("categories"), list):
-        return {**answer, "categories": list(visible_categories(institution, answer["categories"]))}
-    return answer
-
-
-async def _forward(request: Request, principal: Principal, method: str, path: str, *,
+async def _forward(request: Request, method: str, path: str, *,
                    params: dict[str, Any] | None = None, body: bytes | None = None) -> Response:
     runtime: Runtime = request.app.state.runtime
     headers = {name: value for name in FORWARDED_HEADERS if (value := request.headers.get(name))}
@@ -80,15 +70,7 @@ async def _forward(request: Request, principal: Principal, method: str, path: st
         log.warning("referral service answered without JSON", status=answer.status_code)
         raise refusal(502, "REFERRAL_ERROR", "Serviciul de trimiteri a dat un răspuns neașteptat.",
                       "The referral service gave an unexpected answer.")
-    content = answer.content
-    if answer.is_success:
-        try:
-            content = json.dumps(_need_to_know(principal.institution, answer.json()), ensure_ascii=False).encode()
-        except ValueError:
-            log.warning("referral service answered with broken JSON", status=answer.status_code)
-            raise refusal(502, "REFERRAL_ERROR", "Serviciul de trimiteri a dat un răspuns neașteptat.",
-                          "The referral service gave an unexpected answer.") from None
-    return Response(content, status_code=answer.status_code, media_type="application/json",
+    return Response(answer.content, status_code=answer.status_code, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
 
@@ -97,7 +79,7 @@ async def team_inbox(request: Request, owner: Literal["all", "mine", "unassigned
                      include_closed: bool = False, limit: int = Query(100, ge=1, le=500),
                      principal: Principal = Depends(permit("referral.list"))) -> Response:
     """Forwards ``GET /v1/referrals/inbox`` of the referral service."""
-    return await _forward(request, principal, "GET", "/v1/referrals/inbox",
+    return await _forward(request, "GET", "/v1/referrals/inbox",
                           params={"owner": owner, "include_closed": str(include_closed).lower(), "limit": limit})
 
 
@@ -106,7 +88,7 @@ async def referral(request: Request, referral_id: str = REFERRAL_ID,
                    principal: Principal = Depends(permit("referral.read"))) -> Response:
     """Forwards ``GET /v1/referrals/{referral_id}`` (the referral service checks the
     caller's relation to it and records the read)."""
-    return await _forward(request, principal, "GET", f"/v1/referrals/{quote(referral_id, safe='')}")
+    return await _forward(request, "GET", f"/v1/referrals/{quote(referral_id, safe='')}")
 
 
 @router.post("/ui/api/referrals/{referral_id}/commands",
@@ -126,8 +108,7 @@ async def command(request: Request, referral_id: str = REFERRAL_ID,
     if not isinstance(parsed, dict):
         raise refusal(422, "MALFORMED_PAYLOAD", "Comanda trebuie să fie un obiect JSON.",
                       "The command must be a JSON object.")
-    return await _forward(request, principal, "POST", f"/v1/referrals/{quote(referral_id, safe='')}/commands",
-                          body=body)
+    return await _forward(request, "POST", f"/v1/referrals/{quote(referral_id, safe='')}/commands", body=body)
 
 
 @functools.cache
