@@ -272,8 +272,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
     for router in spec.routers:
         app.include_router(router)
-    _check_access_rules(spec.name, app)
     http_errors.install(app, policy().public)
+    _check_access_rules(spec.name, app)
     # Limits (runtime/limits.py): body size, rates and streams per process; the process's
     # listening connection closes with the app.
     app.state.limits = Limits(settings)
@@ -293,7 +293,6 @@ def _check_access_rules(service: str, app: FastAPI) -> None:
                 action_for(service, method.upper(), path)
             except KeyError:
                 missing.append(f"{method.upper()} {path}")
-    app.openapi_schema = None  # built again with the refusals documented (http_errors.install)
     if missing:
         raise RuntimeError(f"{service}: no access rule for {', '.join(missing)} (contracts/reference/access.yaml)")
 
