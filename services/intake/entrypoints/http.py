@@ -137,8 +137,7 @@ async def outcome(request: Request, source: str, id: str,
     assert principal.institution is not None  # check admits only the event's own institution
     known = await _answer_to(request.app.state.runtime, sender_key(principal.institution, id))
     if known is None:
-        raise HTTPException(404, detail={"code": "NOT_YET", "message_ro": "Încă în lucru sau necunoscut",
-                                         "message_en": "Still being processed, or unknown"})
+        raise _error(404, "NOT_YET", "no answer yet")
     return _answer(known)
 
 
@@ -227,6 +226,5 @@ async def decide_duplicate(
             .values(status=decision.decision, decided_by=principal.subject,
                     decided_at=datetime.now(timezone.utc)))
     if updated.rowcount == 0:
-        raise HTTPException(409, detail={"code": "NOT_PENDING", "message_ro": "Nu există o decizie în așteptare",
-                                         "message_en": "No pending decision for these cases"})
+        raise _error(409, "NOT_PENDING", "decided already, or never a possible duplicate")
     return {"case_id": case_id, "candidate_case_id": other_case_id, "status": decision.decision}
