@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
@@ -31,11 +32,16 @@ from runtime.tokens import TokenIssuer, TokenVerifier
 from services.intake import handlers as intake_handlers
 from services.intake.adapters.vault import IdentityVault
 from services.intake.bootstrap import build_rules
+from services.notification.channels.email import SmtpSender
+from services.notification.channels.people import PeopleChannels
+from services.notification.channels.sms import FileSmsProvider
+from services.notification.domain.retry import RetryPolicy
 from services.referral import handlers as referral_handlers
 
 ROOT = Path(__file__).resolve().parents[2]
 INTAKE_MIGRATIONS = ROOT / "services" / "intake" / "migrations"
 REFERRAL_MIGRATIONS = ROOT / "services" / "referral" / "migrations"
+NOTIFICATION_MIGRATIONS = ROOT / "services" / "notification" / "migrations"
 # Test keys are valid from this day on (key rotation tests set their own periods).
 KEYS_SINCE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
@@ -199,3 +205,14 @@ def api_client(name: str, router: APIRouter, engine, keyring: Keyring | None = N
     """``service_app`` over ASGI."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(service_app(name, engine, router, keyring=keyring)),
                              base_url=f"http://{name}.test")
+
+
+# --- notification ------------------------------------------------------------------------
+
+def people_channels(smtp_port: int, sms_file: Path) -> PeopleChannels:
+    """E-mail to a test SMTP server, SMS to a file, retried quickly: the people channels of
+    the notification tests."""
+    return PeopleChannels(
+        email=SmtpSender("127.0.0.1", smtp_port, "punte@example.invalid", starttls=False),
+        sms=FileSmsProvider(sms_file), inbox_url="http://127.0.0.1:8003/ui",
+        zone=ZoneInfo("Europe/Bucharest"), policy=RetryPolicy(base=1, cap=5, max_attempts=3, timeout=10))

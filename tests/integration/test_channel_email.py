@@ -4,7 +4,6 @@ identifies the child; a server that is gone, or without STARTTLS, is a ChannelEr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -14,7 +13,7 @@ from punte.embedded import free_port
 from services.notification.channels.email import ChannelError, SmtpSender
 from services.notification.domain.messages import summarise
 from services.notification.domain.templates import render
-from tests.integration.smtp_peer import Collector, smtp_server
+from tests.integration.smtp_peer import Collector
 
 CASE = "case-0123456789abcdef"
 LINK = f"https://punte.example.ro/inbox/{CASE}"
@@ -22,12 +21,6 @@ TO = "dgaspc-b-urgente@example.ro"
 SENDER = "notificari@punte.example.ro"
 # Synthetic child data: it exists in the case file, and must never reach an e-mail.
 CHILD = {"cnp": "5100101040019", "name": "Ionel Popescu-Test", "address": "Str. Exemplu 1"}
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Controller, Collector]]:
-    with smtp_server() as server:
-        yield server
 
 
 def p0_notice():

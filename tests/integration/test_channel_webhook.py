@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
@@ -32,9 +31,7 @@ from services.notification.channels.webhook import (
     enqueue_event,
     retryable,
 )
-from tests.integration.helpers import migrated_database
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(base=0.001, factor=2, cap=0.01, max_attempts=8, timeout=5)
 NETWORK = SigningKey.generate("network-2025-03")
@@ -94,10 +91,8 @@ def flaky(failures: int) -> Callable[[int], int]:
 
 
 @pytest.fixture
-async def sessions(infrastructure):
-    engine, sessions = await migrated_database(infrastructure.database_url, "notification", MIGRATIONS)
-    yield sessions
-    await engine.dispose()
+def sessions(notification_database):
+    return notification_database[1]
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from services.notification.channels.people import send_due
 from tests.integration import test_notification_dispatch as dispatch
 from tests.integration.test_notification_dispatch import T0, handle, requested
 
-# The same database, SMTP server, recipients and channels as the dispatch tests.
-database, sessions, smtp, config = dispatch.database, dispatch.sessions, dispatch.smtp, dispatch.config
+# The same recipients and channels as the dispatch tests (the database and the SMTP server
+# are tests/integration/conftest.py's).
+sessions, config = dispatch.sessions, dispatch.config
 
 FLOOD = 12
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -29,11 +27,8 @@ from runtime.signing import SigningKey
 from services.notification import handlers
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import inbox_entries
-from services.notification.channels.email import SmtpSender
-from services.notification.channels.people import PeopleChannels, send_due
-from services.notification.channels.sms import FileSmsProvider
+from services.notification.channels.people import send_due
 from services.notification.domain.recipients import Recipients
-from services.notification.domain.retry import RetryPolicy
 from services.notification.entrypoints import http, ui
 from services.referral.entrypoints import http as referral_http
 from tests.integration.helpers import (
@@ -42,15 +37,13 @@ from tests.integration.helpers import (
     bearer,
     emitted,
     message,
-    migrated_database,
+    people_channels,
     positions,
     referral_config,
     referral_consumers,
     service_app,
 )
-from tests.integration.smtp_peer import smtp_server
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 HEALTH = risk_categories()["health_risk"]
 # What would give the health risk away, in either language.
@@ -74,25 +67,9 @@ RECIPIENTS = {
 
 
 @pytest.fixture
-async def database(infrastructure):
-    engine, sessions = await migrated_database(infrastructure.database_url, "notification", MIGRATIONS)
-    yield engine, sessions
-    await engine.dispose()
-
-
-@pytest.fixture
-def smtp():
-    with smtp_server() as server:
-        yield server
-
-
-@pytest.fixture
 def config(smtp, tmp_path) -> handlers.Config:
     controller, _ = smtp
-    channels = PeopleChannels(
-        email=SmtpSender("127.0.0.1", controller.port, "punte@example.invalid", starttls=False),
-        sms=FileSmsProvider(tmp_path / "sms.jsonl"), inbox_url="http://127.0.0.1:8003/ui",
-        zone=ZoneInfo("Europe/Bucharest"), policy=RetryPolicy(base=1, cap=5, max_attempts=3, timeout=10))
+    channels = people_channels(controller.port, tmp_path / "sms.jsonl")
     return handlers.Config(labels=risk_categories(), recipients=Recipients.model_validate(RECIPIENTS),
                            channels=channels, network_key=SigningKey.generate("network-test"))
 
@@ -109,8 +86,8 @@ async def referral_api(infrastructure):
 
 
 @pytest.fixture
-async def api(database, config, referral_api):
-    engine, _ = database
+async def api(notification_database, config, referral_api):
+    engine, _ = notification_database
     app = service_app("notification", engine, http.router, ui.router,
                       settings=Settings(referral_url="http://referral.test"))
     app.state.runtime.extras[http.CONFIG] = config
@@ -144,9 +121,9 @@ def knows_of_health(text: str) -> bool:
 # ---- need to know, path by path ----------------------------------------------------------------
 
 
-async def test_the_police_never_see_the_health_risk_on_any_path(database, config, api, smtp, tmp_path,
-                                                               referral_api):
-    engine, sessions = database
+async def test_the_police_never_see_the_health_risk_on_any_path(notification_database, config, api, smtp,
+                                                               tmp_path, referral_api):
+    engine, sessions = notification_database
     await handle(sessions, config, "punte.cases", case_opened(["ipj-bc", "dgaspc-bc"]))
     police = bearer("ipj-bc", "cm.ipj-bc")
 
@@ -197,8 +174,9 @@ async def test_the_police_never_see_the_health_risk_on_any_path(database, config
     assert lead["categories"] == ["health_risk", "domestic_violence"]
 
 
-async def test_an_institution_the_reference_does_not_know_is_told_no_category(database, config, api):
-    engine, sessions = database
+async def test_an_institution_the_reference_does_not_know_is_told_no_category(notification_database, config,
+                                                                              api):
+    engine, sessions = notification_database
     await handle(sessions, config, "punte.cases", case_opened(["ipj-xx"]))
     async with sessions() as session:
         stored = (await session.execute(sa.select(inbox_entries))).mappings().one()
@@ -212,8 +190,9 @@ async def test_an_institution_the_reference_does_not_know_is_told_no_category(da
     assert entry["categories"] == []
 
 
-async def test_an_entry_stored_before_the_rule_is_shown_with_only_what_may_be_known(database, api):
-    engine, _ = database
+async def test_an_entry_stored_before_the_rule_is_shown_with_only_what_may_be_known(notification_database,
+                                                                                    api):
+    engine, _ = notification_database
     async with engine.begin() as conn:
         await conn.execute(inbox_entries.insert().values(
             notification_id="n-old", institution="ipj-bc", case_id="case-o", referral_id=None,
@@ -233,8 +212,9 @@ async def test_an_entry_stored_before_the_rule_is_shown_with_only_what_may_be_kn
 # ---- the access purpose in notices --------------------------------------------------------------
 
 
-async def test_a_case_accessed_notice_carries_the_purpose_code_never_its_free_text(database, config, api, smtp):
-    engine, sessions = database
+async def test_a_case_accessed_notice_carries_the_purpose_code_never_its_free_text(notification_database,
+                                                                                   config, api, smtp):
+    engine, sessions = notification_database
     await handle(sessions, config, "punte.cases", case_opened(["ipj-bc"]))
     free_text = "sesizarea vecinei Ionescu-Test, str. Exemplului 3"
     access = CloudEvent.new(EventType.ACCESS.value, "/punte/intake", {
@@ -261,8 +241,8 @@ async def test_a_case_accessed_notice_carries_the_purpose_code_never_its_free_te
 # ---- every endpoint asks the access rule ----------------------------------------------------------
 
 
-async def test_every_endpoint_asks_the_access_rule(database, api):
-    engine, _ = database
+async def test_every_endpoint_asks_the_access_rule(notification_database, api):
+    engine, _ = notification_database
     async with engine.begin() as conn:
         await conn.execute(webhook_deliveries.insert().values(
             notification_id="n-1", institution="ipj-bc", url="http://127.0.0.1:9/ipj", payload=b"{}",

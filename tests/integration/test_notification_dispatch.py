@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,14 +25,10 @@ from services.notification.adapters import alerting
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import alerts, inbox_entries, people_deliveries, preferences
 from services.notification.channels.email import SmtpSender
-from services.notification.channels.people import PeopleChannels, send_due
-from services.notification.channels.sms import FileSmsProvider
+from services.notification.channels.people import send_due
 from services.notification.domain.recipients import Recipients
-from services.notification.domain.retry import RetryPolicy
-from tests.integration.helpers import emitted, message, migrated_database
-from tests.integration.smtp_peer import smtp_server
+from tests.integration.helpers import emitted, message, people_channels
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
 ZONE = ZoneInfo("Europe/Bucharest")
 # Monday 11:00 in Bucharest.
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
@@ -65,30 +60,14 @@ RECIPIENTS = {
 
 
 @pytest.fixture
-async def database(infrastructure):
-    engine, sessions = await migrated_database(infrastructure.database_url, "notification", MIGRATIONS)
-    yield engine, sessions
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(database):
-    return database[1]
-
-
-@pytest.fixture
-def smtp():
-    with smtp_server() as server:
-        yield server
+def sessions(notification_database):
+    return notification_database[1]
 
 
 @pytest.fixture
 def config(smtp, tmp_path) -> handlers.Config:
     controller, _ = smtp
-    channels = PeopleChannels(
-        email=SmtpSender("127.0.0.1", controller.port, "punte@example.invalid", starttls=False),
-        sms=FileSmsProvider(tmp_path / "sms.jsonl"), inbox_url="http://127.0.0.1:8003/ui", zone=ZONE,
-        policy=RetryPolicy(base=1, cap=5, max_attempts=3, timeout=10))
+    channels = people_channels(controller.port, tmp_path / "sms.jsonl")
     return handlers.Config(labels=risk_categories(), recipients=Recipients.model_validate(RECIPIENTS),
                            channels=channels, network_key=SigningKey.generate("network-test"),
                            county_dgaspc={"dgaspc-bc": "dgaspc-bc", "das-bacau": "dgaspc-bc"})
@@ -274,8 +253,8 @@ def test_the_embedded_mail_server_keeps_what_it_receives(tmp_path):
 
 
 
-async def test_each_institution_is_told_only_what_it_needs_to_know(database, config, smtp):
-    engine, sessions = database
+async def test_each_institution_is_told_only_what_it_needs_to_know(notification_database, config, smtp):
+    engine, sessions = notification_database
     opened = CloudEvent.new(EventType.CASE_OPENED.value, "/punte/intake", {
         "case_id": "case-n", "child_ref": "c" * 64, "uat_siruta": 20297,
         "categories": ["domestic_violence", "health_risk", "school_absenteeism"], "urgency": "P1",
