@@ -21,8 +21,9 @@ def connect_arguments(url: str, database: str | None = None) -> dict[str, Any]:
     return arguments
 
 
-async def connect(url: str, database: str | None = None) -> asyncpg.Connection:
-    return await asyncpg.connect(**connect_arguments(url, database))
+async def connect(url: str, database: str | None = None, **options: Any) -> asyncpg.Connection:
+    """A plain asyncpg connection to ``url`` (``options``: asyncpg.connect's, e.g. timeout)."""
+    return await asyncpg.connect(**connect_arguments(url, database), **options)
 
 
 async def ensure_database(url: str) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.refusals import reason
+from runtime.db import connect
 from runtime.log import get_logger
 from runtime.settings import Settings
 
@@ -275,8 +276,8 @@ class Wakeups:
     """Requests waiting for a key on a channel, woken by NOTIFY on one dedicated
     connection (LISTEN), opened on first use and again after it is lost."""
 
-    def __init__(self, dsn: str, name: str) -> None:
-        self._dsn = dsn
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
         self._name = name
         self._connection: asyncpg.Connection | None = None
         self._channels: set[str] = set()
@@ -286,8 +287,8 @@ class Wakeups:
     async def _listen(self, channel: str) -> None:
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
-                self._connection = await asyncpg.connect(
-                    self._dsn, timeout=5, server_settings={"application_name": f"punte-{self._name}-listen"})
+                self._connection = await connect(
+                    self._url, timeout=5, server_settings={"application_name": f"punte-{self._name}-listen"})
                 self._connection.add_termination_listener(self._lost)
                 self._channels = set()
             if channel not in self._channels:
@@ -345,8 +346,8 @@ def wakeups_of(runtime: Runtime) -> Wakeups:
     """The process's one listening connection for ``runtime``'s database."""
     found: Wakeups | None = runtime.extras.get(WAKEUPS)
     if found is None:
-        dsn = runtime.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        found = runtime.extras[WAKEUPS] = Wakeups(dsn, runtime.name)
+        url = runtime.engine.url.render_as_string(hide_password=False)
+        found = runtime.extras[WAKEUPS] = Wakeups(url, runtime.name)
     return found
 
 

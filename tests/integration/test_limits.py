@@ -259,8 +259,7 @@ async def test_a_waiting_request_is_woken_by_the_recorded_outcome_on_one_listeni
 
 async def test_an_answer_recorded_without_a_notification_is_found_by_the_re_check(intake_db):
     from runtime.limits import Wakeups
-    dsn = intake_db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    wakeups = Wakeups(dsn, "intake")
+    wakeups = Wakeups(intake_db.url.render_as_string(hide_password=False), "intake")
     recorded: list[dict] = []
 
     async def look() -> dict | None:
