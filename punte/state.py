@@ -12,6 +12,7 @@ from contracts.reference import institutions
 from punte import recipients
 from punte.identity import Account, new_account, save_accounts
 from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.tokens import TokenIssuer
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class State:
     @property
     def sms_file(self) -> Path:
         return self.root / "sms.jsonl"
+
+    def token_issuer(self, url: str) -> TokenIssuer:
+        """The embedded identity provider at ``url`` with its own signing key: tokens the
+        services verify like any (the operator's machine holds the state folder)."""
+        return TokenIssuer(url, SigningKey.load(self.keys / "identity.key"))
 
     def institution_key_file(self, institution: str) -> Path:
         return self.keys / "institutions" / f"{institution}.key"

@@ -11,8 +11,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from punte.stack import SERVICES
 from punte.state import State
-from runtime.signing import SigningKey
-from runtime.tokens import TokenIssuer
 
 
 async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: float = 15.0,
@@ -57,8 +55,7 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
 def operator_token(state: State, issuer: str, role: str = "operator", ttl_seconds: int = 300) -> str:
     """A short-lived token for ``role``, signed with the embedded issuer's key (the
     operator's machine holds the state folder)."""
-    issuer_key = SigningKey.load(state.keys / "identity.key")
-    return TokenIssuer(issuer, issuer_key).issue(role, None, [role], ttl_seconds=ttl_seconds)
+    return state.token_issuer(issuer).issue(role, None, [role], ttl_seconds=ttl_seconds)
 
 
 async def _check(client: httpx.AsyncClient, name: str, url: str,

@@ -21,7 +21,6 @@ from contracts.reference import institutions
 from punte.institution import InstitutionSystem
 from punte.stack import SERVICES, Stack
 from runtime.kafka import make_producer
-from runtime.signing import SigningKey
 from runtime.tokens import TokenIssuer
 from tests.e2e.conftest import Deliveries, wait_until
 
@@ -34,7 +33,7 @@ MARK = ("begging", "emotional_abuse")
 
 def minter(network: Stack) -> TokenIssuer:
     """The embedded issuer's own key: tokens for any role, verified by the services like any."""
-    return TokenIssuer(network.url("identity"), SigningKey.load(network.state.keys / "identity.key"))
+    return network.state.token_issuer(network.url("identity"))
 
 
 def bearer(issuer: TokenIssuer, institution: str | None, role: str, subject: str | None = None) -> dict[str, str]:
