@@ -93,6 +93,19 @@ def basic_credentials(authorization: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+async def login_named(request: Request) -> str:
+    """The account a token request names (username, client_id, or HTTP Basic's client id),
+    for its throttle; "" when it names none or cannot be read."""
+    form = await request.form()
+    named = form.get("username") or form.get("client_id")
+    if not named and request.headers.get("authorization"):
+        try:
+            named = basic_credentials(request.headers["authorization"])[0]
+        except ValueError:
+            named = ""
+    return str(named or "")[:200]
+
+
 def oauth_error(error: str, description: str | None = None, status: int = 400,
                 headers: dict[str, str] | None = None) -> JSONResponse:
     """An error response of the token endpoint (RFC 6749 section 5.2)."""
@@ -120,8 +133,8 @@ def create_app(issuer: TokenIssuer, accounts: dict[str, Account]) -> FastAPI:
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    # Per client address (runtime.limits; PUNTE_RATE_TOKEN_PER_ADDRESS).
-    @app.post("/token", dependencies=[Depends(throttle("token"))])
+    # Per client address and account (runtime.limits; PUNTE_RATE_TOKEN_PER_ADDRESS).
+    @app.post("/token", dependencies=[Depends(throttle("token", login_named))])
     async def token(request: Request, grant_type: str = Form(...), username: str | None = Form(None),
                     password: str | None = Form(None), client_id: str | None = Form(None),
                     client_secret: str | None = Form(None)) -> JSONResponse:

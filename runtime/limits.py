@@ -247,13 +247,15 @@ async def admit(request: Request, principal: Principal) -> None:
     limits_of(request.app).rates.admit(principal)
 
 
-def throttle(kind: AddressKind) -> Callable[[Request], Awaitable[None]]:
-    """FastAPI dependency: sign-in attempts per client address ("token": the identity
-    provider's /token; "login": the pages' /ui/login)."""
+def throttle(kind: AddressKind, account: Callable[[Request], Awaitable[str]]) -> Callable[[Request], Awaitable[None]]:
+    """FastAPI dependency: sign-in attempts per client address and the account they name
+    ("token": the identity provider's /token; "login": the pages' /ui/login). Per account
+    too, since many people share an address: an office behind one NAT, and every page
+    sign-in reaches /token from its service's own address."""
 
     async def by_address(request: Request) -> None:
         address = request.client.host if request.client else "unknown"
-        limits_of(request.app).rates.admit_address(kind, address)
+        limits_of(request.app).rates.admit_address(kind, f"{address}|{await account(request)}")
 
     return by_address
 

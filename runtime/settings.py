@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = 256 * 1024
     rate_per_principal: str = "600/minute"  # authenticated calls of one person or system (token subject)
     rate_per_institution: str = "3000/minute"  # ... of all the people and systems of one institution
-    rate_token_per_address: str = "60/minute"  # embedded identity provider's /token, per client address
-    rate_login_per_address: str = "20/minute"  # the pages' /ui/login, per client address
+    rate_token_per_address: str = "60/minute"  # embedded identity provider's /token, per address and account
+    rate_login_per_address: str = "20/minute"  # the pages' /ui/login, per address and account
     streams_per_institution: int = 20  # open inbox streams (server-sent events) of one institution
     streams_total: int = 200  # ... of all institutions
     # The gateway's wait for an outcome is woken by PostgreSQL NOTIFY; it also looks again

@@ -115,6 +115,15 @@ class Login(BaseModel):
     password: str = Field(min_length=1, max_length=1000)
 
 
+async def _username(request: Request) -> str:
+    """The account a sign-in names (for its throttle), whatever the body's shape."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return ""
+    return str(body.get("username", ""))[:200] if isinstance(body, dict) else ""
+
+
 class SignedIn(BaseModel):
     access_token: str
     token_type: str = "Bearer"
@@ -125,7 +134,8 @@ def add_login(router: APIRouter, summary: str) -> None:
     """``POST /ui/login``: the password grant at the identity provider's token endpoint."""
 
     # Per client address, so guessing passwords through the page is slow (runtime.limits).
-    @router.post("/ui/login", response_model=SignedIn, summary=summary, dependencies=[Depends(throttle("login"))])
+    @router.post("/ui/login", response_model=SignedIn, summary=summary,
+                 dependencies=[Depends(throttle("login", _username))])
     async def login(body: Login, request: Request) -> SignedIn:
         """Password grant at the identity provider's token endpoint; the token goes back to
         the page, which sends it as a bearer token to the API (where the roles are checked)."""

@@ -94,3 +94,22 @@ async def test_token_requests_are_throttled_per_client_address():
     assert [g.status_code for g in guesses] == [400, 400, 400]
     assert refused(over, 429, "RATE_LIMITED") and int(over.headers["Retry-After"]) >= 1
     assert refused(right, 429, "RATE_LIMITED"), "the address waits, whatever it sends"
+
+
+async def test_one_accounts_guesses_do_not_lock_out_the_others_at_the_same_address():
+    """Page sign-ins reach /token from their service's one address, and an office signs in
+    from behind one NAT: the throttle counts per address and account."""
+    issuer = TokenIssuer("http://identity.test", SigningKey.generate("identity-1"))
+    ana, ana_password = new_account("cm.ana", "dgaspc-bc", ["case-manager"], "Ana")
+    ion, ion_password = new_account("cm.ion", "dgaspc-bc", ["case-manager"], "Ion")
+    app = identity_app(issuer, {ana.username: ana, ion.username: ion})
+    app.state.limits = Limits(Settings(rate_token_per_address="3/minute"))
+    guess = {"grant_type": "password", "username": "cm.ana", "password": "nu-este-parola"}
+    async with client_of(app) as client:
+        for _ in range(4):
+            await client.post("/token", data=guess)
+        ana_locked = await client.post("/token", data={**guess, "password": ana_password})
+        ion_in = await client.post("/token", data={"grant_type": "password", "username": "cm.ion",
+                                                   "password": ion_password})
+    assert refused(ana_locked, 429, "RATE_LIMITED")
+    assert ion_in.status_code == 200 and ion_in.json()["access_token"]
