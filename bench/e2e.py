@@ -44,7 +44,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from contracts.events import EventType  # noqa: E402
-from contracts.reference import ingress_topic, institutions  # noqa: E402
+from contracts.reference import ingress_topic, institutions, topic_partitions  # noqa: E402
 from punte.stack import SERVICES, Stack  # noqa: E402
 from punte.status import operator_token  # noqa: E402
 from punte.synthetic import reporters, synthetic_report  # noqa: E402
@@ -55,6 +55,10 @@ console = Console()
 RAW_TOPIC = "bench.raw"  # not punte.*: the audit service does not read it
 OUTCOME = EventType.OUTCOME.value
 NOTIFICATION = EventType.CASE_NOTIFICATION.value
+# What intake did with each accepted report, read from the network's own topic: a reporter
+# that takes no part in the case is not told its id (issue #10).
+CASE_EVENTS = {EventType.CASE_OPENED.value, EventType.CASE_REPORT_ADDED.value}
+CASES_TOPIC = "punte.cases"
 
 
 # --- what institutions receive ---------------------------------------------------------
@@ -63,12 +67,14 @@ NOTIFICATION = EventType.CASE_NOTIFICATION.value
 @dataclass
 class Deliveries:
     """Reads every delivery topic from "now on", like the institutions' own systems, and
-    notes when each outcome and notification arrived (monotonic seconds)."""
+    notes when each outcome and notification arrived (monotonic seconds); and punte.cases,
+    for the case each accepted report opened or joined."""
 
     bootstrap: str
     outcomes: dict[str, tuple[float, dict]] = field(default_factory=dict)  # report id ->
     referred: dict[str, float] = field(default_factory=dict)  # case id -> arrival
     informed: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # case id -> n
+    cases: dict[str, dict] = field(default_factory=dict)  # report id -> case.opened / report-added data
     received: int = 0
     _task: asyncio.Task | None = None
 
@@ -76,11 +82,12 @@ class Deliveries:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="latest",
             enable_auto_commit=False, metadata_max_age_ms=1000, fetch_max_bytes=16 << 20)
-        self._consumer.subscribe(pattern=r"^punte\.delivery\..+")
+        self._consumer.subscribe(pattern=r"^punte\.(delivery\..+|cases)$")
         await self._consumer.start()
         # Sending before every delivery partition is assigned and positioned would lose
         # arrivals: wait for both.
-        expected = len(institutions())
+        expected = sum(n for name, n in topic_partitions(institutions())
+                       if name == CASES_TOPIC or name.startswith("punte.delivery."))
         deadline = time.monotonic() + 30
         while len(self._consumer.assignment()) < expected:
             if time.monotonic() > deadline:
@@ -99,7 +106,9 @@ class Deliveries:
                 for record in records:
                     self.received += 1
                     event = decode(record.headers, record.value)
-                    if event.type == OUTCOME:
+                    if event.type in CASE_EVENTS:
+                        self.cases.setdefault(event.data["report_id"], event.data)
+                    elif event.type == OUTCOME:
                         self.outcomes.setdefault(event.data["subject_id"], (now, event.data))
                     elif event.type == NOTIFICATION:
                         case_id, kind = event.data["case_id"], event.data["kind"]
@@ -219,13 +228,21 @@ def make_reports(stack: Stack, rng: random.Random, n: int) -> list[tuple[str, Cl
     return out
 
 
-def audit_expected(outcome: dict) -> int:
+def audit_expected(outcome: dict, case: dict | None) -> int:
     """Audit entries one report causes: its ingress message, its outcome, case.opened,
     referral.requested, the lead's referral-requested notification and one case-informed
-    notification per informed institution (``informed`` = [lead, *informed])."""
+    notification per institution informed (``case``: its case.opened; a report that joined
+    a case, case.report-added, informs no one new)."""
     if outcome.get("status") != "accepted":
         return 2  # ingress + rejection outcome (a dead letter would add one more)
-    return 5 + len(outcome.get("informed", [])[1:])
+    return 5 + len((case or {}).get("informed", []))
+
+
+async def cases_of(deliveries: Deliveries, ids: list[str], timeout: float) -> dict[str, str | None]:
+    """Report id -> the case it opened or joined (None: rejected), once punte.cases says."""
+    accepted = [i for i in ids if deliveries.outcomes[i][1].get("status") == "accepted"]
+    await wait_for(lambda: all(i in deliveries.cases for i in accepted), "every case on punte.cases", timeout)
+    return {i: deliveries.cases[i]["case_id"] if i in deliveries.cases else None for i in ids}
 
 
 async def send_all(producer, reports, sent_at: dict[str, float], rate: float | None) -> float:
@@ -298,8 +315,8 @@ async def saturated_run(stack, producer, deliveries, client, reports, timeout) -
     await wait_for(lambda: all(i in deliveries.outcomes for i in ids), "every report answered", timeout)
     answered = max(deliveries.outcomes[i][0] for i in ids)
     outcomes = [deliveries.outcomes[i][1] for i in ids]
-    expected = sum(audit_expected(o) for o in outcomes)
-    case_of = {i: o.get("case_id") for i, o in zip(ids, outcomes, strict=True)}
+    case_of = await cases_of(deliveries, ids, timeout)
+    expected = sum(audit_expected(o, deliveries.cases.get(i)) for i, o in zip(ids, outcomes, strict=True))
     await wait_for(lambda: all(c in deliveries.referred for c in case_of.values() if c),
                    "every lead notified", timeout)
     reached, settled = await wait_audited(client, stack, expected, timeout)
@@ -332,11 +349,11 @@ async def paced_run(stack, producer, deliveries, client, reports, rate, audit_so
     start = await send_all(producer, reports, sent_at, rate=rate)
     ids = [e.id for _, e in reports]
     await wait_for(lambda: all(i in deliveries.outcomes for i in ids), "every paced report answered", timeout)
-    case_of = {i: deliveries.outcomes[i][1].get("case_id") for i in ids}
+    case_of = await cases_of(deliveries, ids, timeout)
     await wait_for(lambda: all(c in deliveries.referred for c in case_of.values() if c),
                    "every paced lead notified", timeout)
     done = max(deliveries.referred[c] for c in case_of.values() if c)
-    expected = audit_so_far + sum(audit_expected(deliveries.outcomes[i][1]) for i in ids)
+    expected = audit_so_far + sum(audit_expected(deliveries.outcomes[i][1], deliveries.cases.get(i)) for i in ids)
     _, settled = await wait_audited(client, stack, expected, timeout)  # quiet before baselines
     return {
         "reports": len(reports), "rate_per_s": rate,
