@@ -25,13 +25,11 @@ from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
-import sqlalchemy as sa
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.refusals import reason
@@ -262,16 +260,7 @@ def throttle(kind: AddressKind, account: Callable[[Request], Awaitable[str]]) ->
 
 # --- waiting for a row another process writes ------------------------------------------------
 
-# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (default build).
-NOTIFY_PAYLOAD_MAX = 7999
 WAKEUPS = "wakeups"  # Runtime.extras key
-
-
-async def announce(session: AsyncSession, channel: str, key: str) -> None:
-    """Wake whoever waits for ``key`` on ``channel`` when this transaction commits. A key
-    too long for a notification is not announced: its waiters find it on their re-check."""
-    if len(key.encode()) <= NOTIFY_PAYLOAD_MAX:
-        await session.execute(sa.select(sa.func.pg_notify(channel, key)))
 
 
 class Wakeups:

@@ -10,7 +10,6 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runtime.limits import announce
 from services.intake.adapters.tables import (
     case_reports,
     cases,
@@ -21,7 +20,8 @@ from services.intake.adapters.tables import (
 )
 from services.intake.adapters.vault import IdentityVault, Sealed
 
-# Notified with a message key when its answer is recorded (LISTENed by the HTTP gateway).
+# Notified with a message key when its answer is recorded (the reports table's trigger,
+# migration 0004; LISTENed by the HTTP gateway).
 OUTCOME_CHANNEL = "punte_outcome"
 
 
@@ -119,9 +119,9 @@ async def flag_duplicates(session: AsyncSession, case_id: str, scored: dict[str,
 
 
 async def record_answer(session: AsyncSession, **values: Any) -> None:
-    """Keep the answer to a message; on commit, the gateway's requests waiting for it wake."""
+    """Keep the answer to a message; on commit, the gateway's requests waiting for it wake
+    (the table's trigger notifies OUTCOME_CHANNEL: migration 0004)."""
     await session.execute(sa.insert(reports).values(**values))
-    await announce(session, OUTCOME_CHANNEL, values["message_key"])
 
 
 async def answer_to(session: AsyncSession, message_key: str) -> dict[str, Any] | None:
