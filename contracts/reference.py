@@ -433,3 +433,50 @@ def owner_of_ingress_topic(topic: str) -> str | None:
     or no known institution owns it)."""
     inst_id = named_in_topic(topic, "ingress")
     return inst_id if inst_id in institutions() else None
+
+
+# --- retention ---------------------------------------------------------------------------
+
+RETENTION_FILE = REFERENCE_DIR / "retention.yaml"
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """How long one kind of record is kept (retention.yaml), and from which event."""
+
+    id: str
+    record: str
+    starts: str  # the event the period runs from ("case-closed", "published", ...)
+    days: int
+    status: str  # law | policy | verify
+    basis: str
+
+
+@dataclass(frozen=True)
+class RetentionSchedule:
+    rules: dict[str, RetentionRule]
+    ingress_days: int
+
+    def rule(self, rule_id: str) -> RetentionRule:
+        """A rule by id; a KeyError names it (a service asking for a rule the schedule does
+        not have must not start, rather than keep a record for ever)."""
+        return self.rules[rule_id]
+
+
+def retention(path: Path | None = None) -> RetentionSchedule:
+    """retention.yaml (or ``path``, a test's or an operator's copy): the schedule every
+    service's purge job follows. Refuses a rule without a period or with an unknown status."""
+    data = _read_yaml(Path(path) if path is not None else RETENTION_FILE)
+    rules: dict[str, RetentionRule] = {}
+    for item in data["rules"]:
+        if item["id"] in rules:
+            raise ValueError(f"duplicate retention rule {item['id']!r}")
+        if item["status"] not in ("law", "policy", "verify"):
+            raise ValueError(f"retention rule {item['id']!r}: unknown status {item['status']!r}")
+        days = int(item["days"])
+        if days < 0:
+            raise ValueError(f"retention rule {item['id']!r}: a negative period")
+        rules[item["id"]] = RetentionRule(id=item["id"], record=" ".join(item["record"].split()),
+                                          starts=item["from"], days=days, status=item["status"],
+                                          basis=" ".join(item["basis"].split()))
+    return RetentionSchedule(rules=rules, ingress_days=int(data["ingress_days"]))

@@ -64,6 +64,7 @@ class Stack:
             "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),
             "PUNTE_PSEUDONYM_KEY": secrets["pseudonym_key"],
             "PUNTE_IDENTITY_KEYS": secrets.get("identity_keys", ""),
+            "PUNTE_DATA_KEYS": secrets.get("data_keys", {}).get(name, ""),
             "PUNTE_SMTP_HOST": "127.0.0.1", "PUNTE_SMTP_PORT": str(self.ports["mail"]),
             # The embedded mail server is on the same host: no TLS to offer.
             "PUNTE_SMTP_STARTTLS": "false",

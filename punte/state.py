@@ -97,6 +97,14 @@ class State:
                 "identity_keys": f"id-1:{secrets.token_hex(32)}",
             }))
             self.secrets_file.chmod(0o600)
+        # Each service wraps its data keys (runtime.sealing) under its own KEK; a state
+        # folder made before they existed gets them too.
+        stored = self.secrets()
+        if "data_keys" not in stored:
+            stored["data_keys"] = {name: f"dk-1:{secrets.token_hex(32)}"
+                                   for name in ("intake", "referral", "notification", "audit")}
+            self.secrets_file.write_text(json.dumps(stored))
+            self.secrets_file.chmod(0o600)
         if not self.accounts_file.exists():
             self._create_accounts()
         if not self.recipients_file.exists():

@@ -38,6 +38,19 @@ def create_runtime_tables(op) -> None:  # op: alembic.op
     )
 
 
+def create_data_keys_table(op) -> None:  # op: alembic.op
+    """runtime.data_keys: one wrapped data key per scope; erasure empties it and says when."""
+    op.create_table(
+        "punte_data_keys",
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("kek_id", sa.Text, nullable=True),
+        sa.Column("wrapped", sa.LargeBinary, nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("erased_rule", sa.Text, nullable=True),
+    )
+
+
 def run_env() -> None:
     """The body of every service's migrations/env.py (online mode, asyncpg)."""
     url = context.config.get_main_option("sqlalchemy.url")

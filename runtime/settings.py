@@ -48,12 +48,20 @@ class Settings(BaseSettings):
     ingress_max_skew_seconds: int = 300
     # Intake's identity vault: "keyid:hex32bytes,..." (AES-256-GCM); the first encrypts.
     identity_keys: str = Field(default="", repr=False)
+    # Key-encryption keys of this service's data keys (runtime.sealing, envelope encryption
+    # of personal values per case): "keyid:hex32bytes,...", the first wraps. A service that
+    # keeps personal values does not start without them.
+    data_keys: str = Field(default="", repr=False)
     # Audit: the log's name in its checkpoints, its signing key, how often to checkpoint.
     audit_origin: str = "punte.ro/audit/bacau"
     audit_log_key_file: Path | None = None
     audit_checkpoint_seconds: float = 30.0
     # Referral: a faster deadline table (tests, demos) and how often due timers are looked for.
     referral_deadlines_file: Path | None = None
+    # The retention schedule (contracts/reference/retention.yaml unless set) and how often
+    # each service's purge job looks for what is due.
+    retention_file: Path | None = None
+    purge_poll_seconds: float = 60.0
     timer_poll_seconds: float = 1.0
     # Notification: where people are sent (web inbox links), whom to tell and how.
     referral_url: str = "http://127.0.0.1:8002"  # referral's API, for the web inbox

@@ -10,7 +10,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-KEY_BYTES = 32  # AES-256
+from runtime.sealing import KEY_BYTES, parse_keys
+
+__all__ = ["KEY_BYTES", "IdentityVault", "Sealed"]
 
 
 @dataclass(frozen=True)
@@ -32,20 +34,7 @@ class IdentityVault:
         """From ``"kid:hex,kid:hex"`` (PUNTE_IDENTITY_KEYS); the first key encrypts. A
         ValueError, naming keys by position and never quoting them, when there is no key
         or one is not 32 bytes of hex."""
-        keys: dict[str, bytes] = {}
-        for position, item in enumerate((i.strip() for i in setting.split(",") if i.strip()), start=1):
-            kid, _, hexkey = (part.strip() for part in item.partition(":"))
-            if not kid or not hexkey:
-                raise ValueError(f"key {position} is not written kid:hex")
-            try:
-                key = bytes.fromhex(hexkey)
-            except ValueError:
-                raise ValueError(f"key {position} is not hexadecimal") from None
-            if len(key) != KEY_BYTES:
-                raise ValueError(f"key {position} is {len(key)} bytes, not {KEY_BYTES} (64 hex digits)")
-            keys[kid] = key
-        if not keys:
-            raise ValueError("no key is set")
+        keys = parse_keys(setting, "PUNTE_IDENTITY_KEYS")
         return IdentityVault(keys, next(iter(keys)))
 
     def seal(self, identity: dict[str, Any], child_ref: str) -> Sealed:

@@ -1,0 +1,127 @@
+"""Data keys per scope in a service's own database (table ``punte_data_keys``), wrapped by
+the service's ``KeyProvider`` (runtime.sealing). A service seals a personal value with
+``seal`` and opens it with ``open``; ``erase`` destroys the data keys of some scopes, after
+which their values say when and by which rule they were erased."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runtime.sealing import ConfiguredKeyProvider, KeyProvider, new_data_key, open_sealed, seal
+from runtime.settings import Settings
+
+data_keys_table = sa.table(
+    "punte_data_keys",
+    sa.column("scope", sa.Text), sa.column("kek_id", sa.Text), sa.column("wrapped", sa.LargeBinary),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("erased_at", sa.DateTime(timezone=True)), sa.column("erased_rule", sa.Text),
+)
+
+
+@dataclass(frozen=True)
+class Erased(Exception):
+    """The scope's data key was destroyed: its values are gone for good."""
+
+    scope: str
+    erased_at: datetime
+    rule: str | None
+
+    def __str__(self) -> str:
+        return f"{self.scope} erased at {self.erased_at.isoformat()} by rule {self.rule}"
+
+
+class DataKeys:
+    """Get-or-create and erase data keys; seal and open values under them."""
+
+    def __init__(self, provider: KeyProvider) -> None:
+        self.provider = provider
+
+    async def keys_for(self, session: AsyncSession, scopes: Iterable[str], now: datetime) -> dict[str, bytes]:
+        """The data key of each scope, created where missing (two statements for a whole
+        batch). An erased scope raises ``Erased``: nothing new is sealed into it."""
+        wanted = sorted(set(scopes))
+        if not wanted:
+            return {}
+        found = await self._unwrapped(session, wanted)
+        missing = [s for s in wanted if s not in found]
+        if missing:
+            fresh = []
+            for scope in missing:
+                kek_id, wrapped = self.provider.wrap(new_data_key(), scope)
+                fresh.append({"scope": scope, "kek_id": kek_id, "wrapped": wrapped, "created_at": now})
+            # A concurrent writer may create the same scope: its key wins, ours is dropped.
+            await session.execute(pg_insert(data_keys_table).values(fresh)
+                                  .on_conflict_do_nothing(index_elements=["scope"]))
+            found |= await self._unwrapped(session, missing)
+        return found
+
+    async def existing(self, session: AsyncSession, scopes: Iterable[str]) -> dict[str, bytes]:
+        """The data keys of scopes that have one (none is created); ``Erased`` if any was erased."""
+        return await self._unwrapped(session, sorted(set(scopes)))
+
+    async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
+        rows = (await session.execute(sa.select(data_keys_table).where(data_keys_table.c.scope.in_(scopes)))).all()
+        found: dict[str, bytes] = {}
+        for row in rows:
+            if row.erased_at is not None:
+                raise Erased(row.scope, row.erased_at, row.erased_rule)
+            found[row.scope] = self.provider.unwrap(row.kek_id, row.wrapped, row.scope)
+        return found
+
+    async def seal(self, session: AsyncSession, scope: str, plaintext: bytes, context: bytes,
+                   now: datetime) -> bytes:
+        key = (await self.keys_for(session, [scope], now))[scope]
+        return seal(key, plaintext, scope.encode() + b"\x00" + context)
+
+    async def open(self, session: AsyncSession, scope: str, sealed: bytes, context: bytes) -> bytes:
+        """The plaintext; ``Erased`` when the scope's key was destroyed, KeyError when the
+        scope never had one."""
+        keys = await self.existing(session, [scope])
+        if scope not in keys:
+            raise KeyError(f"no data key for {scope}")
+        return open_sealed(keys[scope], sealed, scope.encode() + b"\x00" + context)
+
+    @staticmethod
+    def open_with(key: bytes, scope: str, sealed: bytes, context: bytes) -> bytes:
+        """``open`` with a key already fetched by ``keys_for``/``existing`` (batches)."""
+        return open_sealed(key, sealed, scope.encode() + b"\x00" + context)
+
+    @staticmethod
+    def seal_with(key: bytes, scope: str, plaintext: bytes, context: bytes) -> bytes:
+        return seal(key, plaintext, scope.encode() + b"\x00" + context)
+
+    @staticmethod
+    async def erase(session: AsyncSession, scopes: Iterable[str], rule: str, now: datetime) -> int:
+        """Destroy the data keys of ``scopes`` (a row stays, saying when and why); returns
+        how many were erased now. Erasing twice changes nothing."""
+        scopes = sorted(set(scopes))
+        if not scopes:
+            return 0
+        result = await session.execute(
+            sa.update(data_keys_table)
+            .where(data_keys_table.c.scope.in_(scopes), data_keys_table.c.erased_at.is_(None))
+            .values(wrapped=None, kek_id=None, erased_at=now, erased_rule=rule))
+        return result.rowcount or 0
+
+    @staticmethod
+    async def erased(session: AsyncSession, scopes: Iterable[str]) -> dict[str, tuple[datetime, str | None]]:
+        """When and by which rule each of ``scopes`` was erased (only the erased ones)."""
+        rows = (await session.execute(
+            sa.select(data_keys_table.c.scope, data_keys_table.c.erased_at, data_keys_table.c.erased_rule)
+            .where(data_keys_table.c.scope.in_(sorted(set(scopes))), data_keys_table.c.erased_at.is_not(None)))).all()
+        return {r.scope: (r.erased_at, r.erased_rule) for r in rows}
+
+
+def from_settings(settings: Settings) -> DataKeys:
+    """The service's data keys under the configured KEKs; without usable ones the service
+    does not start (fail closed: no personal value is ever kept in clear instead)."""
+    try:
+        return DataKeys(ConfiguredKeyProvider.from_setting(settings.data_keys))
+    except ValueError as exc:
+        raise RuntimeError(f"{exc}: give PUNTE_DATA_KEYS as kid:64-hex-digits "
+                           "(`punte up` creates them for the embedded network)") from None
