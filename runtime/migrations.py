@@ -51,6 +51,19 @@ def create_data_keys_table(op) -> None:  # op: alembic.op
     )
 
 
+def create_erasures_table(op) -> None:  # op: alembic.op
+    """runtime.retention: the purge job's durable timers, one per scope."""
+    op.create_table(
+        "punte_erasures",
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("rule", sa.Text, nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_punte_erasures_due", "punte_erasures", ["due_at"],
+                    postgresql_where=sa.text("done_at IS NULL"))
+
+
 def run_env() -> None:
     """The body of every service's migrations/env.py (online mode, asyncpg)."""
     url = context.config.get_main_option("sqlalchemy.url")
