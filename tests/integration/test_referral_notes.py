@@ -11,20 +11,26 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import reference
 from runtime.cloudevents import CloudEvent
+from runtime.data_keys import DataKeys
 from runtime.inbox import UnitOfWork
 from runtime.outbox import Outbox
+from runtime.settings import Settings
 from runtime.signing import SigningKey
 from services.notification import handlers as notification
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import inbox_entries, people_deliveries
 from services.notification.channels.people import send_due
 from services.notification.domain.recipients import Recipients
+from services.referral import bootstrap
 from services.referral.adapters.tables import history
+from services.referral.adapters.tables import notes as notes_table
 from services.referral.entrypoints.http import router
 from tests.integration.helpers import (
+    REFERRAL_MIGRATIONS,
     T0,
     api_client,
     bearer,
@@ -33,11 +39,13 @@ from tests.integration.helpers import (
     emitted,
     keyring_of,
     message,
+    migrated_database,
     of_type,
     people_channels,
     positions,
     referral_config,
     referral_consumers,
+    service_app,
 )
 
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("dgaspc-bc", "isj-bc")}
@@ -185,3 +193,55 @@ async def test_a_reason_outside_the_catalogue_is_refused_over_http_and_kafka(net
                                  json={"command": "reject", "reason": "outside-area"}, headers=lead)
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
     assert rejected.json()["history"][-1]["reason"] == "outside-area"
+
+
+async def test_notes_kept_in_clear_before_are_sealed_at_start_and_free_text_reasons_become_codes(network):
+    consumers, engine, client, *_ = network
+    rid = of_type(await emitted(engine), "ro.punte.referral.requested.v1")[0]["referral_id"]
+    # Two steps as they were recorded before issue #11: the note and the reason in clear.
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(history), [
+            {"referral_id": rid, "at": T0, "command": "note", "from_state": "requested", "to_state": "requested",
+             "actor_institution": "dgaspc-bc", "reason": None, "note": ACCEPT_NOTE},
+            {"referral_id": rid, "at": T0, "command": "reject", "from_state": "requested", "to_state": "rejected",
+             "actor_institution": "dgaspc-bc", "reason": f"not-competent: {LATER_NOTE}", "note": None},
+            {"referral_id": rid, "at": T0, "command": "hold", "from_state": "in-progress", "to_state": "on-hold",
+             "actor_institution": "dgaspc-bc", "reason": "familia e plecată", "note": None},
+        ])
+    rt = client._transport.app.state.runtime  # type: ignore[attr-defined]
+    await bootstrap.seed(rt)
+    await bootstrap.seed(rt)  # again, as at every start: nothing more to do
+    async with engine.connect() as conn:
+        kept = (await conn.execute(sa.select(history).order_by(history.c.id))).all()
+        sealed = (await conn.execute(sa.select(sa.func.count()).select_from(notes_table))).scalar_one()
+    assert [(k.reason, k.note, k.note_id is not None) for k in kept] == [
+        (None, None, True), ("not-competent", None, True), ("other", None, True)]
+    assert sealed == 3 and leaks([dict(k._mapping) for k in kept]) == []
+    seen = (await client.get(f"/v1/referrals/{rid}", headers=bearer("dgaspc-bc", "cm.dgaspc-bc"))).json()
+    assert sorted(n["text"] for n in seen["notes"]) == sorted([ACCEPT_NOTE, LATER_NOTE, "familia e plecată"])
+
+
+async def test_erasing_the_case_erases_its_notes(network):
+    consumers, engine, client, *_ = network
+    rid = of_type(await emitted(engine), "ro.punte.referral.requested.v1")[0]["referral_id"]
+    lead = bearer("dgaspc-bc", "cm.dgaspc-bc")
+    await client.post(f"/v1/referrals/{rid}/commands", json={"command": "note", "note": LATER_NOTE}, headers=lead)
+    async with engine.begin() as conn:
+        async with AsyncSession(bind=conn) as session:
+            assert await DataKeys.erase(session, ["case:case-1"], "closed-case", T0) == 1
+    seen = (await client.get(f"/v1/referrals/{rid}", headers=lead)).json()
+    assert [(n["text"], n["erased"]) for n in seen["notes"]] == [(None, True)]
+    assert leaks(seen) == []
+    late = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "note", "note": "Încă una."},
+                             headers=lead)
+    assert late.status_code == 409 and late.json()["detail"]["code"] == "ILLEGAL_TRANSITION"
+
+
+async def test_referral_does_not_start_without_data_keys(infrastructure):
+    engine, _ = await migrated_database(infrastructure.database_url, "referral", REFERRAL_MIGRATIONS)
+    try:
+        app = service_app("referral", engine, router, settings=Settings(data_keys=""))
+        with pytest.raises(RuntimeError, match="PUNTE_DATA_KEYS"):
+            await bootstrap.seed(app.state.runtime)
+    finally:
+        await engine.dispose()
