@@ -185,9 +185,11 @@ class ReferralCommand(Contract):
     command: ReferralCommandName
     actor: ActingPerson | None = None
     reason: str | None = Field(default=None, min_length=1, max_length=1000,
-                               description="Required for reject, hold, fail, forward, cancel, mark-error")
+                               description="Required for reject, hold, fail, forward, cancel, mark-error: a code "
+                                           "of contracts/reference/referral-reasons.yaml listed for the command")
     outcome: str | None = Field(default=None, description="Outcome code (referral-outcomes.yaml), for complete")
-    note: str | None = Field(default=None, max_length=4000, description="Progress note or feedback")
+    note: str | None = Field(default=None, max_length=4000,
+                             description="Progress note, feedback or a reason's details: kept sealed in the case file")
     assignee: str | None = Field(default=None, max_length=100, description="For assign")
     forward_to: str | None = Field(default=None, description="Institution id, for forward")
 
@@ -320,9 +322,11 @@ class ReferralTransitioned(Contract):
     actor_institution: str | None = Field(description="None when the network acted (deadlines)")
     actor_person: str | None = None
     owner: str | None = Field(default=None, description="Case manager holding the referral")
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="A code of contracts/reference/referral-reasons.yaml")
     outcome: str | None = None
-    note: str | None = None
+    note: str | None = Field(default=None, description="Deprecated: always null since issue #11 (see note_id)")
+    note_id: str | None = Field(
+        default=None, description="The step added a note to the case file: read it through referral's API")
     forwarded_to: str | None = Field(default=None, description="New referral id, for forward")
     at: AwareDatetime
 
@@ -347,7 +351,7 @@ class ReferralAccepted(Contract):
     referrer: str
     to: str
     accepted_at: AwareDatetime
-    note: str | None = None
+    note: str | None = Field(default=None, description="Deprecated: never sent (notes stay in the case file)")
 
 
 # --- deliveries: on an institution's own delivery topic -------------------------------
@@ -369,9 +373,14 @@ class CaseNotification(Contract):
     do_not_contact: bool = False
     state: str | None = Field(default=None, description="The referral's state after the step")
     outcome: str | None = Field(default=None, description="Outcome code, when the referral completed")
-    note: str | None = Field(default=None, description="Progress note or feedback from the other side")
-    reason: str | None = Field(default=None, description="Why: for a rejection, hold, failure, forward, cancel")
+    note: str | None = Field(default=None, description="Deprecated: always null since issue #11 (see note_id)")
+    reason: str | None = Field(default=None, description="Why: a code of contracts/reference/referral-reasons.yaml, "
+                                                         "for a rejection, hold, failure, forward, cancel, error, return")
     forwarded_to: str | None = Field(default=None, description="The new referral, when it was forwarded")
+    note_id: str | None = Field(
+        default=None, description="The step added a note (progress, feedback, details of a reason) to the case "
+                                  "file; an authorised reader opens it in referral's API, GET "
+                                  "/v1/referrals/{referral_id} (notes), or from the web inbox")
 
 
 # --- dead letters ----------------------------------------------------------------------

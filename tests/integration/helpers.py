@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 
 from contracts import reference
 from contracts.reference import delivery_topic
+from runtime import data_keys
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message
@@ -139,10 +140,16 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
 
 # --- referral ----------------------------------------------------------------------------
 
+# A synthetic key-encryption key for the services that seal (PUNTE_DATA_KEYS).
+TEST_DATA_KEYS = "dk-1:" + "11" * 32
+
+
 def referral_config(keyring: Keyring | None = None) -> referral_handlers.Config:
-    """Referral's configuration with the contract's deadlines and outcomes."""
+    """Referral's configuration with the contract's deadlines, outcomes and reasons, sealing
+    notes under TEST_DATA_KEYS."""
     return referral_handlers.Config(keyring or Keyring([]), reference.referral_deadlines(),
-                                    frozenset(reference.referral_outcomes()))
+                                    frozenset(reference.referral_outcomes()),
+                                    data_keys.from_settings(Settings(data_keys=TEST_DATA_KEYS)))
 
 
 def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
@@ -194,7 +201,7 @@ def service_app(name: str, engine, *routers: APIRouter, keyring: Keyring | None 
     for router in routers:
         app.include_router(router)
     app.state.runtime = Runtime(
-        name=name, settings=settings or Settings(), engine=engine, sessions=make_sessions(engine),
+        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS), engine=engine, sessions=make_sessions(engine),
         producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
         verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
         network_key=None, keyring=keyring or Keyring([]))
