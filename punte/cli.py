@@ -251,5 +251,26 @@ def webhooks_replay(institution: str,
     console.print(f"Retrimise / replayed: {answer.json()['replayed']}")
 
 
+privacy_app = typer.Typer(help="Protecția datelor / data protection", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+RECORD_FILE = Path(__file__).resolve().parent.parent / "docs" / "privacy" / "record-of-processing.md"
+
+
+@privacy_app.command("record")
+def privacy_record(write: bool = typer.Option(False, "--write", help=f"Write it to {RECORD_FILE.name}")) -> None:
+    """The record of processing activities (GDPR art. 30), generated from contracts/."""
+    from contracts.processing import problems, record
+    found = problems()
+    if found:
+        for problem in found:
+            console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(1)
+    if write:
+        RECORD_FILE.write_text(record(), encoding="utf-8")
+        console.print(f"Scris / written: {RECORD_FILE}")
+    else:
+        print(record())
+
+
 if __name__ == "__main__":
     app()
