@@ -70,3 +70,14 @@ def test_the_key_file_must_hold_private_p256_keys_with_kids(tmp_path):
             ReportKeys.load(path)
     write_key_file(tmp_path / "good.jwks", [new_key("k-2"), new_key("k-1")])
     assert ReportKeys.load(tmp_path / "good.jwks").current == "k-2"
+
+
+def test_the_embedded_state_folder_holds_intakes_encryption_key_and_keeps_it(tmp_path):
+    from punte.state import State
+    from runtime.settings import Settings
+    from services.intake.bootstrap import build_report_keys
+
+    state = State(tmp_path / "state").prepare()
+    first = build_report_keys(Settings(state_dir=state.root)).public_jwks()
+    assert state.intake_encryption_keys_file.stat().st_mode & 0o077 == 0, "only its owner reads it"
+    assert build_report_keys(Settings(state_dir=State(state.root).prepare().root)).public_jwks() == first
