@@ -88,7 +88,7 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
         if demo:
             with Live(_progress_table(DemoProgress()), console=console, refresh_per_second=4) as live:
-                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state,
+                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
                                      rate=rate, on_progress=lambda p: live.update(_progress_table(p, stack.state))))
         else:
             signal.pause()

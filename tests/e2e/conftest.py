@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from contracts.events import EventType
 from contracts.reference import institutions
 from punte import recipients
+from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.mailbox import messages as mailbox_messages
 from punte.stack import Stack
 from punte.synthetic import FAMILY, GIVEN
@@ -107,6 +108,13 @@ def network(infrastructure, tmp_path_factory, webhook_receiver):
                        _token(stack, "auditor"), people_messages(stack, webhook_receiver))
     finally:
         stack.stop()
+
+
+def institution_system(network: Stack, institution: str, producer) -> InstitutionSystem:
+    """An institution's own system: signs with its key, and seals its reports to intake's
+    keys, fetched from intake's public endpoint as any institution would."""
+    return InstitutionSystem(institution, network.state.institution_key(institution), producer,
+                             intake_keys=fetch_intake_keys(network.url("intake")))
 
 
 def _token(network: Stack, username: str) -> str:

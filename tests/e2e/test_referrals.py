@@ -9,10 +9,9 @@ import httpx
 import pytest
 
 from contracts.events import EventType
-from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from runtime.kafka import make_producer
-from tests.e2e.conftest import Deliveries, sign_in, wait_until
+from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 from tests.e2e.test_network import cases_opened
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +31,10 @@ async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_se
     await producer.start()
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
-    school, dgaspc = (InstitutionSystem(i, network.state.institution_key(i), producer)
+    school, dgaspc = (institution_system(network, i, producer)
                       for i in ("isj-bc", "dgaspc-bc"))
     try:
-        sent = school.event(EventType.REPORT_SUBMITTED_V2.value, report("isj-bc", ["emotional_abuse"]))
+        sent = school.report(report("isj-bc", ["emotional_abuse"]))
         await school.send(sent)
 
         # The school takes no part in the case: its outcome names none; the network's topic does.
@@ -128,10 +127,9 @@ async def test_an_unanswered_p0_referral_escalates_and_returns_to_the_referrer(f
     await producer.start()
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
-    school = InstitutionSystem("isj-bc", network.state.institution_key("isj-bc"), producer)
+    school = institution_system(network, "isj-bc", producer)
     try:
-        sent = school.event(EventType.REPORT_SUBMITTED_V2.value,
-                            report("isj-bc", ["school_absenteeism"], danger=True))
+        sent = school.report(report("isj-bc", ["school_absenteeism"], danger=True))
         await school.send(sent)
 
         async def returned():
