@@ -26,9 +26,9 @@ NAMES = re.compile(r"\b(" + "|".join(GIVEN + FAMILY) + r")\b")
 ADDRESS = "Strada Exemplului"
 # Every description the tests and the generator write says the data is synthetic.
 DESCRIPTION = re.compile(r"(?i)date sintetice")
-# Case and referral ids are random hex, which can hold 13 digits in a row; timestamps in
+# Case, referral and child ids (pseudonyms) are random hex, which can hold 13 digits in a row; timestamps in
 # milliseconds are 13 digits too, and are not CNPs when they sit in a JSON number field.
-NOT_A_CNP = re.compile(r"(?:case|ref)-[0-9a-f]{16}|\"(?:timestamp_ms|ts|time_ms|at_ms)\":\s*\d{13}")
+NOT_A_CNP = re.compile(r"(?:case|ref)-[0-9a-f]{16}|ch-[0-9a-f]{32}|\"(?:timestamp_ms|ts|time_ms|at_ms)\":\s*\d{13}")
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
 # Intake's identity vault (encrypted identity versions) is the one place the identity rests.
 VAULT = {("intake", "identities")}
@@ -43,10 +43,11 @@ def expanded(text: str) -> Iterator[str]:
         for run in BASE64_RUN.findall(text):
             for decode in (base64.b64decode, base64.urlsafe_b64decode):
                 try:
-                    found.append(decode(run + "=" * (-len(run) % 4)).decode("utf-8", errors="ignore"))
-                    break
+                    decoded = decode(run + "=" * (-len(run) % 4)).decode("utf-8")
                 except (binascii.Error, ValueError):
-                    continue
+                    continue  # not base64, or random bytes (a hash, a ciphertext): no text in it
+                found.append(decoded)
+                break
         text = "\n".join(found)
         if not text:
             return
