@@ -21,10 +21,12 @@ from fastapi import APIRouter, FastAPI
 from contracts import reference
 from contracts.reference import delivery_topic
 from runtime.cloudevents import CloudEvent
+from runtime.data_keys import DataKeys
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message
 from runtime.ingress import Window, key_by_sender
 from runtime.outbox import OutboxRelay, outbox_table
+from runtime.sealing import ConfiguredKeyProvider
 from runtime.service import Runtime, migrate
 from runtime.settings import Settings
 from runtime.signing import Keyring, PublicKey, SigningKey, network_keyring
@@ -53,6 +55,19 @@ NETWORK_KEY = SigningKey.generate("punte-network-test")
 # Intake's keys in tests: synthetic, never a built-in default (intake refuses to start without).
 TEST_PSEUDONYM_KEY = "5a" * 32
 TEST_IDENTITY_VAULT = IdentityVault({"test-1": bytes(range(32))}, "test-1")
+# A service's data keys in tests (PUNTE_DATA_KEYS): one synthetic key-encryption key.
+TEST_DATA_KEYS_SETTING = "dk-test:" + "11" * 32
+TEST_DATA_KEYS = DataKeys(ConfiguredKeyProvider.from_setting(TEST_DATA_KEYS_SETTING))
+
+
+def zero_day_schedule(folder: Path) -> reference.RetentionSchedule:
+    """The retention schedule with every period 0 days (what PUNTE_RETENTION_FILE gives a
+    test): whatever a rule names is due at once."""
+    path = folder / "retention-0-days.yaml"
+    text = reference.RETENTION_FILE.read_text()
+    path.write_text("\n".join(("    days: 0" if line.startswith("    days:") else line)
+                              for line in text.splitlines()))
+    return reference.retention(path)
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
@@ -133,7 +148,8 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
         await intake_handlers.submit_report(uow, msg, intake)
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, message_key=key_by_sender, attempts=1)
+                             handler=handle, message_key=key_by_sender, attempts=1,
+                             data_keys=TEST_DATA_KEYS)
     return consumer, engine, intake
 
 
@@ -156,6 +172,19 @@ def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgasp
     }, subject=case_id))
 
 
+def case_closed(case_id: str, closed_at: datetime, closed_by: str = "dgaspc-bc",
+                report_ids: list[str] | None = None) -> CloudEvent:
+    """Referral's case.closed, signed by the network as referral's outbox signs it."""
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.closed.v1", "/punte/referral", {
+        "case_id": case_id, "closed_at": closed_at.isoformat(), "closed_by": closed_by,
+        "reason": "goals-met", "report_ids": report_ids or []}, subject=case_id))
+
+
+def case_reopened(case_id: str, reopened_at: datetime, reopened_by: str = "dgaspc-bc") -> CloudEvent:
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.reopened.v1", "/punte/referral", {
+        "case_id": case_id, "reopened_at": reopened_at.isoformat(), "reopened_by": reopened_by}, subject=case_id))
+
+
 async def referral_consumers(server_url: str, config: referral_handlers.Config):
     """Referral's real handlers on a fresh migrated database with the service directory
     seeded; ({"cases": consumer, "commands": consumer}, engine)."""
@@ -170,7 +199,8 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
         await referral_handlers.on_ingress(uow, msg, config)
 
     consumers = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
-                                     handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY))
+                                     handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY),
+                                     data_keys=TEST_DATA_KEYS)
                  for name, handler in (("cases", on_case), ("commands", on_command))}
     return consumers, engine
 
