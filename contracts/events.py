@@ -38,12 +38,15 @@ class EventType(str, Enum):
     OUTCOME = "ro.punte.outcome.v1"
     CASE_OPENED = "ro.punte.case.opened.v1"
     CASE_REPORT_ADDED = "ro.punte.case.report-added.v1"
+    CASE_CLOSED = "ro.punte.case.closed.v1"
+    CASE_REOPENED = "ro.punte.case.reopened.v1"
     REFERRAL_REQUESTED = "ro.punte.referral.requested.v1"
     REFERRAL_ACCEPTED = "ro.punte.referral.accepted.v1"
     REFERRAL_TRANSITIONED = "ro.punte.referral.transitioned.v1"
     REFERRAL_OVERDUE = "ro.punte.referral.overdue.v1"
     CASE_NOTIFICATION = "ro.punte.case.notification.v1"
     DEAD_LETTER = "ro.punte.deadletter.v1"
+    DEAD_LETTER_V2 = "ro.punte.deadletter.v2"
     ACCESS = "ro.punte.access.v1"
     AUDIT_CHECKPOINT = "ro.punte.audit.checkpoint.v1"
 
@@ -357,6 +360,25 @@ class CaseReportAdded(Contract):
     received_at: AwareDatetime
 
 
+class CaseClosed(Contract):
+    """The case's lead closed it (referral, once the plan is done): from now on the
+    closed-case retention period runs."""
+
+    case_id: str
+    closed_at: AwareDatetime
+    closed_by: str = Field(description="Institution id of the lead that closed the case")
+    reason: str = Field(description="A code of contracts/reference/case-closure-reasons.yaml")
+    report_ids: list[str] = Field(description="Every report the case holds (their ce_id), as referral knows them")
+
+
+class CaseReopened(Contract):
+    """The case's lead reopened a closed case: its pending erasures are cancelled."""
+
+    case_id: str
+    reopened_at: AwareDatetime
+    reopened_by: str = Field(description="Institution id of the lead that reopened the case")
+
+
 class ReferralRequested(Contract):
     referral_id: str
     case_id: str
@@ -454,6 +476,8 @@ class CaseNotification(Contract):
 
 
 class DeadLetter(Contract):
+    """Version 1 carried the message's body: read only in the audit trail of old messages."""
+
     reason: Reason
     service: str
     topic: str
@@ -461,6 +485,23 @@ class DeadLetter(Contract):
     offset: int
     headers: dict[str, str]
     payload_base64: str
+    failed_at: AwareDatetime
+
+
+class DeadLetterV2(Contract):
+    """Where a message a service could not process was, its digest and why; never its
+    body, which the service keeps sealed until the dead-letter-body rule erases it."""
+
+    reason: Reason
+    service: str
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str] = Field(description="The failed message's ce_specversion, ce_id, ce_source, "
+                                                "ce_type and ce_time headers, where present")
+    value_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the message's value, hex")
+    value_bytes: int = Field(ge=0, description="The value's size in bytes")
+    body_kept: bool = Field(description="Whether the service keeps the body sealed, for a replay")
     failed_at: AwareDatetime
 
 
@@ -505,12 +546,15 @@ PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.OUTCOME: Outcome,
     EventType.CASE_OPENED: CaseOpened,
     EventType.CASE_REPORT_ADDED: CaseReportAdded,
+    EventType.CASE_CLOSED: CaseClosed,
+    EventType.CASE_REOPENED: CaseReopened,
     EventType.REFERRAL_REQUESTED: ReferralRequested,
     EventType.REFERRAL_ACCEPTED: ReferralAccepted,
     EventType.REFERRAL_TRANSITIONED: ReferralTransitioned,
     EventType.REFERRAL_OVERDUE: ReferralOverdue,
     EventType.CASE_NOTIFICATION: CaseNotification,
     EventType.DEAD_LETTER: DeadLetter,
+    EventType.DEAD_LETTER_V2: DeadLetterV2,
     EventType.ACCESS: AccessRecorded,
     EventType.AUDIT_CHECKPOINT: AuditCheckpoint,
 }

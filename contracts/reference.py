@@ -346,6 +346,18 @@ def referral_outcomes() -> dict[str, dict[str, str]]:
     return result
 
 
+def case_closure_reasons() -> dict[str, dict[str, str]]:
+    """case-closure-reasons.yaml: reason code -> {"label_ro", "label_en"}, in file order;
+    the only reasons a case's lead may close a case with."""
+    data = _read_yaml(REFERENCE_DIR / "case-closure-reasons.yaml")
+    result: dict[str, dict[str, str]] = {}
+    for item in data["reasons"]:
+        if item["code"] in result:
+            raise ValueError(f"duplicate case closure reason {item['code']!r}")
+        result[item["code"]] = {"label_ro": item["label_ro"], "label_en": item["label_en"]}
+    return result
+
+
 REFERRAL_DEADLINES_FILE = REFERENCE_DIR / "referral-deadlines.yaml"
 REFERRAL_STEPS = ("acknowledge", "decide", "first_contact", "outcome", "return_after")
 

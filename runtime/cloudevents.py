@@ -84,16 +84,19 @@ def decode(headers: Any, body: bytes | None) -> CloudEvent:
     if unreadable:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"unreadable characters in {', '.join(unreadable)}")
     if h["ce_specversion"] != "1.0":
-        raise EnvelopeError("MALFORMED_ENVELOPE", f"unsupported specversion {h['ce_specversion']}")
+        raise EnvelopeError("MALFORMED_ENVELOPE", "unsupported ce_specversion (1.0 is)")
     time = h.get("ce_time", "")
     try:
         datetime.fromisoformat(time.replace("Z", "+00:00"))
     except ValueError:
-        raise EnvelopeError("MALFORMED_ENVELOPE", f"ce_time is not RFC 3339: {time!r}") from None
+        raise EnvelopeError("MALFORMED_ENVELOPE", "ce_time is not RFC 3339") from None
+    # Details say where, never what: they travel in outcomes and dead letters.
     try:
         data = json.loads((body or b"").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EnvelopeError("MALFORMED_PAYLOAD", f"body is not UTF-8 JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError("MALFORMED_PAYLOAD", f"body is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise EnvelopeError("MALFORMED_PAYLOAD", f"body is not JSON: {exc.msg} at character {exc.pos}") from None
     if not isinstance(data, dict):
         raise EnvelopeError("MALFORMED_PAYLOAD", "body must be a JSON object")
     extensions = {

@@ -3,7 +3,8 @@ message recorded in the inbox table so a redelivered or replayed one has no seco
 
 Offsets are committed to Kafka only after the database commit. A message whose handler
 keeps failing is dead-lettered (through the outbox, in the same transaction) with its
-reason, and its sender is told when the service knows how; a transient fault (database or
+position, digest and reason, its body sealed in the service's own database
+(runtime.dead_letters), and its sender is told when the service knows how; a transient fault (database or
 broker away) rolls the batch back and it is retried with backoff, so nothing is lost.
 
 Messages on the network's own topics (every topic but institutions' ingress topics, whose
@@ -12,7 +13,6 @@ is never handed to the handler but dead-lettered with the signature's refusal co
 from __future__ import annotations
 
 import asyncio
-import base64
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.reference import named_in_topic
 from contracts.refusals import Refused, reason
+from runtime import dead_letters
 from runtime.cloudevents import CloudEvent, decode, header_map
+from runtime.data_keys import DataKeys
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
 from runtime.outbox import Outbox
@@ -47,7 +49,12 @@ inbox_table = sa.table(
 )
 
 DEAD_LETTER_TOPIC = "punte.deadletter"
-DEAD_LETTER_TYPE = "ro.punte.deadletter.v1"
+DEAD_LETTER_TYPE = "ro.punte.deadletter.v2"
+# The failed message's headers a dead letter repeats: the CloudEvents attributes that say
+# which event it was. Others (signatures, trace context, whatever a sender added) stay in
+# the sealed body; so do values longer than an id needs.
+IDENTIFYING_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
+IDENTIFYING_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -126,13 +133,21 @@ BatchHandler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 
 
 def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str) -> None:
-    """Put the message on the dead-letter topic with its reason (through the outbox)."""
+    """Put on the dead-letter topic where the message was, the digest of its value and why
+    (``detail`` must never quote the input), through the outbox; its body is kept sealed
+    by this service (runtime.dead_letters), in the same transaction, never sent."""
+    kept = uow.outbox.keep_dead_letter(dead_letters.Body(
+        message.topic, message.partition, message.offset, message.key, message.headers,
+        message.value, code, uow.now))
+    headers = header_map(message.headers)
     data = {
         "reason": reason(code, detail),
         "service": service, "topic": message.topic, "partition": message.partition,
-        "offset": message.offset, "headers": header_map(message.headers),
-        "payload_base64": base64.b64encode(message.value or b"").decode(),
-        "failed_at": uow.now.isoformat(),
+        "offset": message.offset,
+        "headers": {name: headers[name] for name in IDENTIFYING_HEADERS
+                    if name in headers and len(headers[name]) <= IDENTIFYING_MAX},
+        "value_sha256": dead_letters.digest(message.value), "value_bytes": len(message.value or b""),
+        "body_kept": kept, "failed_at": uow.now.isoformat(),
     }
     uow.outbox.emit(DEAD_LETTER_TOPIC, CloudEvent.new(DEAD_LETTER_TYPE, uow.source, data),
                     key=message.position)
@@ -185,10 +200,12 @@ class InboxConsumer:
         on_failure: FailureHandler | None = None, signer: SigningKey | None = None,
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
+        data_keys: DataKeys | None = None,
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
         ingress topic must be signed with; None checks nothing (the audit trail, which
-        records every message as it arrives)."""
+        records every message as it arrives). ``data_keys``: where the bodies of
+        dead-lettered messages are sealed (None: none is kept)."""
         self.service = service
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -204,6 +221,7 @@ class InboxConsumer:
         self._after_commit = after_commit
         self._batch_handler = batch_handler
         self._network_keys = network_keys
+        self._data_keys = data_keys
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
@@ -275,7 +293,7 @@ class InboxConsumer:
                               "partition": message.partition, "offset": message.offset,
                               "event_type": message.header("ce_type")})
             # The events of every message that applied, written in one insert at the end.
-            events = Outbox(session, self._signer)
+            events = Outbox(session, self._signer, self._data_keys)
             await self._apply_all(session, todo, events)
             for message, refusal in untrusted:
                 self._refuse(session, message, refusal, events)
@@ -306,7 +324,7 @@ class InboxConsumer:
         events.take(uow.outbox)
 
     def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
-        return UnitOfWork(session, Outbox(session, self._signer), self._source)
+        return UnitOfWork(session, Outbox(session, self._signer, self._data_keys), self._source)
 
     async def _apply_all(self, session: AsyncSession, messages: list[Message], events: Outbox) -> None:
         """With a batch handler, the whole batch in one savepoint (a savepoint per message

@@ -1,5 +1,6 @@
-"""Alembic for every service: one env.py body, and the runtime's own tables (outbox,
-inbox) created by each service's first migration."""
+"""Alembic for every service: one env.py body, and the runtime's own tables: outbox and
+inbox (each service's first migration), data keys, erasures and sealed dead-letter bodies
+(a later migration of each service that seals or erases: ``create_retention_tables``)."""
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +40,9 @@ def create_runtime_tables(op) -> None:  # op: alembic.op
 
 
 def create_data_keys_table(op) -> None:  # op: alembic.op
-    """runtime.data_keys: one wrapped data key per scope; erasure empties it and says when."""
+    """runtime.data_keys: one wrapped data key per scope; erasure empties it and says when.
+    Idempotent, like the two below: two changes of one service, each needing the table,
+    may each call it in their own migration."""
     op.create_table(
         "punte_data_keys",
         sa.Column("scope", sa.Text, primary_key=True),
@@ -48,6 +51,7 @@ def create_data_keys_table(op) -> None:  # op: alembic.op
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("erased_rule", sa.Text, nullable=True),
+        if_not_exists=True,
     )
 
 
@@ -59,9 +63,36 @@ def create_erasures_table(op) -> None:  # op: alembic.op
         sa.Column("rule", sa.Text, nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
     op.create_index("ix_punte_erasures_due", "punte_erasures", ["due_at"],
-                    postgresql_where=sa.text("done_at IS NULL"))
+                    postgresql_where=sa.text("done_at IS NULL"), if_not_exists=True)
+
+
+def create_dead_letters_table(op) -> None:  # op: alembic.op
+    """runtime.dead_letters: the body of each message the service dead-lettered, sealed
+    under a data key of its own (punte_data_keys), until the dead-letter-body rule erases it."""
+    op.create_table(
+        "punte_dead_letters",
+        sa.Column("scope", sa.Text, primary_key=True),  # dead-letter:<topic>/<partition>/<offset>
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("value_sha256", sa.Text, nullable=False),
+        sa.Column("reason_code", sa.Text, nullable=False),
+        sa.Column("sealed", sa.LargeBinary, nullable=False),  # key, headers and value, sealed
+        sa.Column("dead_lettered_at", sa.DateTime(timezone=True), nullable=False),
+        if_not_exists=True,
+    )
+    op.create_index("ix_punte_dead_letters_age", "punte_dead_letters", ["dead_lettered_at"],
+                    if_not_exists=True)
+
+
+def create_retention_tables(op) -> None:  # op: alembic.op
+    """What a service's purge job needs: data keys, erasures, sealed dead-letter bodies."""
+    create_data_keys_table(op)
+    create_erasures_table(op)
+    create_dead_letters_table(op)
 
 
 def run_env() -> None:

@@ -4,8 +4,12 @@ change that caused them; the relay publishes them afterwards.
 The relay is safe with several replicas: a batch is published only by the holder of a
 PostgreSQL advisory lock for that database, so rows leave in id order and per-key order
 holds. A crash between publishing and marking re-publishes the batch; consumers are
-idempotent by event id, so that costs nothing but bandwidth. Published rows are kept, so
-the outbox can be replayed to rebuild a lost broker (``replay``)."""
+idempotent by event id, so that costs nothing but bandwidth. Published rows are kept for
+the outbox-published rule's days (runtime.retention prunes them), so the outbox can be
+replayed to rebuild a lost broker (``replay``).
+
+A dead letter is an event and a body: the event goes out through the outbox, the body is
+sealed in the service's own database (runtime.dead_letters), both in the same transaction."""
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +19,9 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from runtime import dead_letters
 from runtime.cloudevents import CloudEvent
+from runtime.data_keys import DataKeys
 from runtime.log import get_logger
 from runtime.signing import SigningKey
 from runtime.telemetry import current_trace_headers
@@ -37,10 +43,15 @@ RELAY_LOCK = 0x70756E7465
 class Outbox:
     """Collects the events of one unit of work; ``flush`` writes them in its transaction."""
 
-    def __init__(self, session: AsyncSession, signer: SigningKey | None = None) -> None:
+    def __init__(self, session: AsyncSession, signer: SigningKey | None = None,
+                 data_keys: DataKeys | None = None) -> None:
+        """``data_keys``: where dead-letter bodies are sealed; None keeps none (a service
+        that keeps no personal data, such as the audit trail, which dead-letters nothing)."""
         self._session = session
         self._signer = signer
+        self._data_keys = data_keys
         self._rows: list[dict[str, Any]] = []
+        self._bodies: list[dead_letters.Body] = []
 
     def emit(self, topic: str, event: CloudEvent, key: str | None = None) -> None:
         if self._signer is not None:
@@ -52,16 +63,29 @@ class Outbox:
             "payload": event.body(), "event_type": event.type,
         })
 
+    def keep_dead_letter(self, body: dead_letters.Body) -> bool:
+        """Keep a dead-lettered message's body, sealed, with this unit of work's events;
+        whether it will be kept."""
+        if self._data_keys is None:
+            log.warning("dead letter body not kept: this service has no data keys", position=body.position)
+            return False
+        self._bodies.append(body)
+        return True
+
     def take(self, other: "Outbox") -> None:
         """Adopt the events ``other`` collected (a message's, once it applied), to be
         written with this outbox's in one insert."""
         self._rows += other._rows
-        other._rows = []
+        self._bodies += other._bodies
+        other._rows, other._bodies = [], []
 
     async def flush(self) -> int:
         rows, self._rows = self._rows, []
+        bodies, self._bodies = self._bodies, []
         if rows:
             await self._session.execute(sa.insert(outbox_table), rows)
+        if bodies and self._data_keys is not None:
+            await dead_letters.keep(self._session, self._data_keys, bodies)
         return len(rows)
 
 

@@ -4,7 +4,9 @@ referral's deadlines: due rows taken with SKIP LOCKED, marked done in the same t
 
 Erasing a scope destroys its data key (runtime.data_keys); a service passes ``on_erase`` to
 delete the rows it keeps about that scope as well. Runtime-owned rows (published outbox
-rows, processed inbox rows) are pruned by age (``prune_runtime_rows``)."""
+rows, processed inbox rows, sealed dead-letter bodies) are pruned by age
+(``prune_runtime_rows``, runtime.dead_letters). ``purge`` is one pass of a service's purge
+job: all of these, in the caller's transaction."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -16,7 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.reference import RetentionSchedule
-from runtime.data_keys import DataKeys
+from runtime import dead_letters
+from runtime.data_keys import DataKeys, data_keys_table
 
 erasures_table = sa.table(
     "punte_erasures",
@@ -61,6 +64,11 @@ async def erase_due(session: AsyncSession, data_keys: DataKeys, now: datetime,
         return 0
     for rule in {d.rule for d in due}:
         await data_keys.erase(session, [d.scope for d in due if d.rule == rule], rule, now)
+    # A scope that never had a key is marked erased all the same: nothing is sealed into
+    # it afterwards (a late note on an erased case finds it erased, not a fresh key).
+    await session.execute(pg_insert(data_keys_table).values([
+        {"scope": d.scope, "kek_id": None, "wrapped": None, "created_at": now, "erased_at": now,
+         "erased_rule": d.rule} for d in due]).on_conflict_do_nothing(index_elements=["scope"]))
     if on_erase is not None:
         await on_erase(session, due)
     await session.execute(sa.update(erasures_table).where(
@@ -80,3 +88,28 @@ async def prune_runtime_rows(session: AsyncSession, schedule_: RetentionSchedule
     pruned = await session.execute(sa.text("DELETE FROM punte_inbox WHERE received_at < :before"),
                                    {"before": inbox_before})
     return count + (pruned.rowcount or 0)
+
+
+async def purge(session: AsyncSession, data_keys: DataKeys, schedule_: RetentionSchedule, now: datetime,
+                on_erase: Callable[[AsyncSession, Sequence[Due]], Awaitable[None]] | None = None) -> int:
+    """One pass of a service's purge job, in the caller's transaction: the erasures due
+    (``on_erase`` deletes the service's rows of each scope), then the runtime's own rows
+    past their rules. Returns how much it did (0: nothing was due)."""
+    done = await erase_due(session, data_keys, now, on_erase)
+    done += await dead_letters.erase_expired(session, data_keys, schedule_, now)
+    return done + await prune_runtime_rows(session, schedule_, now)
+
+
+def due_at(schedule_: RetentionSchedule, rule: str, start: datetime) -> datetime:
+    """When a record kept under ``rule`` from ``start`` is due for erasure."""
+    return start + timedelta(days=schedule_.rule(rule).days)
+
+
+def case_scope(case_id: str) -> str:
+    """The data key scope of everything sealed about one case."""
+    return f"case:{case_id}"
+
+
+def cases_in(due: Sequence[Due]) -> list[str]:
+    """The case ids among erasures due (scopes ``case:<id>``)."""
+    return [d.scope.removeprefix("case:") for d in due if d.scope.startswith("case:")]

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
+from contracts.reference import RetentionSchedule, retention
 from runtime import http_errors
 from runtime.authorization import permit
+from runtime.data_keys import DataKeys, from_settings
 from runtime.db import connect, ensure_database, make_engine, make_sessions
 from runtime.inbox import (
     BatchHandler,
@@ -34,12 +37,15 @@ from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
 from runtime.outbox import Outbox, OutboxRelay, outbox_table
+from runtime.retention import purge
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey, network_keyring
 from runtime.telemetry import configure_tracing
 from runtime.tokens import Principal, TokenVerifier
 
 log = get_logger("runtime.service")
+# One pass of a service's purge job (runtime.retention.purge, or a service's own around it).
+PurgeWork = Callable[[AsyncSession, DataKeys, RetentionSchedule, datetime], Awaitable[int]]
 MIGRATION_LOCK = 0x6D696772
 
 
@@ -59,6 +65,8 @@ class Runtime:
     # The network's public keys: what consumers of its own topics verify (fail closed: none).
     network_keys: Keyring = field(default_factory=lambda: Keyring([]))
     consumers: list[InboxConsumer] = field(default_factory=list)
+    # The service's data keys (PUNTE_DATA_KEYS), when its spec says it keeps sealed values.
+    data_keys: DataKeys | None = None
     started: bool = False
     # What a service sets up in on_start for its handlers and routes (e.g. the audit log).
     extras: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +77,8 @@ class Runtime:
         (HTTP commands, timers); the relay is woken when it wrote events."""
         async with self.sessions() as session:
             async with session.begin():
-                uow = UnitOfWork(session, Outbox(session, self.network_key), f"/punte/{self.name}")
+                uow = UnitOfWork(session, Outbox(session, self.network_key, self.data_keys),
+                                 f"/punte/{self.name}")
                 yield uow
                 wrote = await uow.outbox.flush()
         if wrote:
@@ -89,8 +98,27 @@ class Runtime:
             message_key=message_key, on_failure=on_failure, signer=self.network_key,
             batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
             after_commit=self.relay.wake, batch_handler=batch_handler,
-            network_keys=self.network_keys if verify_network else None,
+            network_keys=self.network_keys if verify_network else None, data_keys=self.data_keys,
         )
+
+    def retention(self) -> RetentionSchedule:
+        """The retention schedule (PUNTE_RETENTION_FILE, else contracts/reference)."""
+        return retention(self.settings.retention_file)
+
+    def purge_job(self, work: PurgeWork = purge) -> Callable[[], Awaitable[None]]:
+        """The service's purge job, a loop for ServiceSpec.loops: ``work`` (one pass: the
+        erasures due, the runtime's rows past their rules, the service's own) in a
+        transaction, again at once while it finds something, else every
+        PUNTE_PURGE_POLL_SECONDS, under the schedule of PUNTE_RETENTION_FILE."""
+        if self.data_keys is None:
+            raise RuntimeError(f"{self.name}: a purge job needs the service's data keys (ServiceSpec.data_keys)")
+        data_keys, schedule = self.data_keys, self.retention()
+
+        async def once() -> int:
+            async with self.sessions() as session, session.begin():
+                return await work(session, data_keys, schedule, datetime.now(timezone.utc))
+
+        return polling(once, self.settings.purge_poll_seconds)
 
 
 @dataclass
@@ -105,6 +133,9 @@ class ServiceSpec:
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     # More background loops of the service (e.g. durable timers), supervised like consumers.
     loops: Callable[[Runtime], list[Callable[[], Awaitable[None]]]] = lambda rt: []
+    # The service keeps values sealed under data keys (dead-letter bodies, a case's notes):
+    # it does not start without PUNTE_DATA_KEYS.
+    data_keys: bool = False
 
 
 def polling(work: Callable[[], Awaitable[int]], idle_seconds: float) -> Callable[[], Awaitable[None]]:
@@ -190,6 +221,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         configure_tracing(spec.name)
         # Keys and token algorithms before anything else: a misconfigured service fails fast.
         network_key = load_network_key(settings)
+        data_keys = from_settings(settings) if spec.data_keys else None
         algorithms = settings.oidc_algorithm_list()
         url = await migrate(settings, spec.name, spec.migrations)
         engine = make_engine(url)
@@ -203,7 +235,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                                    algorithms=algorithms,
                                    jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds),
             network_key=network_key, keyring=load_keyring(settings),
-            network_keys=load_network_keys(settings, network_key),
+            network_keys=load_network_keys(settings, network_key), data_keys=data_keys,
         )
         if spec.on_start is not None:
             await spec.on_start(runtime)

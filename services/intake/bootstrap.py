@@ -8,7 +8,7 @@ from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec
 from runtime.settings import Settings
-from services.intake import handlers
+from services.intake import handlers, retention
 from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.vault import IdentityVault
 from services.intake.domain.cases import Rules
@@ -117,12 +117,20 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     async def on_failure(uow: UnitOfWork, message: Message, code: str, detail: str) -> None:
         await handlers.record_failure(uow, message, code)
 
+    schedule = rt.retention()
+
+    async def on_referrals(uow: UnitOfWork, message: Message) -> None:
+        await retention.follow_closure(uow, message, schedule)
+
     return [rt.consumer(group_id="punte-intake", handler=handle, pattern=INGRESS_PATTERN,
-                        message_key=key_by_sender, on_failure=on_failure)]
+                        message_key=key_by_sender, on_failure=on_failure),
+            # Cases their lead closes or reopens (referral).
+            rt.consumer(group_id="punte-intake-closures", topics=["punte.referrals"], handler=on_referrals)]
 
 
 SPEC = ServiceSpec(
     name="intake", title="Punte intake — rapoarte de risc / risk reports",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router, http.keys], stats=handlers.stats,
+    loops=lambda rt: [rt.purge_job(retention.purge)], data_keys=True,
 )

@@ -12,7 +12,7 @@ from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.service import Runtime, ServiceSpec, polling
 from runtime.settings import Settings
-from services.notification import handlers
+from services.notification import handlers, retention
 from services.notification.adapters import recipients_file
 from services.notification.channels.email import SmtpSender
 from services.notification.channels.people import PeopleChannels, send_due
@@ -47,9 +47,13 @@ async def configure(rt: Runtime) -> None:
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
     config: handlers.Config = rt.extras[CONFIG]
+    schedule = rt.retention()
 
     async def handle(uow: UnitOfWork, message: Message) -> None:
-        await handlers.notify(uow, message, config)
+        if message.header("ce_type") in retention.CLOSURES:
+            await retention.follow_closure(uow, message, schedule)
+        else:
+            await handlers.notify(uow, message, config)
 
     return [rt.consumer(group_id="punte-notification", handler=handle, topics=TOPICS)]
 
@@ -72,12 +76,12 @@ def loops(rt: Runtime):
         async with httpx.AsyncClient() as client:
             await polling(partial(dispatch, client), rt.settings.dispatch_poll_seconds)()
 
-    return [dispatcher]
+    return [dispatcher, rt.purge_job(retention.purge)]
 
 
 SPEC = ServiceSpec(
     name="notification", title="Punte notification — notificări / notifications",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router, ui.router], stats=handlers.stats,
-    on_start=configure, loops=loops,
+    on_start=configure, loops=loops, data_keys=True,
 )

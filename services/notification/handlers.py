@@ -33,7 +33,7 @@ from contracts.reference import (
 )
 from runtime.access import purpose_named
 from runtime.cloudevents import CloudEvent, EnvelopeError
-from runtime.inbox import Message, UnitOfWork, dead_letter
+from runtime.inbox import Message, UnitOfWork, dead_letter, failure_detail
 from runtime.log import get_logger
 from runtime.signing import SigningKey
 from services.notification.adapters import alerting, people
@@ -128,7 +128,7 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
         dead_letter(uow, message, SERVICE, exc.code, exc.detail)
         return
     except ValidationError as exc:
-        dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", str(exc)[:300])
+        dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", failure_detail(exc))
         return
     for notice in found:
         await _deliver(uow, event, notice, config)

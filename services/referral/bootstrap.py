@@ -7,7 +7,7 @@ from pathlib import Path
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec, polling
-from services.referral import handlers
+from services.referral import handlers, retention
 from services.referral.entrypoints import http
 
 INGRESS_PATTERN = r"^punte\.ingress\..+"
@@ -18,6 +18,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
 
     async def on_case(uow: UnitOfWork, message: Message) -> None:
         await handlers.follow_case(uow, message, config)
+        await retention.note_report(uow, message)
 
     async def on_command(uow: UnitOfWork, message: Message) -> None:
         # Reports and unknown types on the same topics are intake's to answer.
@@ -52,11 +53,12 @@ def loops(rt: Runtime):
         async with rt.unit_of_work() as uow:
             return await handlers.fire_due_timers(uow, config)
 
-    return [polling(timers, rt.settings.timer_poll_seconds)]
+    return [polling(timers, rt.settings.timer_poll_seconds), rt.purge_job(retention.purge)]
 
 
 SPEC = ServiceSpec(
     name="referral", title="Punte referral — trimiteri / referrals",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router], stats=handlers.stats, on_start=seed, loops=loops,
+    data_keys=True,
 )

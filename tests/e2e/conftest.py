@@ -203,7 +203,7 @@ async def dead_letters(network: Stack, token: str | None = None) -> list[dict]:
     """The dead letters in the audit trail, as an auditor finds them."""
     token = token or await sign_in(network, "auditor")
     async with httpx.AsyncClient(base_url=network.url("audit")) as client:
-        found = await client.get("/entries", params={"event_type": EventType.DEAD_LETTER.value, "limit": 500},
+        found = await client.get("/entries", params={"event_type": EventType.DEAD_LETTER_V2.value, "limit": 500},
                                  headers={"Authorization": f"Bearer {token}"})
     return found.json()["entries"]
 

@@ -22,10 +22,12 @@ from contracts import reference
 from contracts.reference import delivery_topic
 from runtime import data_keys
 from runtime.cloudevents import CloudEvent
+from runtime.data_keys import DataKeys
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message
 from runtime.ingress import Window, key_by_sender
 from runtime.outbox import OutboxRelay, outbox_table
+from runtime.sealing import ConfiguredKeyProvider
 from runtime.service import Runtime, migrate
 from runtime.settings import Settings
 from runtime.signing import Keyring, PublicKey, SigningKey, network_keyring
@@ -59,6 +61,19 @@ TEST_IDENTITY_VAULT = IdentityVault({"test-1": bytes(range(32))}, "test-1")
 # with the test vector sealed to it.
 TEST_REPORT_KEYS_FILE = ROOT / "tests" / "data" / "sealing" / "intake-test-key.jwks"
 TEST_REPORT_KEYS = ReportKeys.load(TEST_REPORT_KEYS_FILE)
+# A service's data keys in tests (PUNTE_DATA_KEYS): one synthetic key-encryption key.
+TEST_DATA_KEYS_SETTING = "dk-test:" + "11" * 32
+TEST_DATA_KEYS = DataKeys(ConfiguredKeyProvider.from_setting(TEST_DATA_KEYS_SETTING))
+
+
+def zero_day_schedule(folder: Path) -> reference.RetentionSchedule:
+    """The retention schedule with every period 0 days (what PUNTE_RETENTION_FILE gives a
+    test): whatever a rule names is due at once."""
+    path = folder / "retention-0-days.yaml"
+    text = reference.RETENTION_FILE.read_text()
+    path.write_text("\n".join(("    days: 0" if line.startswith("    days:") else line)
+                              for line in text.splitlines()))
+    return reference.retention(path)
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
@@ -141,22 +156,19 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
         await intake_handlers.submit_report(uow, msg, intake)
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=handle, message_key=key_by_sender, attempts=1)
+                             handler=handle, message_key=key_by_sender, attempts=1,
+                             data_keys=TEST_DATA_KEYS)
     return consumer, engine, intake
 
 
 # --- referral ----------------------------------------------------------------------------
 
-# A synthetic key-encryption key for the services that seal (PUNTE_DATA_KEYS).
-TEST_DATA_KEYS = "dk-1:" + "11" * 32
-
-
 def referral_config(keyring: Keyring | None = None) -> referral_handlers.Config:
     """Referral's configuration with the contract's deadlines, outcomes and reasons, sealing
-    notes under TEST_DATA_KEYS."""
+    notes under TEST_DATA_KEYS_SETTING."""
     return referral_handlers.Config(keyring or Keyring([]), reference.referral_deadlines(),
                                     frozenset(reference.referral_outcomes()),
-                                    data_keys.from_settings(Settings(data_keys=TEST_DATA_KEYS)))
+                                    data_keys.from_settings(Settings(data_keys=TEST_DATA_KEYS_SETTING)))
 
 
 def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
@@ -168,6 +180,19 @@ def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgasp
         "reporter": {"institution": "isj-bc", "role": "school-counsellor"},
         "received_at": T0.isoformat(), "do_not_contact": True,
     }, subject=case_id))
+
+
+def case_closed(case_id: str, closed_at: datetime, closed_by: str = "dgaspc-bc",
+                report_ids: list[str] | None = None) -> CloudEvent:
+    """Referral's case.closed, signed by the network as referral's outbox signs it."""
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.closed.v1", "/punte/referral", {
+        "case_id": case_id, "closed_at": closed_at.isoformat(), "closed_by": closed_by,
+        "reason": "goals-met", "report_ids": report_ids or []}, subject=case_id))
+
+
+def case_reopened(case_id: str, reopened_at: datetime, reopened_by: str = "dgaspc-bc") -> CloudEvent:
+    return NETWORK_KEY.sign(CloudEvent.new("ro.punte.case.reopened.v1", "/punte/referral", {
+        "case_id": case_id, "reopened_at": reopened_at.isoformat(), "reopened_by": reopened_by}, subject=case_id))
 
 
 async def referral_consumers(server_url: str, config: referral_handlers.Config):
@@ -184,7 +209,8 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
         await referral_handlers.on_ingress(uow, msg, config)
 
     consumers = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
-                                     handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY))
+                                     handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY),
+                                     data_keys=TEST_DATA_KEYS)
                  for name, handler in (("cases", on_case), ("commands", on_command))}
     return consumers, engine
 
@@ -208,7 +234,7 @@ def service_app(name: str, engine, *routers: APIRouter, keyring: Keyring | None 
     for router in routers:
         app.include_router(router)
     app.state.runtime = Runtime(
-        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS), engine=engine, sessions=make_sessions(engine),
+        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS_SETTING), engine=engine, sessions=make_sessions(engine),
         producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
         verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
         network_key=None, keyring=keyring or Keyring([]))

@@ -29,7 +29,7 @@ from services.notification.domain.dispatch import ALERT_KINDS
 from services.notification.entrypoints import http, ui
 from services.referral import handlers as referral_handlers
 from services.referral.entrypoints.http import router as referral_router
-from tests.integration.helpers import TEST_DATA_KEYS, message, migrated_database
+from tests.integration.helpers import TEST_DATA_KEYS_SETTING, message, migrated_database
 from tests.integration.test_audit_ui import nothing_listening, the_shared_frame_and_assets_are_there
 from tests.integration.test_referral import CONFIG, case_opened, positions
 
@@ -64,7 +64,7 @@ async def page(infrastructure):
     referral = FastAPI()
     referral.include_router(referral_router)
     referral.state.runtime = runtime_for("referral", referral_engine,
-                                              Settings(oidc_issuer=ISSUER_URL, data_keys=TEST_DATA_KEYS))
+                                              Settings(oidc_issuer=ISSUER_URL, data_keys=TEST_DATA_KEYS_SETTING))
     reached: list[dict] = []  # what arrives at the referral service
 
     async def recording(scope, receive, send):

@@ -26,7 +26,7 @@ from services.referral import bootstrap as referral_bootstrap
 from tests.integration.helpers import (
     NETWORK_KEY,
     REFERRAL_MIGRATIONS,
-    TEST_DATA_KEYS,
+    TEST_DATA_KEYS_SETTING,
     case_opened,
     delivered,
     emitted,
@@ -45,7 +45,7 @@ IMPOSTOR = SigningKey.generate(NETWORK_KEY.key_id)
 def runtime(name: str, engine, settings: Settings | None = None) -> Runtime:
     """A service's Runtime as its lifespan builds it, without a broker."""
     return Runtime(
-        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS), engine=engine, sessions=make_sessions(engine),
+        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS_SETTING), engine=engine, sessions=make_sessions(engine),
         producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
         verifier=TokenVerifier("http://issuer.test", "punte", {"keys": []}),
         network_key=NETWORK_KEY, keyring=Keyring([]), network_keys=network_keyring(NETWORK_KEY))

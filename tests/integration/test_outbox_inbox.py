@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -130,6 +131,9 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
     assert "ValueError" in dead["reason"]["message_en"] and "test_outbox_inbox.py" in dead["reason"]["message_en"]
     assert MISTYPED_CNP not in json.dumps(dead["reason"])
     assert dead["offset"] == 1 and dead["topic"] == "in"
+    # Where it was and its digest, never its body (issue #11): the body stays sealed.
+    assert "payload_base64" not in dead
+    assert dead["value_sha256"] == hashlib.sha256(event(1, "c").body()).hexdigest()
     assert inbox.dead_lettered == 1 and inbox.processed == 3
 
 

@@ -609,6 +609,14 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
         (EventType.DEAD_LETTER, events.DeadLetter(
             reason=REASON, service="intake", topic="punte.ingress.spas-colonesti", partition=0, offset=12,
             headers={"ce_id": "e-1"}, payload_base64="e30=", failed_at=WHEN)),
+        (EventType.DEAD_LETTER_V2, events.DeadLetterV2(
+            reason=REASON, service="intake", topic="punte.ingress.spas-colonesti", partition=0, offset=12,
+            headers={"ce_id": "e-1"}, value_sha256="44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            value_bytes=2, body_kept=True, failed_at=WHEN)),
+        (EventType.CASE_CLOSED, events.CaseClosed(
+            case_id="case-1", closed_at=WHEN, closed_by="spas-colonesti", reason="goals-met",
+            report_ids=["r-1", "r-2"])),
+        (EventType.CASE_REOPENED, events.CaseReopened(case_id="case-1", reopened_at=WHEN, reopened_by="dgaspc-bc")),
         (EventType.ACCESS, events.AccessRecorded(
             actor="dgaspc-bc/u-0417", actor_institution="dgaspc-bc", roles=["case-manager"],
             purpose="verificare sesizare", service="intake", resource="/v1/cases/case-1", case_id="case-1",

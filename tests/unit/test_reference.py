@@ -472,3 +472,11 @@ def test_ingress_and_delivery_topics() -> None:
     assert reference.owner_of_ingress_topic("punte.cases") is None
     assert reference.owner_of_ingress_topic("punte.ingress.nobody") is None
     assert reference.owner_of_ingress_topic("punte.ingress.") is None
+
+
+def test_case_closure_reasons_are_codes_with_both_labels():
+    reasons = reference.case_closure_reasons()
+    assert "goals-met" in reasons and len(reasons) >= 4
+    for code, labels in reasons.items():
+        assert code == code.lower() and " " not in code
+        assert labels["label_ro"] and labels["label_en"]

@@ -116,3 +116,16 @@ async def test_a_polling_loop_works_at_once_while_busy_and_waits_only_when_idle(
     except asyncio.CancelledError:
         pass
     assert calls == ["work:3", "work:1", "work:0", "sleep:1.5", "work:2"]
+
+
+@pytest.mark.parametrize("headers, body", [
+    ([("ce_specversion", b"Testescu"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}"),
+    ([*GOOD[:4], ("ce_time", b"Ana Testescu")], b"{}"),
+    (GOOD, "Testescu \xe2".encode("latin-1")),
+    (GOOD, b'{"family_name": Testescu}'),
+])
+def test_a_refusal_says_where_the_event_is_unreadable_never_what_it_says(headers, body):
+    """Refusal details travel in outcomes and dead letters (issue #11): no input in them."""
+    with pytest.raises(EnvelopeError) as refused:
+        decode(headers, body)
+    assert "Testescu" not in refused.value.detail

@@ -34,6 +34,10 @@ cases = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("do_not_contact", sa.Boolean, nullable=False),
     sa.Column("deadlines", sa.JSON, nullable=False),
+    # Set once, when the lead closes the case (status "closed"; migration 0005).
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("closed_by", sa.Text, nullable=True),  # the lead institution
+    sa.Column("closure_reason", sa.Text, nullable=True),  # case-closure-reasons.yaml
 )
 
 # Every report a case holds, with who sent it.

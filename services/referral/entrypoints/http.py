@@ -17,7 +17,7 @@ from runtime.access import record_access
 from runtime.authorization import check, http_refusal, permit
 from runtime.service import Runtime
 from runtime.tokens import Principal
-from services.referral import handlers
+from services.referral import handlers, retention
 from services.referral.adapters import notes as case_notes
 from services.referral.adapters import repository
 from services.referral.adapters.tables import services
@@ -27,7 +27,7 @@ from services.referral.domain.referral import Actor
 router = APIRouter(prefix="/v1", tags=["referrals"])
 STATUS = {"UNKNOWN_REFERRAL": 404, "UNKNOWN_CASE": 404, "UNKNOWN_SERVICE": 404,
           "NOT_REFERRAL_RECIPIENT": 403, "NOT_REFERRER": 403, "NOT_SUPERVISOR": 403,
-          "NOT_ALLOWED": 403, "UNKNOWN_REASON": 422, "NOTE_REQUIRED": 422}
+          "NOT_ALLOWED": 403, "UNKNOWN_REASON": 422, "NOTE_REQUIRED": 422, "UNKNOWN_CLOSURE_REASON": 422}
 # Free text and ids go to PostgreSQL, whose text holds no NUL: refused as invalid (422).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -264,21 +264,37 @@ async def case(case_id: str, request: Request, principal: Principal = Depends(pe
                     plan=[v for v in views if v is not None])
 
 
+class Closure(BaseModel):
+    reason: str = Field(default=retention.DEFAULT_REASON, max_length=100,
+                        description="Closing: a code of contracts/reference/case-closure-reasons.yaml")
+
+
 @router.post("/cases/{case_id}/{action}", response_model=CaseView,
              summary="Închide sau redeschide cazul / close or reopen the case")
 async def close_or_reopen(case_id: str, action: Literal["close", "reopen"], request: Request,
+                          closure: Closure | None = None,
                           principal: Principal = Depends(permit("case.close"))) -> CaseView:
-    """Only the lead institution; a case closes only when every referral of its plan is done."""
+    """Only the lead institution; a case closes only when every referral of its plan is done,
+    once, with a reason from the catalogue. Every service hears ro.punte.case.closed.v1 (or
+    .reopened) and keeps the case for the closed-case period of the retention schedule."""
     runtime = _runtime(request)
     async with runtime.unit_of_work() as uow:
         row = await repository.case_of(uow.session, case_id, for_update=True)
         if row is None:
             raise _refused(Refused("UNKNOWN_CASE", "no such case"))
         check("case.close", principal, visibility.to_case(principal.institution, repository.sides_of(row)), "case")
-        if action == "close":
-            still_open = await repository.open_in_plan(uow.session, case_id)
-            if still_open:
-                raise _refused(Refused("CASE_HAS_OPEN_REFERRALS", f"{still_open} referrals still open"))
+        assert principal.institution is not None  # check admits only the lead's people
+        try:
+            if action == "close":
+                still_open = await repository.open_in_plan(uow.session, case_id)
+                if still_open:
+                    raise Refused("CASE_HAS_OPEN_REFERRALS", f"{still_open} referrals still open")
+                await retention.close_case(uow, row, principal.institution, (closure or Closure()).reason,
+                                           runtime.retention())
+            else:
+                await retention.reopen_case(uow, row, principal.institution)
+        except Refused as exc:
+            raise _refused(exc) from None
         await repository.set_status(uow.session, case_id, closed=action == "close", at=uow.now,
                                     lead_manager=row.lead_manager or principal.subject)
     return await case(case_id, request, principal)

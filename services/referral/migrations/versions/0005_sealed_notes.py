@@ -2,15 +2,15 @@
 table, and each history step's note id. Notes already in referral_history.note are sealed
 by the service at start (it holds the keys; a migration does not).
 
-Revision ID: 0004
+Revision ID: 0005
 """
 import sqlalchemy as sa
 from alembic import op
 
 from runtime.migrations import create_data_keys_table
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:
