@@ -25,7 +25,7 @@ async def links(session: AsyncSession, report_ids: Iterable[str]) -> dict[str, s
         return {}
     rows = await session.execute(sa.select(audit_report_cases.c.report_id, audit_report_cases.c.case_id)
                                  .where(audit_report_cases.c.report_id.in_(wanted)))
-    return dict(rows.tuples().all())
+    return {r.report_id: r.case_id for r in rows}
 
 
 async def add_links(session: AsyncSession, found: dict[str, str]) -> None:
