@@ -266,7 +266,7 @@ async def test_a_closed_case_is_erased_by_its_rule_and_the_whole_trail_still_ver
     previous.write_text(json.loads(first.splitlines()[0])["checkpoint"])
     key = await verifier_key(audit)
     verified = verify_offline(tmp_path, after, key)
-    assert verified["ok"] and verified["checked"] == verified["size"]
+    assert verified["ok"] and verified["checked"] == verified["size"] and verified["erased"] == {"closed-case": 4}
     path = tmp_path / "after.jsonl"
     path.write_text(after)
     consistent = subprocess.run([sys.executable, "-m", "punte.cli", "audit", "verify", str(path), "--key", key,

@@ -220,3 +220,18 @@ def verify_export(lines: Iterable[str], log_name: str, log_public_key: bytes,
                       first_bad=bad.first_bad, problem=bad.problem, checked=checked, withheld=withheld)
     return Report(ok=True, size=cp.size, root_hex=cp.root.hex(), first_bad=None, problem=None, checked=checked,
                   withheld=withheld)
+
+
+def erased_by_rule(lines: Iterable[str]) -> dict[str, int]:
+    """How many entries of an export say their value was erased, by retention rule. The
+    value state is informational (not signed): the proof is that the entries still verify."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        try:
+            value = json.loads(line).get("value") if line.strip() else None
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, dict) and value.get("state") == "erased":
+            rule = str(value.get("erased_rule"))
+            counts[rule] = counts.get(rule, 0) + 1
+    return counts
