@@ -33,6 +33,8 @@ def trail(rt: Runtime) -> handlers.Trail:
 
 
 def consumers(rt: Runtime) -> list[InboxConsumer]:
+    if "audit_trail" not in rt.extras:  # start() builds it; a runtime built by hand may not have
+        rt.extras["audit_trail"] = trail(rt)
     deps: handlers.Trail = rt.extras["audit_trail"]
     # Keyed by position, not event id: a duplicate is itself a fact the trail must show.
     # Every message is recorded as it arrived, its signature headers with it, forged ones

@@ -93,3 +93,18 @@ def test_each_value_is_sealed_under_its_case_its_report_or_the_network():
         "case_id": "case-1", "closed_at": "2026-11-01T10:00:00Z", "report_ids": ["rep-1", 7]})
     assert closed is not None and closed.scopes == ["case:case-1", "report:rep-1"]
     assert values.closed_case("ro.punte.case.closed.v1", {"case_id": "case-1", "closed_at": "yesterday"}) is None
+
+
+def test_the_audit_does_not_start_without_its_data_keys():
+    """Fail closed: no value is ever kept in clear for want of a key."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from runtime.settings import Settings
+    from runtime.signing import Keyring
+    from services.audit.bootstrap import trail
+
+    with pytest.raises(RuntimeError, match="PUNTE_DATA_KEYS"):
+        trail(SimpleNamespace(settings=Settings(data_keys=""), network_keys=Keyring([])))
+    assert trail(SimpleNamespace(settings=Settings(data_keys="dk-1:" + "22" * 32), network_keys=Keyring([])))
