@@ -173,21 +173,27 @@ async def _seal(session: AsyncSession, appended: Sequence[_Appended], links: dic
 async def _keep_or_erase(session: AsyncSession, appended: Sequence[_Appended], links: dict[str, str],
                          schedule: RetentionSchedule, now: datetime) -> None:
     """The retention schedule as the network's events move it: a closed case's values (and
-    its reports') are erased ``closed-case`` days after closing; a refused report's
-    ``unconfirmed-report`` days after the refusal, unless it joined a case."""
+    its reports') are erased ``closed-case`` days after closing, unless it is reopened
+    first; a refused report's ``unconfirmed-report`` days after the refusal, unless it
+    joined a case."""
     for item in appended:
         if not item.trusted:
             continue
         event_type = item.row["event_type"]
         link = values.report_link(event_type, item.body)
         closed = values.closed_case(event_type, item.body)
+        reopened = values.reopened_case(event_type, item.body)
         refused = values.refused_report(event_type, item.body)
         if link is not None:
             # A report that joined a case is kept with it, whatever a refusal said before.
             await retention.cancel(session, [values.report_scope(link[0])])
         elif closed is not None:
             rule = schedule.rule("closed-case")
-            await retention.schedule(session, closed.scopes, rule.id, closed.closed_at + timedelta(days=rule.days))
+            scopes = closed.scopes(await sealed_values.reports_of(session, closed.case_id))
+            await retention.schedule(session, scopes, rule.id, closed.closed_at + timedelta(days=rule.days))
+        elif reopened is not None:
+            reports = await sealed_values.reports_of(session, reopened)
+            await retention.cancel(session, [values.case_scope(reopened), *map(values.report_scope, reports)])
         elif refused is not None and refused not in links:
             rule = schedule.rule("unconfirmed-report")
             await retention.schedule(session, [values.report_scope(refused)], rule.id, now + timedelta(days=rule.days))

@@ -244,7 +244,9 @@ async def test_a_closed_case_is_erased_by_its_rule_and_the_whole_trail_still_ver
     await audit.receive(("punte.ingress.isj-bc", report()), ("punte.cases", case_opened()),
                         ("punte.delivery.isj-bc", outcome(REPORT, "accepted", CASE)))
     first = await audit.export()
-    await audit.receive(("punte.cases", case_closed()))
+    # Referral closes the case on punte.referrals; the closing may name no report: the
+    # trail knows the case's reports from case.opened.
+    await audit.receive(("punte.referrals", case_closed(report_ids=())))
     assert await audit.purge() == 2  # case:<id> and report:<id>
     async with audit.sessions() as session:
         stored = await handlers.verify_stored(session)
@@ -296,9 +298,14 @@ async def test_the_schedule_follows_the_network_and_never_a_forgery(audit):
     assert await audit.purge(now + timedelta(days=91)) == 1
     [refused] = [e for e in await audit.entries() if e["event_id"] == "rep-refused"]
     assert (refused["value"]["state"], refused["value"]["erased_rule"]) == ("erased", "unconfirmed-report")
-    # The closed case by the closed-case rule (1825 days from closing), not before.
+    # A case closed and then reopened is kept.
+    await audit.receive(("punte.referrals", case_closed(closed_at=now - timedelta(days=3))),
+                        ("punte.referrals", signed("ro.punte.case.reopened.v1", "/punte/referral", {
+                            "case_id": CASE, "reopened_at": now.isoformat(), "reopened_by": "cm.dgaspc.maria"})))
+    assert await audit.purge(now + timedelta(days=10_000)) == 0
+    # Closed again: erased by the closed-case rule (1825 days from closing), not before.
     closed_at = now - timedelta(days=1)
-    await audit.receive(("punte.cases", case_closed(closed_at=closed_at)))
+    await audit.receive(("punte.referrals", case_closed(closed_at=closed_at)))
     assert await audit.purge(closed_at + timedelta(days=1824)) == 0
     assert await audit.purge(closed_at + timedelta(days=1826)) == 2
     # A late message about the erased case is recorded, its value not kept.

@@ -91,7 +91,8 @@ def test_each_value_is_sealed_under_its_case_its_report_or_the_network():
     assert values.refused_report("ro.punte.outcome.v1", refused) == "rep-2"
     closed = values.closed_case("ro.punte.case.closed.v1", {
         "case_id": "case-1", "closed_at": "2026-11-01T10:00:00Z", "report_ids": ["rep-1", 7]})
-    assert closed is not None and closed.scopes == ["case:case-1", "report:rep-1"]
+    assert closed is not None and closed.scopes(["rep-2", "rep-1"]) == ["case:case-1", "report:rep-1", "report:rep-2"]
+    assert values.reopened_case("ro.punte.case.reopened.v1", {"case_id": "case-1"}) == "case-1"
     assert values.closed_case("ro.punte.case.closed.v1", {"case_id": "case-1", "closed_at": "yesterday"}) is None
 
 

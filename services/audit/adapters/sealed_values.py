@@ -28,6 +28,12 @@ async def links(session: AsyncSession, report_ids: Iterable[str]) -> dict[str, s
     return {r.report_id: r.case_id for r in rows}
 
 
+async def reports_of(session: AsyncSession, case_id: str) -> list[str]:
+    """The reports the trail knows joined ``case_id``."""
+    return list((await session.execute(sa.select(audit_report_cases.c.report_id)
+                                        .where(audit_report_cases.c.case_id == case_id))).scalars())
+
+
 async def add_links(session: AsyncSession, found: dict[str, str]) -> None:
     """A report's first case is its case (a later event naming another does not move it)."""
     await session.execute(pg_insert(audit_report_cases).values(

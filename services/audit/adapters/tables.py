@@ -42,7 +42,7 @@ audit_sealed_values = sa.Table(
 audit_report_cases = sa.Table(
     "audit_report_cases", metadata,
     sa.Column("report_id", sa.Text, primary_key=True),
-    sa.Column("case_id", sa.Text, nullable=False),
+    sa.Column("case_id", sa.Text, nullable=False, index=True),
 )
 
 # Every perfect subtree of the Merkle tree (level 0 = leaves), so a root or a proof for any

@@ -10,7 +10,7 @@ Every value is sealed under the data key of one scope:
 Erasing a case erases "case:<id>" and each of its reports' "report:<id>" scopes."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,10 +20,12 @@ REPORT_TYPES = ("ro.punte.report.submitted.",)
 CASE_OPENED = "ro.punte.case.opened.v1"
 CASE_REPORT_ADDED = "ro.punte.case.report-added.v1"
 CASE_CLOSED = "ro.punte.case.closed.v1"
+CASE_REOPENED = "ro.punte.case.reopened.v1"
 OUTCOME = "ro.punte.outcome.v1"
 DEAD_LETTER = "ro.punte.deadletter.v1"
 # The network's events the trail acts on (links, erasures): only when the network signed them.
-ACTED_ON = (CASE_OPENED, CASE_REPORT_ADDED, CASE_CLOSED, OUTCOME)
+# Matched by type whatever the topic (case.closed comes from referral, on punte.referrals).
+ACTED_ON = (CASE_OPENED, CASE_REPORT_ADDED, CASE_CLOSED, CASE_REOPENED, OUTCOME)
 
 
 def case_scope(case_id: str) -> str:
@@ -103,9 +105,11 @@ class Closed:
     closed_at: datetime
     report_ids: tuple[str, ...]
 
-    @property
-    def scopes(self) -> list[str]:
-        return [case_scope(self.case_id), *(report_scope(r) for r in self.report_ids)]
+    def scopes(self, linked: Iterable[str] = ()) -> list[str]:
+        """The case's scope and its reports': those the closing names and those the trail
+        linked to the case (a closing may name none)."""
+        reports = dict.fromkeys([*self.report_ids, *linked])
+        return [case_scope(self.case_id), *(report_scope(r) for r in reports)]
 
 
 def closed_case(event_type: str | None, body: Mapping[str, Any]) -> Closed | None:
@@ -125,6 +129,11 @@ def closed_case(event_type: str | None, body: Mapping[str, Any]) -> Closed | Non
     reports = body.get("report_ids")
     report_ids = tuple(r for r in reports if isinstance(r, str) and r) if isinstance(reports, list) else ()
     return Closed(case_id, when, report_ids)
+
+
+def reopened_case(event_type: str | None, body: Mapping[str, Any]) -> str | None:
+    """The case a ro.punte.case.reopened.v1 reopens: its pending erasures are cancelled."""
+    return _text(body, "case_id") if event_type == CASE_REOPENED else None
 
 
 def refused_report(event_type: str | None, body: Mapping[str, Any]) -> str | None:

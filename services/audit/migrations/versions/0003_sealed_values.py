@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("report_id", sa.Text, primary_key=True),
         sa.Column("case_id", sa.Text, nullable=False),
     )
+    op.create_index("ix_audit_report_cases_case_id", "audit_report_cases", ["case_id"])
 
 
 def downgrade() -> None:
