@@ -474,7 +474,9 @@ async def open_value(session: AsyncSession, data_keys: DataKeys, seq: int) -> Op
             raise Refused("NOT_FOUND", f"entry {seq}: the sealed value does not match its leaf")
     links = await sealed_values.links(session, [row.value_scope.partition(":")[2]]
                                       if row.value_scope and row.value_scope.startswith("report:") else [])
-    case_id = values.case_of_scope(row.value_scope, links) or row.case_id
+    # The case is the scope's (a sender's body does not choose whose lead is told); a
+    # version 1 entry has no scope, so its searchable case id stands in.
+    case_id = values.case_of_scope(row.value_scope, links) if row.value_scope else row.case_id
     return Opened(seq, row.value_scope, case_id, value, value_sha256(value))
 
 
