@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -45,6 +46,7 @@ from rich.table import Table  # noqa: E402
 
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import ingress_topic, institutions, topic_partitions  # noqa: E402
+from punte.institution import fetch_intake_keys, sealed_report  # noqa: E402
 from punte.stack import SERVICES, Stack  # noqa: E402
 from punte.status import operator_token  # noqa: E402
 from punte.synthetic import reporters, synthetic_report  # noqa: E402
@@ -218,12 +220,15 @@ def cpu_seconds(groups: dict[str, list]) -> dict[str, float]:
 
 
 def make_reports(stack: Stack, rng: random.Random, n: int) -> list[tuple[str, CloudEvent]]:
+    """Signed reports, sealed to intake's published keys as the institutions seal them (v3)."""
     keys = {i: stack.state.institution_key(i) for i in reporters()}
+    intake_keys = fetch_intake_keys(stack.url("intake"))
     out = []
     for _ in range(n):
         reporter = rng.choice(list(keys))
-        event = CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, f"/institutions/{reporter}",
-                               synthetic_report(rng, reporter))
+        event_id = str(uuid.uuid4())
+        event = CloudEvent.new(EventType.REPORT_SUBMITTED_V3.value, f"/institutions/{reporter}",
+                               sealed_report(synthetic_report(rng, reporter), event_id, intake_keys), id=event_id)
         out.append((reporter, keys[reporter].sign(event)))
     return out
 

@@ -30,6 +30,7 @@ class EventType(str, Enum):
 
     REPORT_SUBMITTED = "ro.punte.report.submitted.v1"
     REPORT_SUBMITTED_V2 = "ro.punte.report.submitted.v2"
+    REPORT_SUBMITTED_V3 = "ro.punte.report.submitted.v3"
     REFERRAL_ACCEPT = "ro.punte.referral.accept.v1"
     REFERRAL_COMMAND = "ro.punte.referral.command.v1"
     REFERRAL_REQUEST = "ro.punte.referral.request.v1"
@@ -157,6 +158,72 @@ class ReportSubmittedV2(Contract):
     occurred_at: AwareDatetime | None = None
 
 
+# --- report v3: sealed at the source -----------------------------------------------------
+# What identifies the child or tells the story travels as one JWE (RFC 7516) that only
+# intake can open; what routing needs stays in clear. See docs/contracts.md, "Sealing a report".
+
+# A JWE in compact serialization: five base64url parts, the second (the encrypted key) may be empty.
+CompactJwe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                                  max_length=65536)]
+
+
+class ChildWhereabouts(Contract):
+    """Where the child lives, as routing needs it: a UAT (SIRUTA) and the county."""
+
+    uat_siruta: int | None = Field(default=None, description="SIRUTA code of the child's UAT")
+    county: CountyCode = Field(default="BC", description="County code (auto index) where the child lives")
+
+
+class ReportedRisk(Contract):
+    category: CategoryId = Field(description="Risk category id (contracts/reference/risk-categories.yaml)")
+
+
+class ReportSubmittedV3(Contract):
+    reporter: Reporter
+    channel: Channel
+    child: ChildWhereabouts
+    place_of_occurrence: Literal["family", "school", "residential-service", "foster-carer",
+                                 "public-space", "online", "other", "unknown"] = "unknown"
+    risks: list[ReportedRisk] = Field(min_length=1, max_length=10)
+    immediate_danger: bool = False
+    already_informed: list[Literal["112", "police", "dgaspc", "spas", "school", "family-doctor",
+                                   "other"]] = Field(default_factory=list)
+    observation_sheet: ObservationSheet | None = None
+    occurred_at: AwareDatetime | None = None
+    sealed: CompactJwe = Field(description="JWE compact serialization to intake's key: "
+                                           "ro.punte.report.sealed.v3 as UTF-8 JSON")
+
+
+class SealedFor(Contract):
+    """The report this plaintext belongs to: a sealed part copied into another report does
+    not open there."""
+
+    id: str = Field(min_length=1, max_length=200, description="The report's ce_id")
+    institution: str = Field(description="The reporter's institution id (the sender)")
+
+
+class SealedChild(Contract):
+    cnp: Cnp | None = None
+    given_name: str | None = Field(default=None, max_length=100)
+    family_name: str | None = Field(default=None, max_length=100)
+    birth_date: date | None = None
+    estimated_age_years: int | None = Field(default=None, ge=0, le=17)
+    sex: Literal["F", "M", "unknown"] = "unknown"
+    address: str | None = Field(default=None, max_length=300)
+
+
+class SealedReport(Contract):
+    """The plaintext of a v3 report's ``sealed`` member (schema ro.punte.report.sealed.v3)."""
+
+    report: SealedFor
+    child: SealedChild
+    household: Household = Field(default_factory=Household)
+    description: str = Field(min_length=1, max_length=4000)
+    indicators: dict[CategoryId, Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=30)]] = Field(
+        default_factory=dict, description="Free-text indicators by risk category")
+    notes: str | None = Field(default=None, max_length=4000)
+
+
 class ReferralAccept(Contract):
     """Kept for v1 senders: the same as a referral.command with command "accept"."""
 
@@ -185,9 +252,11 @@ class ReferralCommand(Contract):
     command: ReferralCommandName
     actor: ActingPerson | None = None
     reason: str | None = Field(default=None, min_length=1, max_length=1000,
-                               description="Required for reject, hold, fail, forward, cancel, mark-error")
+                               description="Required for reject, hold, fail, forward, cancel, mark-error: a code "
+                                           "of contracts/reference/referral-reasons.yaml listed for the command")
     outcome: str | None = Field(default=None, description="Outcome code (referral-outcomes.yaml), for complete")
-    note: str | None = Field(default=None, max_length=4000, description="Progress note or feedback")
+    note: str | None = Field(default=None, max_length=4000,
+                             description="Progress note, feedback or a reason's details: kept sealed in the case file")
     assignee: str | None = Field(default=None, max_length=100, description="For assign")
     forward_to: str | None = Field(default=None, description="Institution id, for forward")
 
@@ -320,9 +389,11 @@ class ReferralTransitioned(Contract):
     actor_institution: str | None = Field(description="None when the network acted (deadlines)")
     actor_person: str | None = None
     owner: str | None = Field(default=None, description="Case manager holding the referral")
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="A code of contracts/reference/referral-reasons.yaml")
     outcome: str | None = None
-    note: str | None = None
+    note: str | None = Field(default=None, description="Deprecated: always null since issue #11 (see note_id)")
+    note_id: str | None = Field(
+        default=None, description="The step added a note to the case file: read it through referral's API")
     forwarded_to: str | None = Field(default=None, description="New referral id, for forward")
     at: AwareDatetime
 
@@ -347,7 +418,7 @@ class ReferralAccepted(Contract):
     referrer: str
     to: str
     accepted_at: AwareDatetime
-    note: str | None = None
+    note: str | None = Field(default=None, description="Deprecated: never sent (notes stay in the case file)")
 
 
 # --- deliveries: on an institution's own delivery topic -------------------------------
@@ -369,9 +440,14 @@ class CaseNotification(Contract):
     do_not_contact: bool = False
     state: str | None = Field(default=None, description="The referral's state after the step")
     outcome: str | None = Field(default=None, description="Outcome code, when the referral completed")
-    note: str | None = Field(default=None, description="Progress note or feedback from the other side")
-    reason: str | None = Field(default=None, description="Why: for a rejection, hold, failure, forward, cancel")
+    note: str | None = Field(default=None, description="Deprecated: always null since issue #11 (see note_id)")
+    reason: str | None = Field(default=None, description="Why: a code of contracts/reference/referral-reasons.yaml, "
+                                                         "for a rejection, hold, failure, forward, cancel, error, return")
     forwarded_to: str | None = Field(default=None, description="The new referral, when it was forwarded")
+    note_id: str | None = Field(
+        default=None, description="The step added a note (progress, feedback, details of a reason) to the case "
+                                  "file; an authorised reader opens it in referral's API, GET "
+                                  "/v1/referrals/{referral_id} (notes), or from the web inbox")
 
 
 # --- dead letters ----------------------------------------------------------------------
@@ -423,6 +499,7 @@ class AuditCheckpoint(Contract):
 PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.REPORT_SUBMITTED: ReportSubmitted,
     EventType.REPORT_SUBMITTED_V2: ReportSubmittedV2,
+    EventType.REPORT_SUBMITTED_V3: ReportSubmittedV3,
     EventType.REFERRAL_ACCEPT: ReferralAccept,
     EventType.REFERRAL_COMMAND: ReferralCommand,
     EventType.REFERRAL_REQUEST: ReferralRequest,

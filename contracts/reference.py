@@ -70,6 +70,17 @@ class RejectionCode:
 
 
 @dataclass(frozen=True)
+class ReferralReason:
+    """A code of referral-reasons.yaml: why a referral step was taken."""
+
+    code: str
+    label_ro: str
+    label_en: str
+    commands: frozenset[str]
+    note_required: bool = False
+
+
+@dataclass(frozen=True)
 class SocialService:
     id: str
     provider_institution: str
@@ -337,6 +348,20 @@ def referral_outcomes() -> dict[str, dict[str, str]]:
 
 REFERRAL_DEADLINES_FILE = REFERENCE_DIR / "referral-deadlines.yaml"
 REFERRAL_STEPS = ("acknowledge", "decide", "first_contact", "outcome", "return_after")
+
+
+@functools.cache
+def referral_reasons() -> dict[str, ReferralReason]:
+    """referral-reasons.yaml: reason code -> ReferralReason, in file order. The only
+    reasons a referral command may give (UNKNOWN_REASON otherwise)."""
+    data = _read_yaml(REFERENCE_DIR / "referral-reasons.yaml")
+    result: dict[str, ReferralReason] = {}
+    for item in data["reasons"]:
+        if item["code"] in result:
+            raise ValueError(f"duplicate reason code {item['code']!r}")
+        result[item["code"]] = ReferralReason(item["code"], item["label_ro"], item["label_en"],
+                                              frozenset(item["commands"]), bool(item.get("note_required", False)))
+    return result
 
 
 @functools.cache

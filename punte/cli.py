@@ -88,7 +88,7 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
         if demo:
             with Live(_progress_table(DemoProgress()), console=console, refresh_per_second=4) as live:
-                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state,
+                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
                                      rate=rate, on_progress=lambda p: live.update(_progress_table(p, stack.state))))
         else:
             signal.pause()
@@ -259,6 +259,27 @@ def webhooks_replay(institution: str,
         console.print(f"[red]{answer.status_code}[/red] {answer.text}")
         raise typer.Exit(1)
     console.print(f"Retrimise / replayed: {answer.json()['replayed']}")
+
+
+privacy_app = typer.Typer(help="Protecția datelor / data protection", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+RECORD_FILE = Path(__file__).resolve().parent.parent / "docs" / "privacy" / "record-of-processing.md"
+
+
+@privacy_app.command("record")
+def privacy_record(write: bool = typer.Option(False, "--write", help=f"Write it to {RECORD_FILE.name}")) -> None:
+    """The record of processing activities (GDPR art. 30), generated from contracts/."""
+    from contracts.processing import problems, record
+    found = problems()
+    if found:
+        for problem in found:
+            console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(1)
+    if write:
+        RECORD_FILE.write_text(record(), encoding="utf-8")
+        console.print(f"Scris / written: {RECORD_FILE}")
+    else:
+        print(record())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts.events import EventType
 from contracts.reference import institutions
-from punte.institution import InstitutionSystem
+from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.state import State
 from punte.synthetic import reporters, synthetic_report
 from runtime.cloudevents import decode
@@ -34,14 +34,17 @@ class DemoProgress:
     notifications: int = 0
 
 
-async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int | None = None,
+async def run_demo(bootstrap: str, state: State, intake_url: str, rate: float = 2.0, limit: int | None = None,
                    on_progress: Callable[[DemoProgress], None] = lambda p: None,
                    seed: int | None = None) -> DemoProgress:
     rng = random.Random(seed)
     progress = DemoProgress()
     producer = make_producer(bootstrap)
     await producer.start()
-    systems = {i: InstitutionSystem(i, state.institution_key(i), producer) for i in institutions()}
+    # Each institution seals its reports to intake's published keys, as a real one would.
+    intake_keys = await asyncio.to_thread(fetch_intake_keys, intake_url)
+    systems = {i: InstitutionSystem(i, state.institution_key(i), producer, intake_keys=intake_keys)
+               for i in institutions()}
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=f"punte-demo-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="latest", metadata_max_age_ms=3000,
@@ -56,7 +59,7 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
             data = synthetic_report(rng, reporter)
             if rng.random() < 0.08:  # now and then a mistyped CNP, to show a rejection
                 data["child"] = {**data["child"], "cnp": "5100101040019"}  # check digit wrong
-            await systems[reporter].send(systems[reporter].event(EventType.REPORT_SUBMITTED_V2.value, data))
+            await systems[reporter].send(systems[reporter].report(data))
             progress.reports_sent += 1
             on_progress(progress)
             await asyncio.sleep(rng.expovariate(rate))
@@ -69,7 +72,7 @@ async def run_demo(bootstrap: str, state: State, rate: float = 2.0, limit: int |
             event = decode(record.headers, record.value)
             recipient = record.topic.removeprefix("punte.delivery.")
             data = event.data
-            if event.type == EventType.OUTCOME.value and data.get("subject_type") == EventType.REPORT_SUBMITTED_V2.value:
+            if event.type == EventType.OUTCOME.value and data.get("subject_type") == EventType.REPORT_SUBMITTED_V3.value:
                 if data["status"] == "accepted":
                     progress.accepted += 1
                 else:

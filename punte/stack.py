@@ -15,10 +15,11 @@ from pathlib import Path
 
 import httpx
 
-from contracts.reference import institutions, topic_partitions
+from contracts.reference import institutions, retention, topic_partitions
 from punte.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from punte.state import State
-from runtime.kafka import ensure_topics
+from runtime.kafka import ensure_topics, topic_configs
+from runtime.settings import Settings
 
 SERVICES = ("intake", "referral", "notification", "audit")
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,10 @@ class Stack:
         if self.kafka_bootstrap is None:
             self.broker = EmbeddedBroker(log_file=self.state_dir / "logs" / "broker.log").start()
             self.kafka_bootstrap = self.broker.bootstrap
-        asyncio.run(ensure_topics(self.kafka_bootstrap, topic_partitions(institutions())))
+        plan = topic_partitions(institutions())
+        # Ingress topics keep messages for retention.yaml's ingress_days only (issue #11).
+        days = retention(Settings().retention_file).ingress_days
+        asyncio.run(ensure_topics(self.kafka_bootstrap, plan, configs=topic_configs(plan, days)))
 
     def _env(self, name: str) -> dict[str, str]:
         assert self.kafka_bootstrap and self.database_url

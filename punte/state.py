@@ -1,5 +1,6 @@
 """The embedded default's state folder: signing keys of every institution and of the
-network, the public keyring, the token issuer's key and accounts. Created once, reused."""
+network, the public keyring, intake's encryption keys, the token issuer's key and
+accounts. Created once, reused."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from punte import recipients
 from punte.identity import Account, new_account, save_accounts
 from runtime.signing import Keyring, PublicKey, SigningKey
 from runtime.tokens import TokenIssuer
+from services.intake.adapters.report_keys import new_key, write_key_file
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,12 @@ class State:
     @property
     def network_key_file(self) -> Path:
         return self.keys / "network.key"
+
+    @property
+    def intake_encryption_keys_file(self) -> Path:
+        """Intake's private encryption keys (report v3): the default of
+        PUNTE_INTAKE_ENCRYPTION_KEYS_FILE, read by intake alone."""
+        return self.keys / "intake-encryption.jwks"
 
     @property
     def accounts_file(self) -> Path:
@@ -91,6 +99,8 @@ class State:
             path = self.keys / f"{name}.key"
             if not path.exists():
                 SigningKey.generate(f"punte-{name}-1").save(path)
+        if not self.intake_encryption_keys_file.exists():
+            write_key_file(self.intake_encryption_keys_file, [new_key("intake-enc-1")])
         if not self.secrets_file.exists():
             self.secrets_file.write_text(json.dumps({
                 "pseudonym_key": secrets.token_hex(32),

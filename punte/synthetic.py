@@ -69,7 +69,8 @@ PLACES = {"school": "school", "helpline-119": "family", "police-patrol": "public
 
 
 def synthetic_report(rng: random.Random, reporter: str) -> dict[str, Any]:
-    """A report v2 (ro.punte.report.submitted.v2) as the reporter's system would send it."""
+    """A report written as v2 (ro.punte.report.submitted.v2), as the reporter's system holds
+    it; punte.institution seals it into v3 before it is sent."""
     kind = institutions()[reporter].kind
     channel, role, category_sets = PROFILES[kind]
     categories = rng.choice(category_sets)

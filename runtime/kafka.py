@@ -31,12 +31,28 @@ def make_consumer(bootstrap: str, group_id: str | None, max_records: int) -> AIO
     )
 
 
-async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replication: int = 1) -> None:
+DAY_MS = 24 * 3600 * 1000
+INGRESS_PREFIX = "punte.ingress."
+
+
+def topic_configs(topics: list[tuple[str, int]], days: int) -> dict[str, dict[str, str]]:
+    """Topic configuration at creation: ingress topics keep messages ``days`` days
+    (retention.yaml ``ingress_days``), so a report in clear sent during the transition to
+    sealed reports does not linger on the broker; the others keep the broker's default."""
+    return {name: {"retention.ms": str(days * DAY_MS)} for name, _ in topics if name.startswith(INGRESS_PREFIX)}
+
+
+async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replication: int = 1,
+                        configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create the topics that do not exist yet, with their ``configs`` (topic_configs); an
+    existing topic keeps the configuration it was created with."""
+    configs = configs or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, replication) for n, p in topics if n not in existing]
+        missing = [NewTopic(n, p, replication, topic_configs=configs.get(n, {}))
+                   for n, p in topics if n not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

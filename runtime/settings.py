@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     ingress_max_skew_seconds: int = 300
     # Intake's identity vault: "keyid:hex32bytes,..." (AES-256-GCM); the first encrypts.
     identity_keys: str = Field(default="", repr=False)
+    # Intake's encryption keys (report v3, sealed at the source): a JWKS file of private EC
+    # P-256 keys, the first current (published first at /.well-known/jwks.json), the others
+    # still open what was sealed to them; default <state_dir>/keys/intake-encryption.jwks.
+    # Intake does not start without it.
+    intake_encryption_keys_file: Path | None = None
+    # The transition to sealed reports: while true, reports in clear (v1, v2) are still
+    # accepted; false refuses them with CLEAR_REPORT_RETIRED (Kafka and HTTP alike).
+    accept_clear_reports: bool = True
     # Key-encryption keys of this service's data keys (runtime.sealing, envelope encryption
     # of personal values per case): "keyid:hex32bytes,...", the first wraps. A service that
     # keeps personal values does not start without them.
@@ -126,6 +134,9 @@ class Settings(BaseSettings):
 
     def resolved_sms_file(self) -> Path:
         return self.sms_file or self.state_dir / "sms.jsonl"
+
+    def resolved_intake_encryption_keys_file(self) -> Path:
+        return self.intake_encryption_keys_file or self.state_dir / "keys" / "intake-encryption.jwks"
 
     def resolved_network_key_file(self) -> Path:
         return self.network_key_file or self.state_dir / "keys" / "network.key"

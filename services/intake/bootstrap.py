@@ -9,6 +9,7 @@ from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec
 from runtime.settings import Settings
 from services.intake import handlers
+from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.vault import IdentityVault
 from services.intake.domain.cases import Rules
 from services.intake.entrypoints import http
@@ -70,15 +71,30 @@ def build_vault(settings: Settings) -> IdentityVault:
                             "[,kid:…], the first key encrypts") from None
 
 
+def build_report_keys(settings: Settings) -> ReportKeys:
+    """Intake's encryption keys (report v3); MissingSecret when the file is not usable: a
+    sealed report would otherwise be refused for want of a key nobody noticed was missing."""
+    path = settings.resolved_intake_encryption_keys_file()
+    try:
+        return ReportKeys.load(path)
+    except ValueError as exc:
+        raise MissingSecret(f"PUNTE_INTAKE_ENCRYPTION_KEYS_FILE is not usable ({exc}): give a JWKS "
+                            "of private EC P-256 keys with kids, the first current") from None
+
+
 def check_secrets(settings: Settings) -> None:
     """Raise MissingSecret before anything starts when a key intake needs is not usable."""
     build_rules(settings.pseudonym_key)
     build_vault(settings)
+    build_report_keys(settings)
 
 
 def build_intake(rt: Runtime) -> handlers.Intake:
+    report_keys = build_report_keys(rt.settings)
+    rt.extras["report_keys"] = report_keys  # published by GET /.well-known/jwks.json
     return handlers.Intake(keyring=rt.keyring, rules=build_rules(rt.settings.pseudonym_key),
-                           vault=build_vault(rt.settings), window=rt.settings.ingress_window())
+                           vault=build_vault(rt.settings), window=rt.settings.ingress_window(),
+                           report_keys=report_keys, accept_clear=rt.settings.accept_clear_reports)
 
 
 def handled_elsewhere() -> frozenset[str]:
@@ -108,5 +124,5 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
 SPEC = ServiceSpec(
     name="intake", title="Punte intake — rapoarte de risc / risk reports",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router], stats=handlers.stats,
+    consumers=consumers, routers=[http.router, http.keys], stats=handlers.stats,
 )

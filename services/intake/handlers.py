@@ -18,6 +18,7 @@ from contracts.events import (
     Reporter,
     ReportSubmitted,
     ReportSubmittedV2,
+    ReportSubmittedV3,
 )
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
@@ -25,26 +26,34 @@ from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.signing import Keyring
 from services.intake.adapters import repository
+from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.tables import cases, reports
 from services.intake.adapters.vault import IdentityVault, Sealed
 from services.intake.domain.cases import NewCase, Rules, assess, merge, overlaps, upgrade
 from services.intake.domain.errors import ReportRejected
 from services.intake.domain.matching import Described, likely_same_child
+from services.intake.domain.sealed import join, read_sealed
 
 SERVICE = "intake"
 CASES_TOPIC = "punte.cases"
 REPORT_TYPES = {EventType.REPORT_SUBMITTED.value: ReportSubmitted,
-                EventType.REPORT_SUBMITTED_V2.value: ReportSubmittedV2}
+                EventType.REPORT_SUBMITTED_V2.value: ReportSubmittedV2,
+                EventType.REPORT_SUBMITTED_V3.value: ReportSubmittedV3}
+# Reports whose identity and story travel in clear: accepted while the transition lasts.
+CLEAR_REPORT_TYPES = frozenset({EventType.REPORT_SUBMITTED.value, EventType.REPORT_SUBMITTED_V2.value})
 
 
 @dataclass(frozen=True)
 class Intake:
-    """What intake's handlers need besides the message: keys, rules, vault, time window."""
+    """What intake's handlers need besides the message: keys, rules, vault, time window,
+    the keys sealed reports are opened with, and whether reports in clear are still taken."""
 
     keyring: Keyring
     rules: Rules
     vault: IdentityVault
     window: Window = Window()
+    report_keys: ReportKeys | None = None  # None: no sealed report opens (bootstrap requires them)
+    accept_clear: bool = True
 
 
 async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> None:
@@ -57,8 +66,10 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
     try:
         if event.type not in REPORT_TYPES:
             raise ReportRejected("UNKNOWN_EVENT_TYPE", f"intake does not handle {event.type}")
-        parsed = _parse(event)
-        report = upgrade(parsed) if isinstance(parsed, ReportSubmitted) else parsed
+        if event.type in CLEAR_REPORT_TYPES and not intake.accept_clear:
+            raise ReportRejected("CLEAR_REPORT_RETIRED", f"{event.type} is no longer accepted; send "
+                                 f"{EventType.REPORT_SUBMITTED_V3.value}")
+        report = _report(event, intake, sender_of(message))
         if report.reporter.institution != sender_of(message):
             raise ReportRejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
         case = assess(report, intake.rules, uow.now)
@@ -88,7 +99,20 @@ def _takes_part(institution: str, lead: str, informed: Iterable[str]) -> bool:
                 & case_relations(institution, lead=lead, participants=informed))
 
 
-def _parse(event: CloudEvent) -> ReportSubmitted | ReportSubmittedV2:
+def _report(event: CloudEvent, intake: Intake, sender: str | None) -> ReportSubmittedV2:
+    """Any version of a report, read as v2; a sealed one opened with intake's keys and
+    shown to belong to this report."""
+    parsed = _parse(event)
+    if isinstance(parsed, ReportSubmitted):
+        return upgrade(parsed)
+    if isinstance(parsed, ReportSubmittedV3):
+        if intake.report_keys is None:
+            raise ReportRejected("SEALED_UNREADABLE", "intake holds no encryption key")
+        return join(parsed, read_sealed(intake.report_keys.open(parsed.sealed)), event.id, sender)
+    return parsed
+
+
+def _parse(event: CloudEvent) -> ReportSubmitted | ReportSubmittedV2 | ReportSubmittedV3:
     """The report's model. The schema was checked, but JSON Schema's `$` lets a trailing
     line break through where the model does not: refuse it as the schema would, naming
     where and which rule, never the value (pydantic's message quotes it)."""

@@ -23,7 +23,14 @@ from contracts.events import (
     ReferralRequested,
     ReferralTransitioned,
 )
-from contracts.reference import NeedToKnow, delivery_topic, institutions, need_to_know
+from contracts.reference import (
+    NeedToKnow,
+    ReferralReason,
+    delivery_topic,
+    institutions,
+    need_to_know,
+    referral_reasons,
+)
 from runtime.access import purpose_named
 from runtime.cloudevents import CloudEvent, EnvelopeError
 from runtime.inbox import Message, UnitOfWork, dead_letter
@@ -63,6 +70,8 @@ class Config:
     rules: NeedToKnow = field(default_factory=need_to_know)  # for the categories messages never name
     # How often one person may be paged for P0 alerts (PUNTE_P0_PAGES_PER_PERSON, ..._WINDOW_SECONDS).
     page_cap: dispatch.PageCap = field(default_factory=dispatch.PageCap)
+    # The reason codes a referral step may carry, and their labels (referral-reasons.yaml).
+    reasons: Mapping[str, ReferralReason] = field(default_factory=referral_reasons)
 
 
 def county_dgaspcs() -> dict[str, str]:
@@ -95,7 +104,7 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
             step = ReferralTransitioned.model_validate(event.data)
             await _follow_owner(uow, step)
             _, categories, do_not_contact = await _referral_facts(uow, step.referral_id, step.case_id)
-            found = notices.referral_transitioned(step, categories, do_not_contact)
+            found = notices.referral_transitioned(step, categories, do_not_contact, config.reasons)
         elif event.type == EventType.REFERRAL_OVERDUE.value:
             late = ReferralOverdue.model_validate(event.data)
             _, categories, do_not_contact = await _referral_facts(uow, late.referral_id, late.case_id)
@@ -149,11 +158,13 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: C
     # left out of everything it is sent and of what is stored for it.
     notice = replace(notice, categories=visible_categories(notice.recipient, notice.categories))
     purpose = purpose_named(notice.purpose) if notice.purpose is not None else None
+    reason = config.reasons.get(notice.reason) if notice.reason is not None else None
     summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
-                        notice.do_not_contact, notice.detail, purpose=purpose)
+                        notice.do_not_contact, notice.detail, purpose=purpose, reason=reason,
+                        note_added=notice.note_id is not None)
     mail = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
                      notice.do_not_contact, notice.detail, protected=config.rules.protected_in_messages,
-                     purpose=purpose)
+                     purpose=purpose, reason=reason, note_added=notice.note_id is not None)
     inserted = await uow.session.scalar(insert(inbox_entries).values(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
@@ -170,7 +181,9 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: C
         recipient=notice.recipient, summary_ro=summary.ro, summary_en=summary.en,
         do_not_contact=notice.do_not_contact,
         state=notice.detail if notice.kind.startswith("referral-") and notice.kind != "referral-overdue" else None,
-        outcome=notice.outcome, note=notice.note, reason=notice.reason, forwarded_to=notice.forwarded_to,
+        # Free text never rides a notification: a note is told by its id, a reason by its code.
+        outcome=notice.outcome, note=None, reason=notice.reason, forwarded_to=notice.forwarded_to,
+        note_id=notice.note_id,
     )
     # The notification id doubles as the event id, so the recipient can deduplicate too.
     delivered = CloudEvent.new(

@@ -36,8 +36,13 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
 
 
 async def seed(rt: Runtime) -> None:
+    """The service directory, and notes kept in clear before issue #11 sealed into the case
+    file. Building the config first stops a service without data keys here (fail closed)."""
+    config = handlers.Config.of(rt)
     async with rt.sessions() as session, session.begin():
         await handlers.seed_directory(session, datetime.now(timezone.utc))
+    async with rt.unit_of_work() as uow:
+        await handlers.seal_legacy_notes(uow, config)
 
 
 def loops(rt: Runtime):

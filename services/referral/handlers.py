@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,12 +25,14 @@ from contracts.events import (
     ServiceUpdated,
 )
 from contracts.refusals import Refused
+from runtime import data_keys as data_keys_module
 from runtime.cloudevents import CloudEvent
+from runtime.data_keys import DataKeys, Erased
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.service import Runtime
 from runtime.signing import Keyring
-from services.referral.adapters import repository
+from services.referral.adapters import notes, repository
 from services.referral.adapters.tables import cases, commands, history, referrals, services, timers
 from services.referral.domain import visibility
 from services.referral.domain.deadlines import Escalate, Return, on_due, schedule
@@ -52,6 +54,9 @@ class Config:
     keyring: Keyring
     deadlines: Mapping[str, Any]
     outcomes: frozenset[str]
+    # Seals notes in the case file; required, so referral cannot run without data keys.
+    data_keys: DataKeys
+    reasons: Mapping[str, reference.ReferralReason] = field(default_factory=reference.referral_reasons)
     window: Window = Window()
 
     @staticmethod
@@ -65,6 +70,8 @@ class Config:
                 keyring=rt.keyring,
                 deadlines=reference.referral_deadlines(rt.settings.referral_deadlines_file),
                 outcomes=frozenset(reference.referral_outcomes()),
+                # Fails closed: without PUNTE_DATA_KEYS the service does not start.
+                data_keys=data_keys_module.from_settings(rt.settings),
                 window=rt.settings.ingress_window(),
             )
         return config
@@ -205,10 +212,14 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
                                            case=case)
         access.require(access.decide("referral.command", actor.roles, relations, "referral"))
     forwarded: str | None = None
+    # An outcome code belongs to "complete" alone; anything else sent there is not kept or told.
+    outcome = outcome if command == "complete" else None
     if command in ("claim", "assign"):
         # Who holds the referral changes, its state does not.
         if not actor.person:
             raise ReferralRefused("SCHEMA_VIOLATION", f"{command} needs the acting person (actor.person)")
+        if reason is not None:
+            raise ReferralRefused("UNKNOWN_REASON", f"{command} takes no reason (referral-reasons.yaml)")
         if command == "claim":
             after = referral.claim(actor)
             await uow.session.execute(sa.update(cases).where(
@@ -223,7 +234,7 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
         if command == "forward" and (forward_to not in reference.institutions() or forward_to == referral.to):
             raise Refused("UNKNOWN_INSTITUTION", "forward_to names no other institution of the network")
         after, transition = referral.apply(command, actor, uow.now, reason=reason, outcome=outcome,
-                                           note=note, outcomes=config.outcomes)
+                                           note=note, outcomes=config.outcomes, reasons=config.reasons)
         if visibility.ends_statutory(command, row.legal_basis):
             # The lifecycle lets the referrer end it; the duty to act lets only the case's
             # lead, or a supervisor, silence its deadlines (access.yaml referral.end-statutory).
@@ -239,6 +250,8 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
                 service_id=None, forwarded_from=referral_id, consent=row.consent)
             # Referred to, it takes part in the case, as with a direct referral.
             await repository.add_participant(uow.session, row.case_id, forward_to)
+    # The note goes into the case file, sealed; what is told anyone else is its id.
+    note_id = await _add_note(uow, config, referral_id, row.case_id, command, actor, note)
     await uow.session.execute(sa.update(referrals).where(referrals.c.referral_id == referral_id).values(
         state=after.state.value, owner=after.owner, updated_at=uow.now,
         **({"accepted_at": uow.now} if after.state is State.ACCEPTED else {}),
@@ -247,16 +260,34 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
     await uow.session.execute(sa.insert(history).values(
         referral_id=referral_id, at=uow.now, command=command, from_state=transition.from_state.value,
         to_state=transition.to_state.value, actor_institution=actor.institution,
-        actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note=note,
+        actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note_id=note_id,
     ))
     _emit(uow, EventType.REFERRAL_TRANSITIONED, ReferralTransitioned(
         referral_id=referral_id, case_id=row.case_id, referrer=row.referrer, to=row.to_institution,
         urgency=row.urgency, command=command, from_state=transition.from_state.value,
         to_state=transition.to_state.value, actor_institution=actor.institution,
-        actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note=note,
+        actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note_id=note_id,
         forwarded_to=forwarded, at=uow.now,
     ).model_dump(mode="json"), row.case_id)
     return after
+
+
+async def _add_note(uow: UnitOfWork, config: Config, referral_id: str, case_id: str, command: str,
+                    actor: Actor, text: str | None) -> str | None:
+    """Seal a step's note into the case file; its id (None without a note)."""
+    if not text:
+        return None
+    try:
+        return await notes.add(uow.session, config.data_keys, referral_id=referral_id, case_id=case_id,
+                               command=command, author_institution=actor.institution,
+                               author_person=actor.person, text=text, now=uow.now)
+    except Erased:
+        raise ReferralRefused("ILLEGAL_TRANSITION", "the case file was erased") from None
+
+
+async def seal_legacy_notes(uow: UnitOfWork, config: Config) -> int:
+    """Notes and free-text reasons recorded before they were sealed: into the case file."""
+    return await notes.seal_legacy(uow.session, config.data_keys, config.reasons, uow.now)
 
 
 async def request_referral(uow: UnitOfWork, config: Config, sender: str, request: ReferralRequest,
@@ -290,6 +321,8 @@ async def request_referral(uow: UnitOfWork, config: Config, sender: str, request
         service_id=request.service_id,
         consent=request.consent.model_dump(mode="json") if request.consent else None)
     await repository.add_participant(uow.session, case.case_id, to)
+    await _add_note(uow, config, referral_id, case.case_id, "request",
+                    Actor(sender, None, roles), request.note)
     return referral_id
 
 

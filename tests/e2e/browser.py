@@ -27,6 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from contracts.events import EventType
+from punte.institution import fetch_intake_keys, sealed_report
 from punte.stack import Stack
 from punte.synthetic import synthetic_cnp
 from runtime.cloudevents import CloudEvent
@@ -191,8 +192,11 @@ def send_report(network: Stack, reporter: str, categories: list[str], *, role: s
     }
     if household:
         data["household"] = household
+    # Sealed to intake's published keys, as the institution's system does (report v3).
+    event_id = str(uuid.uuid4())
+    sealed = sealed_report(data, event_id, fetch_intake_keys(network.url("intake")))
     event = network.state.institution_key(reporter).sign(
-        CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, f"/institutions/{reporter}", data))
+        CloudEvent.new(EventType.REPORT_SUBMITTED_V3.value, f"/institutions/{reporter}", sealed, id=event_id))
     headers = {"Authorization": f"Bearer {token(network, 'sys.' + reporter)}", "content-type": "application/json",
                **{k.replace("ce_", "ce-", 1): v.decode() for k, v in event.headers() if k.startswith("ce_")}}
     answer = httpx.post(f"{network.url('intake')}/v1/events", content=event.body(), headers=headers,

@@ -16,13 +16,11 @@ import pytest
 
 from contracts import access
 from contracts.access import HIDDEN, Relation
-from contracts.events import EventType
 from contracts.reference import institutions
-from punte.institution import InstitutionSystem
 from punte.stack import SERVICES, Stack
 from runtime.kafka import make_producer
 from runtime.tokens import TokenIssuer
-from tests.e2e.conftest import Deliveries, wait_until
+from tests.e2e.conftest import Deliveries, institution_system, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +63,8 @@ async def world(network: Stack) -> World:
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
     try:
-        school = InstitutionSystem(REPORTER, network.state.institution_key(REPORTER), producer)
-        sent = school.event(EventType.REPORT_SUBMITTED_V2.value, {
+        school = institution_system(network, REPORTER, producer)
+        sent = school.report({
             "reporter": {"institution": REPORTER, "role": "school-counsellor"}, "channel": "school",
             "child": {"cnp": "6150623049718", "uat_siruta": 21891, "county": "BC"},
             # A pair of categories no other end-to-end test reports: this case's own mark.

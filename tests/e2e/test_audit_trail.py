@@ -15,11 +15,10 @@ import httpx
 import pytest
 
 from contracts.events import EventType
-from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from runtime.kafka import make_producer
 from services.audit.domain import checkpoint, merkle
-from tests.e2e.conftest import Deliveries, sign_in, wait_until
+from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,9 +34,9 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
     await producer.start()
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
-    doctor = InstitutionSystem("dsp-bc", network.state.institution_key("dsp-bc"), producer)
+    doctor = institution_system(network, "dsp-bc", producer)
     try:
-        sent = doctor.event(EventType.REPORT_SUBMITTED_V2.value, report())
+        sent = doctor.report(report())
         await doctor.send(sent)
 
         async def answered():

@@ -8,11 +8,9 @@ import json
 import httpx
 import pytest
 
-from contracts.events import EventType
-from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from runtime.kafka import make_producer
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import institution_system, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +19,8 @@ async def test_a_new_referral_appears_on_the_leads_live_inbox(network: Stack):
     token = await sign_in(network, "cm.spas-colonesti")
     producer = make_producer(network.kafka_bootstrap)
     await producer.start()
-    school = InstitutionSystem("isj-bc", network.state.institution_key("isj-bc"), producer)
-    report = school.event(EventType.REPORT_SUBMITTED_V2.value, {
+    school = institution_system(network, "isj-bc", producer)
+    report = school.report({
         "reporter": {"institution": "isj-bc", "role": "school-counsellor"}, "channel": "school",
         "child": {"given_name": "Luca", "family_name": "Sinteticu", "birth_date": "2016-09-09",
                   "uat_siruta": 21891, "county": "BC"},

@@ -15,13 +15,11 @@ import pytest
 import yaml
 
 from contracts import access
-from contracts.events import EventType
 from contracts.reference import institutions, risk_categories
-from punte.institution import InstitutionSystem
 from punte.mailbox import messages as mailbox_messages
 from punte.stack import Stack
 from runtime.kafka import make_producer
-from tests.e2e.conftest import Deliveries, WebhookReceiver, wait_until
+from tests.e2e.conftest import Deliveries, WebhookReceiver, institution_system, wait_until
 from tests.e2e.test_access_matrix import bearer, minter
 
 pytestmark = pytest.mark.e2e
@@ -53,8 +51,8 @@ async def test_every_path_shows_each_institution_only_the_categories_its_kind_ma
     await deliveries.start()
     issuer = minter(network)
     try:
-        reporter = InstitutionSystem(REPORTER, network.state.institution_key(REPORTER), producer)
-        await reporter.send(reporter.event(EventType.REPORT_SUBMITTED_V2.value, {
+        reporter = institution_system(network, REPORTER, producer)
+        await reporter.send(reporter.report({
             "reporter": {"institution": REPORTER, "role": "social-worker"}, "channel": "social-worker",
             "child": {"cnp": "6150911048871", "uat_siruta": 21891, "county": "BC"},
             "risks": [{"category": c} for c in CATEGORIES], "description": "Date sintetice (need to know).",

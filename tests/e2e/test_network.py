@@ -12,7 +12,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.events import EventType, ReportSubmittedV2
-from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from punte.status import collect, operator_token
 from punte.synthetic import reporters, synthetic_report
@@ -20,7 +19,7 @@ from runtime.cloudevents import CloudEvent, decode
 from runtime.kafka import make_producer
 from services.intake.bootstrap import build_rules
 from services.intake.domain.cases import assess
-from tests.e2e.conftest import Deliveries, dead_letters, sign_in, wait_until
+from tests.e2e.conftest import Deliveries, dead_letters, institution_system, sign_in, wait_until
 
 pytestmark = pytest.mark.e2e
 REPORTS = 30
@@ -54,7 +53,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
     await producer.start()
     deliveries = Deliveries(bootstrap)
     await deliveries.start()
-    systems = {i: InstitutionSystem(i, state.institution_key(i), producer) for i in reporters()}
+    systems = {i: institution_system(network, i, producer) for i in reporters()}
     rng = random.Random(7)
     rules = build_rules(state.secrets()["pseudonym_key"])
     before = (await collect(state))["counts"]  # other tests may share the network
@@ -62,10 +61,12 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
     try:
         # 1. N signed reports in -> N outcomes, each the case the rules say.
         sent: list[tuple[str, CloudEvent]] = []
+        written: dict[str, ReportSubmittedV2] = {}  # what each reporter sealed, by event id
         for _ in range(REPORTS):
             reporter = rng.choice(list(systems))
-            event = systems[reporter].event(EventType.REPORT_SUBMITTED_V2.value,
-                                            synthetic_report(rng, reporter))
+            report = synthetic_report(rng, reporter)
+            event = systems[reporter].report(report)
+            written[event.id] = ReportSubmittedV2.model_validate(report)
             await systems[reporter].send(event)
             sent.append((reporter, event))
 
@@ -79,7 +80,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         assert len(set(case_ids)) == REPORTS
         for (reporter, event), case_id in zip(sent, case_ids, strict=True):
             [(receiver, outcome)] = deliveries.outcome_of(event.id)
-            expected = assess(ReportSubmittedV2.model_validate(event.data), rules, NOW)
+            expected = assess(written[event.id], rules, NOW)
             assert receiver == reporter
             assert outcome["status"] == "accepted"
             if reporter in (expected.lead, *expected.informed):
@@ -96,7 +97,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
             return len([n for _, n in deliveries.notifications("referral-requested") if n["case_id"] in ours]) == REPORTS
         await wait_until(all_notified)
         for (_, event), case_id in zip(sent, case_ids, strict=True):
-            expected = assess(ReportSubmittedV2.model_validate(event.data), rules, NOW)
+            expected = assess(written[event.id], rules, NOW)
             referred = [who for who, n in deliveries.notifications("referral-requested") if n["case_id"] == case_id]
             informed = [who for who, n in deliveries.notifications("case-informed") if n["case_id"] == case_id]
             assert referred == [expected.lead]
@@ -108,16 +109,17 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         # 4. Malformed and unsigned reports are rejected with a code and dead-lettered.
         school = systems["isj-bc"]
         await producer.send_and_wait("punte.ingress.isj-bc", b"{definitely not json",
-                                     headers=school.event(EventType.REPORT_SUBMITTED_V2.value, {}).headers())
-        unsigned = CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, school.source,
-                                  synthetic_report(rng, "isj-bc"))
+                                     headers=school.event(EventType.REPORT_SUBMITTED_V3.value, {}).headers())
+        signed = school.report(synthetic_report(rng, "isj-bc"))
+        unsigned = CloudEvent(signed.id, signed.source, signed.type, signed.time, signed.data, None, {})
         await producer.send_and_wait("punte.ingress.isj-bc", unsigned.body(), headers=unsigned.headers())
         # 5. The lead accepts one referral; the referrer hears of it.
         lead_of_first = deliveries.notifications("referral-requested")
         case0 = case_ids[0]
         [(lead, requested)] = [(w, n) for w, n in lead_of_first if n["case_id"] == case0]
         # The lead may be an institution that does not report; it still has its own system.
-        systems.setdefault(lead, InstitutionSystem(lead, state.institution_key(lead), producer))
+        if lead not in systems:
+            systems[lead] = institution_system(network, lead, producer)
         accept = systems[lead].event(EventType.REFERRAL_ACCEPT.value, {"referral_id": requested["referral_id"]})
         await systems[lead].send(accept)
 
@@ -140,7 +142,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         # Every referral request, every informed institution, and the acceptance told to
         # both sides of the referral.
         expected_notifications = REPORTS + 2 + sum(
-            len(assess(ReportSubmittedV2.model_validate(e.data), rules, NOW).informed) for _, e in sent)
+            len(assess(written[e.id], rules, NOW).informed) for _, e in sent)
         last: dict = {}
 
         async def quiet():
@@ -181,8 +183,8 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
         # No child's CNP or name left through any delivery topic.
         delivered = json.dumps([e.data for _, e in deliveries.events], ensure_ascii=False)
         for _, event in sent:
-            child = event.data["child"]
-            for secret in (child.get("cnp"), child.get("family_name")):
+            child = written[event.id].child
+            for secret in (child.cnp, child.family_name):
                 assert not secret or secret not in delivered
     finally:
         await deliveries.stop()
@@ -191,8 +193,8 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
 
 async def test_institutions_without_kafka_use_the_same_contract_over_http(network: Stack):
     """CloudEvents over HTTP (binary and structured), the same checks, idempotent by id."""
-    state, rng = network.state, random.Random(11)
-    key = state.institution_key("dsp-bc")
+    rng = random.Random(11)
+    doctor = institution_system(network, "dsp-bc", producer=None)  # sends over HTTP, not Kafka
     token = await sign_in(network, "sys.dsp-bc")
     auth = {"Authorization": f"Bearer {token}"}
 
@@ -200,15 +202,14 @@ async def test_institutions_without_kafka_use_the_same_contract_over_http(networ
         return {**auth, "content-type": "application/json",
                 **{k.replace("ce_", "ce-", 1): v.decode() for k, v in event.headers() if k.startswith("ce_")}}
 
-    report = key.sign(CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, "/institutions/dsp-bc",
-                                     synthetic_report(rng, "dsp-bc")))
-    structured = key.sign(CloudEvent.new(EventType.REPORT_SUBMITTED_V2.value, "/institutions/dsp-bc",
-                                         synthetic_report(rng, "dsp-bc")))
+    report = doctor.report(synthetic_report(rng, "dsp-bc"))
+    structured = doctor.report(synthetic_report(rng, "dsp-bc"))
     envelope = {"specversion": "1.0", "id": structured.id, "source": structured.source,
                 "type": structured.type, "time": structured.time, "datacontenttype": "application/json",
                 **structured.extensions, "data": structured.data}
     forged = CloudEvent(report.id + "-x", report.source, report.type, report.time,
-                        {**report.data, "description": "altered"}, None, report.extensions)
+                        {**report.data, "immediate_danger": not report.data.get("immediate_danger")},
+                        None, report.extensions)
     operator = {"Authorization": f"Bearer {await sign_in(network, 'operator')}"}
     async with httpx.AsyncClient(base_url=network.url("intake"), timeout=40) as client:
         cases_before = (await client.get("/stats", headers=operator)).json()["counts"]["cases"]

@@ -13,8 +13,6 @@ import sys
 import httpx
 import pytest
 
-from contracts.events import EventType
-from punte.institution import InstitutionSystem
 from punte.mailbox import messages as mailbox_messages
 from punte.stack import Stack
 from punte.synthetic import synthetic_cnp
@@ -25,6 +23,7 @@ from tests.e2e.conftest import (
     Deliveries,
     WebhookReceiver,
     assert_nothing_identifies_a_child,
+    institution_system,
     people_messages,
     sign_in,
     wait_until,
@@ -49,9 +48,9 @@ async def test_a_p0_case_reaches_the_on_call_person_and_the_leads_system(network
     await producer.start()
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
-    police = InstitutionSystem("ipj-bc", network.state.institution_key("ipj-bc"), producer)
+    police = institution_system(network, "ipj-bc", producer)
     try:
-        await police.send(police.event(EventType.REPORT_SUBMITTED_V2.value, report(
+        await police.send(police.report(report(
             "ipj-bc", "police-officer", "police-patrol",
             {"cnp": cnp, "given_name": "Sofia", "family_name": "Probescu", "uat_siruta": 20297, "county": "BC"},
             ["trafficking"], immediate_danger=True,
@@ -142,9 +141,9 @@ async def test_a_p0_case_reaches_the_on_call_person_and_the_leads_system(network
 async def test_a_p3_case_reaches_the_leads_case_managers_by_email(network: Stack):
     producer = make_producer(network.kafka_bootstrap)
     await producer.start()
-    school = InstitutionSystem("isj-bc", network.state.institution_key("isj-bc"), producer)
+    school = institution_system(network, "isj-bc", producer)
     try:
-        sent = school.event(EventType.REPORT_SUBMITTED_V2.value, report(
+        sent = school.report(report(
             "isj-bc", "school-counsellor", "school",
             {"given_name": "Matei", "family_name": "Exemplu", "birth_date": "2014-05-05",
              "uat_siruta": 21891, "county": "BC"}, ["school_absenteeism"]))

@@ -9,10 +9,9 @@ import httpx
 import pytest
 
 from contracts.events import EventType
-from punte.institution import InstitutionSystem
 from punte.stack import Stack
 from runtime.kafka import make_producer
-from tests.e2e.conftest import Deliveries, sign_in, wait_until
+from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 from tests.e2e.test_network import cases_opened
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +31,10 @@ async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_se
     await producer.start()
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
-    school, dgaspc = (InstitutionSystem(i, network.state.institution_key(i), producer)
+    school, dgaspc = (institution_system(network, i, producer)
                       for i in ("isj-bc", "dgaspc-bc"))
     try:
-        sent = school.event(EventType.REPORT_SUBMITTED_V2.value, report("isj-bc", ["emotional_abuse"]))
+        sent = school.report(report("isj-bc", ["emotional_abuse"]))
         await school.send(sent)
 
         # The school takes no part in the case: its outcome names none; the network's topic does.
@@ -67,7 +66,10 @@ async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_se
         assert done["outcome"] == "stays-in-family-with-services"
         kinds = [(n["kind"], n.get("state")) for n in told_to_school()]
         assert ("referral-accepted", "accepted") in kinds
-        assert any(n.get("note") == "Evaluare inițială făcută; familia colaborează." for n in told_to_school())
+        # Told that a note was added, never what it says: the note stays in the case file.
+        noted = [n for n in told_to_school() if n.get("note_id")]
+        assert noted and all(n.get("note") is None for n in told_to_school())
+        assert "familia colaborează" not in json.dumps(told_to_school(), ensure_ascii=False)
         # Every command got its outcome on the lead's delivery topic.
         answered = [e.data for w, e in deliveries.events if w == "dgaspc-bc"
                     and e.type == EventType.OUTCOME.value and e.data.get("referral_id") == rid]
@@ -77,6 +79,7 @@ async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_se
         token = await sign_in(network, "cm.isj-bc")
         async with httpx.AsyncClient(base_url=network.url("referral")) as client:
             mine = (await client.get("/v1/referrals/sent", headers={"Authorization": f"Bearer {token}"})).json()
+            one = (await client.get(f"/v1/referrals/{rid}", headers={"Authorization": f"Bearer {token}"})).json()
             plan = (await client.get(f"/v1/cases/{case_id}",
                                      headers={"Authorization": f"Bearer {await sign_in(network, 'cm.dgaspc-bc')}"}))
         [ours] = [r for r in mine if r["referral_id"] == rid]
@@ -84,6 +87,9 @@ async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_se
         # referral ended (a summary), not who worked it; the lead sees the whole plan.
         assert (ours["view"], ours["state"], ours["outcome"]) == ("summary", "completed", "stays-in-family-with-services")
         assert ours["owner"] is None and ours["history"] == []
+        # It learns that a note exists in the case file, not what the note says.
+        assert {n["note_id"] for n in one["notes"]} == {n["note_id"] for n in noted}
+        assert all(n["text"] is None for n in one["notes"])
         assert plan.json()["plan"][0]["state"] == "completed"
     finally:
         await deliveries.stop()
@@ -121,10 +127,9 @@ async def test_an_unanswered_p0_referral_escalates_and_returns_to_the_referrer(f
     await producer.start()
     deliveries = Deliveries(network.kafka_bootstrap)
     await deliveries.start()
-    school = InstitutionSystem("isj-bc", network.state.institution_key("isj-bc"), producer)
+    school = institution_system(network, "isj-bc", producer)
     try:
-        sent = school.event(EventType.REPORT_SUBMITTED_V2.value,
-                            report("isj-bc", ["school_absenteeism"], danger=True))
+        sent = school.report(report("isj-bc", ["school_absenteeism"], danger=True))
         await school.send(sent)
 
         async def returned():

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 
 from contracts import reference
 from contracts.reference import delivery_topic
+from runtime import data_keys
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message
@@ -30,6 +31,7 @@ from runtime.settings import Settings
 from runtime.signing import Keyring, PublicKey, SigningKey, network_keyring
 from runtime.tokens import TokenIssuer, TokenVerifier
 from services.intake import handlers as intake_handlers
+from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.vault import IdentityVault
 from services.intake.bootstrap import build_rules
 from services.notification.channels.email import SmtpSender
@@ -53,6 +55,10 @@ NETWORK_KEY = SigningKey.generate("punte-network-test")
 # Intake's keys in tests: synthetic, never a built-in default (intake refuses to start without).
 TEST_PSEUDONYM_KEY = "5a" * 32
 TEST_IDENTITY_VAULT = IdentityVault({"test-1": bytes(range(32))}, "test-1")
+# Intake's encryption key in tests (report v3): synthetic, published in docs/contracts.md
+# with the test vector sealed to it.
+TEST_REPORT_KEYS_FILE = ROOT / "tests" / "data" / "sealing" / "intake-test-key.jwks"
+TEST_REPORT_KEYS = ReportKeys.load(TEST_REPORT_KEYS_FILE)
 
 
 async def migrated_database(server_url: str, service: str, migrations: Path):
@@ -123,11 +129,13 @@ def of_type(out: Iterable[tuple[str, dict, dict]], type_: str) -> list[dict]:
 # --- intake ------------------------------------------------------------------------------
 
 async def intake_consumer(server_url: str, keyring: Keyring, window: Window | None = None,
-                          vault: IdentityVault | None = None):
+                          vault: IdentityVault | None = None, report_keys: ReportKeys | None = None,
+                          accept_clear: bool = True):
     """Intake's real handler on a fresh migrated database; (consumer, engine, intake)."""
     engine, sessions = await migrated_database(server_url, "intake", INTAKE_MIGRATIONS)
     intake = intake_handlers.Intake(keyring, build_rules(TEST_PSEUDONYM_KEY), vault or TEST_IDENTITY_VAULT,
-                                    window or Window())
+                                    window or Window(), report_keys=report_keys or TEST_REPORT_KEYS,
+                                    accept_clear=accept_clear)
 
     async def handle(uow, msg):
         await intake_handlers.submit_report(uow, msg, intake)
@@ -139,10 +147,16 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
 
 # --- referral ----------------------------------------------------------------------------
 
+# A synthetic key-encryption key for the services that seal (PUNTE_DATA_KEYS).
+TEST_DATA_KEYS = "dk-1:" + "11" * 32
+
+
 def referral_config(keyring: Keyring | None = None) -> referral_handlers.Config:
-    """Referral's configuration with the contract's deadlines and outcomes."""
+    """Referral's configuration with the contract's deadlines, outcomes and reasons, sealing
+    notes under TEST_DATA_KEYS."""
     return referral_handlers.Config(keyring or Keyring([]), reference.referral_deadlines(),
-                                    frozenset(reference.referral_outcomes()))
+                                    frozenset(reference.referral_outcomes()),
+                                    data_keys.from_settings(Settings(data_keys=TEST_DATA_KEYS)))
 
 
 def case_opened(case_id: str = "case-1", urgency: str = "P1", lead: str = "dgaspc-bc") -> CloudEvent:
@@ -194,7 +208,7 @@ def service_app(name: str, engine, *routers: APIRouter, keyring: Keyring | None 
     for router in routers:
         app.include_router(router)
     app.state.runtime = Runtime(
-        name=name, settings=settings or Settings(), engine=engine, sessions=make_sessions(engine),
+        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS), engine=engine, sessions=make_sessions(engine),
         producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
         verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
         network_key=None, keyring=keyring or Keyring([]))

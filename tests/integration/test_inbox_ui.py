@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from contracts.reference import referral_reasons
 from punte.identity import create_app as identity_app
 from punte.identity import new_account
 from runtime.db import make_sessions
@@ -28,7 +29,7 @@ from services.notification.domain.dispatch import ALERT_KINDS
 from services.notification.entrypoints import http, ui
 from services.referral import handlers as referral_handlers
 from services.referral.entrypoints.http import router as referral_router
-from tests.integration.helpers import message, migrated_database
+from tests.integration.helpers import TEST_DATA_KEYS, message, migrated_database
 from tests.integration.test_audit_ui import nothing_listening, the_shared_frame_and_assets_are_there
 from tests.integration.test_referral import CONFIG, case_opened, positions
 
@@ -62,7 +63,8 @@ async def page(infrastructure):
     await cases.process([message("punte.cases", case_opened(), offset=next(positions))])
     referral = FastAPI()
     referral.include_router(referral_router)
-    referral.state.runtime = runtime_for("referral", referral_engine, Settings(oidc_issuer=ISSUER_URL))
+    referral.state.runtime = runtime_for("referral", referral_engine,
+                                              Settings(oidc_issuer=ISSUER_URL, data_keys=TEST_DATA_KEYS))
     reached: list[dict] = []  # what arrives at the referral service
 
     async def recording(scope, receive, send):
@@ -233,3 +235,17 @@ async def test_the_labels_come_from_the_reference_data(page):
     assert labels["institutions"]["dgaspc-bc"]
     assert labels["alerts"] == {"urgency": ["P0"], "kinds": sorted(ALERT_KINDS)}
     assert "cnp" not in json.dumps(labels).lower()
+
+
+async def test_the_pages_reasons_are_the_catalogues(page):
+    """The reasons the page offers (to reject, ...) are contracts/reference/referral-reasons.yaml,
+    served with their labels and commands; the page's script keeps no list of its own."""
+    labels = (await page.get("/ui/api/reference", headers=await bearer(page, "cm.ana", ANA_PASSWORD))).json()
+    catalogue = referral_reasons()
+    assert list(labels["reasons"]) == list(catalogue)
+    for code, reason in catalogue.items():
+        assert labels["reasons"][code] == {"ro": reason.label_ro, "en": reason.label_en,
+                                           "commands": sorted(reason.commands), "note_required": reason.note_required}
+    script = (ROOT / "services" / "notification" / "entrypoints" / "static" / "inbox.js").read_text(encoding="utf-8")
+    for code, reason in catalogue.items():
+        assert f'"{code}"' not in script and reason.label_ro not in script, code

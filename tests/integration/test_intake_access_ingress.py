@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     INTAKE_MIGRATIONS,
     ISSUER,
     REFERRAL_MIGRATIONS,
+    TEST_REPORT_KEYS_FILE,
     api_client,
     bearer,
     delivered,
@@ -42,7 +43,8 @@ from tests.integration.helpers import (
 FORGER, VICTIM = "isj-bc", "spas-colonesti"
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in (FORGER, VICTIM)}
 KEYRING = keyring_of(KEYS)
-SETTINGS = Settings(pseudonym_key="5e" * 32, identity_keys=f"t-1:{'a7' * 32}")
+SETTINGS = Settings(pseudonym_key="5e" * 32, identity_keys=f"t-1:{'a7' * 32}",
+                    intake_encryption_keys_file=TEST_REPORT_KEYS_FILE)
 
 
 def runtime_on(name: str, engine) -> Runtime:

@@ -27,6 +27,7 @@ from tests.integration.helpers import (
     AUDIT_DATA_KEYS,
     NETWORK_KEY,
     REFERRAL_MIGRATIONS,
+    TEST_DATA_KEYS,
     case_opened,
     delivered,
     emitted,
@@ -45,7 +46,7 @@ IMPOSTOR = SigningKey.generate(NETWORK_KEY.key_id)
 def runtime(name: str, engine, settings: Settings | None = None) -> Runtime:
     """A service's Runtime as its lifespan builds it, without a broker."""
     return Runtime(
-        name=name, settings=settings or Settings(), engine=engine, sessions=make_sessions(engine),
+        name=name, settings=settings or Settings(data_keys=TEST_DATA_KEYS), engine=engine, sessions=make_sessions(engine),
         producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
         verifier=TokenVerifier("http://issuer.test", "punte", {"keys": []}),
         network_key=NETWORK_KEY, keyring=Keyring([]), network_keys=network_keyring(NETWORK_KEY))
@@ -166,7 +167,7 @@ async def test_institutions_messages_on_their_ingress_topics_are_theirs_to_sign(
     try:
         (commands,) = [c for c in referral_bootstrap.consumers(rt) if c._pattern]
         command = school.sign(CloudEvent.new(EventType.REFERRAL_COMMAND.value, "/institutions/isj-bc", {
-            "referral_id": "ref-none", "command": "cancel", "reason": "Trimisă din greșeală"}))
+            "referral_id": "ref-none", "command": "cancel", "reason": "wrong-institution"}))
         await commands.process([message("punte.ingress.isj-bc", command, offset=next(positions))])
         (answer,) = delivered(await emitted(engine), "isj-bc")
         assert answer["reason"]["code"] == "UNKNOWN_REFERRAL"

@@ -79,7 +79,7 @@ async def test_a_p1_referral_to_a_completed_outcome_with_feedback_both_ways(refe
         ("dgaspc-bc", "acknowledge", {}), ("dgaspc-bc", "accept", {}), ("dgaspc-bc", "start", {}),
         ("dgaspc-bc", "note", {"note": "Prima vizită făcută."}),
         ("isj-bc", "note", {"note": "Copilul a revenit la școală."}),
-        ("dgaspc-bc", "hold", {"reason": "familia plecată temporar"}),
+        ("dgaspc-bc", "hold", {"reason": "family-moved", "note": "Familia plecată temporar."}),
         ("dgaspc-bc", "resume", {}),
         ("dgaspc-bc", "complete", {"outcome": "services-provided-psychological"}),
     ]
@@ -124,7 +124,7 @@ async def test_forwarding_creates_a_linked_referral_and_tells_the_referrer(refer
     consumer, engine, _ = referral
     rid = (await opened(consumer, engine))["referral_id"]
     await send(consumer, "dgaspc-bc", command("dgaspc-bc", rid, "forward", forward_to="cjrae-bc",
-                                              reason="evaluare SEOSP"))
+                                              reason="not-competent", note="Evaluare SEOSP."))
     out = await emitted(engine)
     [moved] = of_type(out, "ro.punte.referral.transitioned.v1")
     new = of_type(out, "ro.punte.referral.requested.v1")[-1]

@@ -135,7 +135,7 @@ async def test_an_institution_a_referral_is_forwarded_to_takes_part(referral):
     client = referral
     rid = await case_referral(client)
     forwarded = await client.post(f"/v1/referrals/{rid}/commands", headers=bearer(LEAD, "cm.ana"),
-                                  json={"command": "forward", "forward_to": "das-bacau", "reason": "competența DAS"})
+                                  json={"command": "forward", "forward_to": "das-bacau", "reason": "not-competent"})
     assert forwarded.status_code == 200
     assert (await client.get("/v1/cases/case-1", headers=bearer("das-bacau", "cm.das"))).status_code == 200
 
@@ -205,7 +205,7 @@ async def test_a_reporter_that_referred_sees_a_summary_of_its_referral_only(refe
 async def test_a_reporter_does_not_end_a_statutory_referral_but_its_supervisor_may(referral, command):
     client = referral
     rid = await case_referral(client)
-    body = {"command": command, "reason": "raportat din greșeală (sintetic)"}
+    body = {"command": command, "reason": "duplicate"}
     refused = await client.post(f"/v1/referrals/{rid}/commands", json=body, headers=bearer(REPORTER, "cm.school"))
     assert code_of(refused) == (403, "NOT_CASE_LEAD")
     still = (await client.get(f"/v1/referrals/{rid}", headers=bearer(LEAD, "cm.ana"))).json()
@@ -221,7 +221,7 @@ async def test_over_kafka_the_actor_named_in_the_command_must_be_a_supervisor(re
     for roles in (None, ["case-manager"], ["supervisor"]):
         actor = {"actor": {"person": "p.school", "roles": roles}} if roles is not None else {}
         await send(client, REPORTER, "ro.punte.referral.command.v1",
-                   {"referral_id": rid, "command": "cancel", "reason": "greșeală (sintetic)", **actor})
+                   {"referral_id": rid, "command": "cancel", "reason": "duplicate", **actor})
     out = await emitted(client.engine)
     codes = [(d["status"], (d.get("reason") or {}).get("code")) for d in delivered(out, REPORTER)]
     assert codes[1:] == [("rejected", "NOT_CASE_LEAD"), ("accepted", None)]
@@ -233,10 +233,10 @@ async def test_over_kafka_the_actor_named_in_the_command_must_be_a_supervisor(re
 async def test_a_non_statutory_referral_is_still_cancelled_by_its_referrer(referral):
     client = referral
     rid = await case_referral(client, "case-2")  # P2: consent-pending, not statutory
-    cancelled = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "cancel", "reason": "retras"},
+    cancelled = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "cancel", "reason": "no-longer-needed"},
                                   headers=bearer(REPORTER, "cm.school"))
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    wrong_side = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "mark-error", "reason": "x"},
+    wrong_side = await client.post(f"/v1/referrals/{rid}/commands", json={"command": "mark-error", "reason": "duplicate"},
                                    headers=bearer(LEAD, "cm.ana"))
     assert code_of(wrong_side) == (403, "NOT_REFERRER")
 

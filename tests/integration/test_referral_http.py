@@ -76,7 +76,7 @@ async def test_a_case_closes_only_when_its_plan_is_done_and_only_by_its_lead(api
     assert too_soon.status_code == 409 and too_soon.json()["detail"]["code"] == "CASE_HAS_OPEN_REFERRALS"
     [plan] = (await client.get("/v1/cases/case-1", headers=lead)).json()["plan"]
     await client.post(f"/v1/referrals/{plan['referral_id']}/commands",
-                      json={"command": "reject", "reason": "nu este de competența noastră"}, headers=lead)
+                      json={"command": "reject", "reason": "not-competent"}, headers=lead)
     closed = await client.post("/v1/cases/case-1/close", headers=lead)
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     reopened = await client.post("/v1/cases/case-1/reopen", headers=lead)

@@ -55,6 +55,9 @@ def start_intake(**secrets: str) -> subprocess.CompletedProcess:
     ({}, "PUNTE_PSEUDONYM_KEY"),
     ({"PUNTE_PSEUDONYM_KEY": GOOD_PSEUDONYM}, "PUNTE_IDENTITY_KEYS"),
     ({"PUNTE_IDENTITY_KEYS": GOOD_IDENTITY, "PUNTE_PSEUDONYM_KEY": "0123"}, "PUNTE_PSEUDONYM_KEY"),
+    # Without its encryption keys no sealed report (v3) could open (issue #11).
+    ({"PUNTE_IDENTITY_KEYS": GOOD_IDENTITY, "PUNTE_PSEUDONYM_KEY": GOOD_PSEUDONYM,
+      "PUNTE_STATE_DIR": "/nonexistent/punte-state"}, "PUNTE_INTAKE_ENCRYPTION_KEYS_FILE"),
 ])
 def test_intake_refuses_to_start_without_its_secrets(secrets, missing):
     started = start_intake(**secrets)

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from contracts.events import CaseOpened, ReferralAccepted, ReferralRequested, Reporter
-from contracts.reference import risk_categories
+from contracts.events import CaseOpened, ReferralAccepted, ReferralRequested, ReferralTransitioned, Reporter
+from contracts.reference import referral_reasons, risk_categories
 from services.notification.domain import notices
 from services.notification.domain.messages import HEADLINES, summarise
 
@@ -63,6 +63,27 @@ def test_notices_carry_no_child_data():
         for text in (s.ro, s.en, repr(notice)):
             for secret in CHILD.values():
                 assert secret not in text
+
+
+def test_a_step_tells_its_reason_by_label_and_its_note_by_id_only():
+    now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    reasons = referral_reasons()
+    step = dict(referral_id="ref-1", case_id=CASE, referrer="bc-isj", to="bc-dgaspc", urgency="P1",
+                command="reject", from_state="received", to_state="rejected", actor_institution="bc-dgaspc", at=now)
+    coded = notices.referral_transitioned(ReferralTransitioned(**step, reason="outside-area", note_id="note-1"),
+                                          ("neglect",), False, reasons)
+    assert {(n.reason, n.note_id) for n in coded} == {("outside-area", "note-1")}
+    s = summarise("referral-updated", "P1", ["neglect"], CASE, LABELS, detail="rejected",
+                  reason=reasons["outside-area"], note_added=True)
+    assert s.ro.startswith("Trimitere actualizată — refuzată; motivul: copilul nu locuiește în aria noastră; "
+                           "notă nouă în dosar (P1)")
+    assert s.en.startswith("Referral updated — rejected; reason: the child does not live in our area; "
+                           "a new note in the case file (P1)")
+    # An event from before the catalogue, with free text in both: neither is passed on.
+    secret = f"{CHILD['name']}, CNP {CHILD['cnp']}"
+    old = notices.referral_transitioned(ReferralTransitioned(**step, reason=secret, note=secret),
+                                        ("neglect",), False, reasons)
+    assert all(n.reason is None and n.note_id is None and secret not in repr(n) for n in old)
 
 
 def test_notification_id_is_deterministic_per_event_and_recipient():

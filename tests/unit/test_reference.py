@@ -47,11 +47,12 @@ COUNTY_CODES = [
     "SM", "SV", "TL", "TM", "TR", "VL", "VN", "VS",
 ]
 INSTITUTION_KINDS = {"DAS", "SPAS", "DGASPC", "DSP", "ISJ", "CJRAE", "IPJ", "PL"}
-INGRESS_TYPES = ["ro.punte.report.submitted.v1", "ro.punte.report.submitted.v2", "ro.punte.referral.accept.v1",
-                 "ro.punte.referral.command.v1", "ro.punte.referral.request.v1", "ro.punte.service.updated.v1"]
+INGRESS_TYPES = ["ro.punte.report.submitted.v1", "ro.punte.report.submitted.v2", "ro.punte.report.submitted.v3",
+                 "ro.punte.referral.accept.v1", "ro.punte.referral.command.v1", "ro.punte.referral.request.v1",
+                 "ro.punte.service.updated.v1"]
 # Every kind reports and takes part in referrals; only the kinds that run social services
 # update the service directory.
-EVERY_KIND_TYPES = INGRESS_TYPES[:5]
+EVERY_KIND_TYPES = INGRESS_TYPES[:6]
 SERVICE_PROVIDER_KINDS = {"DAS", "SPAS", "DGASPC", "DSP", "CJRAE"}
 OBSERVATION_SECTIONS = ["economic", "social", "health", "education", "housing", "risk_behaviours"]
 URGENCIES = ["P0", "P1", "P2", "P3"]
@@ -303,7 +304,7 @@ def test_every_kind_may_send_reports_and_referrals(institution_id: str) -> None:
 def test_may_send_is_false_for_unknown_institutions_and_types() -> None:
     assert not reference.may_send("spas-nowhere", "ro.punte.report.submitted.v2")
     assert not reference.may_send("", "ro.punte.report.submitted.v1")
-    assert not reference.may_send("spas-colonesti", "ro.punte.report.submitted.v3")
+    assert not reference.may_send("spas-colonesti", "ro.punte.report.submitted.v4")
     assert not reference.may_send("spas-colonesti", "ro.punte.outcome.v1")
     assert not reference.may_send("dgaspc-bc", "ro.punte.case.opened.v1")
 

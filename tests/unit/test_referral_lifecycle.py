@@ -7,10 +7,12 @@ from itertools import product
 
 import pytest
 
+from contracts.reference import referral_reasons
 from services.referral.domain.referral import RULES, Actor, Referral, ReferralRefused, State
 
 AT = datetime(2026, 11, 23, 10, tzinfo=timezone.utc)
 OUTCOMES = frozenset({"services-provided-psychological"})
+REASONS = referral_reasons()
 RECEIVER, REFERRER, OTHER = Actor("dgaspc-bc", "cm.1"), Actor("isj-bc", "cm.2"), Actor("ipj-bc", "cm.3")
 SYSTEM = Actor.system()
 ACTORS = {"receiver": RECEIVER, "referrer": REFERRER, "other": OTHER, "system": SYSTEM}
@@ -46,7 +48,10 @@ def test_the_table_covers_every_command():
 def test_every_state_command_and_actor(state, command, who):
     referral = Referral("ref-1", "case-1", referrer="isj-bc", to="dgaspc-bc", urgency="P1", state=state)
     sides, sources, target = EXPECTED[command]
-    kwargs = {"reason": "motiv", "outcome": "services-provided-psychological", "outcomes": OUTCOMES}
+    # A reason is a code of the catalogue listed for the command ("other" needs a note).
+    reason = ("NO_RESPONSE" if command == "expire" else "other") if RULES[command].needs_reason else None
+    kwargs = {"reason": reason, "note": "(sintetic)", "outcome": "services-provided-psychological",
+              "outcomes": OUTCOMES, "reasons": REASONS}
     if who in sides and state in sources:
         after, transition = referral.apply(command, ACTORS[who], AT, **kwargs)
         assert after.state == (target or state)
@@ -71,6 +76,33 @@ def test_a_reason_is_required(command):
     with pytest.raises(ReferralRefused) as refused:
         referral.apply(command, ACTORS[who], AT, reason=None)
     assert refused.value.code == "REASON_REQUIRED"
+
+
+@pytest.mark.parametrize("command", [c for c, rule in RULES.items() if rule.needs_reason])
+def test_a_reason_is_a_code_of_the_catalogue_listed_for_the_command(command):
+    sides, sources, _ = EXPECTED[command]
+    who = ACTORS[sorted(sides)[0]]
+    referral = Referral("r", "c", "isj-bc", "dgaspc-bc", "P1", state=sorted(sources)[0])
+    listed = sorted(code for code, r in REASONS.items() if command in r.commands and not r.note_required)
+    elsewhere = next(code for code, r in REASONS.items() if command not in r.commands)
+    for refused_reason in ("familia s-a mutat (text liber)", elsewhere):
+        with pytest.raises(ReferralRefused) as refused:
+            referral.apply(command, who, AT, reason=refused_reason, reasons=REASONS)
+        assert refused.value.code == "UNKNOWN_REASON"
+        assert refused_reason not in refused.value.detail, "a refusal never repeats free text"
+    if command in REASONS["other"].commands:
+        with pytest.raises(ReferralRefused) as no_note:
+            referral.apply(command, who, AT, reason="other", reasons=REASONS)
+        assert no_note.value.code == "NOTE_REQUIRED"
+    after, step = referral.apply(command, who, AT, reason=listed[0], reasons=REASONS)
+    assert step.reason == listed[0]
+
+
+def test_a_command_that_takes_no_reason_refuses_one():
+    referral = Referral("r", "c", "isj-bc", "dgaspc-bc", "P1")
+    with pytest.raises(ReferralRefused) as refused:
+        referral.apply("accept", RECEIVER, AT, reason="not-competent", reasons=REASONS)
+    assert refused.value.code == "UNKNOWN_REASON"
 
 
 def test_completing_needs_an_outcome_from_the_catalogue():

@@ -17,7 +17,9 @@ REFERRAL = {
     "kind": "case", "owner": "cm.ana", "service_id": None, "forwarded_from": None,
     "legal_basis": "statutory-duty", "do_not_contact": True, "deadlines": {"decide": AT.isoformat()},
     "requested_at": AT, "updated_at": AT, "outcome": "services-provided-legal",
-    "history": [{"command": "note", "note": "Vizită (sintetic).", "person": "cm.ana"}],
+    "history": [{"command": "note", "note": "Vizită (sintetic).", "note_id": "note-1", "person": "cm.ana"}],
+    "notes": [{"note_id": "note-1", "at": AT, "command": "note", "by": "dgaspc-bc", "person": "cm.ana",
+               "text": "Vizită (sintetic).", "erased": False}],
 }
 
 
@@ -30,7 +32,7 @@ def test_the_lead_sees_everything():
     lead = seen_by("dgaspc-bc")
     assert lead is not None and lead["view"] == "full"
     assert lead["categories"] == REFERRAL["categories"] and lead["history"] == REFERRAL["history"]
-    assert lead["owner"] == "cm.ana"
+    assert lead["owner"] == "cm.ana" and lead["notes"] == REFERRAL["notes"]
 
 
 def test_the_reporter_that_referred_sees_a_summary_with_what_a_school_may_know():
@@ -40,6 +42,8 @@ def test_the_reporter_that_referred_sees_a_summary_with_what_a_school_may_know()
     assert school["deadlines"] == REFERRAL["deadlines"] and school["do_not_contact"] is True
     assert school["categories"] == ["school_absenteeism"]
     assert school["history"] == [] and school["owner"] is None
+    # That a note exists, never what it says nor who wrote it.
+    assert school["notes"] == [{"note_id": "note-1", "at": AT}]
 
 
 def test_a_participant_that_is_no_side_of_a_referral_sees_nothing_of_it():

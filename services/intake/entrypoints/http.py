@@ -27,11 +27,14 @@ from runtime.limits import wakeups_of
 from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.intake.adapters import repository
+from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.repository import OUTCOME_CHANNEL
 from services.intake.adapters.tables import case_reports, cases, duplicate_candidates
-from services.intake.handlers import REPORT_TYPES
+from services.intake.handlers import CLEAR_REPORT_TYPES, REPORT_TYPES
 
 router = APIRouter(prefix="/v1", tags=["intake"])
+# What anyone may fetch: the keys institutions seal reports to (public in access.yaml).
+keys = APIRouter(tags=["intake"])
 STRUCTURED = "application/cloudevents+json"
 ATTRIBUTES = tuple(name.removeprefix("ce_") for name in REQUIRED)  # specversion, id, …
 
@@ -101,6 +104,10 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
         raise _error(403, "SOURCE_MISMATCH", "the event's source is not your institution")
     if attributes["type"] not in REPORT_TYPES:
         raise _error(400, "UNKNOWN_EVENT_TYPE", "this endpoint takes reports")
+    if attributes["type"] in CLEAR_REPORT_TYPES and not runtime.settings.accept_clear_reports:
+        # Refused before it reaches the ingress topic: a clear copy never lands there.
+        raise _error(422, "CLEAR_REPORT_RETIRED", f"{attributes['type']} is no longer accepted; "
+                     "send ro.punte.report.submitted.v3")
     message_key = sender_key(principal.institution, attributes["id"])  # as the consumer keys it
     known = await _answer_to(runtime, message_key)
     if known is None:
@@ -228,3 +235,12 @@ async def decide_duplicate(
     if updated.rowcount == 0:
         raise _error(409, "NOT_PENDING", "decided already, or never a possible duplicate")
     return {"case_id": case_id, "candidate_case_id": other_case_id, "status": decision.decision}
+
+
+@keys.get("/.well-known/jwks.json", summary="Cheile de criptare ale intake / intake's encryption keys (JWKS)")
+async def encryption_keys(request: Request) -> JSONResponse:
+    """The public keys institutions seal a report's identifying parts to (report v3, JWE
+    ECDH-ES+A256KW with A256GCM): the current key first, then keys still accepted during a
+    rotation. Public, like any JWKS; only intake holds the private halves."""
+    report_keys: ReportKeys = request.app.state.runtime.extras["report_keys"]
+    return JSONResponse(report_keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})

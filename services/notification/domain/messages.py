@@ -33,6 +33,8 @@ DETAILS: dict[str, tuple[str, str]] = {
 DO_NOT_CONTACT = ("NU contactați familia.", "Do NOT contact the household.")
 # In place of a special category (health, sexual abuse) in a message that leaves Punte.
 PROTECTED = ("categorie protejată (detalii în Punte)", "protected category (details in Punte)")
+# A step added a note to the case file: said, never quoted.
+NOTE_ADDED = ("notă nouă în dosar", "a new note in the case file")
 # When none of the case's categories is the recipient's to know.
 NOT_YOURS = ("risc semnalat (detalii la instituția responsabilă)", "risk reported (details with the lead institution)")
 
@@ -56,11 +58,14 @@ def _in_sentence(label: str) -> str:
 def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
               labels: Mapping[str, Labelled], do_not_contact: bool = False,
               detail: str | None = None, protected: Collection[str] = (),
-              purpose: Labelled | None = None) -> Summary:
+              purpose: Labelled | None = None, reason: Labelled | None = None,
+              note_added: bool = False) -> Summary:
     """E.g. "Trimitere nouă (P1): neglijare. Caz case-…" / "New referral (P1): neglect. Case case-…".
     Categories in ``protected`` read as one "protected category" (for messages that leave
     Punte); no categories at all read as a reported risk. ``purpose``: the labels of why a
-    case was read (case-accessed), after the detail."""
+    case was read (case-accessed), after the detail; ``reason``: the labels of a referral
+    step's reason code (referral-reasons.yaml); ``note_added``: that the step added a note
+    to the case file (whose text never comes here)."""
     headline_ro, headline_en = HEADLINES[kind]
     ids = list(dict.fromkeys(categories))
     shown = [c for c in ids if c not in protected]
@@ -81,6 +86,12 @@ def summarise(kind: str, urgency: str, categories: Iterable[str], case_id: str,
     if purpose is not None:
         headline_ro = f"{headline_ro}; scopul: {purpose.label_ro}"
         headline_en = f"{headline_en}; purpose: {purpose.label_en}"
+    if reason is not None:
+        headline_ro = f"{headline_ro}; motivul: {_in_sentence(reason.label_ro)}"
+        headline_en = f"{headline_en}; reason: {_in_sentence(reason.label_en)}"
+    if note_added:
+        headline_ro = f"{headline_ro}; {NOTE_ADDED[0]}"
+        headline_en = f"{headline_en}; {NOTE_ADDED[1]}"
     return Summary(
         ro=f"{headline_ro} ({urgency}): {ro}. Caz {case_id}.{warn_ro}".rstrip("."),
         en=f"{headline_en} ({urgency}): {en}. Case {case_id}.{warn_en}".rstrip("."),

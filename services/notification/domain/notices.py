@@ -5,7 +5,7 @@ only notifies the institutions informed of it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,8 +34,8 @@ class Notice:
     do_not_contact: bool = False
     detail: str | None = None  # the referral's new state, or the missed step
     outcome: str | None = None
-    note: str | None = None  # feedback travels to the institution, never into a summary
-    reason: str | None = None
+    note_id: str | None = None  # a note was added to the case file: its id, never its text
+    reason: str | None = None  # a code of referral-reasons.yaml, never free text
     forwarded_to: str | None = None
     deadline: datetime | None = None  # when the next step is due
     uat: int | None = None  # the case's UAT (SIRUTA), when the event names it
@@ -74,15 +74,18 @@ def referral_requested(referral: ReferralRequested) -> list[Notice]:
 
 
 def referral_transitioned(step: ReferralTransitioned, categories: tuple[str, ...],
-                          do_not_contact: bool) -> list[Notice]:
+                          do_not_contact: bool, reasons: Collection[str] = ()) -> list[Notice]:
     """Both sides hear of every step: the referrer learns its referral was taken, or
-    returned unanswered; the receiving institution sees its own inbox move."""
+    returned unanswered; the receiving institution sees its own inbox move. A note is
+    told by its id only; a reason only when it is a code of ``reasons`` (an event from
+    before the catalogue may carry free text in both: neither is passed on)."""
+    reason = step.reason if step.reason in reasons else None
     for_referrer = {"accept": "referral-accepted", "expire": "referral-returned"}.get(
         step.command, "referral-updated")
     recipients = {step.referrer: for_referrer}
     recipients.setdefault(step.to, "referral-updated")
     return [Notice(recipient, kind, step.case_id, step.referral_id, step.urgency.value, categories,
-                   do_not_contact, step.to_state, step.outcome, step.note, step.reason, step.forwarded_to)
+                   do_not_contact, step.to_state, step.outcome, step.note_id, reason, step.forwarded_to)
             for recipient, kind in recipients.items()]
 
 

@@ -23,7 +23,7 @@ import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 
-from contracts.reference import institutions, referral_outcomes, risk_categories
+from contracts.reference import institutions, referral_outcomes, referral_reasons, risk_categories
 from runtime.authorization import permit
 from runtime.log import get_logger
 from runtime.service import Runtime
@@ -113,13 +113,16 @@ async def command(request: Request, referral_id: str = REFERRAL_ID,
 
 @functools.cache
 def _labels() -> bytes:
-    """Labels of the risk categories, referral outcomes and institutions, in both languages,
-    from contracts/reference, and which notices are alerts to acknowledge: fixed while the
-    service runs, so made once."""
+    """Labels of the risk categories, referral outcomes, referral reasons (with the commands
+    each is for, and whether it needs a note) and institutions, in both languages, from
+    contracts/reference, and which notices are alerts to acknowledge: fixed while the
+    service runs, so made once. The page keeps no list of its own."""
     return json.dumps({
         "alerts": {"urgency": ["P0"], "kinds": sorted(ALERT_KINDS)},
         "categories": {c.id: {"ro": c.label_ro, "en": c.label_en} for c in risk_categories().values()},
         "outcomes": {code: {"ro": o["label_ro"], "en": o["label_en"]} for code, o in referral_outcomes().items()},
+        "reasons": {code: {"ro": r.label_ro, "en": r.label_en, "commands": sorted(r.commands),
+                           "note_required": r.note_required} for code, r in referral_reasons().items()},
         "institutions": {i.id: i.name for i in institutions().values()},
     }, ensure_ascii=False).encode()
 

@@ -38,9 +38,25 @@ history = sa.Table(
     sa.Column("actor_institution", sa.Text),
     sa.Column("actor_person", sa.Text),
     sa.Column("owner", sa.Text),
-    sa.Column("reason", sa.Text),
+    sa.Column("reason", sa.Text),  # a code of referral-reasons.yaml
     sa.Column("outcome", sa.Text),
-    sa.Column("note", sa.Text),
+    sa.Column("note", sa.Text),  # before issue #11 only: sealed into notes at start, then emptied
+    sa.Column("note_id", sa.Text),  # the note this step added (notes)
+)
+
+# Notes and feedback on a referral: free text, part of the case file. Sealed under the
+# case's data key (scope "case:<case_id>", runtime.data_keys), so erasing the case erases
+# them; only referral's API opens them, for readers with a full view.
+notes = sa.Table(
+    "referral_notes", metadata,
+    sa.Column("note_id", sa.Text, primary_key=True),
+    sa.Column("referral_id", sa.Text, nullable=False, index=True),
+    sa.Column("case_id", sa.Text, nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),  # the step that added it (or "request")
+    sa.Column("author_institution", sa.Text),
+    sa.Column("author_person", sa.Text),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
 )
 
 # Durable deadlines: a row per step, fired once by whichever replica gets to it.

@@ -9,10 +9,12 @@ Pure: every command is a method that returns the next Referral, or raises
 ReferralRefused with a code the asker gets back."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
+from contracts.reference import ReferralReason
 from contracts.refusals import Refused
 
 
@@ -95,9 +97,9 @@ class Transition:
     to_state: State
     actor: Actor
     at: datetime
-    reason: str | None = None
+    reason: str | None = None  # a code of referral-reasons.yaml
     outcome: str | None = None
-    note: str | None = None
+    note: str | None = None  # free text: kept sealed in the case file, never published
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,11 @@ class Referral:
 
     def apply(self, command: str, actor: Actor, at: datetime, reason: str | None = None,
               outcome: str | None = None, note: str | None = None,
-              outcomes: frozenset[str] = frozenset()) -> tuple["Referral", Transition]:
+              outcomes: frozenset[str] = frozenset(),
+              reasons: Mapping[str, ReferralReason] = {}) -> tuple["Referral", Transition]:
+        """The next referral and the step that made it. A reason is a code of ``reasons``
+        (referral-reasons.yaml) listed for the command: free text would travel to both
+        sides in every notice, so the details go in the note, which stays in the case file."""
         rule = RULES.get(command)
         if rule is None:
             raise ReferralRefused("UNKNOWN_COMMAND", f"no referral command {command!r}")
@@ -136,6 +142,14 @@ class Referral:
             raise ReferralRefused("ILLEGAL_TRANSITION", f"cannot {command} a referral {self.state.value}")
         if rule.needs_reason and not reason:
             raise ReferralRefused("REASON_REQUIRED", f"{command} needs a reason")
+        if reason is not None:
+            known = reasons.get(reason)
+            if known is None or command not in known.commands:
+                # Never repeat what was sent: it may be free text naming a child.
+                raise ReferralRefused("UNKNOWN_REASON", f"{command}: the reason must be a code of "
+                                                        f"referral-reasons.yaml listed for {command}")
+            if known.note_required and not note:
+                raise ReferralRefused("NOTE_REQUIRED", f"the reason {reason} needs a note with the details")
         if rule.needs_outcome and outcome not in outcomes:
             raise ReferralRefused("OUTCOME_REQUIRED", f"{command} needs an outcome code from the catalogue")
         to = rule.to or self.state

@@ -14,7 +14,8 @@ STATUTORY = "statutory-duty"
 # The referrer's commands that end a referral and so silence its deadlines.
 ENDING = frozenset({"cancel", "mark-error"})
 # What a summary keeps: the referral's own state, urgency, categories, deadlines and outcome
-# code; never its history, notes, reasons or the people working it (access.yaml, views).
+# code, and that notes exist (their ids and times); never its history, the notes' text,
+# reasons or the people working it (access.yaml, views).
 SUMMARY = ("referral_id", "case_id", "referrer", "to", "urgency", "categories", "state", "kind",
            "service_id", "forwarded_from", "legal_basis", "do_not_contact", "deadlines",
            "requested_at", "updated_at", "outcome")
@@ -59,8 +60,9 @@ def seen(referral: Mapping[str, Any], institution: str | None,
     view = access.view_of(relations)
     if view is None:
         return None
-    shown = dict(referral) if view is View.FULL else {**{k: referral[k] for k in SUMMARY if k in referral},
-                                                      "owner": None, "history": []}
+    shown = dict(referral) if view is View.FULL else {
+        **{k: referral[k] for k in SUMMARY if k in referral}, "owner": None, "history": [],
+        "notes": [{"note_id": n["note_id"], "at": n["at"]} for n in referral.get("notes", [])]}
     shown["categories"] = list(access.visible_categories(institution, referral["categories"]))
     shown["view"] = view.value
     return shown

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from contracts.access import Denied, visible_categories
+from contracts.access import Denied, View, view_of, visible_categories
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
 from contracts.refusals import Refused, reason
 from runtime.access import record_access
@@ -18,6 +18,7 @@ from runtime.authorization import check, http_refusal, permit
 from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.referral import handlers
+from services.referral.adapters import notes as case_notes
 from services.referral.adapters import repository
 from services.referral.adapters.tables import services
 from services.referral.domain import visibility
@@ -26,7 +27,7 @@ from services.referral.domain.referral import Actor
 router = APIRouter(prefix="/v1", tags=["referrals"])
 STATUS = {"UNKNOWN_REFERRAL": 404, "UNKNOWN_CASE": 404, "UNKNOWN_SERVICE": 404,
           "NOT_REFERRAL_RECIPIENT": 403, "NOT_REFERRER": 403, "NOT_SUPERVISOR": 403,
-          "NOT_ALLOWED": 403}
+          "NOT_ALLOWED": 403, "UNKNOWN_REASON": 422, "NOTE_REQUIRED": 422}
 # Free text and ids go to PostgreSQL, whose text holds no NUL: refused as invalid (422).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -44,6 +45,17 @@ def _actor(principal: Principal) -> Actor:
 
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+class NoteView(BaseModel):
+    note_id: str
+    at: datetime
+    command: str | None = Field(default=None, description="The step that added it (request: with the referral)")
+    by: str | None = Field(default=None, description="The institution that wrote it")
+    person: str | None = None
+    text: str | None = Field(default=None, description="Full view only; null in a summary, or once the case "
+                                                       "was erased (erased: true)")
+    erased: bool = False
 
 
 class ReferralView(BaseModel):
@@ -66,11 +78,16 @@ class ReferralView(BaseModel):
     outcome: str | None = Field(default=None, description="The outcome code, once completed")
     view: Literal["full", "summary"] = Field(
         description="full: everything; summary (a referrer or reporter that takes no part in the case): "
-                    "no history, notes, reasons or people")
+                    "no history, reasons or people, and of the notes only that they exist")
     history: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[NoteView] = Field(
+        default_factory=list, description="The referral's notes in the case file (one referral's read only); "
+                                          "reading them is recorded like any read of the case")
 
 
-def _referral(row: sa.Row, steps: list[sa.Row] | None = None) -> dict[str, Any]:
+def _referral(row: sa.Row, steps: list[sa.Row] | None = None, notes: list[sa.Row] | None = None,
+              texts: dict[str, str | None] | None = None) -> dict[str, Any]:
+    texts = texts or {}
     return dict(
         referral_id=row.referral_id, case_id=row.case_id, referrer=row.referrer, to=row.to_institution,
         urgency=row.urgency, categories=row.categories, state=row.state, kind=row.kind, owner=row.owner,
@@ -79,16 +96,21 @@ def _referral(row: sa.Row, steps: list[sa.Row] | None = None) -> dict[str, Any]:
         updated_at=row.updated_at, outcome=row.outcome,
         history=[{"at": s.at.isoformat(), "command": s.command, "from": s.from_state, "to": s.to_state,
                   "by": s.actor_institution, "person": s.actor_person, "owner": s.owner,
-                  "reason": s.reason, "outcome": s.outcome, "note": s.note} for s in steps or []],
+                  "reason": s.reason, "outcome": s.outcome, "note_id": s.note_id,
+                  "note": texts.get(s.note_id) if s.note_id else None} for s in steps or []],
+        notes=[{"note_id": n.note_id, "at": n.at, "command": n.command, "by": n.author_institution,
+                "person": n.author_person, "text": texts.get(n.note_id),
+                "erased": n.note_id in texts and texts[n.note_id] is None} for n in notes or []],
     )
 
 
 def _seen(principal: Principal, row: sa.Row, case: visibility.Sides | None,
-          steps: list[sa.Row] | None = None) -> ReferralView | None:
+          steps: list[sa.Row] | None = None, notes: list[sa.Row] | None = None,
+          texts: dict[str, str | None] | None = None) -> ReferralView | None:
     """The referral as the principal's institution may see it; None: not at all."""
     relations = visibility.to_referral(principal.institution, referrer=row.referrer, to=row.to_institution,
                                        case=case)
-    shown = visibility.seen(_referral(row, steps), principal.institution, relations)
+    shown = visibility.seen(_referral(row, steps, notes, texts), principal.institution, relations)
     return ReferralView(**shown) if shown is not None else None
 
 
@@ -134,11 +156,18 @@ async def _read(referral_id: str, request: Request, principal: Principal,
         if row is None:
             raise _refused(Refused("UNKNOWN_REFERRAL", "no such referral"))
         case = await repository.sides_of_case(uow.session, row.case_id)
-        check(action, principal, visibility.to_referral(
-            principal.institution, referrer=row.referrer, to=row.to_institution, case=case), "referral")
+        relations = visibility.to_referral(principal.institution, referrer=row.referrer, to=row.to_institution,
+                                           case=case)
+        check(action, principal, relations, "referral")
         record_access(uow, principal, request, service="referral", case_id=row.case_id)
         steps = await repository.steps_of(uow.session, referral_id)
-    seen = _seen(principal, row, case, steps)
+        notes = await case_notes.of_referral(uow.session, referral_id)
+        # A note is opened only for a full view; a summary learns that it exists.
+        texts: dict[str, str | None] = {}
+        if view_of(relations) is View.FULL:
+            data_keys = handlers.Config.of(_runtime(request)).data_keys
+            texts = await case_notes.opened(uow.session, data_keys, row.case_id, notes)
+    seen = _seen(principal, row, case, steps, notes, texts)
     if seen is None:  # allowed to read, shown nothing: the table would be inconsistent
         raise _refused(Refused("UNKNOWN_REFERRAL", "no such referral"))
     return seen

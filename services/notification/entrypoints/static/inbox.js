@@ -101,7 +101,7 @@
       "done.reject": "Trimiterea a fost refuzată; instituția care a trimis-o este anunțată.",
       "done.start": "Lucrul a început.",
       "done.complete": "Trimiterea a fost finalizată.",
-      "done.note": "Nota a fost adăugată; cealaltă instituție o vede.",
+      "done.note": "Nota a fost adăugată la dosarul cazului.",
       "step.claim": "Preluată",
       "step.assign": "Alocată",
       "step.acknowledge": "Primire confirmată",
@@ -123,22 +123,18 @@
       "said.note": "Notă: {text}",
       "reject.code": "Motivul refuzului",
       "reject.choose": "— alegeți —",
-      "reject.detail": "Precizări (opțional; obligatoriu la „Alt motiv”)",
+      "reject.detail": "Precizări, ca notă în dosarul cazului (opțional; obligatoriu la „Alt motiv”)",
       "reject.submit": "Refuz trimiterea",
       "reject.detail.missing": "Precizați motivul.",
-      "reason.not-competent": "Nu este de competența instituției noastre",
-      "reason.outside-area": "Copilul nu locuiește în aria noastră",
-      "reason.already-known": "Cazul este deja în lucru la noi",
-      "reason.insufficient-information": "Informații insuficiente pentru a acționa",
-      "reason.no-capacity": "Fără capacitate în acest moment",
-      "reason.other": "Alt motiv",
       "complete.outcome": "Rezultatul",
       "complete.choose": "— alegeți —",
       "complete.submit": "Finalizez trimiterea",
       "cancel": "Renunț",
-      "note.label": "Notă / feedback pentru cealaltă instituție",
+      "note.label": "Notă / feedback în dosarul cazului",
       "note.placeholder": "ex. Evaluarea inițială este programată.",
-      "note.hint": "Nu scrieți nume, CNP sau adrese: nota ajunge la instituția parteneră.",
+      "note.hint": "Nota rămâne în dosarul cazului: o citesc doar cei care lucrează cazul; notificările spun doar că există.",
+      "said.note.hidden": "Notă în dosar (o citesc cei care lucrează cazul)",
+      "said.note.erased": "Notă ștearsă (termen de păstrare)",
       "note.submit": "Adaugă nota",
       "footer": "Fiecare consultare a unui caz este înregistrată în jurnalul de audit.",
       "err.409": "Operația nu este permisă acum.",
@@ -233,7 +229,7 @@
       "done.reject": "The referral was rejected; the referring institution is told.",
       "done.start": "Work started.",
       "done.complete": "The referral was completed.",
-      "done.note": "The note was added; the other institution sees it.",
+      "done.note": "The note was added to the case file.",
       "step.claim": "Claimed",
       "step.assign": "Assigned",
       "step.acknowledge": "Receipt acknowledged",
@@ -255,22 +251,18 @@
       "said.note": "Note: {text}",
       "reject.code": "Reason for rejecting",
       "reject.choose": "— choose —",
-      "reject.detail": "Details (optional; required for “Other reason”)",
+      "reject.detail": "Details, as a note in the case file (optional; required for “Other reason”)",
       "reject.submit": "Reject the referral",
       "reject.detail.missing": "Explain the reason.",
-      "reason.not-competent": "Not within our institution's remit",
-      "reason.outside-area": "The child does not live in our area",
-      "reason.already-known": "We already work on this case",
-      "reason.insufficient-information": "Not enough information to act",
-      "reason.no-capacity": "No capacity at the moment",
-      "reason.other": "Other reason",
       "complete.outcome": "Outcome",
       "complete.choose": "— choose —",
       "complete.submit": "Complete the referral",
       "cancel": "Cancel",
-      "note.label": "Note / feedback for the other institution",
+      "note.label": "Note / feedback in the case file",
       "note.placeholder": "e.g. The initial assessment is scheduled.",
-      "note.hint": "Do not write names, CNPs or addresses: the note goes to the partner institution.",
+      "note.hint": "The note stays in the case file: only those working the case read it; notifications only say it exists.",
+      "said.note.hidden": "A note in the case file (read by those working the case)",
+      "said.note.erased": "Note erased (retention period)",
       "note.submit": "Add the note",
       "footer": "Every time a case is opened it is recorded in the audit trail.",
       "err.409": "That is not allowed now.",
@@ -279,10 +271,9 @@
   };
 
 
-  // Why a case manager rejects a referral: sent as "<code>: <details or the Romanian label>"
-  // in the command's free-text reason, so both a person and a program can read it.
-  var REJECT_CODES = ["not-competent", "outside-area", "already-known", "insufficient-information",
-                      "no-capacity", "other"];
+  // Why a case manager rejects a referral: a code of the reasons catalogue
+  // (contracts/reference/referral-reasons.yaml, served by ui/api/reference with its labels);
+  // the details go as a note, which stays in the case file.
   var OPEN = ["requested", "received", "accepted", "in-progress", "on-hold"];
   var LIMIT = 100;
   // Why a case manager reads a referral from the inbox: a code of the purpose list.
@@ -653,12 +644,22 @@
     if (state.tab === "referrals") { loadReferrals(true); }
   }
 
-  function reasonText(reason) {
-    var found = /^([a-z-]+): ([\s\S]*)$/.exec(reason || "");
-    if (!found || REJECT_CODES.indexOf(found[1]) < 0) { return reason; }
-    var text = t("reason." + found[1]);
-    var rest = found[2];
-    return rest && rest !== TEXT.ro["reason." + found[1]] ? text + " — " + rest : text;
+  // The catalogue's reasons for one command, in the catalogue's order.
+  function reasonsFor(command) {
+    var all = (state.reference && state.reference.reasons) || {};
+    return Object.keys(all).filter(function (code) { return all[code].commands.indexOf(command) >= 0; });
+  }
+
+  function noteRequired(code) {
+    var all = (state.reference && state.reference.reasons) || {};
+    return Boolean(all[code] && all[code].note_required);
+  }
+
+  // A note's text for a full view; otherwise that it exists (or was erased).
+  function noteText(step, notes) {
+    if (step.note) { return t("said.note", { text: step.note }); }
+    var found = (notes || []).filter(function (n) { return n.note_id === step.note_id; })[0];
+    return found && found.erased ? t("said.note.erased") : t("said.note.hidden");
   }
 
   function renderReferral(r) {
@@ -722,9 +723,9 @@
       item.appendChild(el("p", "step", what));
       var who = [step.by ? institutionName(step.by) : "Punte", step.person].filter(Boolean).join(" · ");
       item.appendChild(el("p", "who", who));
-      if (step.reason) { item.appendChild(el("p", "said", t("said.reason", { text: reasonText(step.reason) }))); }
+      if (step.reason) { item.appendChild(el("p", "said", t("said.reason", { text: label("reasons", step.reason) }))); }
       if (step.outcome) { item.appendChild(el("p", "said", t("said.outcome", { text: label("outcomes", step.outcome) }))); }
-      if (step.note) { item.appendChild(el("p", "said", t("said.note", { text: step.note }))); }
+      if (step.note_id) { item.appendChild(el("p", "said", noteText(step, r.notes))); }
       list.appendChild(item);
     });
     if (!(r.history || []).length) { list.appendChild(el("li", "none", t("ref.nohistory"))); }
@@ -772,7 +773,7 @@
   }
 
   function fillChoices() {
-    fillSelect($("reject-code"), "reject.choose", REJECT_CODES, function (code) { return t("reason." + code); });
+    fillSelect($("reject-code"), "reject.choose", reasonsFor("reject"), function (code) { return label("reasons", code); });
     fillSelect($("complete-outcome"), "complete.choose", Object.keys((state.reference && state.reference.outcomes) || {}),
                function (code) { return label("outcomes", code); });
   }
@@ -782,13 +783,14 @@
     var code = $("reject-code").value;
     var detail = $("reject-detail").value.trim();
     if (!code) { $("reject-code").focus(); return; }
-    if (code === "other" && !detail) {
+    if (noteRequired(code) && !detail) {
       showMessage("ref-message", "error", "reject.detail.missing");
       $("reject-detail").focus();
       return;
     }
-    var reason = code + ": " + (detail || TEXT.ro["reason." + code]);
-    send("reject", { reason: reason }, event.submitter).then(function (done) {
+    var fields = { reason: code };
+    if (detail) { fields.note = detail; }
+    send("reject", fields, event.submitter).then(function (done) {
       if (done) {
         $("reject-form").reset();
         $("reject-form").hidden = true;

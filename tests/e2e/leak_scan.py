@@ -1,0 +1,151 @@
+"""Where a child's identity must not rest or travel: the leak scan run when the end-to-end
+network stops. It reads every database of the network except intake's identity vault,
+every record of every topic (ingress and dead letters included), the services' logs, an
+audit export, and everything sent to people and institutions' systems, and looks for the
+synthetic children's CNPs, names, addresses and description texts, also inside base64 and
+bytea values (a body kept "encoded" is kept in clear)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.engine import make_url
+
+from punte.synthetic import FAMILY, GIVEN
+
+CNP_SHAPED = re.compile(r"(?<!\d)[1-9]\d{12}(?!\d)")
+# Every name the synthetic generator and the tests use, and the address the tests write.
+NAMES = re.compile(r"\b(" + "|".join(GIVEN + FAMILY) + r")\b")
+ADDRESS = "Strada Exemplului"
+# Every description the tests and the generator write says the data is synthetic.
+DESCRIPTION = re.compile(r"(?i)date sintetice")
+# Case and referral ids are random hex, which can hold 13 digits in a row; timestamps in
+# milliseconds are 13 digits too, and are not CNPs when they sit in a JSON number field.
+NOT_A_CNP = re.compile(r"(?:case|ref)-[0-9a-f]{16}|\"(?:timestamp_ms|ts|time_ms|at_ms)\":\s*\d{13}")
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
+# Intake's identity vault (encrypted identity versions) is the one place the identity rests.
+VAULT = {("intake", "identities")}
+SERVICES = ("intake", "referral", "notification", "audit")
+
+
+def expanded(text: str) -> Iterator[str]:
+    """The text, and what each base64 run in it decodes to (one level, then again)."""
+    yield text
+    for _ in range(2):
+        found = []
+        for run in BASE64_RUN.findall(text):
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                try:
+                    found.append(decode(run + "=" * (-len(run) % 4)).decode("utf-8", errors="ignore"))
+                    break
+                except (binascii.Error, ValueError):
+                    continue
+        text = "\n".join(found)
+        if not text:
+            return
+        yield text
+
+
+def leaks(where: str, text: str) -> list[str]:
+    """What of a synthetic child's identity or story ``text`` holds, named by ``where``."""
+    found = []
+    for part in expanded(text):
+        cleaned = NOT_A_CNP.sub("…", part)
+        for pattern, what in ((CNP_SHAPED, "a CNP-shaped number"), (NAMES, "a child's name"),
+                              (DESCRIPTION, "a report's description")):
+            match = pattern.search(cleaned)
+            if match:
+                start = max(match.start() - 60, 0)
+                found.append(f"{what} in {where}: …{cleaned[start:match.end() + 60]}…")
+        if ADDRESS in cleaned:
+            found.append(f"an address in {where}")
+    return found
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        return raw.decode("utf-8", errors="ignore") + " " + base64.b64encode(raw).decode()
+    return str(value)
+
+
+async def database_texts(database_url: str) -> list[tuple[str, str]]:
+    """(where, text) of every row of every table of the network's databases, the vault aside."""
+    found: list[tuple[str, str]] = []
+    url = make_url(database_url)
+    for service in SERVICES:
+        name = f"punte_{service}"
+        connection = await asyncpg.connect(host=url.host, port=url.port, user=url.username,
+                                           password=url.password, database=name)
+        try:
+            tables = await connection.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_type = 'BASE TABLE'")
+            for (table,) in tables:
+                if (service, table) in VAULT:
+                    continue
+                for row in await connection.fetch(f'SELECT * FROM "{table}"'):
+                    found.append((f"database {name}, table {table}", " | ".join(_cell(v) for v in row.values())))
+        finally:
+            await connection.close()
+    return found
+
+
+async def topic_texts(bootstrap: str) -> list[tuple[str, str]]:
+    """(where, text) of every record of every punte.* topic, from its first offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    found: list[tuple[str, str]] = []
+    try:
+        topics = sorted(t for t in await consumer.topics() if t.startswith("punte."))
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(timeout_ms=2000, max_records=2000)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for record in records:
+                    headers = " ".join(f"{k}={(v or b'').decode('utf-8', 'ignore')}" for k, v in record.headers)
+                    found.append((f"topic {tp.topic}[{tp.partition}]@{record.offset}",
+                                  f"{_cell(record.key or b'')} {headers} {_cell(record.value or b'')}"))
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def log_texts(logs: Path) -> list[tuple[str, str]]:
+    return [(f"log {path.name}", path.read_text(encoding="utf-8", errors="ignore"))
+            for path in sorted(logs.glob("*.log")) if path.name != "broker.log"]
+
+
+async def audit_export(audit_url: str, token: str) -> list[tuple[str, str]]:
+    async with httpx.AsyncClient(base_url=audit_url, timeout=120) as client:
+        answer = await client.get("/export", headers={"Authorization": f"Bearer {token}"})
+    answer.raise_for_status()
+    return [("the audit export", answer.text)]
+
+
+def assert_no_leaks(texts: Iterable[tuple[str, str]]) -> None:
+    found = [leak for where, text in texts for leak in leaks(where, text)]
+    assert not found, f"{len(found)} places keep a synthetic child's identity or story:\n" + "\n".join(found[:15])
+
+
+def scan(database_url: str, bootstrap: str, logs: Path, audit_url: str, token: str,
+         sent: list[tuple[str, str]]) -> None:
+    async def gather() -> list[tuple[str, str]]:
+        return [*await database_texts(database_url), *await topic_texts(bootstrap),
+                *await audit_export(audit_url, token)]
+    assert_no_leaks([*asyncio.run(gather()), *log_texts(logs), *sent])

@@ -1,0 +1,39 @@
+"""Ingress topics keep reports for a short time only (issue #11): while reports in clear are
+still accepted, a clear copy must not linger on the broker. Topics are created with the
+retention of contracts/reference/retention.yaml (`ingress_days`) as `retention.ms`, and
+the broker (here the embedded Tansu) says so when asked."""
+from __future__ import annotations
+
+import uuid
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from contracts.reference import retention
+from runtime.kafka import DAY_MS, ensure_topics, topic_configs
+
+
+async def retention_ms(bootstrap: str, topic: str) -> str | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    [(_, _, _, _, entries)] = response.resources
+    return next((entry[1] for entry in entries if entry[0] == "retention.ms"), None)
+
+
+def test_only_ingress_topics_get_the_short_retention():
+    configs = topic_configs([("punte.ingress.isj-bc", 1), ("punte.cases", 3), ("punte.deadletter", 1)], days=3)
+    assert configs == {"punte.ingress.isj-bc": {"retention.ms": str(3 * DAY_MS)}}
+
+
+async def test_ingress_topics_are_created_with_the_schedules_retention(infrastructure):
+    bootstrap = infrastructure.kafka_bootstrap
+    ingress, internal = f"punte.ingress.isj-bc-{uuid.uuid4().hex[:6]}", f"punte.cases-{uuid.uuid4().hex[:6]}"
+    days = retention().ingress_days
+    plan = [(ingress, 1), (internal, 1)]
+    await ensure_topics(bootstrap, plan, configs=topic_configs(plan, days))
+    assert await retention_ms(bootstrap, ingress) == str(days * DAY_MS)
+    assert await retention_ms(bootstrap, internal) != str(days * DAY_MS)
