@@ -50,14 +50,17 @@ from sqlalchemy import event  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from contracts.events import EventType  # noqa: E402
+from contracts.reference import retention  # noqa: E402
 from punte.embedded import EmbeddedPostgres  # noqa: E402
 from runtime.cloudevents import CloudEvent  # noqa: E402
+from runtime.data_keys import DataKeys  # noqa: E402
 from runtime.db import make_engine, make_sessions  # noqa: E402
 from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position  # noqa: E402
 from runtime.outbox import Outbox  # noqa: E402
+from runtime.sealing import ConfiguredKeyProvider  # noqa: E402
 from runtime.service import migrate  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
-from runtime.signing import SigningKey  # noqa: E402
+from runtime.signing import Keyring, SigningKey  # noqa: E402
 from services.audit import handlers  # noqa: E402
 from services.audit.adapters.tables import audit_entries  # noqa: E402
 from services.audit.bootstrap import institution_topics  # noqa: E402
@@ -123,11 +126,12 @@ async def database(server_url: str, name: str, stmt_cache: int | None = None):
 def consumer(sessions, batched: bool = True) -> InboxConsumer:
     """As the service runs it: the whole batch in one insert; or, not ``batched``, one
     message at a time in a savepoint each (the consumer's path after a batch failed)."""
-    templates = institution_topics()
+    trail = handlers.Trail(templates=institution_topics(), data_keys=DataKeys(ConfiguredKeyProvider.from_setting(
+        "bench-1:" + "11" * 32)), network_keys=Keyring([]), schedule=retention())
     return InboxConsumer(service="audit", group_id="bench", bootstrap="unused", sessions=sessions,
-                         handler=partial(handlers.append, templates=templates), message_key=key_by_position,
+                         handler=partial(handlers.append, trail=trail), message_key=key_by_position,
                          attempts=1,
-                         batch_handler=partial(handlers.append_many, templates=templates) if batched else None)
+                         batch_handler=partial(handlers.append_many, trail=trail) if batched else None)
 
 
 async def append_all(sessions, messages: list[Message], batch: int, batched: bool = True) -> dict:

@@ -524,6 +524,8 @@ class AccessRecorded(Contract):
     case_id: str | None = None
     query: dict[str, str] = Field(default_factory=dict, description="An auditor's search terms")
     at: AwareDatetime
+    break_glass: bool = Field(default=False, description="A sealed value was opened (the audit's break-glass): "
+                                                        "the case's lead is told, whoever read it")
 
 
 class AuditCheckpoint(Contract):

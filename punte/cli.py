@@ -167,17 +167,27 @@ def audit_verify(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check an export offline: the checkpoint's signature, every entry against the signed
-    root, nothing missing, reordered or added; with --previous, that the log only grew."""
+    root, nothing missing, reordered or added; with --previous, that the log only grew.
+
+    Both log versions verify (decision 0016): version 2 entries commit to their value's
+    digest and are checked byte for byte; version 1 entries (older logs, whose bytes hold
+    the value) are exported and proved by their leaf hash. Erased values change nothing:
+    the export says which entries' values were erased, when and by which rule."""
     from services.audit.domain import checkpoint, offline
 
     name, public = checkpoint.parse_verifier_key(key)
-    report = offline.verify_export(export.read_text(encoding="utf-8").splitlines(), name, public,
+    lines = export.read_text(encoding="utf-8").splitlines()
+    report = offline.verify_export(lines, name, public,
                                    previous_checkpoint=previous.read_text(encoding="utf-8") if previous else None)
+    erased = offline.erased_by_rule(lines)
     if as_json:
-        print(json.dumps(report.__dict__))
+        print(json.dumps({**report.__dict__, "erased": erased}))
     elif report.ok:
-        console.print(f"[green]Verificat / verified[/green]: {report.checked} intrări / entries, "
+        console.print(f"[green]Verificat / verified[/green]: {report.checked} intrări / entries "
+                      f"({report.withheld} doar prin hash / by leaf hash only, versiunea / log version 1), "
                       f"mărime / size {report.size}, rădăcină / root {report.root_hex}")
+        for rule, count in erased.items():
+            console.print(f"  valori șterse / values erased: {count} (regula / rule {rule})")
     else:
         console.print(f"[red]NU se verifică / does NOT verify[/red]: prima intrare greșită / first bad entry "
                       f"{report.first_bad}: {report.problem}")

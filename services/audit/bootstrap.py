@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
 from contracts import reference
+from runtime import data_keys, retention
 from runtime.inbox import InboxConsumer, key_by_position
 from runtime.log import get_logger
 from runtime.service import Runtime, ServiceSpec, polling
@@ -23,19 +25,29 @@ def institution_topics() -> list[str]:
     return [str(t["name"]) for t in reference.topics() if PLACEHOLDER in str(t["name"])]
 
 
+def trail(rt: Runtime) -> handlers.Trail:
+    """What appending needs; without data keys the service does not start (no value is
+    ever kept in clear instead)."""
+    return handlers.Trail(templates=institution_topics(), data_keys=data_keys.from_settings(rt.settings),
+                          network_keys=rt.network_keys, schedule=reference.retention(rt.settings.retention_file))
+
+
 def consumers(rt: Runtime) -> list[InboxConsumer]:
-    templates = institution_topics()
+    if "audit_trail" not in rt.extras:  # start() builds it; a runtime built by hand may not have
+        rt.extras["audit_trail"] = trail(rt)
+    deps: handlers.Trail = rt.extras["audit_trail"]
     # Keyed by position, not event id: a duplicate is itself a fact the trail must show.
     # Every message is recorded as it arrived, its signature headers with it, forged ones
     # too (evidence); the consumer that refuses a forgery dead-letters it, and the trail
     # records that dead letter as well.
     return [rt.consumer(group_id="punte-audit", pattern=EVERY_TOPIC, message_key=key_by_position,
-                        handler=partial(handlers.append, templates=templates),
-                        batch_handler=partial(handlers.append_many, templates=templates),
+                        handler=partial(handlers.append, trail=deps),
+                        batch_handler=partial(handlers.append_many, trail=deps),
                         verify_network=False)]
 
 
 async def start(rt: Runtime) -> None:
+    rt.extras["audit_trail"] = trail(rt)
     path = rt.settings.resolved_audit_log_key_file()
     if not path.exists():
         log.warning("no audit log key; creating one", path=str(path))
@@ -57,7 +69,19 @@ def loops(rt: Runtime):
             last_checkpoint = time.monotonic()
         return added
 
-    return [polling(tree, 0.2)]
+    async def purge() -> int:
+        """Erase what the retention schedule says is due (values only: leaves stay), and
+        prune the runtime's published outbox and processed inbox rows."""
+        deps: handlers.Trail = rt.extras["audit_trail"]
+        now = datetime.now(timezone.utc)
+        async with rt.sessions() as session, session.begin():
+            erased = await handlers.erase_due(session, deps.data_keys, now)
+            await retention.prune_runtime_rows(session, deps.schedule, now)
+        if erased:
+            log.info("values erased by the retention schedule", scopes=erased)
+        return erased
+
+    return [polling(tree, 0.2), polling(purge, rt.settings.purge_poll_seconds)]
 
 
 SPEC = ServiceSpec(

@@ -1,12 +1,14 @@
-"""Audit's use cases: append every message of every topic as a leaf, integrate the leaves
-into the Merkle tree, issue signed checkpoints, take witnesses' cosignatures, serve proofs,
-verify what is stored, and export the trail for offline verification."""
+"""Audit's use cases: append every message of every topic as a leaf (its value as a digest,
+the value itself sealed), integrate the leaves into the Merkle tree, issue signed
+checkpoints, take witnesses' cosignatures, serve proofs, verify what is stored, export the
+trail for offline verification, open a sealed value (break-glass) and erase values by the
+retention schedule."""
 from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,15 +16,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import AuditCheckpoint, EventType
+from contracts.reference import RetentionSchedule
 from contracts.refusals import Refused
-from runtime.cloudevents import CloudEvent
-from runtime.inbox import Message, UnitOfWork
+from runtime import retention
+from runtime.cloudevents import CloudEvent, EnvelopeError
+from runtime.data_keys import DataKeys
+from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.signing import Keyring, SigningKey
-from services.audit.adapters import tree
+from services.audit.adapters import sealed_values, tree
 from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_state
-from services.audit.domain import checkpoint, merkle, offline
-from services.audit.domain.entries import Record, canonical, check_leaves, gaps
-from services.audit.domain.subjects import subject_of
+from services.audit.domain import checkpoint, merkle, offline, values
+from services.audit.domain.entries import Record, canonical, check_leaves, gaps, read_leaf, value_sha256
+from services.audit.domain.subjects import body_of, searchable, subject_with
 
 # Appenders across replicas take one head (seq); the integrator one tree. Transaction locks,
 # released at commit or rollback.
@@ -44,26 +49,63 @@ class Log:
         return self.key.public_raw()
 
 
+@dataclass(frozen=True)
+class Trail:
+    """What appending needs besides the messages: the per-institution topic names, the data
+    keys values are sealed with, the network's keys (the trail acts only on events the
+    network signed), and the retention schedule."""
+
+    templates: Sequence[str]
+    data_keys: DataKeys
+    network_keys: Keyring
+    schedule: RetentionSchedule
+
+
 # --- appending ------------------------------------------------------------------------------
 
-def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[str]) -> dict[str, Any]:
-    """The audit_entries row of one message: its exact bytes, leaf hash and subject."""
+@dataclass
+class _Appended:
+    """One message about to be appended: its row, and what the trail reads from its body."""
+
+    row: dict[str, Any]
+    value: bytes | None
+    body: dict[str, Any]
+    trusted: bool
+
+
+def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[str]) -> _Appended:
+    """The audit_entries row of one message: its version 2 bytes (the value as a digest),
+    leaf hash and subject; the value is sealed apart."""
     record = Record(topic=message.topic, partition=message.partition, offset=message.offset,
                     timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
                     value=message.value)
     entry = canonical(record)
-    subject = subject_of(record, templates)
-    return {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
-            "event_id": subject.event_id, "event_type": subject.event_type, "source": subject.source,
-            "case_id": subject.case_id, "child_ref": subject.child_ref, "actor": subject.actor,
-            "institution": subject.institution, "recorded_at": recorded_at, "entry": entry,
-            "leaf_hash": merkle.leaf_hash(entry)}
+    body = body_of(record.value)
+    subject = subject_with(record, templates, body)
+    row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
+           "event_id": subject.event_id, "event_type": subject.event_type, "source": subject.source,
+           "case_id": subject.case_id, "child_ref": subject.child_ref, "actor": subject.actor,
+           "institution": subject.institution, "purpose": subject.purpose, "recorded_at": recorded_at,
+           "entry": entry, "leaf_hash": merkle.leaf_hash(entry), "value_scope": None}
+    return _Appended(row, message.value, body, trusted=False)
 
 
-async def append_many(uow: UnitOfWork, messages: Sequence[Message], templates: Sequence[str]) -> None:
+def _signed_by_network(message: Message, keys: Keyring) -> bool:
+    """Whether the network signed ``message``: only then does the trail act on what it
+    says (links, erasures). Everything is recorded all the same, forgeries too."""
+    try:
+        check_network_signature(message, keys)
+    except (Refused, EnvelopeError):
+        return False
+    return True
+
+
+async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail) -> None:
     """A whole polled batch in one insert, numbered on from the head under the append lock
     (held to the end of the transaction, so replicas never number alike); positions a
-    replica already appended (a rebalance overlap) are left out, so numbering stays gapless."""
+    replica already appended (a rebalance overlap) are left out, so numbering stays gapless.
+    Each value is sealed under its scope's data key; what the network's own events say
+    about cases and reports (links, closures, refusals) schedules erasures."""
     session = uow.session
     await session.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK)))
     head = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)))
@@ -71,18 +113,100 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], templates: S
     present = {tuple(r) for r in await session.execute(
         sa.select(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset).where(
             sa.tuple_(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset).in_(positions)))}
-    rows = []
+    appended: list[_Appended] = []
     for message, position in zip(messages, positions, strict=True):
         if position not in present:
             present.add(position)
-            rows.append(_row(message, head + len(rows) + 1, uow.now, templates))
-    if rows:
-        await session.execute(sa.insert(audit_entries), rows)
+            item = _row(message, head + len(appended) + 1, uow.now, trail.templates)
+            if item.row["event_type"] in values.ACTED_ON:
+                item.trusted = _signed_by_network(message, trail.network_keys)
+            appended.append(item)
+    if not appended:
+        return
+    links = await _links(session, appended)
+    await _seal(session, appended, links, trail.data_keys, uow.now)
+    await session.execute(sa.insert(audit_entries), [a.row for a in appended])
+    await _keep_or_erase(session, appended, links, trail.schedule, uow.now)
 
 
-async def append(uow: UnitOfWork, message: Message, templates: Sequence[str]) -> None:
+async def append(uow: UnitOfWork, message: Message, trail: Trail) -> None:
     """One message: the consumer's path when a batch must be applied one by one."""
-    await append_many(uow, [message], templates)
+    await append_many(uow, [message], trail)
+
+
+async def _links(session: AsyncSession, appended: Sequence[_Appended]) -> dict[str, str]:
+    """report id -> case id for the reports this batch names: those already known, and
+    those the network's case events in the batch link (kept for later batches)."""
+    fresh: dict[str, str] = {}
+    for item in appended:
+        link = values.report_link(item.row["event_type"], item.body) if item.trusted else None
+        if link is not None:
+            fresh.setdefault(*link)
+    named = {r for a in appended
+             if (r := values.report_named(a.row["event_type"], a.row["event_id"], a.body))}
+    links = await sealed_values.links(session, named - fresh.keys())
+    if fresh:
+        await sealed_values.add_links(session, fresh)
+    return {**links, **fresh}
+
+
+async def _seal(session: AsyncSession, appended: Sequence[_Appended], links: dict[str, str], data_keys: DataKeys,
+                now: datetime) -> None:
+    """Seal every value under its scope's data key, bound to its entry's leaf hash. A value
+    whose scope was already erased (a late message about an erased case) is not kept."""
+    for item in appended:
+        if item.value is not None:
+            # Storable and indexable like the searchable columns (an odd id is still recorded).
+            item.row["value_scope"] = searchable(
+                values.scope_of(item.row["event_type"], item.row["event_id"], item.body, links))
+    scopes = {a.row["value_scope"] for a in appended if a.row["value_scope"]}
+    erased = await data_keys.erased(session, scopes)
+    keys = await data_keys.keys_for(session, scopes - erased.keys(), now)
+    rows = [{"seq": a.row["seq"],
+             "sealed": DataKeys.seal_with(keys[a.row["value_scope"]], a.row["value_scope"], a.value or b"",
+                                          a.row["leaf_hash"])}
+            for a in appended if a.row["value_scope"] in keys]
+    if rows:
+        await sealed_values.store(session, rows)
+
+
+async def _keep_or_erase(session: AsyncSession, appended: Sequence[_Appended], links: dict[str, str],
+                         schedule: RetentionSchedule, now: datetime) -> None:
+    """The retention schedule as the network's events move it: a closed case's values (and
+    its reports') are erased ``closed-case`` days after closing, unless it is reopened
+    first; a refused report's ``unconfirmed-report`` days after the refusal, unless it
+    joined a case."""
+    for item in appended:
+        if not item.trusted:
+            continue
+        event_type = item.row["event_type"]
+        link = values.report_link(event_type, item.body)
+        closed = values.closed_case(event_type, item.body)
+        reopened = values.reopened_case(event_type, item.body)
+        refused = values.refused_report(event_type, item.body)
+        if link is not None:
+            # A report that joined a case is kept with it, whatever a refusal said before.
+            await retention.cancel(session, [values.report_scope(link[0])])
+        elif closed is not None:
+            rule = schedule.rule("closed-case")
+            scopes = closed.scopes(await sealed_values.reports_of(session, closed.case_id))
+            await retention.schedule(session, scopes, rule.id, closed.closed_at + timedelta(days=rule.days))
+        elif reopened is not None:
+            reports = await sealed_values.reports_of(session, reopened)
+            await retention.cancel(session, [values.case_scope(reopened), *map(values.report_scope, reports)])
+        elif refused is not None and refused not in links:
+            rule = schedule.rule("unconfirmed-report")
+            await retention.schedule(session, [values.report_scope(refused)], rule.id, now + timedelta(days=rule.days))
+
+
+async def erase_due(session: AsyncSession, data_keys: DataKeys, now: datetime) -> int:
+    """The purge job's step: every erasure due now destroys its scope's data key and the
+    sealed values under it. The entries, their leaves and the tree stay as they were."""
+    return await retention.erase_due(session, data_keys, now, on_erase=_delete_values)
+
+
+async def _delete_values(session: AsyncSession, due: Sequence[retention.Due]) -> None:
+    await sealed_values.delete_scopes(session, [d.scope for d in due])
 
 
 # --- the tree -------------------------------------------------------------------------------
@@ -257,27 +381,113 @@ async def _checkpointed(session: AsyncSession, size: int | None) -> tuple[str, c
     return note, cp, list(rows)
 
 
-def _described(row: sa.Row) -> dict[str, Any]:
-    """What an exported entry is, for people (not verified)."""
+def _described(row: sa.Row, value: sealed_values.ValueState) -> dict[str, Any]:
+    """What an exported entry is, for people (not verified): never the value, only what
+    became of it (sealed, erased when and by which rule)."""
     return {"topic": row.topic, "partition": row.partition, "offset": row.offset, "event_type": row.event_type,
-            "case_id": row.case_id, "recorded_at": row.recorded_at.isoformat()}
+            "case_id": row.case_id, "recorded_at": row.recorded_at.isoformat(),
+            "log_version": read_leaf(row.entry).version, "value": value.public()}
+
+
+async def value_states(session: AsyncSession, rows: Sequence[sa.Row]) -> dict[int, sealed_values.ValueState]:
+    """What became of each entry's value; a version 1 entry's value is in its own bytes."""
+    found = await sealed_values.states(session, rows)
+    for row in rows:
+        if row.value_scope is None:
+            leaf = read_leaf(row.entry)
+            if leaf.version == 1 and leaf.v1_value is not None:
+                found[row.seq] = sealed_values.ValueState("in-v1-leaf")
+    return found
+
+
+def exported_entry(row: sa.Row) -> bytes | offline.Withheld:
+    """What an export carries of an entry: its bytes when they hold no value (version 2),
+    else its leaf hash only."""
+    return row.entry if read_leaf(row.entry).version >= 2 else offline.Withheld(row.leaf_hash)
 
 
 async def export(session: AsyncSession, log: Log, size: int | None = None) -> list[str]:
     """JSON Lines for ``punte audit verify``: the signed checkpoint, then every entry with
-    its inclusion proof (entries from the checkpoint's size only)."""
+    its inclusion proof (entries from the checkpoint's size only). No value is exported."""
     note, cp, rows = await _checkpointed(session, size)
+    states = await value_states(session, rows)
     # Every proof of an export touches most of the tree: read the nodes once, not per proof.
     nodes = await tree.read(session)
-    return list(offline.export_lines(log.origin, note, [r.entry for r in rows], nodes, cp.size,
-                                     [_described(r) for r in rows]))
+    return list(offline.export_lines(log.origin, note, [exported_entry(r) for r in rows], nodes, cp.size,
+                                     [_described(r, states[r.seq]) for r in rows]))
 
 
 async def export_table(session: AsyncSession, size: int | None = None) -> list[dict[str, Any]]:
     """The entries of the same checkpoint as ``export``, one row each for a spreadsheet:
-    no proofs, the leaf hash of the exact bytes."""
+    no proofs, the leaf hash of the entry, what became of its value."""
     _, _, rows = await _checkpointed(session, size)
-    return [{"index": r.seq - 1, **_described(r), "leaf_hash": merkle.leaf_hash(r.entry).hex()} for r in rows]
+    states = await value_states(session, rows)
+    table = []
+    for r in rows:
+        described = _described(r, states[r.seq])
+        value = described.pop("value")
+        table.append({"index": r.seq - 1, **described, "leaf_hash": r.leaf_hash.hex(),
+                      "value_sha256": read_leaf(r.entry).digest_form.get("value_sha256"),
+                      "value_state": value["state"], "erased_at": value["erased_at"],
+                      "erased_rule": value["erased_rule"]})
+    return table
+
+
+# --- break-glass -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Opened:
+    """A value opened by break-glass, and the case whose lead is told."""
+
+    seq: int
+    scope: str | None
+    case_id: str | None
+    value: bytes
+    value_sha256: str
+
+
+async def open_value(session: AsyncSession, data_keys: DataKeys, seq: int) -> Opened:
+    """The value entry ``seq`` commits to, opened. Refused: NOT_FOUND (no such entry, or a
+    tombstone), ERASED (its scope was erased: Refused carries when and by which rule).
+    The opened value must hash to the digest its leaf holds, or it is not given out."""
+    row = (await session.execute(sa.select(audit_entries).where(audit_entries.c.seq == seq))).first()
+    if row is None:
+        raise Refused("NOT_FOUND", f"no entry {seq}")
+    leaf = read_leaf(row.entry)
+    digest = leaf.digest_form.get("value_sha256")
+    if leaf.version == 1:
+        if leaf.v1_value is None:
+            raise Refused("NOT_FOUND", f"entry {seq} has no value")
+        value = leaf.v1_value
+    else:
+        if row.value_scope is None:
+            raise Refused("NOT_FOUND", f"entry {seq} has no value")
+        erased = await DataKeys.erased(session, [row.value_scope])
+        if row.value_scope in erased:
+            at, rule = erased[row.value_scope]
+            raise ValueErased(seq, row.value_scope, at, rule)
+        sealed = await sealed_values.sealed(session, seq)
+        if sealed is None:
+            raise Refused("NOT_FOUND", f"entry {seq}: its sealed value is missing")
+        value = await data_keys.open(session, row.value_scope, sealed, row.leaf_hash)
+        if value_sha256(value) != digest:
+            raise Refused("NOT_FOUND", f"entry {seq}: the sealed value does not match its leaf")
+    links = await sealed_values.links(session, [row.value_scope.partition(":")[2]]
+                                      if row.value_scope and row.value_scope.startswith("report:") else [])
+    # The case is the scope's (a sender's body does not choose whose lead is told); a
+    # version 1 entry has no scope, so its searchable case id stands in.
+    case_id = values.case_of_scope(row.value_scope, links) if row.value_scope else row.case_id
+    return Opened(seq, row.value_scope, case_id, value, value_sha256(value))
+
+
+class ValueErased(Refused):
+    """The value was erased under the retention schedule: when, and by which rule."""
+
+    def __init__(self, seq: int, scope: str, erased_at: datetime, rule: str | None) -> None:
+        super().__init__("ERASED", f"entry {seq}: erased at {erased_at.isoformat()} by rule {rule}")
+        self.scope = scope
+        self.erased_at = erased_at
+        self.rule = rule
 
 
 async def stats(session: AsyncSession) -> dict:

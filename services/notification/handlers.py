@@ -115,7 +115,8 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
             if lead is None:
                 return  # not a case this service has heard of (or an auditor's search)
             urgency, categories, _ = await _facts(uow, facts.c.case_id == access.case_id)
-            found = notices.case_accessed(access, lead, urgency, categories)
+            found = (notices.sealed_value_opened(access, lead, urgency, categories) if access.break_glass
+                     else notices.case_accessed(access, lead, urgency, categories))
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
             accepted = ReferralAccepted.model_validate(event.data)
             urgency, categories, _ = await _referral_facts(uow, accepted.referral_id, accepted.case_id)

@@ -61,10 +61,12 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
             """the read of the case reached the audit trail"""
             found = (await client.get(f"{network.url('audit')}/entries", headers=auditor, params={
                 "event_type": EventType.ACCESS.value, "case_id": case_id})).json()["entries"]
-            return [e for e in found if e["actor"] == f"cm.{lead}" and _body(e)["purpose"] == "case-work"
-                    and _body(e)["purpose_text"] == "evaluare inițială"]
+            return [e for e in found if e["actor"] == f"cm.{lead}" and e["purpose"] == "case-work"]
         [access] = (await wait_until(read_recorded))[:1]
-        assert json.loads(base64.b64decode(access["entry_base64"]))["topic"] == "punte.access"
+        # The entry commits to the access event's digest; the event itself is sealed.
+        recorded = json.loads(base64.b64decode(access["entry_base64"]))
+        assert recorded["topic"] == "punte.access" and "value" not in recorded
+        assert access["value"]["state"] == "sealed"
         # Another institution taking part opens the case: the lead is told who, when, why.
         other = outcome["informed"][1]
         visitor = {"Authorization": f"Bearer {await sign_in(network, f'cm.{other}')}",
@@ -77,10 +79,25 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
             entries = (await client.get(f"{network.url('notification')}/inbox", headers=lead_inbox,
                                         params={"kind": "case-accessed"})).json()["entries"]
             return [e for e in entries if e["case_id"] == case_id]
-        [told] = await wait_until(lead_told)
+        [told] = [e for e in await wait_until(lead_told) if "break-glass" not in e["summary_en"]]
         # Why, as the purpose's code says it: the reader's own words stay in the trail.
         assert other in told["summary_ro"] and "Verificarea unei sesizări" in told["summary_ro"]
         assert "consult medical" not in told["summary_ro"] + told["summary_en"]
+        # The reader's own words are in the sealed value: an auditor opens it only by
+        # break-glass, with a purpose, and the lead is told of that too.
+        path = f"{network.url('audit')}/entries/{access['seq']}/value"
+        refused = await client.post(path, headers={"Authorization": auditor["Authorization"]})
+        assert (refused.status_code, refused.json()["detail"]["code"]) == (422, "PURPOSE_REQUIRED")
+        opened = await client.post(path, headers={"Authorization": auditor["Authorization"],
+                                                  "X-Punte-Purpose": "dpo-request"})
+        assert opened.status_code == 200, opened.text
+        assert json.loads(base64.b64decode(opened.json()["value_base64"]))["purpose_text"] == "evaluare inițială"
+
+        async def lead_told_of_break_glass():
+            """the lead was told an auditor opened a sealed value of its case"""
+            return [e for e in await lead_told() if "break-glass" in e["summary_en"]]
+        [glass] = await wait_until(lead_told_of_break_glass)
+        assert "Data protection officer" in glass["summary_en"]
         timeline = (await client.get(f"{network.url('audit')}/cases/{case_id}/timeline", headers=auditor)).json()
         assert {"ro.punte.case.opened.v1", "ro.punte.referral.requested.v1"} <= {s["event_type"] for s in timeline}
 
@@ -125,12 +142,6 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
     export.write_text("\n".join(lines) + "\n")
     bad = subprocess.run(verify, capture_output=True, text=True)
     assert bad.returncode == 1 and json.loads(bad.stdout)["first_bad"] == 4  # line 5 holds index 4
-
-
-def _body(entry: dict) -> dict:
-    """The message an audit entry recorded, from its exact bytes."""
-    recorded = json.loads(base64.b64decode(entry["entry_base64"]))
-    return json.loads(base64.b64decode(recorded["value"]))
 
 
 async def _grown(client: httpx.AsyncClient, network: Stack, auditor: dict, first: str):

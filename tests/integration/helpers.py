@@ -256,3 +256,21 @@ def people_channels(smtp_port: int, sms_file: Path) -> PeopleChannels:
         email=SmtpSender("127.0.0.1", smtp_port, "punte@example.invalid", starttls=False),
         sms=FileSmsProvider(sms_file), inbox_url="http://127.0.0.1:8003/ui",
         zone=ZoneInfo("Europe/Bucharest"), policy=RetryPolicy(base=1, cap=5, max_attempts=3, timeout=10))
+
+
+# --- audit -------------------------------------------------------------------------------
+
+# The audit's data keys in tests (synthetic): a service built by hand must be given some.
+AUDIT_DATA_KEYS = "dk-1:" + "11" * 32
+
+
+def audit_trail(retention_file: Path | None = None):
+    """What the audit's append needs (services.audit.handlers.Trail), as bootstrap builds it:
+    data keys, the network's keys, the retention schedule (``retention_file``: a test's)."""
+    from runtime.data_keys import from_settings
+    from services.audit import handlers as audit_handlers
+    from services.audit.bootstrap import institution_topics
+
+    return audit_handlers.Trail(
+        templates=institution_topics(), data_keys=from_settings(Settings(data_keys=AUDIT_DATA_KEYS)),
+        network_keys=network_keyring(NETWORK_KEY), schedule=reference.retention(retention_file))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from datetime import datetime, timezone
 from functools import partial
@@ -20,10 +21,9 @@ from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries, tree_nodes
-from services.audit.bootstrap import institution_topics
 from services.audit.domain import checkpoint, merkle, offline
 from services.audit.domain.subjects import MAX_SEARCHABLE
-from tests.integration.helpers import emitted, message, migrated_database
+from tests.integration.helpers import audit_trail, emitted, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.test/audit", SigningKey.generate("punte.test/audit-1"))
@@ -35,13 +35,13 @@ KEYRING = Keyring([PublicKey(WITNESS.key_id, "isj-bc", WITNESS.public_raw(),
 @pytest.fixture
 async def audit(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
-    templates = institution_topics()
+    trail = audit_trail()
 
     def replica(batched: bool = True) -> InboxConsumer:
         return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=partial(handlers.append, templates=templates), message_key=key_by_position,
+                             handler=partial(handlers.append, trail=trail), message_key=key_by_position,
                              attempts=1,
-                             batch_handler=partial(handlers.append_many, templates=templates) if batched else None)
+                             batch_handler=partial(handlers.append_many, trail=trail) if batched else None)
     yield replica, engine, sessions
     await engine.dispose()
 
@@ -177,10 +177,13 @@ async def test_the_table_export_describes_the_same_entries_as_the_verifiable_one
     assert len(table) == 8
     for row, line in zip(table, lines[1:], strict=True):
         proved = json.loads(line)
+        entry = base64.b64decode(proved["entry"])
         assert row == {"index": proved["index"], "topic": proved["topic"], "partition": proved["partition"],
                        "offset": proved["offset"], "event_type": proved["event_type"],
                        "case_id": proved["case_id"], "recorded_at": proved["recorded_at"],
-                       "leaf_hash": merkle.leaf_hash(base64.b64decode(proved["entry"])).hex()}
+                       "log_version": proved["log_version"], "leaf_hash": merkle.leaf_hash(entry).hex(),
+                       "value_sha256": json.loads(entry)["value_sha256"], "value_state": "sealed",
+                       "erased_at": None, "erased_rule": None}
 
 
 async def test_a_message_with_odd_text_is_recorded_like_any_other(audit):
@@ -192,6 +195,10 @@ async def test_a_message_with_odd_text_is_recorded_like_any_other(audit):
     rows = await stored(engine)
     assert consumer.dead_lettered == 0 and [r.offset for r in rows] == [0, 1, 2, 3]
     assert [r.case_id for r in rows] == ["case-\ufffd-nul", None, "c" * MAX_SEARCHABLE, "case-plain"]
-    assert json.loads(base64.b64decode(json.loads(rows[0].entry)["value"])) == odd[0], "the exact bytes are kept"
+    # The leaf commits to the exact bytes' digest; the exact bytes are kept, sealed.
+    exact = json.dumps(odd[0]).encode()
+    assert json.loads(rows[0].entry)["value_sha256"] == hashlib.sha256(exact).hexdigest()
+    async with sessions() as session:
+        assert (await handlers.open_value(session, audit_trail().data_keys, rows[0].seq)).value == exact
     async with sessions() as session:
         assert (await handlers.verify_stored(session)).verified

@@ -24,10 +24,9 @@ from runtime.settings import Settings
 from runtime.signing import Keyring, PublicKey, SigningKey
 from runtime.tokens import TokenVerifier
 from services.audit import handlers
-from services.audit.bootstrap import institution_topics
 from services.audit.domain import checkpoint
 from services.audit.entrypoints import http, ui
-from tests.integration.helpers import ISSUER, emitted, message, migrated_database
+from tests.integration.helpers import ISSUER, audit_trail, emitted, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 WITNESS = SigningKey.generate("isj-bc-1")
@@ -51,9 +50,9 @@ SYSTEM = token("sys.isj-bc", "isj-bc", "institution-system")
 @pytest.fixture
 async def api(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
-    templates = institution_topics()
+    deps = audit_trail()
     trail = InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                          handler=lambda uow, msg: handlers.append(uow, msg, templates),
+                          handler=lambda uow, msg: handlers.append(uow, msg, deps),
                           message_key=key_by_position, attempts=1)
     events = [CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {"case_id": f"case-{i}"})
               for i in range(3)]

@@ -24,9 +24,8 @@ from runtime.signing import Keyring, SigningKey
 from runtime.tokens import TokenIssuer, TokenVerifier
 from runtime.web_pages import IDENTITY_CLIENT
 from services.audit import handlers
-from services.audit.bootstrap import institution_topics
 from services.audit.entrypoints import http, ui
-from tests.integration.helpers import emitted, message, migrated_database
+from tests.integration.helpers import audit_trail, emitted, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 ISSUER_URL = "http://issuer.test"
@@ -48,10 +47,10 @@ def case_opened(i: int) -> CloudEvent:
 @pytest.fixture
 async def page(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
-    templates = institution_topics()
+    deps = audit_trail()
 
     async def handle(uow, msg):
-        await handlers.append(uow, msg, templates)
+        await handlers.append(uow, msg, deps)
 
     trail = InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions, handler=handle,
                           message_key=key_by_position, attempts=1)

@@ -24,6 +24,7 @@ from services.audit import bootstrap as audit_bootstrap
 from services.notification import bootstrap as notification_bootstrap
 from services.referral import bootstrap as referral_bootstrap
 from tests.integration.helpers import (
+    AUDIT_DATA_KEYS,
     NETWORK_KEY,
     REFERRAL_MIGRATIONS,
     TEST_DATA_KEYS_SETTING,
@@ -147,7 +148,7 @@ async def test_the_audit_trail_records_a_forged_message_as_it_arrived(infrastruc
     engine, _ = await migrated_database(infrastructure.database_url, "audit",
                                         ROOT / "services" / "audit" / "migrations")
     try:
-        (trail,) = audit_bootstrap.consumers(runtime("audit", engine))
+        (trail,) = audit_bootstrap.consumers(runtime("audit", engine, Settings(data_keys=AUDIT_DATA_KEYS)))
         forged = unsigned("case-forged")
         await trail.process([message("punte.cases", forged, offset=next(positions))])
         async with engine.connect() as conn:

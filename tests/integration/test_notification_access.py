@@ -238,6 +238,25 @@ async def test_a_case_accessed_notice_carries_the_purpose_code_never_its_free_te
         assert "Ionescu" not in text and "Exemplului" not in text
 
 
+async def test_an_auditor_opening_a_sealed_value_of_the_case_is_told_to_its_lead(notification_database,
+                                                                                 config, api):
+    """Break-glass in the audit trail (decision 0016): the lead's inbox says who opened a
+    sealed value of its case, when and why; an auditor's plain search tells nobody."""
+    engine, sessions = notification_database
+    await handle(sessions, config, "punte.cases", case_opened(["ipj-bc"]))
+    opened = {"actor": "aud.ana", "actor_institution": None, "roles": ["auditor"], "purpose": "court-request",
+              "purpose_text": "dosar Ionescu-Test", "service": "audit", "resource": "/entries/7/value",
+              "case_id": "case-h", "query": {"seq": "7"}, "at": T0.isoformat()}
+    await handle(sessions, config, "punte.access", CloudEvent.new(
+        EventType.ACCESS.value, "/punte/audit", {**opened, "resource": "/entries"}, subject="case-h"))
+    await handle(sessions, config, "punte.access", CloudEvent.new(
+        EventType.ACCESS.value, "/punte/audit", {**opened, "break_glass": True}, subject="case-h"))
+    [entry] = (await api.get("/inbox", params={"kind": "case-accessed"},
+                             headers=bearer("dgaspc-bc", "cm.dgaspc-bc"))).json()["entries"]
+    assert "aud.ana" in entry["summary_ro"] and "Solicitarea instanței" in entry["summary_ro"]
+    assert "Ionescu" not in json.dumps(entry)
+
+
 # ---- every endpoint asks the access rule ----------------------------------------------------------
 
 

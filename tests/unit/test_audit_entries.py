@@ -2,9 +2,11 @@
 offset gaps per partition, and what an entry is about."""
 from __future__ import annotations
 
+import hashlib
 import json
 
-from services.audit.domain.entries import Record, canonical, check_leaves, gaps
+from services.audit.domain import values
+from services.audit.domain.entries import Record, canonical, canonical_v1, check_leaves, gaps, read_leaf
 from services.audit.domain.merkle import leaf_hash
 from services.audit.domain.subjects import MAX_SEARCHABLE, subject_of
 
@@ -56,3 +58,54 @@ def test_gaps_are_found_per_partition_from_offset_zero():
     positions = [("a", 0, 0), ("a", 0, 1), ("a", 0, 4), ("a", 1, 2), ("b", 0, 0)]
     found = [(g.topic, g.partition, g.first_missing, g.last_missing) for g in gaps(positions)]
     assert found == [("a", 0, 2, 3), ("a", 1, 0, 1)]
+
+
+def test_a_version_2_leaf_commits_to_the_value_digest_and_holds_no_value():
+    value = json.dumps({"child": {"cnp": "6150312041236"}, "description": "text sintetic"}).encode()
+    entry = canonical(record(3, value))
+    assert b"6150312041236" not in entry and b"sintetic" not in entry
+    leaf = read_leaf(entry)
+    assert leaf.version == 2 and leaf.v1_value is None
+    assert leaf.digest_form["value_sha256"] == hashlib.sha256(value).hexdigest()
+    # A version 1 entry (older logs) reads back in the same digest form, its value apart.
+    old = read_leaf(canonical_v1(record(3, value)))
+    assert old.version == 1 and old.v1_value == value
+    assert {k: v for k, v in old.digest_form.items() if k != "v"} == \
+        {k: v for k, v in leaf.digest_form.items() if k != "v"}
+
+
+def test_each_value_is_sealed_under_its_case_its_report_or_the_network():
+    links = {"rep-1": "case-1"}
+    report = "ro.punte.report.submitted.v2"
+    assert values.scope_of(report, "rep-2", {"case_id": "case-9"}, links) == "report:rep-2", \
+        "a sender's body does not choose the case"
+    assert values.scope_of(report, "rep-1", {}, links) == "report:rep-1"
+    assert values.scope_of("ro.punte.referral.transitioned.v1", "e", {"case_id": "case-1"}, {}) == "case:case-1"
+    refused = {"subject_id": "rep-2", "subject_type": report, "status": "rejected"}
+    assert values.scope_of("ro.punte.outcome.v1", "e", refused, links) == "report:rep-2"
+    answered = {"subject_id": "rep-1", "subject_type": report, "status": "rejected"}
+    assert values.scope_of("ro.punte.outcome.v1", "e", answered, links) == "case:case-1"
+    dead = {"headers": {"ce_type": report, "ce_id": "rep-3"}}
+    assert values.scope_of("ro.punte.deadletter.v1", "e", dead, links) == "report:rep-3"
+    assert values.scope_of("ro.punte.audit.checkpoint.v1", "e", {"size": 3}, links) == "network"
+    assert values.refused_report("ro.punte.outcome.v1", refused) == "rep-2"
+    closed = values.closed_case("ro.punte.case.closed.v1", {
+        "case_id": "case-1", "closed_at": "2026-11-01T10:00:00Z", "report_ids": ["rep-1", 7]})
+    assert closed is not None and closed.scopes(["rep-2", "rep-1"]) == ["case:case-1", "report:rep-1", "report:rep-2"]
+    assert values.reopened_case("ro.punte.case.reopened.v1", {"case_id": "case-1"}) == "case-1"
+    assert values.closed_case("ro.punte.case.closed.v1", {"case_id": "case-1", "closed_at": "yesterday"}) is None
+
+
+def test_the_audit_does_not_start_without_its_data_keys():
+    """Fail closed: no value is ever kept in clear for want of a key."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from runtime.settings import Settings
+    from runtime.signing import Keyring
+    from services.audit.bootstrap import trail
+
+    with pytest.raises(RuntimeError, match="PUNTE_DATA_KEYS"):
+        trail(SimpleNamespace(settings=Settings(data_keys=""), network_keys=Keyring([])))
+    assert trail(SimpleNamespace(settings=Settings(data_keys="dk-1:" + "22" * 32), network_keys=Keyring([])))

@@ -12,7 +12,7 @@ from contracts.events import AccessRecorded
 from contracts.reference import risk_categories
 from runtime.access import UnknownPurpose, parse_purpose, purpose_named, purposes
 from services.notification.domain.messages import summarise
-from services.notification.domain.notices import case_accessed
+from services.notification.domain.notices import case_accessed, sealed_value_opened
 
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
 # Synthetic free text a reader might type: it names a neighbour and a street.
@@ -85,3 +85,21 @@ def test_a_purpose_is_a_code_and_optional_free_text(given, code, text):
 def test_a_code_outside_the_list_is_refused(given):
     with pytest.raises(UnknownPurpose):
         parse_purpose(given)
+
+
+def test_an_auditor_opening_a_sealed_value_is_told_to_the_lead():
+    """Break-glass in the audit trail (decision 0016): whoever opened a sealed value of the
+    case, an auditor too, the lead learns who, when and why (the code, never the text)."""
+    opened = AccessRecorded(actor="aud.ana", actor_institution=None, roles=["auditor"], purpose="court-request",
+                            purpose_text=FREE_TEXT, service="audit", resource="/entries/12/value",
+                            case_id="case-7", query={"seq": "12"}, at=AT, break_glass=True)
+    [notice] = sealed_value_opened(opened, "dgaspc-bc", "P1", ("neglect",))
+    assert (notice.recipient, notice.kind, notice.case_id, notice.purpose) == (
+        "dgaspc-bc", "case-accessed", "case-7", "court-request")
+    summary = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, risk_categories(),
+                        notice.do_not_contact, notice.detail, purpose=purpose_named(notice.purpose))
+    for text in (summary.ro, summary.en):
+        assert "aud.ana" in text and "2026-11-23 09:30" in text and "Ionescu" not in text
+    assert purposes()["court-request"].label_en in summary.en
+    # An auditor's search of the case (no value opened) still tells nobody.
+    assert sealed_value_opened(access(None, "aud.ana"), "dgaspc-bc", "P1", ("neglect",)) == []

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.domain.checkpoint import Checkpoint, sign
 from services.audit.domain.merkle import MemoryTree, consistency_proof, leaf_hash
-from services.audit.domain.offline import FORMAT, export_lines, verify_export
+from services.audit.domain.offline import FORMAT, Withheld, export_lines, verify_export
 
 LOG = "punte.ro/audit"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -212,3 +212,20 @@ def test_leaf_is_hash_of_exact_entry_bytes():
     # An auditor without this code can recompute a leaf: SHA-256(0x00 || base64-decoded entry).
     obj = json.loads(GOOD[1 + 9])
     assert leaf_hash(base64.b64decode(obj["entry"])) == hashlib.sha256(b"\x00" + ENTRIES[9]).digest()
+
+
+def test_withheld_entries_are_proved_by_their_leaf_hash_and_old_exports_still_read():
+    """Log version 1 entries hold their value: an export carries their leaf hash only
+    (decision 0016); the log still verifies, and a changed hash is found at its entry."""
+    tree = MemoryTree(ENTRIES)
+    note = sign(Checkpoint(LOG, N, tree.root()), LOG, KEY)
+    mixed = [Withheld(leaf_hash(e)) if i % 3 == 0 else e for i, e in enumerate(ENTRIES)]
+    lines = list(export_lines(LOG, note, mixed, tree, N))
+    assert "entry" not in json.loads(lines[1]) and "leaf_hash" in json.loads(lines[1])
+    report = check(lines)
+    assert report.ok and report.checked == N and report.withheld == len(range(0, N, 3))
+    bad = check(edit(lines, 3, leaf_hash=base64.b64encode(bytes(32)).decode()))
+    assert not bad.ok and bad.first_bad == 3
+    # An export written in format 1 (every entry whole) still verifies.
+    old = [json.dumps({**json.loads(GOOD[0]), "format": "punte-audit-export/1"}) + "\n", *GOOD[1:]]
+    assert check(old).ok

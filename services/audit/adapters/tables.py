@@ -1,5 +1,6 @@
-"""Audit's tables (its own database): the entries, the Merkle tree over them, and the
-signed checkpoints with their witnesses' cosignatures."""
+"""Audit's tables (its own database): the entries, the values they commit to (sealed),
+the Merkle tree over the entries, and the signed checkpoints with their witnesses'
+cosignatures. (runtime.data_keys and runtime.retention keep their own tables.)"""
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -19,9 +20,29 @@ audit_entries = sa.Table(
     sa.Column("actor", sa.Text, nullable=True, index=True),
     sa.Column("institution", sa.Text, nullable=True, index=True),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # The access purpose's code, for access events (searchable; never the free text).
+    sa.Column("purpose", sa.Text, nullable=True),
     sa.Column("entry", sa.LargeBinary, nullable=False),
     sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
+    # Log version 2: the scope whose data key seals the value (null: no value, or version 1).
+    sa.Column("value_scope", sa.Text, nullable=True, index=True),
     sa.UniqueConstraint("topic", "partition", "offset", name="uq_audit_entries_position"),
+)
+
+# The values version 2 entries commit to, sealed under their scope's data key and bound to
+# the entry's leaf hash; a row goes when its scope is erased.
+audit_sealed_values = sa.Table(
+    "audit_sealed_values", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+)
+
+# Which case each report joined (from the network's case.opened and case.report-added), so
+# records about a report are sealed, erased and told about with its case.
+audit_report_cases = sa.Table(
+    "audit_report_cases", metadata,
+    sa.Column("report_id", sa.Text, primary_key=True),
+    sa.Column("case_id", sa.Text, nullable=False, index=True),
 )
 
 # Every perfect subtree of the Merkle tree (level 0 = leaves), so a root or a proof for any

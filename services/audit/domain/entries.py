@@ -1,12 +1,22 @@
-"""What one audit entry is: the exact bytes recorded for a Kafka record (topic, partition,
-offset, timestamp, key, headers, value), canonical so anyone can rebuild them; and the
-checks an auditor runs over stored entries."""
+"""What one audit entry is: canonical bytes recorded for a Kafka record, so anyone can
+rebuild them; and the checks an auditor runs over stored entries.
+
+Two log versions (decision 0016):
+  1  {"topic", "partition", "offset", "timestamp_ms", "key", "headers", "value"}: the exact
+     record, its value in base64 (entries appended before log version 2).
+  2  {"v": 2, "topic", "partition", "offset", "timestamp_ms", "key", "headers",
+     "value_sha256"}: the record with its value replaced by the value's SHA-256 (hex; null
+     for a tombstone). The value itself is kept apart, sealed under its scope's data key,
+     so erasing it leaves the leaf, and every proof, as they were.
+Both are JSON with sorted keys, no spaces, UTF-8; the RFC 9162 leaf hash is over them."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,18 +36,66 @@ def _b64(raw: bytes | None) -> str | None:
     return None if raw is None else base64.b64encode(raw).decode("ascii")
 
 
-def canonical(record: Record) -> bytes:
-    """The bytes that are hashed. A null value (tombstone) stays null, unlike empty bytes."""
-    document = {
+LOG_VERSION = 2
+
+
+def value_sha256(value: bytes | None) -> str | None:
+    """The digest a version 2 leaf commits to; None for a tombstone (unlike empty bytes)."""
+    return None if value is None else hashlib.sha256(value).hexdigest()
+
+
+def _position(record: Record) -> dict[str, Any]:
+    return {
         "topic": record.topic, "partition": record.partition, "offset": record.offset,
         "timestamp_ms": record.timestamp_ms, "key": _b64(record.key),
         # Header values are text in this network (ce_*, traceparent, signatures); a stray
-        # binary one is kept readable rather than failing the append.
+        # binary one is kept readable rather than failing the append. By contract they
+        # carry no personal data, so they stay in the leaf.
         "headers": [[k, (v or b"").decode("utf-8", errors="replace")] for k, v in record.headers],
-        "value": _b64(record.value),
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+
+
+def _dump(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def canonical(record: Record) -> bytes:
+    """The bytes that are hashed (log version 2): the record, its value as a digest."""
+    return _dump({"v": LOG_VERSION, **_position(record), "value_sha256": value_sha256(record.value)})
+
+
+def canonical_v1(record: Record) -> bytes:
+    """Log version 1's bytes: the exact record, value included (kept to read old logs)."""
+    return _dump({**_position(record), "value": _b64(record.value)})
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A stored entry read back: its log version, what it says without the value, and for
+    version 1 the value its bytes hold (never shown to auditors)."""
+
+    version: int
+    digest_form: dict[str, Any]  # the entry as version 2 would record it
+    v1_value: bytes | None = None
+
+
+def read_leaf(entry: bytes) -> Leaf:
+    """The log version and digest form of stored entry bytes. Bytes that are not an entry
+    of either version (a tampered row) read as version 2 with nothing known."""
+    try:
+        document = json.loads(entry)
+    except ValueError:
+        return Leaf(LOG_VERSION, {})
+    if not isinstance(document, dict):
+        return Leaf(LOG_VERSION, {})
+    if document.get("v") == LOG_VERSION:
+        return Leaf(LOG_VERSION, document)
+    raw = document.pop("value", None)
+    try:
+        value = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    return Leaf(1, {"v": 1, **document, "value_sha256": value_sha256(value)}, value)
 
 
 @dataclass(frozen=True)

@@ -266,5 +266,11 @@ class MemoryTree:
     def append(self, entry: bytes) -> None:
         self.append_many([entry])
 
+    def append_leaf_hash(self, leaf: bytes) -> None:
+        """Append a leaf known by its hash only (an entry whose bytes are withheld)."""
+        for level, index, h in new_nodes(self._size, [leaf], self):
+            self._nodes[(level, index)] = h
+        self._size += 1
+
     def root(self, size: int | None = None) -> bytes:
         return root(self, self._size if size is None else size)

@@ -2,10 +2,19 @@
 public key (and optionally a checkpoint they saw earlier).
 
 Export format, JSON Lines:
-  line 1: {"format": "punte-audit-export/1", "origin": ..., "size": N, "checkpoint": <signed note>}
-  then, in order, one object per entry:
+  line 1: {"format": "punte-audit-export/2", "origin": ..., "size": N, "checkpoint": <signed note>}
+  then, in order, one object per entry, either
           {"index": i, "entry": base64(entry bytes), "proof": [base64 hashes], ...informational}
+  or      {"index": i, "leaf_hash": base64(leaf hash), "proof": [...], ...informational}
 where "proof" is the RFC 9162 inclusion proof of entry i in the tree of size N.
+
+The entry bytes are those of the log (services.audit.domain.entries): log version 2 entries
+({"v": 2, ..., "value_sha256"}) commit to their value's digest and hold no personal data,
+so they are exported whole; log version 1 entries ({..., "value"}, appended before version
+2) hold the value itself, so they are exported by their leaf hash only ("leaf_hash"): their
+place in the log is proved, their content withheld. Informational fields ("log_version",
+"value" with its state: sealed, erased with the date and rule, ...) are not verified.
+Format punte-audit-export/1 (every entry whole) is still read.
 
 Per-entry proofs pin down *where* an export was tampered with; rebuilding the whole tree from
 the entries then confirms the export is exactly the signed log, even if proofs are absent."""
@@ -29,8 +38,16 @@ from .merkle import (
     verify_inclusion,
 )
 
-FORMAT = "punte-audit-export/1"
-_CORE_FIELDS = ("index", "entry", "proof")
+FORMAT = "punte-audit-export/2"
+FORMATS = ("punte-audit-export/1", FORMAT)
+_CORE_FIELDS = ("index", "entry", "leaf_hash", "proof")
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """An entry exported by its leaf hash only: its bytes (log version 1) hold the value."""
+
+    leaf_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -41,17 +58,19 @@ class Report:
     first_bad: int | None  # first entry index at fault, when the fault is located at an entry
     problem: str | None
     checked: int  # entries that passed every per-entry check
+    withheld: int = 0  # of those, entries proved by their leaf hash only (log version 1)
 
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def export_lines(origin: str, note_text: str, entries: list[bytes], tree: NodeSource, size: int,
+def export_lines(origin: str, note_text: str, entries: list[bytes | Withheld], tree: NodeSource, size: int,
                  extra: list[dict[str, Any]] | None = None) -> Iterator[str]:
     """The export, one JSON line at a time (each ending in "\\n", ready for writelines).
-    `entries` are the first `size` entries, `tree` holds their perfect subtrees, `note_text`
-    is the signed checkpoint for `size`; `extra[i]` adds informational fields to entry i."""
+    `entries` are the first `size` entries (bytes, or Withheld), `tree` holds their perfect
+    subtrees, `note_text` is the signed checkpoint for `size`; `extra[i]` adds
+    informational fields to entry i."""
     if len(entries) != size:
         raise ValueError(f"{len(entries)} entries given for a tree of size {size}")
     if extra is not None and len(extra) != size:
@@ -61,7 +80,14 @@ def export_lines(origin: str, note_text: str, entries: list[bytes], tree: NodeSo
     for i, entry in enumerate(entries):
         # Informational fields first, so they can never shadow the verified ones.
         line: dict[str, Any] = dict(extra[i]) if extra is not None else {}
-        line.update(index=i, entry=_b64(entry), proof=[_b64(h) for h in inclusion_proof(tree, i, size)])
+        for field in _CORE_FIELDS:
+            line.pop(field, None)
+        line["index"] = i
+        if isinstance(entry, Withheld):
+            line["leaf_hash"] = _b64(entry.leaf_hash)
+        else:
+            line["entry"] = _b64(entry)
+        line["proof"] = [_b64(h) for h in inclusion_proof(tree, i, size)]
         yield json.dumps(line, separators=(",", ":")) + "\n"
 
 
@@ -85,8 +111,8 @@ def _read_header(line: str, log_name: str, log_public_key: bytes) -> Checkpoint:
         header = json.loads(line)
     except ValueError:
         raise _Bad(None, "header: not valid JSON") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise _Bad(None, f"header: format is not {FORMAT}")
+    if not isinstance(header, dict) or header.get("format") not in FORMATS:
+        raise _Bad(None, f"header: format is not one of {', '.join(FORMATS)}")
     note = header.get("checkpoint")
     if not isinstance(note, str):
         raise _Bad(None, "header: no checkpoint")
@@ -102,8 +128,9 @@ def _read_header(line: str, log_name: str, log_public_key: bytes) -> Checkpoint:
     return cp
 
 
-def _read_entry(line: str, position: int, cp: Checkpoint) -> bytes:
-    """The entry bytes at `position`, after its sequence and inclusion checks."""
+def _read_entry(line: str, position: int, cp: Checkpoint) -> tuple[bytes, bool]:
+    """The leaf hash at `position`, after its sequence and inclusion checks, and whether
+    the entry's bytes were withheld (only its leaf hash exported)."""
     try:
         obj = json.loads(line)
     except ValueError:
@@ -118,10 +145,16 @@ def _read_entry(line: str, position: int, cp: Checkpoint) -> bytes:
         raise _Bad(position, f"entry {position}: expected index {position}, found {index}")
     if position >= cp.size:
         raise _Bad(position, f"entry {position}: beyond the signed size {cp.size}")
+    withheld = "entry" not in obj and "leaf_hash" in obj
     try:
-        entry = _decode_b64(obj.get("entry"))
+        if withheld:
+            leaf = _decode_b64(obj.get("leaf_hash"))
+            if len(leaf) != 32:
+                raise ValueError("not a SHA-256 hash")
+        else:
+            leaf = leaf_hash(_decode_b64(obj.get("entry")))
     except (ValueError, binascii.Error):
-        raise _Bad(position, f"entry {position}: entry bytes missing or not base64") from None
+        raise _Bad(position, f"entry {position}: entry bytes (or leaf hash) missing or not base64") from None
     if "proof" in obj:
         raw_proof = obj["proof"]
         try:
@@ -130,9 +163,9 @@ def _read_entry(line: str, position: int, cp: Checkpoint) -> bytes:
             proof = [_decode_b64(h) for h in raw_proof]
         except (ValueError, binascii.Error):
             raise _Bad(position, f"entry {position}: proof is not a list of base64 hashes") from None
-        if not verify_inclusion(leaf_hash(entry), position, cp.size, proof, cp.root):
+        if not verify_inclusion(leaf, position, cp.size, proof, cp.root):
             raise _Bad(position, f"entry {position}: leaf does not match the signed root")
-    return entry
+    return leaf, withheld
 
 
 def _check_previous(previous_checkpoint: str, log_name: str, log_public_key: bytes, cp: Checkpoint,
@@ -161,7 +194,7 @@ def verify_export(lines: Iterable[str], log_name: str, log_public_key: bytes,
                   consistency_proof: list[bytes] | None = None) -> Report:
     """Check an export against the log's key; stops at, and reports, the first problem."""
     cp: Checkpoint | None = None
-    checked = 0
+    checked = withheld = 0
     try:
         # Blank lines carry nothing (a trailing newline at end of file is common); skip them.
         rows = (line for line in lines if line.strip())
@@ -171,8 +204,10 @@ def verify_export(lines: Iterable[str], log_name: str, log_public_key: bytes,
         cp = _read_header(header, log_name, log_public_key)
         tree = MemoryTree()
         for position, line in enumerate(rows):
-            tree.append(_read_entry(line, position, cp))
+            leaf, was_withheld = _read_entry(line, position, cp)
+            tree.append_leaf_hash(leaf)
             checked += 1
+            withheld += was_withheld
         if checked < cp.size:
             raise _Bad(checked, f"export ends after {checked} entries but the signed size is {cp.size}")
         # Proofs are optional per line; the full rebuild is what makes the check complete.
@@ -182,5 +217,21 @@ def verify_export(lines: Iterable[str], log_name: str, log_public_key: bytes,
             _check_previous(previous_checkpoint, log_name, log_public_key, cp, tree, consistency_proof)
     except _Bad as bad:
         return Report(ok=False, size=cp.size if cp else 0, root_hex=cp.root.hex() if cp else "",
-                      first_bad=bad.first_bad, problem=bad.problem, checked=checked)
-    return Report(ok=True, size=cp.size, root_hex=cp.root.hex(), first_bad=None, problem=None, checked=checked)
+                      first_bad=bad.first_bad, problem=bad.problem, checked=checked, withheld=withheld)
+    return Report(ok=True, size=cp.size, root_hex=cp.root.hex(), first_bad=None, problem=None, checked=checked,
+                  withheld=withheld)
+
+
+def erased_by_rule(lines: Iterable[str]) -> dict[str, int]:
+    """How many entries of an export say their value was erased, by retention rule. The
+    value state is informational (not signed): the proof is that the entries still verify."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        try:
+            value = json.loads(line).get("value") if line.strip() else None
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, dict) and value.get("state") == "erased":
+            rule = str(value.get("erased_rule"))
+            counts[rule] = counts.get(rule, 0) + 1
+    return counts

@@ -25,6 +25,7 @@ class Subject:
     institution: str | None
     child_ref: str | None = None
     actor: str | None = None
+    purpose: str | None = None  # an access event's purpose code
 
 
 def institution_of(topic: str, templates: Iterable[str]) -> str | None:
@@ -47,7 +48,11 @@ def searchable(text: str | None) -> str | None:
     return clean[:MAX_SEARCHABLE]
 
 
-def _body(value: bytes | None) -> dict:
+ACCESS_TYPE = "ro.punte.access.v1"
+
+
+def body_of(value: bytes | None) -> dict:
+    """The record's value as a JSON object ({} when it is not one)."""
     try:
         body = json.loads((value or b"").decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -64,8 +69,13 @@ def _text(body: dict, *keys: str) -> str | None:
 
 
 def subject_of(record: Record, templates: Iterable[str]) -> Subject:
+    return subject_with(record, templates, body_of(record.value))
+
+
+def subject_with(record: Record, templates: Iterable[str], body: dict) -> Subject:
+    """``subject_of`` with the body already read."""
     headers = header_map(record.headers)
-    body = _body(record.value)
+    event_type = headers.get("ce_type")
     return Subject(
         event_id=searchable(headers.get("ce_id")), event_type=searchable(headers.get("ce_type")),
         source=searchable(headers.get("ce_source")),
@@ -74,4 +84,5 @@ def subject_of(record: Record, templates: Iterable[str]) -> Subject:
         child_ref=searchable(_text(body, "child_ref")),
         # A person where the event names one (access, referral steps), else the sender.
         actor=searchable(_text(body, "actor", "actor_person") or headers.get("ce_source")),
+        purpose=searchable(_text(body, "purpose")) if event_type == ACCESS_TYPE else None,
     )

@@ -2,7 +2,12 @@
 get signed checkpoints and proofs, let witnesses cosign, export for offline checking.
 Every auditor query is itself recorded (an access event, audited like any message), with
 its purpose: a code of contracts/reference/access-purposes.yaml. Who may call what is
-contracts/reference/access.yaml (``permit``)."""
+contracts/reference/access.yaml (``permit``).
+
+No answer carries a recorded value (decision 0016): entries show their digest form and
+what became of the value (sealed, erased when and by which rule). Opening a sealed value
+is break-glass (``POST /entries/{seq}/value``): a stated purpose, an access event, and the
+case's lead is told."""
 from __future__ import annotations
 
 import base64
@@ -14,10 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.refusals import Refused, reason
-from runtime.access import record_access
+from runtime.access import PURPOSE_HEADER, purpose_of, record_access
 from runtime.authorization import permit
 from runtime.control_characters import has_control_characters
 from runtime.service import Runtime
@@ -25,6 +30,7 @@ from runtime.tokens import Principal
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries
 from services.audit.domain import checkpoint
+from services.audit.domain.entries import read_leaf
 from services.audit.domain.spreadsheet import safe_cell
 
 router = APIRouter(tags=["audit"])
@@ -44,6 +50,14 @@ def _refused(exc: Refused, status: int = 404) -> HTTPException:
     return HTTPException(status, detail=reason(exc.code, exc.detail))
 
 
+class ValueState(BaseModel):
+    state: str = Field(description="sealed | erased | none (a tombstone) | in-v1-leaf (log version 1: "
+                                   "the value is in the entry's own bytes, which are withheld) | missing")
+    scope: str | None = Field(description="The data key's scope: case:<id>, report:<id> or network")
+    erased_at: datetime | None
+    erased_rule: str | None = Field(description="The retention rule (contracts/reference/retention.yaml)")
+
+
 class Entry(BaseModel):
     seq: int
     topic: str
@@ -56,8 +70,14 @@ class Entry(BaseModel):
     child_ref: str | None
     actor: str | None
     institution: str | None
+    purpose: str | None = Field(description="An access event's purpose code")
     recorded_at: datetime
-    entry_base64: str  # the exact bytes that were hashed
+    log_version: int
+    entry_base64: str | None = Field(description="The exact bytes that were hashed (log version 2: the "
+                                                 "record with its value's digest); null for a version 1 "
+                                                 "entry, whose bytes hold the value")
+    record: dict[str, Any] = Field(description="The entry in its digest form (value_sha256, never the value)")
+    value: ValueState
     leaf_hash: str  # hex
 
 
@@ -67,12 +87,14 @@ class Entries(BaseModel):
     offset: int
 
 
-def _entry(row: sa.Row) -> Entry:
+def _entry(row: sa.Row, value: ValueState) -> Entry:
+    leaf = read_leaf(row.entry)
     return Entry(seq=row.seq, topic=row.topic, partition=row.partition, offset=row.offset,
                  event_id=row.event_id, event_type=row.event_type, source=row.source, case_id=row.case_id,
-                 child_ref=row.child_ref, actor=row.actor, institution=row.institution,
-                 recorded_at=row.recorded_at, entry_base64=base64.b64encode(row.entry).decode(),
-                 leaf_hash=row.leaf_hash.hex())
+                 child_ref=row.child_ref, actor=row.actor, institution=row.institution, purpose=row.purpose,
+                 recorded_at=row.recorded_at, log_version=leaf.version,
+                 entry_base64=base64.b64encode(row.entry).decode() if leaf.version >= 2 else None,
+                 record=leaf.digest_form, value=value, leaf_hash=row.leaf_hash.hex())
 
 
 def _plain(**terms: str | None) -> None:
@@ -109,7 +131,46 @@ async def search(request: Request, case_id: str | None = None, child_ref: str | 
     await _audited_query(request, principal, {**filters, "since": since, "until": until}, case_id)
     async with _runtime(request).sessions() as session:
         rows = (await session.execute(query.order_by(audit_entries.c.seq).limit(limit).offset(offset))).all()
-    return Entries(entries=[_entry(r) for r in rows], limit=limit, offset=offset)
+        states = await handlers.value_states(session, rows)
+    return Entries(entries=[_entry(r, ValueState(**states[r.seq].__dict__)) for r in rows],
+                   limit=limit, offset=offset)
+
+
+class OpenedValue(BaseModel):
+    seq: int
+    scope: str | None
+    case_id: str | None
+    value_sha256: str
+    value_base64: str
+
+
+@router.post("/entries/{seq}/value", response_model=OpenedValue,
+             summary="Deschide o valoare sigilată (acces de urgență) / open a sealed value (break-glass)",
+             responses={410: {"description": "ERASED: the value was erased (when, by which rule)"},
+                        422: {"description": "PURPOSE_REQUIRED or UNKNOWN_PURPOSE"}})
+async def open_value(request: Request, seq: int = Path(ge=1, le=MAX_INT64),
+                     principal: Principal = Depends(permit("audit.value.open"))) -> OpenedValue:
+    """Break-glass: the value an entry commits to, opened for a purpose the auditor states
+    (X-Punte-Purpose or ?purpose=, a code of access-purposes.yaml; no default). The opening
+    is an access event on punte.access in the same transaction, and the case's lead is told
+    (notification). An erased value answers 410 ERASED with when and by which rule."""
+    if not (request.headers.get(PURPOSE_HEADER) or request.query_params.get("purpose") or "").partition(";")[0].strip():
+        raise HTTPException(422, detail=reason("PURPOSE_REQUIRED", "X-Punte-Purpose"))
+    purpose_of(request)  # a code outside the list is refused before anything is opened
+    runtime = _runtime(request)
+    trail: handlers.Trail = runtime.extras["audit_trail"]
+    try:
+        async with runtime.unit_of_work() as uow:
+            opened = await handlers.open_value(uow.session, trail.data_keys, seq)
+            record_access(uow, principal, request, service="audit", case_id=opened.case_id,
+                          query={"seq": str(seq), "scope": opened.scope or ""}, break_glass=True)
+    except handlers.ValueErased as exc:
+        raise HTTPException(410, detail={**reason(exc.code, exc.detail), "erased_at": exc.erased_at.isoformat(),
+                                         "erased_rule": exc.rule}) from None
+    except Refused as exc:
+        raise _refused(exc) from None
+    return OpenedValue(seq=opened.seq, scope=opened.scope, case_id=opened.case_id,
+                       value_sha256=opened.value_sha256, value_base64=base64.b64encode(opened.value).decode())
 
 
 class TimelineStep(BaseModel):
@@ -236,7 +297,8 @@ async def export(request: Request, format: str = Query("jsonl", pattern="^(jsonl
                     headers={"Content-Disposition": "attachment; filename=punte-audit.jsonl"})
 
 
-CSV_COLUMNS = ["index", "topic", "partition", "offset", "event_type", "case_id", "recorded_at", "leaf_hash"]
+CSV_COLUMNS = ["index", "topic", "partition", "offset", "event_type", "case_id", "recorded_at", "log_version",
+               "leaf_hash", "value_sha256", "value_state", "erased_at", "erased_rule"]
 
 
 def _csv(rows: list[dict[str, Any]]) -> Response:

@@ -109,6 +109,18 @@ def case_accessed(access: AccessRecorded, lead: str, urgency: str, categories: t
                    purpose=access.purpose)]
 
 
+def sealed_value_opened(access: AccessRecorded, lead: str, urgency: str,
+                        categories: tuple[str, ...]) -> list[Notice]:
+    """Break-glass in the audit trail (decision 0016): someone, an auditor too, opened a
+    value the trail keeps sealed (a report of the case). The lead is told who, when and why
+    (the purpose's code; the reader's own words stay in the trail)."""
+    if not access.break_glass or access.case_id is None:
+        return []
+    who = f"{access.actor} (audit, break-glass), {access.at:%Y-%m-%d %H:%M} UTC"
+    return [Notice(lead, "case-accessed", access.case_id, None, urgency, categories, detail=who,
+                   purpose=access.purpose)]
+
+
 def referral_accepted(referral: ReferralAccepted, urgency: str,
                       categories: tuple[str, ...]) -> list[Notice]:
     """The referrer learns its referral was taken. The acceptance carries neither urgency

@@ -40,6 +40,13 @@
       "col.institution": "Instituție",
       "col.actor": "Actor",
       "col.case": "Caz",
+      "col.value": "Valoare",
+      "value.sealed": "sigilată",
+      "value.erased": "ștearsă {at} (regula {rule})",
+      "value.none": "fără valoare",
+      "value.in-v1-leaf": "în intrarea v1 (nu se afișează)",
+      "value.missing": "lipsește",
+      "value.digest": "SHA-256 al valorii: {digest}",
       "pager.prev": "← Înapoi",
       "pager.next": "Înainte →",
       "pager.page": "Pagina {n}",
@@ -105,6 +112,13 @@
       "col.institution": "Institution",
       "col.actor": "Actor",
       "col.case": "Case",
+      "col.value": "Value",
+      "value.sealed": "sealed",
+      "value.erased": "erased {at} (rule {rule})",
+      "value.none": "no value",
+      "value.in-v1-leaf": "in the v1 entry (not shown)",
+      "value.missing": "missing",
+      "value.digest": "SHA-256 of the value: {digest}",
       "pager.prev": "← Previous",
       "pager.next": "Next →",
       "pager.page": "Page {n}",
@@ -277,6 +291,14 @@
         cell(row, t("col.case"), link);
       } else {
         cell(row, t("col.case"), null);
+      }
+      // What became of the value (never the value itself): sealed, or erased when and by which rule.
+      var value = entry.value || { state: "none" };
+      var shown = cell(row, t("col.value"), t("value." + value.state, {
+        at: value.erased_at ? fmtTime(value.erased_at) : "", rule: value.erased_rule || ""
+      }));
+      if (entry.record && entry.record.value_sha256) {
+        shown.title = t("value.digest", { digest: entry.record.value_sha256 });
       }
       tbody.appendChild(row);
     });
