@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     INTAKE_MIGRATIONS,
     ISSUER,
     REFERRAL_MIGRATIONS,
+    TEST_DATA_KEYS_SETTING,
     TEST_REPORT_KEYS_FILE,
     api_client,
     bearer,
@@ -44,7 +45,7 @@ FORGER, VICTIM = "isj-bc", "spas-colonesti"
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in (FORGER, VICTIM)}
 KEYRING = keyring_of(KEYS)
 SETTINGS = Settings(pseudonym_key="5e" * 32, identity_keys=f"t-1:{'a7' * 32}",
-                    intake_encryption_keys_file=TEST_REPORT_KEYS_FILE)
+                    intake_encryption_keys_file=TEST_REPORT_KEYS_FILE, data_keys=TEST_DATA_KEYS_SETTING)
 
 
 def runtime_on(name: str, engine) -> Runtime:

@@ -34,6 +34,7 @@ from services.referral.entrypoints import http as referral_http
 from tests.integration.helpers import (
     NETWORK_KEY,
     TEST_DATA_KEYS,
+    TEST_DATA_KEYS_SETTING,
     bearer,
     case_closed,
     case_opened,
@@ -69,7 +70,8 @@ async def test_the_lead_closes_a_case_once_and_referral_erases_it_when_due_and_n
     consumer = InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions, handler=on_case,
                              attempts=1, network_keys=network_keyring(NETWORK_KEY), data_keys=TEST_DATA_KEYS)
     app = service_app("referral", engine, referral_http.router,
-                      settings=Settings(retention_file=tmp_path / "retention-0-days.yaml"))
+                      settings=Settings(retention_file=tmp_path / "retention-0-days.yaml",
+                                        data_keys=TEST_DATA_KEYS_SETTING))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://referral.test")
     lead = bearer("dgaspc-bc", "cm.ana")
     try:
@@ -77,7 +79,7 @@ async def test_the_lead_closes_a_case_once_and_referral_erases_it_when_due_and_n
             await consumer.process([message("punte.cases", event, offset=next(positions))])
         [plan] = (await client.get("/v1/cases/case-1", headers=lead)).json()["plan"]
         await client.post(f"/v1/referrals/{plan['referral_id']}/commands",
-                          json={"command": "reject", "reason": "nu este de competența noastră"}, headers=lead)
+                          json={"command": "reject", "reason": "not-competent"}, headers=lead)
         unknown = await client.post("/v1/cases/case-1/close", json={"reason": "bored"}, headers=lead)
         assert unknown.status_code == 422 and unknown.json()["detail"]["code"] == "UNKNOWN_CLOSURE_REASON"
         system = await client.post("/v1/cases/case-1/close", headers=bearer("dgaspc-bc", "sys", "institution-system"))
