@@ -12,7 +12,7 @@ from runtime.service import Runtime, ServiceSpec, polling
 from runtime.signing import SigningKey
 from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
-from services.audit.entrypoints import http, ui
+from services.audit.entrypoints import http, privacy, ui
 
 EVERY_TOPIC = r"^punte\..+"
 log = get_logger("audit")
@@ -32,7 +32,9 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [rt.consumer(group_id="punte-audit", pattern=EVERY_TOPIC, message_key=key_by_position,
                         handler=partial(handlers.append, templates=templates),
                         batch_handler=partial(handlers.append_many, templates=templates),
-                        verify_network=False)]
+                        verify_network=False),
+            # The person's rights: each case's lead, so exports go to its officer only.
+            rt.consumer(group_id="punte-audit-cases", topics=["punte.cases"], handler=privacy.follow_case)]
 
 
 async def start(rt: Runtime) -> None:
@@ -63,5 +65,5 @@ def loops(rt: Runtime):
 SPEC = ServiceSpec(
     name="audit", title="Punte audit — jurnal de audit / audit trail",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router, ui.router], stats=handlers.stats, on_start=start, loops=loops,
+    consumers=consumers, routers=[http.router, ui.router, privacy.router], stats=handlers.stats, on_start=start, loops=loops,
 )

@@ -11,7 +11,7 @@ from runtime.settings import Settings
 from services.intake import handlers
 from services.intake.adapters.vault import IdentityVault
 from services.intake.domain.cases import Rules
-from services.intake.entrypoints import http
+from services.intake.entrypoints import http, privacy
 
 INGRESS_PATTERN = r"^punte\.ingress\..+"
 # HMAC-SHA256 and AES-256-GCM keys: 32 random bytes, 64 hex digits.
@@ -108,5 +108,5 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
 SPEC = ServiceSpec(
     name="intake", title="Punte intake — rapoarte de risc / risk reports",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router], stats=handlers.stats,
+    consumers=consumers, routers=[http.router, privacy.router], stats=handlers.stats,
 )

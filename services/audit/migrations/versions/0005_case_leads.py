@@ -1,0 +1,22 @@
+"""Audit: which institution leads each case, so the person's export (GDPR art. 15) is
+answered to the lead's data-protection officer only (docs/decisions/0019).
+
+Revision ID: 0005
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0002"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "case_leads",
+        sa.Column("case_id", sa.Text, primary_key=True),
+        sa.Column("lead", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("case_leads")
