@@ -121,7 +121,7 @@ async def rectify(case_id: str, request: Request, correction: Correction = Body(
         try:
             identity = rights.corrected(current, correction.fields)
         except rights.InvalidCorrection as exc:
-            raise HTTPException(422, detail=reason("SCHEMA_VIOLATION", str(exc))) from None
+            raise HTTPException(422, detail=reason("INVALID_CORRECTION", str(exc))) from None
         version_id = f"rectification-{uuid.uuid4().hex[:16]}"
         assert principal.institution is not None  # the lead's people only (check)
         await repository.add_identity_version(uow.session, case.child_ref, vault.seal(identity, case.child_ref),
