@@ -53,6 +53,10 @@ async def _lead_case(uow: UnitOfWork, case_id: str, principal: Principal, action
     return row
 
 
+# The access rule is asked first, then the purpose: one who takes no part in the case learns
+# nothing from the answer, not even that a purpose was missing.
+
+
 def _opened(vault: IdentityVault, row: Any) -> dict[str, Any]:
     return vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
 
@@ -63,11 +67,11 @@ async def export(case_id: str, request: Request,
     """Every identity version of the case's child (opened here, and only here), the child's
     cases with their reports, the restriction and the pseudonym aliases. Allowed while the
     case is restricted: the export is the person's right, not processing of the case."""
-    rights_purpose(request, "subject.export")
     runtime: Runtime = request.app.state.runtime
     vault, _ = _keys(runtime)
     async with runtime.unit_of_work() as uow:
         case = await _lead_case(uow, case_id, principal, "subject.export")
+        rights_purpose(request, "subject.export")
         record_access(uow, principal, request, service=SERVICE, case_id=case_id, query={"export": "subject"})
         versions = await privacy.identity_versions(uow.session, case.child_ref)
         held = await privacy.cases_of_child(uow.session, case.child_ref)
@@ -109,11 +113,11 @@ async def rectify(case_id: str, request: Request, correction: Correction = Body(
     """A new identity version: the current one with the corrected fields, recorded with who
     and why; earlier versions stay as they were. The pseudonym stays; a corrected CNP gets an
     alias (services/intake/domain/rights.py)."""
-    stated = rights_purpose(request, "subject.rectify")
     runtime: Runtime = request.app.state.runtime
     vault, key = _keys(runtime)
     async with runtime.unit_of_work() as uow:
         case = await _lead_case(uow, case_id, principal, "subject.rectify")
+        stated = rights_purpose(request, "subject.rectify")
         record_access(uow, principal, request, service=SERVICE, case_id=case_id,
                       query={"rectify": ",".join(sorted(correction.fields))})
         current_row = await repository.current_identity(uow.session, case.child_ref)
@@ -149,10 +153,10 @@ async def restrict(case_id: str, body: RestrictionBody, request: Request,
                    principal: Principal = Depends(permit("subject.restrict"))) -> dict[str, Any]:
     """Restrict (or lift): recorded here and told to the other services on punte.cases
     (ro.punte.case.restricted.v1), which then take no command and send nothing about it."""
-    stated = rights_purpose(request, "subject.restrict")
     runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
         await _lead_case(uow, case_id, principal, "subject.restrict")
+        stated = rights_purpose(request, "subject.restrict")
         record_access(uow, principal, request, service=SERVICE, case_id=case_id,
                       query={"restricted": str(body.restricted).lower()})
         assert principal.institution is not None

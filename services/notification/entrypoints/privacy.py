@@ -26,11 +26,11 @@ def _at(value) -> str | None:
 @router.get("/cases/{case_id}/export", summary="Exportul datelor persoanei / the person's data (art. 15)")
 async def export(case_id: str, request: Request,
                  principal: Principal = Depends(permit("subject.export"))) -> dict[str, Any]:
-    rights_purpose(request, "subject.export")
     runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
         lead = await privacy.lead_of(uow.session, case_id)
         check("subject.export", principal, case_relations(principal.institution, lead=lead), "case")
+        rights_purpose(request, "subject.export")  # after the rule: outsiders learn nothing
         record_access(uow, principal, request, service="notification", case_id=case_id,
                       query={"export": "subject"})
         entries = await privacy.entries_of(uow.session, case_id)

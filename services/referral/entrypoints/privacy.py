@@ -24,7 +24,6 @@ router = APIRouter(prefix="/privacy", tags=["privacy"])
 @router.get("/cases/{case_id}/export", summary="Exportul datelor persoanei / the person's data (art. 15)")
 async def export(case_id: str, request: Request,
                  principal: Principal = Depends(permit("subject.export"))) -> dict[str, Any]:
-    rights_purpose(request, "subject.export")
     runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
         case = await repository.case_of(uow.session, case_id)
@@ -32,6 +31,7 @@ async def export(case_id: str, request: Request,
             raise _refused(Refused("UNKNOWN_CASE", "no such case"))
         check("subject.export", principal, visibility.to_case(principal.institution, repository.sides_of(case)),
               "case")
+        rights_purpose(request, "subject.export")  # after the rule: outsiders learn nothing
         record_access(uow, principal, request, service="referral", case_id=case_id, query={"export": "subject"})
         held = await privacy.referrals_of(uow.session, case_id)
         steps = await privacy.history_of(uow.session, [r.referral_id for r in held])
