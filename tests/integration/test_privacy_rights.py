@@ -12,6 +12,8 @@ handlers and HTTP API:
   child opens a case of its own; the export goes on; lifting the restriction restores all."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -20,6 +22,7 @@ from contracts.events import EventType
 from contracts.reference import risk_categories
 from punte.rights import collect_export
 from runtime.cloudevents import CloudEvent
+from runtime.db import make_sessions
 from runtime.inbox import UnitOfWork
 from runtime.outbox import Outbox
 from runtime.settings import Settings
@@ -34,6 +37,7 @@ from services.notification import handlers as notification_handlers
 from services.notification.adapters.tables import inbox_entries
 from services.notification.domain.recipients import Recipients
 from services.notification.entrypoints import privacy as notification_privacy
+from services.referral import handlers as referral_handlers
 from services.referral.entrypoints import http as referral_http
 from services.referral.entrypoints import privacy as referral_privacy
 from tests.integration.helpers import (
@@ -53,6 +57,7 @@ from tests.integration.helpers import (
     referral_consumers,
     service_app,
 )
+from tests.integration.helpers import case_opened as helpers_case_opened
 
 AUDIT_MIGRATIONS = ROOT / "services" / "audit" / "migrations"
 KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("isj-bc", "dsp-bc", "dgaspc-bc")}
@@ -341,3 +346,33 @@ async def test_restriction_stops_processing_but_storage_and_the_export_and_lifti
     assert read_again.status_code == 200
     assert command_again.status_code == 200, command_again.text
     assert sent_after_lifting > 0, "once lifted, the case's steps are told again"
+
+
+async def test_a_restricted_cases_deadlines_wait_and_fire_once_lifted(infrastructure):
+    config = referral_config()
+    consumer, engine = await referral_consumers(infrastructure.database_url, config)
+    sessions = make_sessions(engine)
+    later = datetime.now(timezone.utc) + timedelta(days=30)  # every deadline of the referral is past
+
+    def restriction(restricted: bool, minutes: int) -> CloudEvent:
+        return as_network(EventType.CASE_RESTRICTED.value, {
+            "case_id": "case-r", "restricted": restricted, "by": "dgaspc-bc",
+            "at": (datetime.now(timezone.utc) + timedelta(minutes=minutes)).isoformat()}, "case-r")
+
+    async def fire() -> int:
+        async with sessions() as session, session.begin():
+            uow = UnitOfWork(session, Outbox(session), "/punte/referral", now=later)
+            fired = await referral_handlers.fire_due_timers(uow, config)
+            await uow.outbox.flush()
+            return fired
+
+    try:
+        await consumer["cases"].process([message("punte.cases", helpers_case_opened("case-r"), offset=next(positions))])
+        await consumer["cases"].process([message("punte.cases", restriction(True, 0), offset=next(positions))])
+        while_restricted = await fire()
+        await consumer["cases"].process([message("punte.cases", restriction(False, 1), offset=next(positions))])
+        once_lifted = await fire()
+    finally:
+        await engine.dispose()
+    assert while_restricted == 0
+    assert once_lifted > 0
