@@ -33,8 +33,10 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
                         handler=partial(handlers.append, templates=templates),
                         batch_handler=partial(handlers.append_many, templates=templates),
                         verify_network=False),
-            # The person's rights: each case's lead, so exports go to its officer only.
-            rt.consumer(group_id="punte-audit-cases", topics=["punte.cases"], handler=privacy.follow_case)]
+            # The person's rights: each case's lead and participants, so exports go to the
+            # lead's officer only.
+            rt.consumer(group_id="punte-audit-cases", topics=["punte.cases", "punte.referrals"],
+                        handler=privacy.follow_case)]
 
 
 async def start(rt: Runtime) -> None:

@@ -168,6 +168,12 @@ async def test_the_leads_officer_exports_everything_and_every_part_is_recorded_a
         for client in clients.values():
             client.headers.update(officer(case.lead))
         document = await collect_export(clients, case.case_id, "subject-access", case.lead)
+        # A participant's officer is refused as not the lead, an outsider's told of no case.
+        refused = {(name, who): (answer.status_code, answer.json()["detail"]["code"])
+                   for name in ("referral", "notification", "audit")
+                   for who, institution in (("participant", case.informed[0]), ("outsider", "dgaspc-nt"))
+                   for answer in [await clients[name].get(f"/privacy/cases/{case.case_id}/export", params=EXPORT,
+                                                          headers=officer(institution))]}
         told = accesses(await emitted(intake.engine), case.case_id)
         parts = {name: accesses(await emitted(engine), case.case_id) for name, engine in
                  (("referral", referral_engine), ("notification", notification_engine), ("audit", audit_engine))}
@@ -201,6 +207,8 @@ async def test_the_leads_officer_exports_everything_and_every_part_is_recorded_a
             f"dpo.{case.lead}", case.lead, "subject-access")
     assert {name: len(found) for name, found in parts.items()} == {"referral": 1, "notification": 1, "audit": 1}
     assert (case.lead, "case-accessed") in notices
+    assert refused == {(name, who): code for name in ("referral", "notification", "audit")
+                       for who, code in (("participant", (403, "NOT_CASE_LEAD")), ("outsider", (404, "UNKNOWN_CASE")))}
 
 
 async def test_another_institutions_officer_a_case_manager_or_no_purpose_is_refused(intake):

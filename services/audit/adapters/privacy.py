@@ -1,6 +1,6 @@
-"""Audit's SQL for the person's rights: which institution leads each case (from
-case.opened on punte.cases, so the trail can tell the lead's officer from anyone else),
-and the case's entries as auditors see them, for the person's export."""
+"""Audit's SQL for the person's rights: who leads and who takes part in each case (from
+case.opened and referral.requested, so the trail tells the lead's officer from anyone else
+by the one access rule), and the case's entries as auditors see them, for the export."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,20 +11,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.adapters.tables import audit_entries, metadata
 
-# case id -> the lead institution, as intake opened the case.
-case_leads = sa.Table(
-    "case_leads", metadata,
+# case id -> the lead and the participants (the lead, the informed, those referred to).
+case_sides = sa.Table(
+    "case_sides", metadata,
     sa.Column("case_id", sa.Text, primary_key=True),
     sa.Column("lead", sa.Text, nullable=False),
+    sa.Column("participants", sa.JSON, nullable=False),
 )
 
 
-async def remember_lead(session: AsyncSession, case_id: str, lead: str) -> None:
-    await session.execute(pg_insert(case_leads).values(case_id=case_id, lead=lead).on_conflict_do_nothing())
+async def case_opened(session: AsyncSession, case_id: str, lead: str, informed: list[str]) -> None:
+    await session.execute(pg_insert(case_sides).values(
+        case_id=case_id, lead=lead, participants=list(dict.fromkeys([lead, *informed]))).on_conflict_do_nothing())
 
 
-async def lead_of(session: AsyncSession, case_id: str) -> str | None:
-    return await session.scalar(sa.select(case_leads.c.lead).where(case_leads.c.case_id == case_id))
+async def referred_to(session: AsyncSession, case_id: str, institution: str) -> None:
+    """``institution`` takes part in the case from its referral on (once)."""
+    row = (await session.execute(sa.select(case_sides).where(case_sides.c.case_id == case_id)
+                                 .with_for_update())).first()
+    if row is not None and institution not in row.participants:
+        await session.execute(sa.update(case_sides).where(case_sides.c.case_id == case_id)
+                              .values(participants=[*row.participants, institution]))
+
+
+async def sides_of(session: AsyncSession, case_id: str) -> tuple[str | None, list[str]]:
+    row = (await session.execute(sa.select(case_sides).where(case_sides.c.case_id == case_id))).first()
+    return (row.lead, list(row.participants)) if row is not None else (None, [])
 
 
 async def entries_of(session: AsyncSession, case_id: str) -> Sequence[sa.Row]:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from contracts.access import case_relations
-from contracts.events import CaseOpened, EventType
+from contracts.events import CaseOpened, EventType, ReferralRequested
 from runtime.access import record_access
 from runtime.authorization import check, permit
 from runtime.inbox import Message, UnitOfWork
@@ -22,10 +22,15 @@ router = APIRouter(prefix="/privacy", tags=["privacy"])
 
 
 async def follow_case(uow: UnitOfWork, message: Message) -> None:
-    """Remember each case's lead (punte.cases, consumer group punte-audit-cases)."""
-    if message.event.type == EventType.CASE_OPENED.value:
-        case = CaseOpened.model_validate(message.event.data)
-        await privacy.remember_lead(uow.session, case.case_id, case.lead)
+    """Remember each case's lead and participants (punte.cases and punte.referrals,
+    consumer group punte-audit-cases)."""
+    event = message.event
+    if event.type == EventType.CASE_OPENED.value:
+        case = CaseOpened.model_validate(event.data)
+        await privacy.case_opened(uow.session, case.case_id, case.lead, case.informed)
+    elif event.type == EventType.REFERRAL_REQUESTED.value:
+        referral = ReferralRequested.model_validate(event.data)
+        await privacy.referred_to(uow.session, referral.case_id, referral.to)
 
 
 @router.get("/cases/{case_id}/export", summary="Exportul datelor persoanei / the person's data (art. 15)")
@@ -33,8 +38,9 @@ async def export(case_id: str, request: Request,
                  principal: Principal = Depends(permit("subject.export"))) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
-        lead = await privacy.lead_of(uow.session, case_id)
-        check("subject.export", principal, case_relations(principal.institution, lead=lead), "case")
+        lead, participants = await privacy.sides_of(uow.session, case_id)
+        check("subject.export", principal,
+              case_relations(principal.institution, lead=lead, participants=participants), "case")
         rights_purpose(request, "subject.export")  # after the rule: outsiders learn nothing
         record_access(uow, principal, request, service="audit", case_id=case_id, query={"export": "subject"})
         rows = await privacy.entries_of(uow.session, case_id)

@@ -36,11 +36,17 @@ async def is_restricted(session: AsyncSession, case_id: str) -> bool:
                                      .where(case_restrictions.c.case_id == case_id)))
 
 
-async def lead_of(session: AsyncSession, case_id: str) -> str | None:
-    """The institution a case was referred to first: its lead (as handlers._lead_of)."""
-    return (await session.execute(
+async def sides_of(session: AsyncSession, case_id: str) -> tuple[str | None, list[str]]:
+    """The case's lead (the institution it was referred to first, as handlers._lead_of) and
+    its participants: the lead, every institution a referral of it went to, and those
+    informed of it when it opened (their case-informed notices)."""
+    receivers = list((await session.execute(
         sa.select(facts.c.lead).where(facts.c.case_id == case_id, facts.c.lead.is_not(None))
-        .order_by(facts.c.created_at).limit(1))).scalar_one_or_none()
+        .order_by(facts.c.created_at))).scalars())
+    informed = list((await session.execute(
+        sa.select(inbox_entries.c.institution).where(inbox_entries.c.case_id == case_id,
+                                                     inbox_entries.c.kind == "case-informed"))).scalars())
+    return (receivers[0] if receivers else None), list(dict.fromkeys([*receivers, *informed]))
 
 
 async def entries_of(session: AsyncSession, case_id: str) -> Sequence[sa.Row]:

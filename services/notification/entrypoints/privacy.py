@@ -28,8 +28,9 @@ async def export(case_id: str, request: Request,
                  principal: Principal = Depends(permit("subject.export"))) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with runtime.unit_of_work() as uow:
-        lead = await privacy.lead_of(uow.session, case_id)
-        check("subject.export", principal, case_relations(principal.institution, lead=lead), "case")
+        lead, participants = await privacy.sides_of(uow.session, case_id)
+        check("subject.export", principal,
+              case_relations(principal.institution, lead=lead, participants=participants), "case")
         rights_purpose(request, "subject.export")  # after the rule: outsiders learn nothing
         record_access(uow, principal, request, service="notification", case_id=case_id,
                       query={"export": "subject"})

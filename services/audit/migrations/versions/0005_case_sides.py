@@ -1,5 +1,5 @@
-"""Audit: which institution leads each case, so the person's export (GDPR art. 15) is
-answered to the lead's data-protection officer only (docs/decisions/0019).
+"""Audit: who leads and who takes part in each case, so the person's export (GDPR art. 15)
+is answered to the lead's data-protection officer only (docs/decisions/0019).
 
 Revision ID: 0005
 """
@@ -12,11 +12,12 @@ down_revision = "0002"
 
 def upgrade() -> None:
     op.create_table(
-        "case_leads",
+        "case_sides",
         sa.Column("case_id", sa.Text, primary_key=True),
         sa.Column("lead", sa.Text, nullable=False),
+        sa.Column("participants", sa.JSON, nullable=False),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("case_leads")
+    op.drop_table("case_sides")
