@@ -49,6 +49,7 @@ class EventType(str, Enum):
     DEAD_LETTER_V2 = "ro.punte.deadletter.v2"
     ACCESS = "ro.punte.access.v1"
     AUDIT_CHECKPOINT = "ro.punte.audit.checkpoint.v1"
+    CASE_RESTRICTED = "ro.punte.case.restricted.v1"
 
 
 class Urgency(str, Enum):
@@ -379,6 +380,17 @@ class CaseReopened(Contract):
     reopened_by: str = Field(description="Institution id of the lead that reopened the case")
 
 
+class CaseRestricted(Contract):
+    """The case's processing is restricted (GDPR art. 18), or the restriction lifted: while
+    restricted, the case is only stored and exported to the person; nothing is sent about it
+    and no command or new referral is taken (docs/decisions/0019-data-subject-rights.md)."""
+
+    case_id: str
+    restricted: bool = Field(description="True: restricted from now on; false: the restriction is lifted")
+    at: AwareDatetime
+    by: str = Field(description="Institution id of the lead whose data-protection officer decided")
+
+
 class ReferralRequested(Contract):
     referral_id: str
     case_id: str
@@ -559,4 +571,5 @@ PAYLOADS: dict[EventType, type[Contract]] = {
     EventType.DEAD_LETTER_V2: DeadLetterV2,
     EventType.ACCESS: AccessRecorded,
     EventType.AUDIT_CHECKPOINT: AuditCheckpoint,
+    EventType.CASE_RESTRICTED: CaseRestricted,
 }

@@ -282,5 +282,54 @@ def privacy_record(write: bool = typer.Option(False, "--write", help=f"Write it 
         print(record())
 
 
+
+@privacy_app.command("export")
+def privacy_export(case: str = typer.Option(..., "--case", help="A case of the child"),
+                   purpose: str = typer.Option("subject-access", "--purpose",
+                                               help="A code of access-purposes.yaml serving subject.export"),
+                   out: Path = typer.Option(..., "--out", help="Where to write the JSON document"),
+                   institution: str = typer.Option("dgaspc-bc", "--institution",
+                                                   help="The lead institution whose officer asks"),
+                   state_dir: Path = STATE) -> None:
+    """Everything the network holds about a case's child (GDPR art. 15), from the four
+    services, as the data-protection officer of the case's lead; each part is recorded."""
+    from punte.rights import SERVICES, PartRefused, collect_export
+    urls, token = _officer_signed_in(state_dir, institution)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def run() -> dict:
+        clients = {s: httpx.AsyncClient(base_url=urls[s], headers=headers, timeout=60) for s in SERVICES}
+        try:
+            return await collect_export(clients, case, purpose, institution)
+        finally:
+            for client in clients.values():
+                await client.aclose()
+
+    try:
+        document = asyncio.run(run())
+    except PartRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    out.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+    console.print(f"{out}: {len(document['intake']['identity_versions'])} versiuni ale identității / identity "
+                  f"versions, {len(document['cases'])} cazuri / cases")
+
+
+def _officer_signed_in(state_dir: Path, institution: str) -> tuple[dict[str, str], str]:
+    """The services' URLs of the running embedded network, and a short-lived token of the
+    data-protection officer of ``institution`` (the operator's machine holds the issuer key)."""
+    state = State(state_dir)
+    if not state.runtime_file.exists():
+        console.print("[red]Rețeaua nu rulează / the network is not running[/red] (punte up)")
+        raise typer.Exit(2)
+    if institution not in institutions():
+        console.print(f"[red]Instituție necunoscută / unknown institution[/red] {institution}")
+        raise typer.Exit(2)
+    urls = json.loads(state.runtime_file.read_text())["services"]
+    token = state.token_issuer(urls["identity"]).issue(f"dpo.{institution}", institution, ["privacy-officer"],
+                                                       ttl_seconds=300)
+    return urls, token
+
+
 if __name__ == "__main__":
     app()

@@ -129,6 +129,8 @@ class State:
             for username, roles, name in (
                 (f"cm.{institution.id}", ["case-manager"], f"Manager de caz {institution.name}"),
                 (f"sys.{institution.id}", ["institution-system"], f"Sistemul {institution.name}"),
+                # Its data-protection officer: the person's requests (GDPR art. 15-18).
+                (f"dpo.{institution.id}", ["privacy-officer"], f"Responsabil protecția datelor {institution.name}"),
             ):
                 account, password = new_account(username, institution.id, roles, name)
                 accounts.append(account)

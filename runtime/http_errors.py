@@ -59,10 +59,11 @@ DESCRIPTIONS = {
 
 def _statuses(method: str, path: str) -> list[int]:
     """The refusals an operation can give: every signed-in one 401/403/404 (what the asker
-    takes no part in is unknown to it)/413/422/429/503; one that changes state 400 and 409."""
-    found = [401, 403, 404, 413, 422, 429, 503]
+    takes no part in is unknown to it)/409 (a case whose processing is restricted refuses
+    reads too: CASE_RESTRICTED)/413/422/429/503; one that changes state 400 as well."""
+    found = [401, 403, 404, 409, 413, 422, 429, 503]
     if method in ("post", "put", "patch", "delete"):
-        found += [400, 409]
+        found += [400]
     return sorted(found)
 
 

@@ -14,7 +14,7 @@ from runtime.service import Runtime, ServiceSpec, polling
 from runtime.signing import SigningKey
 from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
-from services.audit.entrypoints import http, ui
+from services.audit.entrypoints import http, privacy, ui
 
 EVERY_TOPIC = r"^punte\..+"
 log = get_logger("audit")
@@ -43,7 +43,11 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [rt.consumer(group_id="punte-audit", pattern=EVERY_TOPIC, message_key=key_by_position,
                         handler=partial(handlers.append, trail=deps),
                         batch_handler=partial(handlers.append_many, trail=deps),
-                        verify_network=False)]
+                        verify_network=False),
+            # The person's rights: each case's lead and participants, so exports go to the
+            # lead's officer only.
+            rt.consumer(group_id="punte-audit-cases", topics=["punte.cases", "punte.referrals"],
+                        handler=privacy.follow_case)]
 
 
 async def start(rt: Runtime) -> None:
@@ -87,5 +91,5 @@ def loops(rt: Runtime):
 SPEC = ServiceSpec(
     name="audit", title="Punte audit — jurnal de audit / audit trail",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router, ui.router], stats=handlers.stats, on_start=start, loops=loops,
+    consumers=consumers, routers=[http.router, ui.router, privacy.router], stats=handlers.stats, on_start=start, loops=loops,
 )

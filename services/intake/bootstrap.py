@@ -12,7 +12,7 @@ from services.intake import handlers, retention
 from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.vault import IdentityVault
 from services.intake.domain.cases import Rules
-from services.intake.entrypoints import http
+from services.intake.entrypoints import http, privacy
 
 INGRESS_PATTERN = r"^punte\.ingress\..+"
 # HMAC-SHA256 and AES-256-GCM keys: 32 random bytes, 64 hex digits.
@@ -131,6 +131,6 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
 SPEC = ServiceSpec(
     name="intake", title="Punte intake — rapoarte de risc / risk reports",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router, http.keys], stats=handlers.stats,
+    consumers=consumers, routers=[http.router, http.keys, privacy.router], stats=handlers.stats,
     loops=lambda rt: [rt.purge_job(retention.purge)], data_keys=True,
 )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -25,13 +25,14 @@ from runtime.cloudevents import CloudEvent
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.signing import Keyring
-from services.intake.adapters import repository
+from services.intake.adapters import privacy, repository
 from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.tables import cases, reports
 from services.intake.adapters.vault import IdentityVault, Sealed
 from services.intake.domain.cases import NewCase, Rules, assess, merge, overlaps, upgrade
 from services.intake.domain.errors import ReportRejected
 from services.intake.domain.matching import Described, likely_same_child
+from services.intake.domain.rights import joinable
 from services.intake.domain.sealed import join, read_sealed
 
 SERVICE = "intake"
@@ -78,13 +79,17 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
         await _record(uow, message, "rejected", answer, reason=exc.code)
         return
 
+    # A corrected CNP's pseudonym leads to the child's own (GDPR art. 16; domain/rights.py).
+    case = replace(case, child_ref=await privacy.resolve_alias(uow.session, case.child_ref))
     await repository.add_identity_version(uow.session, case.child_ref,
                                           intake.vault.seal(_identity(report), case.child_ref),
                                           report_id=event.id, reporter=report.reporter.institution,
                                           now=uow.now)
     await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
-    joined = next((c for c in await repository.open_cases_of(uow.session, case.child_ref)
-                   if overlaps(c.categories, case)), None)
+    open_cases = await repository.open_cases_of(uow.session, case.child_ref)
+    # A restricted case takes no new report: it opens a case of its own (domain/rights.py).
+    open_cases = joinable(open_cases, await privacy.restricted_among(uow.session, [c.case_id for c in open_cases]))
+    joined = next((c for c in open_cases if overlaps(c.categories, case)), None)
     if joined is not None:
         case_id, answer = await _join(uow, message, event, report, case, joined)
     else:

@@ -19,7 +19,7 @@ from services.notification.channels.people import PeopleChannels, send_due
 from services.notification.channels.sms import FileSmsProvider
 from services.notification.channels.webhook import RetryPolicy, deliver_due
 from services.notification.domain.dispatch import PageCap
-from services.notification.entrypoints import http, ui
+from services.notification.entrypoints import http, privacy, ui
 
 TOPICS = ["punte.cases", "punte.referrals", "punte.access"]
 CONFIG = http.CONFIG
@@ -82,6 +82,6 @@ def loops(rt: Runtime):
 SPEC = ServiceSpec(
     name="notification", title="Punte notification — notificări / notifications",
     migrations=Path(__file__).parent / "migrations",
-    consumers=consumers, routers=[http.router, ui.router], stats=handlers.stats,
+    consumers=consumers, routers=[http.router, ui.router, privacy.router], stats=handlers.stats,
     on_start=configure, loops=loops, data_keys=True,
 )

@@ -17,6 +17,7 @@ from contracts.events import (
     CaseNotification,
     CaseOpened,
     CaseReportAdded,
+    CaseRestricted,
     EventType,
     ReferralAccepted,
     ReferralOverdue,
@@ -31,12 +32,13 @@ from contracts.reference import (
     need_to_know,
     referral_reasons,
 )
+from contracts.rights import serves_a_right
 from runtime.access import purpose_named
 from runtime.cloudevents import CloudEvent, EnvelopeError
 from runtime.inbox import Message, UnitOfWork, dead_letter, failure_detail
 from runtime.log import get_logger
 from runtime.signing import SigningKey
-from services.notification.adapters import alerting, people
+from services.notification.adapters import alerting, people, privacy
 from services.notification.adapters import preferences as preference_store
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import (
@@ -121,6 +123,9 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
             accepted = ReferralAccepted.model_validate(event.data)
             urgency, categories, _ = await _referral_facts(uow, accepted.referral_id, accepted.case_id)
             found = notices.referral_accepted(accepted, urgency, categories)
+        elif event.type == EventType.CASE_RESTRICTED.value:
+            await privacy.follow_restriction(uow.session, CaseRestricted.model_validate(event.data))
+            return  # told to nobody: the restriction itself is the lead's own decision
         else:
             return  # other events on these topics are not for people
     except EnvelopeError as exc:
@@ -131,6 +136,10 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     except ValidationError as exc:
         dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", failure_detail(exc))
         return
+    if found and await privacy.is_restricted(uow.session, found[0].case_id):
+        # GDPR art. 18: nothing is sent about a restricted case, but the lead is told of the
+        # person's rights exercised on it (exports, rectifications, the restriction's own calls).
+        found = [n for n in found if n.kind == "case-accessed" and serves_a_right(n.purpose)]
     for notice in found:
         await _deliver(uow, event, notice, config)
 

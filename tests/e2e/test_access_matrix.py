@@ -141,6 +141,10 @@ def request_for(world: World, method: str, path: str, institution: str | None) -
         body = {"case_id": world.case_id, "to": LEAD, "kind": "information-request"}
     elif operation == "POST /v1/cases/{case_id}/duplicates/{other_case_id}":
         body = {"decision": "dismissed"}
+    elif operation == "PUT /privacy/cases/{case_id}/restriction":
+        body = {"restricted": False}  # without a purpose: refused (422) after the access check
+    elif operation == "POST /privacy/cases/{case_id}/identity":
+        body = {"fields": {"given_name": "Test"}}  # likewise
     elif operation in ("PUT /preferences", "POST /checkpoints/{size}/cosignatures", "POST /v1/events"):
         body = {}  # invalid: refused after the access check (422/400) when access is granted
     return {"method": method, "url": url, "params": params,

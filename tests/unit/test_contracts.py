@@ -548,6 +548,8 @@ def built_instances() -> list[tuple[EventType, BaseModel]]:
         (EventType.CASE_REPORT_ADDED, events.CaseReportAdded(
             case_id="case-1", report_id="e-5", reporter=REPORTER, categories=["neglect"],
             new_categories=[], urgency=events.Urgency.P1, lead="dgaspc-bc", received_at=WHEN)),
+        (EventType.CASE_RESTRICTED, events.CaseRestricted(
+            case_id="case-1", restricted=True, at=WHEN, by="dgaspc-bc")),
         (EventType.REFERRAL_REQUESTED, events.ReferralRequested(
             referral_id="ref-1", case_id="case-1", referrer="spas-colonesti", to="dgaspc-bc",
             urgency=events.Urgency.P0, categories=["missing_child"], requested_at=WHEN)),

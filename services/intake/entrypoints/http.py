@@ -30,6 +30,7 @@ from services.intake.adapters import repository
 from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.repository import OUTCOME_CHANNEL
 from services.intake.adapters.tables import case_reports, cases, duplicate_candidates
+from services.intake.entrypoints.privacy import refuse_if_restricted
 from services.intake.handlers import CLEAR_REPORT_TYPES, REPORT_TYPES
 
 router = APIRouter(prefix="/v1", tags=["intake"])
@@ -175,6 +176,8 @@ async def _case_for(session: AsyncSession, case_id: str, principal: Principal,
                  if row is not None else frozenset({Relation.ANY}))
     check(action, principal, relations, resource="case")
     assert row is not None  # check refuses a case that does not exist
+    # A restricted case (GDPR art. 18) is stored, and exported to the person, only.
+    await refuse_if_restricted(session, case_id)
     return row, relations
 
 

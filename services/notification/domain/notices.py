@@ -18,6 +18,7 @@ from contracts.events import (
     ReferralRequested,
     ReferralTransitioned,
 )
+from contracts.rights import serves_a_right
 
 # Fixed namespace: the same event and recipient always give the same notification id.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/notification")
@@ -101,8 +102,13 @@ def case_accessed(access: AccessRecorded, lead: str, urgency: str, categories: t
     """Like CP-IS for hospitals: when someone from another institution opens a child's
     case, the case's lead is told who looked, when and why. Reads by the lead itself, and
     auditors' searches (no institution), tell nobody. "Why" is the purpose's code only: the
-    reader's free text (``purpose_text``) stays in the audit trail, since it may name people."""
-    if access.case_id is None or access.actor_institution in (None, lead):
+    reader's free text (``purpose_text``) stays in the audit trail, since it may name people.
+    The person's rights are the exception: an export, rectification or restriction (a
+    purpose serving a right) is told to the lead even when its own officer acted, so the
+    controller always knows (docs/privacy/rights.md)."""
+    if access.case_id is None or access.actor_institution is None:
+        return []
+    if access.actor_institution == lead and not serves_a_right(access.purpose):
         return []
     who = f"{access.actor_institution} ({access.actor}), {access.at:%Y-%m-%d %H:%M} UTC"
     return [Notice(lead, "case-accessed", access.case_id, None, urgency, categories, detail=who,

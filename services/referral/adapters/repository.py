@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.control_characters import has_control_characters
+from services.referral.adapters.privacy import RESTRICTED_CASES
 from services.referral.adapters.tables import cases, history, referrals
 from services.referral.domain.referral import OPEN, TERMINAL
 from services.referral.domain.visibility import Sides
@@ -63,7 +64,8 @@ def case_sides(row: sa.Row) -> Sides | None:
 async def inbox_of(session: AsyncSession, institution: str | None, *, person: str, owner: str,
                    include_closed: bool, limit: int) -> list[sa.Row]:
     """Referrals to ``institution``, most urgent and oldest first."""
-    query = _WITH_CASE.where(referrals.c.to_institution == institution)
+    query = _WITH_CASE.where(referrals.c.to_institution == institution,
+                             referrals.c.case_id.not_in(RESTRICTED_CASES))  # GDPR art. 18
     if not include_closed:
         query = query.where(referrals.c.state.in_([s.value for s in OPEN]))
     if owner == "mine":
@@ -77,7 +79,7 @@ async def inbox_of(session: AsyncSession, institution: str | None, *, person: st
 async def sent_by(session: AsyncSession, institution: str | None, *, limit: int) -> list[sa.Row]:
     """Referrals ``institution`` made, newest first."""
     return list((await session.execute(
-        _WITH_CASE.where(referrals.c.referrer == institution)
+        _WITH_CASE.where(referrals.c.referrer == institution, referrals.c.case_id.not_in(RESTRICTED_CASES))
         .order_by(referrals.c.requested_at.desc()).limit(limit))).all())
 
 

@@ -19,7 +19,7 @@ from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.referral import handlers, retention
 from services.referral.adapters import notes as case_notes
-from services.referral.adapters import repository
+from services.referral.adapters import privacy, repository
 from services.referral.adapters.tables import services
 from services.referral.domain import visibility
 from services.referral.domain.referral import Actor
@@ -159,6 +159,10 @@ async def _read(referral_id: str, request: Request, principal: Principal,
         relations = visibility.to_referral(principal.institution, referrer=row.referrer, to=row.to_institution,
                                            case=case)
         check(action, principal, relations, "referral")
+        try:
+            await privacy.refuse_if_restricted(uow.session, row.case_id)
+        except Refused as exc:
+            raise _refused(exc) from None
         record_access(uow, principal, request, service="referral", case_id=row.case_id)
         steps = await repository.steps_of(uow.session, referral_id)
         notes = await case_notes.of_referral(uow.session, referral_id)
@@ -253,6 +257,10 @@ async def case(case_id: str, request: Request, principal: Principal = Depends(pe
         sides = repository.sides_of(row)
         relations = visibility.to_case(principal.institution, sides)
         check("case.read", principal, relations, "case")
+        try:
+            await privacy.refuse_if_restricted(uow.session, case_id)
+        except Refused as exc:
+            raise _refused(exc) from None
         record_access(uow, principal, request, service="referral", case_id=case_id)
         plan = await repository.plan_of(uow.session, case_id)
     listed = [r for r in plan if visibility.in_plan_of(principal.institution, relations,
@@ -285,6 +293,7 @@ async def close_or_reopen(case_id: str, action: Literal["close", "reopen"], requ
         check("case.close", principal, visibility.to_case(principal.institution, repository.sides_of(row)), "case")
         assert principal.institution is not None  # check admits only the lead's people
         try:
+            await privacy.refuse_if_restricted(uow.session, case_id)
             if action == "close":
                 still_open = await repository.open_in_plan(uow.session, case_id)
                 if still_open:
