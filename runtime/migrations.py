@@ -95,6 +95,17 @@ def create_retention_tables(op) -> None:  # op: alembic.op
     create_dead_letters_table(op)
 
 
+def create_case_restrictions_table(op) -> None:  # op: alembic.op
+    """runtime.restrictions: the latest restriction decision about each case a service follows."""
+    op.create_table(
+        "case_restrictions",
+        sa.Column("case_id", sa.Text, primary_key=True),
+        sa.Column("restricted", sa.Boolean, nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_by", sa.Text, nullable=False),
+    )
+
+
 def run_env() -> None:
     """The body of every service's migrations/env.py (online mode, asyncpg)."""
     url = context.config.get_main_option("sqlalchemy.url")

@@ -33,12 +33,13 @@ from contracts.reference import (
     referral_reasons,
 )
 from contracts.rights import serves_a_right
+from runtime import restrictions
 from runtime.access import purpose_named
 from runtime.cloudevents import CloudEvent, EnvelopeError
 from runtime.inbox import Message, UnitOfWork, dead_letter, failure_detail
 from runtime.log import get_logger
 from runtime.signing import SigningKey
-from services.notification.adapters import alerting, people, privacy
+from services.notification.adapters import alerting, people
 from services.notification.adapters import preferences as preference_store
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.adapters.tables import (
@@ -124,7 +125,7 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
             urgency, categories, _ = await _referral_facts(uow, accepted.referral_id, accepted.case_id)
             found = notices.referral_accepted(accepted, urgency, categories)
         elif event.type == EventType.CASE_RESTRICTED.value:
-            await privacy.follow_restriction(uow.session, CaseRestricted.model_validate(event.data))
+            await restrictions.follow(uow.session, CaseRestricted.model_validate(event.data))
             return  # told to nobody: the restriction itself is the lead's own decision
         else:
             return  # other events on these topics are not for people
@@ -136,7 +137,7 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     except ValidationError as exc:
         dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", failure_detail(exc))
         return
-    if found and await privacy.is_restricted(uow.session, found[0].case_id):
+    if found and await restrictions.is_restricted(uow.session, found[0].case_id):
         # GDPR art. 18: nothing is sent about a restricted case, but the lead is told of the
         # person's rights exercised on it (exports, rectifications, the restriction's own calls).
         found = [n for n in found if n.kind == "case-accessed" and serves_a_right(n.purpose)]

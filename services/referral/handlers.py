@@ -27,13 +27,14 @@ from contracts.events import (
 )
 from contracts.refusals import Refused
 from runtime import data_keys as data_keys_module
+from runtime import restrictions
 from runtime.cloudevents import CloudEvent
 from runtime.data_keys import DataKeys, Erased
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.service import Runtime
 from runtime.signing import Keyring
-from services.referral.adapters import notes, privacy, repository
+from services.referral.adapters import notes, repository
 from services.referral.adapters.tables import cases, commands, history, referrals, services, timers
 from services.referral.domain import visibility
 from services.referral.domain.deadlines import Escalate, Return, on_due, schedule
@@ -101,7 +102,7 @@ async def follow_case(uow: UnitOfWork, message: Message, config: Config) -> None
         )
     elif event.type == EventType.CASE_RESTRICTED.value:
         # GDPR art. 18: while restricted, no command or new referral is taken on the case.
-        await privacy.follow_restriction(uow.session, CaseRestricted.model_validate(event.data))
+        await restrictions.follow(uow.session, CaseRestricted.model_validate(event.data))
     elif event.type == EventType.CASE_REPORT_ADDED.value:
         added = CaseReportAdded.model_validate(event.data)
         await uow.session.execute(sa.update(cases).where(cases.c.case_id == added.case_id)
@@ -215,7 +216,7 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
         relations = visibility.to_referral(actor.institution, referrer=row.referrer, to=row.to_institution,
                                            case=case)
         access.require(access.decide("referral.command", actor.roles, relations, "referral"))
-        await privacy.refuse_if_restricted(uow.session, row.case_id)
+        await restrictions.refuse_if_restricted(uow.session, row.case_id)
     forwarded: str | None = None
     # An outcome code belongs to "complete" alone; anything else sent there is not kept or told.
     outcome = outcome if command == "complete" else None
@@ -305,7 +306,7 @@ async def request_referral(uow: UnitOfWork, config: Config, sender: str, request
     access.require(access.decide("referral.request", roles,
                                  visibility.to_case(sender, repository.sides_of(case)), "case"),
                    "only the case's lead and the institutions taking part refer it")
-    await privacy.refuse_if_restricted(uow.session, case.case_id)
+    await restrictions.refuse_if_restricted(uow.session, case.case_id)
     if request.service_id:
         service = None if not repository.storable(request.service_id) else (await uow.session.execute(
             sa.select(services).where(services.c.service_id == request.service_id))).first()
@@ -391,7 +392,7 @@ async def fire_due_timers(uow: UnitOfWork, config: Config, limit: int = 100) -> 
         .join(referrals, referrals.c.referral_id == timers.c.referral_id)
         .where(timers.c.fired_at.is_(None), timers.c.due_at <= uow.now,
                # A restricted case's deadlines wait: they fire once it is lifted, if still due.
-               referrals.c.case_id.not_in(privacy.RESTRICTED_CASES))
+               referrals.c.case_id.not_in(restrictions.RESTRICTED_CASES))
         .order_by(timers.c.due_at).limit(limit).with_for_update(of=timers, skip_locked=True)
     )).all()
     for row in due:

@@ -5,35 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.events import CaseRestricted
 from services.notification.adapters.deliveries import webhook_deliveries
-from services.notification.adapters.tables import facts, inbox_entries, metadata, people_deliveries
-
-# The latest restriction decision about each case (GDPR art. 18), from punte.cases.
-case_restrictions = sa.Table(
-    "case_restrictions", metadata,
-    sa.Column("case_id", sa.Text, primary_key=True),
-    sa.Column("restricted", sa.Boolean, nullable=False),
-    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("decided_by", sa.Text, nullable=False),
-)
-
-
-async def follow_restriction(session: AsyncSession, told: CaseRestricted) -> None:
-    """Keep intake's latest decision; an older one arriving late changes nothing."""
-    values = {"restricted": told.restricted, "decided_at": told.at, "decided_by": told.by}
-    await session.execute(
-        pg_insert(case_restrictions).values(case_id=told.case_id, **values)
-        .on_conflict_do_update(index_elements=["case_id"], set_=values,
-                               where=case_restrictions.c.decided_at <= told.at))
-
-
-async def is_restricted(session: AsyncSession, case_id: str) -> bool:
-    return bool(await session.scalar(sa.select(case_restrictions.c.restricted)
-                                     .where(case_restrictions.c.case_id == case_id)))
+from services.notification.adapters.tables import facts, inbox_entries, people_deliveries
 
 
 async def sides_of(session: AsyncSession, case_id: str) -> tuple[str | None, list[str]]:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from contracts.access import case_relations
+from runtime import restrictions
 from runtime.access import record_access
 from runtime.authorization import check, permit
 from runtime.rights import rights_purpose
@@ -38,7 +39,7 @@ async def export(case_id: str, request: Request,
         ids = [e.notification_id for e in entries]
         messages = await privacy.messages_of(uow.session, ids)
         webhooks = await privacy.webhooks_of(uow.session, ids)
-        restricted = await privacy.is_restricted(uow.session, case_id)
+        restricted = await restrictions.is_restricted(uow.session, case_id)
     return {
         "service": "notification", "case_id": case_id, "restricted": restricted,
         "notices": [{

@@ -6,44 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.events import CaseRestricted
-from contracts.refusals import Refused
-from services.referral.adapters.tables import history, metadata, referrals
-
-# The latest restriction decision about each case (GDPR art. 18), from punte.cases.
-case_restrictions = sa.Table(
-    "case_restrictions", metadata,
-    sa.Column("case_id", sa.Text, primary_key=True),
-    sa.Column("restricted", sa.Boolean, nullable=False),
-    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("decided_by", sa.Text, nullable=False),
-)
-
-# The case ids under restriction, for queries that leave them out (lists, timers).
-RESTRICTED_CASES = sa.select(case_restrictions.c.case_id).where(case_restrictions.c.restricted)
-
-
-async def follow_restriction(session: AsyncSession, told: CaseRestricted) -> None:
-    """Keep intake's latest decision; an older one arriving late changes nothing."""
-    values = {"restricted": told.restricted, "decided_at": told.at, "decided_by": told.by}
-    await session.execute(
-        pg_insert(case_restrictions).values(case_id=told.case_id, **values)
-        .on_conflict_do_update(index_elements=["case_id"], set_=values,
-                               where=case_restrictions.c.decided_at <= told.at))
-
-
-async def is_restricted(session: AsyncSession, case_id: str) -> bool:
-    return bool(await session.scalar(sa.select(case_restrictions.c.restricted)
-                                     .where(case_restrictions.c.case_id == case_id)))
-
-
-async def refuse_if_restricted(session: AsyncSession, case_id: str) -> None:
-    """Refused CASE_RESTRICTED (HTTP 409, an outcome on Kafka) on a restricted case."""
-    if await is_restricted(session, case_id):
-        raise Refused("CASE_RESTRICTED", "the case's processing is restricted (GDPR art. 18)")
+from runtime.restrictions import case_restrictions
+from services.referral.adapters.tables import history, referrals
 
 
 async def referrals_of(session: AsyncSession, case_id: str) -> Sequence[sa.Row]:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.control_characters import has_control_characters
-from services.referral.adapters.privacy import RESTRICTED_CASES
+from runtime.restrictions import RESTRICTED_CASES
 from services.referral.adapters.tables import cases, history, referrals
 from services.referral.domain.referral import OPEN, TERMINAL
 from services.referral.domain.visibility import Sides

@@ -13,13 +13,14 @@ from pydantic import BaseModel, Field
 from contracts.access import Denied, View, view_of, visible_categories
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
 from contracts.refusals import Refused, reason
+from runtime import restrictions
 from runtime.access import record_access
 from runtime.authorization import check, http_refusal, permit
 from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.referral import handlers, retention
 from services.referral.adapters import notes as case_notes
-from services.referral.adapters import privacy, repository
+from services.referral.adapters import repository
 from services.referral.adapters.tables import services
 from services.referral.domain import visibility
 from services.referral.domain.referral import Actor
@@ -160,7 +161,7 @@ async def _read(referral_id: str, request: Request, principal: Principal,
                                            case=case)
         check(action, principal, relations, "referral")
         try:
-            await privacy.refuse_if_restricted(uow.session, row.case_id)
+            await restrictions.refuse_if_restricted(uow.session, row.case_id)
         except Refused as exc:
             raise _refused(exc) from None
         record_access(uow, principal, request, service="referral", case_id=row.case_id)
@@ -258,7 +259,7 @@ async def case(case_id: str, request: Request, principal: Principal = Depends(pe
         relations = visibility.to_case(principal.institution, sides)
         check("case.read", principal, relations, "case")
         try:
-            await privacy.refuse_if_restricted(uow.session, case_id)
+            await restrictions.refuse_if_restricted(uow.session, case_id)
         except Refused as exc:
             raise _refused(exc) from None
         record_access(uow, principal, request, service="referral", case_id=case_id)
@@ -293,7 +294,7 @@ async def close_or_reopen(case_id: str, action: Literal["close", "reopen"], requ
         check("case.close", principal, visibility.to_case(principal.institution, repository.sides_of(row)), "case")
         assert principal.institution is not None  # check admits only the lead's people
         try:
-            await privacy.refuse_if_restricted(uow.session, case_id)
+            await restrictions.refuse_if_restricted(uow.session, case_id)
             if action == "close":
                 still_open = await repository.open_in_plan(uow.session, case_id)
                 if still_open:

@@ -3,21 +3,16 @@ announces it on punte.cases; nothing is sent about a restricted case (docs/decis
 
 Revision ID: 0007
 """
-import sqlalchemy as sa
 from alembic import op
+
+from runtime.migrations import create_case_restrictions_table
 
 revision = "0007"
 down_revision = "0006"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "case_restrictions",
-        sa.Column("case_id", sa.Text, primary_key=True),
-        sa.Column("restricted", sa.Boolean, nullable=False),
-        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("decided_by", sa.Text, nullable=False),
-    )
+    create_case_restrictions_table(op)
 
 
 def downgrade() -> None:
