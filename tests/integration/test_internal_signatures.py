@@ -148,7 +148,7 @@ async def test_the_audit_trail_records_a_forged_message_as_it_arrived(infrastruc
     engine, _ = await migrated_database(infrastructure.database_url, "audit",
                                         ROOT / "services" / "audit" / "migrations")
     try:
-        (trail,) = audit_bootstrap.consumers(runtime("audit", engine, Settings(data_keys=AUDIT_DATA_KEYS)))
+        trail, _cases = audit_bootstrap.consumers(runtime("audit", engine, Settings(data_keys=AUDIT_DATA_KEYS)))
         forged = unsigned("case-forged")
         await trail.process([message("punte.cases", forged, offset=next(positions))])
         async with engine.connect() as conn:

@@ -43,7 +43,9 @@ from services.referral.entrypoints import privacy as referral_privacy
 from tests.integration.helpers import (
     NETWORK_KEY,
     ROOT,
+    TEST_DATA_KEYS_SETTING,
     TEST_PSEUDONYM_KEY,
+    audit_trail,
     bearer,
     emitted,
     intake_consumer,
@@ -64,7 +66,8 @@ KEYS = {i: SigningKey.generate(f"{i}-1") for i in ("isj-bc", "dsp-bc", "dgaspc-b
 KEYRING = keyring_of(KEYS)
 CNP = "5150412041230"
 CORRECTED_CNP = "5150412041257"  # synthetic, valid check digit
-SETTINGS = Settings(identity_keys="test-1:" + bytes(range(32)).hex(), pseudonym_key=TEST_PSEUDONYM_KEY)
+SETTINGS = Settings(identity_keys="test-1:" + bytes(range(32)).hex(), pseudonym_key=TEST_PSEUDONYM_KEY,
+                    data_keys=TEST_DATA_KEYS_SETTING)
 ACCESS = EventType.ACCESS.value
 EXPORT = {"purpose": "subject-access"}
 
@@ -157,7 +160,7 @@ async def test_the_leads_officer_exports_everything_and_every_part_is_recorded_a
         async with audit_sessions() as session, session.begin():
             uow = UnitOfWork(session, Outbox(session, None), "/punte/audit")
             record = message("punte.cases", case_opened, offset=next(positions))
-            await audit_handlers.append(uow, record, [])
+            await audit_handlers.append(uow, record, audit_trail())
             await audit_privacy.follow_case(uow, record)
         clients = {
             "intake": intake.client,
