@@ -19,8 +19,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.engine import make_url
 
 from punte.synthetic import FAMILY, GIVEN
+from services.intake.domain.cnp import is_valid
 
-CNP_SHAPED = re.compile(r"(?<!\d)[1-9]\d{12}(?!\d)")
+# Thirteen digits standing alone (not inside a hex digest or a trace id), with a birth date
+# and a check digit that hold: a CNP (services.intake.domain.cnp).
+CNP_SHAPED = re.compile(r"(?<![0-9A-Fa-f])[1-9]\d{12}(?![0-9A-Fa-f])")
 # Every name the synthetic generator and the tests use, and the address the tests write.
 NAMES = re.compile(r"\b(" + "|".join(GIVEN + FAMILY) + r")\b")
 ADDRESS = "Strada Exemplului"
@@ -59,9 +62,9 @@ def leaks(where: str, text: str) -> list[str]:
     found = []
     for part in expanded(text):
         cleaned = NOT_A_CNP.sub("…", part)
-        for pattern, what in ((CNP_SHAPED, "a CNP-shaped number"), (NAMES, "a child's name"),
-                              (DESCRIPTION, "a report's description")):
-            match = pattern.search(cleaned)
+        cnp = next((m for m in CNP_SHAPED.finditer(cleaned) if is_valid(m.group(0))), None)
+        for match, what in ((cnp, "a CNP"), (NAMES.search(cleaned), "a child's name"),
+                            (DESCRIPTION.search(cleaned), "a report's description")):
             if match:
                 start = max(match.start() - 60, 0)
                 found.append(f"{what} in {where}: …{cleaned[start:match.end() + 60]}…")
