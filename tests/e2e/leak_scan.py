@@ -102,8 +102,9 @@ async def database_texts(database_url: str) -> list[tuple[str, str]]:
     return found
 
 
-async def topic_texts(bootstrap: str) -> list[tuple[str, str]]:
-    """(where, text) of every record of every punte.* topic, from its first offset."""
+async def topic_texts(bootstrap: str, since_ms: int = 0) -> list[tuple[str, str]]:
+    """(where, text) of every record of every punte.* topic written since ``since_ms`` (the
+    network's start: the broker may be shared with tests that ran before)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     found: list[tuple[str, str]] = []
@@ -120,6 +121,8 @@ async def topic_texts(bootstrap: str) -> list[tuple[str, str]]:
                 break
             for tp, records in batch.items():
                 for record in records:
+                    if record.timestamp < since_ms:
+                        continue
                     headers = " ".join(f"{k}={(v or b'').decode('utf-8', 'ignore')}" for k, v in record.headers)
                     found.append((f"topic {tp.topic}[{tp.partition}]@{record.offset}",
                                   f"{_cell(record.key or b'')} {headers} {_cell(record.value or b'')}"))
@@ -148,8 +151,8 @@ def assert_no_leaks(texts: Iterable[tuple[str, str]]) -> None:
 
 
 def scan(database_url: str, bootstrap: str, logs: Path, audit_url: str, token: str,
-         sent: list[tuple[str, str]]) -> None:
+         sent: list[tuple[str, str]], since_ms: int = 0) -> None:
     async def gather() -> list[tuple[str, str]]:
-        return [*await database_texts(database_url), *await topic_texts(bootstrap),
+        return [*await database_texts(database_url), *await topic_texts(bootstrap, since_ms),
                 *await audit_export(audit_url, token)]
     assert_no_leaks([*asyncio.run(gather()), *log_texts(logs), *sent])
