@@ -278,3 +278,75 @@ async def test_dead_letters_are_listed_and_replayed_once_by_the_operator(service
     assert svc.applied == [0, 2, 1], "a replay applies once"
     [entry] = (await svc.http.get("/dead-letters", headers=OPERATOR)).json()
     assert entry["replayed_at"] is not None
+
+
+async def test_the_operator_does_it_all_from_the_command_line(service, tmp_path):
+    """`punte consumers list|resume` and `punte deadletters list|replay` against a service
+    served over HTTP, with a token of the embedded issuer's key from the state folder."""
+    import socket
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from punte.cli import app as cli
+    from punte.state import State
+    from runtime.signing import SigningKey
+
+    state = State(tmp_path / "state")
+    state.keys.mkdir(parents=True)
+    SigningKey.generate("idp-cli").save(state.keys / "identity.key")
+    issuer = state.token_issuer("http://issuer.cli")
+    svc: Service = await service(consumer_max_consecutive_failures=1)
+    svc.runtime.verifier = TokenVerifier(issuer.issuer, issuer.audience, issuer.jwks())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(svc.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    state.runtime_file.write_text(json.dumps({"services": {"intake": f"http://127.0.0.1:{port}",
+                                                           "identity": "http://issuer.cli"}}))
+
+    async def punte(*args: str) -> str:
+        result = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--state-dir", str(state.root)])
+        assert result.exit_code == 0, result.output
+        return result.output
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        # A poison message among good ones: dead-lettered; then a bad deployment stops it.
+        svc.poison = {1}
+        await svc.send(range(3))
+        svc.start()
+
+        async def poison_judged():
+            """the poison message was dead-lettered"""
+            return await svc.committed() == 3
+        await eventually(poison_judged)
+        svc.broken = True
+        await svc.send(range(3, 6))
+
+        async def stopped():
+            """the consumer stopped"""
+            return svc.consumer.stopped
+        await eventually(stopped)
+        [listed] = json.loads(await punte("consumers", "list", "intake", "--json"))
+        assert listed["group"] == svc.group and listed["stopped"]["limit"] == "consecutive-failures"
+        await punte("consumers", "list", "intake")  # the table for people
+        [dead] = json.loads(await punte("deadletters", "list", "intake", "--json"))
+        assert dead["position"] == f"{svc.topic}/0/1" and dead["replayed_at"] is None
+        await punte("deadletters", "list", "intake")
+
+        svc.broken, svc.poison = False, set()
+        assert "resumed" in await punte("consumers", "resume", "intake", svc.group)
+        assert "replayed" in await punte("deadletters", "replay", "intake", "--id", f"{svc.topic}/0/1")
+
+        async def all_done():
+            """every message committed"""
+            return await svc.committed() == 6
+        await eventually(all_done)
+        assert sorted(svc.applied) == list(range(6)) and len(svc.applied) == 6
+        rows = json.loads(await punte("deadletters", "list", "intake", "--json"))
+        assert [r["replayed_at"] is not None for r in rows] == [True]
+    finally:
+        server.should_exit = True
+        await serving
