@@ -356,6 +356,8 @@ def operator_routes() -> APIRouter:
     async def listed(request: Request, limit: int = Query(200, ge=1, le=1000),
                      principal: Principal = Depends(permit("dead-letters.read"))) -> list[dict[str, Any]]:
         runtime: Runtime = request.app.state.runtime
+        if runtime.data_keys is None:
+            return []  # a service without data keys (the audit trail) keeps no bodies
         async with runtime.sessions() as session:
             return await dead_letters.listing(session, limit)
 
@@ -364,7 +366,9 @@ def operator_routes() -> APIRouter:
                      principal: Principal = Depends(permit("dead-letters.replay"))) -> dict[str, Any]:
         runtime: Runtime = request.app.state.runtime
         positions = asked.positions
-        if positions is None:
+        if positions is None and runtime.data_keys is None:
+            positions = []
+        elif positions is None:
             async with runtime.sessions() as session:
                 positions = await dead_letters.replayable(session)
         results = [await replay_one(runtime, position) for position in positions[:1000]]
