@@ -231,6 +231,29 @@ async def test_a_message_failing_alone_among_good_ones_is_dead_lettered_and_the_
     assert (await svc.http.get("/health/ready")).json().get("consumers_stopped") in (None, [])
 
 
+async def test_failures_at_the_end_of_a_poll_wait_uncommitted_for_the_message_after_them(service):
+    svc: Service = await service(consumer_max_consecutive_failures=3, consumer_failure_hold_seconds=600)
+    svc.poison = {1, 2}
+    await svc.send(range(3))
+    svc.start()
+
+    async def first_applied():
+        """the good message before the failures applied and was committed"""
+        return svc.applied == [0] and await svc.committed() == 1
+    await eventually(first_applied)
+    assert svc.told == [] and await svc.dead_letters() == [], "their verdict waits for what follows"
+
+    await svc.send(range(3, 4))
+
+    async def judged():
+        """the message after them applied, so they failed alone"""
+        return await svc.committed() == 4
+    await eventually(judged)
+    assert svc.applied == [0, 3] and svc.told == [1, 2]
+    assert [d["offset"] for d in await svc.dead_letters()] == [1, 2]
+    assert await svc.inbox_rows() == 4
+
+
 async def test_too_many_failures_in_a_minute_stop_the_consumer_even_between_good_messages(service):
     svc: Service = await service(consumer_max_consecutive_failures=3, consumer_max_failures_per_minute=3)
     svc.poison = {1, 3, 5, 7, 9}
