@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -373,3 +374,20 @@ async def test_the_operator_does_it_all_from_the_command_line(service, tmp_path)
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_an_erased_dead_letter_is_listed_as_such_and_cannot_be_replayed(service, tmp_path):
+    from runtime.retention import purge
+    from tests.integration.helpers import zero_day_schedule
+
+    svc: Service = await service()
+    svc.poison = {0}
+    await svc.consumer.process([Message(svc.topic, 0, 0, b"k", event(0).body(), tuple(event(0).headers()), 0)])
+    async with svc.runtime.sessions() as session, session.begin():
+        await purge(session, TEST_DATA_KEYS, zero_day_schedule(tmp_path), datetime.now(timezone.utc) + timedelta(seconds=1))
+    [entry] = (await svc.http.get("/dead-letters", headers=OPERATOR)).json()
+    assert entry["position"] == f"{svc.topic}/0/0" and entry["body_kept"] is False
+    assert entry["erased_rule"] == "dead-letter-body" and entry["value_sha256"] is None
+    svc.poison = set()
+    replayed = await svc.http.post("/dead-letters/replay", json={"positions": [entry["position"]]}, headers=OPERATOR)
+    assert replayed.json()["results"][0]["result"] == "erased" and svc.applied == []
