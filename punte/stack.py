@@ -159,7 +159,7 @@ class Supervisor:
             watch.state = "running"
         self.on_change(self.snapshot())
 
-    def check(self, now: float | None = None) -> None:
+    def check(self) -> None:
         """One look at every watched process."""
         changed = False
         with self.lock:
@@ -167,7 +167,7 @@ class Supervisor:
                 if self._stopping.is_set():
                     break
                 watch = self.watches[name]
-                now = time.monotonic() if now is None else now
+                now = time.monotonic()  # a restart may have taken a while
                 if watch.state == "running":
                     process = program.process()
                     if process is not None and process.poll() is not None:
@@ -176,7 +176,6 @@ class Supervisor:
                 elif watch.state == "restarting" and watch.restart_at is not None and now >= watch.restart_at:
                     self._restart(name, program, watch)
                     changed = True
-                now = None
         if changed:
             self.on_change(self.snapshot())
 

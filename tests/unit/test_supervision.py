@@ -3,6 +3,7 @@ one is started again and counted, one failing at start is given up with its log'
 a watched-only one is reported lost; and the restart policy's backoff."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -131,3 +132,24 @@ def test_only_failures_at_start_in_a_row_lead_to_giving_up():
     assert watch.exited(2, policy) is not None
     assert watch.exited(2, policy) is not None
     assert watch.exited(2, policy) is None
+
+
+def test_punte_status_shows_each_process_as_the_supervisor_wrote_it(tmp_path):
+    from punte.stack import SUPERVISION_FILE
+    from punte.state import State
+    from punte.status import add_supervision
+
+    (tmp_path / SUPERVISION_FILE).write_text(json.dumps({
+        "intake": {"state": "running", "restarts": 2, "pid": 10, "last_exit": "killed by SIGKILL after 40.0 s",
+                   "reason": None},
+        "referral": {"state": "given up", "restarts": 4, "pid": 11, "last_exit": "exited with 3 after 1.0 s",
+                     "reason": "referral failed 5 times in a row within 15 s of starting; last log lines: ..."},
+        "broker": {"state": "lost", "restarts": 0, "pid": 12, "last_exit": "killed by SIGKILL after 9.0 s",
+                   "reason": "broker killed by SIGKILL after 9.0 s; it is not started again by the supervisor"},
+    }))
+    components = {"intake": {"status": "up"}, "referral": {"status": "up"}, "broker": {"status": "up"}}
+    add_supervision(components, State(tmp_path))
+    assert components["intake"]["status"] == "up" and components["intake"]["supervisor"]["restarts"] == 2
+    assert components["referral"]["status"] == "down"
+    assert "last log lines" in components["referral"]["supervisor"]["reason"]
+    assert components["broker"]["status"] == "down"
