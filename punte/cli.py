@@ -13,6 +13,7 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
@@ -65,8 +66,9 @@ def _services_table(stack: Stack) -> Table:
     table.add_column("Adresă / address")
     table.add_column("Stare / state")
     table.add_column("Reporniri / restarts", justify="right")
+    others = {"broker": stack.kafka_bootstrap or "", "database": (stack.database_url or "").replace("+asyncpg", "")}
     for name, watch in stack.supervision().items():
-        address = stack.url(name) if name in stack.ports else ""
+        address = stack.url(name) if name in stack.ports else others.get(name, "")
         state = str(watch["state"])
         table.add_row(name, address, f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]", str(watch["restarts"]))
     return table
@@ -76,13 +78,16 @@ def _print_reasons(watches: dict[str, dict]) -> None:
     """Why the supervisor gave up on a process, or lost it: the operator's next step."""
     for name, watch in watches.items():
         if watch.get("reason") and watch.get("state") in ("given up", "lost"):
-            console.print(f"[red]{name}: {watch['state']}[/red] {watch['reason']}")
+            console.print(Text(f"{name}: {watch['state']} — {watch['reason']}", style="red"))  # log text, not markup
 
 
 def _live_view(stack: Stack, demo: DemoProgress | None = None) -> Group:
-    parts: list[Table] = [_services_table(stack)]
+    parts: list[Table | Text] = [_services_table(stack)]
     if demo is not None:
         parts.insert(0, _progress_table(demo, stack.state))
+    for name, watch in stack.supervision().items():
+        if watch.get("reason") and watch["state"] in ("given up", "lost"):
+            parts.append(Text(f"{name}: {watch['state']} — {watch['reason']}", style="red"))
     return Group(*parts)
 
 
