@@ -171,7 +171,7 @@ class Supervisor:
                 if watch.state == "running":
                     process = program.process()
                     if process is not None and process.poll() is not None:
-                        self._exited(name, program, watch, process.returncode, now)
+                        self._exited(name, program, watch, describe_exit(process.returncode), now)
                         changed = True
                 elif watch.state == "restarting" and watch.restart_at is not None and now >= watch.restart_at:
                     self._restart(name, program, watch)
@@ -179,9 +179,9 @@ class Supervisor:
         if changed:
             self.on_change(self.snapshot())
 
-    def _exited(self, name: str, program: Program, watch: Watch, returncode: int, now: float) -> None:
+    def _exited(self, name: str, program: Program, watch: Watch, how: str, now: float) -> None:
         uptime = now - watch.started_at
-        watch.last_exit = f"{describe_exit(returncode)} after {uptime:.1f} s"
+        watch.last_exit = f"{how} after {uptime:.1f} s"
         if program.start is None:
             watch.state = "lost"
             watch.reason = f"{name} {watch.last_exit}; it is not started again by the supervisor"
@@ -207,9 +207,8 @@ class Supervisor:
         watch.started_at = time.monotonic()
         try:
             program.start()
-        except Exception as exc:  # it failed to start: the next check sees no process
-            log_line(program.log_file, f"supervisor: restart {watch.restarts} of {name} failed: {exc!r}", "error")
-            self._exited(name, program, watch, 1, time.monotonic())
+        except Exception as exc:  # e.g. PostgreSQL not accepting connections in time
+            self._exited(name, program, watch, f"failed to start ({exc!r})", time.monotonic())
             return
         watch.state, watch.pid = "running", _pid(program.process())
         log_line(program.log_file, f"supervisor: {name} restarted (restart {watch.restarts}, "
@@ -303,6 +302,7 @@ class Stack:
             "kafka_bootstrap": self.kafka_bootstrap, "database_url": self.database_url,
             "pids": {n: p.pid for n, p in self.processes.items()},
         }, indent=1))
+        (self.state_dir / SUPERVISION_FILE).unlink(missing_ok=True)  # a previous run's
         if self.supervise:
             self.supervisor = Supervisor(self._programs(), self.restart_policy, self._write_supervision).start()
         return self

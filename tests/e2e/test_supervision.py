@@ -101,3 +101,25 @@ async def test_a_killed_service_comes_back_and_every_report_gets_exactly_one_out
         await asyncio.gather(sender, return_exceptions=True)
         await deliveries.stop()
         await producer.stop()
+
+
+async def test_a_service_that_keeps_failing_at_start_is_given_up_and_status_says_why(own_stack: Stack):
+    stack = own_stack
+    # Referral loses its secret (as a deleted Kubernetes secret or a typo would do) and crashes.
+    stack.extra_env["PUNTE_DATA_KEYS"] = ""
+    try:
+        faults.kill_service(stack, "referral")
+
+        async def given_up() -> bool:
+            """the supervisor gave up on referral"""
+            return stack.supervision()["referral"]["state"] == "given up"
+        await wait_until(given_up, timeout=180)
+    finally:
+        del stack.extra_env["PUNTE_DATA_KEYS"]
+    status = await collect(stack.state)
+    referral = status["components"]["referral"]
+    assert referral["status"] == "down"
+    assert referral["supervisor"]["state"] == "given up"
+    assert "PUNTE_DATA_KEYS" in referral["supervisor"]["reason"]  # the log's last lines say why
+    # The others carry on.
+    assert all(status["components"][name]["status"] == "up" for name in SERVICES if name != "referral")
