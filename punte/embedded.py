@@ -89,7 +89,7 @@ class EmbeddedPostgres:
                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
                 check=True, capture_output=True, **user_kwargs,
             )
-        with open(self.log_file, "ab") as log:
+        with open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab") as log:
             self.process = subprocess.Popen(
                 [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
                  "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
@@ -116,6 +116,7 @@ class EmbeddedPostgres:
 
     @property
     def log_file(self) -> Path:
+        """Where start() sends the server's output."""
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
     def kill(self, grace: float = 10) -> None:
