@@ -5,13 +5,15 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
@@ -54,6 +56,41 @@ def _progress_table(p: DemoProgress, state: State | None = None) -> Table:
     return table
 
 
+_STATE_STYLE = {"running": "green", "restarting": "yellow", "given up": "red", "lost": "red"}
+
+
+def _services_table(stack: Stack) -> Table:
+    """Each process of the network: address, the supervisor's state and restarts."""
+    table = Table(title="Procese / processes")
+    table.add_column("Componentă / component")
+    table.add_column("Adresă / address")
+    table.add_column("Stare / state")
+    table.add_column("Reporniri / restarts", justify="right")
+    others = {"broker": stack.kafka_bootstrap or "", "database": (stack.database_url or "").replace("+asyncpg", "")}
+    for name, watch in stack.supervision().items():
+        address = stack.url(name) if name in stack.ports else others.get(name, "")
+        state = str(watch["state"])
+        table.add_row(name, address, f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]", str(watch["restarts"]))
+    return table
+
+
+def _print_reasons(watches: dict[str, dict]) -> None:
+    """Why the supervisor gave up on a process, or lost it: the operator's next step."""
+    for name, watch in watches.items():
+        if watch.get("reason") and watch.get("state") in ("given up", "lost"):
+            console.print(Text(f"{name}: {watch['state']} — {watch['reason']}", style="red"))  # log text, not markup
+
+
+def _live_view(stack: Stack, demo: DemoProgress | None = None) -> Group:
+    parts: list[Table | Text] = [_services_table(stack)]
+    if demo is not None:
+        parts.insert(0, _progress_table(demo, stack.state))
+    for name, watch in stack.supervision().items():
+        if watch.get("reason") and watch["state"] in ("given up", "lost"):
+            parts.append(Text(f"{name}: {watch['state']} — {watch['reason']}", style="red"))
+    return Group(*parts)
+
+
 @app.command()
 def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău institutions"),
        rate: float = typer.Option(2.0, help="Demo reports per second"),
@@ -86,15 +123,35 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         console.print(table)
         console.print(f"Parole demo / demo passwords: {stack.state.passwords_file}")
         console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
-        if demo:
-            with Live(_progress_table(DemoProgress()), console=console, refresh_per_second=4) as live:
-                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
-                                     rate=rate, on_progress=lambda p: live.update(_progress_table(p, stack.state))))
-        else:
-            signal.pause()
+        # The live view shows each process as the supervisor sees it (decision 0024).
+        progress = DemoProgress()
+        with Live(_live_view(stack, progress if demo else None), console=console, refresh_per_second=2) as live:
+            if demo:
+                def shown(p: DemoProgress) -> None:
+                    nonlocal progress
+                    progress = p
+                    live.update(_live_view(stack, p))
+
+                async def demo_and_view() -> None:
+                    async def refresh() -> None:  # restarts show even when no report moves
+                        while True:
+                            live.update(_live_view(stack, progress))
+                            await asyncio.sleep(1)
+                    view = asyncio.create_task(refresh())
+                    try:
+                        await run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
+                                       rate=rate, on_progress=shown)
+                    finally:
+                        view.cancel()
+                asyncio.run(demo_and_view())
+            else:
+                while True:
+                    live.update(_live_view(stack))
+                    time.sleep(1)
     except KeyboardInterrupt:
         console.print("Opresc / stopping…")
     finally:
+        _print_reasons(stack.supervision())
         stack.stop()
         console.print("Oprit / stopped.")
 
@@ -114,9 +171,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     table = Table(title="Punte status")
     table.add_column("Componentă / component")
     table.add_column("Stare / status")
+    table.add_column("Supraveghere / supervision")
+    table.add_column("Reporniri / restarts", justify="right")
     for name, component in result["components"].items():
-        table.add_row(name, component["status"])
+        watch = component.get("supervisor", {})
+        table.add_row(name, component["status"], watch.get("state", ""), str(watch.get("restarts", "")))
     console.print(table)
+    _print_reasons({n: c["supervisor"] for n, c in result["components"].items() if "supervisor" in c})
     console.print(result["counts"])
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from punte.stack import SERVICES
+from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
 
 
@@ -76,6 +76,26 @@ async def _check(client: httpx.AsyncClient, name: str, url: str,
         return {"status": "down", "url": url, "error": repr(exc)}, None
 
 
+def supervision(state: State) -> dict[str, dict[str, Any]]:
+    """What `punte up`'s supervisor last wrote of each process it watches: state (running,
+    restarting, given up, lost), restarts, last exit and, when given up or lost, why."""
+    path = state.root / SUPERVISION_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not supervised (e.g. a Stack with supervise=False)
+        return {}
+
+
+def add_supervision(components: dict[str, Any], state: State) -> None:
+    """Each component's `supervisor` entry; a process the supervisor gave up on or lost is
+    down whatever else answered."""
+    for name, watch in supervision(state).items():
+        component = components.setdefault(name, {"status": "up" if watch["state"] == "running" else "down"})
+        component["supervisor"] = watch
+        if watch["state"] in ("given up", "lost"):
+            component["status"] = "down"
+
+
 async def collect(state: State) -> dict[str, Any]:
     runtime = json.loads(state.runtime_file.read_text())
     urls: dict[str, str] = runtime["services"]
@@ -101,6 +121,7 @@ async def collect(state: State) -> dict[str, Any]:
             verify = (await client.get(urls["audit"] + "/verify", headers=operator)).json()
     database_up = all(c.get("checks", {}).get("database") for n, c in components.items() if n in SERVICES)
     components["database"] = {"status": "up" if database_up else "down"}
+    add_supervision(components, state)
 
     def count(service: str, key: str) -> int:
         return int(stats.get(service, {}).get("counts", {}).get(key, 0))
