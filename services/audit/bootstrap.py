@@ -16,7 +16,7 @@ from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
 from services.audit.entrypoints import http, privacy, ui
 
-EVERY_TOPIC = r"^punte\..+"
+EVERY_TOPIC = handlers.TRAIL_TOPICS
 log = get_logger("audit")
 
 
