@@ -26,7 +26,15 @@ from runtime.signing import Keyring, SigningKey
 from services.audit.adapters import sealed_values, tree
 from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_state
 from services.audit.domain import checkpoint, merkle, offline, values
-from services.audit.domain.entries import Record, canonical, check_leaves, gaps, read_leaf, tails, value_sha256
+from services.audit.domain.entries import (
+    Record,
+    canonical,
+    check_leaves,
+    gaps,
+    read_leaf,
+    tails,
+    value_sha256,
+)
 from services.audit.domain.subjects import body_of, searchable, subject_with
 
 # Appenders across replicas take one head (seq); the integrator one tree. Transaction locks,

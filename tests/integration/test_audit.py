@@ -17,15 +17,14 @@ import sqlalchemy as sa
 
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import InboxConsumer, UnitOfWork, key_by_position
+from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position
+from runtime.kafka import ensure_topics, make_producer, partition_bounds
 from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries, tree_nodes
 from services.audit.domain import checkpoint, merkle, offline
 from services.audit.domain.subjects import MAX_SEARCHABLE
-from runtime.inbox import Message
-from runtime.kafka import ensure_topics, make_producer, partition_bounds
 from tests.integration.helpers import audit_trail, emitted, message, migrated_database, read_topic
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"

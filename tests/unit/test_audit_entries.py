@@ -6,7 +6,15 @@ import hashlib
 import json
 
 from services.audit.domain import values
-from services.audit.domain.entries import Record, canonical, canonical_v1, check_leaves, gaps, read_leaf, tails
+from services.audit.domain.entries import (
+    Record,
+    canonical,
+    canonical_v1,
+    check_leaves,
+    gaps,
+    read_leaf,
+    tails,
+)
 from services.audit.domain.merkle import leaf_hash
 from services.audit.domain.subjects import MAX_SEARCHABLE, subject_of
 
