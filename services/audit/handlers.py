@@ -57,6 +57,10 @@ class Log:
         return self.key.public_raw()
 
 
+# The network's topics: all of them are recorded.
+TRAIL_TOPICS = r"^punte\..+"
+
+
 @dataclass(frozen=True)
 class Trail:
     """What appending needs besides the messages: the per-institution topic names, the data
@@ -67,6 +71,9 @@ class Trail:
     data_keys: DataKeys
     network_keys: Keyring
     schedule: RetentionSchedule
+    # The topics the trail records (a regular expression: the consumer's subscription), and
+    # whose partitions' ends verification compares the trail with.
+    topics: str = TRAIL_TOPICS
 
 
 # --- appending ------------------------------------------------------------------------------
@@ -335,10 +342,6 @@ async def add_cosignature(session: AsyncSession, size: int, witness: str, line: 
 
 # --- verification and export ---------------------------------------------------------------
 
-# The topics the trail records (the audit's consumer subscribes to them): all of the network's.
-TRAIL_TOPICS = r"^punte\..+"
-
-
 @dataclass(frozen=True)
 class Verification:
     verified: bool
@@ -365,7 +368,7 @@ async def verify_stored(session: AsyncSession, page: int = 5000,
     """Every stored entry against its leaf hash, numbered without gaps (a page at a time);
     every partition's offsets without gaps; the tree's root against the latest signed
     checkpoint; and, given the broker's partitions (``ends``: runtime.kafka.partition_bounds
-    of TRAIL_TOPICS), every partition's tail: a message on the broker the trail does not
+    of the trail's topics), every partition's tail: a message on the broker the trail does not
     hold is lagging, one that left the broker unaudited is a hole. When the broker could not
     be asked (``ends_error``) the trail is not verified: its tail is unknown. Without
     either, only what is stored is checked (``tail_checked`` False: tests, benchmarks)."""

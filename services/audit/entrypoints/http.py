@@ -204,7 +204,8 @@ async def verify(request: Request, principal: Principal = Depends(permit("audit.
     # by the time the trail is read counts as audited, not as lagging.
     ends, ends_error = None, None
     try:
-        ends = await partition_bounds(runtime.settings.kafka_bootstrap, handlers.TRAIL_TOPICS)
+        trail: handlers.Trail = runtime.extras["audit_trail"]
+        ends = await partition_bounds(runtime.settings.kafka_bootstrap, trail.topics)
     except Exception as exc:  # the broker away: the trail's tail is unknown, not verified
         ends_error = type(exc).__name__
     async with runtime.sessions() as session:
