@@ -482,7 +482,7 @@ async def raw_insert(database_url: str, reports: list[tuple[str, CloudEvent]]) -
 
 def machine_line() -> str:
     return machine("embedded default: Tansu broker with memory storage, embedded PostgreSQL with "
-                   "fsync=off (synchronous_commit=off); load generator and all processes on the same machine")
+                   "fsync=off, synchronous_commit=on (decision 0020); load generator and all processes on the same machine")
 
 
 def show(figures: dict) -> None:

@@ -179,7 +179,23 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print(table)
     _print_reasons({n: c["supervisor"] for n, c in result["components"].items() if "supervisor" in c})
     console.print(result["counts"])
+    console.print(f"audit: {trail_state(result['audit'])}")
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
+
+
+def trail_state(verification: dict) -> str:
+    """One line for people from the audit's /verify answer: verified, lagging (the trail is
+    intact but has not yet recorded every message on the broker) or failed, with why."""
+    state = verification.get("state", "unknown")
+    if state == "verified":
+        return f"verificat / verified ({verification['entries']} intrări / entries)"
+    if state == "lagging":
+        partitions = ", ".join(f"{t['topic']}[{t['partition']}] {t['missing']}" for t in verification["lagging"][:5])
+        return (f"în urmă / lagging: {verification['not_audited']} mesaje încă neauditate / messages not yet "
+                f"audited ({partitions}{', …' if len(verification['lagging']) > 5 else ''})")
+    if state == "failed":
+        return f"NU se verifică / does NOT verify: {'; '.join(verification['problems'])}"
+    return "necunoscut / unknown (auditul nu răspunde / the audit service does not answer)"
 
 
 @app.command("reseal-identities")
@@ -222,10 +238,12 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(
-    export: Path = typer.Argument(..., help="An export (JSON Lines) from GET /export"),
-    key: str = typer.Option(..., "--key", help="The log's verifier key, from GET /log-key"),
+    export: Path | None = typer.Argument(None, help="An export (JSON Lines) from GET /export; "
+                                                     "without it, the running network's trail"),
+    key: str | None = typer.Option(None, "--key", help="The log's verifier key, from GET /log-key"),
     previous: Path | None = typer.Option(None, help="An older signed checkpoint of the same log"),
     as_json: bool = typer.Option(False, "--json"),
+    state_dir: Path = STATE,
 ) -> None:
     """Check an export offline: the checkpoint's signature, every entry against the signed
     root, nothing missing, reordered or added; with --previous, that the log only grew.
@@ -233,7 +251,17 @@ def audit_verify(
     Both log versions verify (decision 0016): version 2 entries commit to their value's
     digest and are checked byte for byte; version 1 entries (older logs, whose bytes hold
     the value) are exported and proved by their leaf hash. Erased values change nothing:
-    the export says which entries' values were erased, when and by which rule."""
+    the export says which entries' values were erased, when and by which rule.
+
+    Without an export: the running network's trail (embedded default), checked by the audit
+    service, which also compares it with every partition's end on the broker, so messages
+    not yet audited show as lagging (exit 3) and messages lost unaudited as a failure (exit 1)."""
+    if export is None:
+        _verify_running(state_dir, as_json)
+        return
+    if key is None:
+        console.print("[red]--key is required with an export[/red]")
+        raise typer.Exit(2)
     from services.audit.domain import checkpoint, offline
 
     name, public = checkpoint.parse_verifier_key(key)
@@ -253,6 +281,19 @@ def audit_verify(
         console.print(f"[red]NU se verifică / does NOT verify[/red]: prima intrare greșită / first bad entry "
                       f"{report.first_bad}: {report.problem}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _verify_running(state_dir: Path, as_json: bool) -> None:
+    url, token = _signed_in(state_dir, "audit", "auditor")
+    answer = httpx.get(url + "/verify", headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    answer.raise_for_status()
+    verification = answer.json()
+    if as_json:
+        print(json.dumps(verification))
+    else:
+        colour = {"verified": "green", "lagging": "yellow"}.get(verification["state"], "red")
+        console.print(f"[{colour}]{trail_state(verification)}[/{colour}]")
+    raise typer.Exit({"verified": 0, "lagging": 3}.get(verification["state"], 1))
 
 
 @audit_app.command("export")

@@ -93,8 +93,14 @@ class EmbeddedPostgres:
             self.process = subprocess.Popen(
                 [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
                  "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
-                 # Development durability: the embedded default trades crash-safety for speed.
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 # Decision 0020: a commit is acknowledged once its WAL is written, so a
+                 # killed postmaster (or any process) loses nothing a service, a consumer's
+                 # offset or a relay relied on; the services also ask for it on every
+                 # connection (runtime.db). fsync and full-page writes stay off: only a crash
+                 # of the machine itself (power, kernel) can lose or tear what the OS has not
+                 # yet written to disk, and the embedded default leaves that out of scope
+                 # (docs/running.md); production PostgreSQL keeps both on.
+                 "-c", "synchronous_commit=on", "-c", "fsync=off", "-c", "full_page_writes=off",
                  "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user_kwargs,
             )

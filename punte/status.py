@@ -143,6 +143,8 @@ async def collect(state: State) -> dict[str, Any]:
         "components": components,
         "counts": counts,
         "audit_verified": bool(verify.get("verified")),
+        # "verified", "lagging" (messages on the broker not audited yet: not_audited) or "failed".
+        "audit_state": verify.get("state", "unknown"),
         "audit": verify,
         "consistent": {
             "every_report_has_an_outcome": counts["reports"] == counts["report_outcomes"],

@@ -3,6 +3,7 @@ stopped together by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from contracts.reference import RetentionSchedule, retention
 from runtime import http_errors
 from runtime.authorization import permit
 from runtime.data_keys import DataKeys, from_settings
-from runtime.db import connect, ensure_database, make_engine, make_sessions
+from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
     BatchHandler,
     FailureHandler,
@@ -161,6 +162,32 @@ async def migrate(settings: Settings, name: str, migrations: Path) -> str:
     return url
 
 
+async def migrate_when_reachable(settings: Settings, name: str, migrations: Path) -> str:
+    """``migrate``, again with backoff (jittered, up to 10 s) while the database is not
+    reachable or not yet accepting connections, for at most PUNTE_STARTUP_TIMEOUT_SECONDS:
+    a service started while PostgreSQL is down or restarting waits for it (each wait
+    logged) instead of exiting; any other error stops the start at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_timeout_seconds
+    backoff = 0.5
+    while True:
+        try:
+            return await migrate(settings, name, migrations)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RuntimeError(f"{name}: the database was not reachable for "
+                                   f"{settings.startup_timeout_seconds:g} s (PUNTE_STARTUP_TIMEOUT_SECONDS): "
+                                   f"{exc!r}") from exc
+            wait = min(left, backoff * random.uniform(0.5, 1.0))
+            log.warning("database not reachable yet, waiting", service=name, error=repr(exc),
+                        retry_in_seconds=round(wait, 2), gives_up_in_seconds=round(left))
+            await asyncio.sleep(wait)
+            backoff = min(backoff * 2, 10.0)
+
+
 def load_keyring(settings: Settings) -> Keyring:
     path = settings.resolved_keyring_file()
     return Keyring.load(path) if path.is_file() else Keyring([])
@@ -223,7 +250,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         network_key = load_network_key(settings)
         data_keys = from_settings(settings) if spec.data_keys else None
         algorithms = settings.oidc_algorithm_list()
-        url = await migrate(settings, spec.name, spec.migrations)
+        url = await migrate_when_reachable(settings, spec.name, spec.migrations)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap)
         await _start_producer(producer)
