@@ -1,0 +1,14 @@
+"""Audit: outbox rows the relay cannot publish are parked with their reason (decision 0021).
+
+Revision ID: 0005
+"""
+from alembic import op
+
+from runtime.migrations import add_outbox_parking
+
+revision = "0005"
+down_revision = "0004"
+
+
+def upgrade() -> None:
+    add_outbox_parking(op)

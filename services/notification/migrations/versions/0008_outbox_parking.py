@@ -1,0 +1,14 @@
+"""Notification: outbox rows the relay cannot publish are parked with their reason (decision 0021).
+
+Revision ID: 0008
+"""
+from alembic import op
+
+from runtime.migrations import add_outbox_parking
+
+revision = "0008"
+down_revision = "0007"
+
+
+def upgrade() -> None:
+    add_outbox_parking(op)

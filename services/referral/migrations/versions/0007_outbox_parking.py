@@ -1,0 +1,14 @@
+"""Referral: outbox rows the relay cannot publish are parked with their reason (decision 0021).
+
+Revision ID: 0007
+"""
+from alembic import op
+
+from runtime.migrations import add_outbox_parking
+
+revision = "0007"
+down_revision = "0006"
+
+
+def upgrade() -> None:
+    add_outbox_parking(op)
