@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
@@ -228,3 +229,29 @@ def service_app(engine, relay: OutboxRelay) -> tuple[object, httpx.AsyncClient]:
         network_key=None, keyring=Keyring([]), started=True)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return app, httpx.AsyncClient(transport=transport, base_url="http://intake.test")
+
+
+class BrokerAwayOnce:
+    """The real producer, but the first send finds the broker away (a transient failure)."""
+
+    def __init__(self, producer) -> None:
+        self._producer, self._failed = producer, False
+
+    async def send(self, *args, **kwargs):
+        if not self._failed:
+            self._failed = True
+            raise KafkaConnectionError("broker away (test)")
+        return await self._producer.send(*args, **kwargs)
+
+
+async def test_a_transient_failure_parks_nothing_and_the_batch_goes_again(infrastructure, database, producer):
+    engine, sessions = database
+    topic = await new_topic(infrastructure)
+    await write(sessions, (topic, event(1), "case-a"), (topic, event(2), "case-b"))
+    relay = OutboxRelay(engine, BrokerAwayOnce(producer))  # type: ignore[arg-type]
+    with pytest.raises(KafkaConnectionError):
+        await relay.publish_batch()
+    assert await relay_parked(engine) == [] and len(await unpublished(engine)) == 2
+    await relay_rounds(relay)
+    assert numbers(await read_topic(infrastructure.kafka_bootstrap, topic, 2, timeout=10)) == [1, 2]
+    assert await unpublished(engine) == []
