@@ -297,6 +297,17 @@ async def outbox_counts(conn: AsyncConnection | AsyncSession) -> dict[str, int]:
             "discarded": row.discarded}
 
 
+async def parked_counts(conn: AsyncConnection | AsyncSession) -> tuple[int, int]:
+    """How many rows are parked and how many wait behind them; cheap when none is parked
+    (what readiness asks on every probe)."""
+    parked = await conn.scalar(sa.select(sa.func.count()).select_from(outbox_table).where(*_still_parked)) or 0
+    if not parked:
+        return 0, 0
+    waiting = await conn.scalar(sa.select(sa.func.count()).select_from(outbox_table).where(
+        *_pending, outbox_table.c.parked_at.is_(None), _behind_parked())) or 0
+    return parked, waiting
+
+
 async def retry_parked(engine: AsyncEngine, row_id: int) -> bool:
     """Put a parked row back in line (the cause was fixed: topic created, limit raised);
     whether it was parked. If it still cannot be published it is parked again."""

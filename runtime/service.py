@@ -45,6 +45,7 @@ from runtime.outbox import (
     discard_parked,
     outbox_counts,
     outbox_table,
+    parked_counts,
     parked_rows,
     retry_parked,
 )
@@ -335,13 +336,13 @@ async def _outbox_problems(runtime: Runtime) -> list[str]:
     waiting behind them (decision 0021)."""
     try:
         async with runtime.engine.connect() as conn:
-            counts = await outbox_counts(conn)
+            parked, waiting = await parked_counts(conn)
     except Exception:  # the database check says so already
         return []
-    if not counts["parked"]:
+    if not parked:
         return []
-    return [f"{counts['parked']} outbox row{'s' if counts['parked'] > 1 else ''} parked (the broker will not "
-            f"take {'them' if counts['parked'] > 1 else 'it'}), {counts['waiting_behind_parked']} more waiting "
+    return [f"{parked} outbox row{'s' if parked > 1 else ''} parked (the broker will not "
+            f"take {'them' if parked > 1 else 'it'}), {waiting} more waiting "
             "behind on the same keys: punte outbox parked"]
 
 
