@@ -305,11 +305,21 @@ def outbox_parked(service: str | None = typer.Option(None, "--service", help="On
 
 
 @outbox_app.command("retry")
-def outbox_retry(row_id: int, service: str = SERVICE, state_dir: Path = STATE) -> None:
+def outbox_retry(row_id: int | None = typer.Argument(None, help="The parked row's id"),
+                 service: str = SERVICE,
+                 every: bool = typer.Option(False, "--all", help="Every parked row of the service "
+                                            "(e.g. once the topics of a rebuilt broker exist again)"),
+                 state_dir: Path = STATE) -> None:
     """Put a parked row back in line once its cause is fixed (topic created, limit raised);
     if the broker still will not take it, it is parked again."""
-    _outbox_call(state_dir, service, "POST", f"/outbox/parked/{row_id}/retry")
-    console.print(f"Repus în coadă / back in line: {service} #{row_id}")
+    if (row_id is None) == (not every):
+        console.print("[red]Un id sau --all / an id or --all[/red]")
+        raise typer.Exit(2)
+    ids = [row_id] if row_id is not None else [
+        row["id"] for row in _outbox_call(state_dir, service, "GET", "/outbox/parked").json()]
+    for one in ids:
+        _outbox_call(state_dir, service, "POST", f"/outbox/parked/{one}/retry")
+        console.print(f"Repus în coadă / back in line: {service} #{one}")
 
 
 @outbox_app.command("discard")
