@@ -319,6 +319,17 @@ async def retry_parked(engine: AsyncEngine, row_id: int) -> bool:
     return bool(result.rowcount)
 
 
+async def retry_all_parked(engine: AsyncEngine) -> int:
+    """Put every parked row back in line (a rebuilt broker's topics exist again); how many.
+    Those still refused are parked again, with their reason."""
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.update(outbox_table).where(*_still_parked)
+                                    .values(parked_at=None, parked_reason=None))
+    if result.rowcount:
+        log.warning("every parked outbox row put back in line", rows=result.rowcount)
+    return result.rowcount or 0
+
+
 async def discard_parked(engine: AsyncEngine, row_id: int, by: str) -> bool:
     """Give up publishing a parked row: it is kept, marked discarded and by whom, never
     published; the rows of its key go on. Whether it was parked."""

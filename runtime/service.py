@@ -377,7 +377,7 @@ async def retry_parked_row(row_id: int, request: Request,
                            principal: Principal = Depends(permit("outbox.parked"))) -> dict[str, int]:
     runtime: Runtime = request.app.state.runtime
     if not await retry_parked(runtime.engine, row_id):
-        raise HTTPException(404, detail=reason("NOT_FOUND", "no such parked outbox row"))
+        raise HTTPException(409, detail=reason("NOT_PARKED", f"row {row_id}"))
     runtime.relay.wake()
     return {"retried": row_id}
 
@@ -387,7 +387,7 @@ async def discard_parked_row(row_id: int, request: Request,
                              principal: Principal = Depends(permit("outbox.parked"))) -> dict[str, int]:
     runtime: Runtime = request.app.state.runtime
     if not await discard_parked(runtime.engine, row_id, principal.subject):
-        raise HTTPException(404, detail=reason("NOT_FOUND", "no such parked outbox row"))
+        raise HTTPException(409, detail=reason("NOT_PARKED", f"row {row_id}"))
     runtime.relay.wake()
     return {"discarded": row_id}
 

@@ -19,7 +19,7 @@ from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.kafka import ensure_topics, make_producer
-from runtime.outbox import Outbox, OutboxRelay, outbox_table
+from runtime.outbox import Outbox, OutboxRelay, outbox_table, retry_all_parked
 from runtime.service import Runtime, create_app
 from runtime.settings import Settings
 from runtime.signing import Keyring
@@ -135,6 +135,8 @@ async def test_a_row_for_a_topic_that_does_not_exist_is_parked_and_the_others_go
     assert numbers(await read_topic(infrastructure.kafka_bootstrap, topic, 1, timeout=10)) == [2]
     [parked] = await relay_parked(engine)
     assert parked["topic"] == missing and "UnknownTopic" in parked["reason"]
+    # Once the cause is fixed (here: never), every parked row goes back in line at once.
+    assert await retry_all_parked(engine) == 1 and await relay_parked(engine) == []
 
 
 async def test_the_operator_retries_or_discards_a_parked_row_and_its_key_goes_on(infrastructure, database,
@@ -163,7 +165,10 @@ async def test_the_operator_retries_or_discards_a_parked_row_and_its_key_goes_on
         await relay_rounds(relay)
         assert numbers(await read_topic(infrastructure.kafka_bootstrap, topic, 1, timeout=10)) == [4]
         assert [p["id"] for p in (await client.get("/outbox/parked", headers=OPERATOR)).json()] == [first]
-        assert (await client.post("/outbox/parked/999999/discard", headers=OPERATOR)).status_code == 404
+        gone = await client.post("/outbox/parked/999999/discard", headers=OPERATOR)
+        assert gone.status_code == 409 and gone.json()["detail"]["code"] == "NOT_PARKED"
+        again = await client.post(f"/outbox/parked/{second}/retry", headers=OPERATOR)
+        assert again.status_code == 409, "a discarded row is not put back by a retry"
         # Not the operator: refused.
         someone = bearer("dgaspc-bc", "cm.dgaspc-bc", "case-manager")
         assert (await client.get("/outbox/parked", headers=someone)).status_code == 403
