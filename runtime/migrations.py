@@ -1,7 +1,8 @@
 """Alembic for every service: one env.py body, and the runtime's own tables: outbox and
 inbox (each service's first migration), data keys, erasures and sealed dead-letter bodies
 (a later migration of each service that seals or erases: ``create_retention_tables``), and
-the outbox's parking columns (``add_outbox_parking``)."""
+the outbox's parking columns and dead-letter index (``add_outbox_parking``,
+``index_outbox_dead_letters``)."""
 from __future__ import annotations
 
 import asyncio
@@ -121,6 +122,13 @@ def add_outbox_parking(op) -> None:  # op: alembic.op
     op.create_index("ix_punte_outbox_parked", "punte_outbox", ["topic", "key", "id"],
                     postgresql_where=sa.text("parked_at IS NOT NULL AND published_at IS NULL "
                                              "AND discarded_at IS NULL"), if_not_exists=True)
+
+
+def index_outbox_dead_letters(op) -> None:  # op: alembic.op
+    """/stats counts a service's dead letters from its outbox rows of type
+    ro.punte.deadletter.v2 (decision 0021): an index on those few, not a scan of the outbox."""
+    op.create_index("ix_punte_outbox_dead_letters", "punte_outbox", ["id"],
+                    postgresql_where=sa.text("event_type = 'ro.punte.deadletter.v2'"), if_not_exists=True)
 
 
 def run_env() -> None:

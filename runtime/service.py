@@ -353,7 +353,9 @@ async def dead_letter_counts(session: AsyncSession) -> dict[str, Any]:
     reason code, and the sealed bodies it keeps (until the dead-letter-body rule)."""
     code = sa.cast(sa.func.convert_from(outbox_table.c.payload, "UTF8"), JSONB)["reason"]["code"].astext
     by_reason = dict((await session.execute(
-        sa.select(code, sa.func.count()).where(outbox_table.c.event_type == DEAD_LETTER_TYPE).group_by(code)
+        # The type inline, not a parameter: a generic plan could not use the partial index.
+        sa.select(code, sa.func.count())
+        .where(outbox_table.c.event_type == sa.literal(DEAD_LETTER_TYPE, literal_execute=True)).group_by(code)
     )).all())
     bodies = 0
     if await session.scalar(sa.text("SELECT to_regclass('punte_dead_letters') IS NOT NULL")):
