@@ -181,6 +181,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print(result["counts"])
     console.print(f"audit: {trail_state(result['audit'])}")
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
+    console.print({"outbox_parked": result["outbox_parked"], "dead_letters": result["dead_letters"]})
+    for name, component in result["components"].items():
+        for problem in component.get("problems", ()):
+            console.print(f"[yellow]{name}[/yellow]: {problem}")
 
 
 def trail_state(verification: dict) -> str:
@@ -361,6 +365,71 @@ def webhooks_replay(institution: str,
         console.print(f"[red]{answer.status_code}[/red] {answer.text}")
         raise typer.Exit(1)
     console.print(f"Retrimise / replayed: {answer.json()['replayed']}")
+
+
+outbox_app = typer.Typer(help="Rânduri din outbox pe care brokerul nu le primește / outbox rows the "
+                              "broker will not take (decision 0021)", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+OUTBOX_SERVICES = ("intake", "referral", "notification", "audit")
+SERVICE = typer.Option(..., "--service", help="intake, referral, notification or audit")
+
+
+def _outbox_call(state_dir: Path, service: str, method: str, path: str) -> httpx.Response:
+    """An operator's call to a service's outbox endpoints; a refusal ends the command."""
+    if service not in OUTBOX_SERVICES:
+        console.print(f"[red]Serviciu necunoscut / unknown service[/red] {service}")
+        raise typer.Exit(2)
+    url, token = _signed_in(state_dir, service, "operator")
+    answer = httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if answer.status_code != 200:
+        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
+        raise typer.Exit(1)
+    return answer
+
+
+@outbox_app.command("parked")
+def outbox_parked(service: str | None = typer.Option(None, "--service", help="Only this service"),
+                  as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+    """The parked rows of every service (or one): where each was going, why the broker will
+    not take it, and how many rows of its key wait behind it."""
+    found = {name: _outbox_call(state_dir, name, "GET", "/outbox/parked").json()
+             for name in ([service] if service else OUTBOX_SERVICES)}
+    if as_json:
+        print(json.dumps(found, indent=1))
+        return
+    table = Table("service", "id", "topic", "key", "type", "bytes", "parked at", "waiting", "reason")
+    for name, rows in found.items():
+        for row in rows:
+            table.add_row(name, str(row["id"]), row["topic"], row["key"] or "", row["event_type"], str(row["bytes"]),
+                          row["parked_at"], str(row["waiting"]), row["reason"])
+    console.print(table)
+    console.print(f"Parcate / parked: {sum(len(rows) for rows in found.values())}")
+
+
+@outbox_app.command("retry")
+def outbox_retry(row_id: int | None = typer.Argument(None, help="The parked row's id"),
+                 service: str = SERVICE,
+                 every: bool = typer.Option(False, "--all", help="Every parked row of the service "
+                                            "(e.g. once the topics of a rebuilt broker exist again)"),
+                 state_dir: Path = STATE) -> None:
+    """Put a parked row back in line once its cause is fixed (topic created, limit raised);
+    if the broker still will not take it, it is parked again."""
+    if (row_id is None) == (not every):
+        console.print("[red]Un id sau --all / an id or --all[/red]")
+        raise typer.Exit(2)
+    ids = [row_id] if row_id is not None else [
+        row["id"] for row in _outbox_call(state_dir, service, "GET", "/outbox/parked").json()]
+    for one in ids:
+        _outbox_call(state_dir, service, "POST", f"/outbox/parked/{one}/retry")
+        console.print(f"Repus în coadă / back in line: {service} #{one}")
+
+
+@outbox_app.command("discard")
+def outbox_discard(row_id: int, service: str = SERVICE, state_dir: Path = STATE) -> None:
+    """Give up a parked row: it stays in the outbox marked discarded (and by whom), is never
+    published, and the rows of its key go on."""
+    _outbox_call(state_dir, service, "POST", f"/outbox/parked/{row_id}/discard")
+    console.print(f"Renunțat / discarded: {service} #{row_id}")
 
 
 privacy_app = typer.Typer(help="Protecția datelor / data protection", no_args_is_help=True)

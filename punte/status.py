@@ -67,8 +67,11 @@ async def _check(client: httpx.AsyncClient, name: str, url: str,
             return {"status": "up" if health.status_code == 200 else "degraded", "url": url}, None
         health, stats = await asyncio.gather(client.get(url + "/health/ready"),
                                              client.get(url + "/stats", headers=operator))
-        component = {"status": "up" if health.status_code == 200 else "degraded", "url": url,
-                     "checks": health.json().get("checks")}
+        ready = health.json()
+        # Ready but degraded (e.g. outbox rows parked): up, yet not "up" (decision 0021).
+        up = health.status_code == 200 and ready.get("status") != "degraded"
+        component = {"status": "up" if up else "degraded", "url": url, "checks": ready.get("checks"),
+                     **({"problems": ready["problems"]} if ready.get("problems") else {})}
         if stats.status_code != 200:  # e.g. the operator's token refused: say so, count nothing
             return {**component, "stats": stats.status_code}, None
         return component, stats.json()
@@ -139,6 +142,8 @@ async def collect(state: State) -> dict[str, Any]:
         "topic_messages": on_topics,
     }
     pending = {n: s.get("outbox", {}).get("pending") for n, s in stats.items()}
+    parked = {n: int(s.get("outbox", {}).get("parked") or 0) for n, s in stats.items()}
+    dead_letters = {n: int(s.get("dead_letters", {}).get("total") or 0) for n, s in stats.items()}
     return {
         "components": components,
         "counts": counts,
@@ -149,6 +154,11 @@ async def collect(state: State) -> dict[str, Any]:
         "consistent": {
             "every_report_has_an_outcome": counts["reports"] == counts["report_outcomes"],
             "audit_covers_every_message": on_topics is not None and counts["audit_entries"] >= on_topics,
+            # A parked row is an output not yet delivered: the books do not close until an
+            # operator retries or discards it (punte outbox parked).
+            "no_outbox_row_parked": not any(parked.values()),
         },
         "outbox_pending": pending,
+        "outbox_parked": parked,
+        "dead_letters": dead_letters,
     }
