@@ -179,7 +179,8 @@ class Sampler:
                 "consumed": done,
                 "finished_s": finished,  # first 1 s sample showing all of its final count
                 "max_outbox_pending": max((s["outbox"]["pending"] or 0 for _, s in series), default=0),
-                "dead_lettered": sum(c["dead_lettered"] for c in final.get(name, {}).get("consumers", [])),
+                # Persisted counts (every path, across restarts), not the consumers' counters.
+                "dead_lettered": (final.get(name, {}).get("dead_letters") or {}).get("total", 0),
             }
         return out
 
