@@ -15,7 +15,7 @@ from contracts.events import EventType
 from contracts.reference import risk_categories
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
-from runtime.inbox import UnitOfWork
+from runtime.inbox import InboxConsumer, UnitOfWork
 from runtime.outbox import Outbox
 from runtime.signing import SigningKey
 from services.audit import handlers as audit_handlers
@@ -68,15 +68,34 @@ async def test_a_report_applied_again_to_a_restored_intake_gives_the_same_events
         try:
             for offset, event in enumerate((first_report, joining, refused)):
                 await consumer.process([message(f"punte.ingress.{SCHOOL}", event, offset=offset)])
-            runs.append((await identities(engine), [d.get("case_id") for _, _, d in await emitted(engine)]))
+            out = await emitted(engine)
+            cases = [([(k, v.encode()) for k, v in h.items()], json.dumps(d).encode())
+                     for topic, h, d in out if topic == "punte.cases"]
+            runs.append((await identities(engine), [d.get("case_id") for _, _, d in out], cases))
         finally:
             await engine.dispose()
-    (ids, case_ids), (again, case_ids_again) = runs
+    (ids, case_ids, published), (again, case_ids_again, published_again) = runs
     assert {t for _, t, _ in ids} == {"ro.punte.case.opened.v1", "ro.punte.case.report-added.v1",
                                       "ro.punte.outcome.v1", "ro.punte.deadletter.v2"}
     assert again == ids
     assert case_ids_again == case_ids, "the case opened again is the same case"
     assert len({i for *_, i in ids}) == len(ids), "one cause, one id per step"
+
+    # The next consumer (keyed by event id, as referral and notification are) applies each
+    # case event once, though both runs published theirs.
+    engine, sessions = await migrated_database(infrastructure.database_url, "notification", NOTIFICATION_MIGRATIONS)
+    applied: list[str] = []
+
+    async def record(uow, msg) -> None:
+        applied.append(msg.header("ce_id"))
+
+    try:
+        downstream = InboxConsumer(service="next", group_id="t", bootstrap="t", sessions=sessions, handler=record)
+        await downstream.process([message("punte.cases", value=value, headers=headers, offset=offset)
+                                  for offset, (headers, value) in enumerate(published + published_again)])
+    finally:
+        await engine.dispose()
+    assert len(applied) == len(published) == 2 and downstream.duplicates == 2
 
 
 @asynccontextmanager
