@@ -5,10 +5,10 @@ headers, the data as the JSON body, signed by the network exactly as on Kafka
 (runtime/signing.py): ``ce-keyid`` and ``ce-signature`` over ``signing_input``. Header
 values are percent-encoded as the CloudEvents HTTP binding requires; the signature covers
 the decoded values. ``Punte-Delivery-Id`` is the delivery's id, the same on every retry
-and replay, so receivers deduplicate by it.
+and replay (but a row number of one database, which a restore may renumber).
 
-Standard Webhooks (standardwebhooks.com, 1.0) headers ride along, so a receiver can use an
-off-the-shelf verifier: ``webhook-id`` is the notification's id, which derives from the
+Standard Webhooks (standardwebhooks.com, 1.0, its asymmetric scheme) headers ride along, so
+a receiver can use a verifier written to it: ``webhook-id`` is the notification's id, which derives from the
 event that caused it (ADR 0023), so it is the same on every retry, every replay and after a
 restore from backup, and is the key to drop repeats by; ``webhook-timestamp`` is the
 attempt's time (Unix seconds), and ``webhook-signature`` the network's Ed25519 signature
