@@ -19,7 +19,7 @@ from contracts.events import AuditCheckpoint, EventType
 from contracts.reference import RetentionSchedule
 from contracts.refusals import Refused
 from runtime import retention
-from runtime.cloudevents import CloudEvent, EnvelopeError
+from runtime.cloudevents import CloudEvent, EnvelopeError, derived_id
 from runtime.data_keys import DataKeys
 from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.signing import Keyring, SigningKey
@@ -299,9 +299,10 @@ async def issue_checkpoint(uow: UnitOfWork, log: Log, only_if_grown: bool = Fals
     await uow.session.execute(pg_insert(checkpoints).values(
         size=size, root=root, note=note, issued_at=uow.now).on_conflict_do_nothing())
     published = AuditCheckpoint(origin=log.origin, size=size, root=base64.b64encode(root).decode(), note=note)
+    # One checkpoint per log and size: issued again (after a restore), it is the same event (ADR 0023).
     uow.outbox.emit(CHECKPOINT_TOPIC, CloudEvent.new(
-        EventType.AUDIT_CHECKPOINT.value, uow.source, published.model_dump(mode="json"), subject=str(size)),
-        key=log.origin)
+        EventType.AUDIT_CHECKPOINT.value, uow.source, published.model_dump(mode="json"), subject=str(size),
+        id=derived_id(log.origin, EventType.AUDIT_CHECKPOINT.value, str(size))), key=log.origin)
     return note
 
 
