@@ -354,7 +354,7 @@ async def raw_insert(url: str, messages: list[Message], batch: int) -> dict:
 # --- output --------------------------------------------------------------------------------
 
 def machine_line() -> str:
-    return machine("embedded PostgreSQL with fsync=off (synchronous_commit=off); benchmark and "
+    return machine("embedded PostgreSQL with fsync=off, synchronous_commit=on (decision 0020); benchmark and "
                    "PostgreSQL on the same machine")
 
 

@@ -179,7 +179,8 @@ class Sampler:
                 "consumed": done,
                 "finished_s": finished,  # first 1 s sample showing all of its final count
                 "max_outbox_pending": max((s["outbox"]["pending"] or 0 for _, s in series), default=0),
-                "dead_lettered": sum(c["dead_lettered"] for c in final.get(name, {}).get("consumers", [])),
+                # Persisted counts (every path, across restarts), not the consumers' counters.
+                "dead_lettered": (final.get(name, {}).get("dead_letters") or {}).get("total", 0),
             }
         return out
 
@@ -482,7 +483,7 @@ async def raw_insert(database_url: str, reports: list[tuple[str, CloudEvent]]) -
 
 def machine_line() -> str:
     return machine("embedded default: Tansu broker with memory storage, embedded PostgreSQL with "
-                   "fsync=off (synchronous_commit=off); load generator and all processes on the same machine")
+                   "fsync=off, synchronous_commit=on (decision 0020); load generator and all processes on the same machine")
 
 
 def show(figures: dict) -> None:

@@ -5,13 +5,15 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
@@ -54,6 +56,41 @@ def _progress_table(p: DemoProgress, state: State | None = None) -> Table:
     return table
 
 
+_STATE_STYLE = {"running": "green", "restarting": "yellow", "given up": "red", "lost": "red"}
+
+
+def _services_table(stack: Stack) -> Table:
+    """Each process of the network: address, the supervisor's state and restarts."""
+    table = Table(title="Procese / processes")
+    table.add_column("Componentă / component")
+    table.add_column("Adresă / address")
+    table.add_column("Stare / state")
+    table.add_column("Reporniri / restarts", justify="right")
+    others = {"broker": stack.kafka_bootstrap or "", "database": (stack.database_url or "").replace("+asyncpg", "")}
+    for name, watch in stack.supervision().items():
+        address = stack.url(name) if name in stack.ports else others.get(name, "")
+        state = str(watch["state"])
+        table.add_row(name, address, f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]", str(watch["restarts"]))
+    return table
+
+
+def _print_reasons(watches: dict[str, dict]) -> None:
+    """Why the supervisor gave up on a process, or lost it: the operator's next step."""
+    for name, watch in watches.items():
+        if watch.get("reason") and watch.get("state") in ("given up", "lost"):
+            console.print(Text(f"{name}: {watch['state']} — {watch['reason']}", style="red"))  # log text, not markup
+
+
+def _live_view(stack: Stack, demo: DemoProgress | None = None) -> Group:
+    parts: list[Table | Text] = [_services_table(stack)]
+    if demo is not None:
+        parts.insert(0, _progress_table(demo, stack.state))
+    for name, watch in stack.supervision().items():
+        if watch.get("reason") and watch["state"] in ("given up", "lost"):
+            parts.append(Text(f"{name}: {watch['state']} — {watch['reason']}", style="red"))
+    return Group(*parts)
+
+
 @app.command()
 def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău institutions"),
        rate: float = typer.Option(2.0, help="Demo reports per second"),
@@ -86,15 +123,35 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         console.print(table)
         console.print(f"Parole demo / demo passwords: {stack.state.passwords_file}")
         console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
-        if demo:
-            with Live(_progress_table(DemoProgress()), console=console, refresh_per_second=4) as live:
-                asyncio.run(run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
-                                     rate=rate, on_progress=lambda p: live.update(_progress_table(p, stack.state))))
-        else:
-            signal.pause()
+        # The live view shows each process as the supervisor sees it (decision 0024).
+        progress = DemoProgress()
+        with Live(_live_view(stack, progress if demo else None), console=console, refresh_per_second=2) as live:
+            if demo:
+                def shown(p: DemoProgress) -> None:
+                    nonlocal progress
+                    progress = p
+                    live.update(_live_view(stack, p))
+
+                async def demo_and_view() -> None:
+                    async def refresh() -> None:  # restarts show even when no report moves
+                        while True:
+                            live.update(_live_view(stack, progress))
+                            await asyncio.sleep(1)
+                    view = asyncio.create_task(refresh())
+                    try:
+                        await run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
+                                       rate=rate, on_progress=shown)
+                    finally:
+                        view.cancel()
+                asyncio.run(demo_and_view())
+            else:
+                while True:
+                    live.update(_live_view(stack))
+                    time.sleep(1)
     except KeyboardInterrupt:
         console.print("Opresc / stopping…")
     finally:
+        _print_reasons(stack.supervision())
         stack.stop()
         console.print("Oprit / stopped.")
 
@@ -114,11 +171,35 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     table = Table(title="Punte status")
     table.add_column("Componentă / component")
     table.add_column("Stare / status")
+    table.add_column("Supraveghere / supervision")
+    table.add_column("Reporniri / restarts", justify="right")
     for name, component in result["components"].items():
-        table.add_row(name, component["status"])
+        watch = component.get("supervisor", {})
+        table.add_row(name, component["status"], watch.get("state", ""), str(watch.get("restarts", "")))
     console.print(table)
+    _print_reasons({n: c["supervisor"] for n, c in result["components"].items() if "supervisor" in c})
     console.print(result["counts"])
+    console.print(f"audit: {trail_state(result['audit'])}")
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
+    console.print({"outbox_parked": result["outbox_parked"], "dead_letters": result["dead_letters"]})
+    for name, component in result["components"].items():
+        for problem in component.get("problems", ()):
+            console.print(f"[yellow]{name}[/yellow]: {problem}")
+
+
+def trail_state(verification: dict) -> str:
+    """One line for people from the audit's /verify answer: verified, lagging (the trail is
+    intact but has not yet recorded every message on the broker) or failed, with why."""
+    state = verification.get("state", "unknown")
+    if state == "verified":
+        return f"verificat / verified ({verification['entries']} intrări / entries)"
+    if state == "lagging":
+        partitions = ", ".join(f"{t['topic']}[{t['partition']}] {t['missing']}" for t in verification["lagging"][:5])
+        return (f"în urmă / lagging: {verification['not_audited']} mesaje încă neauditate / messages not yet "
+                f"audited ({partitions}{', …' if len(verification['lagging']) > 5 else ''})")
+    if state == "failed":
+        return f"NU se verifică / does NOT verify: {'; '.join(verification['problems'])}"
+    return "necunoscut / unknown (auditul nu răspunde / the audit service does not answer)"
 
 
 @app.command("reseal-identities")
@@ -161,10 +242,12 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(
-    export: Path = typer.Argument(..., help="An export (JSON Lines) from GET /export"),
-    key: str = typer.Option(..., "--key", help="The log's verifier key, from GET /log-key"),
+    export: Path | None = typer.Argument(None, help="An export (JSON Lines) from GET /export; "
+                                                     "without it, the running network's trail"),
+    key: str | None = typer.Option(None, "--key", help="The log's verifier key, from GET /log-key"),
     previous: Path | None = typer.Option(None, help="An older signed checkpoint of the same log"),
     as_json: bool = typer.Option(False, "--json"),
+    state_dir: Path = STATE,
 ) -> None:
     """Check an export offline: the checkpoint's signature, every entry against the signed
     root, nothing missing, reordered or added; with --previous, that the log only grew.
@@ -172,7 +255,17 @@ def audit_verify(
     Both log versions verify (decision 0016): version 2 entries commit to their value's
     digest and are checked byte for byte; version 1 entries (older logs, whose bytes hold
     the value) are exported and proved by their leaf hash. Erased values change nothing:
-    the export says which entries' values were erased, when and by which rule."""
+    the export says which entries' values were erased, when and by which rule.
+
+    Without an export: the running network's trail (embedded default), checked by the audit
+    service, which also compares it with every partition's end on the broker, so messages
+    not yet audited show as lagging (exit 3) and messages lost unaudited as a failure (exit 1)."""
+    if export is None:
+        _verify_running(state_dir, as_json)
+        return
+    if key is None:
+        console.print("[red]--key is required with an export[/red]")
+        raise typer.Exit(2)
     from services.audit.domain import checkpoint, offline
 
     name, public = checkpoint.parse_verifier_key(key)
@@ -192,6 +285,19 @@ def audit_verify(
         console.print(f"[red]NU se verifică / does NOT verify[/red]: prima intrare greșită / first bad entry "
                       f"{report.first_bad}: {report.problem}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _verify_running(state_dir: Path, as_json: bool) -> None:
+    url, token = _signed_in(state_dir, "audit", "auditor")
+    answer = httpx.get(url + "/verify", headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    answer.raise_for_status()
+    verification = answer.json()
+    if as_json:
+        print(json.dumps(verification))
+    else:
+        colour = {"verified": "green", "lagging": "yellow"}.get(verification["state"], "red")
+        console.print(f"[{colour}]{trail_state(verification)}[/{colour}]")
+    raise typer.Exit({"verified": 0, "lagging": 3}.get(verification["state"], 1))
 
 
 @audit_app.command("export")
@@ -266,15 +372,22 @@ consumers_app = typer.Typer(help="Consumatorii serviciilor / the services' consu
 app.add_typer(consumers_app, name="consumers")
 
 
-def _operator_call(state_dir: Path, service: str, method: str, path: str, **kwargs: object) -> object:
-    """An operator's call to ``service`` of the running embedded network; its JSON answer."""
+def _operator_request(state_dir: Path, service: str, method: str, path: str,
+                      **kwargs: object) -> httpx.Response:
+    """An operator's call to ``service`` of the running embedded network; a refusal ends the
+    command with its status and answer."""
     url, token = _signed_in(state_dir, service, "operator")
     answer = httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
                            timeout=120, **kwargs)  # type: ignore[arg-type]
     if answer.status_code != 200:
         console.print(f"[red]{answer.status_code}[/red] {answer.text}")
         raise typer.Exit(1)
-    return answer.json()
+    return answer
+
+
+def _operator_call(state_dir: Path, service: str, method: str, path: str, **kwargs: object) -> object:
+    """``_operator_request``'s JSON answer."""
+    return _operator_request(state_dir, service, method, path, **kwargs).json()
 
 
 @consumers_app.command("list")
@@ -338,6 +451,66 @@ def deadletters_replay(service: str,
         console.print(f"{result['position']}: [{colour}]{result['result']}[/{colour}] {result.get('detail', '')}")
     if any(r["result"] not in ("replayed", "already-replayed") for r in results):
         raise typer.Exit(1)
+
+
+outbox_app = typer.Typer(help="Rânduri din outbox pe care brokerul nu le primește / outbox rows the "
+                              "broker will not take (decision 0021)", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+OUTBOX_SERVICES = ("intake", "referral", "notification", "audit")
+SERVICE = typer.Option(..., "--service", help="intake, referral, notification or audit")
+
+
+def _outbox_call(state_dir: Path, service: str, method: str, path: str) -> httpx.Response:
+    """An operator's call to a service's outbox endpoints; a refusal ends the command."""
+    if service not in OUTBOX_SERVICES:
+        console.print(f"[red]Serviciu necunoscut / unknown service[/red] {service}")
+        raise typer.Exit(2)
+    return _operator_request(state_dir, service, method, path)
+
+
+@outbox_app.command("parked")
+def outbox_parked(service: str | None = typer.Option(None, "--service", help="Only this service"),
+                  as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+    """The parked rows of every service (or one): where each was going, why the broker will
+    not take it, and how many rows of its key wait behind it."""
+    found = {name: _outbox_call(state_dir, name, "GET", "/outbox/parked").json()
+             for name in ([service] if service else OUTBOX_SERVICES)}
+    if as_json:
+        print(json.dumps(found, indent=1))
+        return
+    table = Table("service", "id", "topic", "key", "type", "bytes", "parked at", "waiting", "reason")
+    for name, rows in found.items():
+        for row in rows:
+            table.add_row(name, str(row["id"]), row["topic"], row["key"] or "", row["event_type"], str(row["bytes"]),
+                          row["parked_at"], str(row["waiting"]), row["reason"])
+    console.print(table)
+    console.print(f"Parcate / parked: {sum(len(rows) for rows in found.values())}")
+
+
+@outbox_app.command("retry")
+def outbox_retry(row_id: int | None = typer.Argument(None, help="The parked row's id"),
+                 service: str = SERVICE,
+                 every: bool = typer.Option(False, "--all", help="Every parked row of the service "
+                                            "(e.g. once the topics of a rebuilt broker exist again)"),
+                 state_dir: Path = STATE) -> None:
+    """Put a parked row back in line once its cause is fixed (topic created, limit raised);
+    if the broker still will not take it, it is parked again."""
+    if (row_id is None) == (not every):
+        console.print("[red]Un id sau --all / an id or --all[/red]")
+        raise typer.Exit(2)
+    ids = [row_id] if row_id is not None else [
+        row["id"] for row in _outbox_call(state_dir, service, "GET", "/outbox/parked").json()]
+    for one in ids:
+        _outbox_call(state_dir, service, "POST", f"/outbox/parked/{one}/retry")
+        console.print(f"Repus în coadă / back in line: {service} #{one}")
+
+
+@outbox_app.command("discard")
+def outbox_discard(row_id: int, service: str = SERVICE, state_dir: Path = STATE) -> None:
+    """Give up a parked row: it stays in the outbox marked discarded (and by whom), is never
+    published, and the rows of its key go on."""
+    _outbox_call(state_dir, service, "POST", f"/outbox/parked/{row_id}/discard")
+    console.print(f"Renunțat / discarded: {service} #{row_id}")
 
 
 privacy_app = typer.Typer(help="Protecția datelor / data protection", no_args_is_help=True)

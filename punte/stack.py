@@ -9,8 +9,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -23,6 +26,197 @@ from runtime.settings import Settings
 
 SERVICES = ("intake", "referral", "notification", "audit")
 ROOT = Path(__file__).resolve().parent.parent
+# Each watched process's state, written by `punte up`'s supervisor, read by `punte status`.
+SUPERVISION_FILE = "supervision.json"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a supervised process that exited is started again, and when not any more."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    # Up this long: healthy; its next exit starts the backoff afresh.
+    healthy_after: float = 60.0
+    # An exit this soon after a start is a failure at start (a missing secret, a bad
+    # setting): repeating it cannot help, so after `give_up_after` in a row the supervisor
+    # gives up and says why. Services are ready about 5 s after they start (decision 0005).
+    quick_exit: float = 15.0
+    give_up_after: int = 5
+
+
+@dataclass
+class Watch:
+    """What the supervisor knows of one process; `punte status` shows it as it is."""
+
+    state: str = "running"  # running, restarting, given up, lost
+    restarts: int = 0
+    pid: int | None = None
+    last_exit: str | None = None
+    reason: str | None = None
+    failures: int = 0  # exits since the last healthy period: the backoff's exponent
+    quick_failures: int = 0  # exits in a row soon after their start
+    restart_at: float | None = None
+    started_at: float = 0.0
+
+    def exited(self, uptime: float, policy: RestartPolicy) -> float | None:
+        """Count an exit after ``uptime`` seconds; the delay before the next start, or None
+        when the policy says to give up."""
+        if uptime >= policy.healthy_after:
+            self.failures = 0
+        self.failures += 1
+        self.quick_failures = self.quick_failures + 1 if uptime < policy.quick_exit else 0
+        if self.quick_failures >= policy.give_up_after:
+            return None
+        return min(policy.max_delay, policy.first_delay * 2 ** (self.failures - 1))
+
+    def shown(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if k not in ("failures", "quick_failures", "restart_at",
+                                                                    "started_at")}
+
+
+@dataclass
+class Program:
+    """A process the supervisor watches: how to start it again (None: it is only watched,
+    its loss reported) and the log its restarts are written to."""
+
+    process: Callable[[], subprocess.Popen | None]
+    start: Callable[[], None] | None
+    log_file: Path
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with {returncode}"
+
+
+def last_lines(path: Path, count: int = 5, width: int = 300) -> list[str]:
+    """The end of a log, each line cut to ``width``: why a process failed, for the operator."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 64 * 1024))
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    return [line[:width] for line in lines if line.strip()][-count:]
+
+
+def log_line(path: Path, message: str, level: str = "warning") -> None:
+    """A line in the watched process's own log, in the services' JSON-lines shape."""
+    entry = {"timestamp": datetime.now(timezone.utc).isoformat(), "level": level,
+             "logger": "punte.supervisor", "event": message}
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+class Supervisor:
+    """Starts again, with capped exponential backoff, a watched process that exited (a crash,
+    SIGKILL, the OOM killer); gives up on one that keeps failing at start. One thread, a
+    check every `every` seconds; `lock` is held while it acts, so a caller changing the
+    processes (punte.faults) holds it too."""
+
+    def __init__(self, programs: dict[str, Program], policy: RestartPolicy = RestartPolicy(),
+                 on_change: Callable[[dict[str, dict[str, object]]], None] = lambda _: None,
+                 every: float = 0.5) -> None:
+        self.programs = programs
+        self.policy = policy
+        self.on_change = on_change
+        self.every = every
+        self.lock = threading.RLock()
+        now = time.monotonic()
+        self.watches = {name: Watch(pid=_pid(p.process()), started_at=now) for name, p in programs.items()}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        with self.lock:
+            return {name: watch.shown() for name, watch in self.watches.items()}
+
+    def start(self) -> "Supervisor":
+        self.on_change(self.snapshot())
+        self._thread = threading.Thread(target=self._run, name="punte-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.every):
+            self.check()
+
+    def adopt(self, name: str) -> None:
+        """A process started again by someone else (punte.faults): watched afresh, not counted."""
+        with self.lock:
+            watch = self.watches[name]
+            watch.pid, watch.started_at = _pid(self.programs[name].process()), time.monotonic()
+            watch.state = "running"
+        self.on_change(self.snapshot())
+
+    def check(self) -> None:
+        """One look at every watched process."""
+        changed = False
+        with self.lock:
+            for name, program in self.programs.items():
+                if self._stopping.is_set():
+                    break
+                watch = self.watches[name]
+                now = time.monotonic()  # a restart may have taken a while
+                if watch.state == "running":
+                    process = program.process()
+                    if process is not None and process.poll() is not None:
+                        self._exited(name, program, watch, describe_exit(process.returncode), now)
+                        changed = True
+                elif watch.state == "restarting" and watch.restart_at is not None and now >= watch.restart_at:
+                    self._restart(name, program, watch)
+                    changed = True
+        if changed:
+            self.on_change(self.snapshot())
+
+    def _exited(self, name: str, program: Program, watch: Watch, how: str, now: float) -> None:
+        uptime = now - watch.started_at
+        watch.last_exit = f"{how} after {uptime:.1f} s"
+        if program.start is None:
+            watch.state = "lost"
+            watch.reason = f"{name} {watch.last_exit}; it is not started again by the supervisor"
+            log_line(program.log_file, f"supervisor: {watch.reason}", "error")
+            return
+        delay = watch.exited(uptime, self.policy)
+        if delay is None:
+            watch.state = "given up"
+            tail = " | ".join(last_lines(program.log_file))
+            watch.reason = (f"{name} failed {watch.quick_failures} times in a row within "
+                            f"{self.policy.quick_exit:.0f} s of starting; last log lines: {tail}")
+            log_line(program.log_file, f"supervisor: {name} {watch.last_exit}; giving up after "
+                                       f"{watch.quick_failures} failures at start", "error")
+            return
+        watch.state, watch.restart_at = "restarting", now + delay
+        log_line(program.log_file, f"supervisor: {name} {watch.last_exit}; restart {watch.restarts + 1} "
+                                   f"in {delay:.1f} s")
+
+    def _restart(self, name: str, program: Program, watch: Watch) -> None:
+        assert program.start is not None
+        watch.restarts += 1
+        watch.restart_at = None
+        watch.started_at = time.monotonic()
+        try:
+            program.start()
+        except Exception as exc:  # e.g. PostgreSQL not accepting connections in time
+            self._exited(name, program, watch, f"failed to start ({exc!r})", time.monotonic())
+            return
+        watch.state, watch.pid = "running", _pid(program.process())
+        log_line(program.log_file, f"supervisor: {name} restarted (restart {watch.restarts}, "
+                                   f"pid {watch.pid})", "info")
+
+
+def _pid(process: subprocess.Popen | None) -> int | None:
+    return process.pid if process is not None else None
 
 
 @dataclass
@@ -35,6 +229,10 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Restart crashed processes (`punte up`, the tests); off for one that is watched elsewhere.
+    supervise: bool = True
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    supervisor: Supervisor | None = None
 
     @property
     def state(self) -> State:
@@ -104,7 +302,43 @@ class Stack:
             "kafka_bootstrap": self.kafka_bootstrap, "database_url": self.database_url,
             "pids": {n: p.pid for n, p in self.processes.items()},
         }, indent=1))
+        (self.state_dir / SUPERVISION_FILE).unlink(missing_ok=True)  # a previous run's
+        if self.supervise:
+            self.supervisor = Supervisor(self._programs(), self.restart_policy, self._write_supervision).start()
         return self
+
+    def _programs(self) -> dict[str, Program]:
+        """Every process the stack started: the services, the issuer and the mail server are
+        started again; the embedded PostgreSQL too (crash recovery runs at its start); the
+        embedded broker only watched, since it kept its topics in memory (issue #12, item 4)."""
+        logs = self.state_dir / "logs"
+        programs = {name: Program(lambda n=name: self.processes.get(n), lambda n=name: self.start_process(n),
+                                  logs / f"{name}.log")
+                    for name in ("identity", "mail", *SERVICES)}
+        if self.postgres is not None:
+            postgres = self.postgres
+            programs["database"] = Program(lambda: postgres.process, lambda: postgres.restart(hard=True),
+                                           postgres.log_file)
+        if self.broker is not None:
+            broker = self.broker
+            programs["broker"] = Program(lambda: broker.process, None, logs / "broker.log")
+        return programs
+
+    def _write_supervision(self, watches: dict[str, dict[str, object]]) -> None:
+        path = self.state_dir / SUPERVISION_FILE
+        path.with_suffix(".tmp").write_text(json.dumps(watches, indent=1))
+        path.with_suffix(".tmp").replace(path)  # whole, so `punte status` never reads half of it
+
+    @property
+    def supervisor_lock(self) -> threading.RLock:
+        return self.supervisor.lock if self.supervisor is not None else threading.RLock()
+
+    def supervisor_adopt(self, name: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.adopt(name)
+
+    def supervision(self) -> dict[str, dict[str, object]]:
+        return self.supervisor.snapshot() if self.supervisor is not None else {}
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -136,6 +370,8 @@ class Stack:
             process.wait()
 
     def stop(self) -> None:
+        if self.supervisor is not None:  # first, or it would start again what is stopped
+            self.supervisor.stop()
         for name in (*reversed(SERVICES), "mail", "identity"):
             self.stop_process(name)
         if self.broker:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from punte.stack import SERVICES
+from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
 
 
@@ -67,13 +67,36 @@ async def _check(client: httpx.AsyncClient, name: str, url: str,
             return {"status": "up" if health.status_code == 200 else "degraded", "url": url}, None
         health, stats = await asyncio.gather(client.get(url + "/health/ready"),
                                              client.get(url + "/stats", headers=operator))
-        component = {"status": "up" if health.status_code == 200 else "degraded", "url": url,
-                     "checks": health.json().get("checks")}
+        ready = health.json()
+        # Ready but degraded (e.g. outbox rows parked): up, yet not "up" (decision 0021).
+        up = health.status_code == 200 and ready.get("status") != "degraded"
+        component = {"status": "up" if up else "degraded", "url": url, "checks": ready.get("checks"),
+                     **({"problems": ready["problems"]} if ready.get("problems") else {})}
         if stats.status_code != 200:  # e.g. the operator's token refused: say so, count nothing
             return {**component, "stats": stats.status_code}, None
         return component, stats.json()
     except httpx.HTTPError as exc:
         return {"status": "down", "url": url, "error": repr(exc)}, None
+
+
+def supervision(state: State) -> dict[str, dict[str, Any]]:
+    """What `punte up`'s supervisor last wrote of each process it watches: state (running,
+    restarting, given up, lost), restarts, last exit and, when given up or lost, why."""
+    path = state.root / SUPERVISION_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not supervised (e.g. a Stack with supervise=False)
+        return {}
+
+
+def add_supervision(components: dict[str, Any], state: State) -> None:
+    """Each component's `supervisor` entry; a process the supervisor gave up on or lost is
+    down whatever else answered."""
+    for name, watch in supervision(state).items():
+        component = components.setdefault(name, {"status": "up" if watch["state"] == "running" else "down"})
+        component["supervisor"] = watch
+        if watch["state"] in ("given up", "lost"):
+            component["status"] = "down"
 
 
 async def collect(state: State) -> dict[str, Any]:
@@ -101,6 +124,7 @@ async def collect(state: State) -> dict[str, Any]:
             verify = (await client.get(urls["audit"] + "/verify", headers=operator)).json()
     database_up = all(c.get("checks", {}).get("database") for n, c in components.items() if n in SERVICES)
     components["database"] = {"status": "up" if database_up else "down"}
+    add_supervision(components, state)
 
     def count(service: str, key: str) -> int:
         return int(stats.get(service, {}).get("counts", {}).get(key, 0))
@@ -118,14 +142,23 @@ async def collect(state: State) -> dict[str, Any]:
         "topic_messages": on_topics,
     }
     pending = {n: s.get("outbox", {}).get("pending") for n, s in stats.items()}
+    parked = {n: int(s.get("outbox", {}).get("parked") or 0) for n, s in stats.items()}
+    dead_letters = {n: int(s.get("dead_letters", {}).get("total") or 0) for n, s in stats.items()}
     return {
         "components": components,
         "counts": counts,
         "audit_verified": bool(verify.get("verified")),
+        # "verified", "lagging" (messages on the broker not audited yet: not_audited) or "failed".
+        "audit_state": verify.get("state", "unknown"),
         "audit": verify,
         "consistent": {
             "every_report_has_an_outcome": counts["reports"] == counts["report_outcomes"],
             "audit_covers_every_message": on_topics is not None and counts["audit_entries"] >= on_topics,
+            # A parked row is an output not yet delivered: the books do not close until an
+            # operator retries or discards it (punte outbox parked).
+            "no_outbox_row_parked": not any(parked.values()),
         },
         "outbox_pending": pending,
+        "outbox_parked": parked,
+        "dead_letters": dead_letters,
     }

@@ -11,6 +11,10 @@ from typing import Any
 from contracts.refusals import Refused
 from runtime.control_characters import has_control_characters
 
+# Every id Punte derives from a cause is a UUIDv5 in this namespace (ADR 0023). Never change
+# it: ids already sent would stop matching the ids a replay derives.
+DERIVED = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/derived")
+
 # ce_time is optional in CloudEvents; Punte requires it (signatures and the replay window use it).
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 CONTENT_TYPE = "application/json"
@@ -35,6 +39,8 @@ class CloudEvent:
         type: str, source: str, data: dict[str, Any], subject: str | None = None,
         id: str | None = None, time: datetime | None = None,
     ) -> "CloudEvent":
+        """A new event; ``id`` is ``derived_id(...)`` for anything a message or a timer
+        causes, and random only for what a person's request causes (ADR 0023)."""
         when = (time or datetime.now(timezone.utc)).astimezone(timezone.utc)
         return CloudEvent(
             id=id or str(uuid.uuid4()), source=source, type=type,
@@ -57,6 +63,18 @@ class CloudEvent:
             out.append(("ce_subject", self.subject.encode()))
         out.extend((f"ce_{k}", v.encode()) for k, v in self.extensions.items())
         return out
+
+
+def derived_id(cause: str, *step: str) -> str:
+    """The id of what ``cause`` gives rise to at ``step``: a pure function of both, so a
+    message processed again (a replay, a restore from backup, a batch applied again after a
+    crash) gives rise to the same ids, and every next inbox drops the repeats (ADR 0023).
+
+    ``cause`` is the causing message's inbox key (its sender or source and event id, or its
+    position when it has none), a timer's key, or another derived id; ``step`` says which of
+    its effects (an event type, and the recipient where one cause tells several). Parts are
+    encoded as a JSON array, so no choice of ids can make two different causes meet."""
+    return str(uuid.uuid5(DERIVED, json.dumps([cause, *step], ensure_ascii=False, separators=(",", ":"))))
 
 
 def header_map(headers: Any) -> dict[str, str]:

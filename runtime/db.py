@@ -21,9 +21,41 @@ def connect_arguments(url: str, database: str | None = None) -> dict[str, Any]:
     return arguments
 
 
+# Every connection of the services commits durably, whatever the server, the database or
+# the role says (decision 0020): a setting in the connection's start-up packet overrides
+# all of them, so a server tuned for speed cannot make a consumer commit its offset, or a
+# relay publish, after a commit PostgreSQL may still forget. "on" also waits for
+# synchronous standbys where there are any.
+DURABLE_SESSION = {"synchronous_commit": "on"}
+
+
+def _durable(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {**arguments, "server_settings": {**arguments.get("server_settings", {}), **DURABLE_SESSION}}
+
+
 async def connect(url: str, database: str | None = None, **options: Any) -> asyncpg.Connection:
     """A plain asyncpg connection to ``url`` (``options``: asyncpg.connect's, e.g. timeout)."""
-    return await asyncpg.connect(**connect_arguments(url, database), **options)
+    return await asyncpg.connect(**_durable({**connect_arguments(url, database), **options}))
+
+
+# What passes when waited for: nothing listens yet, the server is starting, restarting or
+# shutting down (57P01-57P03), its connection slots are full, a connection was cut.
+_PASSING = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: SQLAlchemy and Alembic wrap the driver's errors)
+    says the database is not reachable now, rather than refusing us for good (a wrong
+    password, a missing role: those do not pass by waiting)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _PASSING):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def ensure_database(url: str) -> None:
@@ -49,7 +81,8 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # hide_parameters: a failed statement's text never carries its values (CNPs, names).
     return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
                                hide_parameters=True,
-                               connect_args={"prepared_statement_cache_size": 2500})
+                               connect_args={"prepared_statement_cache_size": 2500,
+                                             "server_settings": dict(DURABLE_SESSION)})
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker:

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from contracts.reference import named_in_topic
 from contracts.refusals import Refused, reason
 from runtime import dead_letters
-from runtime.cloudevents import CloudEvent, decode, header_map
+from runtime.cloudevents import CloudEvent, decode, derived_id, header_map
 from runtime.data_keys import DataKeys
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
@@ -159,8 +159,10 @@ def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, deta
         "value_sha256": dead_letters.digest(message.value), "value_bytes": len(message.value or b""),
         "body_kept": kept, "failed_at": uow.now.isoformat(),
     }
-    uow.outbox.emit(DEAD_LETTER_TOPIC, CloudEvent.new(DEAD_LETTER_TYPE, uow.source, data),
-                    key=message.position)
+    # Its id derives from the message (ADR 0023): the same failure found again is the same dead letter.
+    uow.outbox.emit(DEAD_LETTER_TOPIC, CloudEvent.new(
+        DEAD_LETTER_TYPE, uow.source, data, id=derived_id(key_by_event_id(message), "dead-letter", service, code)),
+        key=message.position)
 
 
 ROOT = Path(__file__).resolve().parent.parent

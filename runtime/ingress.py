@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
 from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
 from contracts.refusals import Refused, reason
-from runtime.cloudevents import CloudEvent
+from runtime.cloudevents import CloudEvent, derived_id
 from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
 from runtime.signing import Keyring
 
@@ -153,6 +153,8 @@ def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None
     if code is not None:
         data["reason"] = reason(code, detail)
     if sender is not None:
-        uow.outbox.emit(delivery_topic(sender), CloudEvent.new(OUTCOME_TYPE, uow.source, data),
-                        key=key or subject_id)
+        # One outcome per message, its id derived from the message: an answer sent again
+        # (the message processed again after a restore) is one the sender can drop.
+        outcome = CloudEvent.new(OUTCOME_TYPE, uow.source, data, id=derived_id(key_by_sender(message), "outcome"))
+        uow.outbox.emit(delivery_topic(sender), outcome, key=key or subject_id)
     return data

@@ -1,7 +1,10 @@
 """aiokafka clients configured once for the whole network."""
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import asyncio
+import re
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -60,3 +63,40 @@ async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replicati
                 pass
     finally:
         await admin.close()
+
+
+async def partition_bounds(bootstrap: str, pattern: str,
+                           read_seconds: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """(first offset still held, end offset) of every partition of the topics whose names
+    match ``pattern`` (a regular expression, as a consumer's subscription): what a reader
+    of those topics compares its own position with.
+
+    The end offset is read, not only asked for: the embedded broker (Tansu 0.6) answers
+    ListOffsets with the base offset of a partition's last record batch + 1, so a batch of
+    twelve counts as one. Reading that last batch gives its true end; within
+    ``read_seconds`` for every partition, else the answer stays a lower bound."""
+    matcher = re.compile(pattern)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for topic in sorted(await consumer.topics())
+                      if matcher.match(topic) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return {}
+        first = await consumer.beginning_offsets(partitions)
+        end = dict(await consumer.end_offsets(partitions))
+        unread = {tp for tp in partitions if end[tp] > first[tp]}
+        if unread:
+            consumer.assign(list(unread))
+            for tp in unread:
+                consumer.seek(tp, end[tp] - 1)
+            deadline = asyncio.get_running_loop().time() + read_seconds
+            while unread and asyncio.get_running_loop().time() < deadline:
+                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                    if records:
+                        end[tp] = max(end[tp], records[-1].offset + 1)
+                        unread.discard(tp)
+        return {(tp.topic, tp.partition): (first[tp], end[tp]) for tp in partitions}
+    finally:
+        await consumer.stop()

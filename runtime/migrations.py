@@ -1,6 +1,8 @@
 """Alembic for every service: one env.py body, and the runtime's own tables: outbox and
 inbox (each service's first migration), data keys, erasures and sealed dead-letter bodies
-(a later migration of each service that seals or erases: ``create_retention_tables``)."""
+(a later migration of each service that seals or erases: ``create_retention_tables``), and
+the outbox's parking columns and dead-letter index (``add_outbox_parking``,
+``index_outbox_dead_letters``)."""
 from __future__ import annotations
 
 import asyncio
@@ -104,6 +106,29 @@ def create_case_restrictions_table(op) -> None:  # op: alembic.op
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("decided_by", sa.Text, nullable=False),
     )
+
+
+def add_outbox_parking(op) -> None:  # op: alembic.op
+    """runtime.outbox: a row the relay cannot publish for a reason retrying will not fix is
+    parked with that reason (decision 0021); an operator retries it (parking cleared) or
+    discards it (kept, marked, never published). Idempotent, like the tables above."""
+    op.add_column("punte_outbox", sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True),
+                  if_not_exists=True)
+    op.add_column("punte_outbox", sa.Column("parked_reason", sa.Text, nullable=True), if_not_exists=True)
+    op.add_column("punte_outbox", sa.Column("discarded_at", sa.DateTime(timezone=True), nullable=True),
+                  if_not_exists=True)
+    op.add_column("punte_outbox", sa.Column("discarded_by", sa.Text, nullable=True), if_not_exists=True)
+    # The few rows parked now: what the relay's selection and readiness look up on every pass.
+    op.create_index("ix_punte_outbox_parked", "punte_outbox", ["topic", "key", "id"],
+                    postgresql_where=sa.text("parked_at IS NOT NULL AND published_at IS NULL "
+                                             "AND discarded_at IS NULL"), if_not_exists=True)
+
+
+def index_outbox_dead_letters(op) -> None:  # op: alembic.op
+    """/stats counts a service's dead letters from its outbox rows of type
+    ro.punte.deadletter.v2 (decision 0021): an index on those few, not a scan of the outbox."""
+    op.create_index("ix_punte_outbox_dead_letters", "punte_outbox", ["id"],
+                    postgresql_where=sa.text("event_type = 'ro.punte.deadletter.v2'"), if_not_exists=True)
 
 
 def run_env() -> None:

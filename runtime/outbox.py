@@ -8,16 +8,25 @@ idempotent by event id, so that costs nothing but bandwidth. Published rows are 
 the outbox-published rule's days (runtime.retention prunes them), so the outbox can be
 replayed to rebuild a lost broker (``replay``).
 
+A row the broker will never take as it is (too large, a topic that does not exist or is not
+ours, an invalid record) is parked with its reason instead of blocking every row behind it
+(decision 0021): the rows of other keys go on, the rows of its own key (topic + key) wait
+behind it so per-key order holds, and an operator retries or discards it. Any other
+failure (broker away, timeouts) retries the batch, as before: nothing is dropped.
+
 A dead letter is an event and a body: the event goes out through the outbox, the body is
 sealed in the service's own database (runtime.dead_letters), both in the same transaction."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from aiokafka import errors as kafka_errors
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from runtime import dead_letters
 from runtime.cloudevents import CloudEvent
@@ -34,7 +43,52 @@ outbox_table = sa.table(
     sa.column("headers", sa.JSON), sa.column("payload", sa.LargeBinary),
     sa.column("event_type", sa.Text), sa.column("created_at", sa.DateTime(timezone=True)),
     sa.column("published_at", sa.DateTime(timezone=True)),
+    # Parking (decision 0021, runtime.migrations.add_outbox_parking).
+    sa.column("parked_at", sa.DateTime(timezone=True)), sa.column("parked_reason", sa.Text),
+    sa.column("discarded_at", sa.DateTime(timezone=True)), sa.column("discarded_by", sa.Text),
 )
+
+# Failures that publishing the same bytes again will never fix: the row is parked. Every
+# other failure (connection, timeout, leader moving) retries the batch.
+UNPUBLISHABLE: tuple[type[Exception], ...] = (
+    kafka_errors.MessageSizeTooLargeError,  # over max_request_size, or the topic's message size
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.UnknownTopicOrPartitionError,  # still unknown after request_timeout_ms of metadata
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.PolicyViolationError,
+    kafka_errors.UnsupportedForMessageFormatError,
+)
+
+
+def unpublishable(error: BaseException) -> bool:
+    """Whether ``error`` from publishing a row means the row itself can never be published."""
+    return isinstance(error, UNPUBLISHABLE)
+
+
+def parking_reason(error: BaseException) -> str:
+    """What a parked row says about why: the error's type and the client's or broker's words
+    (they name sizes and topics, never the row's contents)."""
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+_pending = (outbox_table.c.published_at.is_(None), outbox_table.c.discarded_at.is_(None))
+# A row still parked: nothing published or discarded it yet.
+_still_parked = (outbox_table.c.parked_at.is_not(None), *_pending)
+
+
+def _behind_parked() -> sa.ColumnElement[bool]:
+    """Whether a pending row waits behind a parked row of its key (same topic and key,
+    earlier id): per-key order holds. Rows without a key have no order to keep."""
+    parked = outbox_table.alias("parked")
+    return sa.exists().where(
+        parked.c.parked_at.is_not(None), parked.c.published_at.is_(None), parked.c.discarded_at.is_(None),
+        parked.c.topic == outbox_table.c.topic, parked.c.key == outbox_table.c.key,
+        parked.c.id < outbox_table.c.id,
+    )
+
 
 # One relay per database at a time; the number only has to be unique per database.
 RELAY_LOCK = 0x70756E7465
@@ -98,6 +152,7 @@ class OutboxRelay:
         self._poll = poll_seconds
         self._wake = asyncio.Event()
         self.published = 0
+        self.parked = 0
 
     def wake(self) -> None:
         """Called after a commit that wrote outbox rows, so they leave without waiting."""
@@ -124,32 +179,166 @@ class OutboxRelay:
                     pass
 
     async def publish_batch(self) -> int:
+        """Publish the next pending rows in id order; park the ones the broker will never
+        take; how many rows this pass published or parked. A transient failure is raised
+        (after the parking is committed), so ``run`` retries the batch."""
+        transient: BaseException | None = None
         async with self._engine.begin() as conn:
             if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK))):
                 return 0
             rows = (await conn.execute(
                 sa.select(outbox_table.c.id, outbox_table.c.topic, outbox_table.c.key,
                           outbox_table.c.headers, outbox_table.c.payload)
-                .where(outbox_table.c.published_at.is_(None))
+                .where(*_pending, outbox_table.c.parked_at.is_(None), ~_behind_parked())
                 .order_by(outbox_table.c.id).limit(self._batch_max)
             )).all()
             if not rows:
                 return 0
-            futures = [
-                await self._producer.send(
-                    row.topic, value=row.payload, key=row.key,
-                    headers=[(k, v.encode()) for k, v in row.headers],
+            blocked: set[tuple[str, bytes]] = set()  # keys with a row parked in this pass
+            sent: list[tuple[Any, asyncio.Future]] = []
+            parked: dict[int, str] = {}
+            for row in rows:
+                if row.key is not None and (row.topic, row.key) in blocked:
+                    continue  # waits behind its key's parked row
+                try:
+                    future = await self._producer.send(
+                        row.topic, value=row.payload, key=row.key,
+                        headers=[(k, v.encode()) for k, v in row.headers],
+                    )
+                except Exception as exc:
+                    if not unpublishable(exc):
+                        raise  # nothing marked: the whole batch again later
+                    parked[row.id] = parking_reason(exc)
+                    if row.key is not None:
+                        blocked.add((row.topic, row.key))
+                    continue
+                sent.append((row, future))
+            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            published = []
+            for (row, _), result in zip(sent, results, strict=True):
+                if not isinstance(result, BaseException):
+                    published.append(row.id)
+                elif unpublishable(result):
+                    # Refused by the broker itself: rows of its key sent in the same pass may
+                    # have gone out already (decision 0021); the later ones wait.
+                    parked[row.id] = parking_reason(result)
+                else:
+                    transient = transient or result
+            for row_id, reason in parked.items():
+                log.error("outbox row parked: the broker will not take it; an operator retries or "
+                          "discards it (punte outbox parked)", row=row_id, reason=reason)
+                await conn.execute(sa.update(outbox_table).where(outbox_table.c.id == row_id)
+                                   .values(parked_at=sa.func.now(), parked_reason=reason))
+            if transient is None and published:
+                await conn.execute(
+                    sa.update(outbox_table)
+                    .where(outbox_table.c.id.in_(published))
+                    .values(published_at=sa.func.now())
                 )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
-            await conn.execute(
-                sa.update(outbox_table)
-                .where(outbox_table.c.id.in_([row.id for row in rows]))
-                .values(published_at=sa.func.now())
-            )
-        self.published += len(rows)
-        return len(rows)
+        if transient is not None:
+            raise transient  # the rows sent stay pending and go again, as before
+        self.published += len(published)
+        self.parked += len(parked)
+        return len(published) + len(parked)
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    """A parked outbox row as the operator sees it: where it was going, why it is parked,
+    and how many rows of its key wait behind it (never its contents)."""
+
+    id: int
+    topic: str
+    key: str | None
+    event_type: str
+    event_id: str | None
+    bytes: int
+    created_at: datetime
+    parked_at: datetime
+    reason: str
+    waiting: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat(),
+                "parked_at": self.parked_at.isoformat()}
+
+
+async def parked_rows(conn: AsyncConnection | AsyncSession, limit: int = 200) -> list[ParkedRow]:
+    """The rows parked now, oldest first."""
+    behind = outbox_table.alias("behind")
+    waiting = (sa.select(sa.func.count()).select_from(behind)
+               .where(behind.c.topic == outbox_table.c.topic, behind.c.key == outbox_table.c.key,
+                      behind.c.id > outbox_table.c.id, behind.c.published_at.is_(None),
+                      behind.c.discarded_at.is_(None))
+               .scalar_subquery())
+    rows = (await conn.execute(
+        sa.select(outbox_table.c.id, outbox_table.c.topic, outbox_table.c.key, outbox_table.c.event_type,
+                  outbox_table.c.headers, sa.func.length(outbox_table.c.payload).label("size"),
+                  outbox_table.c.created_at, outbox_table.c.parked_at, outbox_table.c.parked_reason,
+                  waiting.label("waiting"))
+        .where(*_still_parked).order_by(outbox_table.c.id).limit(limit)
+    )).all()
+    return [ParkedRow(r.id, r.topic, r.key.decode(errors="replace") if r.key is not None else None,
+                      r.event_type, dict(r.headers).get("ce_id"), r.size, r.created_at, r.parked_at,
+                      r.parked_reason or "", r.waiting) for r in rows]
+
+
+async def outbox_counts(conn: AsyncConnection | AsyncSession) -> dict[str, int]:
+    """What the outbox holds that is not published: ``pending`` (the relay's to send),
+    ``parked``, ``waiting_behind_parked`` (rows of a parked row's key) and ``discarded``."""
+    parked = sa.and_(*_still_parked)
+    row = (await conn.execute(sa.select(
+        sa.func.count().filter(*_pending, outbox_table.c.parked_at.is_(None)).label("pending"),
+        sa.func.count().filter(parked).label("parked"),
+        sa.func.count().filter(*_pending, outbox_table.c.parked_at.is_(None), _behind_parked()).label("waiting"),
+        sa.func.count().filter(outbox_table.c.discarded_at.is_not(None)).label("discarded"),
+    ).where(outbox_table.c.published_at.is_(None)))).one()
+    return {"pending": row.pending, "parked": row.parked, "waiting_behind_parked": row.waiting,
+            "discarded": row.discarded}
+
+
+async def parked_counts(conn: AsyncConnection | AsyncSession) -> tuple[int, int]:
+    """How many rows are parked and how many wait behind them; cheap when none is parked
+    (what readiness asks on every probe)."""
+    parked = await conn.scalar(sa.select(sa.func.count()).select_from(outbox_table).where(*_still_parked)) or 0
+    if not parked:
+        return 0, 0
+    waiting = await conn.scalar(sa.select(sa.func.count()).select_from(outbox_table).where(
+        *_pending, outbox_table.c.parked_at.is_(None), _behind_parked())) or 0
+    return parked, waiting
+
+
+async def retry_parked(engine: AsyncEngine, row_id: int) -> bool:
+    """Put a parked row back in line (the cause was fixed: topic created, limit raised);
+    whether it was parked. If it still cannot be published it is parked again."""
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.update(outbox_table).where(outbox_table.c.id == row_id, *_still_parked)
+                                    .values(parked_at=None, parked_reason=None))
+    if result.rowcount:
+        log.warning("parked outbox row put back in line", row=row_id)
+    return bool(result.rowcount)
+
+
+async def retry_all_parked(engine: AsyncEngine) -> int:
+    """Put every parked row back in line (a rebuilt broker's topics exist again); how many.
+    Those still refused are parked again, with their reason."""
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.update(outbox_table).where(*_still_parked)
+                                    .values(parked_at=None, parked_reason=None))
+    if result.rowcount:
+        log.warning("every parked outbox row put back in line", rows=result.rowcount)
+    return result.rowcount or 0
+
+
+async def discard_parked(engine: AsyncEngine, row_id: int, by: str) -> bool:
+    """Give up publishing a parked row: it is kept, marked discarded and by whom, never
+    published; the rows of its key go on. Whether it was parked."""
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.update(outbox_table).where(outbox_table.c.id == row_id, *_still_parked)
+                                    .values(discarded_at=sa.func.now(), discarded_by=by))
+    if result.rowcount:
+        log.warning("parked outbox row discarded", row=row_id, by=by)
+    return bool(result.rowcount)
 
 
 async def replay(engine: AsyncEngine, since_id: int = 0) -> int:

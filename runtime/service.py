@@ -3,6 +3,7 @@ stopped together by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
@@ -24,8 +26,9 @@ from contracts.refusals import reason
 from runtime import dead_letters, http_errors
 from runtime.authorization import permit
 from runtime.data_keys import DataKeys, Erased, from_settings
-from runtime.db import connect, ensure_database, make_engine, make_sessions
+from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
+    DEAD_LETTER_TYPE,
     BatchHandler,
     FailureHandler,
     FailureLimits,
@@ -40,7 +43,16 @@ from runtime.kafka import make_producer
 from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import configure_logging, get_logger
 from runtime.migrations import upgrade
-from runtime.outbox import Outbox, OutboxRelay, outbox_table
+from runtime.outbox import (
+    Outbox,
+    OutboxRelay,
+    discard_parked,
+    outbox_counts,
+    outbox_table,
+    parked_counts,
+    parked_rows,
+    retry_parked,
+)
 from runtime.retention import purge
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey, network_keyring
@@ -168,6 +180,32 @@ async def migrate(settings: Settings, name: str, migrations: Path) -> str:
     return url
 
 
+async def migrate_when_reachable(settings: Settings, name: str, migrations: Path) -> str:
+    """``migrate``, again with backoff (jittered, up to 10 s) while the database is not
+    reachable or not yet accepting connections, for at most PUNTE_STARTUP_TIMEOUT_SECONDS:
+    a service started while PostgreSQL is down or restarting waits for it (each wait
+    logged) instead of exiting; any other error stops the start at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_timeout_seconds
+    backoff = 0.5
+    while True:
+        try:
+            return await migrate(settings, name, migrations)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RuntimeError(f"{name}: the database was not reachable for "
+                                   f"{settings.startup_timeout_seconds:g} s (PUNTE_STARTUP_TIMEOUT_SECONDS): "
+                                   f"{exc!r}") from exc
+            wait = min(left, backoff * random.uniform(0.5, 1.0))
+            log.warning("database not reachable yet, waiting", service=name, error=repr(exc),
+                        retry_in_seconds=round(wait, 2), gives_up_in_seconds=round(left))
+            await asyncio.sleep(wait)
+            backoff = min(backoff * 2, 10.0)
+
+
 def load_keyring(settings: Settings) -> Keyring:
     path = settings.resolved_keyring_file()
     return Keyring.load(path) if path.is_file() else Keyring([])
@@ -230,7 +268,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         network_key = load_network_key(settings)
         data_keys = from_settings(settings) if spec.data_keys else None
         algorithms = settings.oidc_algorithm_list()
-        url = await migrate(settings, spec.name, spec.migrations)
+        url = await migrate_when_reachable(settings, spec.name, spec.migrations)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap)
         await _start_producer(producer)
@@ -288,21 +326,26 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         checks["consumers_assigned"] = all(c.assigned for c in runtime.consumers)
         checks["consumers_running"], stopped = consumers_stopped(runtime)
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not-ready", "checks": checks,
-                             "consumers_stopped": stopped}, status_code=200 if ok else 503)
+        # Degraded, not unready: the service still serves and its other keys flow; taking
+        # it out of rotation for one parked row would block everyone again (decision 0021).
+        problems = await _outbox_problems(runtime) if checks["database"] else []
+        checks["outbox_unblocked"] = not problems
+        status = "not-ready" if not ok else "degraded" if problems else "ready"
+        return JSONResponse({"status": status, "checks": checks, "problems": problems,
+                             "consumers_stopped": stopped},
+                            status_code=200 if ok else 503)
 
     @app.get("/stats", tags=["health"])
     async def stats(principal: Principal = Depends(permit("service.stats"))) -> dict[str, Any]:
         runtime: Runtime = app.state.runtime
         async with runtime.sessions() as session:
             counts = await spec.stats(session)
-            pending = await session.scalar(
-                sa.select(sa.func.count()).select_from(outbox_table)
-                .where(outbox_table.c.published_at.is_(None))
-            )
+            outbox = await outbox_counts(session)
+            dead = await dead_letter_counts(session)
         return {
             "service": spec.name, "counts": counts,
-            "outbox": {"pending": pending, "published_by_this_replica": runtime.relay.published},
+            "outbox": {**outbox, "published_by_this_replica": runtime.relay.published},
+            "dead_letters": dead,
             "consumers": [
                 {"service": c.service, "group": c.group_id, "processed": c.processed, "duplicates": c.duplicates,
                  "dead_lettered": c.dead_lettered, "assigned": c.assigned, "stops": c.stops,
@@ -311,6 +354,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             ],
         }
 
+    app.include_router(outbox_router)
     for router in spec.routers:
         app.include_router(router)
     app.include_router(operator_routes())
@@ -398,6 +442,69 @@ async def replay_one(runtime: Runtime, position: str) -> dict[str, Any]:
     except ReplayFailed as failed:
         return {"position": position, "result": "failed", "detail": str(failed)}
     return {"position": position, "result": "no-consumer" if answer == "other-consumer" else answer}
+
+
+async def _outbox_problems(runtime: Runtime) -> list[str]:
+    """What readiness says about the outbox: parked rows, and the rows of their keys
+    waiting behind them (decision 0021)."""
+    try:
+        async with runtime.engine.connect() as conn:
+            parked, waiting = await parked_counts(conn)
+    except Exception:  # the database check says so already
+        return []
+    if not parked:
+        return []
+    return [f"{parked} outbox row{'s' if parked > 1 else ''} parked (the broker will not "
+            f"take {'them' if parked > 1 else 'it'}), {waiting} more waiting "
+            "behind on the same keys: punte outbox parked"]
+
+
+async def dead_letter_counts(session: AsyncSession) -> dict[str, Any]:
+    """Dead letters this service wrote, from what it persisted, so every path (ingress
+    refusals, signature refusals, handler failures) counts and a restart resets nothing:
+    the dead-letter events in its outbox (kept for the outbox-published rule's days), by
+    reason code, and the sealed bodies it keeps (until the dead-letter-body rule)."""
+    code = sa.cast(sa.func.convert_from(outbox_table.c.payload, "UTF8"), JSONB)["reason"]["code"].astext
+    by_reason = dict((await session.execute(
+        # The type inline, not a parameter: a generic plan could not use the partial index.
+        sa.select(code, sa.func.count())
+        .where(outbox_table.c.event_type == sa.literal(DEAD_LETTER_TYPE, literal_execute=True)).group_by(code)
+    )).all())
+    bodies = 0
+    if await session.scalar(sa.text("SELECT to_regclass('punte_dead_letters') IS NOT NULL")):
+        bodies = await session.scalar(sa.text("SELECT count(*) FROM punte_dead_letters")) or 0
+    return {"total": sum(by_reason.values()), "by_reason": by_reason, "bodies_kept": bodies}
+
+
+outbox_router = APIRouter(prefix="/outbox", tags=["outbox"])
+
+
+@outbox_router.get("/parked", summary="Outbox rows the broker will not take, and why")
+async def list_parked(request: Request,
+                      principal: Principal = Depends(permit("outbox.parked"))) -> list[dict[str, Any]]:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.engine.connect() as conn:
+        return [row.as_dict() for row in await parked_rows(conn)]
+
+
+@outbox_router.post("/parked/{row_id}/retry", summary="Put a parked row back in line")
+async def retry_parked_row(row_id: int, request: Request,
+                           principal: Principal = Depends(permit("outbox.parked"))) -> dict[str, int]:
+    runtime: Runtime = request.app.state.runtime
+    if not await retry_parked(runtime.engine, row_id):
+        raise HTTPException(409, detail=reason("NOT_PARKED", f"row {row_id}"))
+    runtime.relay.wake()
+    return {"retried": row_id}
+
+
+@outbox_router.post("/parked/{row_id}/discard", summary="Give up a parked row: kept, marked, never published")
+async def discard_parked_row(row_id: int, request: Request,
+                             principal: Principal = Depends(permit("outbox.parked"))) -> dict[str, int]:
+    runtime: Runtime = request.app.state.runtime
+    if not await discard_parked(runtime.engine, row_id, principal.subject):
+        raise HTTPException(409, detail=reason("NOT_PARKED", f"row {row_id}"))
+    runtime.relay.wake()
+    return {"discarded": row_id}
 
 
 def _check_access_rules(service: str, app: FastAPI) -> None:

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     # Databases are named <prefix>_<service>: two networks can share one server.
     database_prefix: str = "punte"
+    # How long a starting service waits for its database (down, starting, failing over)
+    # before it gives up and exits; each wait is logged, and the service is not ready
+    # (its HTTP port not open) meanwhile.
+    startup_timeout_seconds: float = 300.0
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Embedded default: the state folder holds keys and the token issuer's secrets.

@@ -16,7 +16,6 @@ from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
 from services.audit.entrypoints import http, privacy, ui
 
-EVERY_TOPIC = r"^punte\..+"
 log = get_logger("audit")
 
 
@@ -40,7 +39,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     # Every message is recorded as it arrived, its signature headers with it, forged ones
     # too (evidence); the consumer that refuses a forgery dead-letters it, and the trail
     # records that dead letter as well.
-    return [rt.consumer(group_id="punte-audit", pattern=EVERY_TOPIC, message_key=key_by_position,
+    return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=key_by_position,
                         handler=partial(handlers.append, trail=deps),
                         batch_handler=partial(handlers.append_many, trail=deps),
                         verify_network=False),

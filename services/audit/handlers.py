@@ -6,8 +6,8 @@ retention schedule."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,14 +19,22 @@ from contracts.events import AuditCheckpoint, EventType
 from contracts.reference import RetentionSchedule
 from contracts.refusals import Refused
 from runtime import retention
-from runtime.cloudevents import CloudEvent, EnvelopeError
+from runtime.cloudevents import CloudEvent, EnvelopeError, derived_id
 from runtime.data_keys import DataKeys
 from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.signing import Keyring, SigningKey
 from services.audit.adapters import sealed_values, tree
 from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_state
 from services.audit.domain import checkpoint, merkle, offline, values
-from services.audit.domain.entries import Record, canonical, check_leaves, gaps, read_leaf, value_sha256
+from services.audit.domain.entries import (
+    Record,
+    canonical,
+    check_leaves,
+    gaps,
+    read_leaf,
+    tails,
+    value_sha256,
+)
 from services.audit.domain.subjects import body_of, searchable, subject_with
 
 # Appenders across replicas take one head (seq); the integrator one tree. Transaction locks,
@@ -49,6 +57,10 @@ class Log:
         return self.key.public_raw()
 
 
+# The network's topics: all of them are recorded.
+TRAIL_TOPICS = r"^punte\..+"
+
+
 @dataclass(frozen=True)
 class Trail:
     """What appending needs besides the messages: the per-institution topic names, the data
@@ -59,6 +71,9 @@ class Trail:
     data_keys: DataKeys
     network_keys: Keyring
     schedule: RetentionSchedule
+    # The topics the trail records (a regular expression: the consumer's subscription), and
+    # whose partitions' ends verification compares the trail with.
+    topics: str = TRAIL_TOPICS
 
 
 # --- appending ------------------------------------------------------------------------------
@@ -284,9 +299,10 @@ async def issue_checkpoint(uow: UnitOfWork, log: Log, only_if_grown: bool = Fals
     await uow.session.execute(pg_insert(checkpoints).values(
         size=size, root=root, note=note, issued_at=uow.now).on_conflict_do_nothing())
     published = AuditCheckpoint(origin=log.origin, size=size, root=base64.b64encode(root).decode(), note=note)
+    # One checkpoint per log and size: issued again (after a restore), it is the same event (ADR 0023).
     uow.outbox.emit(CHECKPOINT_TOPIC, CloudEvent.new(
-        EventType.AUDIT_CHECKPOINT.value, uow.source, published.model_dump(mode="json"), subject=str(size)),
-        key=log.origin)
+        EventType.AUDIT_CHECKPOINT.value, uow.source, published.model_dump(mode="json"), subject=str(size),
+        id=derived_id(log.origin, EventType.AUDIT_CHECKPOINT.value, str(size))), key=log.origin)
     return note
 
 
@@ -337,12 +353,26 @@ class Verification:
     problems: list[str]
     gaps: list[dict[str, Any]]
     checkpoint_size: int | None
+    # "verified"; "lagging": intact, but messages on the broker are not audited yet;
+    # "failed": a problem (tampering, a hole, a message lost before it was audited).
+    state: str = "verified"
+    # Partitions whose end on the broker is past what the trail holds, and how many messages.
+    lagging: list[dict[str, Any]] = field(default_factory=list)
+    not_audited: int = 0
+    # Whether the trail was compared with the broker's end offsets at all.
+    tail_checked: bool = False
 
 
-async def verify_stored(session: AsyncSession, page: int = 5000) -> Verification:
+async def verify_stored(session: AsyncSession, page: int = 5000,
+                        ends: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+                        ends_error: str | None = None) -> Verification:
     """Every stored entry against its leaf hash, numbered without gaps (a page at a time);
     every partition's offsets without gaps; the tree's root against the latest signed
-    checkpoint."""
+    checkpoint; and, given the broker's partitions (``ends``: runtime.kafka.partition_bounds
+    of the trail's topics), every partition's tail: a message on the broker the trail does not
+    hold is lagging, one that left the broker unaudited is a hole. When the broker could not
+    be asked (``ends_error``) the trail is not verified: its tail is unknown. Without
+    either, only what is stored is checked (``tail_checked`` False: tests, benchmarks)."""
     problems: list[str] = []
     entries, first_bad = 0, None
     while True:
@@ -363,13 +393,28 @@ async def verify_stored(session: AsyncSession, page: int = 5000) -> Verification
     skipped = [g.__dict__ for g in gaps((p.topic, p.partition, p.offset) for p in positions)]
     if skipped:
         problems.append(f"{len(skipped)} offset gaps")
+    lagging: list[dict[str, Any]] = []
+    if ends is not None:
+        audited_next: dict[tuple[str, int], int] = {}
+        for p in positions:
+            audited_next[(p.topic, p.partition)] = max(audited_next.get((p.topic, p.partition), 0), p.offset + 1)
+        behind, lost = tails(audited_next, ends)
+        lagging = [t.__dict__ for t in behind]
+        if lost:
+            skipped += [g.__dict__ for g in lost]
+            problems.append(f"{sum(g.last_missing - g.first_missing + 1 for g in lost)} messages "
+                            "left the broker before they were audited")
+    elif ends_error is not None:
+        problems.append(f"the broker's end offsets could not be read ({ends_error}): the trail's tail is unchecked")
     size = await tree_size(session)
     root = await root_at(session, size) if size else None
     latest = (await session.execute(sa.select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1))).first()
     if latest is not None and await root_at(session, latest.size) != latest.root:
         problems.append(f"the tree at size {latest.size} does not match its signed checkpoint")
-    return Verification(not problems, entries, size, root.hex() if root else None,
-                        first_bad, problems, skipped, latest.size if latest else None)
+    state = "failed" if problems else "lagging" if lagging else "verified"
+    return Verification(state == "verified", entries, size, root.hex() if root else None,
+                        first_bad, problems, skipped, latest.size if latest else None,
+                        state, lagging, sum(t["missing"] for t in lagging), ends is not None)
 
 
 async def _checkpointed(session: AsyncSession, size: int | None) -> tuple[str, checkpoint.Checkpoint, list[sa.Row]]:

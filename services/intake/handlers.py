@@ -21,7 +21,7 @@ from contracts.events import (
     ReportSubmittedV3,
 )
 from contracts.refusals import Refused
-from runtime.cloudevents import CloudEvent
+from runtime.cloudevents import CloudEvent, derived_id
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
 from runtime.signing import Keyring
@@ -142,7 +142,8 @@ async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     )
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_REPORT_ADDED.value, uow.source, added.model_dump(mode="json"),
-        subject=existing.case_id), key=existing.case_id)
+        subject=existing.case_id, id=derived_id(key_by_sender(message), EventType.CASE_REPORT_ADDED.value)),
+        key=existing.case_id)
     if not _takes_part(report.reporter.institution, existing.lead, existing.informed):
         # Another institution's case: the reporter learns that its report was taken, not
         # which case holds it (its id would let a reporter ask for the whole case).
@@ -154,7 +155,9 @@ async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
 
 async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
                 case: NewCase, vault: IdentityVault) -> tuple[str, dict[str, Any]]:
-    case_id = f"case-{uuid.uuid4().hex[:16]}"
+    # Derived from the report, as every id its effects carry (ADR 0023): the same report
+    # applied again to a database restored from before it opens the same case, not a second.
+    case_id = f"case-{uuid.UUID(derived_id(key_by_sender(message), 'case')).hex[:16]}"
     lookalikes = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else []
     duplicates = {row.case_id: score for row, score in lookalikes}
     siblings = await repository.open_cases_of_siblings(uow.session, case.child_ref)
@@ -179,6 +182,7 @@ async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     )
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_OPENED.value, uow.source, opened.model_dump(mode="json"), subject=case_id,
+        id=derived_id(key_by_sender(message), EventType.CASE_OPENED.value),
     ), key=case_id)
     reporter = report.reporter.institution
     if not _takes_part(reporter, case.lead, case.informed):

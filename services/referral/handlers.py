@@ -28,7 +28,7 @@ from contracts.events import (
 from contracts.refusals import Refused
 from runtime import data_keys as data_keys_module
 from runtime import restrictions
-from runtime.cloudevents import CloudEvent
+from runtime.cloudevents import CloudEvent, derived_id
 from runtime.data_keys import DataKeys, Erased
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
@@ -138,13 +138,17 @@ async def create_referral(uow: UnitOfWork, config: Config, *, referral_id: str, 
         forwarded_from=forwarded_from, legal_basis=legal_basis, consent=consent,
         deadlines=deadlines, do_not_contact=do_not_contact,
     )
-    _emit(uow, EventType.REFERRAL_REQUESTED, requested.model_dump(mode="json"), case_id)
+    # The referral id derives from its cause, and its request from the referral (ADR 0023).
+    _emit(uow, EventType.REFERRAL_REQUESTED, requested.model_dump(mode="json"), case_id,
+          id=derived_id(referral_id, EventType.REFERRAL_REQUESTED.value))
     return True
 
 
-def _emit(uow: UnitOfWork, type_: EventType, data: dict[str, Any], case_id: str) -> None:
+def _emit(uow: UnitOfWork, type_: EventType, data: dict[str, Any], case_id: str, id: str | None) -> None:
+    """``id``: derived from the event's cause (ADR 0023); None (random) only for what a
+    person's HTTP request causes."""
     # Key = case id: every event of a case stays in order on punte.referrals.
-    uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(type_.value, uow.source, data, subject=case_id),
+    uow.outbox.emit(REFERRALS_TOPIC, CloudEvent.new(type_.value, uow.source, data, subject=case_id, id=id),
                     key=case_id)
 
 
@@ -175,7 +179,8 @@ async def on_ingress(uow: UnitOfWork, message: Message, config: Config) -> None:
                           frozenset(person.roles) if person else SYSTEM_ROLES)
             after = await execute(uow, config, command.referral_id, command.command, actor,
                                   reason=command.reason, outcome=command.outcome, note=command.note,
-                                  assignee=command.assignee, forward_to=command.forward_to)
+                                  assignee=command.assignee, forward_to=command.forward_to,
+                                  cause=key_by_sender(message))
             answer = {"referral_id": after.referral_id, "case_id": after.case_id}
     except Refused as exc:
         reply(uow, message, accepted=False, code=exc.code, detail=exc.detail,
@@ -204,11 +209,14 @@ async def load(uow: UnitOfWork, referral_id: str) -> tuple[Referral, sa.Row]:
 
 async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: str, actor: Actor, *,
                   reason: str | None = None, outcome: str | None = None, note: str | None = None,
-                  assignee: str | None = None, forward_to: str | None = None) -> Referral:
+                  assignee: str | None = None, forward_to: str | None = None,
+                  cause: str | None = None) -> Referral:
     """One step on a referral, by anyone, from any transport: checked by the lifecycle,
     recorded in the history, told to both sides through referral.transitioned. Who may give
     a command at all is the access rule's (referral.command: a non-participant is told the
-    referral does not exist); the network's own timers act as the lifecycle allows."""
+    referral does not exist); the network's own timers act as the lifecycle allows.
+    ``cause``: what gave the command (a message's inbox key, a timer's id), from which the
+    ids of the step's event and note derive (ADR 0023); None for a person's HTTP request."""
     referral, row = await load(uow, referral_id)
     relations: frozenset[access.Relation] = frozenset()
     if actor != Actor.system():
@@ -257,7 +265,8 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
             # Referred to, it takes part in the case, as with a direct referral.
             await repository.add_participant(uow.session, row.case_id, forward_to)
     # The note goes into the case file, sealed; what is told anyone else is its id.
-    note_id = await _add_note(uow, config, referral_id, row.case_id, command, actor, note)
+    note_id = await _add_note(uow, config, referral_id, row.case_id, command, actor, note,
+                              note_id=_note_id(derived_id(cause, "note", referral_id)) if cause else None)
     await uow.session.execute(sa.update(referrals).where(referrals.c.referral_id == referral_id).values(
         state=after.state.value, owner=after.owner, updated_at=uow.now,
         **({"accepted_at": uow.now} if after.state is State.ACCEPTED else {}),
@@ -274,19 +283,26 @@ async def execute(uow: UnitOfWork, config: Config, referral_id: str, command: st
         to_state=transition.to_state.value, actor_institution=actor.institution,
         actor_person=actor.person, owner=after.owner, reason=reason, outcome=outcome, note_id=note_id,
         forwarded_to=forwarded, at=uow.now,
-    ).model_dump(mode="json"), row.case_id)
+    ).model_dump(mode="json"), row.case_id,
+        id=derived_id(cause, EventType.REFERRAL_TRANSITIONED.value, referral_id) if cause else None)
     return after
 
 
+def _note_id(derived: str) -> str:
+    return f"note-{uuid.UUID(derived).hex[:20]}"
+
+
 async def _add_note(uow: UnitOfWork, config: Config, referral_id: str, case_id: str, command: str,
-                    actor: Actor, text: str | None) -> str | None:
-    """Seal a step's note into the case file; its id (None without a note)."""
+                    actor: Actor, text: str | None, note_id: str | None = None) -> str | None:
+    """Seal a step's note into the case file; its id (None without a note). ``note_id``:
+    derived from the step's cause (random when None), so the note an event names is the
+    one a replay writes again."""
     if not text:
         return None
     try:
         return await notes.add(uow.session, config.data_keys, referral_id=referral_id, case_id=case_id,
                                command=command, author_institution=actor.institution,
-                               author_person=actor.person, text=text, now=uow.now)
+                               author_person=actor.person, text=text, now=uow.now, note_id=note_id)
     except Erased:
         raise ReferralRefused("ILLEGAL_TRANSITION", "the case file was erased") from None
 
@@ -329,7 +345,7 @@ async def request_referral(uow: UnitOfWork, config: Config, sender: str, request
         consent=request.consent.model_dump(mode="json") if request.consent else None)
     await repository.add_participant(uow.session, case.case_id, to)
     await _add_note(uow, config, referral_id, case.case_id, "request",
-                    Actor(sender, None, roles), request.note)
+                    Actor(sender, None, roles), request.note, note_id=_note_id(derived_id(referral_id, "note")))
     return referral_id
 
 
@@ -396,6 +412,9 @@ async def fire_due_timers(uow: UnitOfWork, config: Config, limit: int = 100) -> 
         .order_by(timers.c.due_at).limit(limit).with_for_update(of=timers, skip_locked=True)
     )).all()
     for row in due:
+        # A timer is its referral and step (the row's serial id may differ in a database
+        # rebuilt after a restore): what it causes derives from that (ADR 0023).
+        timer = derived_id(row.referral_id, "timer", row.step)
         action = on_due(row.step, State(row.state), row.kind, row.urgency, row.to_institution,
                         coordinator_for(row.to_institution), config.deadlines)
         if isinstance(action, Escalate):
@@ -403,9 +422,9 @@ async def fire_due_timers(uow: UnitOfWork, config: Config, limit: int = 100) -> 
                 referral_id=row.referral_id, case_id=row.case_id, referrer=row.referrer,
                 to=row.to_institution, urgency=row.urgency, step=action.step, due_at=row.due_at,
                 level=action.level, escalate_to=list(action.to),
-            ).model_dump(mode="json"), row.case_id)
+            ).model_dump(mode="json"), row.case_id, id=derived_id(timer, EventType.REFERRAL_OVERDUE.value))
         elif isinstance(action, Return):
-            await execute(uow, config, row.referral_id, "expire", Actor.system(), reason="NO_RESPONSE")
+            await execute(uow, config, row.referral_id, "expire", Actor.system(), reason="NO_RESPONSE", cause=timer)
     if due:
         await uow.session.execute(sa.update(timers).where(timers.c.id.in_([row.id for row in due]))
                                   .values(fired_at=uow.now))

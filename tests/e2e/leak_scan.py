@@ -140,6 +140,10 @@ def log_texts(logs: Path) -> list[tuple[str, str]]:
 
 async def audit_export(audit_url: str, token: str) -> list[tuple[str, str]]:
     async with httpx.AsyncClient(base_url=audit_url, timeout=120) as client:
+        # An export covers a signed checkpoint: sign one now (a short run may end before the
+        # audit's first scheduled one).
+        signed = await client.post("/checkpoints", headers={"Authorization": f"Bearer {token}"})
+        signed.raise_for_status()
         answer = await client.get("/export", headers={"Authorization": f"Bearer {token}"})
     answer.raise_for_status()
     return [("the audit export", answer.text)]

@@ -126,7 +126,8 @@ def request_for(world: World, method: str, path: str, institution: str | None,
     refusals by state (409), bodies that fail validation only after the access check."""
     values = {"case_id": world.case_id, "referral_id": world.referral_id, "notification_id": world.entry_id,
               "other_case_id": NOT_A_CASE, "size": "1", "action": "close", "seq": "1",
-              "group": GROUPS[service]}
+              "group": GROUPS[service],
+              "row_id": "1"}  # an outbox row that is not parked: refused (409) after the access check
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     params: dict[str, Any] = {}
     body: Any = None

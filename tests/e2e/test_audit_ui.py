@@ -211,6 +211,9 @@ def test_an_auditor_verifies_the_trail_issues_a_checkpoint_reads_it_in_english_a
     page.click("#tab-verify")
     page.wait(lambda d: page.text("#checkpoint-text"), what="the latest checkpoint (or that none exists)")
 
+    # Verified means every message on the broker is recorded: let the audit catch up first.
+    page.wait(lambda d: audit_api(network, "verify").json()["state"] == "verified",
+              what="the trail caught up with the broker")
     page.click("#verify-run")
     page.wait(lambda d: page.visible("#verify-result"), what="the trail verified")
     assert page.text("#v-verified") == "DA" and "ok" in page.attribute("#v-verified", "class").split()

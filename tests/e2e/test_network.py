@@ -151,6 +151,7 @@ async def test_reports_flow_through_the_network_and_every_one_is_accounted_for(n
             last.update(await collect(state))
             counts = last["counts"]
             return dict(last) if counts["audit_entries"] == counts["topic_messages"] and \
+                last["audit_state"] == "verified" and \
                 counts["notifications"] - before["notifications"] == expected_notifications else None
         try:
             status = await wait_until(quiet)

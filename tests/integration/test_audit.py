@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import uuid
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -16,14 +17,15 @@ import sqlalchemy as sa
 
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import InboxConsumer, UnitOfWork, key_by_position
+from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position
+from runtime.kafka import ensure_topics, make_producer, partition_bounds
 from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries, tree_nodes
 from services.audit.domain import checkpoint, merkle, offline
 from services.audit.domain.subjects import MAX_SEARCHABLE
-from tests.integration.helpers import audit_trail, emitted, message, migrated_database
+from tests.integration.helpers import audit_trail, emitted, message, migrated_database, read_topic
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.test/audit", SigningKey.generate("punte.test/audit-1"))
@@ -202,3 +204,30 @@ async def test_a_message_with_odd_text_is_recorded_like_any_other(audit):
         assert (await handlers.open_value(session, audit_trail().data_keys, rows[0].seq)).value == exact
     async with sessions() as session:
         assert (await handlers.verify_stored(session)).verified
+
+
+async def test_a_trail_that_missed_the_last_message_of_a_partition_is_not_verified_but_lagging(audit, infrastructure):
+    replica, engine, sessions = audit
+    topic = f"punte.tail-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])
+    producer = make_producer(infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:  # one batch of five records: the embedded broker's ListOffsets alone would say one
+        sent = [await producer.send(topic, CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake",
+                                                          {"case_id": f"case-{i}"}).body()) for i in range(5)]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    records = await read_topic(infrastructure.kafka_bootstrap, topic, 5)
+    await replica().process([Message.of(r) for r in records[:4]])  # the audit never got the last one
+    ends = await partition_bounds(infrastructure.kafka_bootstrap, f"^{topic}$")
+    async with sessions() as session:
+        result = await handlers.verify_stored(session, ends=ends)
+    assert not result.verified and result.state == "lagging" and result.problems == []
+    assert result.not_audited == 1
+    assert result.lagging == [{"topic": topic, "partition": 0, "audited_to": 4, "end_offset": 5, "missing": 1}]
+
+    await replica().process([Message.of(r) for r in records[4:]])
+    async with sessions() as session:
+        result = await handlers.verify_stored(session, ends=ends)
+    assert result.verified and result.state == "verified" and result.not_audited == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -131,8 +132,11 @@ class Audit:
 
 async def build(infrastructure, retention: Path | None = None):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
-    trail = audit_trail(retention)
-    runtime = Runtime(name="audit", settings=Settings(), engine=engine, sessions=make_sessions(engine),
+    # The trail's messages are made up here, not read from the broker: it records topics
+    # the broker does not have, so /verify finds no partition to compare it with.
+    trail = dataclasses.replace(audit_trail(retention), topics=r"^punte\.privacy-test$")
+    runtime = Runtime(name="audit", settings=Settings(kafka_bootstrap=infrastructure.kafka_bootstrap),
+                      engine=engine, sessions=make_sessions(engine),
                       producer=None, relay=OutboxRelay(engine, None),  # type: ignore[arg-type]
                       verifier=TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER.jwks()),
                       network_key=None, keyring=Keyring([]))

@@ -4,6 +4,7 @@ failures, the delivery log, and replay."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -126,7 +127,7 @@ async def drain(sessions, client, policy: RetryPolicy, now: datetime, rounds: in
     past the millisecond backoff); the clock at the end."""
     for _ in range(rounds):
         async with sessions() as session:
-            if not await deliver_due(session, client, policy, now):
+            if not await deliver_due(session, client, policy, now, signer=NETWORK):
                 return now
         now += timedelta(seconds=1)
     raise AssertionError(f"still delivering after {rounds} rounds")
@@ -268,3 +269,27 @@ def test_backoff_doubles_from_two_seconds_up_to_ten_minutes_over_eight_attempts(
     assert policy.max_attempts == 8
     assert [code for code in (200, 301, 400, 401, 404, 408, 409, 422, 429, 500, 503, None)
             if retryable(code)] == [408, 429, 500, 503, None]
+
+
+async def test_every_attempt_carries_standard_webhooks_headers_with_the_notifications_id(sessions, client):
+    """Standard Webhooks: ``webhook-id`` is the notification's id on every retry and replay
+    (and after a restore, since it derives from the event: ADR 0023), ``webhook-timestamp``
+    the attempt's time, ``webhook-signature`` the network's Ed25519 signature (v1a) over
+    ``id.timestamp.body``."""
+    async with receiver(flaky(1)) as hook:
+        id = await enqueue(sessions, hook.url)
+        end = await drain(sessions, client, FAST, T0)
+        async with sessions() as session, session.begin():
+            await deliveries.replay(session, ids=[id], now=end)
+        await drain(sessions, client, FAST, end + timedelta(minutes=10))
+
+    assert len(hook.seen) == 3
+    assert {r.headers["webhook-id"] for r in hook.seen} == {"ntf-0001"}
+    stamps = [int(r.headers["webhook-timestamp"]) for r in hook.seen]
+    assert stamps[0] == int(T0.timestamp()) and stamps[-1] > stamps[0], "the attempt's time, not the event's"
+    public = Ed25519PublicKey.from_public_bytes(NETWORK.public_raw())
+    for got in hook.seen:
+        version, _, signature = got.headers["webhook-signature"].partition(",")
+        assert version == "v1a"
+        signed = f"{got.headers['webhook-id']}.{got.headers['webhook-timestamp']}.".encode() + got.body
+        public.verify(base64.b64decode(signature), signed)  # raises if it does not verify

@@ -6,7 +6,15 @@ import hashlib
 import json
 
 from services.audit.domain import values
-from services.audit.domain.entries import Record, canonical, canonical_v1, check_leaves, gaps, read_leaf
+from services.audit.domain.entries import (
+    Record,
+    canonical,
+    canonical_v1,
+    check_leaves,
+    gaps,
+    read_leaf,
+    tails,
+)
 from services.audit.domain.merkle import leaf_hash
 from services.audit.domain.subjects import MAX_SEARCHABLE, subject_of
 
@@ -109,3 +117,15 @@ def test_the_audit_does_not_start_without_its_data_keys():
     with pytest.raises(RuntimeError, match="PUNTE_DATA_KEYS"):
         trail(SimpleNamespace(settings=Settings(data_keys=""), network_keys=Keyring([])))
     assert trail(SimpleNamespace(settings=Settings(data_keys="dk-1:" + "22" * 32), network_keys=Keyring([])))
+
+
+def test_a_tail_on_the_broker_the_trail_does_not_hold_is_lagging_and_one_that_left_it_is_a_hole():
+    audited_next = {("punte.cases", 0): 10, ("punte.cases", 1): 7, ("punte.ingress.isj-bc", 0): 3}
+    bounds = {("punte.cases", 0): (0, 10),            # everything audited
+              ("punte.cases", 1): (0, 9),             # the last two not yet
+              ("punte.ingress.isj-bc", 0): (5, 6),    # 3 and 4 gone before they were audited, 5 waits
+              ("punte.referrals", 0): (0, 4)}         # a partition the trail holds nothing of
+    lagging, lost = tails(audited_next, bounds)
+    assert [(t.topic, t.partition, t.audited_to, t.end_offset, t.missing) for t in lagging] == [
+        ("punte.cases", 1, 7, 9, 2), ("punte.ingress.isj-bc", 0, 5, 6, 1), ("punte.referrals", 0, 0, 4, 4)]
+    assert [(g.topic, g.partition, g.first_missing, g.last_missing) for g in lost] == [("punte.ingress.isj-bc", 0, 3, 4)]

@@ -28,7 +28,7 @@ async def test_file_provider_appends_one_json_line_per_sms(tmp_path):
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert [line["id"] for line in lines] == [first, second] and first != second
     assert lines[0]["to"] == PHONE and lines[0]["text"] == text
-    assert set(lines[0]) == {"to", "text", "id", "at"} and lines[0]["at"].endswith("+00:00")
+    assert set(lines[0]) == {"to", "text", "id", "idempotency_key", "at"} and lines[0]["at"].endswith("+00:00")
 
 
 async def test_concurrent_sends_give_whole_lines(tmp_path):

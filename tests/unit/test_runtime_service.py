@@ -79,9 +79,21 @@ def test_earlier_network_keys_are_trusted_from_the_network_keyring_file_during_a
 
 # --- the runtime's own endpoints --------------------------------------------------------
 
+class _Result:
+    def one(self) -> object:
+        from types import SimpleNamespace
+        return SimpleNamespace(pending=0, parked=0, waiting=0, discarded=0)
+
+    def all(self) -> list:
+        return []
+
+
 class _Session:
     async def scalar(self, statement) -> int:
         return 0
+
+    async def execute(self, statement) -> _Result:
+        return _Result()
 
     async def __aenter__(self) -> "_Session":
         return self

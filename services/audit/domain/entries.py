@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +142,33 @@ def gaps(positions: Iterable[tuple[str, int, int]]) -> list[Gap]:
             found.append(Gap(topic, partition, expected, offset - 1))
         expected = max(expected, offset + 1)
     return found
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Messages a partition holds beyond what the trail has audited: not (yet) recorded."""
+
+    topic: str
+    partition: int
+    audited_to: int  # the next offset the trail expects
+    end_offset: int  # the partition's end on the broker
+    missing: int
+
+
+def tails(audited_next: Mapping[tuple[str, int], int],
+          bounds: Mapping[tuple[str, int], tuple[int, int]]) -> tuple[list[Lag], list[Gap]]:
+    """What the trail holds against the broker's partitions: ``audited_next`` is each
+    partition's highest audited offset + 1, ``bounds`` each partition's (first offset
+    still held, end offset). Messages still on the broker past the trail are lagging (the
+    consumer may yet record them); messages that left the broker (retention, loss) before
+    the trail recorded them are a hole that can never be filled."""
+    lagging: list[Lag] = []
+    lost: list[Gap] = []
+    for (topic, partition), (first, end) in sorted(bounds.items()):
+        expected = audited_next.get((topic, partition), 0)
+        if first > expected:
+            lost.append(Gap(topic, partition, expected, first - 1))
+        start = max(expected, first)
+        if end > start:
+            lagging.append(Lag(topic, partition, start, end, end - start))
+    return lagging, lost

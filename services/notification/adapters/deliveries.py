@@ -24,7 +24,7 @@ webhook_deliveries = sa.Table(
     sa.Column("institution", sa.Text, nullable=False),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),  # the exact request body
-    sa.Column("headers", sa.JSON, nullable=False),  # the exact request headers, but Punte-Delivery-Id
+    sa.Column("headers", sa.JSON, nullable=False),  # the exact request headers, but those of each attempt
     sa.Column("status", sa.Text, nullable=False, server_default=PENDING),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),

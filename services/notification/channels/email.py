@@ -74,8 +74,11 @@ class SmtpSender:
         self.starttls, self.username, self.password = starttls, username, password
         self.timeout, self.tls_context = timeout, tls_context
 
-    def message(self, to: str, rendered: RenderedMessage) -> EmailMessage:
-        """The message as it goes on the wire (without sending it)."""
+    def message(self, to: str, rendered: RenderedMessage, message_id: str | None = None) -> EmailMessage:
+        """The message as it goes on the wire (without sending it). ``message_id``: the
+        notice's idempotency key (ADR 0023), so the same notice sent again has the same
+        Message-ID (RFC 5322) and mail systems and clients can drop the repeat; a fresh
+        one when None."""
         recipient = _address(to, "the recipient")
         msg = EmailMessage()
         try:
@@ -85,7 +88,7 @@ class SmtpSender:
         msg["From"] = self.sender
         msg["To"] = recipient
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=self.sender.domain)
+        msg["Message-ID"] = f"<{message_id}@{self.sender.domain}>" if message_id else make_msgid(domain=self.sender.domain)
         # RFC 3834: no out-of-office replies or loops back to an unattended address.
         msg["Auto-Submitted"] = "auto-generated"
         # Quoted-printable: 7-bit safe on any relay, and the Romanian stays readable raw.
@@ -93,9 +96,9 @@ class SmtpSender:
         msg["Content-Language"] = "ro, en"  # after set_content, which clears Content-* headers
         return msg
 
-    async def send(self, to: str, rendered: RenderedMessage) -> str:
+    async def send(self, to: str, rendered: RenderedMessage, message_id: str | None = None) -> str:
         """Send one notice; the Message-ID it went with, or ChannelError."""
-        msg = self.message(to, rendered)
+        msg = self.message(to, rendered, message_id)
         try:
             await aiosmtplib.send(
                 msg, hostname=self.host, port=self.port, start_tls=self.starttls,

@@ -4,7 +4,12 @@ One e-mail or SMS per due row, except digest rows, which are grouped per person 
 address into one e-mail. What goes out is rendered here from the inbox entry's summary
 (``domain.templates``): a case reference, category, urgency, deadline and the inbox link,
 never the case's details. Transient failures are retried with backoff; permanent ones
-(address refused, bad number) are marked failed with the channel's error."""
+(address refused, bad number) are marked failed with the channel's error.
+
+Each message carries an idempotency key derived from what it tells (``idempotency_key``,
+ADR 0023): in the e-mail's Message-ID, in the SMS gateway call. A message sent but not
+recorded as sent (a crash in between) goes again with the same key, and the receiving side
+can drop it."""
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.cloudevents import derived_id
 from runtime.log import get_logger
 from services.notification.adapters import people
 from services.notification.channels.email import ChannelError, SmtpSender
@@ -54,9 +60,22 @@ class PeopleChannels:
         return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M") if moment else None
 
 
+def idempotency_key(rows: Sequence[Any]) -> str:
+    """The key of the message for ``rows``: a pure function of the notification(s) it tells,
+    the person, the channel, the purpose and the alert's round (what makes a queued row
+    unique), so the same message sent again carries the same key. A digest's key is that of
+    the notices it groups."""
+    first = rows[0]
+    if first.purpose == "digest":
+        return derived_id("digest", first.person, first.channel, *sorted(r.notification_id for r in rows))
+    return derived_id(first.notification_id, "message", first.person, first.channel, first.purpose,
+                      str(first.round))
+
+
 async def _send(channels: PeopleChannels, rows: Sequence[Any]) -> str:
     """Send one message for ``rows`` (one row, or a digest's rows); the provider's id."""
     first = rows[0]
+    key = idempotency_key(rows)
     if first.channel == "email":
         if channels.email is None:
             raise ChannelError("CHANNEL_NOT_CONFIGURED", "no SMTP server is configured")
@@ -68,12 +87,12 @@ async def _send(channels: PeopleChannels, rows: Sequence[Any]) -> str:
             rendered = render(first.kind, first.urgency, first.summary_ro, first.summary_en, first.case_id,
                               channels.link(first.notification_id), channels.when(first.deadline),
                               first.do_not_contact)
-        return await channels.email.send(first.address, rendered)
+        return await channels.email.send(first.address, rendered, message_id=key)
     if channels.sms is None:
         raise ChannelError("CHANNEL_NOT_CONFIGURED", "no SMS provider is configured")
     text = sms_text(first.kind, first.urgency, first.case_id, channels.link(first.notification_id),
                     channels.when(first.deadline), first.do_not_contact)
-    return await channels.sms.send(first.address, text)
+    return await channels.sms.send(first.address, text, idempotency_key=key)
 
 
 def _groups(rows: Sequence[Any]) -> list[list[Any]]:

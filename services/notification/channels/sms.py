@@ -2,7 +2,12 @@
 
 Production plugs in a real gateway behind ``SmsProvider``; the embedded default appends
 one JSON line per SMS, so a pilot or a test can see exactly what would have gone out.
-The text comes from ``domain.templates.sms_text`` (Romanian, plain ASCII, one segment)."""
+The text comes from ``domain.templates.sms_text`` (Romanian, plain ASCII, one segment).
+
+Every SMS carries an idempotency key derived from the notice it tells (ADR 0023): the same
+SMS sent again (a crash between the gateway's answer and our record of it) carries the same
+key, so a gateway that takes one (a client reference or an Idempotency-Key header) sends it
+once."""
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +23,9 @@ from services.notification.domain.recipients import PHONE
 
 @runtime_checkable
 class SmsProvider(Protocol):
-    async def send(self, phone: str, text: str) -> str:
-        """Hand one SMS to the gateway; the gateway's id for it, or ChannelError."""
+    async def send(self, phone: str, text: str, *, idempotency_key: str | None = None) -> str:
+        """Hand one SMS to the gateway, with ``idempotency_key`` where the gateway takes
+        one; the gateway's id for it, or ChannelError."""
         ...
 
 
@@ -30,20 +36,21 @@ def check_phone(phone: str) -> str:
 
 
 class FileSmsProvider:
-    """Appends {"to", "text", "id", "at"} as one JSON line per SMS to ``path``."""
+    """Appends {"to", "text", "id", "idempotency_key", "at"} as one JSON line per SMS to
+    ``path``."""
 
     def __init__(self, path: str | Path, clock=lambda: datetime.now(timezone.utc)) -> None:
         self.path = Path(path)
         self._clock = clock
         self._lock = asyncio.Lock()
 
-    async def send(self, phone: str, text: str) -> str:
+    async def send(self, phone: str, text: str, *, idempotency_key: str | None = None) -> str:
         check_phone(phone)
         if not text:
             raise ChannelError("INVALID_MESSAGE", "an SMS needs a text")
         sms_id = str(uuid.uuid4())
-        line = json.dumps({"to": phone, "text": text, "id": sms_id, "at": self._clock().isoformat()},
-                          ensure_ascii=False) + "\n"
+        line = json.dumps({"to": phone, "text": text, "id": sms_id, "idempotency_key": idempotency_key,
+                           "at": self._clock().isoformat()}, ensure_ascii=False) + "\n"
         async with self._lock:
             try:
                 await asyncio.to_thread(self._append, line)

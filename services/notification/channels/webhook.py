@@ -5,7 +5,14 @@ headers, the data as the JSON body, signed by the network exactly as on Kafka
 (runtime/signing.py): ``ce-keyid`` and ``ce-signature`` over ``signing_input``. Header
 values are percent-encoded as the CloudEvents HTTP binding requires; the signature covers
 the decoded values. ``Punte-Delivery-Id`` is the delivery's id, the same on every retry
-and replay, so receivers deduplicate by it.
+and replay (but a row number of one database, which a restore may renumber).
+
+Standard Webhooks (standardwebhooks.com, 1.0, its asymmetric scheme) headers ride along, so
+a receiver can use a verifier written to it: ``webhook-id`` is the notification's id, which derives from the
+event that caused it (ADR 0023), so it is the same on every retry, every replay and after a
+restore from backup, and is the key to drop repeats by; ``webhook-timestamp`` is the
+attempt's time (Unix seconds), and ``webhook-signature`` the network's Ed25519 signature
+("v1a") over ``{webhook-id}.{webhook-timestamp}.{body}``, made at each attempt.
 
 Outcomes: 2xx is delivered; any other 4xx but 408 and 429 (and 1xx/3xx) failed for good;
 5xx, 408, 429, timeouts and connection errors are retried with exponential backoff until
@@ -13,6 +20,7 @@ Outcomes: 2xx is delivered; any other 4xx but 408 and 429 (and 1xx/3xx) failed f
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import datetime
@@ -27,6 +35,7 @@ from services.notification.adapters import deliveries
 from services.notification.domain.retry import RetryPolicy
 
 DELIVERY_ID = "Punte-Delivery-Id"
+WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE = "webhook-id", "webhook-timestamp", "webhook-signature"
 RETRYABLE_4XX = frozenset({408, 429})
 _ERROR_BODY = 200
 
@@ -67,7 +76,27 @@ def signed_request(event: CloudEvent, key: SigningKey) -> tuple[bytes, dict[str,
             headers["ce-" + name[3:]] = _encode(text)
         else:
             headers[name] = text
+    # The event's id is derived from its cause and has no '.', as the spec requires.
+    headers[WEBHOOK_ID] = event.id
     return signed.body(), headers
+
+
+def standard_signature(webhook_id: str, timestamp: str, body: bytes, key: SigningKey) -> str:
+    """Standard Webhooks' asymmetric signature ("v1a", Ed25519) over ``id.timestamp.body``."""
+    signed = key.private.sign(f"{webhook_id}.{timestamp}.".encode() + body)
+    return "v1a," + base64.b64encode(signed).decode()
+
+
+def attempt_headers(row: Any, now: datetime, signer: SigningKey | None) -> dict[str, str]:
+    """The stored headers plus what belongs to this attempt: the delivery id, and the
+    Standard Webhooks timestamp and (with ``signer``) signature."""
+    # Rows queued before webhook-id was stored carry the notification id in their column.
+    webhook_id = row.headers.get(WEBHOOK_ID) or row.notification_id
+    timestamp = str(int(now.timestamp()))
+    headers = {**row.headers, DELIVERY_ID: str(row.id), WEBHOOK_ID: webhook_id, WEBHOOK_TIMESTAMP: timestamp}
+    if signer is not None:
+        headers[WEBHOOK_SIGNATURE] = standard_signature(webhook_id, timestamp, bytes(row.payload), signer)
+    return headers
 
 
 async def enqueue_event(session: AsyncSession, key: SigningKey, institution: str, url: str,
@@ -78,9 +107,11 @@ async def enqueue_event(session: AsyncSession, key: SigningKey, institution: str
     return await deliveries.enqueue(session, event.id, institution, url, body, headers, now)
 
 
-async def attempt(client: httpx.AsyncClient, row: Any, timeout: float | None = None) -> Attempt:
-    """POST one delivery; never raises for what the receiver or the network does."""
-    headers: Mapping[str, str] = {**row.headers, DELIVERY_ID: str(row.id)}
+async def attempt(client: httpx.AsyncClient, row: Any, timeout: float | None = None,
+                  headers: Mapping[str, str] | None = None) -> Attempt:
+    """POST one delivery (with ``headers``, by default the stored ones and the delivery id);
+    never raises for what the receiver or the network does."""
+    headers = headers if headers is not None else {**row.headers, DELIVERY_ID: str(row.id)}
     kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     try:
         async with client.stream("POST", row.url, content=bytes(row.payload), headers=headers,
@@ -102,8 +133,9 @@ async def attempt(client: httpx.AsyncClient, row: Any, timeout: float | None = N
 
 
 async def deliver_due(session: AsyncSession, client: httpx.AsyncClient, policy: RetryPolicy,
-                      now: datetime) -> int:
-    """Attempt the deliveries due at ``now`` (up to ``policy.batch``) and record each
+                      now: datetime, signer: SigningKey | None = None) -> int:
+    """Attempt the deliveries due at ``now`` (up to ``policy.batch``), each signed by
+    ``signer`` as Standard Webhooks asks (None: no webhook-signature), and record each
     outcome, in one transaction (begun here unless the session is already in one; then the
     caller commits). The due rows stay locked meanwhile, so other senders skip them. The
     number of deliveries attempted."""
@@ -116,7 +148,7 @@ async def deliver_due(session: AsyncSession, client: httpx.AsyncClient, policy: 
 
         async def one(row: Any) -> Attempt:
             async with gate:
-                return await attempt(client, row, policy.timeout)
+                return await attempt(client, row, policy.timeout, attempt_headers(row, now, signer))
 
         results = await asyncio.gather(*(one(row) for row in rows))
         for row, result in zip(rows, results, strict=True):

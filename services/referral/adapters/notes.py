@@ -27,9 +27,11 @@ def _context(note_id: str, referral_id: str) -> bytes:
 
 
 async def add(session: AsyncSession, data_keys: DataKeys, *, referral_id: str, case_id: str, command: str,
-              author_institution: str | None, author_person: str | None, text: str, now: datetime) -> str:
-    """Seal ``text`` into the case file; the new note's id. ``Erased`` when the case was erased."""
-    note_id = f"note-{uuid.uuid4().hex[:20]}"
+              author_institution: str | None, author_person: str | None, text: str, now: datetime,
+              note_id: str | None = None) -> str:
+    """Seal ``text`` into the case file; the new note's id (``note_id``, derived from the
+    step's cause, or a random one). ``Erased`` when the case was erased."""
+    note_id = note_id or f"note-{uuid.uuid4().hex[:20]}"
     sealed = await data_keys.seal(session, scope_of(case_id), text.encode(), _context(note_id, referral_id), now)
     await session.execute(sa.insert(notes).values(
         note_id=note_id, referral_id=referral_id, case_id=case_id, at=now, command=command,

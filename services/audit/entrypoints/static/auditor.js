@@ -77,6 +77,7 @@
       "verify.downloaded": "Descărcat: {file}",
       "yes": "DA",
       "no": "NU",
+      "verify.lagging": "NU încă: {n} mesaje de pe broker încă neauditate",
       "footer": "Fiecare interogare este înregistrată (Legea 190/2018, GDPR art. 30).",
       "noauditor": "Atenție: contul nu are rolul de auditor; API-ul va refuza interogările.",
       "err.403": "Acces refuzat: este necesar rolul de auditor.",
@@ -149,6 +150,7 @@
       "verify.downloaded": "Downloaded: {file}",
       "yes": "YES",
       "no": "NO",
+      "verify.lagging": "NOT YET: {n} messages on the broker not yet audited",
       "footer": "Every query is recorded (Law 190/2018, GDPR art. 30).",
       "noauditor": "Warning: this account lacks the auditor role; the API will refuse its queries.",
       "err.403": "Access denied: the auditor role is required.",
@@ -392,7 +394,9 @@
 
   function renderVerify(body) {
     var verified = $("v-verified");
-    verified.textContent = body.verified ? t("yes") : t("no");
+    // Lagging: the trail is intact but has not yet recorded every message on the broker.
+    verified.textContent = body.verified ? t("yes")
+      : body.state === "lagging" ? t("verify.lagging", { n: body.not_audited }) : t("no");
     verified.className = body.verified ? "ok" : "bad";
     $("v-entries").textContent = body.entries;
     $("v-size").textContent = body.tree_size;

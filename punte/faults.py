@@ -1,0 +1,61 @@
+"""Faults we can cause on a running Stack, for the chaos bench (bench/chaos.py) and tests:
+a service killed with SIGKILL, the embedded broker paused and resumed, the embedded
+PostgreSQL killed and started again. Each says what it did; none waits for recovery,
+which is the supervisor's job (punte.stack) and what the caller checks."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from punte.stack import Stack
+
+
+def kill_service(stack: Stack, name: str) -> int:
+    """SIGKILL a service's process (and anything it started): no shutdown, no flush, as a
+    crash or the kernel's OOM killer. Returns the pid killed."""
+    process = stack.processes[name]
+    if process.poll() is not None:
+        raise RuntimeError(f"{name} is not running (exit {process.returncode})")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return process.pid
+
+
+def pause_broker(stack: Stack) -> None:
+    """SIGSTOP the embedded broker: connections stay open and nothing is answered."""
+    if stack.broker is None:
+        raise RuntimeError("the stack does not own its broker (PUNTE_KAFKA_BOOTSTRAP is set)")
+    stack.broker.pause()
+
+
+def resume_broker(stack: Stack) -> None:
+    if stack.broker is None:
+        raise RuntimeError("the stack does not own its broker (PUNTE_KAFKA_BOOTSTRAP is set)")
+    stack.broker.resume()
+
+
+@contextmanager
+def broker_paused(stack: Stack, seconds: float | None = None) -> Iterator[None]:
+    """The broker paused for the block (and ``seconds`` more, if given), resumed even if the
+    block fails."""
+    pause_broker(stack)
+    try:
+        yield
+        if seconds:
+            time.sleep(seconds)
+    finally:
+        resume_broker(stack)
+
+
+def restart_postgres(stack: Stack, hard: bool = True) -> None:
+    """Kill the embedded PostgreSQL (SIGKILL to the postmaster when ``hard``, as a crash;
+    SIGTERM otherwise) and start it again on the same port and data, under the supervisor's
+    lock, so the supervisor neither races it nor counts it as a crash."""
+    if stack.postgres is None:
+        raise RuntimeError("the stack does not own its PostgreSQL (PUNTE_DATABASE_URL is set)")
+    with stack.supervisor_lock:
+        stack.postgres.restart(hard=hard)
+        stack.supervisor_adopt("database")

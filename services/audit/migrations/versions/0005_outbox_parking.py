@@ -1,0 +1,16 @@
+"""Audit: outbox rows the relay cannot publish are parked with their reason, and
+dead letters are counted from the outbox (decision 0021).
+
+Revision ID: 0005
+"""
+from alembic import op
+
+from runtime.migrations import add_outbox_parking, index_outbox_dead_letters
+
+revision = "0005"
+down_revision = "0004"
+
+
+def upgrade() -> None:
+    add_outbox_parking(op)
+    index_outbox_dead_letters(op)

@@ -1,0 +1,125 @@
+"""A service killed with SIGKILL while reports flow comes back by itself, `punte status`
+says it was restarted, and every report still gets exactly one outcome. On a Stack of its
+own (its own embedded PostgreSQL and broker): the shared `network` is not disturbed."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import defaultdict
+
+import httpx
+import pytest
+
+from contracts.events import EventType
+from punte import faults
+from punte.stack import SERVICES, Stack
+from punte.status import collect
+from punte.synthetic import reporters, synthetic_report
+from runtime.kafka import make_producer
+from tests.e2e.conftest import Deliveries, institution_system, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("supervised") / "state")
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+async def test_a_killed_service_comes_back_and_every_report_gets_exactly_one_outcome(own_stack: Stack):
+    stack = own_stack
+    producer = make_producer(stack.kafka_bootstrap)
+    await producer.start()
+    deliveries = Deliveries(stack.kafka_bootstrap)
+    await deliveries.start()
+    systems = {i: institution_system(stack, i, producer) for i in reporters()}
+    rng = random.Random(12)
+    sent: list[str] = []
+    sending = True
+
+    async def send_reports() -> None:
+        while sending:
+            reporter = rng.choice(list(systems))
+            event = systems[reporter].report(synthetic_report(rng, reporter))
+            await systems[reporter].send(event)
+            sent.append(event.id)
+            await asyncio.sleep(0.25)
+
+    sender = asyncio.create_task(send_reports())
+    try:
+        for name in SERVICES:
+            killed = faults.kill_service(stack, name)
+
+            async def back(name: str = name, killed: int = killed) -> bool:
+                """the killed service runs again, in a new process, and is ready"""
+                process = stack.processes.get(name)
+                if process is None or process.pid == killed or process.poll() is not None:
+                    return False
+                try:
+                    async with httpx.AsyncClient() as client:
+                        return (await client.get(stack.url(name) + "/health/ready", timeout=2)).status_code == 200
+                except httpx.HTTPError:
+                    return False
+            back.__doc__ = f"{name} is back after SIGKILL"
+            await wait_until(back, timeout=90)
+        sending = False
+        await sender
+
+        def outcome_ids() -> dict[str, set[str]]:
+            found: dict[str, set[str]] = defaultdict(set)
+            for _, event in deliveries.events:
+                if event.type == EventType.OUTCOME.value:
+                    found[event.data["subject_id"]].add(event.id)
+            return found
+
+        async def all_answered() -> bool:
+            """every report sent has an outcome"""
+            answered = outcome_ids()
+            return all(answered.get(i) for i in sent)
+        await wait_until(all_answered, timeout=120)
+        answered = outcome_ids()
+        assert {i: len(answered[i]) for i in sent} == {i: 1 for i in sent}, "a report answered twice"
+
+        # The operator sees each restart, counted, and why, in `punte status --json`.
+        status = await collect(stack.state)
+        for name in SERVICES:
+            supervisor = status["components"][name]["supervisor"]
+            assert supervisor["state"] == "running", json.dumps(supervisor)
+            assert supervisor["restarts"] == 1
+            assert "SIGKILL" in supervisor["last_exit"]
+            log = (stack.state_dir / "logs" / f"{name}.log").read_text(encoding="utf-8")
+            assert "restart 1" in log and "SIGKILL" in log
+        assert status["consistent"]["every_report_has_an_outcome"]
+    finally:
+        sending = False
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+        await deliveries.stop()
+        await producer.stop()
+
+
+async def test_a_service_that_keeps_failing_at_start_is_given_up_and_status_says_why(own_stack: Stack):
+    stack = own_stack
+    # Referral loses its secret (as a deleted Kubernetes secret or a typo would do) and crashes.
+    stack.extra_env["PUNTE_DATA_KEYS"] = ""
+    try:
+        faults.kill_service(stack, "referral")
+
+        async def given_up() -> bool:
+            """the supervisor gave up on referral"""
+            return stack.supervision()["referral"]["state"] == "given up"
+        await wait_until(given_up, timeout=180)
+    finally:
+        del stack.extra_env["PUNTE_DATA_KEYS"]
+    status = await collect(stack.state)
+    referral = status["components"]["referral"]
+    assert referral["status"] == "down"
+    assert referral["supervisor"]["state"] == "given up"
+    assert "PUNTE_DATA_KEYS" in referral["supervisor"]["reason"]  # the log's last lines say why
+    # The others carry on.
+    assert all(status["components"][name]["status"] == "up" for name in SERVICES if name != "referral")
