@@ -367,6 +367,92 @@ def webhooks_replay(institution: str,
     console.print(f"Retrimise / replayed: {answer.json()['replayed']}")
 
 
+consumers_app = typer.Typer(help="Consumatorii serviciilor / the services' consumers (decision 0022)",
+                             no_args_is_help=True)
+app.add_typer(consumers_app, name="consumers")
+
+
+def _operator_request(state_dir: Path, service: str, method: str, path: str,
+                      **kwargs: object) -> httpx.Response:
+    """An operator's call to ``service`` of the running embedded network; a refusal ends the
+    command with its status and answer."""
+    url, token = _signed_in(state_dir, service, "operator")
+    answer = httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=120, **kwargs)  # type: ignore[arg-type]
+    if answer.status_code != 200:
+        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
+        raise typer.Exit(1)
+    return answer
+
+
+def _operator_call(state_dir: Path, service: str, method: str, path: str, **kwargs: object) -> object:
+    """``_operator_request``'s JSON answer."""
+    return _operator_request(state_dir, service, method, path, **kwargs).json()
+
+
+@consumers_app.command("list")
+def consumers_list(service: str, as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+    """A service's consumers: running, or stopped by a failure limit and why."""
+    stats = _operator_call(state_dir, service, "GET", "/stats")
+    if as_json:
+        print(json.dumps(stats["consumers"], indent=1))  # type: ignore[index]
+        return
+    table = Table("group", "stare / state", "procesate / processed", "dead letters", "de ce / why")
+    for c in stats["consumers"]:  # type: ignore[index]
+        stopped = c.get("stopped")
+        table.add_row(c.get("group", ""), "[red]oprit / stopped[/red]" if stopped else "rulează / running",
+                      str(c["processed"]), str(c["dead_lettered"]),
+                      f"{stopped['reason']} at {stopped['position']}: {stopped['detail']}" if stopped else "")
+    console.print(table)
+
+
+@consumers_app.command("resume")
+def consumers_resume(service: str, group: str, state_dir: Path = STATE) -> None:
+    """Start again a consumer a failure limit stopped, once its cause is fixed: it goes on
+    from the first message it did not commit past."""
+    answer = _operator_call(state_dir, service, "POST", f"/consumers/{group}/resume")
+    if answer["resumed"]:  # type: ignore[index]
+        console.print(f"Repornit / resumed: {group}")
+    else:
+        console.print(f"{group} nu era oprit / was not stopped")
+
+
+deadletters_app = typer.Typer(help="Mesajele care nu au putut fi procesate / dead letters", no_args_is_help=True)
+app.add_typer(deadletters_app, name="deadletters")
+
+
+@deadletters_app.command("list")
+def deadletters_list(service: str, as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+    """The dead letters whose bodies ``service`` keeps: where, digest, why, when, whether the
+    body is still kept and whether it was replayed. Never the body."""
+    rows = _operator_call(state_dir, service, "GET", "/dead-letters")
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("id (position)", "reason", "when", "body kept", "replayed", "sha256")
+    for row in rows:  # type: ignore[union-attr]
+        table.add_row(row["position"], row["reason_code"] or "", row["dead_lettered_at"] or row["erased_at"] or "",
+                      "yes" if row["body_kept"] else f"no ({row['erased_rule']})", row["replayed_at"] or "",
+                      (row["value_sha256"] or "")[:16])
+    console.print(table)
+
+
+@deadletters_app.command("replay")
+def deadletters_replay(service: str,
+                       ids: list[str] = typer.Option(None, "--id", help="A position topic/partition/offset "
+                                                     "(repeatable); none: every dead letter not yet replayed"),
+                       state_dir: Path = STATE) -> None:
+    """Apply dead letters again through the consumer that failed them (after the fix); each
+    once: a replayed one is not applied again."""
+    answer = _operator_call(state_dir, service, "POST", "/dead-letters/replay", json={"positions": ids or None})
+    results = answer["results"]  # type: ignore[index]
+    for result in results:
+        colour = "green" if result["result"] in ("replayed", "already-replayed") else "red"
+        console.print(f"{result['position']}: [{colour}]{result['result']}[/{colour}] {result.get('detail', '')}")
+    if any(r["result"] not in ("replayed", "already-replayed") for r in results):
+        raise typer.Exit(1)
+
+
 outbox_app = typer.Typer(help="Rânduri din outbox pe care brokerul nu le primește / outbox rows the "
                               "broker will not take (decision 0021)", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
@@ -379,12 +465,7 @@ def _outbox_call(state_dir: Path, service: str, method: str, path: str) -> httpx
     if service not in OUTBOX_SERVICES:
         console.print(f"[red]Serviciu necunoscut / unknown service[/red] {service}")
         raise typer.Exit(2)
-    url, token = _signed_in(state_dir, service, "operator")
-    answer = httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    if answer.status_code != 200:
-        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
-        raise typer.Exit(1)
-    return answer
+    return _operator_request(state_dir, service, method, path)
 
 
 @outbox_app.command("parked")

@@ -2,10 +2,15 @@
 message recorded in the inbox table so a redelivered or replayed one has no second effect.
 
 Offsets are committed to Kafka only after the database commit. A message whose handler
-keeps failing is dead-lettered (through the outbox, in the same transaction) with its
-position, digest and reason, its body sealed in the service's own database
-(runtime.dead_letters), and its sender is told when the service knows how; a transient fault (database or
-broker away) rolls the batch back and it is retried with backoff, so nothing is lost.
+keeps failing waits for its verdict (decision 0022): when a good message follows it (or
+nothing does for a while) it failed alone, a poison message, and is dead-lettered (through
+the outbox, in the same transaction) with its position, digest and reason, its body sealed
+in the service's own database (runtime.dead_letters), and its sender is told when the
+service knows how. When too many fail in a row, or in a minute, the fault is ours (a bug,
+a missing table, a bad deployment): the consumer stops without committing past them,
+dead-letters none of them and answers no one, until an operator resumes it. A transient
+fault (database or broker away) rolls the batch back and it is retried with backoff, so
+nothing is lost.
 
 Messages on the network's own topics (every topic but institutions' ingress topics, whose
 signatures runtime.ingress checks) must carry the network's signature: one that does not
@@ -13,15 +18,18 @@ is never handed to the handler but dead-lettered with the signature's refusal co
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
 import sqlalchemy as sa
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -132,13 +140,15 @@ FailureHandler = Callable[[UnitOfWork, Message, str, str], Awaitable[None]]
 BatchHandler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 
 
-def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str) -> None:
+def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str,
+                group: str | None = None) -> None:
     """Put on the dead-letter topic where the message was, the digest of its value and why
     (``detail`` must never quote the input), through the outbox; its body is kept sealed
-    by this service (runtime.dead_letters), in the same transaction, never sent."""
+    by this service (runtime.dead_letters), in the same transaction, never sent. ``group``:
+    the consumer group that failed it, which a replay goes through."""
     kept = uow.outbox.keep_dead_letter(dead_letters.Body(
         message.topic, message.partition, message.offset, message.key, message.headers,
-        message.value, code, uow.now))
+        message.value, code, uow.now, group))
     headers = header_map(message.headers)
     data = {
         "reason": reason(code, detail),
@@ -194,6 +204,51 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class FailureLimits:
+    """When failures are ours rather than the messages' (settings consumer_max_*; 0: never)."""
+
+    consecutive: int = 5  # more failures than this in a row stop the consumer
+    per_minute: int = 20  # more dead letters for failures than this in a minute stop it
+    hold_seconds: float = 30.0  # a failure nothing follows is judged poison after this
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message whose handler failed, waiting for its verdict (not in the inbox yet)."""
+
+    message: Message
+    key: str
+    detail: str
+
+
+class FailureLimitReached(Exception):
+    """Too many failures: the batch rolls back and the consumer stops (Stopped)."""
+
+    def __init__(self, limit: str, reason: str, position: str, detail: str) -> None:
+        super().__init__(reason)
+        self.limit, self.reason, self.position, self.detail = limit, reason, position, detail
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Why a consumer stopped, for readiness (no detail: it is public) and /stats."""
+
+    limit: str  # consecutive-failures | failures-per-minute | batch-failures
+    reason: str
+    position: str  # the first message it did not commit past
+    detail: str  # the last failure: its type, SQLSTATE and where (failure_detail)
+    since: datetime
+
+    def public(self) -> dict[str, str]:
+        return {"limit": self.limit, "reason": self.reason, "position": self.position,
+                "since": self.since.isoformat()}
+
+
+class ReplayFailed(Exception):
+    """The handler failed again on a replayed dead letter; nothing changed."""
+
+
 class InboxConsumer:
     def __init__(
         self, *, service: str, group_id: str, bootstrap: str, sessions: async_sessionmaker,
@@ -202,7 +257,7 @@ class InboxConsumer:
         on_failure: FailureHandler | None = None, signer: SigningKey | None = None,
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
-        data_keys: DataKeys | None = None,
+        data_keys: DataKeys | None = None, limits: FailureLimits = FailureLimits(),
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
         ingress topic must be signed with; None checks nothing (the audit trail, which
@@ -224,63 +279,130 @@ class InboxConsumer:
         self._batch_handler = batch_handler
         self._network_keys = network_keys
         self._data_keys = data_keys
+        self._limits = limits
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
         self.dead_lettered = 0
         self.assigned = False
+        # A failure limit stopped it (None: running), how often, and the operator's resume.
+        self.stopped: Stopped | None = None
+        self.stops = 0
+        self._resume = asyncio.Event()
+        # When the handler's failures of the last minute were dead-lettered (monotonic).
+        self._failed_at: deque[float] = deque()
+
+    @property
+    def group_id(self) -> str:
+        return self._group_id
+
+    def reads(self, topic: str) -> bool:
+        """Whether this consumer subscribes to ``topic`` (a pattern matches as the client does)."""
+        return topic in (self._topics or []) or bool(self._pattern and re.match(self._pattern, topic))
 
     async def run(self) -> None:
+        """Consume until cancelled; when a failure limit stops it, wait for ``resume`` and
+        start again from the committed offsets (the first message it stopped at)."""
+        while True:
+            try:
+                await self._consume()
+            except FailureLimitReached as stop:
+                self.assigned = False
+                self.stops += 1
+                self.stopped = Stopped(stop.limit, stop.reason, stop.position, stop.detail,
+                                       datetime.now(timezone.utc))
+                log.error("consumer stopped: failure limit", group=self._group_id, limit=stop.limit,
+                          reason=stop.reason, position=stop.position, error=stop.detail)
+                await self._resume.wait()
+                self._resume.clear()
+                log.warning("consumer resumed by an operator", group=self._group_id)
+
+    def resume(self) -> bool:
+        """Let a stopped consumer start again (the operator fixed the cause); whether it was stopped."""
+        if self.stopped is None:
+            return False
+        self.stopped = None
+        self._resume.set()
+        return True
+
+    async def _consume(self) -> None:
         consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max)
         if self._pattern:
             consumer.subscribe(pattern=self._pattern)
         else:
             consumer.subscribe(self._topics or [])
         await consumer.start()
+        held: list[Failure] = []
+        held_at = 0.0
         try:
             while True:
                 polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
-                self.assigned = bool(consumer.assignment())
+                assignment = consumer.assignment()
+                self.assigned = bool(assignment)
                 records = [Message.of(r) for batch in polled.values() for r in batch]
-                if not records:
+                # Another replica reads a partition taken from us, from its committed offset.
+                held = [f for f in held if TopicPartition(f.message.topic, f.message.partition) in assignment]
+                quiet = bool(held) and time.monotonic() - held_at >= self._limits.hold_seconds
+                if not records and not quiet:
                     continue
-                await self.process_with_retry(records)
-                await consumer.commit({
-                    tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch
-                })
+                before = held
+                held = await self.process_with_retry(records, before, hold=bool(records))
+                if held and records:
+                    held_at = time.monotonic()
+                offsets = committable([f.message for f in before] + records, held)
+                if offsets:
+                    await consumer.commit(offsets)
         finally:
             await consumer.stop()
 
-    async def process_with_retry(self, records: list[Message]) -> None:
-        """Process until it succeeds: a failed batch rolled back whole, so retrying is safe."""
+    async def process_with_retry(self, records: list[Message], held: Sequence[Failure] = (),
+                                 hold: bool = False) -> list[Failure]:
+        """Process until it succeeds: a failed batch rolled back whole, so retrying is safe.
+        A batch that fails as a whole (not in a handler: the inbox, the outbox, a failure
+        handler) more than the consecutive limit in a row stops the consumer."""
         backoff = 0.1
+        failed = 0
         while True:
             try:
-                await self.process(records)
-                return
-            except asyncio.CancelledError:
+                return await self.process(records, held, hold=hold)
+            except (asyncio.CancelledError, FailureLimitReached):
                 raise
             except Exception as exc:
                 # The whole batch rolled back; the inbox makes the retry safe.
+                transient = _transient(exc)
                 log.warning("batch failed, retrying", error=failure_detail(exc), size=len(records),
-                            backoff=backoff, transient=_transient(exc))
+                            backoff=backoff, transient=transient)
+                failed = 0 if transient else failed + 1
+                if self._limits.consecutive and failed > self._limits.consecutive:
+                    first = held[0].message if held else records[0]
+                    raise FailureLimitReached(
+                        "batch-failures", f"the batch failed {failed} times in a row outside the handler",
+                        first.position, failure_detail(exc)) from exc
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    async def process(self, records: list[Message]) -> None:
-        """Apply a batch in one transaction. Public so tests can drive it directly."""
+    async def process(self, records: list[Message], held: Sequence[Failure] = (), *,
+                      hold: bool = False) -> list[Failure]:
+        """Apply a batch in one transaction. Public so tests can drive it directly.
+
+        ``held``: failures of earlier batches still waiting for their verdict, which come
+        before ``records``. With ``hold``, the failures at the batch's end wait as well:
+        they are returned, neither dead-lettered nor in the inbox, and the caller commits
+        no offset past them. Raises FailureLimitReached (nothing of the batch committed)."""
         refusals = [self._untrusted(m) for m in records]
         # An untrusted message is kept by its position, never by the event id it claims: a
         # forgery must not make the real event a duplicate.
         keys = [self._key(m) if refusal is None else key_by_position(m)
                 for m, refusal in zip(records, refusals, strict=True)]
+        judged: list[Failure] = []
         async with self._sessions() as session, session.begin():
             seen = set((await session.execute(
                 sa.select(sa.column("message_key")).select_from(inbox_table)
                 .where(sa.column("message_key").in_(keys))
-            )).scalars())
-            fresh: list[dict] = []
-            todo: list[Message] = []
+            )).scalars()) if keys else set()
+            seen.update(f.key for f in held)
+            fresh: dict[str, dict] = {f.key: _inbox_row(f.key, f.message) for f in held}
+            todo: list[tuple[Message, str]] = []
             untrusted: list[tuple[Message, Refused]] = []
             for message, key, refusal in zip(records, keys, refusals, strict=True):
                 if key in seen:
@@ -288,23 +410,29 @@ class InboxConsumer:
                     continue
                 seen.add(key)
                 if refusal is None:
-                    todo.append(message)
+                    todo.append((message, key))
                 else:
                     untrusted.append((message, refusal))
-                fresh.append({"message_key": key, "topic": message.topic,
-                              "partition": message.partition, "offset": message.offset,
-                              "event_type": message.header("ce_type")})
+                fresh[key] = _inbox_row(key, message)
             # The events of every message that applied, written in one insert at the end.
             events = Outbox(session, self._signer, self._data_keys)
-            await self._apply_all(session, todo, events)
+            waiting = await self._apply_all(session, todo, events, list(held), judged)
+            if waiting and not hold:
+                await self._judge(session, waiting, events, judged)
+                waiting = []
             for message, refusal in untrusted:
                 self._refuse(session, message, refusal, events)
+            for failure in waiting:
+                del fresh[failure.key]
             if fresh:
-                await session.execute(sa.insert(inbox_table), fresh)
+                await session.execute(sa.insert(inbox_table), list(fresh.values()))
             wrote = await events.flush()
+        now = time.monotonic()
+        self._failed_at.extend(now for _ in judged)
         self.processed += len(fresh)
         if wrote and self._after_commit:
             self._after_commit()
+        return waiting
 
     def _untrusted(self, message: Message) -> Refused | None:
         """Why ``message`` must not be applied, when this consumer checks the network's
@@ -321,32 +449,53 @@ class InboxConsumer:
         log.warning("message not signed by the network, dead-lettered", position=message.position,
                     code=refusal.code)
         uow = self._unit_of_work(session)
-        dead_letter(uow, message, self.service, refusal.code, refusal.detail)
+        dead_letter(uow, message, self.service, refusal.code, refusal.detail, self._group_id)
         self.dead_lettered += 1
         events.take(uow.outbox)
 
     def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
         return UnitOfWork(session, Outbox(session, self._signer, self._data_keys), self._source)
 
-    async def _apply_all(self, session: AsyncSession, messages: list[Message], events: Outbox) -> None:
-        """With a batch handler, the whole batch in one savepoint (a savepoint per message
-        costs more than the work for simple appends); if it fails, one by one as usual."""
+    async def _apply_all(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
+                         waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
+        """Apply ``messages`` after the failures ``waiting`` for their verdict; the failures
+        still waiting at the end. With a batch handler, the whole batch in one savepoint (a
+        savepoint per message costs more than the work for simple appends); if it fails,
+        one by one as usual."""
         if self._batch_handler is not None and messages:
             uow = self._unit_of_work(session)
             try:
                 async with session.begin_nested():
-                    await self._batch_handler(uow, messages)
-                events.take(uow.outbox)
-                return
+                    await self._batch_handler(uow, [m for m, _ in messages])
+                applied = True
             except Exception as exc:
                 if _transient(exc):
                     raise
+                applied = False
                 log.warning("batch handler failed; applying one message at a time", error=failure_detail(exc))
-        for message in messages:
-            await self._apply(session, message, events)
+            if applied:
+                await self._judge(session, waiting, events, judged)
+                events.take(uow.outbox)
+                return []
+        for message, key in messages:
+            outcome = await self._attempt(session, message)
+            if isinstance(outcome, Outbox):
+                # What failed before this good message failed alone: poison.
+                await self._judge(session, waiting, events, judged)
+                waiting = []
+                events.take(outcome)
+                continue
+            waiting.append(Failure(message, key, outcome))
+            limit = self._limits.consecutive
+            if limit and len(waiting) > limit:
+                raise FailureLimitReached(
+                    "consecutive-failures", f"{len(waiting)} messages in a row failed (limit {limit})",
+                    waiting[0].message.position, outcome)
+        return waiting
 
-    async def _apply(self, session: AsyncSession, message: Message, events: Outbox) -> None:
-        """Run the handler in a savepoint; its events join ``events`` only if it applied."""
+    async def _attempt(self, session: AsyncSession, message: Message) -> Outbox | str:
+        """Run the handler in a savepoint, up to ``attempts`` times: the events it wrote once
+        it applied, or what its last failure was (failure_detail). A transient fault raises."""
         span_name = f"process {message.header('ce_type') or message.topic}"
         with tracer("runtime.inbox").start_as_current_span(
             span_name, context=context_from_headers(message.headers), kind=SpanKind.CONSUMER,
@@ -359,8 +508,7 @@ class InboxConsumer:
                 try:
                     async with session.begin_nested():
                         await self._handler(uow, message)
-                    events.take(uow.outbox)
-                    return
+                    return uow.outbox
                 except Exception as exc:
                     if _transient(exc):
                         raise
@@ -369,11 +517,77 @@ class InboxConsumer:
                     trace.get_current_span().add_event("exception", {
                         "exception.type": type(exc).__name__, "exception.message": failure_detail(exc)})
                     await asyncio.sleep(0.05 * attempt)
-            detail = failure_detail(error) if error is not None else "no attempt"
+            return failure_detail(error) if error is not None else "no attempt"
+
+    async def _judge(self, session: AsyncSession, failures: list[Failure], events: Outbox,
+                     judged: list[Failure]) -> None:
+        """Dead-letter ``failures`` as poison, each having failed alone, and tell their
+        senders; unless that makes more than the minute's limit, which stops the consumer."""
+        limit = self._limits.per_minute
+        for failure in failures:
+            if limit:
+                while self._failed_at and self._failed_at[0] < time.monotonic() - 60:
+                    self._failed_at.popleft()
+                if len(self._failed_at) + len(judged) + 1 > limit:
+                    raise FailureLimitReached(
+                        "failures-per-minute",
+                        f"{len(self._failed_at) + len(judged) + 1} messages failed within a minute (limit {limit})",
+                        failure.message.position, failure.detail)
+            message, detail = failure.message, failure.detail
             log.error("message dead-lettered", position=message.position, error=detail)
             uow = self._unit_of_work(session)
-            dead_letter(uow, message, self.service, "PROCESSING_FAILED", detail)
+            dead_letter(uow, message, self.service, "PROCESSING_FAILED", detail, self._group_id)
             if self._on_failure is not None:
                 await self._on_failure(uow, message, "PROCESSING_FAILED", detail)
             self.dead_lettered += 1
+            judged.append(failure)
             events.take(uow.outbox)
+
+    async def replay(self, position: str, sole_reader: bool = True) -> str:
+        """Apply the dead-lettered message at ``position`` again through this consumer's
+        handler, in one transaction, recorded in the inbox under the dead letter's replay
+        key so a second replay has no effect: "replayed", "already-replayed", "other-consumer"
+        (another group failed it; an old body, which names none, is this consumer's when it
+        is the ``sole_reader`` of its topic) or "not-replayable" (a refusal, not a failure).
+        LookupError when no body is kept, runtime.data_keys.Erased once erased, ReplayFailed
+        when the handler fails again (nothing changed)."""
+        if self._data_keys is None:
+            raise LookupError(f"{self.service} keeps no dead-letter bodies")
+        async with self._sessions() as session, session.begin():
+            body = await dead_letters.claim(session, self._data_keys, position)
+            if body.group != self._group_id and not (body.group is None and sole_reader):
+                return "other-consumer"
+            if body.reason_code != "PROCESSING_FAILED":
+                return "not-replayable"
+            key = dead_letters.replay_key(position)
+            if await session.scalar(sa.select(sa.func.count()).select_from(inbox_table)
+                                    .where(sa.column("message_key") == key)):
+                return "already-replayed"
+            message = Message(body.topic, body.partition, body.offset, body.key, body.value, body.headers, 0)
+            outcome = await self._attempt(session, message)
+            if not isinstance(outcome, Outbox):
+                raise ReplayFailed(outcome)
+            await session.execute(sa.insert(inbox_table), [_inbox_row(key, message)])
+            wrote = await outcome.flush()
+        log.warning("dead letter replayed", group=self._group_id, position=position)
+        if wrote and self._after_commit:
+            self._after_commit()
+        return "replayed"
+
+
+def _inbox_row(key: str, message: Message) -> dict:
+    return {"message_key": key, "topic": message.topic, "partition": message.partition,
+            "offset": message.offset, "event_type": message.header("ce_type")}
+
+
+def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:
+    """The offsets to commit: per partition past every handled message, never past one
+    still waiting for its verdict (after a crash it is read again)."""
+    offsets: dict[TopicPartition, int] = {}
+    for message in handled:
+        tp = TopicPartition(message.topic, message.partition)
+        offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+    for failure in held:
+        tp = TopicPartition(failure.message.topic, failure.message.partition)
+        offsets[tp] = min(offsets.get(tp, failure.message.offset), failure.message.offset)
+    return offsets

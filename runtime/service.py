@@ -14,25 +14,28 @@ from typing import Any
 import sqlalchemy as sa
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
 from contracts.reference import RetentionSchedule, retention
 from contracts.refusals import reason
-from runtime import http_errors
+from runtime import dead_letters, http_errors
 from runtime.authorization import permit
-from runtime.data_keys import DataKeys, from_settings
+from runtime.data_keys import DataKeys, Erased, from_settings
 from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
     DEAD_LETTER_TYPE,
     BatchHandler,
     FailureHandler,
+    FailureLimits,
     Handler,
     InboxConsumer,
     Message,
+    ReplayFailed,
     UnitOfWork,
     key_by_event_id,
 )
@@ -112,6 +115,9 @@ class Runtime:
             batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
             after_commit=self.relay.wake, batch_handler=batch_handler,
             network_keys=self.network_keys if verify_network else None, data_keys=self.data_keys,
+            limits=FailureLimits(self.settings.consumer_max_consecutive_failures,
+                                 self.settings.consumer_max_failures_per_minute,
+                                 self.settings.consumer_failure_hold_seconds),
         )
 
     def retention(self) -> RetentionSchedule:
@@ -318,13 +324,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         except Exception:
             checks["database"] = False
         checks["consumers_assigned"] = all(c.assigned for c in runtime.consumers)
+        checks["consumers_running"], stopped = consumers_stopped(runtime)
         ok = all(checks.values())
         # Degraded, not unready: the service still serves and its other keys flow; taking
         # it out of rotation for one parked row would block everyone again (decision 0021).
         problems = await _outbox_problems(runtime) if checks["database"] else []
         checks["outbox_unblocked"] = not problems
         status = "not-ready" if not ok else "degraded" if problems else "ready"
-        return JSONResponse({"status": status, "checks": checks, "problems": problems},
+        return JSONResponse({"status": status, "checks": checks, "problems": problems,
+                             "consumers_stopped": stopped},
                             status_code=200 if ok else 503)
 
     @app.get("/stats", tags=["health"])
@@ -339,8 +347,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             "outbox": {**outbox, "published_by_this_replica": runtime.relay.published},
             "dead_letters": dead,
             "consumers": [
-                {"service": c.service, "processed": c.processed, "duplicates": c.duplicates,
-                 "dead_lettered": c.dead_lettered, "assigned": c.assigned}
+                {"service": c.service, "group": c.group_id, "processed": c.processed, "duplicates": c.duplicates,
+                 "dead_lettered": c.dead_lettered, "assigned": c.assigned, "stops": c.stops,
+                 "stopped": {**c.stopped.public(), "detail": c.stopped.detail} if c.stopped else None}
                 for c in runtime.consumers
             ],
         }
@@ -348,6 +357,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.include_router(outbox_router)
     for router in spec.routers:
         app.include_router(router)
+    app.include_router(operator_routes())
     http_errors.install(app, policy().public)
     _check_access_rules(spec.name, app)
     # Limits (runtime/limits.py): body size, rates and streams per process; the process's
@@ -356,6 +366,82 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
     app.router.lifespan_context = closing(app.router.lifespan_context)
     return app
+
+
+def consumers_stopped(runtime: Runtime) -> tuple[bool, list[dict[str, str]]]:
+    """Whether every consumer runs, and which a failure limit stopped and why (readiness is
+    public: the failure's detail is for /stats)."""
+    stopped = [{"group": c.group_id, **c.stopped.public()} for c in runtime.consumers if c.stopped is not None]
+    return not stopped, stopped
+
+
+class ReplayRequest(BaseModel):
+    # Dead letters by position (topic/partition/offset); none named: every one not yet replayed.
+    positions: list[str] | None = None
+
+
+def operator_routes() -> APIRouter:
+    """The operator's hands on the consumers (decision 0022): resume one a failure limit
+    stopped, list the dead letters whose bodies this service keeps, replay them."""
+    router = APIRouter(tags=["operations"])
+
+    @router.post("/consumers/{group}/resume", summary="Resume a consumer a failure limit stopped")
+    async def resume(group: str, request: Request,
+                     principal: Principal = Depends(permit("consumers.resume"))) -> dict[str, Any]:
+        runtime: Runtime = request.app.state.runtime
+        consumer = next((c for c in runtime.consumers if c.group_id == group), None)
+        if consumer is None:
+            raise HTTPException(404, detail=reason("NOT_FOUND", f"no consumer group {group} in this service"))
+        resumed = consumer.resume()
+        log.warning("consumer resume asked", group=group, by=principal.subject, was_stopped=resumed)
+        return {"group": group, "resumed": resumed}
+
+    @router.get("/dead-letters", summary="The dead letters this service keeps the bodies of")
+    async def listed(request: Request, limit: int = Query(200, ge=1, le=1000),
+                     principal: Principal = Depends(permit("dead-letters.read"))) -> list[dict[str, Any]]:
+        runtime: Runtime = request.app.state.runtime
+        if runtime.data_keys is None:
+            return []  # a service without data keys (the audit trail) keeps no bodies
+        async with runtime.sessions() as session:
+            return await dead_letters.listing(session, limit)
+
+    @router.post("/dead-letters/replay", summary="Apply dead letters again through the consumer that failed them")
+    async def replay(asked: ReplayRequest, request: Request,
+                     principal: Principal = Depends(permit("dead-letters.replay"))) -> dict[str, Any]:
+        runtime: Runtime = request.app.state.runtime
+        positions = asked.positions
+        if positions is None and runtime.data_keys is None:
+            positions = []
+        elif positions is None:
+            async with runtime.sessions() as session:
+                positions = await dead_letters.replayable(session)
+        results = [await replay_one(runtime, position) for position in positions[:1000]]
+        log.warning("dead letters replayed", by=principal.subject,
+                    results={r["position"]: r["result"] for r in results})
+        return {"results": results}
+
+    return router
+
+
+async def replay_one(runtime: Runtime, position: str) -> dict[str, Any]:
+    """One dead letter replayed through the consumer of its topic whose group failed it."""
+    topic = position.rsplit("/", 2)[0]
+    readers = [c for c in runtime.consumers if c.reads(topic)]
+    if not readers:
+        return {"position": position, "result": "not-found", "detail": f"no consumer here reads {topic}"}
+    answer = "not-found"
+    try:
+        for consumer in readers:
+            answer = await consumer.replay(position, sole_reader=len(readers) == 1)
+            if answer != "other-consumer":
+                return {"position": position, "result": answer, "group": consumer.group_id}
+    except LookupError:
+        answer = "not-found"
+    except Erased as erased:
+        return {"position": position, "result": "erased", "detail": f"erased by {erased.rule}"}
+    except ReplayFailed as failed:
+        return {"position": position, "result": "failed", "detail": str(failed)}
+    return {"position": position, "result": "no-consumer" if answer == "other-consumer" else answer}
 
 
 async def _outbox_problems(runtime: Runtime) -> list[str]:

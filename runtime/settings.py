@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     relay_batch_max: int = 500
     relay_poll_seconds: float = 0.05
     handler_attempts: int = 3
+    # Failure limits (runtime/inbox.py, decision 0022). A failing message waits for its
+    # verdict: dead-lettered as poison when a good message follows it (or nothing follows
+    # for the hold), but when more than this many in a row fail, or more than this many are
+    # dead-lettered in a minute, the consumer stops uncommitted (health red) until an
+    # operator resumes it (POST /consumers/{group}/resume). 0: no limit.
+    consumer_max_consecutive_failures: int = 5
+    consumer_max_failures_per_minute: int = 20
+    consumer_failure_hold_seconds: float = 30.0
     # Limits (runtime/limits.py; counted per process). A request body over the maximum is
     # refused 413 TOO_LARGE. Rates are in the `limits` notation ("600/minute",
     # "20/second;600/minute"), a moving window; over one: 429 RATE_LIMITED with Retry-After.
