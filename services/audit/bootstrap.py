@@ -8,7 +8,7 @@ from pathlib import Path
 
 from contracts import reference
 from runtime import data_keys, retention
-from runtime.inbox import InboxConsumer, key_by_position
+from runtime.inbox import InboxConsumer
 from runtime.log import get_logger
 from runtime.service import Runtime, ServiceSpec, polling
 from runtime.signing import SigningKey
@@ -39,7 +39,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     # Every message is recorded as it arrived, its signature headers with it, forged ones
     # too (evidence); the consumer that refuses a forgery dead-letters it, and the trail
     # records that dead letter as well.
-    return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=key_by_position,
+    return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=handlers.key_by_record,
                         handler=partial(handlers.append, trail=deps),
                         batch_handler=partial(handlers.append_many, trail=deps),
                         verify_network=False),

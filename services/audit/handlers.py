@@ -6,6 +6,7 @@ retention schedule."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from runtime import retention
 from runtime.cloudevents import CloudEvent, EnvelopeError, derived_id
 from runtime.data_keys import DataKeys
 from runtime.inbox import Message, UnitOfWork, check_network_signature
+from runtime.log import get_logger
 from runtime.signing import Keyring, SigningKey
 from services.audit.adapters import sealed_values, tree
 from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_state
@@ -36,6 +38,8 @@ from services.audit.domain.entries import (
     value_sha256,
 )
 from services.audit.domain.subjects import body_of, searchable, subject_with
+
+log = get_logger("services.audit")
 
 # Appenders across replicas take one head (seq); the integrator one tree. Transaction locks,
 # released at commit or rollback.
@@ -88,20 +92,20 @@ class _Appended:
     trusted: bool
 
 
-def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[str]) -> _Appended:
+def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[str], epoch: int = 1) -> _Appended:
     """The audit_entries row of one message: its version 2 bytes (the value as a digest),
     leaf hash and subject; the value is sealed apart."""
     record = Record(topic=message.topic, partition=message.partition, offset=message.offset,
                     timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
                     value=message.value)
-    entry = canonical(record)
+    entry = canonical(record, epoch)
     body = body_of(record.value)
     subject = subject_with(record, templates, body)
     row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
            "event_id": subject.event_id, "event_type": subject.event_type, "source": subject.source,
            "case_id": subject.case_id, "child_ref": subject.child_ref, "actor": subject.actor,
            "institution": subject.institution, "purpose": subject.purpose, "recorded_at": recorded_at,
-           "entry": entry, "leaf_hash": merkle.leaf_hash(entry), "value_scope": None}
+           "epoch": epoch, "entry": entry, "leaf_hash": merkle.leaf_hash(entry), "value_scope": None}
     return _Appended(row, message.value, body, trusted=False)
 
 
@@ -124,24 +128,56 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
     session = uow.session
     await session.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK)))
     head = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)))
+    epoch = await current_epoch(session)
     positions = [(m.topic, m.partition, m.offset) for m in messages]
-    present = {tuple(r) for r in await session.execute(
-        sa.select(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset).where(
-            sa.tuple_(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset).in_(positions)))}
+    held = await _held(session, epoch, positions)
     appended: list[_Appended] = []
     for message, position in zip(messages, positions, strict=True):
-        if position not in present:
-            present.add(position)
-            item = _row(message, head + len(appended) + 1, uow.now, trail.templates)
-            if item.row["event_type"] in values.ACTED_ON:
-                item.trusted = _signed_by_network(message, trail.network_keys)
-            appended.append(item)
+        item = _row(message, head + len(appended) + 1, uow.now, trail.templates, epoch)
+        if position in held:
+            if held[position] == item.row["entry"]:
+                continue  # the same record again (a rebalance overlap, a redelivery)
+            # Another record where the trail holds one: the broker lost its log and numbers
+            # from 0 again. A new epoch begins; what it holds is new (decision 0025).
+            epoch += 1
+            log.warning("a new broker epoch: another record at an audited position", epoch=epoch,
+                        position=f"{message.topic}/{message.partition}/{message.offset}")
+            held = {}
+            item = _row(message, head + len(appended) + 1, uow.now, trail.templates, epoch)
+        held[position] = item.row["entry"]
+        if item.row["event_type"] in values.ACTED_ON:
+            item.trusted = _signed_by_network(message, trail.network_keys)
+        appended.append(item)
     if not appended:
         return
     links = await _links(session, appended)
     await _seal(session, appended, links, trail.data_keys, uow.now)
     await session.execute(sa.insert(audit_entries), [a.row for a in appended])
     await _keep_or_erase(session, appended, links, trail.schedule, uow.now)
+
+
+def key_by_record(message: Message) -> str:
+    """The audit consumer's inbox key: the record itself, not only where it sits. A broker
+    that lost its log puts other records at the same positions, and they are new; the same
+    record delivered again has the same key (decision 0025)."""
+    record = Record(topic=message.topic, partition=message.partition, offset=message.offset,
+                    timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
+                    value=message.value)
+    return f"@{message.position}#{hashlib.sha256(canonical(record)).hexdigest()[:32]}"
+
+
+async def current_epoch(session: AsyncSession) -> int:
+    """The broker epoch the trail records in now: the latest it saw, 1 at first."""
+    return await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.epoch), 1))) or 1
+
+
+async def _held(session: AsyncSession, epoch: int, positions: Sequence[tuple[str, int, int]]) -> dict[tuple, bytes]:
+    """The entries the trail holds at ``positions`` in ``epoch``, by position."""
+    rows = await session.execute(
+        sa.select(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset, audit_entries.c.entry)
+        .where(audit_entries.c.epoch == epoch,
+               sa.tuple_(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset).in_(positions)))
+    return {(r.topic, r.partition, r.offset): bytes(r.entry) for r in rows}
 
 
 async def append(uow: UnitOfWork, message: Message, trail: Trail) -> None:
@@ -388,9 +424,13 @@ async def verify_stored(session: AsyncSession, page: int = 5000,
         if len(chunk) < page:
             break
     positions = (await session.execute(
-        sa.select(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset)
-        .order_by(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset))).all()
-    skipped = [g.__dict__ for g in gaps((p.topic, p.partition, p.offset) for p in positions)]
+        sa.select(audit_entries.c.epoch, audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset)
+        .order_by(audit_entries.c.epoch, audit_entries.c.topic, audit_entries.c.partition,
+                  audit_entries.c.offset))).all()
+    # Each broker epoch numbers from 0; the broker's ends speak of the current one only.
+    skipped = [g.__dict__ for g in gaps((p.epoch, p.topic, p.partition, p.offset) for p in positions)]
+    epoch = max((p.epoch for p in positions), default=1)
+    positions = [p for p in positions if p.epoch == epoch]
     if skipped:
         problems.append(f"{len(skipped)} offset gaps")
     lagging: list[dict[str, Any]] = []

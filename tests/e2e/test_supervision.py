@@ -13,7 +13,7 @@ import pytest
 
 from contracts.events import EventType
 from punte import faults
-from punte.stack import SERVICES, Stack
+from punte.stack import SERVICES, RestartPolicy, Stack
 from punte.status import collect
 from punte.synthetic import reporters, synthetic_report
 from runtime.kafka import make_producer
@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("supervised") / "state")
+    # A quicker backoff than `punte up`'s, so that giving up takes seconds, not a minute.
+    stack = Stack(tmp_path_factory.mktemp("supervised") / "state",
+                  restart_policy=RestartPolicy(first_delay=0.2, max_delay=2.0))
     try:
         yield stack.start()
     finally:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from contracts.refusals import Refused
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position
+from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.kafka import ensure_topics, make_producer, partition_bounds
 from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
@@ -41,7 +41,7 @@ async def audit(infrastructure):
 
     def replica(batched: bool = True) -> InboxConsumer:
         return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=partial(handlers.append, trail=trail), message_key=key_by_position,
+                             handler=partial(handlers.append, trail=trail), message_key=handlers.key_by_record,
                              attempts=1,
                              batch_handler=partial(handlers.append_many, trail=trail) if batched else None)
     yield replica, engine, sessions
@@ -79,6 +79,30 @@ async def test_two_replicas_redelivering_overlapping_batches_record_each_message
     async with sessions() as session:
         result = await handlers.verify_stored(session)
     assert result.verified and result.entries == 41 and result.gaps == []
+
+
+async def test_a_broker_that_lost_its_log_starts_a_new_epoch_and_nothing_it_then_carries_is_left_out(audit):
+    """The embedded broker keeps topics in memory: restarted, it numbers every partition
+    from 0 again. The trail must record those new records, not take them for repeats of
+    the old ones at the same positions, and still verify."""
+    replica, engine, sessions = audit
+    consumer = replica()
+    before = batch("punte.cases", 5)
+    await consumer.process(before)
+    await consumer.process(before)  # redelivered: the same records, nothing new
+    after = batch("punte.cases", 3)  # the rebuilt broker's first records, at offsets 0..2
+    await consumer.process(after)
+    await consumer.process(after[1:])  # and redelivered in the new epoch too
+    rows = await stored(engine)
+    assert [r.seq for r in rows] == list(range(1, 9)), "every record once, in one gapless sequence"
+    assert [(r.epoch, r.offset) for r in rows] == [(1, i) for i in range(5)] + [(2, i) for i in range(3)]
+    assert [json.loads(r.entry).get("epoch") for r in rows[5:]] == [2, 2, 2]
+    assert await settle(sessions) == 8
+    async with sessions() as session:
+        check = await handlers.verify_stored(session)
+    assert check.verified and check.gaps == [], check.problems
+    report = offline.verify_export(await exported(sessions), LOG.origin, LOG.public())
+    assert report.ok and report.checked == 8
 
 
 async def test_the_stored_tree_agrees_with_the_rfc_for_every_size(audit):

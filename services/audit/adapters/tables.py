@@ -12,6 +12,8 @@ audit_entries = sa.Table(
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("partition", sa.Integer, nullable=False),
     sa.Column("offset", sa.BigInteger, nullable=False),
+    # The broker epoch the position belongs to (decision 0025): 1 until a broker lost its log.
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="1"),
     sa.Column("event_id", sa.Text, nullable=True),
     sa.Column("event_type", sa.Text, nullable=True, index=True),
     sa.Column("source", sa.Text, nullable=True),
@@ -26,7 +28,7 @@ audit_entries = sa.Table(
     sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
     # Log version 2: the scope whose data key seals the value (null: no value, or version 1).
     sa.Column("value_scope", sa.Text, nullable=True, index=True),
-    sa.UniqueConstraint("topic", "partition", "offset", name="uq_audit_entries_position"),
+    sa.UniqueConstraint("epoch", "topic", "partition", "offset", name="uq_audit_entries_epoch_position"),
 )
 
 # The values version 2 entries commit to, sealed under their scope's data key and bound to

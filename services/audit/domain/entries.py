@@ -8,7 +8,12 @@ Two log versions (decision 0016):
      "value_sha256"}: the record with its value replaced by the value's SHA-256 (hex; null
      for a tombstone). The value itself is kept apart, sealed under its scope's data key,
      so erasing it leaves the leaf, and every proof, as they were.
-Both are JSON with sorted keys, no spaces, UTF-8; the RFC 9162 leaf hash is over them."""
+Both are JSON with sorted keys, no spaces, UTF-8; the RFC 9162 leaf hash is over them.
+
+Broker epochs (decision 0025): a broker that lost its log (the embedded memory broker
+restarted, a cluster rebuilt) numbers offsets from 0 again. The trail then holds another
+record at a position it already has; that starts a new epoch, and version 2 entries of
+epoch 2 and later also carry "epoch", so the same position in two epochs is two leaves."""
 from __future__ import annotations
 
 import base64
@@ -59,9 +64,13 @@ def _dump(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def canonical(record: Record) -> bytes:
-    """The bytes that are hashed (log version 2): the record, its value as a digest."""
-    return _dump({"v": LOG_VERSION, **_position(record), "value_sha256": value_sha256(record.value)})
+def canonical(record: Record, epoch: int = 1) -> bytes:
+    """The bytes that are hashed (log version 2): the record, its value as a digest, and
+    after the first broker epoch, the epoch."""
+    document = {"v": LOG_VERSION, **_position(record), "value_sha256": value_sha256(record.value)}
+    if epoch > 1:
+        document["epoch"] = epoch
+    return _dump(document)
 
 
 def canonical_v1(record: Record) -> bytes:
@@ -129,15 +138,16 @@ class Gap:
     last_missing: int
 
 
-def gaps(positions: Iterable[tuple[str, int, int]]) -> list[Gap]:
+def gaps(positions: Iterable[tuple[str, int, int]] | Iterable[tuple[int, str, int, int]]) -> list[Gap]:
     """Offsets skipped in any partition, from offset 0: proof that no record was left out
-    (positions sorted by topic, partition, offset)."""
+    (positions sorted by [epoch,] topic, partition, offset; each epoch numbers from 0)."""
     found: list[Gap] = []
-    current: tuple[str, int] | None = None
+    current: tuple = ()
     expected = 0
-    for topic, partition, offset in positions:
-        if (topic, partition) != current:
-            current, expected = (topic, partition), 0
+    for position in positions:
+        *where, topic, partition, offset = position
+        if (*where, topic, partition) != current:
+            current, expected = (*where, topic, partition), 0
         if offset > expected:
             found.append(Gap(topic, partition, expected, offset - 1))
         expected = max(expected, offset + 1)
