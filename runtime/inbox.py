@@ -29,6 +29,7 @@ from functools import cached_property
 from pathlib import Path
 
 import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -327,10 +328,11 @@ class InboxConsumer:
 
     async def _consume(self) -> None:
         consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max)
+        listener = _ReadAgainFromTheInbox(consumer, self)
         if self._pattern:
-            consumer.subscribe(pattern=self._pattern)
+            consumer.subscribe(pattern=self._pattern, listener=listener)
         else:
-            consumer.subscribe(self._topics or [])
+            consumer.subscribe(self._topics or [], listener=listener)
         await consumer.start()
         held: list[Failure] = []
         held_at = 0.0
@@ -354,6 +356,21 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             await consumer.stop()
+
+    async def recorded_next(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """For each partition, the offset after the last message the inbox recorded (none for
+        a partition it holds nothing of)."""
+        if not partitions:
+            return {}
+        wanted = [(tp.topic, tp.partition) for tp in partitions]
+        offset = sa.column("offset")
+        async with self._sessions() as session:
+            rows = await session.execute(
+                sa.select(sa.column("topic"), sa.column("partition"), sa.func.max(offset))
+                .select_from(inbox_table)
+                .where(sa.tuple_(sa.column("topic"), sa.column("partition")).in_(wanted))
+                .group_by(sa.column("topic"), sa.column("partition")))
+            return {TopicPartition(topic, partition): last + 1 for topic, partition, last in rows}
 
     async def process_with_retry(self, records: list[Message], held: Sequence[Failure] = (),
                                  hold: bool = False) -> list[Failure]:
@@ -578,6 +595,30 @@ class InboxConsumer:
 def _inbox_row(key: str, message: Message) -> dict:
     return {"message_key": key, "topic": message.topic, "partition": message.partition,
             "offset": message.offset, "event_type": message.header("ce_type")}
+
+
+class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
+    """On each assignment: where the group's committed offset is ahead of what the inbox
+    recorded, the database was restored from a backup (issue #12, docs/running.md "Restore
+    from backup"): read again from the inbox's position. Repeats are harmless (the inbox
+    drops what it holds, derived ids make re-emitted events the same events), so rewinding
+    is always safe; only a partition the inbox holds nothing of is left alone."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, inbox: "InboxConsumer") -> None:
+        self._consumer, self._inbox = consumer, inbox
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        recorded = await self._inbox.recorded_next(sorted(assigned))
+        for tp, next_offset in recorded.items():
+            committed = await self._consumer.committed(tp)
+            if committed is not None and next_offset < committed:
+                log.warning("the database is behind the committed offset (restored from a backup?): "
+                            "reading again from the inbox's position", group=self._inbox.group_id,
+                            topic=tp.topic, partition=tp.partition, committed=committed, inbox=next_offset)
+                self._consumer.seek(tp, next_offset)
 
 
 def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:
