@@ -94,6 +94,16 @@ def purpose_of(request: Request) -> Stated:
             from None
 
 
+def stated_purpose(request: Request, needed: str) -> Stated:
+    """A purpose the reader must state explicitly (break-glass, the person's rights): no
+    default; HTTP 422 PURPOSE_REQUIRED (naming ``needed``) when none is given,
+    UNKNOWN_PURPOSE for a code outside the list."""
+    given = request.headers.get(PURPOSE_HEADER) or request.query_params.get("purpose") or ""
+    if not given.partition(";")[0].strip():
+        raise HTTPException(422, detail=reason("PURPOSE_REQUIRED", needed))
+    return purpose_of(request)
+
+
 def record_access(uow: UnitOfWork, principal: Principal, request: Request, *, service: str,
                   case_id: str | None = None, query: dict[str, str] | None = None,
                   break_glass: bool = False) -> None:

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 
 from contracts.refusals import reason
 from contracts.rights import rights_purposes, serves_a_right
-from runtime.access import PURPOSE_HEADER, Stated, UnknownPurpose, parse_purpose
+from runtime.access import Stated, stated_purpose
 
 __all__ = ["rights_purpose", "rights_purposes", "serves_a_right"]
 
@@ -17,14 +17,7 @@ __all__ = ["rights_purpose", "rights_purposes", "serves_a_right"]
 def rights_purpose(request: Request, action: str) -> Stated:
     """The stated purpose of a rights operation; 422 PURPOSE_REQUIRED when none is stated or
     it serves another right, UNKNOWN_PURPOSE when it is no code of the list."""
-    given = request.headers.get(PURPOSE_HEADER) or request.query_params.get("purpose") or ""
-    if not given.strip():
-        raise HTTPException(422, detail=reason("PURPOSE_REQUIRED", _which(action)))
-    try:
-        stated = parse_purpose(given)
-    except UnknownPurpose:
-        raise HTTPException(422, detail=reason("UNKNOWN_PURPOSE", "see contracts/reference/access-purposes.yaml")) \
-            from None
+    stated = stated_purpose(request, _which(action))
     if rights_purposes().get(stated.code) != action:
         raise HTTPException(422, detail=reason("PURPOSE_REQUIRED", _which(action)))
     return stated

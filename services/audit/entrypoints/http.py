@@ -22,7 +22,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from contracts.refusals import Refused, reason
-from runtime.access import PURPOSE_HEADER, purpose_of, record_access
+from runtime.access import record_access, stated_purpose
 from runtime.authorization import permit
 from runtime.control_characters import has_control_characters
 from runtime.kafka import partition_bounds
@@ -155,9 +155,7 @@ async def open_value(request: Request, seq: int = Path(ge=1, le=MAX_INT64),
     (X-Punte-Purpose or ?purpose=, a code of access-purposes.yaml; no default). The opening
     is an access event on punte.access in the same transaction, and the case's lead is told
     (notification). An erased value answers 410 ERASED with when and by which rule."""
-    if not (request.headers.get(PURPOSE_HEADER) or request.query_params.get("purpose") or "").partition(";")[0].strip():
-        raise HTTPException(422, detail=reason("PURPOSE_REQUIRED", "X-Punte-Purpose"))
-    purpose_of(request)  # a code outside the list is refused before anything is opened
+    stated_purpose(request, "X-Punte-Purpose")  # refused before anything is opened
     runtime = _runtime(request)
     trail: handlers.Trail = runtime.extras["audit_trail"]
     try:
