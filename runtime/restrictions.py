@@ -1,8 +1,11 @@
 """Restriction of a case's processing (GDPR art. 18) as intake announces it on punte.cases
 (ro.punte.case.restricted.v1): the services that follow cases keep the latest decision in
 their own table ``case_restrictions`` and ask it before acting on a case. Intake, which
-decides, keeps its own fuller record (who, for which institution, why)."""
+decides, keeps a fuller record (who, for which institution, why) in a table of the same
+name and shape, so the questions below serve it too."""
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +36,15 @@ async def follow(session: AsyncSession, told: CaseRestricted) -> None:
 async def is_restricted(session: AsyncSession, case_id: str) -> bool:
     return bool(await session.scalar(sa.select(case_restrictions.c.restricted)
                                      .where(case_restrictions.c.case_id == case_id)))
+
+
+async def restricted_among(session: AsyncSession, case_ids: Iterable[str]) -> set[str]:
+    """Which of ``case_ids`` are restricted (one query for a batch)."""
+    ids = list(case_ids)
+    if not ids:
+        return set()
+    return set((await session.execute(sa.select(case_restrictions.c.case_id).where(
+        case_restrictions.c.case_id.in_(ids), case_restrictions.c.restricted))).scalars())
 
 
 async def refuse_if_restricted(session: AsyncSession, case_id: str) -> None:

@@ -21,6 +21,7 @@ from contracts.events import (
     ReportSubmittedV3,
 )
 from contracts.refusals import Refused
+from runtime import restrictions
 from runtime.cloudevents import CloudEvent, derived_id
 from runtime.inbox import Message, UnitOfWork
 from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
@@ -88,7 +89,7 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
     await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
     open_cases = await repository.open_cases_of(uow.session, case.child_ref)
     # A restricted case takes no new report: it opens a case of its own (domain/rights.py).
-    open_cases = joinable(open_cases, await privacy.restricted_among(uow.session, [c.case_id for c in open_cases]))
+    open_cases = joinable(open_cases, await restrictions.restricted_among(uow.session, [c.case_id for c in open_cases]))
     joined = next((c for c in open_cases if overlaps(c.categories, case)), None)
     if joined is not None:
         case_id, answer = await _join(uow, message, event, report, case, joined)

@@ -54,19 +54,6 @@ async def restriction_of(session: AsyncSession, case_id: str) -> sa.Row | None:
         sa.select(case_restrictions).where(case_restrictions.c.case_id == case_id))).first()
 
 
-async def is_restricted(session: AsyncSession, case_id: str) -> bool:
-    return bool(await session.scalar(sa.select(case_restrictions.c.restricted)
-                                     .where(case_restrictions.c.case_id == case_id)))
-
-
-async def restricted_among(session: AsyncSession, case_ids: Iterable[str]) -> set[str]:
-    ids = list(case_ids)
-    if not ids:
-        return set()
-    return set((await session.execute(sa.select(case_restrictions.c.case_id).where(
-        case_restrictions.c.case_id.in_(ids), case_restrictions.c.restricted))).scalars())
-
-
 async def set_restriction(session: AsyncSession, case_id: str, *, restricted: bool, at: datetime,
                           by: str, institution: str, purpose: str) -> None:
     values = {"restricted": restricted, "decided_at": at, "decided_by": by, "institution": institution,

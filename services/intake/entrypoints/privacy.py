@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from contracts.access import case_relations
 from contracts.events import CaseRestricted, EventType
-from contracts.refusals import reason
+from contracts.refusals import Refused, reason
+from runtime import restrictions
 from runtime.access import record_access
 from runtime.authorization import check, permit
 from runtime.cloudevents import CloudEvent
@@ -76,7 +77,7 @@ async def export(case_id: str, request: Request,
         versions = await privacy.identity_versions(uow.session, case.child_ref)
         held = await privacy.cases_of_child(uow.session, case.child_ref)
         reports = await privacy.reports_of(uow.session, [c.case_id for c in held])
-        restricted = await privacy.restricted_among(uow.session, [c.case_id for c in held])
+        restricted = await restrictions.restricted_among(uow.session, [c.case_id for c in held])
         aliases = await privacy.aliases_of(uow.session, case.child_ref)
     return {
         "service": SERVICE, "case_id": case_id, "child_ref": case.child_ref,
@@ -160,7 +161,7 @@ async def restrict(case_id: str, body: RestrictionBody, request: Request,
         record_access(uow, principal, request, service=SERVICE, case_id=case_id,
                       query={"restricted": str(body.restricted).lower()})
         assert principal.institution is not None
-        if await privacy.is_restricted(uow.session, case_id) != body.restricted:
+        if await restrictions.is_restricted(uow.session, case_id) != body.restricted:
             await privacy.set_restriction(uow.session, case_id, restricted=body.restricted, at=uow.now,
                                           by=principal.subject, institution=principal.institution,
                                           purpose=stated.code)
@@ -176,5 +177,7 @@ async def restrict(case_id: str, body: RestrictionBody, request: Request,
 
 async def refuse_if_restricted(session, case_id: str) -> None:
     """HTTP 409 CASE_RESTRICTED for a read or decision on a restricted case."""
-    if await privacy.is_restricted(session, case_id):
-        raise HTTPException(409, detail=reason("CASE_RESTRICTED", "the case's processing is restricted"))
+    try:
+        await restrictions.refuse_if_restricted(session, case_id)
+    except Refused as exc:
+        raise HTTPException(409, detail=reason(exc.code, exc.detail)) from None
