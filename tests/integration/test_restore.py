@@ -1,12 +1,14 @@
-"""Restore from backup (issue #12 item 5): a service whose database is restored to an
-earlier state catches up from the log. The broker remembers the consumer group's committed
+"""Restore from backup (issue #12 item 5): a service whose database is restored from a
+backup taken mid-run (pg_dump, pg_restore) catches up from the log. The broker remembers the consumer group's committed
 offsets, which are ahead of the restored database; the consumer reads again from what its
 inbox recorded, and the inbox and derived ids make the repeats harmless."""
 import asyncio
+import subprocess
 import uuid
 
 import sqlalchemy as sa
 
+from punte.embedded import POSTGRES_BIN_PATH
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import InboxConsumer, inbox_table
 from runtime.kafka import ensure_topics, make_producer
@@ -26,17 +28,9 @@ async def _consume_until(consumer: InboxConsumer, done, timeout: float = 60) -> 
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_a_database_restored_from_a_backup_catches_up_from_the_log_without_doubling(infrastructure):
+async def test_a_database_restored_from_a_backup_catches_up_from_the_log_without_doubling(infrastructure, tmp_path):
     topic = f"punte.restore-{uuid.uuid4().hex[:8]}"
     await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])
-    producer = make_producer(infrastructure.kafka_bootstrap)
-    await producer.start()
-    try:
-        for n in range(10):
-            event = CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {"n": n}, id=f"event-{n}")
-            await producer.send_and_wait(topic, event.body(), headers=event.headers())
-    finally:
-        await producer.stop()
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
     applied: list[int] = []
 
@@ -47,11 +41,16 @@ async def test_a_database_restored_from_a_backup_catches_up_from_the_log_without
         return InboxConsumer(service="audit", group_id=f"restore-{topic}", bootstrap=infrastructure.kafka_bootstrap,
                              sessions=sessions, handler=apply, topics=[topic], attempts=1)
 
+    backup = tmp_path / "backup.dump"
     try:
+        await _send(infrastructure.kafka_bootstrap, topic, range(5))
+        await _consume_until(consumer(), lambda: len(applied) == 5)
+        await _pg("pg_dump", "-Fc", "-f", str(backup), url=engine.url)  # a backup taken mid-run
+        await _send(infrastructure.kafka_bootstrap, topic, range(5, 10))
         await _consume_until(consumer(), lambda: len(applied) == 10)
-        # The database goes back to a backup taken after offset 4: what it recorded since is gone.
-        async with engine.begin() as conn:
-            await conn.execute(sa.delete(inbox_table).where(sa.column("offset") >= 5))
+        # The database is restored from the backup: what it recorded since is gone.
+        await engine.dispose()
+        await _pg("pg_restore", "--clean", "--if-exists", str(backup), url=engine.url)
         applied.clear()
         await _consume_until(consumer(), lambda: len(applied) >= 5)
         await asyncio.sleep(1)  # nothing more comes
@@ -62,3 +61,21 @@ async def test_a_database_restored_from_a_backup_catches_up_from_the_log_without
         assert recorded == list(range(10))
     finally:
         await engine.dispose()
+
+
+async def _send(bootstrap: str, topic: str, numbers) -> None:
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        for n in numbers:
+            event = CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake", {"n": n}, id=f"event-{n}")
+            await producer.send_and_wait(topic, event.body(), headers=event.headers())
+    finally:
+        await producer.stop()
+
+
+async def _pg(tool: str, *arguments: str, url) -> None:
+    """PostgreSQL's own backup tools, as an operator runs them."""
+    where = ["-h", url.host, "-p", str(url.port), "-U", url.username or "postgres", "-d", url.database]
+    await asyncio.to_thread(subprocess.run, [str(POSTGRES_BIN_PATH / tool), *where, *arguments],
+                            check=True, capture_output=True)
