@@ -612,9 +612,14 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         recorded = await self._inbox.recorded_next(sorted(assigned))
+        if not recorded:
+            return
+        # One OffsetFetch for every partition: `committed()` asks once per partition, and the
+        # audit's consumer holds hundreds. aiokafka offers no public batch call for it.
+        commits = await self._consumer._coordinator.fetch_committed_offsets(list(recorded))
         for tp, next_offset in recorded.items():
-            committed = await self._consumer.committed(tp)
-            if committed is not None and next_offset < committed:
+            committed = commits[tp].offset if tp in commits else None
+            if committed is not None and committed >= 0 and next_offset < committed:
                 log.warning("the database is behind the committed offset (restored from a backup?): "
                             "reading again from the inbox's position", group=self._inbox.group_id,
                             topic=tp.topic, partition=tp.partition, committed=committed, inbox=next_offset)
