@@ -3,24 +3,80 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from runtime.settings import Settings
+
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+PROTOCOLS = ("PLAINTEXT", "SSL", *SASL_PROTOCOLS)
+MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
-    # acks=all; no idempotent producer or transactions: the embedded broker lacks them,
-    # and the inbox makes redelivery harmless anyway.
+class KafkaConfigError(ValueError):
+    """The Kafka security settings contradict each other or miss a part: the process
+    refuses to start rather than connect with less than was asked for."""
+
+
+def client_options(settings: Settings | None = None) -> dict[str, Any]:
+    """The security options of every aiokafka client, from the settings (default: the
+    environment, PUNTE_KAFKA_*). Fails closed (KafkaConfigError)."""
+    settings = settings or Settings()
+    protocol = settings.kafka_security_protocol.upper()
+    mechanism = settings.kafka_sasl_mechanism.upper() if settings.kafka_sasl_mechanism else None
+    if protocol not in PROTOCOLS:
+        raise KafkaConfigError(f"PUNTE_KAFKA_SECURITY_PROTOCOL={protocol!r}: one of {', '.join(PROTOCOLS)}")
+    if mechanism is not None and mechanism not in MECHANISMS:
+        raise KafkaConfigError(f"PUNTE_KAFKA_SASL_MECHANISM={mechanism!r}: one of {', '.join(MECHANISMS)}")
+    if mechanism is not None and protocol not in SASL_PROTOCOLS:
+        raise KafkaConfigError(f"PUNTE_KAFKA_SASL_MECHANISM={mechanism} needs PUNTE_KAFKA_SECURITY_PROTOCOL "
+                               f"SASL_PLAINTEXT or SASL_SSL, not {protocol}: the credentials would not be used")
+    if protocol in SASL_PROTOCOLS and mechanism is None:
+        raise KafkaConfigError(f"PUNTE_KAFKA_SECURITY_PROTOCOL={protocol} needs PUNTE_KAFKA_SASL_MECHANISM")
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if mechanism is not None:
+        missing = [name for name, value in (("PUNTE_KAFKA_USERNAME", settings.kafka_username),
+                                            ("PUNTE_KAFKA_PASSWORD", settings.kafka_password)) if not value]
+        if missing:
+            raise KafkaConfigError(f"PUNTE_KAFKA_SASL_MECHANISM={mechanism} is set but {' and '.join(missing)} "
+                                   f"{'is' if len(missing) == 1 else 'are'} not: refusing to start")
+        options |= {"sasl_mechanism": mechanism, "sasl_plain_username": settings.kafka_username,
+                    "sasl_plain_password": settings.kafka_password}
+    if protocol in ("SSL", "SASL_SSL"):
+        ca = settings.kafka_ca_file
+        if ca is not None and not ca.is_file():
+            raise KafkaConfigError(f"PUNTE_KAFKA_CA_FILE={ca} is not a readable file")
+        # Verifies the broker's certificate and host name (the default context does both).
+        options["ssl_context"] = create_ssl_context(cafile=str(ca) if ca else None)
+    return options
+
+
+def make_admin(bootstrap: str, settings: Settings | None = None) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(settings))
+
+
+def make_producer(bootstrap: str, settings: Settings | None = None) -> AIOKafkaProducer:
+    # acks=all: a send is acknowledged once every in-sync replica has it (with the topics'
+    # min.insync.replicas 2 on Apache Kafka, a broker lost right after loses nothing). The
+    # idempotent producer where the broker offers it (PUNTE_KAFKA_IDEMPOTENT_PRODUCER); no
+    # transactions: the inbox makes redelivery harmless anyway.
+    settings = settings or Settings()
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=2, request_timeout_ms=30000,
-        max_batch_size=1 << 20,
+        max_batch_size=1 << 20, enable_idempotence=settings.kafka_idempotent_producer,
+        **client_options(settings),
     )
 
 
-def make_consumer(bootstrap: str, group_id: str | None, max_records: int) -> AIOKafkaConsumer:
+def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
+                  settings: Settings | None = None) -> AIOKafkaConsumer:
     """A consumer as the services use it; ``group_id`` None reads without a group."""
     return AIOKafkaConsumer(
+        **client_options(settings),
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", max_poll_records=max_records,
         # Tansu answers a new member's JoinGroup after half its session timeout: 30 s kept
@@ -50,7 +106,7 @@ async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replicati
     """Create the topics that do not exist yet, with their ``configs`` (topic_configs); an
     existing topic keeps the configuration it was created with."""
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -77,7 +133,7 @@ async def partition_bounds(bootstrap: str, pattern: str,
     ``read_seconds`` for every partition, else the answer stays a lower bound."""
     matcher = re.compile(pattern)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50)
+                                fetch_max_wait_ms=50, **client_options())
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for topic in sorted(await consumer.topics())

@@ -270,7 +270,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         algorithms = settings.oidc_algorithm_list()
         url = await migrate_when_reachable(settings, spec.name, spec.migrations)
         engine = make_engine(url)
-        producer = make_producer(settings.kafka_bootstrap)
+        producer = make_producer(settings.kafka_bootstrap, settings)
         await _start_producer(producer)
         relay = OutboxRelay(engine, producer, settings.relay_batch_max, settings.relay_poll_seconds)
         runtime = Runtime(

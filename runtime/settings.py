@@ -17,6 +17,21 @@ class Settings(BaseSettings):
 
     service: str = "punte"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # How every Kafka client of this process (runtime.kafka) connects: PLAINTEXT (the
+    # embedded default, loopback only), SASL_PLAINTEXT, SASL_SSL or SSL. A SASL mechanism
+    # (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN) needs a SASL protocol, a username and a
+    # password, or the process refuses to start (runtime.kafka.KafkaConfigError).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_username: str | None = None
+    kafka_password: str | None = Field(default=None, repr=False)
+    # The CA certificates (PEM) the broker's TLS certificate is checked against (SSL,
+    # SASL_SSL); unset: the system's.
+    kafka_ca_file: Path | None = None
+    # The idempotent producer (no duplicates from a producer's own retries). Off by default
+    # because the embedded Tansu broker answers InitProducerId with an error; set it on
+    # Apache Kafka (`punte up --broker kafka` does).
+    kafka_idempotent_producer: bool = False
     # A server URL; each service uses its own database on it (punte_<service>).
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     # Databases are named <prefix>_<service>: two networks can share one server.
