@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install asyncapi-validator bench clean
+.PHONY: run test install kafka asyncapi-validator bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -13,7 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) kafka
+
+# Apache Kafka's jars from Maven Central into .cache/kafka-<version>/ (deploy/kafka/pom.xml),
+# once, for the Kafka tests and `punte up --broker kafka`; without Java or Maven it says so
+# and the Kafka tests skip (the embedded default needs neither).
+kafka: $(STAMP)
+	$(BIN)/python -m punte.apache_kafka fetch
 
 # The official AsyncAPI parser (npm) validates contracts/asyncapi.yaml in the tests.
 contracts/tools/node_modules/.installed: contracts/tools/package.json
@@ -33,4 +39,4 @@ bench: install
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf $(VENV) .punte contracts/tools/node_modules
+	rm -rf $(VENV) .punte .cache contracts/tools/node_modules
