@@ -236,6 +236,59 @@ def topics() -> None:
         print(f"{name}\t{partitions}")
 
 
+kafka_app = typer.Typer(help="Apache Kafka: topics, principals, ACLs (decision 0027)", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("acls")
+def kafka_acls_table(markdown: bool = typer.Option(False, "--markdown", help="The table of docs/kafka-acls.md"),
+                     expanded: bool = typer.Option(False, "--expanded",
+                                                   help="Every binding, one line each, for every institution")) -> None:
+    """Who may read and write what (from contracts/topics.yaml and the institutions)."""
+    from contracts import kafka_acls
+
+    if markdown:
+        print(kafka_acls.markdown_table())
+    elif expanded:
+        for g in kafka_acls.grants(institutions()):
+            print(f"{g.principal}\tALLOW\t{g.operation}\t{g.resource}\t{g.pattern}\t{g.name}")
+    else:
+        table = Table(title="ACL: {institution} = fiecare instituție / each institution")
+        for column in ("principal", "scrie / writes", "citește / reads", "grupuri / groups"):
+            table.add_column(column)
+        for row in kafka_acls.table_rows():
+            table.add_row(*(cell.replace("`", "") for cell in row))
+        console.print(table)
+
+
+@kafka_app.command("apply")
+def kafka_apply(
+    bootstrap: str = typer.Option(..., "--bootstrap", envvar="PUNTE_KAFKA_BOOTSTRAP", help="host:port,..."),
+    admin_user: str = typer.Option("admin", "--admin-user", envvar="PUNTE_KAFKA_ADMIN_USER",
+                                   help="A super user of the cluster"),
+    admin_password: str = typer.Option(..., "--admin-password", envvar="PUNTE_KAFKA_ADMIN_PASSWORD",
+                                       prompt=True, hide_input=True),
+    security_protocol: str = typer.Option("SASL_PLAINTEXT", "--security-protocol", help="SASL_PLAINTEXT or SASL_SSL"),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA certificates (PEM) for SASL_SSL"),
+    credentials: Path = typer.Option(Path(".punte/kafka-credentials.json"), "--credentials",
+                                     help="The principals' SCRAM passwords (JSON, 0600): kept, new ones added"),
+) -> None:
+    """Create the topics, a SCRAM-SHA-512 credential per institution and service, and the
+    ACLs, on a running Apache Kafka cluster; idempotent (a second run changes nothing)."""
+    from punte.kafka_admin import apply_network
+
+    config = {"bootstrap.servers": bootstrap, "security.protocol": security_protocol,
+              "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": admin_user, "sasl.password": admin_password}
+    if ca_file is not None:
+        config["ssl.ca.location"] = str(ca_file)
+    done = apply_network(config, credentials)
+    console.print(f"topics created: {len(done.topics_created)}, reconfigured: {len(done.topics_configured)}; "
+                  f"users created: {len(done.users_created)}; ACLs created: {done.acls_created}, "
+                  f"deleted: {done.acls_deleted}; passwords in {credentials}")
+    for warning in done.warnings:
+        console.print(Text(warning, style="yellow"))
+
+
 audit_app = typer.Typer(help="Jurnalul de audit / the audit trail", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
