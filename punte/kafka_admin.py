@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,26 @@ def _apply_topics(admin: AdminClient, topics: list[TopicSpec], done: Applied) ->
         done.topics_configured += [name for name, _ in changes]
 
 
+def _users_with_scram(admin: AdminClient) -> set[str]:
+    described = admin.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    return {user for user, description in described.items()
+            if any(info.mechanism == ScramMechanism.SCRAM_SHA_512 for info in description.scram_credential_infos)}
+
+
+def _until_visible(look: Callable[[], set[Any]], wanted: set[Any], what: str) -> None:
+    """Until a broker answers with all of ``wanted``: each broker applies the controllers'
+    metadata on its own, and a principal that connects to one that has not yet would be
+    refused (seen under load: a second apply right after the first saw none of the users)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not wanted <= look():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not visible after {TIMEOUT:.0f} s")
+        time.sleep(0.5)
+
+
 def _apply_users(admin: AdminClient, principals: list[Principal], credentials: dict[str, str],
                  done: Applied) -> None:
-    described = admin.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
-    with_scram = {user for user, description in described.items()
-                  if any(info.mechanism == ScramMechanism.SCRAM_SHA_512 for info in description.scram_credential_infos)}
+    with_scram = _users_with_scram(admin)
     upserts = []
     for principal in principals:
         if principal.user in with_scram:
@@ -157,13 +173,17 @@ def _apply_users(admin: AdminClient, principals: list[Principal], credentials: d
     if upserts:
         _wait(admin.alter_user_scram_credentials(upserts, request_timeout=TIMEOUT))
         done.users_created += [u.user for u in upserts]
+        _until_visible(lambda: _users_with_scram(admin), set(done.users_created), "SCRAM credentials")
 
 
 def _apply_acls(admin: AdminClient, principals: list[Principal], grants: list[Grant], done: Applied) -> None:
     ours = {p.user for p in principals}
     every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                              AclOperation.ANY, AclPermissionType.ANY)
-    present = admin.describe_acls(every, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    def describe() -> list[AclBinding]:
+        return list(admin.describe_acls(every, request_timeout=TIMEOUT).result(timeout=TIMEOUT))
+
+    present = describe()
     declared = set(grants)
     have = {g for g in map(_as_grant, present) if g is not None}
     create = sorted(declared - have)
@@ -173,6 +193,7 @@ def _apply_acls(admin: AdminClient, principals: list[Principal], grants: list[Gr
     if create:
         _wait(admin.create_acls([_binding(g) for g in create], request_timeout=TIMEOUT))
         done.acls_created = len(create)
+        _until_visible(lambda: {_as_grant(b) for b in describe()}, set(create), "ACL bindings")
     if stale:
         filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
                                     b.operation, b.permission_type) for b in stale]
