@@ -78,8 +78,13 @@ def fetch(pom: Path = POM, quiet: bool = True) -> Path:
 
 
 def _cluster_id() -> str:
-    """A Kafka Uuid as the storage tool writes it: 16 random bytes, URL-safe base64 unpadded."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka Uuid as the storage tool writes it: 16 random bytes, URL-safe base64 unpadded,
+    never starting with "-" (as Kafka's own Uuid.randomUuid: a command line would read it
+    as an option)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _jaas(module: str, user: str, password: str, **extra: str) -> str:
@@ -215,7 +220,7 @@ class KafkaCluster:
                 continue
             scram = f"{SCRAM}=[name={self.admin_user},password={self.admin_password}]"
             pending.append((node, subprocess.Popen(
-                self._java(node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                self._java(node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config),
                            "--add-scram", scram, "--ignore-formatted"),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
         for node, process in pending:

@@ -49,3 +49,11 @@ def test_an_interrupted_fetch_leaves_nothing_that_looks_fetched(monkeypatch: pyt
         apache_kafka.fetch()
     assert list(tmp_path.iterdir()) == []
     assert apache_kafka.available() is not None
+
+
+def test_cluster_ids_never_look_like_an_option_to_the_storage_tool():
+    # One in 64 URL-safe base64 ids starts with "-": the storage tool then read it as an
+    # option and refused to format (seen once in the Kafka tests).
+    ids = {apache_kafka._cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
