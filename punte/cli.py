@@ -20,6 +20,7 @@ from punte.demo import DemoProgress, run_demo
 from punte.stack import Stack
 from punte.state import State
 from punte.status import collect, operator_token
+from runtime.settings import Settings
 
 app = typer.Typer(help="Punte — rețeaua instituțiilor pentru protecția copilului / "
                        "the network of child-protection institutions", no_args_is_help=True)
@@ -91,14 +92,27 @@ def _live_view(stack: Stack, demo: DemoProgress | None = None) -> Group:
     return Group(*parts)
 
 
+def _demo_kafka(stack: Stack) -> Settings | None:
+    """The demo plays every institution at once: on Apache Kafka it connects as the admin."""
+    if stack.kafka is None:
+        return None
+    return Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-512",
+                    kafka_username=stack.kafka.admin_user, kafka_password=stack.kafka.admin_password,
+                    kafka_idempotent_producer=True)
+
+
 @app.command()
 def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău institutions"),
        rate: float = typer.Option(2.0, help="Demo reports per second"),
+       broker: str = typer.Option("tansu", "--broker", help="tansu (embedded, no Java) or kafka "
+                                  "(three Apache Kafka nodes with SCRAM and ACLs, decision 0027)"),
        state_dir: Path = STATE) -> None:
     """Start the whole network (embedded PostgreSQL and broker unless PUNTE_DATABASE_URL /
     PUNTE_KAFKA_BOOTSTRAP are set); Ctrl-C stops everything."""
+    if broker not in ("tansu", "kafka"):
+        raise typer.BadParameter("tansu or kafka", param_hint="--broker")
     stack = Stack(state_dir, kafka_bootstrap=os.environ.get("PUNTE_KAFKA_BOOTSTRAP"),
-                  database_url=os.environ.get("PUNTE_DATABASE_URL"))
+                  database_url=os.environ.get("PUNTE_DATABASE_URL"), broker_kind=broker)
     # SIGTERM stops the network the same way Ctrl-C does; SIGINT is set explicitly because a
     # shell starting us in the background leaves it ignored.
     def stop(*_: object) -> None:
@@ -140,7 +154,7 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
                     view = asyncio.create_task(refresh())
                     try:
                         await run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
-                                       rate=rate, on_progress=shown)
+                                       rate=rate, on_progress=shown, client_settings=_demo_kafka(stack))
                     finally:
                         view.cancel()
                 asyncio.run(demo_and_view())

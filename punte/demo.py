@@ -16,7 +16,8 @@ from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.state import State
 from punte.synthetic import reporters, synthetic_report
 from runtime.cloudevents import decode
-from runtime.kafka import make_producer
+from runtime.kafka import client_options, make_producer
+from runtime.settings import Settings
 
 # Outcomes the simulated case managers record (contracts/reference/referral-outcomes.yaml).
 OUTCOMES = ["stays-in-family-with-services", "services-provided-psychological",
@@ -36,10 +37,12 @@ class DemoProgress:
 
 async def run_demo(bootstrap: str, state: State, intake_url: str, rate: float = 2.0, limit: int | None = None,
                    on_progress: Callable[[DemoProgress], None] = lambda p: None,
-                   seed: int | None = None) -> DemoProgress:
+                   seed: int | None = None, client_settings: Settings | None = None) -> DemoProgress:
+    """``client_settings``: how the demo's Kafka clients connect (default: the environment);
+    on Apache Kafka the demo, which plays every institution at once, is the admin."""
     rng = random.Random(seed)
     progress = DemoProgress()
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, client_settings)
     await producer.start()
     # Each institution seals its reports to intake's published keys, as a real one would.
     intake_keys = await asyncio.to_thread(fetch_intake_keys, intake_url)
@@ -47,7 +50,7 @@ async def run_demo(bootstrap: str, state: State, intake_url: str, rate: float = 
                for i in institutions()}
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=f"punte-demo-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="latest", metadata_max_age_ms=3000,
+        auto_offset_reset="latest", metadata_max_age_ms=3000, **client_options(client_settings),
     )
     consumer.subscribe(pattern=r"^punte\.delivery\..+")
     await consumer.start()

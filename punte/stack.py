@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -23,6 +24,9 @@ from punte.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for
 from punte.state import State
 from runtime.kafka import ensure_topics, topic_configs
 from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from punte.apache_kafka import KafkaCluster
 
 SERVICES = ("intake", "referral", "notification", "audit")
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +219,20 @@ class Supervisor:
                                    f"pid {watch.pid})", "info")
 
 
+def _kafka_admin_password(folder: Path) -> str:
+    """The cluster's super user password, kept beside its data: the storage was formatted
+    with it, so a later `punte up --broker kafka` on the same state must use it again."""
+    import secrets
+
+    path = folder / "admin-password"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
 def _pid(process: subprocess.Popen | None) -> int | None:
     return process.pid if process is not None else None
 
@@ -233,6 +251,15 @@ class Stack:
     supervise: bool = True
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     supervisor: Supervisor | None = None
+    # "kafka": a three-node Apache Kafka cluster instead of Tansu (punte.apache_kafka; Java
+    # and the fetched jars), the network's topics, principals and ACLs applied to it, each
+    # service connecting as its own principal (decision 0027). A running `kafka` given by
+    # the caller is used as it is (not stopped), with its `kafka_credentials_file`.
+    broker_kind: str = "tansu"
+    kafka: "KafkaCluster | None" = None
+    kafka_credentials_file: Path | None = None
+    kafka_credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    _owns_kafka: bool = False
 
     @property
     def state(self) -> State:
@@ -248,6 +275,9 @@ class Stack:
         if self.database_url is None:
             self.postgres = EmbeddedPostgres(self.state_dir / "postgres").start()
             self.database_url = self.postgres.url
+        if self.kafka_bootstrap is None and self.broker_kind == "kafka":
+            self._start_kafka()
+            return
         if self.kafka_bootstrap is None:
             self.broker = EmbeddedBroker(log_file=self.state_dir / "logs" / "broker.log").start()
             self.kafka_bootstrap = self.broker.bootstrap
@@ -255,6 +285,36 @@ class Stack:
         # Ingress topics keep messages for retention.yaml's ingress_days only (issue #11).
         days = retention(Settings().retention_file).ingress_days
         asyncio.run(ensure_topics(self.kafka_bootstrap, plan, configs=topic_configs(plan, days)))
+
+    def _start_kafka(self) -> None:
+        """Apache Kafka (started unless given), then `punte kafka apply`'s declaration: the
+        topics, a SCRAM credential per service and institution, the ACLs."""
+        from punte.apache_kafka import KafkaCluster, available
+        from punte.kafka_admin import apply_network, load_credentials
+
+        if self.kafka is None:
+            reason = available()
+            if reason is not None:
+                raise RuntimeError(f"--broker kafka: {reason}")
+            folder = self.state_dir / "kafka"
+            self.kafka = KafkaCluster(folder, admin_password=_kafka_admin_password(folder))
+            self._owns_kafka = True
+            self.kafka.start()
+        self.kafka_bootstrap = self.kafka.bootstrap
+        credentials = self.kafka_credentials_file or self.state_dir / "keys" / "kafka-credentials.json"
+        applied = apply_network(self.kafka.admin_config(), credentials, Settings().retention_file)
+        self.kafka_credentials = load_credentials(credentials)
+        missing = [w for w in applied.warnings if "credentials file" in w]
+        if missing:
+            raise RuntimeError(f"Kafka principals whose passwords are unknown here: {missing}")
+
+    def kafka_env(self, user: str) -> dict[str, str]:
+        """PUNTE_KAFKA_* for a process connecting as ``user``; empty on Tansu."""
+        if self.kafka is None:
+            return {}
+        return {"PUNTE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PUNTE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "PUNTE_KAFKA_USERNAME": user, "PUNTE_KAFKA_PASSWORD": self.kafka_credentials[user],
+                "PUNTE_KAFKA_IDEMPOTENT_PRODUCER": "true"}
 
     def _env(self, name: str) -> dict[str, str]:
         assert self.kafka_bootstrap and self.database_url
@@ -272,7 +332,8 @@ class Stack:
             "PUNTE_SMTP_STARTTLS": "false",
             "PUNTE_RECIPIENTS_FILE": str(self.state.recipients_file), "PUNTE_SMS_FILE": str(self.state.sms_file),
             "PUNTE_REFERRAL_URL": self.url("referral"), "PUNTE_INBOX_URL": self.url("notification") + "/ui",
-            "PYTHONPATH": str(ROOT), **self.extra_env,
+            "PYTHONPATH": str(ROOT),
+            **(self.kafka_env(f"punte-{name}") if name in SERVICES else {}), **self.extra_env,
         }
 
     def start_process(self, name: str) -> None:
@@ -322,6 +383,12 @@ class Stack:
         if self.broker is not None:
             broker = self.broker
             programs["broker"] = Program(lambda: broker.process, None, logs / "broker.log")
+        if self.kafka is not None and self._owns_kafka:
+            # Apache Kafka keeps its log on disk: a node that exits is started again.
+            cluster = self.kafka
+            for node in cluster.nodes:
+                programs[f"kafka-{node.node_id}"] = Program(
+                    lambda n=node: n.process, lambda n=node: cluster.restart(n.node_id), node.log_file)
         return programs
 
     def _write_supervision(self, watches: dict[str, dict[str, object]]) -> None:
@@ -376,5 +443,7 @@ class Stack:
             self.stop_process(name)
         if self.broker:
             self.broker.stop()
+        if self.kafka is not None and self._owns_kafka:
+            self.kafka.stop()
         if self.postgres:
             self.postgres.stop()

@@ -5,24 +5,17 @@ what contracts/kafka_acls.py grants, and nothing else."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from aiokafka.errors import TopicAuthorizationFailedError
 from confluent_kafka import Consumer
-from typer.testing import CliRunner
 
 from contracts.reference import delivery_topic, ingress_topic
-from punte.apache_kafka import KafkaCluster
-from punte.cli import app
 from punte.kafka_admin import apply_network
 from runtime.kafka import make_consumer, make_producer
-from runtime.settings import Settings
+from tests.kafka.conftest import Network
 
 pytestmark = pytest.mark.kafka
 
@@ -30,28 +23,9 @@ MINE, OTHER = "das-bacau", "dgaspc-bc"
 INTERNAL = ["punte.cases", "punte.referrals", "punte.access", "punte.deadletter"]
 
 
-@dataclass(frozen=True)
-class Network:
-    cluster: KafkaCluster
-    credentials_file: Path
-    passwords: dict[str, str]
-
-    def settings(self, user: str) -> Settings:
-        """A process's settings as `PUNTE_KAFKA_*` would give them for ``user``."""
-        return Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-512",
-                        kafka_username=user, kafka_password=self.passwords[user], kafka_idempotent_producer=True)
-
-
-@pytest.fixture(scope="module")
-def network(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    """The whole network's declaration applied with the operator's command."""
-    credentials = tmp_path_factory.mktemp("kafka-apply") / "kafka-credentials.json"
-    result = CliRunner().invoke(app, ["kafka", "apply", "--bootstrap", kafka_cluster.bootstrap,
-                                      "--admin-user", kafka_cluster.admin_user, "--credentials", str(credentials)],
-                                env={"PUNTE_KAFKA_ADMIN_PASSWORD": kafka_cluster.admin_password})
-    assert result.exit_code == 0, result.output
-    assert "users created: 151" in result.output
-    yield Network(kafka_cluster, credentials, json.loads(credentials.read_text()))
+@pytest.fixture
+def network(kafka_network: Network) -> Network:
+    return kafka_network
 
 
 async def _send(network: Network, user: str, topic: str) -> None:

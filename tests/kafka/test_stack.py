@@ -1,0 +1,76 @@
+"""`punte up --broker kafka` (issue #13): the network on Apache Kafka, each service
+connecting as its own principal with only its ACLs, and an institution as its own: a
+sealed, signed report sent to its ingress topic gets its outcome on its delivery topic."""
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contracts.events import EventType
+from contracts.reference import delivery_topic
+from punte.institution import InstitutionSystem, fetch_intake_keys
+from punte.stack import SERVICES, Stack
+from punte.synthetic import synthetic_report
+from runtime.cloudevents import decode
+from runtime.kafka import make_consumer, make_producer
+from tests.kafka.conftest import Network
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+REPORTER = "das-bacau"
+
+
+@pytest.fixture(scope="module")
+def kafka_stack(kafka_network: Network, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("kafka-stack")
+    stack = Stack(root / "state", broker_kind="kafka", kafka=kafka_network.cluster,
+                  kafka_credentials_file=kafka_network.credentials_file)
+    try:
+        stack.start(timeout=300)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_each_service_connects_as_its_own_principal(kafka_stack: Stack):
+    for service in SERVICES:
+        env = kafka_stack._env(service)
+        assert env["PUNTE_KAFKA_USERNAME"] == f"punte-{service}"
+        assert env["PUNTE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["PUNTE_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
+    assert "PUNTE_KAFKA_USERNAME" not in kafka_stack._env("identity")
+
+
+async def test_an_institutions_report_gets_its_outcome_on_apache_kafka(kafka_stack: Stack, kafka_network: Network):
+    bootstrap = kafka_stack.kafka_bootstrap or ""
+    reader = make_consumer(bootstrap, f"{REPORTER}.outcomes", 100, kafka_network.settings(REPORTER))
+    reader.subscribe([delivery_topic(REPORTER)])
+    await reader.start()
+    producer = make_producer(bootstrap, kafka_network.settings(REPORTER))
+    await producer.start()
+    try:
+        system = InstitutionSystem(REPORTER, kafka_stack.state.institution_key(REPORTER), producer,
+                                   intake_keys=await asyncio.to_thread(fetch_intake_keys, kafka_stack.url("intake")))
+        event = system.report(synthetic_report(random.Random(13), REPORTER))
+        await system.send(event)
+        outcome = None
+        deadline = asyncio.get_running_loop().time() + 120
+        while outcome is None and asyncio.get_running_loop().time() < deadline:
+            for batch in (await reader.getmany(timeout_ms=500)).values():
+                for record in batch:
+                    delivered = decode(record.headers, record.value)
+                    if delivered.type == EventType.OUTCOME.value and delivered.data["subject_id"] == event.id:
+                        outcome = delivered.data
+        assert outcome is not None, "no outcome within 2 minutes"
+        assert outcome["status"] == "accepted", outcome
+        # aiokafka does not raise on a refused subscription, it logs it: no service lacks a grant.
+        for service in SERVICES:
+            log = (kafka_stack.state_dir / "logs" / f"{service}.log").read_text()
+            assert "not authorized" not in log and "AuthorizationFailed" not in log, service
+    finally:
+        await producer.stop()
+        await reader.stop()
