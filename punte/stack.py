@@ -219,17 +219,18 @@ class Supervisor:
                                    f"pid {watch.pid})", "info")
 
 
-def _kafka_admin_password(folder: Path) -> str:
-    """The cluster's super user password, kept beside its data: the storage was formatted
-    with it, so a later `punte up --broker kafka` on the same state must use it again."""
+def _kafka_admin_password(folder: Path, given: str | None = None) -> str:
+    """The cluster's super user password, kept beside its data (0600): the storage was
+    formatted with it, so a later `punte up --broker kafka` on the same state must use it
+    again, and `punte status` reads the topics with it."""
     import secrets
 
     path = folder / "admin-password"
-    if not path.exists():
+    if given is not None or not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(24))
+            out.write(given or secrets.token_urlsafe(24))
     return path.read_text().strip()
 
 
@@ -292,14 +293,16 @@ class Stack:
         from punte.apache_kafka import KafkaCluster, available
         from punte.kafka_admin import apply_network, load_credentials
 
+        folder = self.state_dir / "kafka"
         if self.kafka is None:
             reason = available()
             if reason is not None:
                 raise RuntimeError(f"--broker kafka: {reason}")
-            folder = self.state_dir / "kafka"
             self.kafka = KafkaCluster(folder, admin_password=_kafka_admin_password(folder))
             self._owns_kafka = True
             self.kafka.start()
+        else:  # where `punte status` finds it
+            _kafka_admin_password(folder, self.kafka.admin_password)
         self.kafka_bootstrap = self.kafka.bootstrap
         credentials = self.kafka_credentials_file or self.state_dir / "keys" / "kafka-credentials.json"
         applied = apply_network(self.kafka.admin_config(), credentials, Settings().retention_file)
@@ -361,6 +364,7 @@ class Stack:
             "services": {n: self.url(n) for n in ("identity", *SERVICES)},
             "smtp": f"127.0.0.1:{self.ports['mail']}",
             "kafka_bootstrap": self.kafka_bootstrap, "database_url": self.database_url,
+            "broker": "kafka" if self.kafka is not None else "tansu",
             "pids": {n: p.pid for n, p in self.processes.items()},
         }, indent=1))
         (self.state_dir / SUPERVISION_FILE).unlink(missing_ok=True)  # a previous run's

@@ -11,16 +11,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
+from runtime.kafka import client_options
+from runtime.settings import Settings
 
 
 async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: float = 15.0,
-                         first_fetch_grace: float = 5.0) -> int:
+                         first_fetch_grace: float = 5.0, settings: Settings | None = None) -> int:
     """How many messages all punte.* topics hold, counted by reading them.
 
     Not from ListOffsets: the embedded broker (Tansu 0.6) reports a stale latest offset
     after multi-record batches, so end offsets undercount; reading is exact at demo scale."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, fetch_max_bytes=16 << 20)
+                                enable_auto_commit=False, fetch_max_bytes=16 << 20, **client_options(settings))
     await consumer.start()
     try:
         partitions = [
@@ -99,6 +101,16 @@ def add_supervision(components: dict[str, Any], state: State) -> None:
             component["status"] = "down"
 
 
+def _kafka_admin(state: State, runtime: dict[str, Any]) -> Settings | None:
+    """On `punte up --broker kafka`, the operator reads every topic as the cluster's admin
+    (its password beside the cluster's data, decision 0027); None: the environment's."""
+    password = state.root / "kafka" / "admin-password"
+    if runtime.get("broker") != "kafka" or not password.exists():
+        return None
+    return Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-512",
+                    kafka_username="admin", kafka_password=password.read_text().strip())
+
+
 async def collect(state: State) -> dict[str, Any]:
     runtime = json.loads(state.runtime_file.read_text())
     urls: dict[str, str] = runtime["services"]
@@ -106,7 +118,7 @@ async def collect(state: State) -> dict[str, Any]:
     # Topics are counted first: the audit count read afterwards has had time to catch up,
     # so on a live network "covers" means the trail holds at least what the topics held.
     try:
-        on_topics: int | None = await topic_messages(runtime["kafka_bootstrap"])
+        on_topics: int | None = await topic_messages(runtime["kafka_bootstrap"], settings=_kafka_admin(state, runtime))
         components["broker"] = {"status": "up", "bootstrap": runtime["kafka_bootstrap"]}
     except Exception as exc:
         on_topics = None

@@ -14,6 +14,7 @@ from contracts.events import EventType
 from contracts.reference import delivery_topic
 from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.stack import SERVICES, Stack
+from punte.status import collect
 from punte.synthetic import synthetic_report
 from runtime.cloudevents import decode
 from runtime.kafka import make_consumer, make_producer
@@ -74,3 +75,8 @@ async def test_an_institutions_report_gets_its_outcome_on_apache_kafka(kafka_sta
     finally:
         await producer.stop()
         await reader.stop()
+
+
+async def test_punte_status_reads_the_topics_on_apache_kafka(kafka_stack: Stack):
+    report = await collect(kafka_stack.state)
+    assert report["components"]["broker"]["status"] == "up", report["components"]["broker"]
