@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
-from runtime.kafka import client_options
+from runtime.kafka import broker_partitions, client_options
 from runtime.settings import Settings
 
 
@@ -26,8 +26,8 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
     await consumer.start()
     try:
         partitions = [
-            TopicPartition(topic, p) for topic in await consumer.topics() if topic.startswith("punte.")
-            for p in consumer.partitions_for_topic(topic) or ()
+            TopicPartition(topic, p) for topic, numbers in (await broker_partitions(bootstrap, settings)).items()
+            if topic.startswith("punte.") for p in numbers
         ]
         if not partitions:
             return 0

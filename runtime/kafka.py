@@ -121,8 +121,22 @@ async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replicati
         await admin.close()
 
 
-async def partition_bounds(bootstrap: str, pattern: str,
-                           read_seconds: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
+async def broker_partitions(bootstrap: str, settings: Settings | None = None) -> dict[str, list[int]]:
+    """Every topic the client may describe, with its partitions, from one metadata request
+    for all topics. Not the consumer's topics() + partitions_for_topic(): those look in the
+    consumer's own metadata, which Tansu fills with every topic but Apache Kafka, rightly,
+    with none the consumer did not ask for (so every reader saw no partition on Kafka)."""
+    admin = make_admin(bootstrap, settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described if t["error_code"] == 0}
+
+
+async def partition_bounds(bootstrap: str, pattern: str, read_seconds: float = 10.0,
+                           settings: Settings | None = None) -> dict[tuple[str, int], tuple[int, int]]:
     """(first offset still held, end offset) of every partition of the topics whose names
     match ``pattern`` (a regular expression, as a consumer's subscription): what a reader
     of those topics compares its own position with.
@@ -133,11 +147,12 @@ async def partition_bounds(bootstrap: str, pattern: str,
     ``read_seconds`` for every partition, else the answer stays a lower bound."""
     matcher = re.compile(pattern)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, **client_options())
+                                fetch_max_wait_ms=50, **client_options(settings))
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for topic in sorted(await consumer.topics())
-                      if matcher.match(topic) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = [TopicPartition(topic, p) for topic, numbers in sorted(
+                      (await broker_partitions(bootstrap, settings)).items())
+                      if matcher.match(topic) for p in numbers]
         if not partitions:
             return {}
         first = await consumer.beginning_offsets(partitions)
