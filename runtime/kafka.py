@@ -155,6 +155,10 @@ async def partition_bounds(bootstrap: str, pattern: str, read_seconds: float = 1
                       if matcher.match(topic) for p in numbers]
         if not partitions:
             return {}
+        # Assigned first, so the client asks the broker about these topics: without it
+        # aiokafka's offset lookups on Apache Kafka waited about 30 s for metadata it never
+        # requested (the audit's /verify timed out behind `punte status`).
+        consumer.assign(partitions)
         first = await consumer.beginning_offsets(partitions)
         end = dict(await consumer.end_offsets(partitions))
         unread = {tp for tp in partitions if end[tp] > first[tp]}

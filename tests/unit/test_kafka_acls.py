@@ -99,3 +99,14 @@ def test_every_topic_a_service_subscribes_to_by_name_is_granted_to_it():
         readable = {g.name for g in k.grants_of(k.service_user(service), IDS)
                     if g.resource == "TOPIC" and g.operation == "READ"}
         assert named <= readable, (service, named - readable)
+
+
+def test_every_consuming_service_may_write_dead_letters():
+    """runtime.inbox dead-letters what any consumer cannot process: on Apache Kafka a
+    service without WRITE on punte.deadletter parks that row (seen with audit)."""
+    from runtime.inbox import DEAD_LETTER_TOPIC
+
+    for service in k.services():
+        mine = k.grants_of(k.service_user(service), IDS)
+        if any(g.operation == "READ" and g.resource == "TOPIC" for g in mine):
+            assert ("WRITE", DEAD_LETTER_TOPIC) in {(g.operation, g.name) for g in mine}, service
