@@ -67,7 +67,8 @@ def fetch(pom: Path = POM, quiet: bool = True) -> Path:
     CACHE.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=CACHE))
     try:
-        subprocess.run([mvn, *(["-q"] if quiet else []), "-B", "-f", str(pom), "dependency:copy-dependencies",
+        subprocess.run([mvn, *(["-q"] if quiet else []), "-B", "-Dstyle.color=never", "-f", str(pom),
+                        "dependency:copy-dependencies",
                         f"-DoutputDirectory={staging}", "-DincludeScope=runtime"], check=True)
         (staging / COMPLETE).write_text(kafka_version(pom) + "\n")
         shutil.rmtree(target, ignore_errors=True)
