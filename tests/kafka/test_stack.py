@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from contracts.events import EventType
-from contracts.reference import delivery_topic
+from contracts.reference import delivery_topic, ingress_topic
 from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.stack import SERVICES, Stack
 from punte.status import collect
@@ -82,3 +83,55 @@ async def test_an_institutions_report_gets_its_outcome_on_apache_kafka(kafka_sta
 async def test_punte_status_reads_the_topics_on_apache_kafka(kafka_stack: Stack):
     report = await collect(kafka_stack.state)
     assert report["components"]["broker"]["status"] == "up", report["components"]["broker"]
+
+
+async def test_a_broker_killed_mid_run_loses_no_report(kafka_stack: Stack, kafka_network: Network):
+    """RF 3, min.insync.replicas 2, acks=all and the idempotent producer: the node leading
+    the reporter's ingress topic is killed with SIGKILL while it sends, and every report
+    still gets exactly one outcome, and the audit trail verifies."""
+    reporter, count = "spas-buhusi", 24
+    cluster, bootstrap = kafka_network.cluster, kafka_stack.kafka_bootstrap or ""
+    admin = AdminClient({**cluster.admin_config(), "log_level": 0})
+    leader = admin.list_topics(ingress_topic(reporter), timeout=30).topics[ingress_topic(reporter)].partitions[0].leader
+    reader = make_consumer(bootstrap, f"{reporter}.kill", 500, kafka_network.settings(reporter))
+    reader.subscribe([delivery_topic(reporter)])
+    await reader.start()
+    producer = make_producer(bootstrap, kafka_network.settings(reporter))
+    await producer.start()
+    outcomes: dict[str, set[tuple[str, str]]] = {}
+    try:
+        system = InstitutionSystem(reporter, kafka_stack.state.institution_key(reporter), producer,
+                                   intake_keys=await asyncio.to_thread(fetch_intake_keys, kafka_stack.url("intake")))
+        rng, sent = random.Random(12), []
+        for i in range(count):
+            event = system.report(synthetic_report(rng, reporter))
+            await system.send(event)
+            sent.append(event.id)
+            if i == count // 3:
+                cluster.kill(leader)
+        # Outcomes are read while the node comes back: the two others serve meanwhile.
+        restarting = asyncio.create_task(asyncio.to_thread(cluster.restart, leader))
+        deadline = asyncio.get_running_loop().time() + 180
+        while len(outcomes) < count and asyncio.get_running_loop().time() < deadline:
+            for batch in (await reader.getmany(timeout_ms=500)).values():
+                for record in batch:
+                    delivered = decode(record.headers, record.value)
+                    if delivered.type == EventType.OUTCOME.value:
+                        outcomes.setdefault(delivered.data["subject_id"], set()).add(
+                            (delivered.id, delivered.data["status"]))
+        await restarting
+    finally:
+        await producer.stop()
+        await reader.stop()
+        if cluster.node(leader).process is None or cluster.node(leader).process.poll() is not None:
+            cluster.restart(leader)
+    assert sorted(outcomes) == sorted(sent), f"{count - len(outcomes)} reports without an outcome"
+    # One outcome each: a record delivered twice carries the same outcome id (decision 0023).
+    assert all(len(found) == 1 for found in outcomes.values()), {k: v for k, v in outcomes.items() if len(v) > 1}
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        report = await collect(kafka_stack.state)
+        if report["audit_state"] == "verified" and report["consistent"]["audit_covers_every_message"]:
+            break
+        assert asyncio.get_running_loop().time() < deadline, {k: report[k] for k in ("audit", "consistent")}
+        await asyncio.sleep(2)
