@@ -134,6 +134,9 @@ class UnitOfWork:
     outbox: Outbox
     source: str
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # A dead letter applied again by an operator: its answer to the sender replaces the
+    # PROCESSING_FAILED one it was given (decision 0022).
+    replaying: bool = False
 
 
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
@@ -470,8 +473,9 @@ class InboxConsumer:
         self.dead_lettered += 1
         events.take(uow.outbox)
 
-    def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
-        return UnitOfWork(session, Outbox(session, self._signer, self._data_keys), self._source)
+    def _unit_of_work(self, session: AsyncSession, replaying: bool = False) -> UnitOfWork:
+        return UnitOfWork(session, Outbox(session, self._signer, self._data_keys), self._source,
+                          replaying=replaying)
 
     async def _apply_all(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
                          waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
@@ -510,7 +514,7 @@ class InboxConsumer:
                     waiting[0].message.position, outcome)
         return waiting
 
-    async def _attempt(self, session: AsyncSession, message: Message) -> Outbox | str:
+    async def _attempt(self, session: AsyncSession, message: Message, replaying: bool = False) -> Outbox | str:
         """Run the handler in a savepoint, up to ``attempts`` times: the events it wrote once
         it applied, or what its last failure was (failure_detail). A transient fault raises."""
         span_name = f"process {message.header('ce_type') or message.topic}"
@@ -521,7 +525,7 @@ class InboxConsumer:
         ):
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
-                uow = self._unit_of_work(session)
+                uow = self._unit_of_work(session, replaying)
                 try:
                     async with session.begin_nested():
                         await self._handler(uow, message)
@@ -581,7 +585,7 @@ class InboxConsumer:
                                     .where(sa.column("message_key") == key)):
                 return "already-replayed"
             message = Message(body.topic, body.partition, body.offset, body.key, body.value, body.headers, 0)
-            outcome = await self._attempt(session, message)
+            outcome = await self._attempt(session, message, replaying=True)
             if not isinstance(outcome, Outbox):
                 raise ReplayFailed(outcome)
             await session.execute(sa.insert(inbox_table), [_inbox_row(key, message)])
