@@ -33,9 +33,11 @@ async def test_nothing_lost_nothing_doubled_under_every_fault(own_stack: Stack):
     # Each fault of a round happened, and what it hit came back.
     assert summary["faults"]["count"] == {fault: 1 for fault in chaos.ROUND}, shown
     assert not summary["faults"]["not_recovered"], shown
-    for name in (*SERVICES, "database"):
+    for name in SERVICES:  # killed once, and never crashed on its own
         assert summary["supervision"][name]["restarts"] == 1, shown
-        assert summary["supervision"][name]["state"] == "running", shown
+    # A start while the killed postmaster's backends still hold its memory fails and is retried.
+    assert summary["supervision"]["database"]["restarts"] >= 1, shown
+    assert all(watch["state"] == "running" for watch in summary["supervision"].values()), shown
 
     # Every report answered once; every malformed one refused with its code.
     assert summary["sent"]["redelivered"] > 0 and summary["sent"]["malformed"] >= len(chaos.MALFORMATIONS)
