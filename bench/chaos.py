@@ -285,6 +285,11 @@ def _status(outcomes: dict[str, tuple[str, dict]] | None) -> str | None:
     return next(iter(outcomes.values()))[1]["status"] if outcomes else None
 
 
+def progress(line: str) -> None:
+    """A line on stderr while a long run goes on; the summary alone is on stdout."""
+    print(line, file=sys.stderr, flush=True)
+
+
 # --- the faults -----------------------------------------------------------------------------
 
 
@@ -377,6 +382,7 @@ class Chaos:
         else:
             raise ValueError(what)
         self.done.append(fault)
+        progress(f"{fault.at_s:7.1f} s  {what}")
         self._recoveries.append(asyncio.create_task(self._recovery(fault)))
 
     async def _wait_up(self, name: str, timeout: float = 300) -> None:
@@ -638,7 +644,10 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
             chaos = Chaos(stack, client, random.Random(options.seed + 1), options.fault_every, start, options.rounds)
             causing = asyncio.create_task(chaos.run())
             try:
+                progress(f"sending {len(order)} messages at {options.rate:g}/s, a fault every "
+                         f"~{options.fault_every:g} s ...")
                 sending = await send(producer, order, options.rate, start)
+                progress(f"{time.monotonic() - start:7.1f} s  all sent")
                 sent_s = time.monotonic() - start
                 chaos.sending_done.set()
                 await causing
@@ -648,6 +657,7 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
                 if stack.broker is not None:  # never leave it paused
                     faults.resume_broker(stack)
             faults_s = time.monotonic() - start
+            progress(f"{time.monotonic() - start:7.1f} s  faults done; waiting for the network to be quiet ...")
             quiet = await wait_quiet(stack, client, books, sent, options.timeout)
             duration = time.monotonic() - start
             # Killed processes take their CPU time with them: only those that live through
