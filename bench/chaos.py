@@ -464,25 +464,31 @@ async def send(producer, order: list[Message], rate: float, start: float) -> dic
 async def wait_quiet(stack: Stack, client: httpx.AsyncClient, books: Books, sent: list[Message],
                      timeout: float) -> dict[str, Any]:
     """Until the books can close, no service has an outbox row to publish and the audit
-    verifies, twice in a row; or the timeout. Returns the last /verify and how long."""
+    verifies, twice in a row; or the timeout. Returns the last /verify, and when each of
+    the three was first true (seconds into the wait)."""
     started = time.monotonic()
     verification: dict[str, Any] = {}
+    first: dict[str, float] = {}
     calm = 0
     while time.monotonic() - started < timeout:
         await asyncio.sleep(2)
         if books.unsettled(sent):
             calm = 0
             continue
+        first.setdefault("books_closed_s", time.monotonic() - started)
         stats = await service_stats(client, stack)
         if len(stats) < len(SERVICES) or any((s["outbox"]["pending"] or 0) for s in stats.values()):
             calm = 0
             continue
+        first.setdefault("outboxes_empty_s", time.monotonic() - started)
         verification = await verify(client, stack)
         calm = calm + 1 if verification.get("state") == "verified" else 0
+        if calm:
+            first.setdefault("audit_verified_s", time.monotonic() - started)
         if calm >= 2:
             break
     verification = verification or await verify(client, stack)
-    return {"waited_s": time.monotonic() - started, "verification": verification}
+    return {"waited_s": time.monotonic() - started, "verification": verification, **first}
 
 
 async def verify(client: httpx.AsyncClient, stack: Stack) -> dict[str, Any]:
@@ -707,6 +713,7 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
         "messages_read": books.received, "messages_read_again": books.repeated,
         "timing": {
             "sending_s": sent_s, "faults_s": faults_s, "quiet_wait_s": quiet["waited_s"],
+            **{k: v for k, v in quiet.items() if k.endswith("_s") and k != "waited_s"},
             "duration_s": duration,
             "achieved_send_rate_per_s": len(order) / max(sent_s, 1e-9),
             "reports_per_s_until_quiet": len(sent) / duration,
