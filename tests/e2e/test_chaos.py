@@ -26,7 +26,7 @@ def own_stack(tmp_path_factory):
 
 async def test_nothing_lost_nothing_doubled_under_every_fault(own_stack: Stack):
     summary = await chaos.run_on(own_stack, chaos.Options(
-        reports=300, rate=12, fault_every=3, redeliveries=0.1, malformed=0.1, seed=12, timeout=240, rounds=1))
+        reports=300, rate=12, fault_every=3, redeliveries=0.1, malformed=0.1, seed=12, timeout=300, rounds=1))
     books = summary["books"]
     shown = json.dumps({k: v for k, v in summary.items() if k != "books"}, indent=1)
 
