@@ -59,3 +59,17 @@ def restart_postgres(stack: Stack, hard: bool = True) -> None:
     with stack.supervisor_lock:
         stack.postgres.restart(hard=hard)
         stack.supervisor_adopt("database")
+
+
+def kill_postgres(stack: Stack) -> int:
+    """SIGKILL the embedded PostgreSQL's postmaster alone, as a crash or the OOM killer
+    would: its backends notice and exit, and the supervisor starts it again (crash recovery
+    runs at its start). Unlike ``restart_postgres`` nothing here waits or restarts; returns
+    the pid killed."""
+    if stack.postgres is None or stack.postgres.process is None:
+        raise RuntimeError("the stack does not own its PostgreSQL (PUNTE_DATABASE_URL is set)")
+    process = stack.postgres.process
+    if process.poll() is not None:
+        raise RuntimeError(f"PostgreSQL is not running (exit {process.returncode})")
+    os.kill(process.pid, signal.SIGKILL)
+    return process.pid
