@@ -292,6 +292,15 @@ class InboxConsumer:
         self._resume = asyncio.Event()
         # When the handler's failures of the last minute were dead-lettered (monotonic).
         self._failed_at: deque[float] = deque()
+        # Broker epochs (runtime.broker_epoch, decision 0026): the consumer reads only while
+        # the broker is provisioned (``go``); in a new epoch it reads every partition from
+        # its beginning, once per partition, whatever offsets the new broker holds.
+        self._provisioned = asyncio.Event()
+        self._provisioned.set()  # without a watch (tests driving it directly), always
+        self._rewind = False
+        self._rewound: set[TopicPartition] = set()
+        self._current: asyncio.Task | None = None
+        self._restarting = False
 
     @property
     def group_id(self) -> str:
@@ -303,10 +312,20 @@ class InboxConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; when a failure limit stops it, wait for ``resume`` and
-        start again from the committed offsets (the first message it stopped at)."""
+        start again from the committed offsets (the first message it stopped at). While the
+        broker is not provisioned (``hold``) it waits; ``go`` starts it again."""
         while True:
+            await self._provisioned.wait()
+            self._current = asyncio.ensure_future(self._consume())
             try:
-                await self._consume()
+                await self._current
+            except asyncio.CancelledError:
+                if not self._restarting or not self._current.cancelled():
+                    self._current.cancel()
+                    raise
+                self._restarting = False
+                self.assigned = False
+                continue
             except FailureLimitReached as stop:
                 self.assigned = False
                 self.stops += 1
@@ -317,6 +336,27 @@ class InboxConsumer:
                 await self._resume.wait()
                 self._resume.clear()
                 log.warning("consumer resumed by an operator", group=self._group_id)
+
+    def hold(self) -> None:
+        """Stop reading (the broker is empty or not provisioned) until ``go``."""
+        self._provisioned.clear()
+        self._restart()
+
+    def go(self, rewind: bool) -> None:
+        """Read (again); with ``rewind`` (a new broker epoch) every partition from its
+        beginning: the new broker's log starts where the old one's offsets mean nothing, and
+        its committed offsets may be stale ones (decision 0026). The inbox drops repeats."""
+        if rewind:
+            self._rewind, self._rewound = True, set()
+            self._restart()
+        self._provisioned.set()
+
+    def _restart(self) -> None:
+        """Leave the group (the running poll is cancelled: its batch rolls back or is
+        committed whole, and no offset of it is committed after) and join again."""
+        if self._current is not None and not self._current.done():
+            self._restarting = True
+            self._current.cancel()
 
     def resume(self) -> bool:
         """Let a stopped consumer start again (the operator fixed the cause); whether it was stopped."""
@@ -356,6 +396,23 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             await consumer.stop()
+
+    def rewinds(self, assigned, consumer: AIOKafkaConsumer) -> bool:
+        """In a new broker epoch, seek each partition assigned for the first time in it to its
+        beginning; whether the epoch is new to this consumer (then nothing else is sought)."""
+        if not self._rewind:
+            return False
+        first = [tp for tp in assigned if tp not in self._rewound]
+        if first:
+            log.warning("a new broker epoch: reading from the beginning", group=self._group_id,
+                        partitions=len(first))
+            for tp in first:
+                # Offset 0, not a request for the earliest (that waits on the fetcher, here
+                # inside the rebalance): where retention removed it, the client's reset
+                # policy (earliest) takes the first offset still held.
+                consumer.seek(tp, 0)
+            self._rewound.update(first)
+        return True
 
     async def recorded_next(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """For each partition, the offset after the last message the inbox recorded (none for
@@ -611,6 +668,8 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
+        if self._inbox.rewinds(assigned, self._consumer):
+            return
         recorded = await self._inbox.recorded_next(sorted(assigned))
         if not recorded:
             return
