@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.events import EventType
 from contracts.reference import delivery_topic, ingress_topic
@@ -32,6 +32,7 @@ from runtime.kafka import make_producer
 from runtime.service import create_app
 from runtime.settings import Settings
 from tests.integration.helpers import ISSUER
+from tests.integration.test_topic_retention import retention_ms
 
 OPERATOR = {"Authorization": f"Bearer {ISSUER.issue('op.network', None, ['operator'])}"}
 
@@ -129,17 +130,10 @@ async def topic_shape(bootstrap: str, topics: list[str]) -> dict[str, tuple[int,
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
-        partitions = {t["topic"]: len(t["partitions"]) for t in described}
-        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
-        retention: dict[str, str | None] = {}
-        for response in configs:
-            for resource in response.resources:
-                name, entries = resource[3], resource[4]
-                retention[name] = next((e[1] for e in entries if e[0] == "retention.ms"), None)
-        return {t: (partitions[t], retention.get(t)) for t in topics}
+        partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)}
     finally:
         await admin.close()
+    return {t: (partitions[t], await retention_ms(bootstrap, t)) for t in topics}
 
 
 async def test_a_broker_that_comes_back_empty_is_rebuilt_and_every_report_is_answered_once(infrastructure, state,
