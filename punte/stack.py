@@ -260,12 +260,23 @@ class Stack:
         epoch by themselves, republish their kept outboxes and read the new log from its
         beginning (decision 0026)."""
         assert self.broker is not None
-        self.broker.start()
+        # The services are paused (SIGSTOP) until the broker is provisioned: a producer's batch
+        # in flight when the broker died is retried by the client on its own, and written to
+        # the empty broker before its topics exist, Tansu 0.6 gives its partition overlapping
+        # offsets (two records at one offset; its log: AlreadyExists ... .batch).
+        paused = [p for n, p in self.processes.items() if n in SERVICES and p.poll() is None]
+        for process in paused:
+            os.killpg(process.pid, signal.SIGSTOP)
         try:
+            self.broker.start()
             asyncio.run(provision(self.broker.bootstrap, Settings().retention_file))
         except BaseException:
-            self.broker.kill()  # started again with the next attempt, on a free port
+            self.broker.kill()  # started again with the next attempt
             raise
+        finally:
+            for process in paused:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGCONT)
 
     def _env(self, name: str) -> dict[str, str]:
         assert self.kafka_bootstrap and self.database_url

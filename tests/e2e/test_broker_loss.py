@@ -69,8 +69,9 @@ async def test_a_broker_killed_mid_run_is_rebuilt_and_every_report_is_answered_e
     try:
         await send_reports(15)
         outage.set()
+        await asyncio.sleep(1)
+        await before.stop()  # what the institutions read of the old log, which is lost now:
         faults.kill_broker(stack)
-        await before.stop()  # what the institutions read of the old log; it is gone now
 
         async def restarted() -> bool:
             """the supervisor started the broker again and rebuilt it"""
@@ -126,10 +127,16 @@ async def test_a_broker_killed_mid_run_is_rebuilt_and_every_report_is_answered_e
             return set(cases.values()) <= told
         await wait_until(leads_told, timeout=120)
 
+        trail: dict = {}
+
         async def verified() -> bool:
             """the audit trail verifies against the new log"""
-            return (await collect(stack.state))["audit_state"] == "verified"
-        await wait_until(verified, timeout=120)
+            trail.update((await collect(stack.state))["audit"])
+            return trail.get("state") == "verified"
+        try:
+            await wait_until(verified, timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(json.dumps({k: v for k, v in trail.items() if k != "gaps"})[:3000]) from exc
         await asyncio.sleep(2)  # anything doubled would have come by now
 
         found = outcomes()
