@@ -184,6 +184,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print(f"audit: {trail_state(result['audit'])}")
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
     console.print({"outbox_parked": result["outbox_parked"], "dead_letters": result["dead_letters"]})
+    epoch = result["components"].get("broker", {}).get("epoch")
+    console.print(f"broker epoch: {epoch['id'] if epoch else 'none (empty or not provisioned: punte replay)'}; "
+                  + ", ".join(f"{n} {(e or {}).get('state')}" for n, e in result.get("broker_epochs", {}).items()))
     for name, component in result["components"].items():
         for problem in component.get("problems", ()):
             console.print(f"[yellow]{name}[/yellow]: {problem}")

@@ -293,12 +293,11 @@ class InboxConsumer:
         # When the handler's failures of the last minute were dead-lettered (monotonic).
         self._failed_at: deque[float] = deque()
         # Broker epochs (runtime.broker_epoch, decision 0026): the consumer reads only while
-        # the broker is provisioned (``go``); in a new epoch it reads every partition from
-        # its beginning, once per partition, whatever offsets the new broker holds.
+        # the broker is provisioned (``go``); after a new epoch each client it starts reads
+        # every partition from its beginning, whatever offsets the new broker holds.
         self._provisioned = asyncio.Event()
         self._provisioned.set()  # without a watch (tests driving it directly), always
         self._rewind = False
-        self._rewound: set[TopicPartition] = set()
         self._current: asyncio.Task | None = None
         self._restarting = False
 
@@ -347,7 +346,7 @@ class InboxConsumer:
         beginning: the new broker's log starts where the old one's offsets mean nothing, and
         its committed offsets may be stale ones (decision 0026). The inbox drops repeats."""
         if rewind:
-            self._rewind, self._rewound = True, set()
+            self._rewind = True
             self._restart()
         self._provisioned.set()
 
@@ -397,22 +396,11 @@ class InboxConsumer:
         finally:
             await consumer.stop()
 
-    def rewinds(self, assigned, consumer: AIOKafkaConsumer) -> bool:
-        """In a new broker epoch, seek each partition assigned for the first time in it to its
-        beginning; whether the epoch is new to this consumer (then nothing else is sought)."""
-        if not self._rewind:
-            return False
-        first = [tp for tp in assigned if tp not in self._rewound]
-        if first:
-            log.warning("a new broker epoch: reading from the beginning", group=self._group_id,
-                        partitions=len(first))
-            for tp in first:
-                # Offset 0, not a request for the earliest (that waits on the fetcher, here
-                # inside the rebalance): where retention removed it, the client's reset
-                # policy (earliest) takes the first offset still held.
-                consumer.seek(tp, 0)
-            self._rewound.update(first)
-        return True
+    @property
+    def rewinding(self) -> bool:
+        """Whether this process saw a new broker epoch: each client it starts from then on
+        reads every partition from its beginning (the inbox drops what it holds)."""
+        return self._rewind
 
     async def recorded_next(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """For each partition, the offset after the last message the inbox recorded (none for
@@ -659,16 +647,21 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
     recorded, the database was restored from a backup (issue #12, docs/running.md "Restore
     from backup"): read again from the inbox's position. Repeats are harmless (the inbox
     drops what it holds, derived ids make re-emitted events the same events), so rewinding
-    is always safe; only a partition the inbox holds nothing of is left alone."""
+    is always safe; only a partition the inbox holds nothing of is left alone. After a new
+    broker epoch, every partition from its beginning instead (decision 0026)."""
 
     def __init__(self, consumer: AIOKafkaConsumer, inbox: "InboxConsumer") -> None:
         self._consumer, self._inbox = consumer, inbox
+        # A new broker epoch (decision 0026): partitions this client has read from the beginning.
+        self._rewind = inbox.rewinding
+        self._rewound: set[TopicPartition] = set()
 
     async def on_partitions_revoked(self, revoked) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
-        if self._inbox.rewinds(assigned, self._consumer):
+        if self._rewind:
+            self._from_the_beginning(assigned)
             return
         recorded = await self._inbox.recorded_next(sorted(assigned))
         if not recorded:
@@ -683,6 +676,21 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
                             "reading again from the inbox's position", group=self._inbox.group_id,
                             topic=tp.topic, partition=tp.partition, committed=committed, inbox=next_offset)
                 self._consumer.seek(tp, next_offset)
+
+    def _from_the_beginning(self, assigned) -> None:
+        """Seek each partition this client is assigned for the first time to its beginning:
+        the new broker's committed offsets may be the old log's (decision 0026)."""
+        first = [tp for tp in assigned if tp not in self._rewound]
+        if not first:
+            return
+        log.warning("a new broker epoch: reading from the beginning", group=self._inbox.group_id,
+                    partitions=len(first))
+        for tp in first:
+            # Offset 0, not a request for the earliest (that waits on the fetcher, here inside
+            # the rebalance): where retention removed it, the client's reset policy (earliest)
+            # takes the first offset still held.
+            self._consumer.seek(tp, 0)
+        self._rewound.update(first)
 
 
 def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:
