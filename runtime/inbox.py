@@ -315,14 +315,16 @@ class InboxConsumer:
         broker is not provisioned (``hold``) it waits; ``go`` starts it again."""
         while True:
             await self._provisioned.wait()
+            self._restarting = False
             self._current = asyncio.ensure_future(self._consume())
             try:
                 await self._current
             except asyncio.CancelledError:
-                if not self._restarting or not self._current.cancelled():
+                task = asyncio.current_task()
+                # This task cancelled (the service stops), or the client only (hold, go).
+                if not self._restarting or (task is not None and task.cancelling()):
                     self._current.cancel()
                     raise
-                self._restarting = False
                 self.assigned = False
                 continue
             except FailureLimitReached as stop:
