@@ -608,6 +608,10 @@ def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The r
     epoch = asyncio.run(provision(bootstrap, Settings().retention_file))
     console.print(f"Broker {bootstrap}: topicuri create / topics created; epoca / epoch {epoch.id} "
                   f"({epoch.created_at.isoformat()})")
+    if not state.runtime_file.exists():  # services not run by `punte up`: they notice by themselves
+        console.print("Serviciile observă singure / the services notice by themselves within "
+                      "PUNTE_BROKER_EPOCH_CHECK_SECONDS (their /stats: broker)")
+        return
     for service in OUTBOX_SERVICES:
         answer = _operator_call(state_dir, service, "POST", "/broker/epoch")
         seen, republished = answer["seen"], answer["republished"]  # type: ignore[index]
