@@ -210,9 +210,14 @@ class EpochWatch:
         self._hold, self._go, self._on_new, self._read = hold, go, on_new, read_epoch
         self.observed = Observed()
         self._going = False  # whether the relay and consumers run
+        self._checking = asyncio.Lock()  # the loop and an operator's request, one at a time
 
     async def check(self) -> Seen | None:
         """One look at the broker; what it decided (None: the broker could not be asked)."""
+        async with self._checking:
+            return await self._check()
+
+    async def _check(self) -> Seen | None:
         try:
             current = await self._read(self._bootstrap)
         except Exception as exc:  # broker away: the clients retry by themselves; nothing to decide

@@ -25,7 +25,7 @@ from contracts.reference import RetentionSchedule, retention
 from contracts.refusals import reason
 from runtime import dead_letters, http_errors
 from runtime.authorization import permit
-from runtime.broker_epoch import EpochWatch
+from runtime.broker_epoch import BROKER_EMPTY, EpochWatch
 from runtime.data_keys import DataKeys, Erased, from_settings
 from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
@@ -365,9 +365,12 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         # it out of rotation for one parked row would block everyone again (decision 0021).
         problems = await _outbox_problems(runtime) if checks["database"] else []
         checks["outbox_unblocked"] = not problems
-        if broker is not None and broker["reason"]:
-            problems.append(f"{broker['reason']}: the broker has no epoch marker (empty or not provisioned); "
+        if broker is not None and broker["reason"] == BROKER_EMPTY:
+            problems.append(f"{BROKER_EMPTY}: the broker has no epoch marker (empty or not provisioned); "
                             "nothing is published or read until it is rebuilt: punte replay")
+        elif broker is not None and broker["reason"]:
+            problems.append(f"{broker['reason']}: the broker's epoch could not be read yet; nothing is "
+                            "published or read until it is")
         status = "not-ready" if not ok else "degraded" if problems else "ready"
         return JSONResponse({"status": status, "checks": checks, "problems": problems,
                              "consumers_stopped": stopped, "broker": broker},
