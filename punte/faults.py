@@ -1,6 +1,6 @@
 """Faults we can cause on a running Stack, for the chaos bench (bench/chaos.py) and tests:
-a service killed with SIGKILL, the embedded broker paused and resumed, the embedded
-PostgreSQL killed and started again. Each says what it did; none waits for recovery,
+a service killed with SIGKILL, the embedded broker paused and resumed or killed (its log
+lost), the embedded PostgreSQL killed and started again. Each says what it did; none waits for recovery,
 which is the supervisor's job (punte.stack) and what the caller checks."""
 from __future__ import annotations
 
@@ -48,6 +48,16 @@ def broker_paused(stack: Stack, seconds: float | None = None) -> Iterator[None]:
             time.sleep(seconds)
     finally:
         resume_broker(stack)
+
+
+def kill_broker(stack: Stack) -> int:
+    """SIGKILL the embedded broker: its log, kept in memory, is lost with it. The supervisor
+    starts a new, empty one and rebuilds it (decision 0026). Returns the pid killed."""
+    if stack.broker is None or stack.broker.process is None:
+        raise RuntimeError("the stack does not own its broker (PUNTE_KAFKA_BOOTSTRAP is set)")
+    pid = stack.broker.process.pid
+    stack.broker.kill()
+    return pid
 
 
 def restart_postgres(stack: Stack, hard: bool = True) -> None:
