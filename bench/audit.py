@@ -43,12 +43,12 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
-from figures import machine, rounded
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from bench.figures import machine, rounded  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import retention  # noqa: E402
 from punte.embedded import EmbeddedPostgres  # noqa: E402

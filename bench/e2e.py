@@ -40,10 +40,10 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from figures import machine, rounded  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.figures import machine, rounded  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import ingress_topic, institutions, topic_partitions  # noqa: E402
 from punte.institution import fetch_intake_keys, sealed_report  # noqa: E402

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from contracts.reference import INSTITUTION_PLACEHOLDER, topics
+from contracts.reference import BROKER_EPOCH_TOPIC, INSTITUTION_PLACEHOLDER, topics
 
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
@@ -115,6 +115,9 @@ def topic_specs(institution_ids: Iterable[str], ingress_days: int) -> list[Topic
                  if INSTITUTION_PLACEHOLDER in template else [template])
         specs.extend(TopicSpec(n, kind, int(topic.get("partitions", 1)), REPLICATION_FACTOR, dict(configs))
                      for n in names)
+    # The broker's epoch marker, kept for ever (decision 0026); the admin writes it.
+    specs.append(TopicSpec(BROKER_EPOCH_TOPIC, "internal", 1, REPLICATION_FACTOR,
+                           {"min.insync.replicas": str(MIN_INSYNC_REPLICAS), "retention.ms": "-1"}))
     return specs
 
 
@@ -140,6 +143,8 @@ def _grants(ids: tuple[str, ...]) -> tuple[Grant, ...]:
                     else:  # a shared topic every institution takes part in
                         users = [institution_user(i) for i in ids]
                     out.update(Grant(u, TOPIC, LITERAL, name, operation) for u in users)
+    # Every service reads the broker's epoch; only the admin writes it (decision 0026).
+    out.update(Grant(service_user(s), TOPIC, LITERAL, BROKER_EPOCH_TOPIC, READ) for s in services())
     out.update(Grant(institution_user(i), GROUP, PREFIXED, institution_group_prefix(i), READ) for i in ids)
     out.update(Grant(service_user(s), GROUP, PREFIXED, service_group_prefix(s), READ) for s in services())
     return tuple(sorted(out))

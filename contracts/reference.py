@@ -20,6 +20,9 @@ CONTRACTS_DIR = Path(__file__).resolve().parent
 REFERENCE_DIR = CONTRACTS_DIR / "reference"
 TOPICS_FILE = CONTRACTS_DIR / "topics.yaml"
 INSTITUTION_PLACEHOLDER = "{institution}"
+# Not a topic of events (topics.yaml): its first record is the broker's epoch, written when a
+# broker is provisioned and read by every service (runtime.broker_epoch, decision 0026).
+BROKER_EPOCH_TOPIC = "punte.broker-epoch"
 
 
 @dataclass(frozen=True)

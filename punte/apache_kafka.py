@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from punte.embedded import free_port, wait_for_port
+from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
@@ -156,6 +157,11 @@ class KafkaCluster:
         """librdkafka (confluent-kafka) settings of the super user."""
         return {"bootstrap.servers": self.bootstrap, "security.protocol": "SASL_PLAINTEXT",
                 "sasl.mechanism": SCRAM, "sasl.username": self.admin_user, "sasl.password": self.admin_password}
+
+    def admin_settings(self) -> Settings:
+        """The super user's settings for the runtime's (aiokafka) clients."""
+        return Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism=SCRAM,
+                        kafka_username=self.admin_user, kafka_password=self.admin_password)
 
     def properties(self, node: KafkaNode) -> dict[str, str]:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)

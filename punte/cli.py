@@ -19,7 +19,8 @@ from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
 from punte.stack import Stack
 from punte.state import State
-from punte.status import collect, operator_token
+from punte.status import collect, operator_kafka_settings, operator_token
+from runtime.broker_epoch import provision
 from runtime.settings import Settings
 
 app = typer.Typer(help="Punte — rețeaua instituțiilor pentru protecția copilului / "
@@ -196,6 +197,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     console.print(f"audit: {trail_state(result['audit'])}")
     console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
     console.print({"outbox_parked": result["outbox_parked"], "dead_letters": result["dead_letters"]})
+    epoch = result["components"].get("broker", {}).get("epoch")
+    console.print(f"broker epoch: {epoch['id'] if epoch else 'none (empty or not provisioned: punte replay)'}; "
+                  + ", ".join(f"{n} {(e or {}).get('state')}" for n, e in result.get("broker_epochs", {}).items()))
     for name, component in result["components"].items():
         for problem in component.get("problems", ()):
             console.print(f"[yellow]{name}[/yellow]: {problem}")
@@ -652,3 +656,39 @@ def _officer_signed_in(state_dir: Path, institution: str) -> tuple[dict[str, str
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The rebuilt broker (default: the "
+                                                "running network's, from its state folder)"),
+           state_dir: Path = STATE) -> None:
+    """After a lost broker or cluster (decision 0026): create its topics as planned, claim a new
+    broker epoch, and ask each service to republish its kept outbox and read the new log from
+    its beginning. Run twice, nothing doubles: a service republishes once per epoch."""
+    state = State(state_dir)
+    if bootstrap is None:
+        if not state.runtime_file.exists():
+            console.print("[red]Rețeaua nu rulează / the network is not running[/red]: --bootstrap")
+            raise typer.Exit(2)
+        bootstrap = json.loads(state.runtime_file.read_text())["kafka_bootstrap"]
+    # On `punte up --broker kafka`, as the cluster's admin; elsewhere as PUNTE_KAFKA_* say.
+    admin = operator_kafka_settings(state, json.loads(state.runtime_file.read_text())) \
+        if state.runtime_file.exists() else None
+    epoch = asyncio.run(provision(bootstrap, Settings().retention_file, admin))
+    console.print(f"Broker {bootstrap}: topicuri create / topics created; epoca / epoch {epoch.id} "
+                  f"({epoch.created_at.isoformat()})")
+    if not state.runtime_file.exists():  # services not run by `punte up`: they notice by themselves
+        console.print("Serviciile observă singure / the services notice by themselves within "
+                      "PUNTE_BROKER_EPOCH_CHECK_SECONDS (their /stats: broker)")
+        return
+    for service in OUTBOX_SERVICES:
+        answer = _operator_call(state_dir, service, "POST", "/broker/epoch")
+        seen, republished = answer["seen"], answer["republished"]  # type: ignore[index]
+        if seen == "new":
+            what = f"[green]epocă nouă / new epoch[/green]: {republished} rânduri republicate / rows republished"
+        elif seen == "same":
+            what = (f"deja la zi / already on it ({answer['changes']} epoci noi văzute de acest proces / new "  # type: ignore[index]
+                    f"epochs seen by this process, {republished} rânduri republicate / rows republished)")
+        else:
+            what = f"[red]{seen}[/red] {answer.get('reason') or ''}"  # type: ignore[union-attr]
+        console.print(f"{service}: {what}")

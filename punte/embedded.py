@@ -174,6 +174,10 @@ class EmbeddedBroker:
         wait_for_port(self.port, timeout, self.process)
         return self
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the embedded broker's log (in memory) is gone with it."""
+        _kill_group(self.process)
+
     def pause(self) -> None:
         """SIGSTOP: the broker holds its connections and answers nothing, as a hung broker."""
         assert self.process is not None

@@ -1,6 +1,6 @@
 """Faults we can cause on a running Stack, for the chaos bench (bench/chaos.py) and tests:
-a service killed with SIGKILL, the embedded broker paused and resumed, the embedded
-PostgreSQL killed and started again. Each says what it did; none waits for recovery,
+a service killed with SIGKILL, the embedded broker paused and resumed or killed (its log
+lost), the embedded PostgreSQL killed and started again. Each says what it did; none waits for recovery,
 which is the supervisor's job (punte.stack) and what the caller checks."""
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def broker_paused(stack: Stack, seconds: float | None = None) -> Iterator[None]:
         resume_broker(stack)
 
 
+def kill_broker(stack: Stack) -> int:
+    """SIGKILL the embedded broker: its log, kept in memory, is lost with it. The supervisor
+    starts a new, empty one and rebuilds it (decision 0026). Returns the pid killed."""
+    if stack.broker is None or stack.broker.process is None:
+        raise RuntimeError("the stack does not own its broker (PUNTE_KAFKA_BOOTSTRAP is set)")
+    pid = stack.broker.process.pid
+    stack.broker.kill()
+    return pid
+
+
 def restart_postgres(stack: Stack, hard: bool = True) -> None:
     """Kill the embedded PostgreSQL (SIGKILL to the postmaster when ``hard``, as a crash;
     SIGTERM otherwise) and start it again on the same port and data, under the supervisor's
@@ -59,3 +69,17 @@ def restart_postgres(stack: Stack, hard: bool = True) -> None:
     with stack.supervisor_lock:
         stack.postgres.restart(hard=hard)
         stack.supervisor_adopt("database")
+
+
+def kill_postgres(stack: Stack) -> int:
+    """SIGKILL the embedded PostgreSQL's postmaster alone, as a crash or the OOM killer
+    would: its backends notice and exit, and the supervisor starts it again (crash recovery
+    runs at its start). Unlike ``restart_postgres`` nothing here waits or restarts; returns
+    the pid killed."""
+    if stack.postgres is None or stack.postgres.process is None:
+        raise RuntimeError("the stack does not own its PostgreSQL (PUNTE_DATABASE_URL is set)")
+    process = stack.postgres.process
+    if process.poll() is not None:
+        raise RuntimeError(f"PostgreSQL is not running (exit {process.returncode})")
+    os.kill(process.pid, signal.SIGKILL)
+    return process.pid

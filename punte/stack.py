@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from contracts.reference import institutions, retention, topic_partitions
 from punte.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from punte.state import State
-from runtime.kafka import ensure_topics, topic_configs
+from runtime.broker_epoch import provision
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -282,10 +281,33 @@ class Stack:
         if self.kafka_bootstrap is None:
             self.broker = EmbeddedBroker(log_file=self.state_dir / "logs" / "broker.log").start()
             self.kafka_bootstrap = self.broker.bootstrap
-        plan = topic_partitions(institutions())
-        # Ingress topics keep messages for retention.yaml's ingress_days only (issue #11).
-        days = retention(Settings().retention_file).ingress_days
-        asyncio.run(ensure_topics(self.kafka_bootstrap, plan, configs=topic_configs(plan, days)))
+        # Every topic (ingress topics keep messages for retention.yaml's ingress_days only,
+        # issue #11) and the broker's epoch (decision 0026).
+        asyncio.run(provision(self.kafka_bootstrap, Settings().retention_file))
+
+    def restart_broker(self) -> None:
+        """The embedded broker exited, its log (in memory) with it: a new, empty one on the same
+        port, its topics created as at start and a new epoch claimed. The services notice the
+        epoch by themselves, republish their kept outboxes and read the new log from its
+        beginning (decision 0026)."""
+        assert self.broker is not None
+        # The services are paused (SIGSTOP) until the broker is provisioned: a producer's batch
+        # in flight when the broker died is retried by the client on its own, and written to
+        # the empty broker before its topics exist, Tansu 0.6 gives its partition overlapping
+        # offsets (two records at one offset; its log: AlreadyExists ... .batch).
+        paused = [p for n, p in self.processes.items() if n in SERVICES and p.poll() is None]
+        for process in paused:
+            os.killpg(process.pid, signal.SIGSTOP)
+        try:
+            self.broker.start()
+            asyncio.run(provision(self.broker.bootstrap, Settings().retention_file))
+        except BaseException:
+            self.broker.kill()  # started again with the next attempt
+            raise
+        finally:
+            for process in paused:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGCONT)
 
     def _start_kafka(self) -> None:
         """Apache Kafka (started unless given), then `punte kafka apply`'s declaration: the
@@ -306,6 +328,8 @@ class Stack:
         self.kafka_bootstrap = self.kafka.bootstrap
         credentials = self.kafka_credentials_file or self.state_dir / "keys" / "kafka-credentials.json"
         applied = apply_network(self.kafka.admin_config(), credentials, Settings().retention_file)
+        # The broker's epoch (decision 0026): the services hold until it is claimed.
+        asyncio.run(provision(self.kafka_bootstrap, Settings().retention_file, self.kafka.admin_settings()))
         self.kafka_credentials = load_credentials(credentials)
         missing = [w for w in applied.warnings if "credentials file" in w]
         if missing:
@@ -375,7 +399,7 @@ class Stack:
     def _programs(self) -> dict[str, Program]:
         """Every process the stack started: the services, the issuer and the mail server are
         started again; the embedded PostgreSQL too (crash recovery runs at its start); the
-        embedded broker only watched, since it kept its topics in memory (issue #12, item 4)."""
+        embedded broker too, empty, then rebuilt (``restart_broker``, decision 0026)."""
         logs = self.state_dir / "logs"
         programs = {name: Program(lambda n=name: self.processes.get(n), lambda n=name: self.start_process(n),
                                   logs / f"{name}.log")
@@ -386,7 +410,7 @@ class Stack:
                                            postgres.log_file)
         if self.broker is not None:
             broker = self.broker
-            programs["broker"] = Program(lambda: broker.process, None, logs / "broker.log")
+            programs["broker"] = Program(lambda: broker.process, self.restart_broker, logs / "broker.log")
         if self.kafka is not None and self._owns_kafka:
             # Apache Kafka keeps its log on disk: a node that exits is started again.
             cluster = self.kafka

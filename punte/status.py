@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
+from runtime import broker_epoch
 from runtime.kafka import broker_partitions, client_options
 from runtime.settings import Settings
 
@@ -101,7 +102,7 @@ def add_supervision(components: dict[str, Any], state: State) -> None:
             component["status"] = "down"
 
 
-def _kafka_admin(state: State, runtime: dict[str, Any]) -> Settings | None:
+def operator_kafka_settings(state: State, runtime: dict[str, Any]) -> Settings | None:
     """On `punte up --broker kafka`, the operator reads every topic as the cluster's admin
     (its password beside the cluster's data, decision 0027); None: the environment's."""
     password = state.root / "kafka" / "admin-password"
@@ -117,9 +118,18 @@ async def collect(state: State) -> dict[str, Any]:
     components: dict[str, Any] = {}
     # Topics are counted first: the audit count read afterwards has had time to catch up,
     # so on a live network "covers" means the trail holds at least what the topics held.
+    epoch: broker_epoch.Epoch | None = None
     try:
-        on_topics: int | None = await topic_messages(runtime["kafka_bootstrap"], settings=_kafka_admin(state, runtime))
+        on_topics: int | None = await topic_messages(runtime["kafka_bootstrap"], settings=operator_kafka_settings(state, runtime))
         components["broker"] = {"status": "up", "bootstrap": runtime["kafka_bootstrap"]}
+        # Its epoch (decision 0026): none means empty or not provisioned, whatever answers.
+        epoch = await broker_epoch.read(runtime["kafka_bootstrap"], settings=operator_kafka_settings(state, runtime))
+        if epoch is None:
+            components["broker"].update(status="empty", reason=broker_epoch.BROKER_EMPTY,
+                                        problems=["the broker has no epoch marker (empty or not provisioned): "
+                                                  "punte replay"])
+        else:
+            components["broker"]["epoch"] = {"id": epoch.id, "created_at": epoch.created_at.isoformat()}
     except Exception as exc:
         on_topics = None
         components["broker"] = {"status": "down", "error": repr(exc)}
@@ -156,6 +166,8 @@ async def collect(state: State) -> dict[str, Any]:
     pending = {n: s.get("outbox", {}).get("pending") for n, s in stats.items()}
     parked = {n: int(s.get("outbox", {}).get("parked") or 0) for n, s in stats.items()}
     dead_letters = {n: int(s.get("dead_letters", {}).get("total") or 0) for n, s in stats.items()}
+    # Which broker epoch each service reads, and how often it saw a new one (decision 0026).
+    epochs = {n: s.get("broker") for n, s in stats.items() if s.get("broker") is not None}
     return {
         "components": components,
         "counts": counts,
@@ -169,7 +181,11 @@ async def collect(state: State) -> dict[str, Any]:
             # A parked row is an output not yet delivered: the books do not close until an
             # operator retries or discards it (punte outbox parked).
             "no_outbox_row_parked": not any(parked.values()),
+            # Every service reads the broker's epoch: none holds on an empty broker or reads an old log.
+            "every_service_on_the_broker_epoch": epoch is not None and all(
+                e.get("epoch") == epoch.id for e in epochs.values()),
         },
+        "broker_epochs": epochs,
         "outbox_pending": pending,
         "outbox_parked": parked,
         "dead_letters": dead_letters,

@@ -134,6 +134,9 @@ class UnitOfWork:
     outbox: Outbox
     source: str
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # A dead letter applied again by an operator: its answer to the sender replaces the
+    # PROCESSING_FAILED one it was given (decision 0022).
+    replaying: bool = False
 
 
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
@@ -292,6 +295,14 @@ class InboxConsumer:
         self._resume = asyncio.Event()
         # When the handler's failures of the last minute were dead-lettered (monotonic).
         self._failed_at: deque[float] = deque()
+        # Broker epochs (runtime.broker_epoch, decision 0026): the consumer reads only while
+        # the broker is provisioned (``go``); after a new epoch each client it starts reads
+        # every partition from its beginning, whatever offsets the new broker holds.
+        self._provisioned = asyncio.Event()
+        self._provisioned.set()  # without a watch (tests driving it directly), always
+        self._rewind = False
+        self._current: asyncio.Task | None = None
+        self._restarting = False
 
     @property
     def group_id(self) -> str:
@@ -303,10 +314,22 @@ class InboxConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; when a failure limit stops it, wait for ``resume`` and
-        start again from the committed offsets (the first message it stopped at)."""
+        start again from the committed offsets (the first message it stopped at). While the
+        broker is not provisioned (``hold``) it waits; ``go`` starts it again."""
         while True:
+            await self._provisioned.wait()
+            self._restarting = False
+            self._current = asyncio.ensure_future(self._consume())
             try:
-                await self._consume()
+                await self._current
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                # This task cancelled (the service stops), or the client only (hold, go).
+                if not self._restarting or (task is not None and task.cancelling()):
+                    self._current.cancel()
+                    raise
+                self.assigned = False
+                continue
             except FailureLimitReached as stop:
                 self.assigned = False
                 self.stops += 1
@@ -317,6 +340,27 @@ class InboxConsumer:
                 await self._resume.wait()
                 self._resume.clear()
                 log.warning("consumer resumed by an operator", group=self._group_id)
+
+    def hold(self) -> None:
+        """Stop reading (the broker is empty or not provisioned) until ``go``."""
+        self._provisioned.clear()
+        self._restart()
+
+    def go(self, rewind: bool) -> None:
+        """Read (again); with ``rewind`` (a new broker epoch) every partition from its
+        beginning: the new broker's log starts where the old one's offsets mean nothing, and
+        its committed offsets may be stale ones (decision 0026). The inbox drops repeats."""
+        if rewind:
+            self._rewind = True
+            self._restart()
+        self._provisioned.set()
+
+    def _restart(self) -> None:
+        """Leave the group (the running poll is cancelled: its batch rolls back or is
+        committed whole, and no offset of it is committed after) and join again."""
+        if self._current is not None and not self._current.done():
+            self._restarting = True
+            self._current.cancel()
 
     def resume(self) -> bool:
         """Let a stopped consumer start again (the operator fixed the cause); whether it was stopped."""
@@ -356,6 +400,12 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             await consumer.stop()
+
+    @property
+    def rewinding(self) -> bool:
+        """Whether this process saw a new broker epoch: each client it starts from then on
+        reads every partition from its beginning (the inbox drops what it holds)."""
+        return self._rewind
 
     async def recorded_next(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """For each partition, the offset after the last message the inbox recorded (none for
@@ -470,8 +520,9 @@ class InboxConsumer:
         self.dead_lettered += 1
         events.take(uow.outbox)
 
-    def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
-        return UnitOfWork(session, Outbox(session, self._signer, self._data_keys), self._source)
+    def _unit_of_work(self, session: AsyncSession, replaying: bool = False) -> UnitOfWork:
+        return UnitOfWork(session, Outbox(session, self._signer, self._data_keys), self._source,
+                          replaying=replaying)
 
     async def _apply_all(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
                          waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
@@ -510,7 +561,7 @@ class InboxConsumer:
                     waiting[0].message.position, outcome)
         return waiting
 
-    async def _attempt(self, session: AsyncSession, message: Message) -> Outbox | str:
+    async def _attempt(self, session: AsyncSession, message: Message, replaying: bool = False) -> Outbox | str:
         """Run the handler in a savepoint, up to ``attempts`` times: the events it wrote once
         it applied, or what its last failure was (failure_detail). A transient fault raises."""
         span_name = f"process {message.header('ce_type') or message.topic}"
@@ -521,7 +572,7 @@ class InboxConsumer:
         ):
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
-                uow = self._unit_of_work(session)
+                uow = self._unit_of_work(session, replaying)
                 try:
                     async with session.begin_nested():
                         await self._handler(uow, message)
@@ -581,7 +632,7 @@ class InboxConsumer:
                                     .where(sa.column("message_key") == key)):
                 return "already-replayed"
             message = Message(body.topic, body.partition, body.offset, body.key, body.value, body.headers, 0)
-            outcome = await self._attempt(session, message)
+            outcome = await self._attempt(session, message, replaying=True)
             if not isinstance(outcome, Outbox):
                 raise ReplayFailed(outcome)
             await session.execute(sa.insert(inbox_table), [_inbox_row(key, message)])
@@ -602,15 +653,22 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
     recorded, the database was restored from a backup (issue #12, docs/running.md "Restore
     from backup"): read again from the inbox's position. Repeats are harmless (the inbox
     drops what it holds, derived ids make re-emitted events the same events), so rewinding
-    is always safe; only a partition the inbox holds nothing of is left alone."""
+    is always safe; only a partition the inbox holds nothing of is left alone. After a new
+    broker epoch, every partition from its beginning instead (decision 0026)."""
 
     def __init__(self, consumer: AIOKafkaConsumer, inbox: "InboxConsumer") -> None:
         self._consumer, self._inbox = consumer, inbox
+        # A new broker epoch (decision 0026): partitions this client has read from the beginning.
+        self._rewind = inbox.rewinding
+        self._rewound: set[TopicPartition] = set()
 
     async def on_partitions_revoked(self, revoked) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
+        if self._rewind:
+            self._from_the_beginning(assigned)
+            return
         recorded = await self._inbox.recorded_next(sorted(assigned))
         if not recorded:
             return
@@ -624,6 +682,21 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
                             "reading again from the inbox's position", group=self._inbox.group_id,
                             topic=tp.topic, partition=tp.partition, committed=committed, inbox=next_offset)
                 self._consumer.seek(tp, next_offset)
+
+    def _from_the_beginning(self, assigned) -> None:
+        """Seek each partition this client is assigned for the first time to its beginning:
+        the new broker's committed offsets may be the old log's (decision 0026)."""
+        first = [tp for tp in assigned if tp not in self._rewound]
+        if not first:
+            return
+        log.warning("a new broker epoch: reading from the beginning", group=self._inbox.group_id,
+                    partitions=len(first))
+        for tp in first:
+            # Offset 0, not a request for the earliest (that waits on the fetcher, here inside
+            # the rebalance): where retention removed it, the client's reset policy (earliest)
+            # takes the first offset still held.
+            self._consumer.seek(tp, 0)
+        self._rewound.update(first)
 
 
 def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:

@@ -10,7 +10,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
 from contracts.refusals import Refused, reason
@@ -154,7 +157,30 @@ def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None
         data["reason"] = reason(code, detail)
     if sender is not None:
         # One outcome per message, its id derived from the message: an answer sent again
-        # (the message processed again after a restore) is one the sender can drop.
-        outcome = CloudEvent.new(OUTCOME_TYPE, uow.source, data, id=derived_id(key_by_sender(message), "outcome"))
+        # (the message processed again after a restore) is one the sender can drop. A
+        # replayed dead letter's answer is a new one: it supersedes PROCESSING_FAILED.
+        step = ("outcome", "replayed") if uow.replaying else ("outcome",)
+        outcome = CloudEvent.new(OUTCOME_TYPE, uow.source, data, id=derived_id(key_by_sender(message), *step))
         uow.outbox.emit(delivery_topic(sender), outcome, key=key or subject_id)
     return data
+
+
+class AlreadyAnswered(Exception):
+    """A message answered otherwise than PROCESSING_FAILED is not answered twice."""
+
+
+async def keep_answer(session: AsyncSession, table: sa.Table, values: dict[str, Any],
+                      replaying: bool = False) -> None:
+    """Keep the one answer to an inbound message (``table`` is keyed by ``message_key`` and
+    has its ``reason_code``). A replayed dead letter's answer (``replaying``: the unit of
+    work's) replaces the PROCESSING_FAILED it was given (decision 0022); any other stands."""
+    if not replaying:
+        await session.execute(sa.insert(table).values(**values))
+        return
+    statement = pg_insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.message_key],
+        set_={name: statement.excluded[name] for name in values if name != "message_key"},
+        where=table.c.reason_code == "PROCESSING_FAILED")
+    if not (await session.execute(statement)).rowcount:
+        raise AlreadyAnswered(f"{values['message_key']} was answered, and not PROCESSING_FAILED")

@@ -153,6 +153,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.published = 0
         self.parked = 0
+        # Why the relay publishes nothing now (runtime.broker_epoch: the broker is empty, and a
+        # row sent would auto-create its topic with the broker's default partitions); None: it runs.
+        self.held: str | None = None
 
     def wake(self) -> None:
         """Called after a commit that wrote outbox rows, so they leave without waiting."""
@@ -161,6 +164,13 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = 0.1
         while True:
+            if self.held is not None:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                continue
             try:
                 sent = await self.publish_batch()
                 backoff = 0.1

@@ -18,13 +18,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
 from contracts.reference import RetentionSchedule, retention
 from contracts.refusals import reason
 from runtime import dead_letters, http_errors
 from runtime.authorization import permit
+from runtime.broker_epoch import BROKER_EMPTY, EpochWatch
 from runtime.data_keys import DataKeys, Erased, from_settings
 from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
@@ -86,6 +87,26 @@ class Runtime:
     started: bool = False
     # What a service sets up in on_start for its handlers and routes (e.g. the audit log).
     extras: dict[str, Any] = field(default_factory=dict)
+    # The watch on the broker's epoch (runtime.broker_epoch, decision 0026); None: not watched.
+    epochs: EpochWatch | None = None
+
+    async def hold(self, reason: str) -> None:
+        """The broker is empty or not provisioned: publish nothing, read nothing."""
+        self.relay.held = reason
+        for consumer in self.consumers:
+            consumer.hold()
+
+    async def go(self, rewind: bool) -> None:
+        """The broker has an epoch: publish and read; in a new one, every partition from its
+        beginning."""
+        self.relay.held = None
+        self.relay.wake()
+        for consumer in self.consumers:
+            consumer.go(rewind)
+
+    def broker_epoch(self) -> int:
+        """This service's ordinal of the broker epoch it reads now (0: not known yet)."""
+        return self.epochs.observed.ordinal if self.epochs is not None else 0
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
@@ -155,6 +176,9 @@ class ServiceSpec:
     # The service keeps values sealed under data keys (dead-letter bodies, a case's notes):
     # it does not start without PUNTE_DATA_KEYS.
     data_keys: bool = False
+    # Runs in the transaction that records a new broker epoch (decision 0026), with the
+    # epoch's id: e.g. the audit starts a new trail epoch.
+    on_broker_epoch: Callable[[Runtime, AsyncConnection, str], Awaitable[None]] | None = None
 
 
 def polling(work: Callable[[], Awaitable[int]], idle_seconds: float) -> Callable[[], Awaitable[None]]:
@@ -286,7 +310,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             await spec.on_start(runtime)
         runtime.consumers = spec.consumers(runtime)
         app.state.runtime = runtime
-        tasks = [asyncio.create_task(_supervise("relay", relay.run))]
+        # Nothing is published or read before the broker's epoch is known (decision 0026).
+        on_new = spec.on_broker_epoch
+        runtime.epochs = EpochWatch(
+            engine, settings.kafka_bootstrap, settings.broker_epoch_check_seconds, runtime.hold, runtime.go,
+            on_new=(lambda conn, epoch: on_new(runtime, conn, epoch)) if on_new is not None else None)
+        await runtime.hold("broker-unknown")
+        await runtime.epochs.check()
+        tasks = [asyncio.create_task(_supervise("relay", relay.run)),
+                 asyncio.create_task(_supervise("broker-epoch", runtime.epochs.run))]
         tasks += [asyncio.create_task(_supervise(c.service, c.run)) for c in runtime.consumers]
         tasks += [asyncio.create_task(_supervise(f"{spec.name}-loop", loop)) for loop in spec.loops(runtime)]
         runtime.started = True
@@ -325,14 +357,23 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             checks["database"] = False
         checks["consumers_assigned"] = all(c.assigned for c in runtime.consumers)
         checks["consumers_running"], stopped = consumers_stopped(runtime)
+        broker = broker_state(runtime)
+        # An empty broker (no epoch marker): nothing is published or read (decision 0026).
+        checks["broker_provisioned"] = broker is None or broker["state"] == "current"
         ok = all(checks.values())
         # Degraded, not unready: the service still serves and its other keys flow; taking
         # it out of rotation for one parked row would block everyone again (decision 0021).
         problems = await _outbox_problems(runtime) if checks["database"] else []
         checks["outbox_unblocked"] = not problems
+        if broker is not None and broker["reason"] == BROKER_EMPTY:
+            problems.append(f"{BROKER_EMPTY}: the broker has no epoch marker (empty or not provisioned); "
+                            "nothing is published or read until it is rebuilt: punte replay")
+        elif broker is not None and broker["reason"]:
+            problems.append(f"{broker['reason']}: the broker's epoch could not be read yet; nothing is "
+                            "published or read until it is")
         status = "not-ready" if not ok else "degraded" if problems else "ready"
         return JSONResponse({"status": status, "checks": checks, "problems": problems,
-                             "consumers_stopped": stopped},
+                             "consumers_stopped": stopped, "broker": broker},
                             status_code=200 if ok else 503)
 
     @app.get("/stats", tags=["health"])
@@ -346,6 +387,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             "service": spec.name, "counts": counts,
             "outbox": {**outbox, "published_by_this_replica": runtime.relay.published},
             "dead_letters": dead,
+            "broker": broker_state(runtime),
             "consumers": [
                 {"service": c.service, "group": c.group_id, "processed": c.processed, "duplicates": c.duplicates,
                  "dead_lettered": c.dead_lettered, "assigned": c.assigned, "stops": c.stops,
@@ -366,6 +408,12 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
     app.router.lifespan_context = closing(app.router.lifespan_context)
     return app
+
+
+def broker_state(runtime: Runtime) -> dict[str, object] | None:
+    """What the service knows of its broker's epoch (decision 0026); None: not watched."""
+    epochs = getattr(runtime, "epochs", None)  # tests build runtimes of their own
+    return epochs.observed.public() if epochs is not None else None
 
 
 def consumers_stopped(runtime: Runtime) -> tuple[bool, list[dict[str, str]]]:
@@ -419,6 +467,19 @@ def operator_routes() -> APIRouter:
         log.warning("dead letters replayed", by=principal.subject,
                     results={r["position"]: r["result"] for r in results})
         return {"results": results}
+
+    @router.post("/broker/epoch", summary="Look at the broker's epoch now; republish the outbox in a new one")
+    async def broker_epoch(request: Request,
+                           principal: Principal = Depends(permit("broker.epoch"))) -> dict[str, Any]:
+        """What `punte replay` asks each service after it rebuilt the broker: the same check
+        the service runs every PUNTE_BROKER_EPOCH_CHECK_SECONDS, at once. In a new epoch the
+        kept outbox is marked pending again, once: asked twice, the second finds it the same."""
+        runtime: Runtime = request.app.state.runtime
+        if runtime.epochs is None:
+            raise HTTPException(409, detail=reason("NOT_FOUND", "this service does not watch the broker's epoch"))
+        seen = await runtime.epochs.check()
+        log.warning("broker epoch check asked", by=principal.subject, seen=seen)
+        return {"seen": seen or "unreachable", **runtime.epochs.observed.public()}
 
     return router
 

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     consumer_batch_max: int = 500
     relay_batch_max: int = 500
     relay_poll_seconds: float = 0.05
+    # How often each service reads the broker's epoch marker (runtime.broker_epoch, decision
+    # 0026): a broker that came back empty is noticed within this (sooner while it is held).
+    broker_epoch_check_seconds: float = 5.0
     handler_attempts: int = 3
     # Failure limits (runtime/inbox.py, decision 0022). A failing message waits for its
     # verdict: dead-lettered as poison when a good message follows it (or nothing follows

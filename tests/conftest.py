@@ -5,6 +5,7 @@ containers uses testcontainers (Apache Kafka and PostgreSQL in Docker) where an 
 exists; PUNTE_TEST_DATABASE_URL and PUNTE_TEST_KAFKA_BOOTSTRAP point at servers you run."""
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from punte.embedded import EmbeddedBroker, EmbeddedPostgres
+from runtime import broker_epoch
 
 # Locally, property tests explore new inputs on every run; CI replays a fixed sequence so
 # a submission lands or fails on its own merits (a local find becomes a regression test).
@@ -33,6 +35,7 @@ def _containers() -> Iterator[Infrastructure]:
     from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer("postgres:17", driver="asyncpg") as pg, KafkaContainer() as kafka:
+        asyncio.run(broker_epoch.claim(kafka.get_bootstrap_server()))
         yield Infrastructure(pg.get_connection_url(), kafka.get_bootstrap_server())
 
 
@@ -51,6 +54,8 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrast
         if bootstrap is None:
             broker = EmbeddedBroker(log_file=root / "broker.log").start()
             bootstrap = broker.bootstrap
+        # A provisioned broker has an epoch (decision 0026): services started on it read and publish.
+        asyncio.run(broker_epoch.claim(bootstrap))
         yield Infrastructure(database, bootstrap)
     finally:
         if broker:

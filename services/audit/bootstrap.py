@@ -39,7 +39,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     # Every message is recorded as it arrived, its signature headers with it, forged ones
     # too (evidence); the consumer that refuses a forgery dead-letters it, and the trail
     # records that dead letter as well.
-    return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=handlers.key_by_record,
+    return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=handlers.key_in_epoch(rt.broker_epoch),
                         handler=partial(handlers.append, trail=deps),
                         batch_handler=partial(handlers.append_many, trail=deps),
                         verify_network=False),
@@ -91,4 +91,5 @@ SPEC = ServiceSpec(
     name="audit", title="Punte audit — jurnal de audit / audit trail",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router, ui.router, privacy.router], stats=handlers.stats, on_start=start, loops=loops,
+    on_broker_epoch=lambda rt, conn, epoch: handlers.start_epoch(conn, epoch),
 )

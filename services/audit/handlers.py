@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.events import AuditCheckpoint, EventType
 from contracts.reference import RetentionSchedule
@@ -166,9 +166,36 @@ def key_by_record(message: Message) -> str:
     return f"@{message.position}#{hashlib.sha256(canonical(record)).hexdigest()[:32]}"
 
 
-async def current_epoch(session: AsyncSession) -> int:
-    """The broker epoch the trail records in now: the latest it saw, 1 at first."""
-    return await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.epoch), 1))) or 1
+epoch_starts = sa.table("audit_epoch_starts", sa.column("epoch", sa.Integer), sa.column("broker_epoch", sa.Text))
+
+
+async def current_epoch(session: AsyncSession | AsyncConnection) -> int:
+    """The broker epoch the trail records in now: the latest it saw or was told of (a new
+    broker epoch, decision 0026), 1 at first."""
+    return await session.scalar(sa.select(sa.func.greatest(
+        sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.epoch), 1)).scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.max(epoch_starts.c.epoch), 1)).scalar_subquery()))) or 1
+
+
+async def start_epoch(conn: AsyncConnection, broker_epoch: str) -> int:
+    """A new broker epoch (runtime.broker_epoch): the next record starts a new trail epoch,
+    in the transaction that records the broker's; the trail's number for it."""
+    epoch = await current_epoch(conn) + 1
+    await conn.execute(sa.insert(epoch_starts).values(epoch=epoch, broker_epoch=broker_epoch))
+    log.warning("a new broker epoch: the trail starts a new epoch", epoch=epoch, broker_epoch=broker_epoch)
+    return epoch
+
+
+def key_in_epoch(broker_epoch: Callable[[], int]) -> Callable[[Message], str]:
+    """The audit consumer's inbox key in the service's broker epoch ``broker_epoch()`` (its
+    ordinal): a record the consumer took from the new log before the service noticed the
+    epoch (recorded in the old trail epoch) is recorded again in the new one when the
+    consumer reads the new log from its beginning. The first epoch keeps the bare key."""
+    def key(message: Message) -> str:
+        ordinal = broker_epoch()
+        bare = key_by_record(message)
+        return bare if ordinal <= 1 else f"e{ordinal}{bare}"
+    return key
 
 
 async def _held(session: AsyncSession, epoch: int, positions: Sequence[tuple[str, int, int]]) -> dict[tuple, bytes]:
@@ -427,9 +454,10 @@ async def verify_stored(session: AsyncSession, page: int = 5000,
         sa.select(audit_entries.c.epoch, audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset)
         .order_by(audit_entries.c.epoch, audit_entries.c.topic, audit_entries.c.partition,
                   audit_entries.c.offset))).all()
-    # Each broker epoch numbers from 0; the broker's ends speak of the current one only.
+    # Each broker epoch numbers from 0; the broker's ends speak of the current one only (one
+    # a new broker epoch started may hold nothing yet: the new log is all lagging then).
     skipped = [g.__dict__ for g in gaps((p.epoch, p.topic, p.partition, p.offset) for p in positions)]
-    epoch = max((p.epoch for p in positions), default=1)
+    epoch = await current_epoch(session)
     positions = [p for p in positions if p.epoch == epoch]
     if skipped:
         problems.append(f"{len(skipped)} offset gaps")

@@ -232,7 +232,7 @@ async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
 async def _record(uow: UnitOfWork, message: Message, outcome: str, answer: dict[str, Any],
                   reason: str | None = None, case_id: str | None = None) -> None:
     await repository.record_answer(
-        uow.session, message_key=key_by_sender(message), event_id=message.header("ce_id"),
+        uow.session, uow.replaying, message_key=key_by_sender(message), event_id=message.header("ce_id"),
         event_type=message.header("ce_type"), sender=sender_of(message), received_at=uow.now,
         outcome=outcome, reason_code=reason, case_id=case_id, answer=answer,
     )

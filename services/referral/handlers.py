@@ -31,7 +31,7 @@ from runtime import restrictions
 from runtime.cloudevents import CloudEvent, derived_id
 from runtime.data_keys import DataKeys, Erased
 from runtime.inbox import Message, UnitOfWork
-from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
+from runtime.ingress import Refusal, Window, keep_answer, key_by_sender, receive, reply, sender_of
 from runtime.service import Runtime
 from runtime.signing import Keyring
 from services.referral.adapters import notes, repository
@@ -439,10 +439,10 @@ async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
 
 
 async def _record(uow: UnitOfWork, message: Message, outcome: str, reason: str | None = None) -> None:
-    await uow.session.execute(sa.insert(commands).values(
-        message_key=key_by_sender(message), event_type=message.header("ce_type"),
-        sender=sender_of(message), received_at=uow.now, outcome=outcome, reason_code=reason,
-    ))
+    await keep_answer(uow.session, commands, {
+        "message_key": key_by_sender(message), "event_type": message.header("ce_type"),
+        "sender": sender_of(message), "received_at": uow.now, "outcome": outcome, "reason_code": reason,
+    }, uow.replaying)
 
 
 async def stats(session) -> dict:

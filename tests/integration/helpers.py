@@ -24,7 +24,7 @@ from runtime import data_keys
 from runtime.cloudevents import CloudEvent
 from runtime.data_keys import DataKeys
 from runtime.db import make_engine, make_sessions
-from runtime.inbox import InboxConsumer, Message
+from runtime.inbox import InboxConsumer, Message, key_by_event_id
 from runtime.ingress import Window, key_by_sender
 from runtime.outbox import OutboxRelay, outbox_table
 from runtime.sealing import ConfiguredKeyProvider
@@ -155,9 +155,12 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
     async def handle(uow, msg):
         await intake_handlers.submit_report(uow, msg, intake)
 
+    async def on_failure(uow, msg, code, detail):  # as services/intake/bootstrap.py
+        await intake_handlers.record_failure(uow, msg, code)
+
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
                              handler=handle, message_key=key_by_sender, attempts=1,
-                             data_keys=TEST_DATA_KEYS)
+                             data_keys=TEST_DATA_KEYS, on_failure=on_failure)
     return consumer, engine, intake
 
 
@@ -208,10 +211,15 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
     async def on_command(uow, msg):
         await referral_handlers.on_ingress(uow, msg, config)
 
+    async def on_command_failure(uow, msg, code, detail):  # as services/referral/bootstrap.py
+        await referral_handlers.record_failure(uow, msg, code)
+
     consumers = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
                                      handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY),
-                                     data_keys=TEST_DATA_KEYS)
-                 for name, handler in (("cases", on_case), ("commands", on_command))}
+                                     data_keys=TEST_DATA_KEYS, on_failure=on_failure,
+                                     message_key=key_by_sender if name == "commands" else key_by_event_id)
+                 for name, handler, on_failure in (("cases", on_case, None),
+                                                   ("commands", on_command, on_command_failure))}
     return consumers, engine
 
 

@@ -105,6 +105,43 @@ async def test_a_broker_that_lost_its_log_starts_a_new_epoch_and_nothing_it_then
     assert report.ok and report.checked == 8
 
 
+async def test_after_a_new_broker_epoch_verify_compares_the_new_log_with_the_new_epoch_only(audit):
+    """Decision 0026: the service notices a new broker epoch (the audit starts a new trail
+    epoch in the same transaction) and its consumer reads the new log from the beginning.
+    Records the consumer took from the new log at its old positions before the notice stay
+    in the old epoch and are recorded again in the new one; /verify compares the new log
+    with the new epoch only, and every epoch's proofs still hold."""
+    _, engine, sessions = audit
+    trail = audit_trail()
+    ordinal = 1
+
+    def consumer() -> InboxConsumer:
+        return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
+                             handler=partial(handlers.append, trail=trail), attempts=1,
+                             message_key=handlers.key_in_epoch(lambda: ordinal),
+                             batch_handler=partial(handlers.append_many, trail=trail))
+    await consumer().process(batch("punte.cases", 5))
+    new_log = batch("punte.cases", 7)  # the rebuilt broker's records, from offset 0
+    await consumer().process(new_log[5:])  # read at the old positions before the epoch was noticed
+    async with engine.begin() as conn:
+        assert await handlers.start_epoch(conn, "epoch-b") == 2
+    ordinal = 2
+    ends = {("punte.cases", 0): (0, 7)}
+    async with sessions() as session:
+        check = await handlers.verify_stored(session, ends=ends)
+    assert check.state == "lagging" and check.not_audited == 7, "the new log is not audited yet"
+    await consumer().process(new_log)  # read again from the beginning in the new epoch
+    await consumer().process(new_log)  # and redelivered: nothing more
+    rows = await stored(engine)
+    assert [(r.epoch, r.offset) for r in rows] == [(1, i) for i in range(7)] + [(2, i) for i in range(7)]
+    assert await settle(sessions) == 14
+    async with sessions() as session:
+        check = await handlers.verify_stored(session, ends=ends)
+    assert check.state == "verified" and check.gaps == [], check.problems
+    report = offline.verify_export(await exported(sessions), LOG.origin, LOG.public())
+    assert report.ok and report.checked == 14
+
+
 async def test_the_stored_tree_agrees_with_the_rfc_for_every_size(audit):
     replica, engine, sessions = audit
     for start in range(0, 37, 9):  # appended and integrated in uneven batches

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from contracts import kafka_acls as k
-from contracts.reference import delivery_topic, ingress_topic, institutions, retention, topic_partitions
+from contracts.reference import BROKER_EPOCH_TOPIC, delivery_topic, ingress_topic, institutions, retention, topic_partitions
 from runtime.kafka import topic_configs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,6 +17,8 @@ IDS = sorted(institutions())
 def test_every_topic_has_three_replicas_two_in_sync_and_the_ingress_retention():
     days = retention().ingress_days
     specs = {s.name: s for s in k.topic_specs(IDS, days)}
+    # The broker's epoch marker beside the network's topics, kept for ever (decision 0026).
+    assert specs.pop(BROKER_EPOCH_TOPIC).configs["retention.ms"] == "-1"
     plan = topic_partitions(IDS)
     assert {n: s.partitions for n, s in specs.items()} == dict(plan)
     assert {s.replication_factor for s in specs.values()} == {3}
@@ -49,14 +51,15 @@ def test_a_service_reads_and_writes_exactly_what_topics_yaml_says():
     intake = k.grants_of("punte-intake", IDS)
     reads = {g.name for g in intake if g.resource == "TOPIC" and g.operation == "READ"}
     writes = {g.name for g in intake if g.resource == "TOPIC" and g.operation == "WRITE"}
-    assert reads == {ingress_topic(i) for i in IDS} | {"punte.referrals"}
+    # and the broker's epoch, which every service reads and only the admin writes (decision 0026)
+    assert reads == {ingress_topic(i) for i in IDS} | {"punte.referrals", BROKER_EPOCH_TOPIC}
     assert writes == {delivery_topic(i) for i in IDS} | {"punte.cases", "punte.deadletter", "punte.access"}
     # No service writes an institution's ingress topic: only the institution does.
     for service in k.services():
         assert not [g for g in k.grants_of(k.service_user(service), IDS)
                     if g.operation == "WRITE" and g.name.startswith("punte.ingress.")]
     assert {g.name for g in k.grants_of("punte-notification", IDS) if g.operation == "READ"
-            and g.resource == "TOPIC"} == {"punte.cases", "punte.referrals", "punte.access"}
+            and g.resource == "TOPIC"} == {"punte.cases", "punte.referrals", "punte.access", BROKER_EPOCH_TOPIC}
 
 
 def test_each_service_uses_only_consumer_groups_under_its_own_prefix():

@@ -153,3 +153,24 @@ def test_punte_status_shows_each_process_as_the_supervisor_wrote_it(tmp_path):
     assert components["referral"]["status"] == "down"
     assert "last log lines" in components["referral"]["supervisor"]["reason"]
     assert components["broker"]["status"] == "down"
+
+
+def test_the_stacks_embedded_broker_is_started_again_and_rebuilt_not_only_watched(tmp_path, monkeypatch):
+    """Decision 0026: a new, empty broker on the same port, its topics and a new epoch."""
+    from punte import stack as stack_module
+    from punte.embedded import EmbeddedBroker
+    from punte.stack import Stack
+
+    provisioned: list[str] = []
+
+    async def provision(bootstrap: str, retention_file=None) -> None:
+        provisioned.append(bootstrap)
+    monkeypatch.setattr(stack_module, "provision", provision)
+    broker = EmbeddedBroker(port=4242)
+    started: list[int] = []
+    monkeypatch.setattr(broker, "start", lambda: started.append(broker.port) or broker)
+    stack = Stack(tmp_path, broker=broker)
+    program = stack._programs()["broker"]
+    assert program.start is not None, "the broker is started again"
+    program.start()
+    assert started == [4242] and provisioned == ["127.0.0.1:4242"]

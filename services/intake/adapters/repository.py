@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.ingress import keep_answer
 from services.intake.adapters.tables import (
     case_reports,
     cases,
@@ -118,10 +119,11 @@ async def flag_duplicates(session: AsyncSession, case_id: str, scored: dict[str,
         ]))
 
 
-async def record_answer(session: AsyncSession, **values: Any) -> None:
-    """Keep the answer to a message; on commit, the gateway's requests waiting for it wake
-    (the table's trigger notifies OUTCOME_CHANNEL: migration 0004)."""
-    await session.execute(sa.insert(reports).values(**values))
+async def record_answer(session: AsyncSession, replaying: bool = False, **values: Any) -> None:
+    """Keep the answer to a message (a replay's replaces PROCESSING_FAILED: keep_answer); on
+    commit, the gateway's requests waiting for it wake (the table's trigger notifies
+    OUTCOME_CHANNEL: migration 0004)."""
+    await keep_answer(session, reports, values, replaying)
 
 
 async def answer_to(session: AsyncSession, message_key: str) -> dict[str, Any] | None:

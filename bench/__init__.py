@@ -1,0 +1,1 @@
+"""Benchmarks of the whole network and its parts (bench/README.md)."""

@@ -1,0 +1,283 @@
+"""Broker epochs (issue #12 item 4, decision 0026): which broker log the network is on.
+
+A broker that comes back empty (the embedded broker keeps its log in memory; a lost cluster
+rebuilt) numbers every partition from 0 again and remembers no consumer offsets. Nothing in
+the Kafka protocol says so (Tansu's cluster id is fixed), so the network writes it down: the
+first record (offset 0) of the topic ``punte.broker-epoch`` is the epoch, a uuid and when it
+was claimed. Whoever provisions a broker (the stack, `punte replay`) creates the topics and
+``claim``s an epoch; every service ``read``s it and compares it with the epochs it recorded in
+its own database (``punte_broker_epochs``): ``decide``.
+
+- missing: no marker (the broker is empty or not provisioned): the relay holds, so that
+  nothing auto-creates a topic with the wrong partitions, and the consumers wait.
+- first: a fresh database: recorded, nothing else.
+- same: nothing to do.
+- new: recorded, the kept outbox marked pending again (republished), parked rows retried,
+  and the consumers read every partition of the new log from its beginning.
+
+The pure decision is ``decide``; the adapters are ``claim``/``read`` (the broker) and
+``recorded``/``record`` (the service's database); ``EpochWatch`` runs them for a service."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.reference import BROKER_EPOCH_TOPIC, institutions, retention, topic_partitions
+from runtime.kafka import client_options, ensure_topics, make_producer, topic_configs
+from runtime.log import get_logger
+from runtime.outbox import outbox_table, retry_all_parked
+from runtime.settings import Settings
+
+log = get_logger("runtime.broker_epoch")
+
+TOPIC = BROKER_EPOCH_TOPIC
+# One partition (offset 0 is the epoch for everyone), kept for ever: a marker that expired
+# would make a live broker look empty.
+TOPIC_CONFIG = {"retention.ms": "-1"}
+KEY = b"punte-broker-epoch"
+# Why a service holds: machine-readable, in readiness, /stats and `punte status`.
+BROKER_EMPTY = "broker-empty"
+BROKER_UNREACHABLE = "broker-unreachable"
+
+epochs_table = sa.table(
+    "punte_broker_epochs",
+    sa.column("epoch_id", sa.Text), sa.column("ordinal", sa.Integer),
+    sa.column("seen_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class Epoch:
+    id: str
+    created_at: datetime
+
+    def encoded(self) -> bytes:
+        return json.dumps({"epoch": self.id, "created_at": self.created_at.isoformat()}).encode()
+
+    @staticmethod
+    def decoded(value: bytes) -> "Epoch":
+        document = json.loads(value)
+        return Epoch(str(document["epoch"]), datetime.fromisoformat(document["created_at"]))
+
+
+Seen = Literal["missing", "first", "same", "new"]
+
+
+def decide(recorded: Sequence[str], current: Epoch | None) -> Seen:
+    """What a service does about the broker's epoch ``current`` (None: no marker), given the
+    epochs it recorded, oldest first. Only the latest counts: a broker back on an older epoch
+    is a log the service has not read either, so it is new again (repeats are harmless)."""
+    if current is None:
+        return "missing"
+    if not recorded:
+        return "first"
+    return "same" if recorded[-1] == current.id else "new"
+
+
+# --- the broker ----------------------------------------------------------------------------
+
+async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None = None) -> Epoch | None:
+    """The broker's epoch: the first record of ``TOPIC``; None when the topic is missing or
+    empty. Asks for the topic list first, so a missing topic is not auto-created. ``settings``:
+    whose credentials (default: the environment's, PUNTE_KAFKA_*)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
+                                **client_options(settings))
+    await consumer.start()
+    try:
+        if TOPIC not in await consumer.topics():
+            return None
+        tp = TopicPartition(TOPIC, 0)
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end <= first:
+            return None
+        consumer.assign([tp])
+        consumer.seek(tp, first)
+        async with asyncio.timeout(timeout):
+            while True:
+                records = (await consumer.getmany(tp, timeout_ms=200)).get(tp)
+                if records:
+                    return Epoch.decoded(records[0].value)
+    finally:
+        await consumer.stop()
+
+
+async def claim(bootstrap: str, settings: Settings | None = None) -> Epoch:
+    """The broker's epoch, claiming a new one when it has none: creates ``TOPIC``, writes a
+    marker if it is empty and returns the first record. Two claims at once both write, and
+    both return offset 0's: everyone agrees."""
+    await ensure_topics(bootstrap, [(TOPIC, 1)], configs={TOPIC: TOPIC_CONFIG}, settings=settings)
+    found = await read(bootstrap, settings=settings)
+    if found is not None:
+        return found
+    mine = Epoch(str(uuid.uuid4()), datetime.now(timezone.utc))
+    producer = make_producer(bootstrap, settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(TOPIC, mine.encoded(), key=KEY, partition=0)
+    finally:
+        await producer.stop()
+    found = await read(bootstrap, settings=settings)
+    if found is None:
+        raise RuntimeError(f"the broker epoch written to {TOPIC} cannot be read back")
+    if found.id == mine.id:
+        log.warning("a new broker epoch claimed", epoch=found.id)
+    return found
+
+
+def network_topics(retention_file: Path | None = None) -> tuple[list[tuple[str, int]], dict[str, dict[str, str]]]:
+    """The network's topics (contracts/topics.yaml, every institution's) and their configuration
+    at creation (ingress topics keep retention.yaml's ingress_days, issue #11)."""
+    plan = topic_partitions(institutions())
+    return plan, topic_configs(plan, retention(retention_file).ingress_days)
+
+
+async def provision(bootstrap: str, retention_file: Path | None = None, settings: Settings | None = None) -> Epoch:
+    """Make ``bootstrap`` the network's broker: every topic that is missing created with its
+    partitions and configuration, then the epoch claimed (a new one when the broker had none).
+    What `punte up` does at start and after the embedded broker restarted empty, and `punte
+    replay` by hand; run twice, it changes nothing the second time."""
+    plan, configs = network_topics(retention_file)
+    await ensure_topics(bootstrap, plan, configs=configs, settings=settings)
+    return await claim(bootstrap, settings)
+
+
+# --- the service's database ----------------------------------------------------------------
+
+async def recorded(engine: AsyncEngine) -> list[str]:
+    """The epochs this service recorded, oldest first."""
+    async with engine.connect() as conn:
+        return await _recorded(conn)
+
+
+async def _recorded(conn: AsyncConnection) -> list[str]:
+    return list((await conn.execute(
+        sa.select(epochs_table.c.epoch_id).select_from(epochs_table).order_by(epochs_table.c.ordinal)
+    )).scalars())
+
+
+async def _record(conn: AsyncConnection, epoch: Epoch) -> int:
+    """Record ``epoch`` as the latest; its ordinal (1 for the first)."""
+    ordinal = (await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(epochs_table.c.ordinal), 0))
+                                 .select_from(epochs_table))) + 1
+    await conn.execute(sa.insert(epochs_table).values(epoch_id=epoch.id, ordinal=ordinal, seen_at=sa.func.now()))
+    return ordinal
+
+
+# --- a service watching its broker -----------------------------------------------------------
+
+@dataclass
+class Observed:
+    """What a service knows of its broker's epoch now: readiness, /stats, `punte status`."""
+
+    state: str = "unknown"  # unknown (not read yet), current, missing, unreachable
+    epoch: str | None = None
+    ordinal: int = 0  # this service's count of epochs (1: the first it saw)
+    changes: int = 0  # new epochs noticed by this process
+    republished: int = 0  # outbox rows marked pending again for them
+    error: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return {"missing": BROKER_EMPTY, "unreachable": BROKER_UNREACHABLE}.get(self.state)
+
+    def public(self) -> dict[str, object]:
+        return {"state": self.state, "epoch": self.epoch, "ordinal": self.ordinal, "reason": self.reason,
+                "changes": self.changes, "republished": self.republished}
+
+
+class EpochWatch:
+    """One service's watch on its broker's epoch, every ``period`` seconds.
+
+    ``hold(reason)`` and ``go(rewind)`` are the runtime's: the first stops the relay and the
+    consumers (the broker is empty), the second lets them go, the consumers reading every
+    partition from its beginning when ``rewind``. ``on_new(conn, epoch id)`` runs in the
+    transaction that records a new epoch (the audit starts a new trail epoch there)."""
+
+    def __init__(self, engine: AsyncEngine, bootstrap: str, period: float,
+                 hold: Callable[[str], Awaitable[None]], go: Callable[[bool], Awaitable[None]],
+                 on_new: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+                 read_epoch: Callable[[str], Awaitable[Epoch | None]] = read) -> None:
+        self._engine, self._bootstrap, self._period = engine, bootstrap, period
+        self._hold, self._go, self._on_new, self._read = hold, go, on_new, read_epoch
+        self.observed = Observed()
+        self._going = False  # whether the relay and consumers run
+        self._checking = asyncio.Lock()  # the loop and an operator's request, one at a time
+
+    async def check(self) -> Seen | None:
+        """One look at the broker; what it decided (None: the broker could not be asked)."""
+        async with self._checking:
+            return await self._check()
+
+    async def _check(self) -> Seen | None:
+        try:
+            current = await self._read(self._bootstrap)
+        except Exception as exc:  # broker away: the clients retry by themselves; nothing to decide
+            self.observed.error = repr(exc)[:300]
+            if self.observed.state == "unknown":
+                self.observed.state = "unreachable"
+            return None
+        self.observed.error = None
+        if current is None:
+            if self.observed.state != "missing":
+                log.error("the broker has no epoch marker (empty or not provisioned): the relay and "
+                          "consumers hold until it is rebuilt (punte replay)", topic=TOPIC)
+            self.observed.state = "missing"
+            if self._going:  # the runtime starts held: only a running relay has to stop
+                self._going = False
+                await self._hold(BROKER_EMPTY)
+            return "missing"
+        # Decided and acted on under a lock: replicas of the service record an epoch once.
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.text("LOCK TABLE punte_broker_epochs IN EXCLUSIVE MODE"))
+            seen = decide(await _recorded(conn), current)
+            republished = 0
+            if seen in ("first", "new"):
+                ordinal = await _record(conn, current)
+                if seen == "new":
+                    if self._on_new is not None:
+                        await self._on_new(conn, current.id)
+                    republished = await _mark_republish(conn)
+            else:
+                ordinal = len(await _recorded(conn))
+        rewind = seen == "new"
+        if rewind:
+            retried = await retry_all_parked(self._engine)
+            self.observed.changes += 1
+            self.observed.republished += republished
+            log.warning("a new broker epoch: the kept outbox is published again and the consumers "
+                        "read the new log from its beginning", epoch=current.id, ordinal=ordinal,
+                        republished=republished, parked_retried=retried)
+        self.observed.ordinal = ordinal
+        changed_here = self.observed.epoch is not None and self.observed.epoch != current.id
+        # Another replica recorded it first: this process's consumers still read the old log.
+        rewind = rewind or changed_here
+        self.observed.state, self.observed.epoch = "current", current.id
+        if rewind or not self._going:
+            self._going = True
+            await self._go(rewind)
+        return seen
+
+    async def run(self) -> None:
+        while True:
+            # Held (no marker, or not read yet): look again soon, the broker may be rebuilt.
+            await asyncio.sleep(self._period if self._going else min(self._period, 1.0))
+            await self.check()
+
+
+async def _mark_republish(conn: AsyncConnection) -> int:
+    """Every kept outbox row pending again, in the transaction recording the epoch."""
+    result = await conn.execute(sa.update(outbox_table).where(outbox_table.c.published_at.is_not(None))
+                                .values(published_at=None))
+    return result.rowcount or 0

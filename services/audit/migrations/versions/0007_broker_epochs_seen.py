@@ -1,0 +1,33 @@
+"""Audit: the broker epochs this service has seen (runtime.broker_epoch, decision 0026).
+
+Revision ID: 0007
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+
+
+def upgrade() -> None:
+    # One row per broker epoch seen, in order: a new one republishes the outbox and rewinds
+    # the consumers. An epoch id may come back (ordinal is the order, not the id).
+    op.create_table(
+        "punte_broker_epochs",
+        sa.Column("ordinal", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("epoch_id", sa.Text, nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+    # The trail's epochs started by a new broker epoch (decision 0026): the next record is
+    # numbered in this epoch, even before any record of it lands on a position the trail holds.
+    op.create_table(
+        "audit_epoch_starts",
+        sa.Column("epoch", sa.Integer, primary_key=True),
+        sa.Column("broker_epoch", sa.Text, nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("audit_epoch_starts")
+    op.drop_table("punte_broker_epochs")
