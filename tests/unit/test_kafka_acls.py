@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 
 from contracts import kafka_acls as k
-from contracts.reference import BROKER_EPOCH_TOPIC, delivery_topic, ingress_topic, institutions, retention, topic_partitions
+from contracts.reference import (
+    BROKER_EPOCH_TOPIC,
+    delivery_topic,
+    ingress_topic,
+    institutions,
+    retention,
+    topic_partitions,
+)
 from runtime.kafka import topic_configs
 
 ROOT = Path(__file__).resolve().parents[2]
