@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from punte import recipients
 from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.mailbox import messages as mailbox_messages
 from punte.stack import Stack
-from punte.synthetic import FAMILY, GIVEN
 from runtime.cloudevents import CloudEvent, decode
 from tests.e2e import leak_scan
 
@@ -145,14 +143,6 @@ def browser(tmp_path_factory):
 
 # --- what left the network towards people and institutions' systems ---------------------
 
-CNP_SHAPED = re.compile(r"(?<!\d)[1-9]\d{12}(?!\d)")
-# Every name the synthetic generator and the tests use, and the address the tests write.
-NAMES = re.compile(r"\b(" + "|".join(GIVEN + FAMILY) + r")\b")
-ADDRESS = "Strada Exemplului"
-# Case and referral ids are random hex, which can hold 13 digits in a row.
-CASE_ID = re.compile(r"(?:case|ref)-[0-9a-f]{16}")
-
-
 def people_messages(network: Stack, receiver: WebhookReceiver | None = None) -> list[tuple[str, str]]:
     """(channel, full text) of every e-mail (headers and body), SMS and webhook body sent."""
     found: list[tuple[str, str]] = []
@@ -168,13 +158,10 @@ def people_messages(network: Stack, receiver: WebhookReceiver | None = None) -> 
 
 
 def assert_nothing_identifies_a_child(messages: list[tuple[str, str]]) -> None:
-    for channel, text in messages:
-        # Case ids are random hex, which can hold 13 digits in a row: not a CNP.
-        decoded = CASE_ID.sub("case-…", text)
-        assert not CNP_SHAPED.search(decoded), f"a CNP-shaped number left by {channel}: {decoded[:300]}"
-        name = NAMES.search(decoded)
-        assert name is None, f"a child's name ({name.group(0) if name else ''}) left by {channel}"
-        assert ADDRESS not in decoded, f"an address left by {channel}"
+    """The leak scan's rule (tests/e2e/leak_scan.py: a valid CNP standing alone, not inside
+    a hex id or trace id; a synthetic name, address or description) on what people got."""
+    found = [leak for channel, text in messages for leak in leak_scan.leaks(channel, text)]
+    assert not found, found[0]
 
 
 async def sign_in(network: Stack, username: str) -> str:
