@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -43,6 +43,7 @@ from runtime.inbox import (
 from runtime.kafka import make_producer
 from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import configure_logging, get_logger
+from runtime.metrics import CONTENT_TYPE, Snapshot, exposition
 from runtime.migrations import upgrade
 from runtime.outbox import (
     Outbox,
@@ -395,6 +396,20 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 for c in runtime.consumers
             ],
         }
+
+    @app.get("/metrics", tags=["health"], response_class=Response,
+             summary="Prometheus metrics: stopped consumers, parked outbox rows, dead letters, the broker's epoch")
+    async def metrics() -> Response:
+        runtime: Runtime = app.state.runtime
+        shot = Snapshot(spec.name, consumers=[(c.group_id, c.stopped is not None, c.assigned, c.processed,
+                                               c.dead_lettered) for c in runtime.consumers])
+        async with runtime.sessions() as session:
+            shot.outbox = await outbox_counts(session)
+            shot.dead_letters = (await dead_letter_counts(session))["by_reason"]
+        broker = broker_state(runtime)
+        if broker is not None:
+            shot.broker_provisioned, shot.epoch_changes = broker["state"] == "current", int(broker["changes"])
+        return Response(exposition(shot), media_type=CONTENT_TYPE)
 
     app.include_router(outbox_router)
     for router in spec.routers:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.events import EventType, ReportSubmittedV2
 from punte.stack import Stack
@@ -17,6 +18,7 @@ from punte.status import collect, operator_token
 from punte.synthetic import reporters, synthetic_report
 from runtime.cloudevents import CloudEvent, decode
 from runtime.kafka import make_producer
+from runtime.metrics import NAMES
 from services.intake.bootstrap import build_rules
 from services.intake.domain.cases import assess
 from tests.e2e.conftest import Deliveries, dead_letters, institution_system, sign_in, wait_until
@@ -236,3 +238,22 @@ async def test_institutions_without_kafka_use_the_same_contract_over_http(networ
     assert other.status_code == 403 and other.json()["detail"]["code"] == "SOURCE_MISMATCH"
     assert anonymous.status_code == 401
     assert cases_after - cases_before == 2, "two reports, two cases; the repeat had no effect"
+
+
+async def test_every_service_exposes_the_metrics_its_alerts_read(network: Stack):
+    """What Prometheus scrapes (deploy/prometheus/alerts.yaml): every metric the rules may
+    name, on every running service, with no token; a healthy network has no consumer
+    stopped, no row parked and its broker provisioned."""
+    for service in ("intake", "referral", "notification", "audit"):
+        async with httpx.AsyncClient(base_url=network.url(service)) as client:
+            answer = await client.get("/metrics")
+        assert answer.status_code == 200, (service, answer.text)
+        samples = [s for f in text_string_to_metric_families(answer.text) for s in f.samples]
+        exposed = {s.name for s in samples}
+        # Counters of dead letters and parked rows may have no sample yet; the rest must.
+        assert set(NAMES) - {"punte_dead_letters"} <= exposed, (service, set(NAMES) - exposed)
+        assert {s.labels["service"] for s in samples if s.name.startswith("punte_")} == {service}
+        assert [s.value for s in samples if s.name == "punte_broker_provisioned"] == [1.0], service
+        assert not [s for s in samples if s.name == "punte_consumer_stopped" and s.value], service
+        assert not [s for s in samples if s.name == "punte_outbox_rows" and s.labels["state"] == "parked"
+                    and s.value], service

@@ -17,6 +17,7 @@ import httpx
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import reference
 from contracts.reference import delivery_topic
@@ -224,6 +225,17 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
 
 
 # --- HTTP --------------------------------------------------------------------------------
+
+async def scraped(client: httpx.AsyncClient, name: str, **labels: str) -> float | None:
+    """One sample of a service's Prometheus exposition (GET /metrics, no token, as a scraper
+    reads it); None when it has no such sample."""
+    answer = await client.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
 
 ISSUER = TokenIssuer("http://issuer.test", SigningKey.generate("idp-1"))
 

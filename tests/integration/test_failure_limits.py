@@ -33,6 +33,7 @@ from tests.integration.helpers import (
     TEST_DATA_KEYS_SETTING,
     bearer,
     migrated_database,
+    scraped,
 )
 
 # Intake's migrations carry the runtime tables (inbox, outbox, data keys, dead-letter bodies).
@@ -189,6 +190,8 @@ async def test_a_handler_failing_for_every_message_stops_the_consumer_until_the_
     [consumer] = stats["consumers"]
     assert consumer["group"] == svc.group and consumer["stopped"]["limit"] == "consecutive-failures"
     assert "RuntimeError" in consumer["stopped"]["detail"] and consumer["stops"] == 1
+    # The alert metric has risen (deploy/prometheus/alerts.yaml: PunteConsumerStopped).
+    assert await scraped(svc.http, "punte_consumer_stopped", group=svc.group) == 1
 
     # Resuming is the operator's.
     group_path = f"/consumers/{svc.group}/resume"
@@ -212,6 +215,8 @@ async def test_a_handler_failing_for_every_message_stops_the_consumer_until_the_
         """health is green again"""
         return (await svc.http.get("/health/ready")).status_code == 200
     await eventually(ready_again)
+    assert await scraped(svc.http, "punte_consumer_stopped", group=svc.group) == 0
+    assert await scraped(svc.http, "punte_consumer_processed_total", group=svc.group) == 8
     again = await svc.http.post(group_path, headers=OPERATOR)
     assert again.status_code == 200 and again.json()["resumed"] is False, "it was running"
 

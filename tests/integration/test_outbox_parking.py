@@ -33,6 +33,7 @@ from tests.integration.helpers import (
     message,
     migrated_database,
     read_topic,
+    scraped,
 )
 
 # Intake's migrations carry the runtime tables; its own tables are unused here.
@@ -190,11 +191,15 @@ async def test_readiness_status_and_stats_show_parked_rows(infrastructure, datab
         await relay_rounds(relay)
         ready = await client.get("/health/ready")
         stats = (await client.get("/stats", headers=OPERATOR)).json()
+        # The alert metric (deploy/prometheus/alerts.yaml: PunteOutboxParked).
+        parked = await scraped(client, "punte_outbox_rows", state="parked")
+        waiting = await scraped(client, "punte_outbox_rows", state="waiting_behind_parked")
     # Still serving (the other keys flow), but not silent about it.
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["outbox_unblocked"] is False
     assert "1 outbox row parked" in " ".join(ready.json()["problems"])
     assert stats["outbox"]["parked"] == 1 and stats["outbox"]["waiting_behind_parked"] == 1
+    assert (parked, waiting) == (1, 1)
 
 
 async def test_stats_count_every_dead_letter_from_the_database_across_a_restart(infrastructure):
@@ -215,6 +220,9 @@ async def test_stats_count_every_dead_letter_from_the_database_across_a_restart(
         _, client = service_app(engine, OutboxRelay(engine, None))  # type: ignore[arg-type]
         async with client:
             stats = (await client.get("/stats", headers=OPERATOR)).json()
+            by_reason = {code: await scraped(client, "punte_dead_letters", reason=code)
+                         for code in ("PROCESSING_FAILED", "MISSING_SIGNATURE")}
+        assert by_reason == {"PROCESSING_FAILED": 1, "MISSING_SIGNATURE": 1}
         assert stats["dead_letters"]["total"] == 2
         assert stats["dead_letters"]["by_reason"]["PROCESSING_FAILED"] == 1
         assert sum(stats["dead_letters"]["by_reason"].values()) == 2
