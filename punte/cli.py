@@ -689,6 +689,9 @@ def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The r
         elif seen == "same":
             what = (f"deja la zi / already on it ({answer['changes']} epoci noi văzute de acest proces / new "  # type: ignore[index]
                     f"epochs seen by this process, {republished} rânduri republicate / rows republished)")
+        elif seen == "unfinished":  # decision 0026: recorded, its consumers still rewinding
+            what = ("deja la zi, recitire în curs / already on it, its consumers still reading the new log "
+                    "from its beginning")
         else:
             what = f"[red]{seen}[/red] {answer.get('reason') or ''}"  # type: ignore[union-attr]
         console.print(f"{service}: {what}")

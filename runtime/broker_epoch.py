@@ -14,6 +14,14 @@ its own database (``punte_broker_epochs``): ``decide``.
 - same: nothing to do.
 - new: recorded, the kept outbox marked pending again (republished), parked rows retried,
   and the consumers read every partition of the new log from its beginning.
+- unfinished: the latest recorded epoch, but its rewind not finished (the service stopped
+  or crashed before each of its consumers had committed the beginning of every partition
+  it was assigned): the consumers rewind again; nothing is republished again.
+
+An epoch's rewind is finished (``rewound_at``) once every consumer of the process has
+overwritten the group's committed offset of each partition it was assigned with that
+partition's beginning: from then on the group's offsets are the new log's, so trusting
+them after a restart skips nothing.
 
 The pure decision is ``decide``; the adapters are ``claim``/``read`` (the broker) and
 ``recorded``/``record`` (the service's database); ``EpochWatch`` runs them for a service."""
@@ -53,6 +61,8 @@ epochs_table = sa.table(
     "punte_broker_epochs",
     sa.column("epoch_id", sa.Text), sa.column("ordinal", sa.Integer),
     sa.column("seen_at", sa.DateTime(timezone=True)),
+    # NULL: this service's consumers have not finished reading the epoch's log from its beginning.
+    sa.column("rewound_at", sa.DateTime(timezone=True)),
 )
 
 
@@ -70,18 +80,30 @@ class Epoch:
         return Epoch(str(document["epoch"]), datetime.fromisoformat(document["created_at"]))
 
 
-Seen = Literal["missing", "first", "same", "new"]
+Seen = Literal["missing", "first", "same", "new", "unfinished"]
 
 
-def decide(recorded: Sequence[str], current: Epoch | None) -> Seen:
+@dataclass(frozen=True)
+class Recorded:
+    """An epoch a service recorded, and whether its consumers finished rewinding in it."""
+
+    id: str
+    rewound: bool = True
+
+
+def decide(recorded: Sequence[Recorded], current: Epoch | None) -> Seen:
     """What a service does about the broker's epoch ``current`` (None: no marker), given the
     epochs it recorded, oldest first. Only the latest counts: a broker back on an older epoch
-    is a log the service has not read either, so it is new again (repeats are harmless)."""
+    is a log the service has not read either, so it is new again (repeats are harmless). The
+    latest whose rewind did not finish is "unfinished": rewind again, republish nothing."""
     if current is None:
         return "missing"
     if not recorded:
         return "first"
-    return "same" if recorded[-1] == current.id else "new"
+    latest = recorded[-1]
+    if latest.id != current.id:
+        return "new"
+    return "same" if latest.rewound else "unfinished"
 
 
 # --- the broker ----------------------------------------------------------------------------
@@ -155,24 +177,40 @@ async def provision(bootstrap: str, retention_file: Path | None = None, settings
 
 # --- the service's database ----------------------------------------------------------------
 
-async def recorded(engine: AsyncEngine) -> list[str]:
+async def recorded(engine: AsyncEngine) -> list[Recorded]:
     """The epochs this service recorded, oldest first."""
     async with engine.connect() as conn:
         return await _recorded(conn)
 
 
-async def _recorded(conn: AsyncConnection) -> list[str]:
-    return list((await conn.execute(
-        sa.select(epochs_table.c.epoch_id).select_from(epochs_table).order_by(epochs_table.c.ordinal)
-    )).scalars())
+async def _recorded(conn: AsyncConnection) -> list[Recorded]:
+    rows = await conn.execute(
+        sa.select(epochs_table.c.epoch_id, epochs_table.c.rewound_at).select_from(epochs_table)
+        .order_by(epochs_table.c.ordinal))
+    return [Recorded(epoch_id, rewound_at is not None) for epoch_id, rewound_at in rows]
 
 
-async def _record(conn: AsyncConnection, epoch: Epoch) -> int:
-    """Record ``epoch`` as the latest; its ordinal (1 for the first)."""
+async def _record(conn: AsyncConnection, epoch: Epoch, rewound: bool) -> int:
+    """Record ``epoch`` as the latest (``rewound``: nothing to read again); its ordinal (1 for
+    the first)."""
     ordinal = (await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(epochs_table.c.ordinal), 0))
                                  .select_from(epochs_table))) + 1
-    await conn.execute(sa.insert(epochs_table).values(epoch_id=epoch.id, ordinal=ordinal, seen_at=sa.func.now()))
+    await conn.execute(sa.insert(epochs_table).values(
+        epoch_id=epoch.id, ordinal=ordinal, seen_at=sa.func.now(),
+        rewound_at=sa.func.now() if rewound else None))
     return ordinal
+
+
+async def _record_rewound(engine: AsyncEngine, epoch_id: str) -> bool:
+    """The rewind in ``epoch_id`` finished, if it is still the latest epoch; whether it was."""
+    async with engine.begin() as conn:
+        latest = sa.select(sa.func.max(epochs_table.c.ordinal)).select_from(epochs_table).scalar_subquery()
+        result = await conn.execute(
+            sa.update(epochs_table)
+            .where(epochs_table.c.ordinal == latest, epochs_table.c.epoch_id == epoch_id,
+                   epochs_table.c.rewound_at.is_(None))
+            .values(rewound_at=sa.func.now()))
+        return bool(result.rowcount)
 
 
 # --- a service watching its broker -----------------------------------------------------------
@@ -186,6 +224,9 @@ class Observed:
     ordinal: int = 0  # this service's count of epochs (1: the first it saw)
     changes: int = 0  # new epochs noticed by this process
     republished: int = 0  # outbox rows marked pending again for them
+    # Whether the consumers finished reading this epoch's log from its beginning (False: the
+    # rewind is in progress; None: not known yet).
+    rewound: bool | None = None
     error: str | None = None
 
     @property
@@ -194,7 +235,7 @@ class Observed:
 
     def public(self) -> dict[str, object]:
         return {"state": self.state, "epoch": self.epoch, "ordinal": self.ordinal, "reason": self.reason,
-                "changes": self.changes, "republished": self.republished}
+                "changes": self.changes, "republished": self.republished, "rewound": self.rewound}
 
 
 class EpochWatch:
@@ -203,14 +244,20 @@ class EpochWatch:
     ``hold(reason)`` and ``go(rewind)`` are the runtime's: the first stops the relay and the
     consumers (the broker is empty), the second lets them go, the consumers reading every
     partition from its beginning when ``rewind``. ``on_new(conn, epoch id)`` runs in the
-    transaction that records a new epoch (the audit starts a new trail epoch there)."""
+    transaction that records a new epoch (the audit starts a new trail epoch there).
+    ``rewound()``: whether every consumer finished the rewind it was last told (committed the
+    beginning of each partition it was assigned); the watch then records the epoch rewound."""
 
     def __init__(self, engine: AsyncEngine, bootstrap: str, period: float,
                  hold: Callable[[str], Awaitable[None]], go: Callable[[bool], Awaitable[None]],
                  on_new: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
-                 read_epoch: Callable[[str], Awaitable[Epoch | None]] = read) -> None:
+                 read_epoch: Callable[[str], Awaitable[Epoch | None]] = read,
+                 rewound: Callable[[], bool] = lambda: True) -> None:
         self._engine, self._bootstrap, self._period = engine, bootstrap, period
         self._hold, self._go, self._on_new, self._read = hold, go, on_new, read_epoch
+        self._rewound = rewound
+        # The epoch this process told its consumers to rewind in (None: none yet).
+        self._rewinding: str | None = None
         self.observed = Observed()
         self._going = False  # whether the relay and consumers run
         self._checking = asyncio.Lock()  # the loop and an operator's request, one at a time
@@ -244,7 +291,8 @@ class EpochWatch:
             seen = decide(await _recorded(conn), current)
             republished = 0
             if seen in ("first", "new"):
-                ordinal = await _record(conn, current)
+                # A first epoch has nothing to read again: its consumers start from the beginning.
+                ordinal = await _record(conn, current, rewound=seen == "first")
                 if seen == "new":
                     if self._on_new is not None:
                         await self._on_new(conn, current.id)
@@ -262,7 +310,20 @@ class EpochWatch:
         self.observed.ordinal = ordinal
         changed_here = self.observed.epoch is not None and self.observed.epoch != current.id
         # Another replica recorded it first: this process's consumers still read the old log.
-        rewind = rewind or changed_here
+        # Unfinished and not told here: the process that told them stopped (or crashed) first.
+        rewind = rewind or changed_here or (seen == "unfinished" and self._rewinding != current.id)
+        if seen == "unfinished" and not rewind:
+            # Told here: finished once every consumer committed every partition's beginning.
+            if self._rewound() and await _record_rewound(self._engine, current.id):
+                log.warning("the consumers read the new broker epoch's log from its beginning",
+                            epoch=current.id, ordinal=ordinal)
+                seen = "same"
+        elif seen == "unfinished":
+            log.warning("the rewind in this broker epoch was not finished (the service stopped "
+                        "first): the consumers read its log from its beginning again", epoch=current.id)
+        if rewind:
+            self._rewinding = current.id
+        self.observed.rewound = seen in ("first", "same")
         self.observed.state, self.observed.epoch = "current", current.id
         if rewind or not self._going:
             self._going = True
@@ -271,8 +332,10 @@ class EpochWatch:
 
     async def run(self) -> None:
         while True:
-            # Held (no marker, or not read yet): look again soon, the broker may be rebuilt.
-            await asyncio.sleep(self._period if self._going else min(self._period, 1.0))
+            # Held (no marker, or not read yet): look again soon, the broker may be rebuilt;
+            # rewinding: soon too, to record the rewind finished.
+            soon = not self._going or self.observed.rewound is False
+            await asyncio.sleep(min(self._period, 1.0) if soon else self._period)
             await self.check()
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -301,6 +302,10 @@ class InboxConsumer:
         self._provisioned = asyncio.Event()
         self._provisioned.set()  # without a watch (tests driving it directly), always
         self._rewind = False
+        # Each ``go(rewind)`` counts; the count whose client committed the beginning of every
+        # partition it was assigned (``rewound``): the group keeps no stale offset of ours.
+        self._rewinds = 0
+        self._rewinds_committed = 0
         self._current: asyncio.Task | None = None
         self._restarting = False
 
@@ -352,6 +357,7 @@ class InboxConsumer:
         its committed offsets may be stale ones (decision 0026). The inbox drops repeats."""
         if rewind:
             self._rewind = True
+            self._rewinds += 1
             self._restart()
         self._provisioned.set()
 
@@ -385,6 +391,7 @@ class InboxConsumer:
                 polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)
+                await self._commit_rewound(consumer, listener)
                 records = [Message.of(r) for batch in polled.values() for r in batch]
                 # Another replica reads a partition taken from us, from its committed offset.
                 held = [f for f in held if TopicPartition(f.message.topic, f.message.partition) in assignment]
@@ -400,6 +407,31 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             await consumer.stop()
+
+    async def _commit_rewound(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
+        """Overwrite the group's committed offset of each partition read again from its
+        beginning with that beginning, before anything of it is processed: a stale offset of
+        the old log must not survive a crash, even on a partition that gets no message
+        (decision 0026). Outside the rebalance callback: aiokafka logs and swallows what fails
+        in there, and a commit there holds up the join; here a failed commit is tried again."""
+        mine = listener.uncommitted & consumer.assignment()
+        if mine:
+            try:
+                await consumer.commit({tp: 0 for tp in mine})
+            except CommitFailedError:  # a rebalance: the listener says again what is ours
+                log.warning("a rewound position was not committed (rebalance); trying again",
+                            group=self._group_id)
+                return
+            listener.uncommitted -= mine
+        if not listener.uncommitted and listener.rewinds and listener.assigned_once and listener.rewinds > self._rewinds_committed:
+            self._rewinds_committed = listener.rewinds
+            log.warning("a new broker epoch: every partition's beginning committed", group=self._group_id)
+
+    @property
+    def rewound(self) -> bool:
+        """Whether the last rewind asked (``go(rewind=True)``) is finished: the client started
+        for it committed the beginning of every partition it was assigned. True when none was."""
+        return self._rewinds_committed == self._rewinds
 
     @property
     def rewinding(self) -> bool:
@@ -660,14 +692,24 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
         self._consumer, self._inbox = consumer, inbox
         # A new broker epoch (decision 0026): partitions this client has read from the beginning.
         self._rewind = inbox.rewinding
+        # Which rewind (InboxConsumer.go) this client does; 0: none.
+        self.rewinds = inbox._rewinds if self._rewind else 0
         self._rewound: set[TopicPartition] = set()
+        # Partitions sought to their beginning whose group offset is not overwritten yet
+        # (InboxConsumer._commit_rewound), and whether the group assigned this client anything yet.
+        self.uncommitted: set[TopicPartition] = set()
+        self.assigned_once = False
 
     async def on_partitions_revoked(self, revoked) -> None:
-        pass
+        # Not committed: read from the beginning again if it comes back.
+        lost = self.uncommitted & set(revoked)
+        self.uncommitted -= lost
+        self._rewound -= lost
 
     async def on_partitions_assigned(self, assigned) -> None:
         if self._rewind:
             self._from_the_beginning(assigned)
+            self.assigned_once = True
             return
         recorded = await self._inbox.recorded_next(sorted(assigned))
         if not recorded:
@@ -697,6 +739,7 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
             # takes the first offset still held.
             self._consumer.seek(tp, 0)
         self._rewound.update(first)
+        self.uncommitted.update(first)
 
 
 def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:

@@ -105,6 +105,10 @@ class Runtime:
         for consumer in self.consumers:
             consumer.go(rewind)
 
+    def rewound(self) -> bool:
+        """Whether every consumer finished the last rewind it was told (decision 0026)."""
+        return all(consumer.rewound for consumer in self.consumers)
+
     def broker_epoch(self) -> int:
         """This service's ordinal of the broker epoch it reads now (0: not known yet)."""
         return self.epochs.observed.ordinal if self.epochs is not None else 0
@@ -315,7 +319,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         on_new = spec.on_broker_epoch
         runtime.epochs = EpochWatch(
             engine, settings.kafka_bootstrap, settings.broker_epoch_check_seconds, runtime.hold, runtime.go,
-            on_new=(lambda conn, epoch: on_new(runtime, conn, epoch)) if on_new is not None else None)
+            on_new=(lambda conn, epoch: on_new(runtime, conn, epoch)) if on_new is not None else None,
+            rewound=runtime.rewound)
         await runtime.hold("broker-unknown")
         await runtime.epochs.check()
         tasks = [asyncio.create_task(_supervise("relay", relay.run)),

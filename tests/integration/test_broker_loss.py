@@ -17,8 +17,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts.events import EventType
 from contracts.reference import delivery_topic, ingress_topic
@@ -233,3 +236,81 @@ async def test_a_broker_that_comes_back_empty_is_rebuilt_and_every_report_is_ans
 async def _ready(http: httpx.AsyncClient) -> bool:
     """the service is ready"""
     return (await http.get("/health/ready")).status_code == 200
+
+
+async def commit_offsets(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``group`` (no member of it running), as a consumer of the old
+    log would have committed them into the new broker before its service saw the new epoch."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {tp: await consumer.committed(tp) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def test_a_service_that_crashed_before_its_consumers_rewound_reads_the_new_log_from_its_beginning(
+        infrastructure, state, tmp_path):
+    """The crash window of decision 0026: intake recorded a new epoch, its consumers had
+    committed old-log offsets into the new broker, and it crashed before they committed
+    anything of the new log. Started again, it reads the new log from its beginning."""
+    broker = EmbeddedBroker(log_file=tmp_path / "broker.log").start()
+    bootstrap = broker.bootstrap
+    prefix = f"crash{uuid.uuid4().hex[:6]}"
+    rng = random.Random(2026)
+    reporter, quiet = reporters()[0], reporters()[1]
+    try:
+        await broker_epoch.provision(bootstrap)
+        async with intake(infrastructure, state, bootstrap, prefix) as http:
+            await eventually(lambda: _ready(http), 60)
+            intake_keys = (await http.get("/.well-known/jwks.json")).json()
+        system = InstitutionSystem(reporter, state.institution_key(reporter), None,  # type: ignore[arg-type]
+                                   intake_keys=intake_keys)
+
+        broker.kill()
+        broker.start()
+        second_epoch = await broker_epoch.provision(bootstrap)
+        # What the crashed process left: the new epoch recorded (the rewind not finished),
+        # and the group's offsets of the old log, far past the new log's records.
+        database = Settings(service="intake", database_url=infrastructure.database_url,
+                            database_prefix=prefix).database_for("intake")
+        engine = create_async_engine(database)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(broker_epoch.epochs_table.insert().values(
+                    epoch_id=second_epoch.id, ordinal=2, seen_at=sa.func.now()))
+        finally:
+            await engine.dispose()
+        busy, idle = TopicPartition(ingress_topic(reporter), 0), TopicPartition(ingress_topic(quiet), 0)
+        await commit_offsets(bootstrap, "punte-intake", {busy: 1000, idle: 1000})
+        reports = [system.report(synthetic_report(rng, reporter)) for _ in range(3)]
+        await send(bootstrap, state, [(reporter, e) for e in reports])
+
+        async with intake(infrastructure, state, bootstrap, prefix) as http:
+            await eventually(lambda: _ready(http), 60)
+            async with Deliveries(bootstrap, reporter) as after:
+                async def answered() -> bool:
+                    """the reports below the stale offset are read and answered"""
+                    return all(after.outcomes().get(e.id) for e in reports)
+                await eventually(answered)
+
+            async def rewound() -> bool:
+                """the service says its consumers finished the rewind"""
+                return (await ready(http))["broker"].get("rewound") is True
+            await eventually(rewound)
+            committed = await committed_offsets(bootstrap, "punte-intake", [busy, idle])
+            assert committed[busy] == 3, "past the new log's records"
+            assert committed[idle] is not None and committed[idle] < 1000, \
+                "a partition that got no message keeps no stale offset"
+    finally:
+        broker.stop()

@@ -3,8 +3,10 @@ again (reading from the beginning) in a new epoch, and always stopped with its s
 import asyncio
 
 import pytest
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import TopicPartition
 
-from runtime.inbox import InboxConsumer
+from runtime.inbox import InboxConsumer, _ReadAgainFromTheInbox
 
 
 def consumer_with(consume) -> InboxConsumer:
@@ -58,3 +60,62 @@ async def test_it_stops_with_its_service_even_after_a_restart_of_its_client_fail
     task.cancel()  # the service stops
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 2)
+
+
+class Client:
+    """What the rebalance listener and the rewind commit use of an aiokafka consumer."""
+
+    def __init__(self, assignment: set[TopicPartition], fail: int = 0) -> None:
+        self._assignment, self._fail = assignment, fail
+        self.sought: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought[tp] = offset
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._assignment
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self._fail:
+            self._fail -= 1
+            raise CommitFailedError("rebalanced")
+        self.committed.update(offsets)
+
+
+BUSY, IDLE = TopicPartition("punte.cases", 0), TopicPartition("punte.cases", 1)
+
+
+async def test_in_a_new_epoch_every_assigned_partition_has_its_beginning_committed_before_it_says_rewound():
+    """A stale offset of the old log is overwritten at once, even on a partition that gets
+    no message, so a crash leaves the group nothing to skip by (decision 0026)."""
+    consumer = consumer_with(None)
+    assert consumer.rewound, "nothing asked"
+    consumer.go(rewind=True)
+    assert not consumer.rewound
+    client = Client({BUSY, IDLE}, fail=1)
+    listener = _ReadAgainFromTheInbox(client, consumer)  # type: ignore[arg-type]
+    await consumer._commit_rewound(client, listener)  # type: ignore[arg-type]
+    assert not consumer.rewound, "not assigned anything yet"
+    await listener.on_partitions_assigned({BUSY, IDLE})
+    assert client.sought == {BUSY: 0, IDLE: 0}
+    await consumer._commit_rewound(client, listener)  # type: ignore[arg-type]
+    assert client.committed == {} and not consumer.rewound, "a failed commit (rebalance) is tried again"
+    await consumer._commit_rewound(client, listener)  # type: ignore[arg-type]
+    assert client.committed == {BUSY: 0, IDLE: 0}
+    assert consumer.rewound
+    consumer.go(rewind=True)  # another new epoch: a rewind of its own
+    assert not consumer.rewound
+
+
+async def test_a_partition_revoked_before_its_beginning_was_committed_is_read_from_the_beginning_again():
+    consumer = consumer_with(None)
+    consumer.go(rewind=True)
+    client = Client({BUSY, IDLE}, fail=1)
+    listener = _ReadAgainFromTheInbox(client, consumer)  # type: ignore[arg-type]
+    await listener.on_partitions_assigned({BUSY, IDLE})
+    await consumer._commit_rewound(client, listener)  # type: ignore[arg-type]
+    await listener.on_partitions_revoked({BUSY, IDLE})
+    client.sought.clear()
+    await listener.on_partitions_assigned({BUSY})
+    assert client.sought == {BUSY: 0}

@@ -1,0 +1,21 @@
+"""Referral: whether the consumers finished reading each broker epoch from its beginning
+(runtime.broker_epoch, decision 0026).
+
+Revision ID: 0009
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+
+
+def upgrade() -> None:
+    # NULL: the rewind in that epoch is not finished; a restart rewinds again. The epochs
+    # recorded before this column were rewound as far as the runtime then knew.
+    op.add_column("punte_broker_epochs", sa.Column("rewound_at", sa.DateTime(timezone=True)))
+    op.execute("UPDATE punte_broker_epochs SET rewound_at = seen_at")
+
+
+def downgrade() -> None:
+    op.drop_column("punte_broker_epochs", "rewound_at")
