@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,26 @@ from runtime import broker_epoch
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each session gets a temporary root of its own. Every pytest session that starts
+    resets the shared /tmp/pytest-of-<user> to mode 0700, and an embedded PostgreSQL run by
+    root runs as an unprivileged user (punte.embedded) that can then no longer reach its
+    data folder under it: it panics ("pg_control: Permission denied") and every later test
+    fails. A second session on the same machine did exactly that to a full run."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="punte-tests-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and not os.environ.get("PUNTE_KEEP_TEST_TMP"):
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 
 @dataclass(frozen=True)
