@@ -307,6 +307,31 @@ def kafka_apply(
         console.print(Text(warning, style="yellow"))
 
 
+MANIFESTS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "strimzi"
+
+
+@kafka_app.command("manifests")
+def kafka_manifests(write: bool = typer.Option(False, "--write", help="Write the files (otherwise: check them)"),
+                    out: Path = typer.Option(MANIFESTS_DIR, "--dir", help="Where the files are")) -> None:
+    """Strimzi KafkaTopic and KafkaUser resources from the same declaration as `punte kafka
+    apply` (decision 0028); without --write, says which files differ and exits 1."""
+    from contracts.strimzi import network_files
+
+    stale = []
+    for name, content in network_files().items():
+        path = out / name
+        if write:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            console.print(f"{path}: {content.count(chr(10) + 'kind: ')} resources")
+        elif not path.exists() or path.read_text() != content:
+            stale.append(path)
+    for path in stale:
+        console.print(f"[red]{path}[/red]: differs from the declaration; `punte kafka manifests --write`")
+    if stale:
+        raise typer.Exit(1)
+
+
 audit_app = typer.Typer(help="Jurnalul de audit / the audit trail", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
