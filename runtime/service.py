@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import uvicorn
@@ -62,6 +62,7 @@ from runtime.telemetry import configure_tracing
 from runtime.tokens import Principal, TokenVerifier
 
 log = get_logger("runtime.service")
+T = TypeVar("T")
 # One pass of a service's purge job (runtime.retention.purge, or a service's own around it).
 PurgeWork = Callable[[AsyncSession, DataKeys, RetentionSchedule, datetime], Awaitable[int]]
 MIGRATION_LOCK = 0x6D696772
@@ -209,17 +210,19 @@ async def migrate(settings: Settings, name: str, migrations: Path) -> str:
     return url
 
 
-async def migrate_when_reachable(settings: Settings, name: str, migrations: Path) -> str:
-    """``migrate``, again with backoff (jittered, up to 10 s) while the database is not
-    reachable or not yet accepting connections, for at most PUNTE_STARTUP_TIMEOUT_SECONDS:
-    a service started while PostgreSQL is down or restarting waits for it (each wait
+async def when_reachable(settings: Settings, name: str, step: Callable[[], Awaitable[T]],
+                         deadline: float | None = None) -> T:
+    """Run a start-up ``step`` again, with backoff (jittered, up to 10 s), while the database
+    is not reachable or not yet accepting connections, until ``deadline`` (loop time;
+    default PUNTE_STARTUP_TIMEOUT_SECONDS from now): a service started while PostgreSQL is
+    down or restarting, or that loses it half-way through starting, waits for it (each wait
     logged) instead of exiting; any other error stops the start at once."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.startup_timeout_seconds
+    deadline = deadline if deadline is not None else loop.time() + settings.startup_timeout_seconds
     backoff = 0.5
     while True:
         try:
-            return await migrate(settings, name, migrations)
+            return await step()
         except Exception as exc:
             if not unreachable(exc):
                 raise
@@ -233,6 +236,11 @@ async def migrate_when_reachable(settings: Settings, name: str, migrations: Path
                         retry_in_seconds=round(wait, 2), gives_up_in_seconds=round(left))
             await asyncio.sleep(wait)
             backoff = min(backoff * 2, 10.0)
+
+
+async def migrate_when_reachable(settings: Settings, name: str, migrations: Path) -> str:
+    """``migrate``, waiting for the database (``when_reachable``)."""
+    return await when_reachable(settings, name, lambda: migrate(settings, name, migrations))
 
 
 def load_keyring(settings: Settings) -> Keyring:
@@ -297,7 +305,11 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         network_key = load_network_key(settings)
         data_keys = from_settings(settings) if spec.data_keys else None
         algorithms = settings.oidc_algorithm_list()
-        url = await migrate_when_reachable(settings, spec.name, spec.migrations)
+        # Every database step of start-up waits for the database, within one deadline: a
+        # PostgreSQL lost half-way through starting is waited for, not an exit (decision 0020).
+        deadline = asyncio.get_running_loop().time() + settings.startup_timeout_seconds
+        url = await when_reachable(settings, spec.name, lambda: migrate(settings, spec.name, spec.migrations),
+                                   deadline)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap, settings)
         await _start_producer(producer)
@@ -311,8 +323,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             network_key=network_key, keyring=load_keyring(settings),
             network_keys=load_network_keys(settings, network_key), data_keys=data_keys,
         )
-        if spec.on_start is not None:
-            await spec.on_start(runtime)
+        on_start = spec.on_start
+        if on_start is not None:
+            await when_reachable(settings, spec.name, lambda: on_start(runtime), deadline)
         runtime.consumers = spec.consumers(runtime)
         app.state.runtime = runtime
         # Nothing is published or read before the broker's epoch is known (decision 0026).
@@ -322,7 +335,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             on_new=(lambda conn, epoch: on_new(runtime, conn, epoch)) if on_new is not None else None,
             rewound=runtime.rewound)
         await runtime.hold("broker-unknown")
-        await runtime.epochs.check()
+        await when_reachable(settings, spec.name, runtime.epochs.check, deadline)
         tasks = [asyncio.create_task(_supervise("relay", relay.run)),
                  asyncio.create_task(_supervise("broker-epoch", runtime.epochs.run))]
         tasks += [asyncio.create_task(_supervise(c.service, c.run)) for c in runtime.consumers]

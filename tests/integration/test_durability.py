@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from punte.embedded import EmbeddedPostgres, free_port
 from runtime.db import connect, ensure_database, make_engine
-from runtime.service import migrate_when_reachable
+from runtime.service import ServiceSpec, create_app, migrate_when_reachable
 from runtime.settings import Settings
-from tests.integration.helpers import REFERRAL_MIGRATIONS
+from tests.integration.helpers import NETWORK_KEY, REFERRAL_MIGRATIONS
 
 
 async def _show(url: str, setting: str) -> str:
@@ -83,3 +83,29 @@ async def test_a_service_gives_up_on_an_unreachable_database_after_its_startup_t
                         startup_timeout_seconds=1)
     with pytest.raises(RuntimeError, match="not reachable"):
         await migrate_when_reachable(settings, "referral", REFERRAL_MIGRATIONS)
+
+
+async def test_a_database_lost_during_start_up_after_the_migrations_is_waited_for_too(infrastructure, tmp_path: Path):
+    """What the chaos run found: a service restarted just before PostgreSQL was killed got
+    past its migrations, then lost the database in its start-up's next steps (seeding, the
+    broker-epoch check) and exited (uvicorn's 3); only the supervisor brought it back. Every
+    database step of start-up now waits for the database like the migrations do."""
+    lost = {"times": 0}
+
+    async def on_start(runtime) -> None:
+        if lost["times"] < 2:  # the database goes away twice, as a killed postmaster does
+            lost["times"] += 1
+            raise ConnectionRefusedError(111, "Connect call failed (synthetic)")
+
+    async def no_stats(session) -> dict:
+        return {}
+
+    NETWORK_KEY.save(tmp_path / "network.key")
+    spec = ServiceSpec(name=f"durable_{uuid.uuid4().hex[:6]}", migrations=REFERRAL_MIGRATIONS,
+                       consumers=lambda rt: [], routers=[], stats=no_stats, on_start=on_start)
+    settings = Settings(database_url=infrastructure.database_url, kafka_bootstrap=infrastructure.kafka_bootstrap,
+                        network_key_file=tmp_path / "network.key", startup_timeout_seconds=60)
+    app = create_app(spec, settings)
+    async with app.router.lifespan_context(app):
+        assert app.state.runtime.started
+    assert lost["times"] == 2
