@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.reference import BROKER_EPOCH_TOPIC, institutions, retention, topic_partitions
 from runtime.kafka import client_options, ensure_topics, make_producer, topic_configs
 from runtime.log import get_logger
-from runtime.outbox import outbox_table, retry_all_parked
+from runtime.outbox import mark_pending_again, retry_all_parked
 from runtime.settings import Settings
 
 log = get_logger("runtime.broker_epoch")
@@ -296,7 +296,7 @@ class EpochWatch:
                 if seen == "new":
                     if self._on_new is not None:
                         await self._on_new(conn, current.id)
-                    republished = await _mark_republish(conn)
+                    republished = await mark_pending_again(conn)
             else:
                 ordinal = len(await _recorded(conn))
         rewind = seen == "new"
@@ -337,10 +337,3 @@ class EpochWatch:
             soon = not self._going or self.observed.rewound is False
             await asyncio.sleep(min(self._period, 1.0) if soon else self._period)
             await self.check()
-
-
-async def _mark_republish(conn: AsyncConnection) -> int:
-    """Every kept outbox row pending again, in the transaction recording the epoch."""
-    result = await conn.execute(sa.update(outbox_table).where(outbox_table.c.published_at.is_not(None))
-                                .values(published_at=None))
-    return result.rowcount or 0

@@ -351,10 +351,15 @@ async def discard_parked(engine: AsyncEngine, row_id: int, by: str) -> bool:
     return bool(result.rowcount)
 
 
-async def replay(engine: AsyncEngine, since_id: int = 0) -> int:
-    """Mark published rows as pending again so the relay re-sends them (broker rebuilt)."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.update(outbox_table).where(outbox_table.c.id >= since_id).values(published_at=None)
-        )
+async def mark_pending_again(conn: AsyncConnection, since_id: int = 0) -> int:
+    """Mark published rows (from ``since_id``) pending again, in the caller's transaction,
+    so the relay re-sends them (a broker rebuilt: decision 0026); how many."""
+    result = await conn.execute(sa.update(outbox_table).where(
+        outbox_table.c.id >= since_id, outbox_table.c.published_at.is_not(None)).values(published_at=None))
     return result.rowcount or 0
+
+
+async def replay(engine: AsyncEngine, since_id: int = 0) -> int:
+    """``mark_pending_again`` in a transaction of its own."""
+    async with engine.begin() as conn:
+        return await mark_pending_again(conn, since_id)

@@ -445,8 +445,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
 def broker_state(runtime: Runtime) -> dict[str, object] | None:
     """What the service knows of its broker's epoch (decision 0026); None: not watched."""
-    epochs = getattr(runtime, "epochs", None)  # tests build runtimes of their own
-    return epochs.observed.public() if epochs is not None else None
+    return runtime.epochs.observed.public() if runtime.epochs is not None else None
 
 
 def consumers_stopped(runtime: Runtime) -> tuple[bool, list[dict[str, str]]]:

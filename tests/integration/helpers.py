@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,20 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
                  for name, handler, on_failure in (("cases", on_case, None),
                                                    ("commands", on_command, on_command_failure))}
     return consumers, engine
+
+
+# --- waiting ------------------------------------------------------------------------------
+
+async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 60) -> object:
+    """``check``'s first true answer (a condition to reach, not a timing to assert)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout}s: {check.__doc__}")
+        await asyncio.sleep(0.2)
 
 
 # --- HTTP --------------------------------------------------------------------------------

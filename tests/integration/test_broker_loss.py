@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import random
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -34,22 +32,10 @@ from runtime.cloudevents import CloudEvent, decode
 from runtime.kafka import make_producer
 from runtime.service import create_app
 from runtime.settings import Settings
-from tests.integration.helpers import ISSUER
+from tests.integration.helpers import ISSUER, eventually
 from tests.integration.test_topic_retention import retention_ms
 
 OPERATOR = {"Authorization": f"Bearer {ISSUER.issue('op.network', None, ['operator'])}"}
-
-
-async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 60) -> object:
-    """``check``'s first true answer (a condition to reach, not a timing to assert)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout}s: {check.__doc__}")
-        await asyncio.sleep(0.2)
 
 
 class Deliveries:

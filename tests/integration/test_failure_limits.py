@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from tests.integration.helpers import (
     TEST_DATA_KEYS,
     TEST_DATA_KEYS_SETTING,
     bearer,
+    eventually,
     migrated_database,
     scraped,
 )
@@ -50,18 +49,6 @@ async def database(infrastructure):
 
 def event(n: int) -> CloudEvent:
     return CloudEvent.new("ro.punte.test.v1", "/punte/test", {"n": n}, subject=f"case-{n}")
-
-
-async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 60) -> object:
-    """``check``'s first true answer (a condition to reach, not a timing to assert)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout}s: {check.__doc__}")
-        await asyncio.sleep(0.2)
 
 
 class Service:
