@@ -108,7 +108,7 @@ def served(verifier) -> FastAPI:
 
     app = create_app(spec(), Settings())
     app.state.runtime = SimpleNamespace(verifier=verifier, sessions=_Session, consumers=[],
-                                        relay=SimpleNamespace(published=0), started=True)
+                                        relay=SimpleNamespace(published=0), started=True, epochs=None)
     return app
 
 
