@@ -341,13 +341,16 @@ class Stack:
             return {}
         return {"PUNTE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PUNTE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                 "PUNTE_KAFKA_USERNAME": user, "PUNTE_KAFKA_PASSWORD": self.kafka_credentials[user],
-                "PUNTE_KAFKA_IDEMPOTENT_PRODUCER": "true"}
+                "PUNTE_KAFKA_IDEMPOTENT_PRODUCER": "true", "PUNTE_KAFKA_REPLICATION_FACTOR": "3"}
 
     def _env(self, name: str) -> dict[str, str]:
         assert self.kafka_bootstrap and self.database_url
         secrets = self.state.secrets()
+        # Each process's Kafka identity is the stack's to give (kafka_env), never inherited
+        # from whoever started the stack: an operator's admin credentials stay with them.
+        inherited = {key: value for key, value in os.environ.items() if not key.startswith("PUNTE_KAFKA_")}
         return {
-            **os.environ,
+            **inherited,
             "PUNTE_SERVICE": name, "PUNTE_HTTP_PORT": str(self.ports[name]),
             "PUNTE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "PUNTE_DATABASE_URL": self.database_url,
             "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),

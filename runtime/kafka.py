@@ -101,12 +101,14 @@ def topic_configs(topics: list[tuple[str, int]], days: int) -> dict[str, dict[st
     return {name: {"retention.ms": str(days * DAY_MS)} for name, _ in topics if name.startswith(INGRESS_PREFIX)}
 
 
-async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replication: int = 1,
+async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replication: int | None = None,
                         configs: dict[str, dict[str, str]] | None = None, settings: Settings | None = None) -> None:
-    """Create the topics that do not exist yet, with their ``configs`` (topic_configs); an
-    existing topic keeps the configuration it was created with. On Apache Kafka `punte kafka
-    apply` creates them first, replicated (decision 0027); this finds none missing."""
+    """Create the topics that do not exist yet, with their ``configs`` (topic_configs) and
+    ``replication`` (default: PUNTE_KAFKA_REPLICATION_FACTOR); an existing topic keeps the
+    configuration it was created with. On Apache Kafka `punte kafka apply` creates the
+    network's topics first, replicated (decision 0027); this finds none of them missing."""
     configs = configs or {}
+    replication = replication or (settings or Settings()).kafka_replication_factor
     admin = make_admin(bootstrap, settings)
     await admin.start()
     try:

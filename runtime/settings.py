@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # because the embedded Tansu broker answers InitProducerId with an error; set it on
     # Apache Kafka (`punte up --broker kafka` does).
     kafka_idempotent_producer: bool = False
+    # The replication factor of a topic a process creates itself (ensure_topics). 1 fits the
+    # single embedded broker; on Apache Kafka `punte kafka apply` creates the network's topics
+    # replicated (decision 0027), and a topic created with fewer replicas than the cluster's
+    # min.insync.replicas would refuse every acks=all write.
+    kafka_replication_factor: int = Field(default=1, ge=1)
     # A server URL; each service uses its own database on it (punte_<service>).
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     # Databases are named <prefix>_<service>: two networks can share one server.
