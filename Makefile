@@ -34,6 +34,9 @@ run: install
 test: install asyncapi-validator
 	$(BIN)/ruff check runtime services punte contracts tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	# The tests that touch a broker again, on three Apache Kafka nodes with the network's ACLs,
+	# and the Apache Kafka tests (decision 0031).
+	$(BIN)/python -m pytest -q -p no:cacheprovider --broker kafka $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/e2e.py

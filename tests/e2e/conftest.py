@@ -21,6 +21,7 @@ from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.mailbox import messages as mailbox_messages
 from punte.stack import Stack
 from runtime.cloudevents import CloudEvent, decode
+from runtime.kafka import client_options
 from tests.e2e import leak_scan
 
 
@@ -98,8 +99,10 @@ def network(infrastructure, tmp_path_factory, webhook_receiver):
     recipients.write(state_dir / "recipients.yaml", recipients.demo_recipients(
         institutions().values(), digest_minutes=0, quiet_hours=None,
         webhooks={WEBHOOK_INSTITUTION: webhook_receiver.url, **{i: webhook_receiver.url for i in NEED_TO_KNOW_HOOKS}}))
-    stack = Stack(state_dir, kafka_bootstrap=infrastructure.kafka_bootstrap,
-                  database_url=infrastructure.database_url)
+    stack = (Stack(state_dir, database_url=infrastructure.database_url, broker_kind="kafka",
+                   kafka=infrastructure.kafka.cluster, kafka_credentials_file=infrastructure.kafka.credentials_file)
+             if infrastructure.kafka is not None else
+             Stack(state_dir, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=infrastructure.database_url))
     started_ms = int(time.time() * 1000)
     try:
         stack.start()
@@ -205,7 +208,8 @@ class Deliveries:
     def __init__(self, bootstrap: str) -> None:
         self.events: list[tuple[str, CloudEvent]] = []
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                          auto_offset_reset="earliest", metadata_max_age_ms=1000)
+                                          auto_offset_reset="earliest", metadata_max_age_ms=1000,
+                                          **client_options())
         self._consumer.subscribe(pattern=r"^punte\.delivery\..+")
         self._task: asyncio.Task | None = None
 

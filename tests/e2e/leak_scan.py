@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.engine import make_url
 
 from punte.synthetic import FAMILY, GIVEN
+from runtime.kafka import broker_partitions, client_options
 from services.intake.domain.cnp import is_valid
 
 # Thirteen digits standing alone (not inside a hex digest or a trace id), with a birth date
@@ -105,12 +106,16 @@ async def database_texts(database_url: str) -> list[tuple[str, str]]:
 async def topic_texts(bootstrap: str, since_ms: int = 0) -> list[tuple[str, str]]:
     """(where, text) of every record of every punte.* topic written since ``since_ms`` (the
     network's start: the broker may be shared with tests that ran before)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                **client_options())
     await consumer.start()
     found: list[tuple[str, str]] = []
     try:
-        topics = sorted(t for t in await consumer.topics() if t.startswith("punte."))
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        # From one metadata request for every topic (broker_partitions): a consumer's own
+        # metadata holds, on Apache Kafka, no topic it did not ask for.
+        every = await broker_partitions(bootstrap)
+        partitions = [TopicPartition(t, p) for t in sorted(every) if t.startswith("punte.") for p in every[t]]
+        assert partitions, f"no punte.* topic on {bootstrap}: nothing to scan"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -17,7 +17,7 @@ from punte.stack import Stack
 from punte.status import collect, operator_token
 from punte.synthetic import reporters, synthetic_report
 from runtime.cloudevents import CloudEvent, decode
-from runtime.kafka import make_producer
+from runtime.kafka import client_options, make_producer
 from runtime.metrics import NAMES
 from services.intake.bootstrap import build_rules
 from services.intake.domain.cases import assess
@@ -33,7 +33,7 @@ async def cases_opened(bootstrap: str, report_ids: set[str], timeout: float = 60
     (a reporter is told the case only when it takes part in it)."""
     found: dict[str, str] = {}
     consumer = AIOKafkaConsumer("punte.cases", bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", **client_options())
     await consumer.start()
     try:
         async with asyncio.timeout(timeout):

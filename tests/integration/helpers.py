@@ -28,6 +28,7 @@ from runtime.data_keys import DataKeys
 from runtime.db import make_engine, make_sessions
 from runtime.inbox import InboxConsumer, Message, key_by_event_id
 from runtime.ingress import Window, key_by_sender
+from runtime.kafka import client_options
 from runtime.outbox import OutboxRelay, outbox_table
 from runtime.sealing import ConfiguredKeyProvider
 from runtime.service import Runtime, migrate
@@ -105,7 +106,7 @@ def keyring_of(keys: dict[str, SigningKey], since: datetime = KEYS_SINCE) -> Key
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20) -> list[Any]:
     """Read ``count`` records from the start of ``topic`` (all partitions)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+                                enable_auto_commit=False, group_id=None, **client_options())
     await consumer.start()
     records: list[Any] = []
     try:

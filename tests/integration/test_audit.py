@@ -267,6 +267,7 @@ async def test_a_message_with_odd_text_is_recorded_like_any_other(audit):
         assert (await handlers.verify_stored(session)).verified
 
 
+@pytest.mark.broker
 async def test_a_trail_that_missed_the_last_message_of_a_partition_is_not_verified_but_lagging(audit, infrastructure):
     replica, engine, sessions = audit
     topic = f"punte.tail-{uuid.uuid4().hex[:8]}"

@@ -191,6 +191,7 @@ async def verifier_key(audit: Audit) -> str:
     return (await audit.client.get("/log-key", headers=AUDITOR)).json()["verifier_key"]
 
 
+@pytest.mark.broker
 async def test_auditors_search_export_and_verify_offline_without_reading_a_childs_report(audit, tmp_path):
     await audit.receive(("punte.ingress.isj-bc", report()), ("punte.cases", case_opened()))
     entries = await audit.entries()
@@ -215,6 +216,7 @@ async def test_auditors_search_export_and_verify_offline_without_reading_a_child
     assert verified["ok"] and verified["checked"] == verified["size"] >= 2
 
 
+@pytest.mark.broker
 async def test_opening_a_sealed_value_is_break_glass_with_a_purpose_recorded_and_told(audit):
     await audit.receive(("punte.ingress.isj-bc", report()), ("punte.cases", case_opened()))
     [sent] = await audit.entries(event_type="ro.punte.report.submitted.v2")
@@ -243,6 +245,7 @@ async def test_opening_a_sealed_value_is_break_glass_with_a_purpose_recorded_and
     assert access["actor"] == "aud.ana" and access["query"]["seq"] == str(sent["seq"])
 
 
+@pytest.mark.broker
 async def test_a_closed_case_is_erased_by_its_rule_and_the_whole_trail_still_verifies_offline(erasing, tmp_path):
     audit = erasing
     await audit.receive(("punte.ingress.isj-bc", report()), ("punte.cases", case_opened()),
@@ -288,6 +291,7 @@ async def test_a_closed_case_is_erased_by_its_rule_and_the_whole_trail_still_ver
     assert detail["erased_at"] == report_line["value"]["erased_at"]
 
 
+@pytest.mark.broker
 async def test_the_schedule_follows_the_network_and_never_a_forgery(audit):
     now = datetime.now(timezone.utc)
     forged = CloudEvent.new("ro.punte.case.closed.v1", "/punte/referral", {
@@ -319,6 +323,7 @@ async def test_the_schedule_follows_the_network_and_never_a_forgery(audit):
     assert late["value"]["state"] == "erased"
 
 
+@pytest.mark.broker
 async def test_an_old_log_of_version_1_still_verifies_and_shows_no_value(audit, tmp_path):
     # Entries appended before version 2 hold their exact records, value included.
     old = [Record("punte.ingress.isj-bc", 0, i, 1_700_000_000_000, None, report(f"old-{i}").headers(),

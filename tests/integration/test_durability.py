@@ -85,6 +85,7 @@ async def test_a_service_gives_up_on_an_unreachable_database_after_its_startup_t
         await migrate_when_reachable(settings, "referral", REFERRAL_MIGRATIONS)
 
 
+@pytest.mark.broker
 async def test_a_database_lost_during_start_up_after_the_migrations_is_waited_for_too(infrastructure, tmp_path: Path):
     """What the chaos run found: a service restarted just before PostgreSQL was killed got
     past its migrations, then lost the database in its start-up's next steps (seeding, the

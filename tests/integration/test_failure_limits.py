@@ -148,6 +148,7 @@ async def service(infrastructure, database):
         await s.stop()
 
 
+@pytest.mark.broker
 async def test_a_handler_failing_for_every_message_stops_the_consumer_until_the_operator_resumes_it(service):
     svc: Service = await service(consumer_max_consecutive_failures=3)
     svc.broken = True
@@ -208,6 +209,7 @@ async def test_a_handler_failing_for_every_message_stops_the_consumer_until_the_
     assert again.status_code == 200 and again.json()["resumed"] is False, "it was running"
 
 
+@pytest.mark.broker
 async def test_a_message_failing_alone_among_good_ones_is_dead_lettered_and_the_consumer_goes_on(service):
     svc: Service = await service(consumer_max_consecutive_failures=3, consumer_failure_hold_seconds=0.5)
     svc.poison = {2, 5}  # 5 is the last: nothing follows it, so it is judged once the hold ends
@@ -224,6 +226,7 @@ async def test_a_message_failing_alone_among_good_ones_is_dead_lettered_and_the_
     assert (await svc.http.get("/health/ready")).json().get("consumers_stopped") in (None, [])
 
 
+@pytest.mark.broker
 async def test_failures_at_the_end_of_a_poll_wait_uncommitted_for_the_message_after_them(service):
     svc: Service = await service(consumer_max_consecutive_failures=3, consumer_failure_hold_seconds=600)
     svc.poison = {1, 2}
@@ -247,6 +250,7 @@ async def test_failures_at_the_end_of_a_poll_wait_uncommitted_for_the_message_af
     assert await svc.inbox_rows() == 4
 
 
+@pytest.mark.broker
 async def test_too_many_failures_in_a_minute_stop_the_consumer_even_between_good_messages(service):
     svc: Service = await service(consumer_max_consecutive_failures=3, consumer_max_failures_per_minute=3)
     svc.poison = {1, 3, 5, 7, 9}
@@ -263,6 +267,7 @@ async def test_too_many_failures_in_a_minute_stop_the_consumer_even_between_good
     assert await svc.committed() <= 7, "nothing committed past the failure that stopped it"
 
 
+@pytest.mark.broker
 async def test_dead_letters_are_listed_and_replayed_once_by_the_operator(service):
     svc: Service = await service()
     svc.poison = {1}
@@ -296,6 +301,7 @@ async def test_dead_letters_are_listed_and_replayed_once_by_the_operator(service
     assert entry["replayed_at"] is not None
 
 
+@pytest.mark.broker
 async def test_the_operator_does_it_all_from_the_command_line(service, tmp_path):
     """`punte consumers list|resume` and `punte deadletters list|replay` against a service
     served over HTTP, with a token of the embedded issuer's key from the state folder."""
@@ -368,6 +374,7 @@ async def test_the_operator_does_it_all_from_the_command_line(service, tmp_path)
         await serving
 
 
+@pytest.mark.broker
 async def test_an_erased_dead_letter_is_listed_as_such_and_cannot_be_replayed(service, tmp_path):
     from runtime.retention import purge
     from tests.integration.helpers import zero_day_schedule

@@ -104,6 +104,7 @@ def refusal(out, sender: str = "isj-bc") -> tuple[str, str]:
     return answer["reason"]["code"], answer["reason"]["message_en"]
 
 
+@pytest.mark.broker
 async def test_the_ingress_topic_carries_no_identity_nor_story(infrastructure):
     """What was wrong: a report's CNP, names, address and description were readable by
     anyone who reads the ingress topic. An institution's system now sends them sealed."""
@@ -267,6 +268,7 @@ async def test_intake_publishes_its_public_keys_to_anyone(intake):
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is required")
+@pytest.mark.broker
 async def test_a_report_sealed_by_the_npm_jose_package_is_opened_and_routed(infrastructure, intake, tmp_path):
     """An independent JOSE implementation (the `jose` npm package) seals at test time; the
     signed v3 report goes over the real broker and intake opens and routes it."""

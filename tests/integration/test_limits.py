@@ -80,6 +80,7 @@ async def intake_db(infrastructure):
 # --- body caps ---------------------------------------------------------------------------
 
 
+@pytest.mark.broker
 async def test_a_2mb_report_is_refused_as_too_large_declared_or_streamed(infrastructure, intake_db):
     producer = make_producer(infrastructure.kafka_bootstrap)
     await producer.start()

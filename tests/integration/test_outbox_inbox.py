@@ -35,6 +35,7 @@ def event(n: int, case: str) -> CloudEvent:
     return CloudEvent.new("ro.punte.test.v1", "/punte/test", {"n": n, "case_id": case})
 
 
+@pytest.mark.broker
 async def test_relay_publishes_every_row_once_in_key_order_with_two_replicas(infrastructure, database):
     engine, sessions = database
     topic = f"test.outbox.{uuid.uuid4().hex[:6]}"
@@ -236,6 +237,7 @@ async def test_a_failing_batch_handler_falls_back_to_one_message_at_a_time(datab
     assert topics.count("out") == 3 and topics.count(DEAD_LETTER_TOPIC) == 1
 
 
+@pytest.mark.broker
 async def test_replaying_the_outbox_republishes_every_event_in_order(infrastructure, database):
     """A lost broker is rebuilt from the outbox: published rows go out again, in order,
     and idempotent consumers take the second copies as duplicates."""

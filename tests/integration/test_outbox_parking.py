@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
-from runtime.kafka import ensure_topics, make_producer
+from runtime.kafka import client_options, ensure_topics, make_producer
 from runtime.outbox import Outbox, OutboxRelay, outbox_table, retry_all_parked
 from runtime.service import Runtime, create_app
 from runtime.settings import Settings
@@ -96,6 +96,7 @@ async def unpublished(engine) -> list[int]:
         return list(rows)
 
 
+@pytest.mark.broker
 async def test_an_oversized_row_is_parked_and_the_rows_of_other_keys_go_on(infrastructure, database, producer):
     engine, sessions = database
     topic = await new_topic(infrastructure)
@@ -118,6 +119,7 @@ async def relay_parked(engine) -> list[dict]:
         return [row.as_dict() for row in await parked_rows(conn)]
 
 
+@pytest.mark.broker
 async def test_a_row_for_a_topic_that_does_not_exist_is_parked_and_the_others_go_on(infrastructure, database):
     engine, sessions = database
     topic = await new_topic(infrastructure)
@@ -126,7 +128,8 @@ async def test_a_row_for_a_topic_that_does_not_exist_is_parked_and_the_others_go
     await write(sessions, (missing, event(1), "case-a"), (topic, event(2), "case-b"))
     # The client gives up on a topic after request_timeout_ms of metadata: 30 s in
     # production (runtime.kafka), shorter here.
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, request_timeout_ms=3000)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, request_timeout_ms=3000,
+                                **client_options())
     await producer.start()
     try:
         await relay_rounds(OutboxRelay(engine, producer), rounds=2)
@@ -140,6 +143,7 @@ async def test_a_row_for_a_topic_that_does_not_exist_is_parked_and_the_others_go
     assert await retry_all_parked(engine) == 1 and await relay_parked(engine) == []
 
 
+@pytest.mark.broker
 async def test_the_operator_retries_or_discards_a_parked_row_and_its_key_goes_on(infrastructure, database,
                                                                                  producer):
     engine, sessions = database
@@ -179,6 +183,7 @@ async def test_the_operator_retries_or_discards_a_parked_row_and_its_key_goes_on
     assert discarded == [second], "a discarded row is kept, marked"
 
 
+@pytest.mark.broker
 async def test_readiness_status_and_stats_show_parked_rows(infrastructure, database, producer):
     engine, sessions = database
     topic = await new_topic(infrastructure)
@@ -257,6 +262,7 @@ class BrokerAwayOnce:
         return await self._producer.send(*args, **kwargs)
 
 
+@pytest.mark.broker
 async def test_a_transient_failure_parks_nothing_and_the_batch_goes_again(infrastructure, database, producer):
     engine, sessions = database
     topic = await new_topic(infrastructure)

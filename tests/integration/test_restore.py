@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from punte.embedded import POSTGRES_BIN_PATH
@@ -28,6 +29,7 @@ async def _consume_until(consumer: InboxConsumer, done, timeout: float = 60) -> 
         await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.mark.broker
 async def test_a_database_restored_from_a_backup_catches_up_from_the_log_without_doubling(infrastructure, tmp_path):
     topic = f"punte.restore-{uuid.uuid4().hex[:8]}"
     await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])

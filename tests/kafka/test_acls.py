@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 from contracts.reference import delivery_topic, ingress_topic
 from punte.kafka_admin import apply_network
 from runtime.kafka import make_consumer, make_producer
-from tests.kafka.conftest import Network
+from tests.brokers import Network
 
 pytestmark = pytest.mark.kafka
 

@@ -7,7 +7,7 @@ import pytest
 
 from punte.status import topic_messages
 from runtime.kafka import make_producer, partition_bounds
-from tests.kafka.conftest import Network
+from tests.brokers import Network
 
 pytestmark = pytest.mark.kafka
 

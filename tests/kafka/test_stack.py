@@ -19,7 +19,7 @@ from punte.status import collect
 from punte.synthetic import synthetic_report
 from runtime.cloudevents import decode
 from runtime.kafka import make_consumer, make_producer
-from tests.kafka.conftest import Network
+from tests.brokers import Network
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
