@@ -4,13 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install kafka asyncapi-validator bench clean
+.PHONY: run test install kafka asyncapi-validator bench lock clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[embedded,test]'
 	@touch $(STAMP)
 
 install: $(STAMP) kafka
@@ -40,6 +40,15 @@ test: install asyncapi-validator
 
 bench: install
 	$(BIN)/python bench/e2e.py
+
+# deploy/requirements.lock: the production image's dependencies (pyproject.toml's base list,
+# no extra), pinned with their hashes for Python 3.11 on Linux (decision 0030). After a change
+# to the dependencies run `make lock` and commit the lock (the tests fail while it is stale);
+# kept pins stay unless needed: `make lock LOCK_ARGS=--upgrade` takes the newest allowed.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform linux $(LOCK_ARGS) -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .punte .cache contracts/tools/node_modules

