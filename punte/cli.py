@@ -261,6 +261,35 @@ def topics() -> None:
         print(f"{name}\t{partitions}")
 
 
+@app.command()
+def migrate(services: list[str] = typer.Argument(None, help="intake, referral, notification, audit "
+                                                 "(default: all four)")) -> None:
+    """Migrate each service's database (PUNTE_DATABASE_URL, PUNTE_DATABASE_PREFIX) to head,
+    under the advisory lock a starting service takes, and exit: the step before services run
+    with PUNTE_MIGRATE_ON_START=false (on Kubernetes, the migrations Job). Run twice, the
+    second changes nothing."""
+    from importlib import import_module
+
+    from punte.stack import SERVICES
+    from runtime.migrations import revisions
+    from runtime.service import migrate_when_reachable
+
+    names = services or list(SERVICES)
+    unknown = sorted(set(names) - set(SERVICES))
+    if unknown:
+        console.print(f"[red]Serviciu necunoscut / unknown service[/red]: {', '.join(unknown)} "
+                      f"(one of {', '.join(SERVICES)})")
+        raise typer.Exit(2)
+
+    async def to_head(name: str) -> set[str]:
+        migrations = import_module(f"services.{name}.bootstrap").SPEC.migrations
+        url = await migrate_when_reachable(Settings(service=name), name, migrations)
+        return (await revisions(migrations, url))[0]
+
+    for name in names:
+        console.print(f"{name}: la zi / at head ({', '.join(sorted(asyncio.run(to_head(name))))})")
+
+
 kafka_app = typer.Typer(help="Apache Kafka: topics, principals, ACLs (decision 0027)", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 

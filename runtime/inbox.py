@@ -290,6 +290,9 @@ class InboxConsumer:
         self.duplicates = 0
         self.dead_lettered = 0
         self.assigned = False
+        # Whether the running client joined its group (even with no partition for it):
+        # readiness. A rebalance leaves it joined; a client that stops is not.
+        self.joined = False
         # A failure limit stopped it (None: running), how often, and the operator's resume.
         self.stopped: Stopped | None = None
         self.stops = 0
@@ -383,6 +386,7 @@ class InboxConsumer:
             consumer.subscribe(pattern=self._pattern, listener=listener)
         else:
             consumer.subscribe(self._topics or [], listener=listener)
+        self.joined = False
         await consumer.start()
         held: list[Failure] = []
         held_at = 0.0
@@ -406,6 +410,7 @@ class InboxConsumer:
                 if offsets:
                     await consumer.commit(offsets)
         finally:
+            self.joined = False
             await consumer.stop()
 
     async def _commit_rewound(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
@@ -707,6 +712,7 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
         self._rewound -= lost
 
     async def on_partitions_assigned(self, assigned) -> None:
+        self._inbox.joined = True  # the group's answer, whatever share it gave us
         if self._rewind:
             self._from_the_beginning(assigned)
             self.assigned_once = True

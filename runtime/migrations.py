@@ -11,6 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -149,9 +151,26 @@ def run_env() -> None:
     asyncio.run(run())
 
 
-def upgrade(migrations_dir: Path, url: str) -> None:
-    """Migrate the database to head. Blocking: run it in a thread from async code."""
+def _config(migrations_dir: Path, url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade(migrations_dir: Path, url: str) -> None:
+    """Migrate the database to head. Blocking: run it in a thread from async code."""
+    command.upgrade(_config(migrations_dir, url), "head")
+
+
+async def revisions(migrations_dir: Path, url: str) -> tuple[set[str], set[str]]:
+    """The revisions the database is at (none: never migrated) and the migrations' heads.
+    Reads only: for a service that does not migrate at start (PUNTE_MIGRATE_ON_START)."""
+    heads = set(ScriptDirectory.from_config(_config(migrations_dir, url)).get_heads())
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
+    finally:
+        await engine.dispose()
+    return set(current), heads

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.access import action_for, policy
@@ -44,7 +45,7 @@ from runtime.kafka import make_producer
 from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import configure_logging, get_logger
 from runtime.metrics import CONTENT_TYPE, Snapshot, exposition
-from runtime.migrations import upgrade
+from runtime.migrations import revisions, upgrade
 from runtime.outbox import (
     Outbox,
     OutboxRelay,
@@ -91,6 +92,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     # The watch on the broker's epoch (runtime.broker_epoch, decision 0026); None: not watched.
     epochs: EpochWatch | None = None
+    # The background tasks (relay, epoch watch, consumers, loops) by name: liveness.
+    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
 
     async def hold(self, reason: str) -> None:
         """The broker is empty or not provisioned: publish nothing, read nothing."""
@@ -243,6 +246,40 @@ async def migrate_when_reachable(settings: Settings, name: str, migrations: Path
     return await when_reachable(settings, name, lambda: migrate(settings, name, migrations))
 
 
+class SchemaNotAtHead(RuntimeError):
+    """PUNTE_MIGRATE_ON_START is off and the database is not at the migrations' head."""
+
+
+async def at_head(settings: Settings, name: str, migrations: Path) -> str:
+    """The database's URL when it is at the migrations' head; otherwise ``SchemaNotAtHead``
+    saying where it is and what to run. Behind (never migrated, or an older release's) and
+    ahead (a newer release's, after a rollback) alike: the code's queries fit one schema."""
+    url = settings.database_for(name)
+    current, heads = await revisions(migrations, url)
+    if current != heads:
+        raise SchemaNotAtHead(
+            f"{name}: database {make_url(url).database} is at revision "
+            f"{', '.join(sorted(current)) or 'none (never migrated)'}, this code needs "
+            f"{', '.join(sorted(heads))}; PUNTE_MIGRATE_ON_START is off, so it is not migrated "
+            f"here: run `punte migrate {name}` (on Kubernetes, the migrations Job)")
+    return url
+
+
+async def wait_for_head(settings: Settings, name: str, migrations: Path, deadline: float) -> str:
+    """``at_head``, waiting (within the start-up ``deadline``) for the migrations Job that
+    runs beside a rollout; past the deadline, the start stops with ``SchemaNotAtHead``."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await when_reachable(settings, name, lambda: at_head(settings, name, migrations), deadline)
+        except SchemaNotAtHead as behind:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise
+            log.warning("database not at the migrations' head yet, waiting", service=name, detail=str(behind))
+            await asyncio.sleep(min(left, 5.0))
+
+
 def load_keyring(settings: Settings) -> Keyring:
     path = settings.resolved_keyring_file()
     return Keyring.load(path) if path.is_file() else Keyring([])
@@ -308,8 +345,11 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         # Every database step of start-up waits for the database, within one deadline: a
         # PostgreSQL lost half-way through starting is waited for, not an exit (decision 0020).
         deadline = asyncio.get_running_loop().time() + settings.startup_timeout_seconds
-        url = await when_reachable(settings, spec.name, lambda: migrate(settings, spec.name, spec.migrations),
-                                   deadline)
+        if settings.migrate_on_start:
+            url = await when_reachable(settings, spec.name,
+                                       lambda: migrate(settings, spec.name, spec.migrations), deadline)
+        else:  # another step migrates (`punte migrate`): never serve on another schema
+            url = await wait_for_head(settings, spec.name, spec.migrations, deadline)
         engine = make_engine(url)
         producer = make_producer(settings.kafka_bootstrap, settings)
         await _start_producer(producer)
@@ -336,10 +376,13 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             rewound=runtime.rewound)
         await runtime.hold("broker-unknown")
         await when_reachable(settings, spec.name, runtime.epochs.check, deadline)
-        tasks = [asyncio.create_task(_supervise("relay", relay.run)),
-                 asyncio.create_task(_supervise("broker-epoch", runtime.epochs.run))]
-        tasks += [asyncio.create_task(_supervise(c.service, c.run)) for c in runtime.consumers]
-        tasks += [asyncio.create_task(_supervise(f"{spec.name}-loop", loop)) for loop in spec.loops(runtime)]
+        runtime.tasks = {"relay": asyncio.create_task(_supervise("relay", relay.run)),
+                         "broker-epoch": asyncio.create_task(_supervise("broker-epoch", runtime.epochs.run))}
+        runtime.tasks |= {f"consumer {c.group_id}": asyncio.create_task(_supervise(c.service, c.run))
+                          for c in runtime.consumers}
+        runtime.tasks |= {f"loop {i}": asyncio.create_task(_supervise(f"{spec.name}-loop", loop))
+                          for i, loop in enumerate(spec.loops(runtime))}
+        tasks = list(runtime.tasks.values())
         runtime.started = True
         log.info("service started", port=settings.http_port)
         try:
@@ -362,8 +405,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         return JSONResponse(app.openapi())
 
     @app.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
+    async def live() -> JSONResponse:
+        """Not live (Kubernetes restarts the process) when a background task has ended: a
+        consumer, the relay, the epoch watch, a loop. ``_supervise`` restarts what raises,
+        so one that ended is gone for good, and nothing else would notice it."""
+        runtime: Runtime = app.state.runtime
+        ended = sorted(name for name, task in runtime.tasks.items() if task.done())
+        return JSONResponse({"status": "not-live" if ended else "ok", "ended": ended},
+                            status_code=503 if ended else 200)
 
     @app.get("/health/ready", tags=["health"])
     async def ready() -> JSONResponse:
@@ -374,7 +423,10 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 checks["database"] = (await conn.scalar(sa.text("SELECT 1"))) == 1
         except Exception:
             checks["database"] = False
-        checks["consumers_assigned"] = all(c.assigned for c in runtime.consumers)
+        # Joined, not "holds partitions now": in a rebalance (a replica comes or goes) every
+        # member holds none for a moment, and a replica beyond the partition count holds none
+        # at all; neither is a reason to take its HTTP side out of the Service.
+        checks["consumers_joined"] = all(c.joined for c in runtime.consumers)
         checks["consumers_running"], stopped = consumers_stopped(runtime)
         broker = broker_state(runtime)
         # An empty broker (no epoch marker): nothing is published or read (decision 0026).

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # before it gives up and exits; each wait is logged, and the service is not ready
     # (its HTTP port not open) meanwhile.
     startup_timeout_seconds: float = 300.0
+    # Whether a starting service migrates its database to head (under an advisory lock).
+    # Off where a separate step migrates (Kubernetes: the migrations Job, `punte migrate`):
+    # the service then checks its database is at head and, until it is, waits (within
+    # PUNTE_STARTUP_TIMEOUT_SECONDS) and exits saying so; it never serves on another schema.
+    migrate_on_start: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Embedded default: the state folder holds keys and the token issuer's secrets.

@@ -51,7 +51,8 @@ def test_every_service_connects_to_kafka_as_its_own_kafka_user(service: str):
     users = {d["metadata"]["name"] for d in yaml.safe_load_all((KUBERNETES / "strimzi" / "users.yaml").read_text())
              if d}
     assert user in users
-    [deployment] = [d for d in yaml.safe_load_all((KUBERNETES / f"{service}.yaml").read_text()) if d]
+    [deployment] = [d for d in yaml.safe_load_all((KUBERNETES / f"{service}.yaml").read_text())
+                    if d and d["kind"] == "Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     ca = env["PUNTE_KAFKA_CA_FILE"]["value"]
     [mount] = [m for m in container_of(service)["volumeMounts"] if ca.startswith(m["mountPath"] + "/")]
@@ -73,7 +74,8 @@ def test_the_cluster_is_three_kraft_nodes_with_scram_tls_and_the_admin_as_only_s
 
 
 def test_the_bootstrap_job_claims_the_broker_epoch_as_the_admin():
-    [job] = [d for d in yaml.safe_load_all((KUBERNETES / "kafka-bootstrap-job.yaml").read_text()) if d]
+    [job] = [d for d in yaml.safe_load_all((KUBERNETES / "kafka-bootstrap-job.yaml").read_text())
+             if d and d["kind"] == "Job"]
     [container] = job["spec"]["template"]["spec"]["containers"]
     assert container["command"][:3] == ["punte", "replay", "--bootstrap"]
     env = {e["name"]: e for e in container["env"]}
