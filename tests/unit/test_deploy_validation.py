@@ -310,11 +310,17 @@ def test_the_namespace_denies_everything_by_default():
     assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
+IMAGE_USER = next(line.split()[1] for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+                  if line.startswith("USER "))
+
+
 @pytest.mark.parametrize("name", [name for name, _ in pods()])
 def test_every_deployment_and_job_runs_non_root_on_a_read_only_root(name: str):
     [template] = [t for n, t in pods() if n == name]
     pod = template["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    # The image's own user (deploy/Dockerfile), which owns its state folder.
+    assert f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" == IMAGE_USER
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
     volumes = {v["name"]: v for v in pod["volumes"]}
