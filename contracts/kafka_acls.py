@@ -17,7 +17,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from contracts.reference import BROKER_EPOCH_TOPIC, INSTITUTION_PLACEHOLDER, topics
+from contracts.reference import BROKER_EPOCH_TOPIC, INSTITUTION_PLACEHOLDER, kept_briefly, topics
 
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
@@ -109,7 +109,7 @@ def topic_specs(institution_ids: Iterable[str], ingress_days: int) -> list[Topic
     for topic in topics():
         template, kind = str(topic["name"]), str(topic["kind"])
         configs = {"min.insync.replicas": str(MIN_INSYNC_REPLICAS)}
-        if kind == "ingress":
+        if kept_briefly(template):  # as runtime.kafka.topic_configs
             configs["retention.ms"] = str(ingress_days * DAY_MS)
         names = ([template.replace(INSTITUTION_PLACEHOLDER, i) for i in ids]
                  if INSTITUTION_PLACEHOLDER in template else [template])

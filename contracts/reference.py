@@ -459,6 +459,27 @@ def delivery_topic(inst_id: str) -> str:
     return _template("delivery").replace(INSTITUTION_PLACEHOLDER, inst_id)
 
 
+def gateway_topic() -> str:
+    """The topic intake's HTTP gateway writes the reports it takes to (only intake)."""
+    return _template("gateway")
+
+
+# The institution intake's HTTP gateway authenticated, on the gateway topic's messages.
+SENDER_HEADER = "punte_sender"
+
+
+def from_an_institution(topic: str) -> bool:
+    """Whether ``topic`` carries what institutions sent, signed by them rather than by the
+    network: an ingress topic (known institution or not) or the gateway topic."""
+    return named_in_topic(topic, "ingress") is not None or topic == gateway_topic()
+
+
+def kept_briefly(topic: str) -> bool:
+    """Whether ``topic`` keeps its messages only retention.yaml's ``ingress_days``: those
+    institutions sent, so a report in clear from the transition does not linger there."""
+    return from_an_institution(topic)
+
+
 def named_in_topic(topic: str, kind: str) -> str | None:
     """The ``{institution}`` part of a per-institution topic of ``kind`` ("ingress",
     "delivery"), whether or not an institution of that id is known; None for other topics."""

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts.reference import named_in_topic
+from contracts.reference import from_an_institution
 from contracts.refusals import Refused, reason
 from runtime import dead_letters
 from runtime.cloudevents import CloudEvent, decode, derived_id, header_map
@@ -114,11 +114,6 @@ def key_by_event_id(message: Message) -> str:
 
 def key_by_position(message: Message) -> str:
     return f"@{message.position}"
-
-
-def on_ingress_topic(topic: str) -> bool:
-    """Whether ``topic`` is an institution's ingress topic (known institution or not)."""
-    return named_in_topic(topic, "ingress") is not None
 
 
 def check_network_signature(message: Message, network_keys: Keyring) -> None:
@@ -541,7 +536,7 @@ class InboxConsumer:
     def _untrusted(self, message: Message) -> Refused | None:
         """Why ``message`` must not be applied, when this consumer checks the network's
         signature and the message is not an institution's."""
-        if self._network_keys is None or on_ingress_topic(message.topic):
+        if self._network_keys is None or from_an_institution(message.topic):
             return None
         try:
             check_network_signature(message, self._network_keys)

@@ -15,7 +15,14 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.reference import delivery_topic, may_send, owner_of_ingress_topic
+from contracts.reference import (
+    SENDER_HEADER,
+    delivery_topic,
+    gateway_topic,
+    institutions,
+    may_send,
+    owner_of_ingress_topic,
+)
 from contracts.refusals import Refused, reason
 from runtime.cloudevents import CloudEvent, derived_id
 from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
@@ -67,7 +74,12 @@ def broken_rule(error: ValidationError) -> str:
 
 
 def sender_of(message: Message) -> str | None:
-    """The institution that owns the ingress topic: the only one allowed to write there."""
+    """The institution that sent ``message``: the owner of the ingress topic (the only one
+    allowed to write there), or on the gateway topic (which only intake writes) the one
+    intake's HTTP gateway authenticated; None when neither names a known institution."""
+    if message.topic == gateway_topic():
+        sender = message.header(SENDER_HEADER)
+        return sender if sender in institutions() else None
     return owner_of_ingress_topic(message.topic)
 
 
@@ -108,7 +120,7 @@ def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
     """The verified event, or a Refused with a code from the catalogue."""
     owner = sender_of(message)
     if owner is None:
-        raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic} is not an ingress topic")
+        raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic}: no known institution sent this")
     event = message.event
     if event.source != f"/institutions/{owner}":
         raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")

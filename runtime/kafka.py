@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from contracts.reference import kept_briefly
 from runtime.settings import Settings
 
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
@@ -91,14 +92,14 @@ def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
 
 
 DAY_MS = 24 * 3600 * 1000
-INGRESS_PREFIX = "punte.ingress."
 
 
 def topic_configs(topics: list[tuple[str, int]], days: int) -> dict[str, dict[str, str]]:
-    """Topic configuration at creation: ingress topics keep messages ``days`` days
-    (retention.yaml ``ingress_days``), so a report in clear sent during the transition to
-    sealed reports does not linger on the broker; the others keep the broker's default."""
-    return {name: {"retention.ms": str(days * DAY_MS)} for name, _ in topics if name.startswith(INGRESS_PREFIX)}
+    """Topic configuration at creation: the topics of what institutions send (ingress, the
+    HTTP gateway's) keep messages ``days`` days (retention.yaml ``ingress_days``), so a report
+    in clear sent during the transition to sealed reports does not linger on the broker; the
+    others keep the broker's default."""
+    return {name: {"retention.ms": str(days * DAY_MS)} for name, _ in topics if kept_briefly(name)}
 
 
 async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replication: int | None = None,

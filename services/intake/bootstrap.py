@@ -14,7 +14,8 @@ from services.intake.adapters.vault import IdentityVault
 from services.intake.domain.cases import Rules
 from services.intake.entrypoints import http, privacy
 
-INGRESS_PATTERN = r"^punte\.ingress\..+"
+# What institutions send: their ingress topics, and the reports intake's HTTP gateway took.
+INGRESS_PATTERN = r"^punte\.ingress\..+|^punte\.gateway$"
 # HMAC-SHA256 and AES-256-GCM keys: 32 random bytes, 64 hex digits.
 KEY_BYTES = 32
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from contracts.reference import ingress_topic
+from contracts.reference import SENDER_HEADER, gateway_topic, ingress_topic
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
-from runtime.inbox import InboxConsumer
+from runtime.inbox import InboxConsumer, Message
 from runtime.outbox import OutboxRelay
 from runtime.service import Runtime
 from runtime.settings import Settings
@@ -58,7 +58,7 @@ def runtime_on(name: str, engine) -> Runtime:
 
 
 def ingress_consumer(consumers: list[InboxConsumer]) -> InboxConsumer:
-    [found] = [c for c in consumers if c._pattern == intake_bootstrap.INGRESS_PATTERN]
+    [found] = [c for c in consumers if c.reads(ingress_topic(VICTIM))]
     return found
 
 
@@ -115,3 +115,36 @@ async def test_a_forged_message_does_not_swallow_another_institutions_referral_c
     finally:
         await engine.dispose()
 
+
+
+async def test_the_http_gateways_topic_answers_the_institution_it_names_once_whichever_way_it_came(infrastructure):
+    """The gateway topic (decision 0032): its sender is the `punte_sender` header intake's
+    gateway wrote, checked as the owner of an ingress topic is. A report naming another
+    institution than its source is refused to that sender; one without the header answers
+    nobody; the same report sent both over HTTP and on Kafka is handled once."""
+    engine, _ = await migrated_database(infrastructure.database_url, "intake", INTAKE_MIGRATIONS)
+    try:
+        consumer = ingress_consumer(intake_bootstrap.consumers(runtime_on("intake", engine)))
+        assert consumer.reads(gateway_topic())
+        forged, genuine = forged_and_genuine("ro.punte.report.submitted.v2", {
+            "reporter": {"institution": VICTIM, "role": "social-worker"}, "channel": "social-worker",
+            "child": {"cnp": "5150412041230", "uat_siruta": 21891, "county": "BC"},
+            "risks": [{"category": "neglect"}], "description": "Date sintetice."})
+
+        def via_gateway(event: CloudEvent, sender: str | None) -> Message:
+            extra = [(SENDER_HEADER, sender.encode())] if sender else []
+            return message(gateway_topic(), value=event.body(), headers=[*event.headers(), *extra],
+                           offset=next(positions))
+
+        await consumer.process([via_gateway(forged, FORGER)])  # B's source, A's token
+        await consumer.process([via_gateway(genuine, None)])  # no sender named
+        out = await emitted(engine)
+        [refused] = delivered(out, FORGER)
+        assert refused["reason"]["code"] == "SOURCE_MISMATCH"
+        assert delivered(out, VICTIM) == []
+        await consumer.process([via_gateway(genuine, VICTIM)])
+        await consumer.process([message(ingress_topic(VICTIM), genuine, offset=next(positions))])
+        [answer] = delivered(await emitted(engine), VICTIM)
+        assert (answer["subject_id"], answer["status"]) == (genuine.id, "accepted")
+    finally:
+        await engine.dispose()

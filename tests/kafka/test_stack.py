@@ -20,6 +20,7 @@ from punte.synthetic import synthetic_report
 from runtime.cloudevents import decode
 from runtime.kafka import make_consumer, make_producer
 from tests.brokers import Network
+from tests.e2e.browser import send_report
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -78,6 +79,14 @@ async def test_an_institutions_report_gets_its_outcome_on_apache_kafka(kafka_sta
     finally:
         await producer.stop()
         await reader.stop()
+
+
+def test_an_institution_without_kafka_reports_over_http_on_apache_kafka(kafka_stack: Stack):
+    """Intake's HTTP gateway (decision 0009) puts what it takes on the gateway topic, which
+    only intake may write: on Apache Kafka no service may write an institution's ingress
+    topic, so a gateway that did got every report refused by the broker (a 500)."""
+    answer = send_report(kafka_stack, "isj-bc", ["school_absenteeism"], role="school-counsellor", channel="school")
+    assert answer["status"] == "accepted" and answer["case_id"], answer
 
 
 async def test_punte_status_reads_the_topics_on_apache_kafka(kafka_stack: Stack):

@@ -59,8 +59,12 @@ def test_a_service_reads_and_writes_exactly_what_topics_yaml_says():
     reads = {g.name for g in intake if g.resource == "TOPIC" and g.operation == "READ"}
     writes = {g.name for g in intake if g.resource == "TOPIC" and g.operation == "WRITE"}
     # and the broker's epoch, which every service reads and only the admin writes (decision 0026)
-    assert reads == {ingress_topic(i) for i in IDS} | {"punte.referrals", BROKER_EPOCH_TOPIC}
-    assert writes == {delivery_topic(i) for i in IDS} | {"punte.cases", "punte.deadletter", "punte.access"}
+    # and the HTTP gateway's topic, which only intake writes (decision 0032)
+    assert reads == {ingress_topic(i) for i in IDS} | {"punte.referrals", BROKER_EPOCH_TOPIC, "punte.gateway"}
+    assert writes == {delivery_topic(i) for i in IDS} | {"punte.cases", "punte.deadletter", "punte.access",
+                                                         "punte.gateway"}
+    assert [u for u in k.services() if "punte.gateway" in {g.name for g in k.grants_of(k.service_user(u), IDS)
+                                                            if g.operation == "WRITE"}] == ["intake"]
     # No service writes an institution's ingress topic: only the institution does.
     for service in k.services():
         assert not [g for g in k.grants_of(k.service_user(service), IDS)

@@ -447,18 +447,18 @@ def test_audit_rejection_codes_read_well() -> None:
 def test_topic_names_expand_templates() -> None:
     names = reference.topic_names(["das-bacau", "dgaspc-bc"])
     assert names == [
-        "punte.ingress.das-bacau", "punte.ingress.dgaspc-bc",
+        "punte.ingress.das-bacau", "punte.ingress.dgaspc-bc", "punte.gateway",
         "punte.delivery.das-bacau", "punte.delivery.dgaspc-bc",
         "punte.cases", "punte.referrals", "punte.deadletter", "punte.access", "punte.audit",
     ]
     all_names = reference.topic_names(reference.institutions())
-    assert len(all_names) == len(set(all_names)) == 2 * len(reference.institutions()) + 5
+    assert len(all_names) == len(set(all_names)) == 2 * len(reference.institutions()) + 6
     assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) for name in all_names)
 
 
 def test_topic_partitions_are_those_of_topics_yaml() -> None:
     assert reference.topic_partitions(["isj-bc"]) == [
-        ("punte.ingress.isj-bc", 1), ("punte.delivery.isj-bc", 1), ("punte.cases", 3),
+        ("punte.ingress.isj-bc", 1), ("punte.gateway", 3), ("punte.delivery.isj-bc", 1), ("punte.cases", 3),
         ("punte.referrals", 3), ("punte.deadletter", 1), ("punte.access", 1), ("punte.audit", 1),
     ]
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from contracts.reference import SENDER_HEADER, gateway_topic
 from runtime.cloudevents import header_map
 from services.audit.domain.entries import Record
 
@@ -36,6 +37,11 @@ def institution_of(topic: str, templates: Iterable[str]) -> str | None:
         if topic.startswith(prefix) and topic.endswith(suffix) and len(topic) > len(prefix) + len(suffix):
             return topic[len(prefix): len(topic) - len(suffix)]
     return None
+
+
+def _gateway_sender(topic: str, headers: dict[str, str]) -> str | None:
+    """On the HTTP gateway's topic, the institution intake authenticated (decision 0032)."""
+    return headers.get(SENDER_HEADER) if topic == gateway_topic() else None
 
 
 def searchable(text: str | None) -> str | None:
@@ -80,7 +86,8 @@ def subject_with(record: Record, templates: Iterable[str], body: dict) -> Subjec
         event_id=searchable(headers.get("ce_id")), event_type=searchable(headers.get("ce_type")),
         source=searchable(headers.get("ce_source")),
         case_id=searchable(_text(body, "case_id") or headers.get("ce_subject")),
-        institution=searchable(institution_of(record.topic, templates) or _text(body, "actor_institution")),
+        institution=searchable(institution_of(record.topic, templates) or _gateway_sender(record.topic, headers)
+                               or _text(body, "actor_institution")),
         child_ref=searchable(_text(body, "child_ref")),
         # A person where the event names one (access, referral steps), else the sender.
         actor=searchable(_text(body, "actor", "actor_person") or headers.get("ce_source")),

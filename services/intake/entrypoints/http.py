@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.access import Relation, case_relations, visible_categories
-from contracts.reference import ingress_topic
+from contracts.reference import SENDER_HEADER, gateway_topic
 from contracts.refusals import reason
 from runtime.access import record_access
 from runtime.authorization import check, permit
@@ -113,9 +113,11 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
     known = await _answer_to(runtime, message_key)
     if known is None:
         headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
-        headers.append(("content-type", CONTENT_TYPE.encode()))
-        await runtime.producer.send_and_wait(ingress_topic(principal.institution), value=data,
-                                             key=attributes["id"].encode(), headers=headers)
+        headers += [("content-type", CONTENT_TYPE.encode()), (SENDER_HEADER, principal.institution.encode())]
+        # The gateway topic, not the institution's ingress topic: no service may write that one
+        # (Kafka ACL); only intake writes this one, naming the institution the token proved.
+        await runtime.producer.send_and_wait(gateway_topic(), value=data, key=attributes["id"].encode(),
+                                             headers=headers)
         known = await _wait_for_answer(runtime, message_key, wait)
     if known is None:
         location = "/v1/events/outcome?" + urlencode({"source": attributes["source"], "id": attributes["id"]})
