@@ -41,10 +41,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On Apache Kafka only the tests that touch the broker run (the others ran on Tansu);
     the Apache Kafka tests need the cluster, so on Tansu they say how to run them."""
-    for item in items:
-        # The end-to-end network is the whole system on the session's broker.
-        if item.path.is_relative_to(E2E) and "network" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.broker)
     if config.getoption("--broker") == KAFKA:
         kept = [item for item in items if item.get_closest_marker("broker") or item.get_closest_marker("kafka")]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
@@ -74,7 +70,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _OWN_BASETEMP = pytest.StashKey[str]()
-E2E = Path(__file__).parent / "e2e"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from runtime.kafka import make_producer
 from services.audit.domain import checkpoint, merkle
 from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 
-pytestmark = pytest.mark.e2e
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
 def report() -> dict:

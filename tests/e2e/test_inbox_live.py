@@ -12,7 +12,8 @@ from punte.stack import Stack
 from runtime.kafka import make_producer
 from tests.e2e.conftest import institution_system, sign_in
 
-pytestmark = pytest.mark.e2e
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
 async def test_a_new_referral_appears_on_the_leads_live_inbox(network: Stack):

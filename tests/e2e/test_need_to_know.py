@@ -22,7 +22,8 @@ from runtime.kafka import make_producer
 from tests.e2e.conftest import Deliveries, WebhookReceiver, institution_system, wait_until
 from tests.e2e.test_access_matrix import bearer, minter
 
-pytestmark = pytest.mark.e2e
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 REPORTER = "spas-colonesti"
 # Abuse (police, DGASPC), health (public health), education (schools), poverty and violence.

@@ -23,7 +23,8 @@ from services.intake.bootstrap import build_rules
 from services.intake.domain.cases import assess
 from tests.e2e.conftest import Deliveries, dead_letters, institution_system, sign_in, wait_until
 
-pytestmark = pytest.mark.e2e
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 REPORTS = 30
 NOW = datetime.now(timezone.utc)
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -40,6 +41,7 @@ def punte(network: Stack, *args: str) -> str:
     return result.output
 
 
+@pytest.mark.broker
 def test_a_parked_row_shows_in_status_and_the_operator_discards_it(network: Stack):
     row_id = asyncio.run(park_a_row(network))
     deadline = time.monotonic() + 90

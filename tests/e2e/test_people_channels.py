@@ -29,7 +29,8 @@ from tests.e2e.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
 def report(reporter: str, role: str, channel: str, child: dict, categories: list[str], **more) -> dict:

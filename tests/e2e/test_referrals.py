@@ -14,7 +14,8 @@ from runtime.kafka import make_producer
 from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 from tests.e2e.test_network import cases_opened
 
-pytestmark = pytest.mark.e2e
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
 def report(reporter: str, categories: list[str], danger: bool = False) -> dict:
