@@ -283,7 +283,7 @@ class Stack:
             self.kafka_bootstrap = self.broker.bootstrap
         # Every topic (ingress topics keep messages for retention.yaml's ingress_days only,
         # issue #11) and the broker's epoch (decision 0026).
-        asyncio.run(provision(self.kafka_bootstrap, Settings().retention_file))
+        asyncio.run(provision(self.kafka_bootstrap, Settings().retention_file, self._client_settings()))
 
     def restart_broker(self) -> None:
         """The embedded broker exited, its log (in memory) with it: a new, empty one on the same
@@ -300,7 +300,7 @@ class Stack:
             os.killpg(process.pid, signal.SIGSTOP)
         try:
             self.broker.start()
-            asyncio.run(provision(self.broker.bootstrap, Settings().retention_file))
+            asyncio.run(provision(self.broker.bootstrap, Settings().retention_file, self._client_settings()))
         except BaseException:
             self.broker.kill()  # started again with the next attempt
             raise
@@ -308,6 +308,15 @@ class Stack:
             for process in paused:
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGCONT)
+
+    def _client_settings(self) -> Settings | None:
+        """How the stack's own clients reach the broker: its embedded broker takes plain
+        connections, whatever PUNTE_KAFKA_* the caller's environment holds; a broker given
+        by the caller, as that environment says (None)."""
+        if self.broker is None:
+            return None
+        return Settings(kafka_security_protocol="PLAINTEXT", kafka_sasl_mechanism=None, kafka_username=None,
+                        kafka_password=None, kafka_idempotent_producer=False, kafka_replication_factor=1)
 
     def _start_kafka(self) -> None:
         """Apache Kafka (started unless given), then `punte kafka apply`'s declaration: the

@@ -14,8 +14,7 @@ from runtime.kafka import make_producer
 from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 from tests.e2e.test_network import cases_opened
 
-# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
-pytestmark = [pytest.mark.e2e, pytest.mark.broker]
+pytestmark = pytest.mark.e2e
 
 
 def report(reporter: str, categories: list[str], danger: bool = False) -> dict:
@@ -27,6 +26,9 @@ def report(reporter: str, categories: list[str], danger: bool = False) -> dict:
     }
 
 
+# On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031). The
+# escalation test below runs a network of its own on its own embedded broker: Tansu only.
+@pytest.mark.broker
 async def test_a_p1_case_goes_from_report_to_a_completed_outcome_the_referrer_sees(network: Stack):
     producer = make_producer(network.kafka_bootstrap)
     await producer.start()

@@ -44,12 +44,14 @@ async def _read(network: Network, user: str, topic: str, group: str) -> list[byt
     try:
         consumer.subscribe([topic])
         deadline = asyncio.get_running_loop().time() + 30
+        records: list[bytes] = []
         while asyncio.get_running_loop().time() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
-            records = [r.value for batch in batches.values() for r in batch]
-            if records:
+            more = [r.value for batch in batches.values() for r in batch]
+            if records and not more:  # all there was
                 return records
-        return []
+            records += more
+        return records
     finally:
         await consumer.stop()
 
@@ -83,7 +85,8 @@ def test_apply_is_idempotent_and_keeps_every_password_private(network: Network):
 async def test_an_institution_writes_its_ingress_and_reads_its_delivery(network: Network):
     await _send(network, MINE, ingress_topic(MINE))
     await _send(network, "punte-intake", delivery_topic(MINE))  # an outcome, as intake sends it
-    assert await _read(network, MINE, delivery_topic(MINE), group=f"{MINE}.inbox") == [b"synthetic"]
+    # The end-to-end flows on the same cluster may have told this institution of cases too.
+    assert b"synthetic" in await _read(network, MINE, delivery_topic(MINE), group=f"{MINE}.inbox")
     assert await _read(network, "punte-intake", ingress_topic(MINE), group="punte-intake-acl-test")
 
 

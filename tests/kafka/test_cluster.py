@@ -44,7 +44,8 @@ async def test_a_wrong_password_or_no_sasl_is_refused(kafka_cluster: KafkaCluste
         await producer.start()
     await producer.stop()
     assert "SaslAuthenticationFailed" in caplog.text and "invalid credentials" in caplog.text
-    plaintext = make_producer(kafka_cluster.bootstrap, Settings(kafka_security_protocol="PLAINTEXT"))
+    plaintext = make_producer(kafka_cluster.bootstrap, Settings(
+        kafka_security_protocol="PLAINTEXT", kafka_sasl_mechanism=None, kafka_username=None, kafka_password=None))
     plaintext.client._request_timeout_ms = 3000
     with pytest.raises(KafkaError):
         await asyncio.wait_for(plaintext.start(), 20)
