@@ -114,15 +114,15 @@ def kill_kafka_node(stack: Stack, node_id: int) -> int:
     return pid
 
 
-def restart_kafka_node(stack: Stack, node_id: int) -> None:
+def restart_kafka_node(stack: Stack, node_id: int, timeout: float = 120) -> None:
     """Start a killed Kafka node again on its ports and data; returns once every node
     names the whole cluster again. A node the stack's supervisor watches is restarted under
     its lock, so it neither races it nor counts it as a crash; any other without the lock,
     which would hold up the supervisor's restarts of services meanwhile."""
     cluster, name = _cluster(stack), f"kafka-{node_id}"
     if name not in stack.supervision():
-        cluster.restart(node_id)
+        cluster.restart(node_id, timeout)
         return
     with stack.supervisor_lock:
-        cluster.restart(node_id)
+        cluster.restart(node_id, timeout)
         stack.supervisor_adopt(name)
