@@ -921,9 +921,10 @@ def main() -> int:
         parser.error(f"--broker kafka: {reason}")
     if args.state_dir is not None:
         args.state_dir.mkdir(parents=True, exist_ok=True)
-    # The bench's own clients retry through every fault and say so at WARNING, a line per
-    # request to a node that is down: the progress lines alone on stderr, errors still shown.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # The bench's own clients retry through every fault and say so, at WARNING and ERROR, a
+    # line per request to a node that is down: the progress lines alone on stderr (what
+    # cannot be retried is raised to the bench anyway).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     summary = run(options, args.state_dir)
     print(json.dumps(rounded(summary), ensure_ascii=False, separators=(",", ":")))
     return 0 if summary["balanced"] else 1
