@@ -11,13 +11,15 @@ instead of Tansu, with the network's principals and ACLs, decision 0027) and sen
 signed v3 reports from the county's reporting institutions, paced at R/s. On Apache Kafka
 each institution writes as its own principal (its SCRAM credential from the stack's
 `punte kafka apply`), and the books are read as the cluster's admin: they span every
-institution's delivery topic and the internal topics, which no institution may read. A fraction is sent again exactly, byte for byte (an
-institution's retry); a fraction is malformed in ways intake must refuse, each with its
-code from contracts/reference/rejection-codes.yaml. Meanwhile, on a seeded schedule, every
+institution's delivery topic and the internal topics, which no institution may read. A
+fraction is sent again exactly, byte for byte (an institution's retry); a fraction is
+malformed in ways intake must refuse, each with its code from
+contracts/reference/rejection-codes.yaml. Meanwhile, on a seeded schedule, every
 `--fault-every` seconds or so, one fault: a service SIGKILLed (each at least once per
 round), the PostgreSQL postmaster SIGKILLed (the supervisor starts it again), the broker
 paused for 10 s (on Apache Kafka, one node), and with ``--kill-kafka-broker`` one Kafka
-node SIGKILLed and started again 10 s later. Then it waits until the network is quiet (or the timeout) and checks:
+node SIGKILLed and started again 10 s later. Then it waits until the network is quiet (or
+the timeout) and checks:
 
 - every good report has exactly one outcome on its institution's delivery topic, read as
   the institution reads it (an outcome under two event ids is a double; the same id twice
@@ -65,6 +67,7 @@ from punte.stack import SERVICES, Stack
 from punte.status import operator_token
 from runtime.cloudevents import CloudEvent, decode
 from runtime.kafka import client_options, make_producer
+from runtime.log import configure_logging
 from runtime.settings import Settings
 from runtime.signing import SigningKey
 
@@ -925,6 +928,8 @@ def main() -> int:
     # line per request to a node that is down: the progress lines alone on stderr (what
     # cannot be retried is raised to the bench anyway).
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # The stack's own log lines (a broker epoch claimed at start) on stderr too: stdout is the summary.
+    configure_logging("bench.chaos", fmt="console")
     summary = run(options, args.state_dir)
     print(json.dumps(rounded(summary), ensure_ascii=False, separators=(",", ":")))
     return 0 if summary["balanced"] else 1

@@ -8,8 +8,9 @@ On a cluster of its own, not the session's (conftest.py): a second network on a 
 another one used starts its fresh databases on the groups' committed offsets and on the
 other tests' records (test_acls.py's bare ones), so its audit trail would begin with a gap
 and its intake would dead-letter what it never sent; and the bench kills nodes the other
-modules rely on. Cost: about 3 minutes on the 2-core machine, of which about a minute is
-the cluster's start and `punte kafka apply` (bench/README.md, "Chaos", "On Apache Kafka")."""
+modules rely on. Cost: 4 min 53 s on the shared 2-core machine at a load average of 17 to
+35 (set-up 146 s: the cluster, `punte kafka apply`, the stack; the run 131 s, of which the
+killed node's restart 75 s); bench/README.md, "Chaos", "On Apache Kafka"."""
 from __future__ import annotations
 
 import json
