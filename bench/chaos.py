@@ -353,19 +353,20 @@ async def all_ready(client: httpx.AsyncClient, stack: Stack) -> bool:
 class KafkaTargets:
     """Which Apache Kafka node a fault hits: the leader of the ingress partition of one of
     the busiest institutions (seeded), where their reports are being written; the next
-    node in turn instead when that one was hit last, so that the faults go round the
-    cluster."""
+    node in turn instead when the same kind of fault hit that one last, so that each kind
+    goes round the cluster."""
 
     def __init__(self, cluster: KafkaCluster, rng: random.Random, busiest: list[str]) -> None:
         self.cluster, self.rng, self.busiest = cluster, rng, busiest
-        self.last: int | None = None
+        self.last: dict[str, int] = {}  # fault -> the node it hit last
 
-    def pick(self) -> int:
+    def pick(self, fault: str) -> int:
         ids = sorted(node.node_id for node in self.cluster.nodes)
         leader = self.cluster.leader(ingress_topic(self.rng.choice(self.busiest)))
-        if leader not in ids or leader == self.last:
-            leader = ids[(ids.index(self.last) + 1) % len(ids)] if self.last in ids else ids[0]
-        self.last = leader
+        last = self.last.get(fault)
+        if leader not in ids or leader == last:
+            leader = ids[(ids.index(last) + 1) % len(ids)] if last in ids else ids[0]
+        self.last[fault] = leader
         return leader
 
 
@@ -424,7 +425,7 @@ class Chaos:
             fault = Fault(what, self.now())
             fault.pid = await asyncio.to_thread(faults.kill_postgres, self.stack)
         elif what == "pause broker":
-            node = await self._kafka_target() if self.stack.kafka is not None else None
+            node = await self._kafka_target(what) if self.stack.kafka is not None else None
             fault = Fault(what, self.now(), node=node)
             if node is None:
                 faults.pause_broker(self.stack)
@@ -439,7 +440,7 @@ class Chaos:
                     faults.resume_kafka_node(self.stack, node)
             fault.seconds = self.now() - fault.at_s
         elif what == KAFKA_BROKER_KILL:
-            node = await self._kafka_target()
+            node = await self._kafka_target(what)
             fault = Fault(what, self.now(), node=node)
             fault.pid = await asyncio.to_thread(faults.kill_kafka_node, self.stack, node)
             progress(f"{fault.at_s:7.1f} s  {what} (node {node}): down for {KAFKA_DOWN_SECONDS:g} s ...")
@@ -471,7 +472,7 @@ class Chaos:
             await asyncio.sleep(0.5)
         raise TimeoutError(f"{name} not ready for {timeout}s: {self.stack.supervision().get(name)}")
 
-    async def _kafka_target(self, timeout: float = 300) -> int:
+    async def _kafka_target(self, fault: str, timeout: float = 300) -> int:
         """A node to hit, once every partition is fully in sync again (a node that came back
         has caught up): never two nodes out at once, which min.insync.replicas 2 would
         rightly take for an outage of writes."""
@@ -481,7 +482,7 @@ class Chaos:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Apache Kafka partitions still under-replicated after {timeout}s")
             await asyncio.sleep(1)
-        return await asyncio.to_thread(self.targets.pick)
+        return await asyncio.to_thread(self.targets.pick, fault)
 
     async def _wait_database(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
