@@ -220,6 +220,8 @@ class Books:
     dead_letters: dict[str, dict] = field(default_factory=dict)  # dead letter id -> data
     received: int = 0
     repeated: int = 0  # the same event id again on a topic: a redelivery, harmless
+    # ... by kind of topic (delivery, cases, referrals, deadletter): where the repeats come from
+    repeated_on: Counter = field(default_factory=Counter)
     _seen: set[tuple[str, str]] = field(default_factory=set)
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task | None = None
@@ -252,6 +254,7 @@ class Books:
         self.received += 1
         if (topic, event.id) in self._seen:
             self.repeated += 1
+            self.repeated_on[topic.split(".")[1]] += 1
         self._seen.add((topic, event.id))
         data = event.data
         if event.type == EventType.OUTCOME.value:
@@ -850,6 +853,7 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
         },
         "dead_letters_by_service": {n: (s.get("dead_letters") or {}).get("total", 0) for n, s in stats.items()},
         "messages_read": books.received, "messages_read_again": books.repeated,
+        "messages_read_again_by_topic": dict(books.repeated_on),
         "timing": {
             "sending_s": sent_s, "faults_s": faults_s, "quiet_wait_s": quiet["waited_s"],
             **{k: v for k, v in quiet.items() if k.endswith("_s") and k != "waited_s"},
@@ -930,7 +934,7 @@ def main() -> int:
     # cannot be retried is raised to the bench anyway).
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     # The stack's own log lines (a broker epoch claimed at start) on stderr too: stdout is the summary.
-    configure_logging("bench.chaos", fmt="console")
+    configure_logging("bench.chaos")
     summary = run(options, args.state_dir)
     print(json.dumps(rounded(summary), ensure_ascii=False, separators=(",", ":")))
     return 0 if summary["balanced"] else 1
