@@ -3,15 +3,23 @@ the broker hangs; then the books are checked the way a user would check them.
 
     python -m bench.chaos [--reports N] [--rate R] [--fault-every S] [--redeliveries F]
                           [--malformed F] [--seed S] [--state-dir DIR] [--timeout S]
+                          [--broker tansu|kafka] [--kill-kafka-broker]
 
 Starts its own Stack (embedded PostgreSQL and Tansu broker, the four services, supervised
-as `punte up` supervises them) and sends N signed v3 reports from the county's reporting
-institutions, paced at R/s. A fraction is sent again exactly, byte for byte (an
-institution's retry); a fraction is malformed in ways intake must refuse, each with its
-code from contracts/reference/rejection-codes.yaml. Meanwhile, on a seeded schedule, every
+as `punte up` supervises them; with ``--broker kafka`` a three-node Apache Kafka cluster
+instead of Tansu, with the network's principals and ACLs, decision 0027) and sends N
+signed v3 reports from the county's reporting institutions, paced at R/s. On Apache Kafka
+each institution writes as its own principal (its SCRAM credential from the stack's
+`punte kafka apply`), and the books are read as the cluster's admin: they span every
+institution's delivery topic and the internal topics, which no institution may read. A
+fraction is sent again exactly, byte for byte (an institution's retry); a fraction is
+malformed in ways intake must refuse, each with its code from
+contracts/reference/rejection-codes.yaml. Meanwhile, on a seeded schedule, every
 `--fault-every` seconds or so, one fault: a service SIGKILLed (each at least once per
 round), the PostgreSQL postmaster SIGKILLed (the supervisor starts it again), the broker
-paused for 10 s. Then it waits until the network is quiet (or the timeout) and checks:
+paused for 10 s (on Apache Kafka, one node), and with ``--kill-kafka-broker`` one Kafka
+node SIGKILLed and started again 10 s later. Then it waits until the network is quiet (or
+the timeout) and checks:
 
 - every good report has exactly one outcome on its institution's delivery topic, read as
   the institution reads it (an outcome under two event ids is a double; the same id twice
@@ -26,14 +34,13 @@ paused for 10 s. Then it waits until the network is quiet (or the timeout) and c
 - the audit's /verify says verified: nothing past its trail on the broker, no gap.
 
 It prints one JSON summary and exits 1 when the books do not balance. See bench/README.md.
-Killing an Apache Kafka broker (issue #12, item 6) needs issue #13's cluster: the option
-is there and refuses until then.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import sys
@@ -55,18 +62,26 @@ from bench.figures import machine, rounded
 from contracts.events import EventType
 from contracts.reference import delivery_topic, ingress_topic, institutions, topic_partitions
 from punte import faults
+from punte.apache_kafka import SCRAM, KafkaCluster, available, kafka_version
 from punte.stack import SERVICES, Stack
 from punte.status import operator_token
 from runtime.cloudevents import CloudEvent, decode
-from runtime.kafka import make_producer
+from runtime.kafka import client_options, make_producer
+from runtime.log import configure_logging
 from runtime.settings import Settings
 from runtime.signing import SigningKey
 
 BROKER_PAUSE_SECONDS = 10.0
-# One round of faults: every service killed once, PostgreSQL crashed once, the broker paused once.
+# One round of faults: every service killed once, PostgreSQL crashed once, the broker
+# paused once (on Apache Kafka: one node).
 ROUND = (*(f"kill {name}" for name in SERVICES), "kill postgres", "pause broker")
-# Needs a cluster of several brokers (issue #13): refused until then.
+# On Apache Kafka (--kill-kafka-broker): one node SIGKILLed per round, started again after
+# KAFKA_DOWN_SECONDS on its data, as an operator or Kubernetes would.
 KAFKA_BROKER_KILL = "kill kafka broker"
+KAFKA_DOWN_SECONDS = 10.0
+# A node killed with SIGKILL recovers every partition's log before it listens again (no
+# clean shutdown file): a minute or more for its ~350 partitions on a loaded 2-core machine.
+KAFKA_RESTART_TIMEOUT = 600.0
 READ_PATTERN = r"^punte\.(delivery\..+|cases|referrals|deadletter)$"
 
 
@@ -193,6 +208,7 @@ class Books:
     them; every id kept, so a double shows."""
 
     bootstrap: str
+    settings: Settings | None = None  # who reads: on Apache Kafka, the admin (module doc)
     # report id -> outcome event id -> (delivery topic, data)
     outcomes: dict[str, dict[str, tuple[str, dict]]] = field(default_factory=lambda: defaultdict(dict))
     opened: dict[str, dict[str, dict]] = field(default_factory=lambda: defaultdict(dict))  # report -> id -> data
@@ -204,28 +220,32 @@ class Books:
     dead_letters: dict[str, dict] = field(default_factory=dict)  # dead letter id -> data
     received: int = 0
     repeated: int = 0  # the same event id again on a topic: a redelivery, harmless
+    # ... by kind of topic (delivery, cases, referrals, deadletter): where the repeats come from
+    repeated_on: Counter = field(default_factory=Counter)
     _seen: set[tuple[str, str]] = field(default_factory=set)
+    _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task | None = None
 
     async def start(self, timeout: float = 60) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, metadata_max_age_ms=1000, fetch_max_bytes=16 << 20)
-        self._consumer.subscribe(pattern=READ_PATTERN)
-        await self._consumer.start()
+        self._consumer = consumer = AIOKafkaConsumer(
+            **client_options(self.settings), bootstrap_servers=self.bootstrap, group_id=None,
+            auto_offset_reset="earliest", enable_auto_commit=False, metadata_max_age_ms=1000,
+            fetch_max_bytes=16 << 20)
+        consumer.subscribe(pattern=READ_PATTERN)
+        await consumer.start()
         expected = sum(n for name, n in topic_partitions(institutions())
                        if name in ("punte.cases", "punte.referrals", "punte.deadletter")
                        or name.startswith("punte.delivery."))
         deadline = time.monotonic() + timeout
-        while len(self._consumer.assignment()) < expected:
+        while len(consumer.assignment()) < expected:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(self._consumer.assignment())}/{expected} partitions assigned")
+                raise TimeoutError(f"only {len(consumer.assignment())}/{expected} partitions assigned")
             await asyncio.sleep(0.1)
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(self._run(consumer))
 
-    async def _run(self) -> None:
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for records in batch.values():
                 for record in records:
                     self.read(record.topic, decode(record.headers, record.value))
@@ -234,6 +254,7 @@ class Books:
         self.received += 1
         if (topic, event.id) in self._seen:
             self.repeated += 1
+            self.repeated_on[topic.split(".")[1]] += 1
         self._seen.add((topic, event.id))
         data = event.data
         if event.type == EventType.OUTCOME.value:
@@ -254,7 +275,8 @@ class Books:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
 
     def new_cases(self) -> dict[str, dict]:
         """case id -> its case.opened (the first, if a double opened it twice)."""
@@ -298,15 +320,21 @@ class Fault:
     what: str
     at_s: float  # since the first report was sent
     pid: int | None = None
-    seconds: float | None = None  # how long it lasted (the broker's pause)
+    node: int | None = None  # the Apache Kafka node it hit
+    seconds: float | None = None  # how long it lasted (the broker's pause, a Kafka node down)
     recovered_after_s: float | None = None  # until what it hit was ready again (Chaos._recovery)
 
 
-def fault_plan(rng: random.Random) -> Iterator[str]:
-    """Rounds of ROUND in a seeded order; a service is not killed twice in a row."""
+def fault_round(options: "Options") -> tuple[str, ...]:
+    """One round's faults: ROUND, and on Apache Kafka with --kill-kafka-broker a node killed."""
+    return (*ROUND, KAFKA_BROKER_KILL) if options.kill_kafka_broker else ROUND
+
+
+def fault_plan(rng: random.Random, round_: tuple[str, ...] = ROUND) -> Iterator[str]:
+    """Rounds of ``round_`` in a seeded order; a service is not killed twice in a row."""
     last = None
     while True:
-        order = list(ROUND)
+        order = list(round_)
         rng.shuffle(order)
         if order[0] == last:
             order.append(order.pop(0))
@@ -325,15 +353,43 @@ async def all_ready(client: httpx.AsyncClient, stack: Stack) -> bool:
     return all(await asyncio.gather(*(ready(client, stack, n) for n in SERVICES)))
 
 
+class KafkaTargets:
+    """Which Apache Kafka node a fault hits: the leader of the ingress partition of one of
+    the busiest institutions (seeded), where their reports are being written; the next
+    node in turn instead when the same kind of fault hit that one last, so that each kind
+    goes round the cluster."""
+
+    def __init__(self, cluster: KafkaCluster, rng: random.Random, busiest: list[str]) -> None:
+        self.cluster, self.rng, self.busiest = cluster, rng, busiest
+        self.last: dict[str, int] = {}  # fault -> the node it hit last
+
+    def pick(self, fault: str) -> int:
+        ids = sorted(node.node_id for node in self.cluster.nodes)
+        leader = self.cluster.leader(ingress_topic(self.rng.choice(self.busiest)))
+        last = self.last.get(fault)
+        if leader not in ids or leader == last:
+            leader = ids[(ids.index(last) + 1) % len(ids)] if last in ids else ids[0]
+        self.last[fault] = leader
+        return leader
+
+
+def busiest(order: list[Message], count: int = 5) -> list[str]:
+    """The institutions whose ingress topics get the most messages in ``order``."""
+    return [topic.removeprefix("punte.ingress.") for topic, _ in Counter(m.topic for m in order).most_common(count)]
+
+
 class Chaos:
     """Causes the faults, one every ``every`` seconds or so (seeded), until ``rounds``
     rounds are done and ``until`` is set; notes when each happened and how long the network
     took to be ready again."""
 
     def __init__(self, stack: Stack, client: httpx.AsyncClient, rng: random.Random, every: float,
-                 start: float, rounds: int | None) -> None:
+                 start: float, rounds: int | None, round_: tuple[str, ...] = ROUND,
+                 targets: KafkaTargets | None = None) -> None:
         self.stack, self.client, self.rng, self.every, self.start = stack, client, rng, every, start
         self.rounds = rounds
+        self.round = round_
+        self.targets = targets
         self.done: list[Fault] = []
         self.sending_done = asyncio.Event()
         self._recoveries: list[asyncio.Task] = []
@@ -346,11 +402,11 @@ class Chaos:
         return time.monotonic() - self.start
 
     async def run(self) -> None:
-        plan = fault_plan(self.rng)
+        plan = fault_plan(self.rng, self.round)
         count = 0
         while True:
-            full_rounds = count // len(ROUND)
-            if count % len(ROUND) == 0 and self.sending_done.is_set() and full_rounds >= (self.rounds or 1):
+            full_rounds = count // len(self.round)
+            if count % len(self.round) == 0 and self.sending_done.is_set() and full_rounds >= (self.rounds or 1):
                 break
             if self.rounds is not None and full_rounds >= self.rounds:
                 await self.sending_done.wait()
@@ -361,7 +417,7 @@ class Chaos:
         await asyncio.gather(*self._recoveries)
 
     async def cause(self, what: str) -> None:
-        if what.startswith("kill ") and what != "kill postgres":
+        if what.removeprefix("kill ") in SERVICES:
             name = what.removeprefix("kill ")
             await self._wait_up(name)
             fault = Fault(what, self.now())
@@ -372,17 +428,35 @@ class Chaos:
             fault = Fault(what, self.now())
             fault.pid = await asyncio.to_thread(faults.kill_postgres, self.stack)
         elif what == "pause broker":
-            fault = Fault(what, self.now())
-            faults.pause_broker(self.stack)
+            node = await self._kafka_target(what) if self.stack.kafka is not None else None
+            fault = Fault(what, self.now(), node=node)
+            if node is None:
+                faults.pause_broker(self.stack)
+            else:
+                fault.pid = faults.pause_kafka_node(self.stack, node)
             try:
                 await asyncio.sleep(BROKER_PAUSE_SECONDS)
             finally:
-                faults.resume_broker(self.stack)
+                if node is None:
+                    faults.resume_broker(self.stack)
+                else:
+                    faults.resume_kafka_node(self.stack, node)
             fault.seconds = self.now() - fault.at_s
+        elif what == KAFKA_BROKER_KILL:
+            node = await self._kafka_target(what)
+            fault = Fault(what, self.now(), node=node)
+            fault.pid = await asyncio.to_thread(faults.kill_kafka_node, self.stack, node)
+            progress(f"{fault.at_s:7.1f} s  {what} (node {node}): down for {KAFKA_DOWN_SECONDS:g} s ...")
+            await asyncio.sleep(KAFKA_DOWN_SECONDS)
+            await asyncio.to_thread(faults.restart_kafka_node, self.stack, node, KAFKA_RESTART_TIMEOUT)
+            fault.seconds = self.now() - fault.at_s  # down, then until every node names it again
         else:
             raise ValueError(what)
         self.done.append(fault)
-        progress(f"{fault.at_s:7.1f} s  {what}")
+        if what == KAFKA_BROKER_KILL:
+            progress(f"{self.now():7.1f} s  kafka node {fault.node} started again, the cluster whole")
+        else:
+            progress(f"{fault.at_s:7.1f} s  {what}" + (f" (node {fault.node})" if fault.node is not None else ""))
         self._recoveries.append(asyncio.create_task(self._recovery(fault)))
 
     async def _wait_up(self, name: str, timeout: float = 300) -> None:
@@ -401,6 +475,18 @@ class Chaos:
             await asyncio.sleep(0.5)
         raise TimeoutError(f"{name} not ready for {timeout}s: {self.stack.supervision().get(name)}")
 
+    async def _kafka_target(self, fault: str, timeout: float = 300) -> int:
+        """A node to hit, once every partition is fully in sync again (a node that came back
+        has caught up): never two nodes out at once, which min.insync.replicas 2 would
+        rightly take for an outage of writes."""
+        assert self.targets is not None, "a Kafka fault needs KafkaTargets"
+        deadline = time.monotonic() + timeout
+        while await asyncio.to_thread(self.targets.cluster.under_replicated):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Apache Kafka partitions still under-replicated after {timeout}s")
+            await asyncio.sleep(1)
+        return await asyncio.to_thread(self.targets.pick, fault)
+
     async def _wait_database(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while self.stack.supervision().get("database", {}).get("state") != "running":
@@ -413,7 +499,7 @@ class Chaos:
         process), or, after PostgreSQL or the broker, every service ready."""
         ended = fault.at_s + (fault.seconds or 0)
         await asyncio.sleep(0.5)  # the supervisor notices within its 0.5 s check
-        killed = fault.what.removeprefix("kill ")
+        killed = fault.what.removeprefix("kill ")  # after a Kafka node: every service ready
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if killed in SERVICES:
@@ -440,24 +526,63 @@ class Options:
     seed: int = 7
     timeout: float = 1800.0  # for the network to be quiet after the last fault
     rounds: int | None = None  # rounds of faults; None: as many as the sending lasts (at least one)
-    kill_kafka_broker: bool = False
+    kill_kafka_broker: bool = False  # on Apache Kafka only
+    broker: str = "tansu"  # or "kafka": what run() starts; run_on() takes the stack's
 
 
-async def send(producer, order: list[Message], rate: float, start: float) -> dict[str, int]:
+def kafka_settings(stack: Stack, user: str) -> Settings:
+    """A client's settings as ``user`` (an institution) with its password from the stack's
+    `punte kafka apply`, as PUNTE_KAFKA_* would give them to that institution's system."""
+    return Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism=SCRAM, kafka_username=user,
+                    kafka_password=stack.kafka_credentials[user], kafka_idempotent_producer=True)
+
+
+class Senders:
+    """The institutions' systems. On Apache Kafka one producer per institution, connected as
+    its own principal, so that its ACLs (write its own ingress topic, nothing else) hold for
+    every message: a message on another's ingress topic (``another's topic``) can only be
+    written there by that other institution, passing on a report someone else signed. On
+    Tansu, which has no principals, one producer for all."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.producers: dict[str | None, Any] = {}
+
+    async def start(self, topics: set[str]) -> None:
+        bootstrap = self.stack.kafka_bootstrap or ""
+        if self.stack.kafka is None:
+            self.producers[None] = make_producer(bootstrap)
+        else:
+            for owner in sorted(t.removeprefix("punte.ingress.") for t in topics):
+                self.producers[owner] = make_producer(bootstrap, kafka_settings(self.stack, owner))
+        await asyncio.gather(*(p.start() for p in self.producers.values()))
+
+    def for_topic(self, topic: str) -> Any:
+        return self.producers.get(None) or self.producers[topic.removeprefix("punte.ingress.")]
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.producers.values()), return_exceptions=True)
+
+
+async def send(senders: Senders, order: list[Message], rate: float, start: float) -> dict[str, int]:
     """Paced at ``rate``; a send the broker did not acknowledge (paused past the client's
     timeout) is sent again, the same bytes, as an institution's system would."""
     resent = 0
     pending: list[tuple[Message, asyncio.Future]] = []
+
+    async def write(m: Message) -> asyncio.Future:
+        return await senders.for_topic(m.topic).send(m.topic, value=m.value, key=m.key, headers=m.headers)
+
     for i, m in enumerate(order):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        pending.append((m, await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers)))
+        pending.append((m, await write(m)))
     while pending:
         results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
         failed = [m for (m, _), r in zip(pending, results, strict=True) if isinstance(r, BaseException)]
         resent += len(failed)
-        pending = [(m, await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers)) for m in failed]
+        pending = [(m, await write(m)) for m in failed]
     return {"resent_after_send_error": resent}
 
 
@@ -622,37 +747,53 @@ def balanced(summary: dict[str, Any]) -> bool:
     """Whether the books balance: nothing lost, doubled or wrong, no duplicate row, every
     fault of a round done, and the audit verified."""
     books = summary["books"]
+    round_ = fault_round(Options(kill_kafka_broker=summary["options"].get("kill_kafka_broker", False)))
     return (not any(books[k] for k in FAILURES) and not summary["duplicate_rows"]
             and summary["audit"]["state"] == "verified" and not summary["audit"]["not_audited"]
-            and not summary["audit"]["problems"] and all(summary["faults"]["count"].get(f) for f in ROUND))
+            and not summary["audit"]["problems"] and all(summary["faults"]["count"].get(f) for f in round_))
+
+
+def setup(stack: Stack) -> str:
+    """What the run is on, for the summary's ``machine``."""
+    common = "PostgreSQL synchronous_commit=on, fsync=off; load generator and every process on the same machine"
+    if stack.kafka is None:
+        return f"embedded default (Tansu, memory storage; {common})"
+    return (f"Apache Kafka {kafka_version()}, {len(stack.kafka.nodes)} KRaft nodes (broker+controller) on "
+            f"loopback, SASL/SCRAM-SHA-512, ACLs, RF 3, min.insync.replicas 2, acks=all, idempotent producers; "
+            f"each institution its own principal; {common}")
 
 
 async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
-    """The whole run on a started ``stack`` (supervised); the summary."""
-    if options.kill_kafka_broker:
-        raise NotImplementedError(
-            f"{KAFKA_BROKER_KILL!r} needs a cluster of several Apache Kafka brokers (issue #13); "
-            "the embedded broker is one process, paused here instead")
+    """The whole run on a started ``stack`` (supervised; on Apache Kafka, a cluster the
+    stack was given, so that a killed node stays down until the bench starts it); the
+    summary."""
+    if options.kill_kafka_broker and stack.kafka is None:
+        raise ValueError(f"{KAFKA_BROKER_KILL!r} needs the stack on Apache Kafka (--broker kafka): the embedded "
+                         "broker is one process, paused here instead")
     load_at_start = os.getloadavg()[0]
     rng = random.Random(options.seed)
     sent = messages(stack, rng, options.reports, options.malformed)
     order = with_redeliveries(sent, rng, options.redeliveries)
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
-    books = Books(stack.kafka_bootstrap)
-    await books.start()
+    round_ = fault_round(options)
+    targets = (KafkaTargets(stack.kafka, random.Random(options.seed + 2), busiest(order))
+               if stack.kafka is not None else None)
+    senders = Senders(stack)
+    books = Books(stack.kafka_bootstrap or "", stack.kafka.admin_settings() if stack.kafka is not None else None)
     groups = stack_processes(stack)
     cpu_before = cpu_seconds(groups)
     operator = operator_token(stack.state, stack.url("identity"), ttl_seconds=24 * 3600)
     try:
+        await senders.start({m.topic for m in order})
+        await books.start()
         async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {operator}"}) as client:
             start = time.monotonic()
-            chaos = Chaos(stack, client, random.Random(options.seed + 1), options.fault_every, start, options.rounds)
+            chaos = Chaos(stack, client, random.Random(options.seed + 1), options.fault_every, start, options.rounds,
+                          round_, targets)
             causing = asyncio.create_task(chaos.run())
             try:
                 progress(f"sending {len(order)} messages at {options.rate:g}/s, a fault every "
                          f"~{options.fault_every:g} s ...")
-                sending = await send(producer, order, options.rate, start)
+                sending = await send(senders, order, options.rate, start)
                 progress(f"{time.monotonic() - start:7.1f} s  all sent")
                 sent_s = time.monotonic() - start
                 chaos.sending_done.set()
@@ -662,6 +803,8 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
                 await asyncio.gather(causing, return_exceptions=True)
                 if stack.broker is not None:  # never leave it paused
                     faults.resume_broker(stack)
+                for node in stack.kafka.nodes if stack.kafka is not None else ():
+                    faults.resume_kafka_node(stack, node.node_id)
             faults_s = time.monotonic() - start
             progress(f"{time.monotonic() - start:7.1f} s  faults done; waiting for the network to be quiet ...")
             quiet = await wait_quiet(stack, client, books, sent, options.timeout)
@@ -672,15 +815,14 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
             stats = await service_stats(client, stack)
     finally:
         await books.stop()
-        await producer.stop()
+        await senders.stop()
     checked = audit_books(books, sent)
     duplicates = await duplicate_rows(stack)
     verification = quiet["verification"]
     malformed_sent = Counter(m.malformed for m in sent if m.malformed)
     summary: dict[str, Any] = {
         "date": date.today().isoformat(),
-        "machine": machine("embedded default (Tansu, memory storage; PostgreSQL synchronous_commit=on, "
-                           "fsync=off); load generator and every process on the same machine"),
+        "machine": machine(setup(stack)),
         "load_1min_at_start": load_at_start, "load_1min_at_end": os.getloadavg()[0],
         "options": asdict(options),
         "sent": {
@@ -711,6 +853,7 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
         },
         "dead_letters_by_service": {n: (s.get("dead_letters") or {}).get("total", 0) for n, s in stats.items()},
         "messages_read": books.received, "messages_read_again": books.repeated,
+        "messages_read_again_by_topic": dict(books.repeated_on),
         "timing": {
             "sending_s": sent_s, "faults_s": faults_s, "quiet_wait_s": quiet["waited_s"],
             **{k: v for k, v in quiet.items() if k.endswith("_s") and k != "waited_s"},
@@ -725,18 +868,26 @@ async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
 
 
 def run(options: Options, state_dir: Path | None = None) -> dict[str, Any]:
-    """Start a stack (supervised, in ``state_dir`` or a temporary folder), run, stop it."""
+    """Start a stack (supervised, in ``state_dir`` or a temporary folder; on Apache Kafka
+    with a cluster of its own, given to the stack so that its supervisor leaves the nodes
+    to the bench), run, stop it all."""
     with tempfile.TemporaryDirectory(prefix="punte-chaos-") as tmp:
-        stack = Stack((state_dir or Path(tmp)) / "state")
+        root = (state_dir or Path(tmp)) / "state"
+        cluster = KafkaCluster(root / "kafka") if options.broker == "kafka" else None
+        stack = Stack(root, broker_kind=options.broker, kafka=cluster)
         try:
             started = time.monotonic()
-            stack.start()
+            if cluster is not None:
+                cluster.start()
+            stack.start(timeout=300)
             startup = time.monotonic() - started
             summary = asyncio.run(run_on(stack, options))
             summary["timing"]["startup_s"] = startup
             return summary
         finally:
             stack.stop()
+            if cluster is not None:
+                cluster.stop()
 
 
 def main() -> int:
@@ -759,16 +910,31 @@ def main() -> int:
                         help="keep the stack's state (logs, databases) here; default: a temporary folder")
     parser.add_argument("--timeout", type=float, default=defaults.timeout,
                         help=f"seconds to wait for the network to be quiet (default {defaults.timeout:g})")
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default=defaults.broker,
+                        help="tansu: the embedded default; kafka: a three-node Apache Kafka cluster of its own, "
+                             "with the network's principals and ACLs (needs Java and `python -m punte.apache_kafka "
+                             "fetch`)")
     parser.add_argument("--kill-kafka-broker", action="store_true",
-                        help="also kill an Apache Kafka broker: needs issue #13's cluster, refused until then")
+                        help=f"with --broker kafka: each round also SIGKILLs one Kafka node and starts it again "
+                             f"{KAFKA_DOWN_SECONDS:g} s later")
     args = parser.parse_args()
     options = Options(reports=args.reports, rate=args.rate, fault_every=args.fault_every,
                       redeliveries=args.redeliveries, malformed=args.malformed, seed=args.seed,
-                      timeout=args.timeout, rounds=args.rounds, kill_kafka_broker=args.kill_kafka_broker)
-    if options.kill_kafka_broker:
-        parser.error(f"{KAFKA_BROKER_KILL!r} needs a cluster of several Apache Kafka brokers (issue #13)")
+                      timeout=args.timeout, rounds=args.rounds, kill_kafka_broker=args.kill_kafka_broker,
+                      broker=args.broker)
+    if options.kill_kafka_broker and options.broker != "kafka":
+        parser.error(f"{KAFKA_BROKER_KILL!r} needs --broker kafka: the embedded broker is one process "
+                     "(it is paused instead; losing it is broker loss, decision 0026)")
+    if options.broker == "kafka" and (reason := available()) is not None:
+        parser.error(f"--broker kafka: {reason}")
     if args.state_dir is not None:
         args.state_dir.mkdir(parents=True, exist_ok=True)
+    # The bench's own clients retry through every fault and say so, at WARNING and ERROR, a
+    # line per request to a node that is down: the progress lines alone on stderr (what
+    # cannot be retried is raised to the bench anyway).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # The stack's own log lines (a broker epoch claimed at start) on stderr too: stdout is the summary.
+    configure_logging("bench.chaos")
     summary = run(options, args.state_dir)
     print(json.dumps(rounded(summary), ensure_ascii=False, separators=(",", ":")))
     return 0 if summary["balanced"] else 1

@@ -295,14 +295,45 @@ class KafkaCluster:
         wait_for_port(node.port, timeout, node.process)
         self.wait_ready(timeout)
 
+    def pause(self, node_id: int) -> int:
+        """SIGSTOP one node: it holds its connections and answers nothing, as a hung
+        broker, until ``resume``; the controllers fence it after the broker session
+        timeout. Returns the pid paused."""
+        node = self.node(node_id)
+        assert node.process is not None and node.process.poll() is None, f"node {node_id} is not running"
+        os.killpg(node.process.pid, signal.SIGSTOP)
+        return node.process.pid
+
+    def resume(self, node_id: int) -> None:
+        node = self.node(node_id)
+        if node.process is not None and node.process.poll() is None:
+            os.killpg(node.process.pid, signal.SIGCONT)
+
     def node(self, node_id: int) -> KafkaNode:
         return next(n for n in self.nodes if n.node_id == node_id)
+
+    def _metadata(self, timeout: float = 30):  # confluent_kafka ClusterMetadata
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient({**self.admin_config(), "log_level": 0}).list_topics(timeout=timeout)
+
+    def leader(self, topic: str, partition: int = 0) -> int | None:
+        """The node leading ``topic``'s ``partition`` now (None: none, or unknown)."""
+        found = self._metadata().topics.get(topic)
+        led = found.partitions.get(partition) if found is not None else None
+        return led.leader if led is not None and led.leader >= 0 else None
+
+    def under_replicated(self) -> int:
+        """Partitions with a replica out of sync: 0 once a node that came back has caught up."""
+        return sum(len(p.isrs) < len(p.replicas)
+                   for t in self._metadata().topics.values() for p in t.partitions.values())
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM every node (a controlled shutdown), SIGKILL what is left after ``grace``."""
         running = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
         for node in running:
             assert node.process is not None
+            os.killpg(node.process.pid, signal.SIGCONT)  # a paused node cannot act on SIGTERM
             os.killpg(node.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for node in running:

@@ -1,6 +1,7 @@
 """Faults we can cause on a running Stack, for the chaos bench (bench/chaos.py) and tests:
 a service killed with SIGKILL, the embedded broker paused and resumed or killed (its log
-lost), the embedded PostgreSQL killed and started again. Each says what it did; none waits for recovery,
+lost), one node of an Apache Kafka cluster paused or killed and started again, the
+embedded PostgreSQL killed and started again. Each says what it did; none waits for recovery,
 which is the supervisor's job (punte.stack) and what the caller checks."""
 from __future__ import annotations
 
@@ -83,3 +84,45 @@ def kill_postgres(stack: Stack) -> int:
         raise RuntimeError(f"PostgreSQL is not running (exit {process.returncode})")
     os.kill(process.pid, signal.SIGKILL)
     return process.pid
+
+
+def _cluster(stack: Stack):  # punte.apache_kafka.KafkaCluster
+    if stack.kafka is None:
+        raise RuntimeError("the stack does not run on Apache Kafka (broker_kind='kafka')")
+    return stack.kafka
+
+
+def pause_kafka_node(stack: Stack, node_id: int) -> int:
+    """SIGSTOP one Kafka node (a hung broker); returns the pid paused."""
+    return _cluster(stack).pause(node_id)
+
+
+def resume_kafka_node(stack: Stack, node_id: int) -> None:
+    _cluster(stack).resume(node_id)
+
+
+def kill_kafka_node(stack: Stack, node_id: int) -> int:
+    """SIGKILL one Kafka node, as a crash: its log stays on disk, the two others lead its
+    partitions meanwhile (RF 3, min.insync.replicas 2). Returns the pid killed. On a cluster
+    the stack owns, its supervisor starts the node again; the chaos bench gives the stack
+    its cluster, so that the node stays down until ``restart_kafka_node``."""
+    node = _cluster(stack).node(node_id)
+    if node.process is None or node.process.poll() is not None:
+        raise RuntimeError(f"Kafka node {node_id} is not running")
+    pid = node.process.pid
+    _cluster(stack).kill(node_id)
+    return pid
+
+
+def restart_kafka_node(stack: Stack, node_id: int, timeout: float = 120) -> None:
+    """Start a killed Kafka node again on its ports and data; returns once every node
+    names the whole cluster again. A node the stack's supervisor watches is restarted under
+    its lock, so it neither races it nor counts it as a crash; any other without the lock,
+    which would hold up the supervisor's restarts of services meanwhile."""
+    cluster, name = _cluster(stack), f"kafka-{node_id}"
+    if name not in stack.supervision():
+        cluster.restart(node_id, timeout)
+        return
+    with stack.supervisor_lock:
+        cluster.restart(node_id, timeout)
+        stack.supervisor_adopt(name)

@@ -106,3 +106,44 @@ def test_the_books_catch_a_second_referral_a_second_notice_and_an_unexplained_de
     assert ["isj-bc", "case-informed", "case-1", None] in checked["notice_doubled"]
     assert ["dgaspc-bc", "referral-requested", "case-1", "ref-a"] in checked["notice_missing"]
     assert [d["id"] for d in checked["dead_letters_unexplained"]] == ["dl-1"]
+
+
+def test_on_apache_kafka_each_round_also_kills_a_kafka_node():
+    options = chaos.Options(kill_kafka_broker=True, broker="kafka")
+    plan = chaos.fault_plan(random.Random(1), chaos.fault_round(options))
+    first_round = [next(plan) for _ in chaos.fault_round(options)]
+    assert sorted(first_round) == sorted([*chaos.ROUND, chaos.KAFKA_BROKER_KILL])
+    assert chaos.fault_round(chaos.Options()) == chaos.ROUND
+
+
+def test_a_round_without_its_kafka_node_killed_does_not_balance():
+    summary = {
+        "books": {k: [] for k in chaos.FAILURES}, "duplicate_rows": {},
+        "audit": {"state": "verified", "not_audited": 0, "problems": []},
+        "faults": {"count": {fault: 1 for fault in chaos.ROUND}},
+        "options": {"kill_kafka_broker": True},
+    }
+    assert not chaos.balanced(summary)
+    summary["faults"]["count"][chaos.KAFKA_BROKER_KILL] = 1
+    assert chaos.balanced(summary)
+
+
+class Cluster:
+    """Three nodes; node 2 leads every ingress partition."""
+
+    nodes = [type("Node", (), {"node_id": i})() for i in (1, 2, 3)]
+
+    def leader(self, topic: str, partition: int = 0) -> int | None:
+        return 2
+
+
+def test_a_kafka_fault_hits_the_leader_of_a_busy_ingress_partition_never_the_same_node_twice_in_a_row():
+    targets = chaos.KafkaTargets(Cluster(), random.Random(1), busiest=[REPORTER])
+    kill, pause = chaos.KAFKA_BROKER_KILL, "pause broker"
+    assert [targets.pick(f) for f in (kill, pause, kill, pause, kill)] == [2, 2, 3, 3, 2]
+
+
+def test_the_busiest_institutions_are_those_with_most_messages():
+    order = [chaos.Message(str(i), f"punte.ingress.{who}", b"", b"", [], who)
+             for i, who in enumerate(["a", "b", "b", "c", "c", "c"])]
+    assert chaos.busiest(order, 2) == ["c", "b"]
