@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contracts.reference import BROKER_EPOCH_TOPIC, institutions, topic_names
 from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
 from runtime import broker_epoch
@@ -18,17 +19,21 @@ from runtime.settings import Settings
 
 async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: float = 15.0,
                          first_fetch_grace: float = 5.0, settings: Settings | None = None) -> int:
-    """How many messages all punte.* topics hold, counted by reading them.
+    """How many messages the network's topics hold (those of contracts/topics.yaml for every
+    institution, and the broker's epoch), counted by reading them. Not every punte.* topic:
+    one made by hand on the broker is not the network's, and on Apache Kafka the audit is
+    granted none (it could never cover it).
 
     Not from ListOffsets: the embedded broker (Tansu 0.6) reports a stale latest offset
     after multi-record batches, so end offsets undercount; reading is exact at demo scale."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, fetch_max_bytes=16 << 20, **client_options(settings))
+    network = set(topic_names(institutions())) | {BROKER_EPOCH_TOPIC}
     await consumer.start()
     try:
         partitions = [
             TopicPartition(topic, p) for topic, numbers in (await broker_partitions(bootstrap, settings)).items()
-            if topic.startswith("punte.") for p in numbers
+            if topic in network for p in numbers
         ]
         if not partitions:
             return 0
