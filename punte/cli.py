@@ -94,7 +94,7 @@ def _live_view(stack: Stack, demo: DemoProgress | None = None) -> Group:
     return Group(*parts)
 
 
-def _demo_kafka(stack: Stack) -> Settings | None:
+def demo_client_settings(stack: Stack) -> Settings | None:
     """The demo plays every institution at once: on Apache Kafka it connects as the admin."""
     if stack.kafka is None:
         return None
@@ -162,7 +162,7 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
                     view = asyncio.create_task(refresh())
                     try:
                         await run_demo(stack.kafka_bootstrap or "", stack.state, stack.url("intake"),
-                                       rate=rate, on_progress=shown, client_settings=_demo_kafka(stack))
+                                       rate=rate, on_progress=shown, client_settings=demo_client_settings(stack))
                     finally:
                         view.cancel()
                 asyncio.run(demo_and_view())

@@ -13,6 +13,8 @@ from confluent_kafka.admin import AdminClient
 
 from contracts.events import EventType
 from contracts.reference import delivery_topic, ingress_topic
+from punte.cli import demo_client_settings
+from punte.demo import run_demo
 from punte.institution import InstitutionSystem, fetch_intake_keys
 from punte.stack import SERVICES, Stack
 from punte.status import collect
@@ -99,6 +101,15 @@ def test_an_institution_without_kafka_reports_over_http_on_apache_kafka(kafka_st
     topic, so a gateway that did got every report refused by the broker (a 500)."""
     answer = send_report(kafka_stack, "isj-bc", ["school_absenteeism"], role="school-counsellor", channel="school")
     assert answer["status"] == "accepted" and answer["case_id"], answer
+
+
+async def test_the_demo_runs_on_apache_kafka(kafka_stack: Stack):
+    """`punte up --broker kafka --demo`: the simulated institutions, which the demo plays all
+    at once as the cluster's admin, get their reports answered."""
+    progress = await run_demo(kafka_stack.kafka_bootstrap or "", kafka_stack.state, kafka_stack.url("intake"),
+                              rate=10, limit=10, seed=5, client_settings=demo_client_settings(kafka_stack))
+    assert progress.reports_sent == 10
+    assert progress.accepted + progress.rejected >= 5, progress
 
 
 async def test_punte_status_reads_the_topics_on_apache_kafka(kafka_stack: Stack):
