@@ -135,15 +135,8 @@ def _on_apache_kafka(database: str, network: Network) -> Iterator[Infrastructure
     they build without settings of its own reads PUNTE_KAFKA_* from the environment. The
     services the end-to-end tests start connect as their own principals (punte.stack), and
     tests/kafka/test_acls.py proves what each principal may not do."""
-    admin = network.env(network.cluster.admin_user)
-    saved = {name: os.environ.get(name) for name in admin}
-    os.environ.update(admin)
-    try:
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in network.env(network.cluster.admin_user).items():
+            environment.setenv(name, value)
         asyncio.run(broker_epoch.provision(network.cluster.bootstrap, settings=network.cluster.admin_settings()))
         yield Infrastructure(database, network.cluster.bootstrap, network)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
