@@ -559,49 +559,72 @@ class InboxConsumer:
     async def _apply_all(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
                          waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
         """Apply ``messages`` after the failures ``waiting`` for their verdict; the failures
-        still waiting at the end. With a batch handler, the whole batch in one savepoint (a
-        savepoint per message costs more than the work for simple appends); if it fails,
-        one by one as usual."""
-        if self._batch_handler is not None and messages:
-            uow = self._unit_of_work(session)
-            try:
-                async with session.begin_nested():
-                    await self._batch_handler(uow, [m for m, _ in messages])
-                applied = True
-            except Exception as exc:
-                if _transient(exc):
-                    raise
-                applied = False
-                log.warning("batch handler failed; applying one message at a time", error=failure_detail(exc))
-            if applied:
-                await self._judge(session, waiting, events, judged)
-                events.take(uow.outbox)
+        still waiting at the end. Batch first (decision 0033): the whole batch in one
+        savepoint (the service's batch handler when it has one, else its handler message by
+        message); a batch that fails is split in halves, each applied the same way, until the
+        failing message is alone and tried as before (``_attempt``). A savepoint per message
+        cost more round trips than most handlers' own work."""
+        if not messages:
+            return waiting
+        if len(messages) > 1 or self._batch_handler is not None:
+            outbox = await self._apply_together(session, messages)
+            if outbox is not None:
+                await self._judge(session, waiting, events, judged)  # a good message follows them
+                events.take(outbox)
                 return []
-        for message, key in messages:
-            outcome = await self._attempt(session, message)
-            if isinstance(outcome, Outbox):
-                # What failed before this good message failed alone: poison.
-                await self._judge(session, waiting, events, judged)
-                waiting = []
-                events.take(outcome)
-                continue
-            waiting.append(Failure(message, key, outcome))
-            limit = self._limits.consecutive
-            if limit and len(waiting) > limit:
-                raise FailureLimitReached(
-                    "consecutive-failures", f"{len(waiting)} messages in a row failed (limit {limit})",
-                    waiting[0].message.position, outcome)
+            if len(messages) > 1:
+                half = len(messages) // 2
+                waiting = await self._apply_all(session, messages[:half], events, waiting, judged)
+                return await self._apply_all(session, messages[half:], events, waiting, judged)
+        message, key = messages[0]
+        outcome = await self._attempt(session, message)
+        if isinstance(outcome, Outbox):
+            # What failed before this good message failed alone: poison.
+            await self._judge(session, waiting, events, judged)
+            events.take(outcome)
+            return []
+        waiting = [*waiting, Failure(message, key, outcome)]
+        limit = self._limits.consecutive
+        if limit and len(waiting) > limit:
+            raise FailureLimitReached(
+                "consecutive-failures", f"{len(waiting)} messages in a row failed (limit {limit})",
+                waiting[0].message.position, outcome)
         return waiting
+
+    async def _apply_together(self, session: AsyncSession, messages: list[tuple[Message, str]]) -> Outbox | None:
+        """Apply ``messages`` in one savepoint: the events they wrote, or None (rolled back)
+        when one failed. A transient fault raises: the whole batch is retried."""
+        outbox = Outbox(session, self._signer, self._data_keys)
+        try:
+            async with session.begin_nested():
+                if self._batch_handler is not None:
+                    await self._batch_handler(UnitOfWork(session, outbox, self._source),
+                                              [m for m, _ in messages])
+                else:
+                    for message, _ in messages:
+                        with self._span(message):
+                            await self._handler(UnitOfWork(session, outbox, self._source), message)
+            return outbox
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            log.info("a message of the batch failed; splitting it", size=len(messages),
+                     error=failure_detail(exc))
+            return None
+
+    def _span(self, message: Message):
+        """The consumer span of one message, continuing the trace its headers carry."""
+        return tracer("runtime.inbox").start_as_current_span(
+            f"process {message.header('ce_type') or message.topic}",
+            context=context_from_headers(message.headers), kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": message.topic,
+                        "messaging.kafka.message.offset": message.offset},
+        )
 
     async def _attempt(self, session: AsyncSession, message: Message, replaying: bool = False) -> Outbox | str:
         """Run the handler in a savepoint, up to ``attempts`` times: the events it wrote once
         it applied, or what its last failure was (failure_detail). A transient fault raises."""
-        span_name = f"process {message.header('ce_type') or message.topic}"
-        with tracer("runtime.inbox").start_as_current_span(
-            span_name, context=context_from_headers(message.headers), kind=SpanKind.CONSUMER,
-            attributes={"messaging.destination.name": message.topic,
-                        "messaging.kafka.message.offset": message.offset},
-        ):
+        with self._span(message):
             error: Exception | None = None
             for attempt in range(1, self._attempts + 1):
                 uow = self._unit_of_work(session, replaying)

@@ -1,0 +1,110 @@
+"""Batch-first consumers (issue #14, item 2; decision 0033): a polled batch is applied in
+one savepoint, not one per message, and a failing message is found by splitting the batch
+in halves. Every good message is applied exactly once, in order, and the failing one is
+dead-lettered as before. On the real PostgreSQL."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from runtime.cloudevents import CloudEvent
+from runtime.inbox import DEAD_LETTER_TOPIC, InboxConsumer, Message, UnitOfWork
+from runtime.outbox import outbox_table
+from tests.integration.helpers import message, migrated_database
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
+ATTEMPTS = 2
+
+
+@pytest.fixture
+async def database(infrastructure):
+    engine, sessions = await migrated_database(infrastructure.database_url, "batches", MIGRATIONS)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE applied (seq bigserial PRIMARY KEY, n int NOT NULL)"))
+    yield engine, sessions
+    await engine.dispose()
+
+
+def event(n: int) -> CloudEvent:
+    return CloudEvent.new("ro.punte.test.v1", "/punte/test", {"n": n})
+
+
+class Statements:
+    """The SAVEPOINT statements the engine sends."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.savepoints = engine.sync_engine, 0
+
+    def _note(self, conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("SAVEPOINT"):
+            self.savepoints += 1
+
+    def __enter__(self) -> "Statements":
+        sa.event.listen(self.engine, "before_cursor_execute", self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._note)
+
+
+def consumer(sessions, poison: set[int]) -> InboxConsumer:
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        n = json.loads(msg.value)["n"]
+        await uow.session.execute(sa.text("INSERT INTO applied (n) VALUES (:n)"), {"n": n})
+        uow.outbox.emit("out", event(n))
+        if n in poison:
+            raise ValueError("this message cannot be applied")
+
+    return InboxConsumer(service="intake", group_id="unused", bootstrap="unused", sessions=sessions,
+                         handler=handle, attempts=ATTEMPTS)
+
+
+async def applied(engine) -> list[int]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.text("SELECT n FROM applied ORDER BY seq"))).scalars())
+
+
+async def test_a_polled_batch_is_applied_in_one_savepoint(database):
+    engine, sessions = database
+    inbox = consumer(sessions, poison=set())
+    with Statements(engine) as statements:
+        await inbox.process([message("in", event(n), offset=n) for n in range(50)])
+    assert await applied(engine) == list(range(50))
+    assert statements.savepoints == 1, "one savepoint for the batch, not one per message"
+    assert inbox.processed == 50
+
+
+async def test_a_failing_message_is_found_by_halving_and_the_rest_apply_once_in_order(database):
+    engine, sessions = database
+    inbox = consumer(sessions, poison={37})
+    batch = [message("in", event(n), offset=n) for n in range(64)]
+    with Statements(engine) as statements:
+        await inbox.process(batch)
+    assert await applied(engine) == [n for n in range(64) if n != 37]
+    # Halving: the batch, then two halves per level down to the message (6 levels for 64),
+    # then its own attempts; one savepoint per message would be 64 or more.
+    assert statements.savepoints <= 1 + 2 * int(math.log2(64)) + ATTEMPTS
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox_table.c.topic, outbox_table.c.payload)
+                                   .order_by(outbox_table.c.id))).all()
+    outs = [json.loads(r.payload)["n"] for r in rows if r.topic == "out"]
+    assert outs == [n for n in range(64) if n != 37], "each good message's event once, in order"
+    dead = [json.loads(r.payload) for r in rows if r.topic == DEAD_LETTER_TOPIC]
+    assert [(d["offset"], d["reason"]["code"]) for d in dead] == [(37, "PROCESSING_FAILED")]
+    assert inbox.dead_lettered == 1 and inbox.processed == 64
+
+
+async def test_two_failing_messages_in_one_batch_are_each_dead_lettered(database):
+    engine, sessions = database
+    inbox = consumer(sessions, poison={3, 11})
+    await inbox.process([message("in", event(n), offset=n) for n in range(16)])
+    assert await applied(engine) == [n for n in range(16) if n not in (3, 11)]
+    async with engine.connect() as conn:
+        dead = [json.loads(p)["offset"] for p in (await conn.execute(
+            sa.select(outbox_table.c.payload).where(outbox_table.c.topic == DEAD_LETTER_TOPIC)
+            .order_by(outbox_table.c.id))).scalars()]
+    assert dead == [3, 11]
