@@ -258,6 +258,7 @@ class InboxConsumer:
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
         data_keys: DataKeys | None = None, limits: FailureLimits = FailureLimits(),
+        fetch_max_wait_ms: int = 50,
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
         ingress topic must be signed with; None checks nothing (the audit trail, which
@@ -280,6 +281,7 @@ class InboxConsumer:
         self._network_keys = network_keys
         self._data_keys = data_keys
         self._limits = limits
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
@@ -375,7 +377,8 @@ class InboxConsumer:
         return True
 
     async def _consume(self) -> None:
-        consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max)
+        consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max,
+                                 fetch_max_wait_ms=self._fetch_max_wait_ms)
         listener = _ReadAgainFromTheInbox(consumer, self)
         if self._pattern:
             consumer.subscribe(pattern=self._pattern, listener=listener)

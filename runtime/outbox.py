@@ -145,12 +145,13 @@ class Outbox:
 
 class OutboxRelay:
     def __init__(self, engine: AsyncEngine, producer: AIOKafkaProducer, batch_max: int = 500,
-                 poll_seconds: float = 0.05) -> None:
+                 poll_seconds: float = 1.0) -> None:
         self._engine = engine
         self._producer = producer
         self._batch_max = batch_max
         self._poll = poll_seconds
         self._wake = asyncio.Event()
+        self._contended = False  # the last pass found another replica's relay at work
         self.published = 0
         self.parked = 0
         # Why the relay publishes nothing now (runtime.broker_epoch: the broker is empty, and a
@@ -184,7 +185,9 @@ class OutboxRelay:
             if sent < self._batch_max:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                    # Another replica holds the lock: its batch is being published, and ours
+                    # may be next in line, so look again soon rather than at the next poll.
+                    await asyncio.wait_for(self._wake.wait(), min(self._poll, 0.05) if self._contended else self._poll)
                 except TimeoutError:
                     pass
 
@@ -194,7 +197,8 @@ class OutboxRelay:
         (after the parking is committed), so ``run`` retries the batch."""
         transient: BaseException | None = None
         async with self._engine.begin() as conn:
-            if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK))):
+            self._contended = not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK)))
+            if self._contended:
                 return 0
             rows = (await conn.execute(
                 sa.select(outbox_table.c.id, outbox_table.c.topic, outbox_table.c.key,

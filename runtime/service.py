@@ -134,10 +134,12 @@ class Runtime:
                  pattern: str | None = None, message_key: Callable[[Message], str] = key_by_event_id,
                  on_failure: FailureHandler | None = None,
                  batch_handler: BatchHandler | None = None,
-                 verify_network: bool = True) -> InboxConsumer:
+                 verify_network: bool = True, background: bool = False) -> InboxConsumer:
         """A consumer with this service's settings, its signing key, and the relay woken
         after each commit that wrote events. It applies a message of the network's own
-        topics only when the network signed it, unless ``verify_network`` is False."""
+        topics only when the network signed it, unless ``verify_network`` is False.
+        ``background``: no report waits for it (the trail, closures, commands), so the
+        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms)."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
@@ -148,6 +150,8 @@ class Runtime:
             limits=FailureLimits(self.settings.consumer_max_consecutive_failures,
                                  self.settings.consumer_max_failures_per_minute,
                                  self.settings.consumer_failure_hold_seconds),
+            fetch_max_wait_ms=(self.settings.kafka_fetch_max_wait_background_ms if background
+                               else self.settings.kafka_fetch_max_wait_ms),
         )
 
     def retention(self) -> RetentionSchedule:

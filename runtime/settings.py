@@ -114,7 +114,18 @@ class Settings(BaseSettings):
     dispatch_poll_seconds: float = 1.0
     consumer_batch_max: int = 500
     relay_batch_max: int = 500
-    relay_poll_seconds: float = 0.05
+    # The relay is woken by every commit of its process that wrote events; the poll only
+    # finds rows another process wrote (a replica, the CLI), so it can be slow: an idle
+    # service then costs nothing (issue #14).
+    relay_poll_seconds: float = 1.0
+    # How long the broker may hold a consumer's fetch when nothing is new (decision 0033).
+    # Apache Kafka answers as soon as a record arrives, so the wait costs no latency there;
+    # Tansu answers later, and a fetch of many partitions costs it CPU each time, so
+    # consumers a report passes through wait little and the others (the audit trail,
+    # closures, institutions' commands) wait long: an idle network then costs the broker
+    # almost nothing.
+    kafka_fetch_max_wait_ms: int = 50
+    kafka_fetch_max_wait_background_ms: int = 1000
     # How often each service reads the broker's epoch marker (runtime.broker_epoch, decision
     # 0026): a broker that came back empty is noticed within this (sooner while it is held).
     broker_epoch_check_seconds: float = 5.0

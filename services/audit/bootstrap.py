@@ -42,11 +42,11 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=handlers.key_in_epoch(rt.broker_epoch),
                         handler=partial(handlers.append, trail=deps),
                         batch_handler=partial(handlers.append_many, trail=deps),
-                        verify_network=False),
+                        verify_network=False, background=True),
             # The person's rights: each case's lead and participants, so exports go to the
             # lead's officer only.
             rt.consumer(group_id="punte-audit-cases", topics=["punte.cases", "punte.referrals"],
-                        handler=privacy.follow_case)]
+                        handler=privacy.follow_case, background=True)]
 
 
 async def start(rt: Runtime) -> None:

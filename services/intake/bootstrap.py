@@ -126,7 +126,8 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [rt.consumer(group_id="punte-intake", handler=handle, pattern=INGRESS_PATTERN,
                         message_key=key_by_sender, on_failure=on_failure),
             # Cases their lead closes or reopens (referral).
-            rt.consumer(group_id="punte-intake-closures", topics=["punte.referrals"], handler=on_referrals)]
+            rt.consumer(group_id="punte-intake-closures", topics=["punte.referrals"], handler=on_referrals,
+                        background=True)]
 
 
 SPEC = ServiceSpec(

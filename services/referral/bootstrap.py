@@ -32,7 +32,8 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [
         rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"], handler=on_case),
         rt.consumer(group_id="punte-referral-commands", pattern=INGRESS_PATTERN,
-                    handler=on_command, message_key=key_by_sender, on_failure=on_command_failure),
+                    handler=on_command, message_key=key_by_sender, on_failure=on_command_failure,
+                    background=True),
     ]
 
 
