@@ -172,6 +172,9 @@ class OutboxRelay:
                 except TimeoutError:
                     pass
                 continue
+            # Cleared before the pass, not after: a commit that wakes it while it publishes
+            # sends it round again instead of waiting for the poll.
+            self._wake.clear()
             try:
                 sent = await self.publish_batch()
                 backoff = 0.1
@@ -183,7 +186,6 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if sent < self._batch_max:
-                self._wake.clear()
                 try:
                     # Another replica holds the lock: its batch is being published, and ours
                     # may be next in line, so look again soon rather than at the next poll.

@@ -69,6 +69,50 @@ async def test_relay_publishes_every_row_once_in_key_order_with_two_replicas(inf
     assert await _pending(engine) == 0
 
 
+@pytest.mark.broker
+async def test_a_commit_during_the_relays_pass_is_published_without_waiting_for_the_poll(infrastructure, database):
+    """The relay is woken by commits (decision 0033) and polls rarely: a wake that comes
+    while it is publishing must send it round again, not be lost until the poll."""
+    engine, sessions = database
+    topic = f"test.outbox.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])
+    producer = make_producer(infrastructure.kafka_bootstrap)
+    await producer.start()
+    relay = OutboxRelay(engine, producer, poll_seconds=600)
+    publish, passes = relay.publish_batch, 0
+
+    async def a_commit_lands_meanwhile() -> int:
+        nonlocal passes
+        passes += 1
+        sent = await publish()
+        if passes == 1:  # a consumer commits its events while the first pass publishes
+            async with sessions() as session, session.begin():
+                outbox = Outbox(session)
+                outbox.emit(topic, event(2, "c"))
+                await outbox.flush()
+            relay.wake()
+        return sent
+
+    relay.publish_batch = a_commit_lands_meanwhile  # type: ignore[method-assign]
+    async with sessions() as session, session.begin():
+        outbox = Outbox(session)
+        outbox.emit(topic, event(1, "c"))
+        await outbox.flush()
+    task = asyncio.create_task(relay.run())
+    try:
+        async def both_published() -> bool:
+            return relay.published == 2
+        deadline = asyncio.get_running_loop().time() + 20  # far less than the 600 s poll
+        while not await both_published():
+            assert asyncio.get_running_loop().time() < deadline, "the wake was lost: the row waits for the poll"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+    assert await _pending(engine) == 0
+
+
 async def _pending(engine) -> int:
     async with engine.connect() as conn:
         return await conn.scalar(sa.select(sa.func.count()).select_from(outbox_table)
