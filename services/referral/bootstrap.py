@@ -20,6 +20,10 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
         await handlers.follow_case(uow, message, config)
         await retention.note_report(uow, message)
 
+    async def on_cases(uow: UnitOfWork, messages: list[Message]) -> None:
+        await handlers.follow_cases(uow, messages, config)
+        await retention.note_reports(uow, messages)
+
     async def on_command(uow: UnitOfWork, message: Message) -> None:
         # Reports and unknown types on the same topics are intake's to answer.
         if message.header("ce_type") in handlers.INGRESS_TYPES:
@@ -30,7 +34,8 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
             await handlers.record_failure(uow, message, code)
 
     return [
-        rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"], handler=on_case),
+        rt.consumer(group_id="punte-referral-cases", topics=["punte.cases"], handler=on_case,
+                    batch_handler=on_cases),
         rt.consumer(group_id="punte-referral-commands", pattern=INGRESS_PATTERN,
                     handler=on_command, message_key=key_by_sender, on_failure=on_command_failure,
                     background=True),

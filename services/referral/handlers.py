@@ -83,36 +83,71 @@ class Config:
 
 async def follow_case(uow: UnitOfWork, message: Message, config: Config) -> None:
     """A new case is referred to its lead; a report that joins a case updates its facts."""
-    event = message.event
-    if event.type == EventType.CASE_OPENED.value:
-        case = CaseOpened.model_validate(event.data)
-        await uow.session.execute(pg_insert(cases).values(
-            case_id=case.case_id, lead=case.lead, urgency=case.urgency.value, categories=case.categories,
-            county=case.county, do_not_contact=case.do_not_contact, status="open",
-            participants=[case.lead, *case.informed], reporters=[case.reporter.institution],
-            opened_at=uow.now,
-        ).on_conflict_do_nothing())
-        urgent = case.urgency.value in URGENT
-        await create_referral(
-            uow, config, referral_id=_id(case.case_id), case_id=case.case_id,
-            referrer=case.reporter.institution, to=case.lead, urgency=case.urgency.value,
-            categories=case.categories, kind="case", do_not_contact=case.do_not_contact,
-            # P0/P1: the statutory duty to act; P2/P3: consent is asked during assessment.
-            legal_basis="statutory-duty" if urgent else "consent-pending",
-        )
-    elif event.type == EventType.CASE_RESTRICTED.value:
-        # GDPR art. 18: while restricted, no command or new referral is taken on the case.
-        await restrictions.follow(uow.session, CaseRestricted.model_validate(event.data))
-    elif event.type == EventType.CASE_REPORT_ADDED.value:
-        added = CaseReportAdded.model_validate(event.data)
-        await uow.session.execute(sa.update(cases).where(cases.c.case_id == added.case_id)
-                                  .values(categories=added.categories, urgency=added.urgency.value))
-        # Reporting makes no participant; who reported is known, for the summary it may see.
-        await repository.add_reporter(uow.session, added.case_id, added.reporter.institution)
+    await follow_cases(uow, [message], config)
+
+
+async def follow_cases(uow: UnitOfWork, messages: list[Message], config: Config) -> None:
+    """A consumed batch of punte.cases, in order: each run of cases opened is referred to
+    their leads with a constant number of statements (decision 0033); the other events one
+    by one between them."""
+    opened: list[CaseOpened] = []
+    for message in messages:
+        event = message.event
+        if event.type == EventType.CASE_OPENED.value:
+            opened.append(CaseOpened.model_validate(event.data))
+            continue
+        await _refer_to_leads(uow, opened, config)
+        opened = []
+        if event.type == EventType.CASE_RESTRICTED.value:
+            # GDPR art. 18: while restricted, no command or new referral is taken on the case.
+            await restrictions.follow(uow.session, CaseRestricted.model_validate(event.data))
+        elif event.type == EventType.CASE_REPORT_ADDED.value:
+            added = CaseReportAdded.model_validate(event.data)
+            await uow.session.execute(sa.update(cases).where(cases.c.case_id == added.case_id)
+                                      .values(categories=added.categories, urgency=added.urgency.value))
+            # Reporting makes no participant; who reported is known, for the summary it may see.
+            await repository.add_reporter(uow.session, added.case_id, added.reporter.institution)
+    await _refer_to_leads(uow, opened, config)
+
+
+async def _refer_to_leads(uow: UnitOfWork, opened: list[CaseOpened], config: Config) -> None:
+    """Each case opened, kept, and referred to its lead: three statements for all of them."""
+    if not opened:
+        return
+    await repository.open_cases(uow.session, [dict(
+        case_id=case.case_id, lead=case.lead, urgency=case.urgency.value, categories=case.categories,
+        county=case.county, do_not_contact=case.do_not_contact, status="open",
+        participants=[case.lead, *case.informed], reporters=[case.reporter.institution],
+        opened_at=uow.now) for case in opened])
+    await _open_referrals(uow, config, [_Request(
+        referral_id=_id(case.case_id), case_id=case.case_id, referrer=case.reporter.institution,
+        to=case.lead, urgency=case.urgency.value, categories=case.categories, kind="case",
+        do_not_contact=case.do_not_contact,
+        # P0/P1: the statutory duty to act; P2/P3: consent is asked during assessment.
+        legal_basis="statutory-duty" if case.urgency.value in URGENT else "consent-pending",
+    ) for case in opened])
 
 
 def _id(*parts: str) -> str:
     return f"ref-{uuid.uuid5(NAMESPACE, '|'.join(parts)).hex[:16]}"
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A referral to open: what create_referral is given."""
+
+    referral_id: str
+    case_id: str
+    referrer: str
+    to: str
+    urgency: str
+    categories: list[str]
+    kind: str
+    do_not_contact: bool
+    legal_basis: str
+    service_id: str | None = None
+    forwarded_from: str | None = None
+    consent: dict | None = None
 
 
 async def create_referral(uow: UnitOfWork, config: Config, *, referral_id: str, case_id: str,
@@ -120,28 +155,38 @@ async def create_referral(uow: UnitOfWork, config: Config, *, referral_id: str, 
                           do_not_contact: bool, legal_basis: str, service_id: str | None = None,
                           forwarded_from: str | None = None, consent: dict | None = None) -> bool:
     """Open a referral with its deadlines; False when it exists already (a redelivery)."""
-    deadlines = schedule(kind, urgency, uow.now, config.deadlines)
-    inserted = await uow.session.scalar(pg_insert(referrals).values(
-        referral_id=referral_id, case_id=case_id, referrer=referrer, to_institution=to,
-        urgency=urgency, categories=categories, state=State.REQUESTED.value, requested_at=uow.now,
-        kind=kind, service_id=service_id, forwarded_from=forwarded_from, legal_basis=legal_basis,
-        consent=consent, deadlines={k: v.isoformat() for k, v in deadlines.items()},
-        do_not_contact=do_not_contact, updated_at=uow.now,
-    ).on_conflict_do_nothing().returning(referrals.c.referral_id))
-    if inserted is None:
-        return False
-    await uow.session.execute(sa.insert(timers), [
-        {"referral_id": referral_id, "step": step, "due_at": at} for step, at in deadlines.items()])
-    requested = ReferralRequested(
-        referral_id=referral_id, case_id=case_id, referrer=referrer, to=to, urgency=urgency,
-        categories=categories, requested_at=uow.now, kind=kind, service_id=service_id,
-        forwarded_from=forwarded_from, legal_basis=legal_basis, consent=consent,
-        deadlines=deadlines, do_not_contact=do_not_contact,
-    )
-    # The referral id derives from its cause, and its request from the referral (ADR 0023).
-    _emit(uow, EventType.REFERRAL_REQUESTED, requested.model_dump(mode="json"), case_id,
-          id=derived_id(referral_id, EventType.REFERRAL_REQUESTED.value))
-    return True
+    return bool(await _open_referrals(uow, config, [_Request(
+        referral_id, case_id, referrer, to, urgency, categories, kind, do_not_contact, legal_basis,
+        service_id, forwarded_from, consent)]))
+
+
+async def _open_referrals(uow: UnitOfWork, config: Config, requests: list[_Request]) -> set[str]:
+    """Open referrals with their deadlines and tell them (referral.requested); the ids of
+    those opened now (one that exists already is a redelivery: nothing again)."""
+    deadlines = {r.referral_id: schedule(r.kind, r.urgency, uow.now, config.deadlines) for r in requests}
+    opened = await repository.open_referrals(uow.session, [dict(
+        referral_id=r.referral_id, case_id=r.case_id, referrer=r.referrer, to_institution=r.to,
+        urgency=r.urgency, categories=r.categories, state=State.REQUESTED.value, requested_at=uow.now,
+        kind=r.kind, service_id=r.service_id, forwarded_from=r.forwarded_from, legal_basis=r.legal_basis,
+        consent=r.consent, deadlines={k: v.isoformat() for k, v in deadlines[r.referral_id].items()},
+        do_not_contact=r.do_not_contact, updated_at=uow.now,
+    ) for r in requests])
+    await repository.add_timers(uow.session, [
+        {"referral_id": r.referral_id, "step": step, "due_at": at}
+        for r in requests if r.referral_id in opened for step, at in deadlines[r.referral_id].items()])
+    for r in requests:
+        if r.referral_id not in opened:
+            continue
+        requested = ReferralRequested(
+            referral_id=r.referral_id, case_id=r.case_id, referrer=r.referrer, to=r.to, urgency=r.urgency,
+            categories=r.categories, requested_at=uow.now, kind=r.kind, service_id=r.service_id,
+            forwarded_from=r.forwarded_from, legal_basis=r.legal_basis, consent=r.consent,
+            deadlines=deadlines[r.referral_id], do_not_contact=r.do_not_contact,
+        )
+        # The referral id derives from its cause, and its request from the referral (ADR 0023).
+        _emit(uow, EventType.REFERRAL_REQUESTED, requested.model_dump(mode="json"), r.case_id,
+              id=derived_id(r.referral_id, EventType.REFERRAL_REQUESTED.value))
+    return opened
 
 
 def _emit(uow: UnitOfWork, type_: EventType, data: dict[str, Any], case_id: str, id: str | None) -> None:

@@ -62,6 +62,13 @@ async def note_report(uow: UnitOfWork, message: Message) -> None:
         await rows.add_report(uow.session, event.data["case_id"], event.data["report_id"])
 
 
+async def note_reports(uow: UnitOfWork, messages: list[Message]) -> None:
+    """``note_report`` for a consumed batch, in one insert."""
+    await rows.add_reports(uow.session, [
+        (m.event.data["case_id"], m.event.data["report_id"]) for m in messages
+        if m.event.type in (EventType.CASE_OPENED.value, EventType.CASE_REPORT_ADDED.value)])
+
+
 async def erase_cases(session: AsyncSession, due: Sequence[retention.Due]) -> None:
     """The rows referral keeps of each closed case due (``on_erase`` of the purge job)."""
     await rows.delete_cases(session, retention.cases_in(due))

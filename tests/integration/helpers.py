@@ -211,6 +211,9 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
     async def on_case(uow, msg):
         await referral_handlers.follow_case(uow, msg, config)
 
+    async def on_cases(uow, msgs):  # as services/referral/bootstrap.py: a batch at once
+        await referral_handlers.follow_cases(uow, msgs, config)
+
     async def on_command(uow, msg):
         await referral_handlers.on_ingress(uow, msg, config)
 
@@ -220,7 +223,8 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
     consumers = {name: InboxConsumer(service="referral", group_id="t", bootstrap="t", sessions=sessions,
                                      handler=handler, attempts=1, network_keys=network_keyring(NETWORK_KEY),
                                      data_keys=TEST_DATA_KEYS, on_failure=on_failure,
-                                     message_key=key_by_sender if name == "commands" else key_by_event_id)
+                                     message_key=key_by_sender if name == "commands" else key_by_event_id,
+                                     batch_handler=on_cases if name == "cases" else None)
                  for name, handler, on_failure in (("cases", on_case, None),
                                                    ("commands", on_command, on_command_failure))}
     return consumers, engine

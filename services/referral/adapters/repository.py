@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.control_characters import has_control_characters
 from runtime.restrictions import RESTRICTED_CASES
-from services.referral.adapters.tables import cases, history, referrals
+from services.referral.adapters.tables import cases, history, referrals, timers
 from services.referral.domain.referral import OPEN, TERMINAL
 from services.referral.domain.visibility import Sides
 
@@ -114,3 +115,25 @@ async def add_reporter(session: AsyncSession, case_id: str, institution: str) ->
     if case is not None and institution not in case.reporters:
         await session.execute(sa.update(cases).where(cases.c.case_id == case_id)
                               .values(reporters=[*case.reporters, institution]))
+
+
+# --- bulk writes of a consumed batch (decision 0033): one statement for many rows ---------
+
+async def open_cases(session: AsyncSession, rows: list[dict]) -> None:
+    """Cases as their case.opened tell them; one seen already is left as it is."""
+    if rows:
+        await session.execute(pg_insert(cases).values(rows).on_conflict_do_nothing())
+
+
+async def open_referrals(session: AsyncSession, rows: list[dict]) -> set[str]:
+    """Referrals in one insert; the ids of those that were new (a redelivered one is not)."""
+    if not rows:
+        return set()
+    inserted = await session.execute(pg_insert(referrals).values(rows).on_conflict_do_nothing()
+                                     .returning(referrals.c.referral_id))
+    return set(inserted.scalars())
+
+
+async def add_timers(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(sa.insert(timers), rows)
