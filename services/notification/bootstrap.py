@@ -50,12 +50,20 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     schedule = rt.retention()
 
     async def handle(uow: UnitOfWork, message: Message) -> None:
-        if message.header("ce_type") in retention.CLOSURES:
-            await retention.follow_closure(uow, message, schedule)
-        else:
-            await handlers.notify(uow, message, config)
+        await handle_many(uow, [message])
 
-    return [rt.consumer(group_id="punte-notification", handler=handle, topics=TOPICS)]
+    async def handle_many(uow: UnitOfWork, messages: list[Message]) -> None:
+        pending = handlers.Pending()
+        for message in messages:
+            if message.header("ce_type") in retention.CLOSURES:
+                await pending.write(uow, config)  # in order: what came before the closure first
+                await retention.follow_closure(uow, message, schedule)
+            else:
+                await handlers.take(uow, message, config, pending)
+        await pending.write(uow, config)
+
+    return [rt.consumer(group_id="punte-notification", handler=handle, topics=TOPICS,
+                        batch_handler=handle_many)]
 
 
 def loops(rt: Runtime):

@@ -89,31 +89,69 @@ class UnknownReferral(LookupError):
 
 async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     """A case or referral event becomes inbox entries and deliveries to those it concerns."""
+    pending = Pending()
+    await take(uow, message, config, pending)
+    await pending.write(uow, config)
+
+
+@dataclass
+class Pending:
+    """What the messages of a consumed batch told so far, not written yet: the batch's
+    facts, entries, events and messages to people are written together (decision 0033).
+    Before a message that reads what earlier ones wrote, what is pending is written."""
+
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    found: list[tuple[CloudEvent, list[Notice]]] = field(default_factory=list)
+
+    async def write(self, uow: UnitOfWork, config: Config) -> None:
+        rows, self.facts = self.facts, []
+        found, self.found = self.found, []
+        if rows:
+            # A case's or referral's whole facts, for the notices that follow it.
+            await uow.session.execute(insert(facts).values(rows).on_conflict_do_nothing(
+                index_elements=["subject_id"]))
+        if found:
+            await _deliver_all(uow, found, config)
+
+
+async def notify_many(uow: UnitOfWork, messages: list[Message], config: Config) -> None:
+    """``notify`` for a consumed batch, in order, written together."""
+    pending = Pending()
+    for message in messages:
+        await take(uow, message, config, pending)
+    await pending.write(uow, config)
+
+
+async def take(uow: UnitOfWork, message: Message, config: Config, pending: Pending) -> None:
+    """What ``message`` tells whom, added to ``pending``."""
     try:
         event = message.event
         if event.type == EventType.CASE_OPENED.value:
             case = CaseOpened.model_validate(event.data)
-            await _remember(uow, case.case_id, case.case_id, case.urgency.value, case.categories,
-                            case.do_not_contact, case.lead)
+            pending.facts.append(_fact(uow, case.case_id, case.case_id, case.urgency.value, case.categories,
+                                       case.do_not_contact, case.lead))
             found = notices.case_opened(case)
         elif event.type == EventType.CASE_REPORT_ADDED.value:
             found = notices.report_added(CaseReportAdded.model_validate(event.data))
         elif event.type == EventType.REFERRAL_REQUESTED.value:
             referral = ReferralRequested.model_validate(event.data)
-            await _remember(uow, referral.referral_id, referral.case_id, referral.urgency.value,
-                            referral.categories, referral.do_not_contact, referral.to)
+            pending.facts.append(_fact(uow, referral.referral_id, referral.case_id, referral.urgency.value,
+                                       referral.categories, referral.do_not_contact, referral.to))
             found = notices.referral_requested(referral)
         elif event.type == EventType.REFERRAL_TRANSITIONED.value:
             step = ReferralTransitioned.model_validate(event.data)
+            await pending.write(uow, config)
             await _follow_owner(uow, step)
             _, categories, do_not_contact = await _referral_facts(uow, step.referral_id, step.case_id)
             found = notices.referral_transitioned(step, categories, do_not_contact, config.reasons)
         elif event.type == EventType.REFERRAL_OVERDUE.value:
             late = ReferralOverdue.model_validate(event.data)
+            await pending.write(uow, config)
             _, categories, do_not_contact = await _referral_facts(uow, late.referral_id, late.case_id)
             found = notices.referral_overdue(late, categories, do_not_contact)
         elif event.type == EventType.ACCESS.value:
             access = AccessRecorded.model_validate(event.data)
+            await pending.write(uow, config)
             lead = await _lead_of(uow, access.case_id) if access.case_id else None
             if lead is None:
                 return  # not a case this service has heard of (or an auditor's search)
@@ -122,9 +160,11 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
                      else notices.case_accessed(access, lead, urgency, categories))
         elif event.type == EventType.REFERRAL_ACCEPTED.value:
             accepted = ReferralAccepted.model_validate(event.data)
+            await pending.write(uow, config)
             urgency, categories, _ = await _referral_facts(uow, accepted.referral_id, accepted.case_id)
             found = notices.referral_accepted(accepted, urgency, categories)
         elif event.type == EventType.CASE_RESTRICTED.value:
+            await pending.write(uow, config)  # what came before the restriction was told then
             await restrictions.follow(uow.session, CaseRestricted.model_validate(event.data))
             return  # told to nobody: the restriction itself is the lead's own decision
         else:
@@ -137,21 +177,14 @@ async def notify(uow: UnitOfWork, message: Message, config: Config) -> None:
     except ValidationError as exc:
         dead_letter(uow, message, SERVICE, "SCHEMA_VIOLATION", failure_detail(exc))
         return
-    if found and await restrictions.is_restricted(uow.session, found[0].case_id):
-        # GDPR art. 18: nothing is sent about a restricted case, but the lead is told of the
-        # person's rights exercised on it (exports, rectifications, the restriction's own calls).
-        found = [n for n in found if n.kind == "case-accessed" and serves_a_right(n.purpose)]
-    for notice in found:
-        await _deliver(uow, event, notice, config)
+    if found:
+        pending.found.append((event, found))
 
 
-async def _remember(uow: UnitOfWork, subject_id: str, case_id: str, urgency: str, categories: list[str],
-                    do_not_contact: bool, lead: str) -> None:
-    """Keep a case's or referral's whole facts for the notices that follow it."""
-    await uow.session.execute(insert(facts).values(
-        subject_id=subject_id, case_id=case_id, urgency=urgency, categories=list(categories),
-        do_not_contact=do_not_contact, lead=lead, created_at=uow.now,
-    ).on_conflict_do_nothing(index_elements=["subject_id"]))
+def _fact(uow: UnitOfWork, subject_id: str, case_id: str, urgency: str, categories: list[str],
+          do_not_contact: bool, lead: str) -> dict[str, Any]:
+    return dict(subject_id=subject_id, case_id=case_id, urgency=urgency, categories=list(categories),
+                do_not_contact=do_not_contact, lead=lead, created_at=uow.now)
 
 
 async def _follow_owner(uow: UnitOfWork, step: ReferralTransitioned) -> None:
@@ -162,7 +195,17 @@ async def _follow_owner(uow: UnitOfWork, step: ReferralTransitioned) -> None:
         ).on_conflict_do_update(index_elements=["referral_id"], set_={"owner": step.owner}))
 
 
-async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: Config) -> None:
+@dataclass(frozen=True)
+class _Entry:
+    """One notice as it is stored in the recipient's inbox and sent on its delivery topic."""
+
+    notification_id: str
+    notice: Notice
+    row: dict[str, Any]
+    delivered: CloudEvent
+
+
+def _entry(event: CloudEvent, notice: Notice, config: Config, now: datetime, source: str) -> _Entry:
     notification_id = notices.notification_id(event.source, event.id, notice.recipient)
     # Need to know (the one rule, failing closed): what the recipient is not to know of is
     # left out of everything it is sent and of what is stored for it.
@@ -175,16 +218,13 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: C
     mail = summarise(notice.kind, notice.urgency, notice.categories, notice.case_id, config.labels,
                      notice.do_not_contact, notice.detail, protected=config.rules.protected_in_messages,
                      purpose=purpose, reason=reason, note_added=notice.note_id is not None)
-    inserted = await uow.session.scalar(insert(inbox_entries).values(
+    row = dict(
         notification_id=notification_id, institution=notice.recipient, case_id=notice.case_id,
         referral_id=notice.referral_id, kind=notice.kind, urgency=notice.urgency,
         categories=list(notice.categories), summary_ro=summary.ro, summary_en=summary.en,
-        created_at=uow.now, do_not_contact=notice.do_not_contact, deadline=notice.deadline,
+        created_at=now, do_not_contact=notice.do_not_contact, deadline=notice.deadline,
         mail_summary_ro=mail.ro, mail_summary_en=mail.en,
-    ).on_conflict_do_nothing(index_elements=["notification_id"])
-        .returning(inbox_entries.c.notification_id))
-    if inserted is None:
-        return  # already delivered: the event came round again past the inbox
+    )
     delivery = CaseNotification(
         notification_id=notification_id, case_id=notice.case_id, referral_id=notice.referral_id,
         kind=notice.kind, urgency=notice.urgency, categories=list(notice.categories),
@@ -197,40 +237,75 @@ async def _deliver(uow: UnitOfWork, event: CloudEvent, notice: Notice, config: C
     )
     # The notification id doubles as the event id, so the recipient can deduplicate too.
     delivered = CloudEvent.new(
-        EventType.CASE_NOTIFICATION.value, uow.source, delivery.model_dump(mode="json"),
+        EventType.CASE_NOTIFICATION.value, source, delivery.model_dump(mode="json"),
         subject=notice.case_id, id=notification_id,
     )
-    uow.outbox.emit(delivery_topic(notice.recipient), delivered, key=notice.case_id)
-    await _tell_people(uow, notification_id, notice, config)
-    inst = config.recipients.of(notice.recipient)
-    if inst is not None and inst.webhook:
-        if config.network_key is None:
-            log.warning("webhook not sent: the network has no signing key", institution=notice.recipient)
-        else:
-            await enqueue_event(uow.session, config.network_key, notice.recipient, inst.webhook,
-                                delivered, uow.now)
+    return _Entry(notification_id, notice, row, delivered)
 
 
-async def _tell_people(uow: UnitOfWork, notification_id: str, notice: Notice, config: Config) -> None:
-    """Queue the e-mails and SMS of the dispatch plan, and open an alert for a P0 that must
-    be acknowledged."""
-    recipients = config.recipients
-    if recipients.of(notice.recipient) is None:
+async def _deliver_all(uow: UnitOfWork, found: list[tuple[CloudEvent, list[Notice]]], config: Config) -> None:
+    """Store, send and tell people the notices of several events, each table written once."""
+    restricted = await restrictions.restricted_among(uow.session, {told[0].case_id for _, told in found})
+    entries: list[_Entry] = []
+    for event, told in found:
+        if told[0].case_id in restricted:
+            # GDPR art. 18: nothing is sent about a restricted case, but the lead is told of the
+            # person's rights exercised on it (exports, rectifications, the restriction's own calls).
+            told = [n for n in told if n.kind == "case-accessed" and serves_a_right(n.purpose)]
+        entries += [_entry(event, notice, config, uow.now, uow.source) for notice in told]
+    if not entries:
         return
-    owner = None
-    if notice.referral_id:
-        owner = await uow.session.scalar(sa.select(referral_owners.c.owner)
-                                         .where(referral_owners.c.referral_id == notice.referral_id))
-    members = recipients.members(notice.recipient, "case-manager", "supervisor", "coordinator")
+    inserted = set((await uow.session.execute(
+        insert(inbox_entries).values([e.row for e in entries])
+        .on_conflict_do_nothing(index_elements=["notification_id"])
+        .returning(inbox_entries.c.notification_id))).scalars())
+    # One not inserted was delivered already: the event came round again past the inbox.
+    new = [e for e in entries if e.notification_id in inserted]
+    for e in new:
+        uow.outbox.emit(delivery_topic(e.notice.recipient), e.delivered, key=e.notice.case_id)
+    await _tell_people(uow, new, config)
+    for e in new:
+        inst = config.recipients.of(e.notice.recipient)
+        if inst is not None and inst.webhook:
+            if config.network_key is None:
+                log.warning("webhook not sent: the network has no signing key", institution=e.notice.recipient)
+            else:
+                await enqueue_event(uow.session, config.network_key, e.notice.recipient, inst.webhook,
+                                    e.delivered, uow.now)
+
+
+async def _tell_people(uow: UnitOfWork, entries: list[_Entry], config: Config) -> None:
+    """Queue the e-mails and SMS of each notice's dispatch plan, and open an alert for a P0
+    that must be acknowledged: owners, preferences and pages read once for all of them."""
+    recipients = config.recipients
+    entries = [e for e in entries if recipients.of(e.notice.recipient) is not None]
+    if not entries:
+        return
+    referral_ids = {e.notice.referral_id for e in entries if e.notice.referral_id}
+    owners = dict((await uow.session.execute(
+        sa.select(referral_owners.c.referral_id, referral_owners.c.owner)
+        .where(referral_owners.c.referral_id.in_(sorted(referral_ids))))).all()) if referral_ids else {}
+    members = {person for e in entries
+               for person in recipients.members(e.notice.recipient, "case-manager", "supervisor", "coordinator")}
     chosen = await preference_store.of(uow.session, members)
-    plan = dispatch.plan(notice, recipients, uow.now, owner=owner, preferences=chosen,
-                         available=config.channels.available)
-    paging = await _limit_pages(uow.session, plan.messages, config.page_cap, uow.now)
-    await people.enqueue(uow.session, notification_id, notice.recipient, paging.sent + paging.held, uow.now)
-    if plan.alert:
-        inst = recipients.institutions[notice.recipient]
-        await alerting.open_alert(uow.session, notification_id, notice.recipient,
-                                  uow.now + timedelta(minutes=inst.ack_minutes), uow.now)
+    plans = [(e, dispatch.plan(e.notice, recipients, uow.now, owner=owners.get(e.notice.referral_id),
+                               preferences=chosen, available=config.channels.available)) for e in entries]
+    paged = {m.person for _, plan in plans for m in plan.messages if m.purpose == "alert"}
+    cap = config.page_cap
+    pages = dict(await people.pages_since(uow.session, paged, cap.window_start(uow.now))) if paged else {}
+    queued: list[tuple[str, str, tuple[dispatch.Outgoing, ...]]] = []
+    for e, plan in plans:
+        paging = dispatch.limit_pages(plan.messages, pages, cap, uow.now)
+        # A later notice of the batch counts these pages, as it would have read them back.
+        for person in {m.person for m in paging.sent if m.purpose == "alert"}:
+            pages[person] = pages.get(person, 0) + 1
+        queued.append((e.notification_id, e.notice.recipient, paging.sent + paging.held))
+    await people.enqueue_many(uow.session, queued, uow.now)
+    for e, plan in plans:
+        if plan.alert:
+            inst = recipients.institutions[e.notice.recipient]
+            await alerting.open_alert(uow.session, e.notification_id, e.notice.recipient,
+                                      uow.now + timedelta(minutes=inst.ack_minutes), uow.now)
 
 
 async def fire_due_alerts(session, config: Config, now: datetime, limit: int = 100) -> int:

@@ -302,3 +302,54 @@ async def test_the_referrer_hears_of_its_referral_with_every_category_it_reporte
     assert seen == {("ipj-bc", "referral-requested"): ["sexual_abuse"],
                     ("ipj-bc", "referral-updated"): ["sexual_abuse"],
                     ("dgaspc-bc", "referral-accepted"): ["sexual_abuse", "health_risk"]}
+
+
+async def test_a_batch_is_told_as_one_by_one_with_one_insert_per_table(sessions, config, notification_database):
+    """Batch-first (decision 0033): a consumed batch of referrals, P0 and P2, gives every
+    recipient exactly the entries, messages, held pages and alerts that handling the events
+    one by one gives, with one insert of entries and one of messages to people."""
+    engine = notification_database[0]
+    events = [requested("P0" if n % 2 == 0 else "P2", referral_id=f"ref-{n}", case_id=f"case-{n}",
+                        event_id=f"ev-{n}") for n in range(12)]
+
+    async def told() -> dict[str, list[tuple]]:
+        async with engine.connect() as conn:
+            return {
+                "entries": sorted(tuple(r) for r in (await conn.execute(sa.select(
+                    inbox_entries.c.notification_id, inbox_entries.c.institution, inbox_entries.c.kind,
+                    inbox_entries.c.summary_ro))).all()),
+                "people": sorted(tuple(r) for r in (await conn.execute(sa.select(
+                    people_deliveries.c.notification_id, people_deliveries.c.person, people_deliveries.c.channel,
+                    people_deliveries.c.purpose, people_deliveries.c.round, people_deliveries.c.due_at))).all()),
+                "alerts": sorted(tuple(r) for r in (await conn.execute(sa.select(
+                    alerts.c.notification_id, alerts.c.institution))).all()),
+                "webhooks": sorted(r[0] for r in (await conn.execute(sa.select(
+                    webhook_deliveries.c.notification_id))).all()),
+            }
+
+    for event in events:
+        await handle(sessions, config, event)
+    one_by_one = await told()
+    async with engine.begin() as conn:
+        for table in ("people_deliveries", "alerts", "webhook_deliveries", "inbox_entries", "facts", "punte_outbox"):
+            await conn.execute(sa.text(f"TRUNCATE {table} CASCADE"))
+
+    inserts: list[str] = []
+
+    def note(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO"):
+            inserts.append(statement.split()[2])
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        async with sessions() as session, session.begin():
+            uow = UnitOfWork(session, Outbox(session, None), "/punte/notification", T0)
+            await handlers.notify_many(uow, [message("punte.referrals", e) for e in events], config)
+            await uow.outbox.flush()
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", note)
+    assert await told() == one_by_one
+    assert one_by_one["alerts"] and any(p[3] == "digest" for p in one_by_one["people"]), \
+        "P0 pages over the cap were held back, in both"
+    assert inserts.count("inbox_entries") == 1 and inserts.count("people_deliveries") == 1
+    assert inserts.count("facts") == 1

@@ -23,9 +23,16 @@ async def enqueue(session: AsyncSession, notification_id: str, institution: str,
                   messages: Iterable[Outgoing], now: datetime, round: int = 0) -> int:
     """Queue ``messages``; one already queued (same notification, person, channel, purpose
     and round) is not queued again. The number queued."""
+    return await enqueue_many(session, [(notification_id, institution, messages)], now, round)
+
+
+async def enqueue_many(session: AsyncSession, queued: Iterable[tuple[str, str, Iterable[Outgoing]]],
+                       now: datetime, round: int = 0) -> int:
+    """``enqueue`` for several notifications' (id, institution, messages) in one insert."""
     rows = [dict(notification_id=notification_id, institution=institution, person=m.person,
                  channel=m.channel, address=m.address, purpose=m.purpose, round=round,
-                 status=PENDING, due_at=m.due_at, created_at=now) for m in messages]
+                 status=PENDING, due_at=m.due_at, created_at=now)
+            for notification_id, institution, messages in queued for m in messages]
     if not rows:
         return 0
     result = await session.execute(
