@@ -249,6 +249,42 @@ class ReplayFailed(Exception):
     """The handler failed again on a replayed dead letter; nothing changed."""
 
 
+class FetchPace:
+    """How long the broker may hold this consumer's fetches (decision 0033): ``busy_ms``
+    while records come, ``idle_ms`` once none came for ``idle_after`` seconds, back to
+    ``busy_ms`` with the first records. Each fetch of many partitions costs Tansu CPU
+    whether or not anything is new; Apache Kafka answers a held fetch as soon as a record
+    arrives, so there a long wait costs nothing, and on Tansu only the first message after
+    a quiet spell waits longer."""
+
+    def __init__(self, busy_ms: int, idle_ms: int, idle_after: float = 5.0) -> None:
+        self.busy_ms, self.idle_ms, self.idle_after = busy_ms, idle_ms, idle_after
+        self.current = busy_ms
+        self._last = time.monotonic()
+
+    def restart(self) -> None:
+        """A new client starts busy."""
+        self.current, self._last = self.busy_ms, time.monotonic()
+
+    def wait_after(self, got_records: bool, now: float) -> int:
+        """The wait the next fetches should use, after a poll that got records or not."""
+        if got_records:
+            self._last = now
+            return self.busy_ms
+        return self.idle_ms if now - self._last >= self.idle_after else self.current
+
+    def polled(self, consumer: AIOKafkaConsumer, got_records: bool) -> None:
+        wait = self.wait_after(got_records, time.monotonic())
+        if wait == self.current:
+            return
+        # aiokafka has no setter; its fetcher reads this attribute for every fetch request
+        # it builds (aiokafka <0.15, pinned; tests/integration/test_inbox_batches.py checks it).
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+            fetcher._fetch_max_wait_ms = wait
+            self.current = wait
+
+
 class InboxConsumer:
     def __init__(
         self, *, service: str, group_id: str, bootstrap: str, sessions: async_sessionmaker,
@@ -258,7 +294,7 @@ class InboxConsumer:
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
         data_keys: DataKeys | None = None, limits: FailureLimits = FailureLimits(),
-        fetch_max_wait_ms: int = 50,
+        fetch_max_wait_ms: int = 50, idle_fetch_max_wait_ms: int = 0,
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
         ingress topic must be signed with; None checks nothing (the audit trail, which
@@ -281,7 +317,7 @@ class InboxConsumer:
         self._network_keys = network_keys
         self._data_keys = data_keys
         self._limits = limits
-        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._pace = FetchPace(fetch_max_wait_ms, max(fetch_max_wait_ms, idle_fetch_max_wait_ms))
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
@@ -378,7 +414,8 @@ class InboxConsumer:
 
     async def _consume(self) -> None:
         consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max,
-                                 fetch_max_wait_ms=self._fetch_max_wait_ms)
+                                 fetch_max_wait_ms=self._pace.busy_ms)
+        self._pace.restart()
         listener = _ReadAgainFromTheInbox(consumer, self)
         if self._pattern:
             consumer.subscribe(pattern=self._pattern, listener=listener)
@@ -395,6 +432,7 @@ class InboxConsumer:
                 self.assigned = bool(assignment)
                 await self._commit_rewound(consumer, listener)
                 records = [Message.of(r) for batch in polled.values() for r in batch]
+                self._pace.polled(consumer, bool(records))
                 # Another replica reads a partition taken from us, from its committed offset.
                 held = [f for f in held if TopicPartition(f.message.topic, f.message.partition) in assignment]
                 quiet = bool(held) and time.monotonic() - held_at >= self._limits.hold_seconds

@@ -152,6 +152,9 @@ class Runtime:
                                  self.settings.consumer_failure_hold_seconds),
             fetch_max_wait_ms=(self.settings.kafka_fetch_max_wait_background_ms if background
                                else self.settings.kafka_fetch_max_wait_ms),
+            # A consumer on the report's path that has had nothing for a while waits as the
+            # background ones do, until records come again.
+            idle_fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_background_ms,
         )
 
     def retention(self) -> RetentionSchedule:

@@ -108,3 +108,51 @@ async def test_two_failing_messages_in_one_batch_are_each_dead_lettered(database
             sa.select(outbox_table.c.payload).where(outbox_table.c.topic == DEAD_LETTER_TOPIC)
             .order_by(outbox_table.c.id))).scalars()]
     assert dead == [3, 11]
+
+
+def test_a_quiet_consumer_lets_the_broker_hold_its_fetches_longer_until_records_come():
+    from runtime.inbox import FetchPace
+    pace = FetchPace(busy_ms=50, idle_ms=1000, idle_after=5.0)
+    pace.restart()
+    start = pace._last
+    assert pace.wait_after(False, start + 1) == 50, "a short lull keeps the short wait"
+    assert pace.wait_after(False, start + 6) == 1000, "nothing for 5 s: the long wait"
+    assert pace.wait_after(True, start + 7) == 50, "the first records bring the short wait back"
+    assert pace.wait_after(False, start + 8) == 50
+
+
+@pytest.mark.broker
+async def test_the_fetch_wait_is_changed_on_the_running_client_and_records_still_come(infrastructure):
+    """aiokafka has no setter for the fetch wait: FetchPace sets the attribute its fetcher
+    reads for every request. This fails if a new aiokafka moves it."""
+    import asyncio
+    import uuid
+
+    from runtime.inbox import FetchPace
+    from runtime.kafka import ensure_topics, make_consumer, make_producer
+
+    topic = f"test.pace.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])
+    consumer = make_consumer(infrastructure.kafka_bootstrap, None, 10, fetch_max_wait_ms=50)
+    consumer.subscribe([topic])
+    await consumer.start()
+    producer = make_producer(infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:
+        pace = FetchPace(busy_ms=50, idle_ms=800, idle_after=0.0)
+        pace.polled(consumer, got_records=False)
+        assert consumer._fetcher._fetch_max_wait_ms == 800 and pace.current == 800
+        await producer.send_and_wait(topic, b"x")
+        got: list = []
+        for _ in range(100):
+            polled = await consumer.getmany(timeout_ms=200)
+            got += [r for batch in polled.values() for r in batch]
+            if got:
+                break
+            await asyncio.sleep(0)
+        assert [r.value for r in got] == [b"x"]
+        pace.polled(consumer, got_records=True)
+        assert consumer._fetcher._fetch_max_wait_ms == 50
+    finally:
+        await producer.stop()
+        await consumer.stop()
