@@ -46,7 +46,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
             # The person's rights: each case's lead and participants, so exports go to the
             # lead's officer only.
             rt.consumer(group_id="punte-audit-cases", topics=["punte.cases", "punte.referrals"],
-                        handler=privacy.follow_case, background=True)]
+                        handler=privacy.follow_case, batch_handler=privacy.follow_cases, background=True)]
 
 
 async def start(rt: Runtime) -> None:

@@ -20,18 +20,32 @@ case_sides = sa.Table(
 )
 
 
-async def case_opened(session: AsyncSession, case_id: str, lead: str, informed: list[str]) -> None:
-    await session.execute(pg_insert(case_sides).values(
-        case_id=case_id, lead=lead, participants=list(dict.fromkeys([lead, *informed]))).on_conflict_do_nothing())
+async def cases_opened(session: AsyncSession, opened: Sequence[tuple[str, str, list[str]]]) -> None:
+    """(case id, lead, informed) of cases opened, in one insert; a case known already stays."""
+    if opened:
+        await session.execute(pg_insert(case_sides).values([
+            {"case_id": case_id, "lead": lead, "participants": list(dict.fromkeys([lead, *informed]))}
+            for case_id, lead, informed in opened]).on_conflict_do_nothing())
 
 
-async def referred_to(session: AsyncSession, case_id: str, institution: str) -> None:
-    """``institution`` takes part in the case from its referral on (once)."""
-    row = (await session.execute(sa.select(case_sides).where(case_sides.c.case_id == case_id)
-                                 .with_for_update())).first()
-    if row is not None and institution not in row.participants:
-        await session.execute(sa.update(case_sides).where(case_sides.c.case_id == case_id)
-                              .values(participants=[*row.participants, institution]))
+async def referred_to(session: AsyncSession, referrals: Sequence[tuple[str, str]]) -> None:
+    """Each (case id, institution): the institution takes part in the case from its referral
+    on (once); the cases read in one query and the changed ones written in one statement."""
+    if not referrals:
+        return
+    rows = (await session.execute(sa.select(case_sides).where(
+        case_sides.c.case_id.in_(sorted({case_id for case_id, _ in referrals}))).with_for_update())).all()
+    participants = {row.case_id: list(row.participants) for row in rows}
+    changed: set[str] = set()
+    for case_id, institution in referrals:
+        if case_id in participants and institution not in participants[case_id]:
+            participants[case_id].append(institution)
+            changed.add(case_id)
+    if changed:
+        await session.execute(
+            sa.update(case_sides).where(case_sides.c.case_id == sa.bindparam("id"))
+            .values(participants=sa.bindparam("participants")),
+            [{"id": case_id, "participants": participants[case_id]} for case_id in sorted(changed)])
 
 
 async def sides_of(session: AsyncSession, case_id: str) -> tuple[str | None, list[str]]:

@@ -24,13 +24,25 @@ router = APIRouter(prefix="/privacy", tags=["privacy"])
 async def follow_case(uow: UnitOfWork, message: Message) -> None:
     """Remember each case's lead and participants (punte.cases and punte.referrals,
     consumer group punte-audit-cases)."""
-    event = message.event
-    if event.type == EventType.CASE_OPENED.value:
-        case = CaseOpened.model_validate(event.data)
-        await privacy.case_opened(uow.session, case.case_id, case.lead, case.informed)
-    elif event.type == EventType.REFERRAL_REQUESTED.value:
-        referral = ReferralRequested.model_validate(event.data)
-        await privacy.referred_to(uow.session, referral.case_id, referral.to)
+    await follow_cases(uow, [message])
+
+
+async def follow_cases(uow: UnitOfWork, messages: list[Message]) -> None:
+    """``follow_case`` for a consumed batch: the cases opened first, then who each referral
+    adds, two or three statements in all (decision 0033). A referral read before its case
+    (another topic, another partition) now finds it, where one by one it did not."""
+    opened: list[tuple[str, str, list[str]]] = []
+    referred: list[tuple[str, str]] = []
+    for message in messages:
+        event = message.event
+        if event.type == EventType.CASE_OPENED.value:
+            case = CaseOpened.model_validate(event.data)
+            opened.append((case.case_id, case.lead, case.informed))
+        elif event.type == EventType.REFERRAL_REQUESTED.value:
+            referral = ReferralRequested.model_validate(event.data)
+            referred.append((referral.case_id, referral.to))
+    await privacy.cases_opened(uow.session, opened)
+    await privacy.referred_to(uow.session, referred)
 
 
 @router.get("/cases/{case_id}/export", summary="Exportul datelor persoanei / the person's data (art. 15)")
