@@ -67,17 +67,18 @@ async def ensure_database(url: str) -> None:
         if not exists:
             try:
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another replica created it first
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                # Another replica created it first: after our check (duplicate database) or
+                # while we were creating it too (unique violation on pg_database's name).
+                pass
     finally:
         await conn.close()
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    # A consumer batch names one savepoint per message (sa_savepoint_<n>); asyncpg prepares
-    # each distinct statement, so a small cache churns: 1.7x on per-message appends
-    # (bench/audit.py, 2026-11-22). Intake, referral and notification take that path; the
-    # audit's batch handler does not, and there the size makes no difference.
+    # asyncpg prepares each distinct statement (savepoint names, IN lists and multi-row
+    # inserts of every length), so a small cache churns: 1.7x on per-message appends
+    # (bench/audit.py, 2026-11-22).
     # hide_parameters: a failed statement's text never carries its values (CNPs, names).
     return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
                                hide_parameters=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from punte.embedded import EmbeddedPostgres, free_port
 from runtime.db import connect, ensure_database, make_engine
@@ -110,3 +111,17 @@ async def test_a_database_lost_during_start_up_after_the_migrations_is_waited_fo
     async with app.router.lifespan_context(app):
         assert app.state.runtime.started
     assert lost["times"] == 2
+
+
+async def test_replicas_starting_at_once_both_find_their_database(infrastructure):
+    """Two replicas of a service start together and both create its database: the one that
+    loses the race (PostgreSQL says unique violation on pg_database's name, not duplicate
+    database) goes on, as the one that won."""
+    url = make_url(infrastructure.database_url).set(database=f"race_{uuid.uuid4().hex[:8]}")
+    url_text = url.render_as_string(hide_password=False)
+    await asyncio.gather(*(ensure_database(url_text) for _ in range(6)))
+    conn = await connect(url_text, database="postgres")
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", url.database) == 1
+    finally:
+        await conn.close()
