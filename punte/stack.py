@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -422,11 +422,17 @@ class Stack:
         # the mail server on their first e-mail, so neither has to be up before they start.
         for name in ("identity", "mail", *self.service_processes):
             self.ports.setdefault(name, free_port())
-        for name in ("identity", "mail", *self.service_processes):
+        for name in ("identity", "mail", *SERVICES):
             self.start_process(name)
         for name in ("identity", "mail"):
             wait_for_port(self.ports[name], 30, self.processes[name])
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, SERVICES)
+        # Further replicas once the first is ready: a service creates its database at its
+        # first start, and two processes doing so at once collide (pg_database's unique name).
+        further = [name for name in self.service_processes if name not in SERVICES]
+        for name in further:
+            self.start_process(name)
+        self.wait_ready(timeout, further)
         self.state.runtime_file.write_text(json.dumps({
             "services": {n: self.url(n) for n in ("identity", *SERVICES)},
             "smtp": f"127.0.0.1:{self.ports['mail']}",
@@ -478,9 +484,10 @@ class Stack:
     def supervision(self) -> dict[str, dict[str, object]]:
         return self.supervisor.snapshot() if self.supervisor is not None else {}
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, names: Iterable[str] | None = None) -> None:
+        """Waits until every service process (or those ``names``) answers ready."""
         deadline = time.monotonic() + timeout
-        pending = set(self.service_processes)
+        pending = set(self.service_processes if names is None else names)
         while pending and time.monotonic() < deadline:
             for name in list(pending):
                 process = self.processes[name]
