@@ -212,6 +212,12 @@ async def run_stage(config: StageConfig, ready: Any) -> None:
     consumer.subscribe(pattern=subscription(config.stage))
     producer = make_producer(config.bootstrap, settings)
     await asyncio.gather(consumer.start(), producer.start())
+    # The metadata of every topic the stage writes to before it says it is ready: the
+    # services' producers have theirs from earlier sends, and a fresh one fetches it at its
+    # first send to each topic, one after the other.
+    writes = {"intake": [*map(delivery, config.institutions), CASES], "referral": [REFERRALS],
+              "notification": list(map(delivery, config.institutions))}.get(config.stage, [])
+    await asyncio.gather(*(producer.partitions_for(t) for t in writes))
     wake = asyncio.Event()
     relaying = asyncio.create_task(relay(relay_conn, producer, wake))
     announced = False
@@ -358,6 +364,9 @@ async def run(bootstrap: str, url: str, settings: Settings | None, reports: list
             except Exception:  # queue.Empty
                 pass
         await producer.start()
+        # Every ingress topic's metadata before the clock starts, as the network's senders
+        # have theirs (Senders.start): a fresh topic's first send waits for it otherwise.
+        await asyncio.gather(*(producer.partitions_for(t) for t in {m.topic for m in reports}))
         cpu_before = {s: group_cpu_rss(p.pid or 0)[0] for s, p in processes.items()}
         rss_max = dict.fromkeys(STAGES, 0)
 

@@ -68,6 +68,8 @@ class Senders:
             for owner in sorted(t.removeprefix("punte.ingress.") for t in topics):
                 self.producers[owner] = make_producer(bootstrap, kafka_settings(self.stack, owner))
         await asyncio.gather(*(p.start() for p in self.producers.values()))
+        # Each topic's metadata (its partitions' leaders) before anything is timed.
+        await asyncio.gather(*(self.for_topic(t).partitions_for(t) for t in topics))
 
     def for_topic(self, topic: str) -> Any:
         return self.producers.get(None) or self.producers[topic.removeprefix("punte.ingress.")]
