@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,11 @@ async def write_batch(conn: asyncpg.Connection, stage: str, records: list[Any],
             "$4::bigint[]) ON CONFLICT DO NOTHING RETURNING id",
             [header(m.headers, ID) for m in messages], [r.topic for r in records],
             [r.partition for r in records], [r.offset for r in records])}
-        fresh = [m for m in messages if header(m.headers, ID) in new]
+        fresh = []
+        for m in messages:  # a message twice in one batch: its first copy only
+            if header(m.headers, ID) in new:
+                new.discard(header(m.headers, ID))
+                fresh.append(m)
         if not fresh:
             return 0
         await conn.execute("INSERT INTO state (id, payload) SELECT * FROM unnest($1::text[], $2::bytea[])",
@@ -289,16 +293,18 @@ def kafka_fields(settings: Settings | None) -> dict[str, Any]:
     return {k: v for k, v in settings.model_dump().items() if k.startswith("kafka_") and k != "kafka_ca_file"}
 
 
-async def wait_count(url: str, query: str, expected: int, timeout: float, what: str) -> Any:
+async def wait_count(url: str, query: str, expected: int, timeout: float, what: str,
+                     alive: Callable[[], None] = lambda: None) -> Any:
     """Polls ``query`` (count, latest timestamp) until the count reaches ``expected``;
-    returns the latest timestamp then."""
+    returns the count and the latest timestamp then. ``alive`` raises when a stage has died."""
     conn = await asyncpg.connect(url)
     deadline = time.monotonic() + timeout
     try:
         while True:
             count, latest = await conn.fetchrow(query)
             if count >= expected:
-                return latest
+                return count, latest
+            alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reference pipeline: {what} {count}/{expected} after {timeout}s")
             await asyncio.sleep(0.1)
@@ -381,12 +387,17 @@ async def run(bootstrap: str, url: str, settings: Settings | None, reports: list
         await asyncio.gather(*sent)
         send_s = time.monotonic() - start
         n = len(reports)
-        last = await wait_count(database_url(url, DB_PREFIX + "notification"),
+        def alive() -> None:
+            dead = [s for s, p in processes.items() if not p.is_alive()]
+            if dead:
+                raise RuntimeError(f"reference stage(s) {dead} exited (exit codes "
+                                   f"{[processes[s].exitcode for s in dead]})")
+        notified, last = await wait_count(database_url(url, DB_PREFIX + "notification"),
                                 "SELECT count(*), max(published_at) FROM outbox WHERE published_at IS NOT NULL",
-                                2 * n, timeout, "notifications published")
-        audited = await wait_count(database_url(url, DB_PREFIX + "audit"),
+                                2 * n, timeout, "notifications published", alive)
+        audit_rows, audited = await wait_count(database_url(url, DB_PREFIX + "audit"),
                                    "SELECT count(*), max(written_at) FROM state", MESSAGES_PER_REPORT * n, timeout,
-                                   "audit rows")
+                                   "audit rows", alive)
         sampler.cancel()
         cpu_after = {s: group_cpu_rss(p.pid or 0)[0] for s, p in processes.items()}
     finally:
@@ -405,6 +416,7 @@ async def run(bootstrap: str, url: str, settings: Settings | None, reports: list
     return {
         "reports": n, "messages_per_report": MESSAGES_PER_REPORT, "send_s": send_s,
         "last_stage_s": last_s, "audited_s": audited_s,
+        "notifications_published": notified, "audit_rows": audit_rows,  # 2 and 6 per report: none doubled
         "reports_per_s_last_stage": n / last_s, "reports_per_s_audited": n / audited_s,
         "cpu_s": {s: round(cpu_after[s] - cpu_before[s], 2) for s in STAGES},
         "max_rss_mb": {s: rss_max[s] / 2**20 for s in STAGES},
