@@ -736,12 +736,10 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
     console.print(f"reference pipeline: {args.reports} reports, the network's services paused ...")
     groups = {k: v for k, v in stack_processes(stack).items() if k in ("broker", "postgres")}
     with services_paused(stack):
-        before = cpu_seconds(groups)
         ref = await reference.run(
             stack.kafka_bootstrap, stack.database_url, settings,
             reference.reports_from((r, e.id, e.body(), e.headers()) for r, e in reports),
-            reference.network_institutions(), copies, args.timeout)
-        ref["cpu_s"] |= {k: v - before[k] for k, v in cpu_seconds(groups).items()}
+            reference.network_institutions(), copies, args.timeout, lambda: cpu_seconds(groups))
     return {
         "date": date.today().isoformat(),
         "machine": machine(setup(stack)), "broker": args.broker,

@@ -331,11 +331,14 @@ def group_cpu_rss(pid: int) -> tuple[float, int]:
 
 
 async def run(bootstrap: str, url: str, settings: Settings | None, reports: list[Message],
-              institutions: tuple[str, ...], replication: int = 1, timeout: float = 600) -> dict[str, Any]:
+              institutions: tuple[str, ...], replication: int = 1, timeout: float = 600,
+              cpu_of: Callable[[], dict[str, float]] = dict) -> dict[str, Any]:
     """The reference pipeline on a broker and PostgreSQL: ``reports`` (messages to
     ``ingress(...)`` topics, headers ID and FROM set) sent at once; figures until the last
     stage published its last notification and until audit wrote its last row. Its topics
-    and databases are dropped afterwards."""
+    and databases are dropped afterwards. ``cpu_of``: CPU seconds of other components (the
+    broker, PostgreSQL), read when the clock starts and when the last row is in, before the
+    stages and their database connections go."""
     from runtime.kafka import ensure_topics, make_producer
 
     names = topics(institutions)
@@ -373,7 +376,7 @@ async def run(bootstrap: str, url: str, settings: Settings | None, reports: list
         # Every ingress topic's metadata before the clock starts, as the network's senders
         # have theirs (Senders.start): a fresh topic's first send waits for it otherwise.
         await asyncio.gather(*(producer.partitions_for(t) for t in {m.topic for m in reports}))
-        cpu_before = {s: group_cpu_rss(p.pid or 0)[0] for s, p in processes.items()}
+        cpu_before = {s: group_cpu_rss(p.pid or 0)[0] for s, p in processes.items()} | cpu_of()
         rss_max = dict.fromkeys(STAGES, 0)
 
         async def sample() -> None:
@@ -399,7 +402,7 @@ async def run(bootstrap: str, url: str, settings: Settings | None, reports: list
                                    "SELECT count(*), max(written_at) FROM state", MESSAGES_PER_REPORT * n, timeout,
                                    "audit rows", alive)
         sampler.cancel()
-        cpu_after = {s: group_cpu_rss(p.pid or 0)[0] for s, p in processes.items()}
+        cpu_after = {s: group_cpu_rss(p.pid or 0)[0] for s, p in processes.items()} | cpu_of()
     finally:
         await producer.stop()
         for p in processes.values():
@@ -418,7 +421,7 @@ async def run(bootstrap: str, url: str, settings: Settings | None, reports: list
         "last_stage_s": last_s, "audited_s": audited_s,
         "notifications_published": notified, "audit_rows": audit_rows,  # 2 and 6 per report: none doubled
         "reports_per_s_last_stage": n / last_s, "reports_per_s_audited": n / audited_s,
-        "cpu_s": {s: round(cpu_after[s] - cpu_before[s], 2) for s in STAGES},
+        "cpu_s": {s: round(cpu_after[s] - cpu_before[s], 2) for s in cpu_after},
         "max_rss_mb": {s: rss_max[s] / 2**20 for s in STAGES},
     }
 
@@ -445,6 +448,7 @@ def synthetic(n: int, seed: int) -> list[Message]:
 
 
 def main() -> int:
+    from bench.e2e import cpu_seconds, stack_processes
     from bench.figures import rounded
     from bench.stacks import stack_settings, started_stack
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -458,9 +462,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="punte-ref-") as tmp, \
             started_stack(Path(tmp) / "state", args.broker, services=False) as stack:
         assert stack.kafka_bootstrap and stack.database_url
+        groups = {k: v for k, v in stack_processes(stack).items() if k in ("broker", "postgres")}
         figures = asyncio.run(run(stack.kafka_bootstrap, stack.database_url, stack_settings(stack),
                                   synthetic(args.reports, args.seed), network_institutions(),
-                                  3 if stack.kafka is not None else 1, args.timeout))
+                                  3 if stack.kafka is not None else 1, args.timeout, lambda: cpu_seconds(groups)))
     figures |= {"broker": args.broker, "load_1min_at_start": load}
     print(f"reference pipeline, {args.reports} reports at once on {args.broker}: "
           f"{figures['reports_per_s_last_stage']:.0f} reports/s until the last stage, "
