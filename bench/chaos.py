@@ -59,14 +59,15 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.e2e import cpu_seconds, make_reports, service_stats, stack_processes
 from bench.figures import machine, rounded
+from bench.stacks import Senders, setup, started_stack
 from contracts.events import EventType
 from contracts.reference import delivery_topic, ingress_topic, institutions, topic_partitions
 from punte import faults
-from punte.apache_kafka import SCRAM, KafkaCluster, available, kafka_version
+from punte.apache_kafka import KafkaCluster, available
 from punte.stack import SERVICES, Stack
 from punte.status import operator_token
 from runtime.cloudevents import CloudEvent, decode
-from runtime.kafka import client_options, make_producer
+from runtime.kafka import client_options
 from runtime.log import configure_logging
 from runtime.settings import Settings
 from runtime.signing import SigningKey
@@ -530,40 +531,6 @@ class Options:
     broker: str = "tansu"  # or "kafka": what run() starts; run_on() takes the stack's
 
 
-def kafka_settings(stack: Stack, user: str) -> Settings:
-    """A client's settings as ``user`` (an institution) with its password from the stack's
-    `punte kafka apply`, as PUNTE_KAFKA_* would give them to that institution's system."""
-    return Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism=SCRAM, kafka_username=user,
-                    kafka_password=stack.kafka_credentials[user], kafka_idempotent_producer=True)
-
-
-class Senders:
-    """The institutions' systems. On Apache Kafka one producer per institution, connected as
-    its own principal, so that its ACLs (write its own ingress topic, nothing else) hold for
-    every message: a message on another's ingress topic (``another's topic``) can only be
-    written there by that other institution, passing on a report someone else signed. On
-    Tansu, which has no principals, one producer for all."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.producers: dict[str | None, Any] = {}
-
-    async def start(self, topics: set[str]) -> None:
-        bootstrap = self.stack.kafka_bootstrap or ""
-        if self.stack.kafka is None:
-            self.producers[None] = make_producer(bootstrap)
-        else:
-            for owner in sorted(t.removeprefix("punte.ingress.") for t in topics):
-                self.producers[owner] = make_producer(bootstrap, kafka_settings(self.stack, owner))
-        await asyncio.gather(*(p.start() for p in self.producers.values()))
-
-    def for_topic(self, topic: str) -> Any:
-        return self.producers.get(None) or self.producers[topic.removeprefix("punte.ingress.")]
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(p.stop() for p in self.producers.values()), return_exceptions=True)
-
-
 async def send(senders: Senders, order: list[Message], rate: float, start: float) -> dict[str, int]:
     """Paced at ``rate``; a send the broker did not acknowledge (paused past the client's
     timeout) is sent again, the same bytes, as an institution's system would."""
@@ -753,16 +720,6 @@ def balanced(summary: dict[str, Any]) -> bool:
             and not summary["audit"]["problems"] and all(summary["faults"]["count"].get(f) for f in round_))
 
 
-def setup(stack: Stack) -> str:
-    """What the run is on, for the summary's ``machine``."""
-    common = "PostgreSQL synchronous_commit=on, fsync=off; load generator and every process on the same machine"
-    if stack.kafka is None:
-        return f"embedded default (Tansu, memory storage; {common})"
-    return (f"Apache Kafka {kafka_version()}, {len(stack.kafka.nodes)} KRaft nodes (broker+controller) on "
-            f"loopback, SASL/SCRAM-SHA-512, ACLs, RF 3, min.insync.replicas 2, acks=all, idempotent producers; "
-            f"each institution its own principal; {common}")
-
-
 async def run_on(stack: Stack, options: Options) -> dict[str, Any]:
     """The whole run on a started ``stack`` (supervised; on Apache Kafka, a cluster the
     stack was given, so that a killed node stays down until the bench starts it); the
@@ -872,22 +829,12 @@ def run(options: Options, state_dir: Path | None = None) -> dict[str, Any]:
     with a cluster of its own, given to the stack so that its supervisor leaves the nodes
     to the bench), run, stop it all."""
     with tempfile.TemporaryDirectory(prefix="punte-chaos-") as tmp:
-        root = (state_dir or Path(tmp)) / "state"
-        cluster = KafkaCluster(root / "kafka") if options.broker == "kafka" else None
-        stack = Stack(root, broker_kind=options.broker, kafka=cluster)
-        try:
-            started = time.monotonic()
-            if cluster is not None:
-                cluster.start()
-            stack.start(timeout=300)
+        started = time.monotonic()
+        with started_stack((state_dir or Path(tmp)) / "state", options.broker) as stack:
             startup = time.monotonic() - started
             summary = asyncio.run(run_on(stack, options))
             summary["timing"]["startup_s"] = startup
             return summary
-        finally:
-            stack.stop()
-            if cluster is not None:
-                cluster.stop()
 
 
 def main() -> int:

@@ -1,19 +1,26 @@
 """End-to-end benchmark of the whole network on one machine.
 
-    python bench/e2e.py [--reports N] [--rate R] [--paced-reports M] [--seed S]
+    python bench/e2e.py [--reports N] [--rates R1,R2] [--paced-reports M] [--seed S]
+                        [--broker tansu|kafka] [--replicas K] [--idle-seconds T]
 
-Starts a fresh Stack (embedded PostgreSQL + Tansu broker + the four services) in a temporary
-folder, then measures, in one run on the same machine:
+Starts a fresh Stack (embedded PostgreSQL + Tansu broker, or a three-node Apache Kafka
+cluster of its own with --broker kafka, + the four services) in a temporary folder, then
+measures, in one run on the same machine:
 
-1. throughput: N signed synthetic reports sent as fast as the producer allows, until every
-   report has its outcome on its delivery topic and until the audit service has audited
-   every message they caused;
+0. idle CPU: every process of the stack, T seconds with no traffic, before any load;
+1. throughput: N signed synthetic reports sent as fast as the producers allow, until every
+   report has its outcome on its delivery topic, until every lead is notified and until the
+   audit service has audited every message they caused; the RSS of each service meanwhile;
 2. report-to-inbox latency: from each report's send to the arrival of the lead's
    "referral-requested" notification on its delivery topic, both for the saturating run
-   above and for a paced run (M reports at R reports/s);
-3. baselines on the same broker and PostgreSQL: raw produce+consume and raw batched insert.
+   above and for paced runs (M reports at each rate R, 20 and 100 reports/s by default);
+3. baselines on the same broker and PostgreSQL: raw produce+consume and raw batched insert;
+4. the reference pipeline (bench/reference.py) on the same broker and PostgreSQL, with the
+   same reports' bytes: the network's throughput beside it, and the ratio;
+5. with K > 1, a second fresh stack with K replicas of every service in their consumer
+   groups, and its saturated run.
 
-It prints figures and never asserts timings. The stack is always stopped. See bench/README.md.
+It prints figures and never asserts timings. The stacks are always stopped. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -22,12 +29,15 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,15 +53,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench import reference  # noqa: E402
 from bench.figures import machine, rounded  # noqa: E402
+from bench.stacks import Senders, setup, stack_settings, started_stack  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import ingress_topic, institutions, topic_partitions  # noqa: E402
 from punte.institution import fetch_intake_keys, sealed_report  # noqa: E402
-from punte.stack import SERVICES, Stack  # noqa: E402
+from punte.stack import SERVICES, Stack, replica_names  # noqa: E402
 from punte.status import operator_token  # noqa: E402
 from punte.synthetic import reporters, synthetic_report  # noqa: E402
 from runtime.cloudevents import CloudEvent, decode  # noqa: E402
-from runtime.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
+from runtime.kafka import client_options, ensure_topics, make_consumer, make_producer  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 console = Console()
 RAW_TOPIC = "bench.raw"  # not punte.*: the audit service does not read it
@@ -73,6 +86,7 @@ class Deliveries:
     for the case each accepted report opened or joined."""
 
     bootstrap: str
+    settings: Settings | None = None  # every right on the stack's broker (stack_settings)
     outcomes: dict[str, tuple[float, dict]] = field(default_factory=dict)  # report id ->
     referred: dict[str, float] = field(default_factory=dict)  # case id -> arrival
     informed: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # case id -> n
@@ -82,7 +96,7 @@ class Deliveries:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="latest",
+            **client_options(self.settings), bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="latest",
             enable_auto_commit=False, metadata_max_age_ms=1000, fetch_max_bytes=16 << 20)
         self._consumer.subscribe(pattern=r"^punte\.(delivery\..+|cases)$")
         await self._consumer.start()
@@ -149,15 +163,19 @@ def processed(stats: dict) -> int:
 
 class Sampler:
     """Samples every service's /stats once a second during a run, to see which stage
-    finished when and where the outbox backlog piled up."""
+    finished when and where the outbox backlog piled up; and the RSS of every component
+    (``groups``), for its maximum."""
 
-    def __init__(self, stack: Stack, client: httpx.AsyncClient, start: float) -> None:
-        self.stack, self.client, self.start = stack, client, start
+    def __init__(self, stack: Stack, client: httpx.AsyncClient, start: float, groups: dict[str, list]) -> None:
+        self.stack, self.client, self.start, self.groups = stack, client, start, groups
         self.samples: list[tuple[float, dict[str, dict]]] = []
+        self.max_rss: dict[str, int] = dict.fromkeys(groups, 0)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while True:
+            for name, rss in group_rss(self.groups).items():
+                self.max_rss[name] = max(self.max_rss[name], rss)
             try:
                 self.samples.append((time.monotonic() - self.start,
                                      await service_stats(self.client, self.stack)))
@@ -186,28 +204,44 @@ class Sampler:
 
 
 def stack_processes(stack: Stack) -> dict[str, list]:
-    groups: dict[str, list] = {n: [psutil.Process(p.pid)] for n, p in stack.processes.items()
-                               if n in SERVICES}
-    if stack.broker and stack.broker.process:
-        groups["broker"] = [psutil.Process(stack.broker.process.pid)]
-    if stack.postgres and stack.postgres.process:
-        master = psutil.Process(stack.postgres.process.pid)
-        groups["postgres"] = [master]  # backends come and go: re-listed at each reading
+    """Every process of the stack by component: each service (all of its replicas), the
+    token issuer and the mail server, the broker (Tansu, or every Apache Kafka node),
+    PostgreSQL, and the bench itself. A component's children are counted with it, listed
+    afresh at each reading (PostgreSQL's backends come and go)."""
+    def of(*processes: Any) -> list:
+        return [psutil.Process(p.pid) for p in processes if p is not None]
+
+    groups: dict[str, list] = {
+        name: of(*(stack.processes.get(r) for r in replica_names(name, stack.replicas)))
+        for name in (*SERVICES, "identity", "mail")}
+    if stack.broker is not None:
+        groups["broker"] = of(stack.broker.process)
+    elif stack.kafka is not None:
+        groups["broker"] = of(*(node.process for node in stack.kafka.nodes))
+    if stack.postgres is not None:
+        groups["postgres"] = of(stack.postgres.process)
     groups["bench"] = [psutil.Process(os.getpid())]
-    return groups
+    return {name: procs for name, procs in groups.items() if procs}
+
+
+def members(name: str, procs: list) -> list:
+    """A component's processes and their children (not the bench's: the reference
+    pipeline's stages are counted on their own)."""
+    out = list(procs)
+    if name != "bench":
+        for p in procs:
+            try:
+                out += p.children(recursive=True)
+            except psutil.Error:
+                pass
+    return out
 
 
 def cpu_seconds(groups: dict[str, list]) -> dict[str, float]:
     out = {}
     for name, procs in groups.items():
-        members = list(procs)
-        if name == "postgres":
-            try:
-                members += procs[0].children(recursive=True)
-            except psutil.Error:
-                pass
         total = 0.0
-        for p in members:
+        for p in members(name, procs):
             try:
                 t = p.cpu_times()
                 total += t.user + t.system
@@ -215,6 +249,35 @@ def cpu_seconds(groups: dict[str, list]) -> dict[str, float]:
                 pass
         out[name] = total
     return out
+
+
+def group_rss(groups: dict[str, list]) -> dict[str, int]:
+    """Resident memory (bytes) of each component, its processes and their children."""
+    out = {}
+    for name, procs in groups.items():
+        total = 0
+        for p in members(name, procs):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        out[name] = total
+    return out
+
+
+def core_percent(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """CPU seconds used between two readings as % of one core, per component, and their
+    ``total`` without the bench."""
+    used = {k: max(0.0, after[k] - before.get(k, 0.0)) * 100 / seconds for k in after}
+    return {**used, "total": sum(v for k, v in used.items() if k != "bench")}
+
+
+async def idle_cpu(stack: Stack, seconds: float) -> dict[str, float]:
+    """% of one core each component of the stack uses with no traffic at all."""
+    groups = stack_processes(stack)
+    before, start = cpu_seconds(groups), time.monotonic()
+    await asyncio.sleep(seconds)
+    return core_percent(before, cpu_seconds(groups), time.monotonic() - start)
 
 
 # --- the runs ----------------------------------------------------------------------------
@@ -251,8 +314,9 @@ async def cases_of(deliveries: Deliveries, ids: list[str], timeout: float) -> di
     return {i: deliveries.cases[i]["case_id"] if i in deliveries.cases else None for i in ids}
 
 
-async def send_all(producer, reports, sent_at: dict[str, float], rate: float | None) -> float:
-    """Sends without awaiting each; paced at `rate` per second when given."""
+async def send_all(senders: Senders, reports, sent_at: dict[str, float], rate: float | None) -> float:
+    """Sends without awaiting each, each report by its institution's producer; paced at
+    `rate` per second when given."""
     start = time.monotonic()
     futures = []
     for i, (reporter, event) in enumerate(reports):
@@ -261,7 +325,7 @@ async def send_all(producer, reports, sent_at: dict[str, float], rate: float | N
             if delay > 0:
                 await asyncio.sleep(delay)
         sent_at[event.id] = time.monotonic()
-        futures.append(await producer.send(
+        futures.append(await senders.for_topic(ingress_topic(reporter)).send(
             ingress_topic(reporter), value=event.body(), key=event.id.encode(),
             headers=event.headers()))
     await asyncio.gather(*futures)
@@ -309,13 +373,13 @@ async def wait_audited(client, stack, expected: int, timeout: float) -> tuple[fl
         await asyncio.sleep(0.25)
 
 
-async def saturated_run(stack, producer, deliveries, client, reports, timeout) -> dict[str, Any]:
+async def saturated_run(stack, senders, deliveries, client, reports, timeout) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     groups = stack_processes(stack)
     cpu_before = cpu_seconds(groups)
     start = time.monotonic()
-    sampler = Sampler(stack, client, start)
-    await send_all(producer, reports, sent_at, rate=None)
+    sampler = Sampler(stack, client, start, groups)
+    await send_all(senders, reports, sent_at, rate=None)
     sent_done = time.monotonic()
     ids = [e.id for _, e in reports]
     await wait_for(lambda: all(i in deliveries.outcomes for i in ids), "every report answered", timeout)
@@ -325,6 +389,7 @@ async def saturated_run(stack, producer, deliveries, client, reports, timeout) -
     expected = sum(audit_expected(o, deliveries.cases.get(i)) for i, o in zip(ids, outcomes, strict=True))
     await wait_for(lambda: all(c in deliveries.referred for c in case_of.values() if c),
                    "every lead notified", timeout)
+    notified = max(deliveries.referred[c] for c in case_of.values() if c)
     reached, settled = await wait_audited(client, stack, expected, timeout)
     cpu_after = cpu_seconds(groups)
     await sampler.stop()
@@ -339,6 +404,8 @@ async def saturated_run(stack, producer, deliveries, client, reports, timeout) -
         "answered_s": answered - start,
         "audited_s": reached - start,
         "reports_per_s_answered": n / (answered - start),
+        "notified_s": notified - start,
+        "reports_per_s_notified": n / (notified - start),
         "reports_per_s_audited": n / (reached - start),
         "audit_entries_expected": expected,
         "audit_entries_settled": settled,
@@ -347,12 +414,13 @@ async def saturated_run(stack, producer, deliveries, client, reports, timeout) -
         "latency_report_to_outcome": percentiles(answer_lat),
         "stages": sampler.summary(final),
         "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+        "max_rss_mb": {k: v / 2**20 for k, v in sampler.max_rss.items()},
     }
 
 
-async def paced_run(stack, producer, deliveries, client, reports, rate, audit_so_far, timeout):
+async def paced_run(stack, senders, deliveries, client, reports, rate, audit_so_far, timeout):
     sent_at: dict[str, float] = {}
-    start = await send_all(producer, reports, sent_at, rate=rate)
+    start = await send_all(senders, reports, sent_at, rate=rate)
     ids = [e.id for _, e in reports]
     await wait_for(lambda: all(i in deliveries.outcomes for i in ids), "every paced report answered", timeout)
     case_of = await cases_of(deliveries, ids, timeout)
@@ -373,18 +441,19 @@ async def paced_run(stack, producer, deliveries, client, reports, rate, audit_so
     }
 
 
-async def raw_broker(bootstrap: str, reports: list[tuple[str, CloudEvent]], timeout: float) -> dict:
+async def raw_broker(bootstrap: str, reports: list[tuple[str, CloudEvent]], timeout: float,
+                     settings: Settings | None = None, replication: int = 1) -> dict:
     """Produce N messages the size of a report (its own bytes and headers) to one topic
     and read them back; produce and consume overlap, as in the network."""
-    await ensure_topics(bootstrap, [(RAW_TOPIC, 1)])
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    await ensure_topics(bootstrap, [(RAW_TOPIC, 1)], replication, settings=settings)
+    consumer = AIOKafkaConsumer(**client_options(settings), bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_bytes=16 << 20)
     await consumer.start()
     tp = TopicPartition(RAW_TOPIC, 0)
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, settings)
     await producer.start()
     n = len(reports)
     got = 0
@@ -411,18 +480,19 @@ async def raw_broker(bootstrap: str, reports: list[tuple[str, CloudEvent]], time
             "produce_per_s": n / (produced - start), "messages_per_s": n / (consumed - start)}
 
 
-async def raw_hop_latency(bootstrap: str, reports, rate: float, count: int) -> dict:
+async def raw_hop_latency(bootstrap: str, reports, rate: float, count: int, settings: Settings | None = None,
+                          replication: int = 1) -> dict:
     """One broker hop at the paced rate: produce -> a consumer configured as the services'
     are (runtime.kafka.make_consumer) sees it. The floor under each of the hops a report
     makes on its way to an inbox."""
     topic = RAW_TOPIC + ".hop"
-    await ensure_topics(bootstrap, [(topic, 1)])
-    consumer = make_consumer(bootstrap, None, 1000)
+    await ensure_topics(bootstrap, [(topic, 1)], replication, settings=settings)
+    consumer = make_consumer(bootstrap, None, 1000, settings)
     await consumer.start()
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, settings)
     await producer.start()
     sent: dict[bytes, float] = {}
     seen: list[float] = []
@@ -481,17 +551,20 @@ async def raw_insert(database_url: str, reports: list[tuple[str, CloudEvent]]) -
 # --- output ------------------------------------------------------------------------------
 
 
-def machine_line() -> str:
-    return machine("embedded default: Tansu broker with memory storage, embedded PostgreSQL with "
-                   "fsync=off, synchronous_commit=on (decision 0020); load generator and all processes on the same machine")
-
-
 def show(figures: dict) -> None:
-    sat, paced, broker, insert = (figures["saturated"], figures["paced"], figures["raw_broker"],
-                                  figures["raw_insert"])
+    sat, broker, insert = figures["saturated"], figures["raw_broker"], figures["raw_insert"]
     console.print(f"[bold]Machine:[/bold] {figures['machine']}")
     console.print(f"stack start-up: {figures['startup_s']:.1f} s; 1-min load average before the "
                   f"run: {figures['load_1min_at_start']:.2f} (anything else busy skews every figure)\n")
+
+    idle = figures["idle_cpu"]
+    t = Table(title=f"0. Idle network: % of one core over {figures['idle_seconds']:g} s with no traffic, before the load")
+    t.add_column("component")
+    t.add_column("% of one core", justify="right")
+    for name, value in idle.items():
+        label = "[bold]whole network (all but the bench)[/bold]" if name == "total" else name
+        t.add_row(label, f"[bold]{value:.1f}[/bold]" if name == "total" else f"{value:.1f}")
+    console.print(t)
 
     t = Table(title=f"1. End-to-end throughput ({sat['reports']} reports sent as fast as possible)")
     t.add_column("figure")
@@ -499,6 +572,8 @@ def show(figures: dict) -> None:
     t.add_row("all reports handed to the broker after", f"{sat['send_s']:.2f} s")
     t.add_row("every report answered (outcome on its delivery topic) after", f"{sat['answered_s']:.2f} s")
     t.add_row("[bold]reports/s until answered[/bold]", f"[bold]{sat['reports_per_s_answered']:.1f}[/bold]")
+    t.add_row("every lead notified (the last stage) after", f"{sat['notified_s']:.2f} s")
+    t.add_row("[bold]reports/s until the last stage[/bold]", f"[bold]{sat['reports_per_s_notified']:.1f}[/bold]")
     t.add_row("everything audited after", f"{sat['audited_s']:.2f} s")
     t.add_row("[bold]reports/s until audited[/bold]", f"[bold]{sat['reports_per_s_audited']:.1f}[/bold]")
     t.add_row("audit entries expected / settled",
@@ -507,24 +582,26 @@ def show(figures: dict) -> None:
     t.add_row("reports accepted", f"{sat['accepted']} / {sat['reports']}")
     console.print(t)
 
-    t = Table(title="Where the saturated run's time went (service /stats sampled every 1 s; CPU from /proc)")
-    for col in ("component", "messages consumed", "caught up after", "max outbox pending", "dead-lettered", "CPU s"):
+    t = Table(title="Where the saturated run's time went (service /stats and RSS sampled every 1 s; CPU from /proc)")
+    for col in ("component", "messages consumed", "caught up after", "max outbox pending", "dead-lettered", "CPU s",
+                "max RSS MB"):
         t.add_column(col, justify="right" if col != "component" else "left")
-    for name in (*SERVICES, "broker", "postgres", "bench"):
+    for name in sat["cpu_s"]:
         stage = sat["stages"].get(name)
-        cpu = sat["cpu_s"].get(name)
+        cpu, rss = sat["cpu_s"].get(name), sat["max_rss_mb"].get(name)
         t.add_row(name, str(stage["consumed"]) if stage else "",
                   (f"{stage['finished_s']:.0f} s" if stage and stage["finished_s"] is not None else ""),
                   str(stage["max_outbox_pending"]) if stage else "",
                   str(stage["dead_lettered"]) if stage else "",
-                  f"{cpu:.1f}" if cpu is not None else "n/a")
+                  f"{cpu:.1f}" if cpu is not None else "n/a", f"{rss:.0f}" if rss is not None else "n/a")
     console.print(t)
 
     t = Table(title="2. Report-to-inbox latency (send -> lead's referral-requested notification)")
     for col in ("run", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "outcome p50 ms"):
         t.add_column(col, justify="right" if col != "run" else "left")
-    for label, run in ((f"saturated ({sat['reports']} at once)", sat),
-                       (f"paced ({paced['reports']} at {paced['rate_per_s']:g}/s)", paced)):
+    runs = [(f"saturated ({sat['reports']} at once)", sat),
+            *((f"paced ({p['reports']} at {p['rate_per_s']:g}/s)", p) for p in figures["paced"])]
+    for label, run in runs:
         lat, out = run["latency_report_to_inbox"], run["latency_report_to_outcome"]
         t.add_row(label, str(lat["n"]), f"{lat['p50_ms']:.0f}", f"{lat['p90_ms']:.0f}",
                   f"{lat['p99_ms']:.0f}", f"{lat['max_ms']:.0f}", f"{out['p50_ms']:.0f}")
@@ -545,6 +622,34 @@ def show(figures: dict) -> None:
     t.add_row("raw insert: asyncpg copy_records_to_table", f"{insert['copy_rows_per_s']:.0f} rows/s")
     console.print(t)
 
+    ref, vs = figures["reference"], figures["vs_reference"]
+    t = Table(title=f"4. The network beside the reference pipeline (bench/reference.py), {ref['reports']} reports at "
+                    "once, same broker and PostgreSQL, same run")
+    for col in ("reports/s", "network", "reference", "network ÷ reference"):
+        t.add_column(col, justify="right" if col != "reports/s" else "left")
+    t.add_row("until the last stage (lead notified)", f"{sat['reports_per_s_notified']:.1f}",
+              f"{ref['reports_per_s_last_stage']:.1f}", f"[bold]{vs['last_stage']:.3f}[/bold]")
+    t.add_row("until audited", f"{sat['reports_per_s_audited']:.1f}", f"{ref['reports_per_s_audited']:.1f}",
+              f"[bold]{vs['audited']:.3f}[/bold]")
+    t.add_row("messages per report", f"{sat['messages_per_report']:.2f}", f"{ref['messages_per_report']}", "")
+    t.add_row("CPU s of the four stages", f"{sum(sat['cpu_s'].get(n, 0) for n in SERVICES):.1f}",
+              f"{sum(ref['cpu_s'].get(n, 0) for n in reference.STAGES):.1f}", "")
+    for name in ("broker", "postgres"):
+        t.add_row(f"CPU s of {name}", f"{sat['cpu_s'].get(name, 0):.1f}", f"{ref['cpu_s'].get(name, 0):.1f}", "")
+    console.print(t)
+
+    rep = figures.get("replicas")
+    if rep:
+        t = Table(title=f"5. Scale-out: {rep['replicas']} replicas of every service (a second fresh stack, "
+                        f"{rep['saturated']['reports']} reports at once)")
+        for col in ("reports/s", "1 replica", f"{rep['replicas']} replicas", "ratio"):
+            t.add_column(col, justify="right" if col != "reports/s" else "left")
+        for label, key in (("until answered", "reports_per_s_answered"), ("until the last stage", "reports_per_s_notified"),
+                           ("until audited", "reports_per_s_audited")):
+            one, many = sat[key], rep["saturated"][key]
+            t.add_row(label, f"{one:.1f}", f"{many:.1f}", f"{many / one:.2f}")
+        console.print(t)
+
     r = figures["ratios"]
     t = Table(title="Ratios (end-to-end reports/s ÷ baseline)")
     t.add_column("ratio")
@@ -563,37 +668,88 @@ def show(figures: dict) -> None:
     console.print(t)
 
 
+def replication(stack: Stack) -> int:
+    """Replicas of the bench's own topics: as the network's on the stack's broker."""
+    return 3 if stack.kafka is not None else 1
+
+
+class Network:
+    """The bench's clients of a started stack: the institutions' producers, the observer of
+    the delivery topics, and an operator's HTTP client (/stats is the operator's to read)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.senders = Senders(stack)
+        self.deliveries = Deliveries(stack.kafka_bootstrap or "", stack_settings(stack))
+
+    async def __aenter__(self) -> "Network":
+        await self.senders.start({ingress_topic(r) for r in reporters()})
+        await self.deliveries.start()
+        operator = operator_token(self.stack.state, self.stack.url("identity"), ttl_seconds=24 * 3600)
+        self.client = httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {operator}"})
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.client.aclose()
+        await self.deliveries.stop()
+        await self.senders.stop()
+
+
+@contextmanager
+def services_paused(stack: Stack) -> Iterator[None]:
+    """Every service process stopped (SIGSTOP, its whole process group) and then continued:
+    the reference pipeline has the broker and PostgreSQL to itself, as the network had them
+    during its own runs, rather than sharing them with the idle network's polling."""
+    groups = [p.pid for n, p in stack.processes.items() if n in stack.service_processes and p.poll() is None]
+    for pid in groups:
+        os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in groups:
+            os.killpg(pid, signal.SIGCONT)
+
+
 async def bench(stack: Stack, args, startup_s: float) -> dict:
+    console.print(f"idle network: {args.idle_seconds:g} s with no traffic ...")
+    idle = await idle_cpu(stack, args.idle_seconds)
     rng = random.Random(args.seed)
     reports = make_reports(stack, rng, args.reports)
-    paced_reports = make_reports(stack, rng, args.paced_reports)
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
-    deliveries = Deliveries(stack.kafka_bootstrap)
-    await deliveries.start()
-    try:
-        # /stats is the operator's to read; a token for the whole run.
-        operator = operator_token(stack.state, stack.url("identity"), ttl_seconds=24 * 3600)
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {operator}"}) as client:
-            console.print(f"saturated run: {args.reports} reports ...")
-            saturated = await saturated_run(stack, producer, deliveries, client, reports, args.timeout)
-            console.print(f"paced run: {args.paced_reports} reports at {args.rate:g}/s ...")
-            paced = await paced_run(stack, producer, deliveries, client, paced_reports, args.rate,
-                                    saturated["audit_entries_settled"], args.timeout)
-    finally:
-        await deliveries.stop()
-        await producer.stop()
+    paced_sets = [(rate, make_reports(stack, rng, args.paced_reports)) for rate in args.rate]
+    async with Network(stack) as net:
+        console.print(f"saturated run: {args.reports} reports ...")
+        saturated = await saturated_run(stack, net.senders, net.deliveries, net.client, reports, args.timeout)
+        paced, audited = [], saturated["audit_entries_settled"]
+        for rate, paced_reports in paced_sets:
+            console.print(f"paced run: {args.paced_reports} reports at {rate:g}/s ...")
+            paced.append(await paced_run(stack, net.senders, net.deliveries, net.client, paced_reports, rate,
+                                         audited, args.timeout))
+            audited = paced[-1]["audit_entries_settled"]
+    settings, copies = stack_settings(stack), replication(stack)
+    assert stack.kafka_bootstrap and stack.database_url
     console.print("baselines ...")
-    broker = await raw_broker(stack.kafka_bootstrap, reports, args.timeout)
-    hop = await raw_hop_latency(stack.kafka_bootstrap, reports, args.rate,
-                                min(len(reports), max(20, int(args.rate * 5))))
+    broker = await raw_broker(stack.kafka_bootstrap, reports, args.timeout, settings, copies)
+    hop_rate = min(args.rate)
+    hop = await raw_hop_latency(stack.kafka_bootstrap, reports, hop_rate,
+                                min(len(reports), max(20, int(hop_rate * 5))), settings, copies)
     insert = await raw_insert(stack.database_url, reports)
+    console.print(f"reference pipeline: {args.reports} reports, the network's services paused ...")
+    groups = {k: v for k, v in stack_processes(stack).items() if k in ("broker", "postgres")}
+    with services_paused(stack):
+        ref = await reference.run(
+            stack.kafka_bootstrap, stack.database_url, settings,
+            reference.reports_from((r, e.id, e.body(), e.headers()) for r, e in reports),
+            reference.network_institutions(), copies, args.timeout, lambda: cpu_seconds(groups))
     return {
         "date": date.today().isoformat(),
-        "machine": machine_line(),
+        "machine": machine(setup(stack)), "broker": args.broker,
         "cores": os.cpu_count(), "python": sys.version.split()[0],
         "startup_s": startup_s, "load_1min_at_start": args.load_at_start,
+        "idle_seconds": args.idle_seconds, "idle_cpu": idle,
         "saturated": saturated, "paced": paced, "raw_broker": broker, "raw_hop_latency": hop, "raw_insert": insert,
+        "reference": ref,
+        "vs_reference": {"last_stage": saturated["reports_per_s_notified"] / ref["reports_per_s_last_stage"],
+                         "audited": saturated["reports_per_s_audited"] / ref["reports_per_s_audited"]},
         "ratios": {
             "answered_vs_broker": saturated["reports_per_s_answered"] / broker["messages_per_s"],
             "audited_vs_broker": saturated["reports_per_s_audited"] / broker["messages_per_s"],
@@ -604,31 +760,61 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
     }
 
 
+async def replicas_bench(stack: Stack, args, startup_s: float) -> dict:
+    """The saturated run again, on a fresh stack with ``stack.replicas`` processes per service."""
+    reports = make_reports(stack, random.Random(args.seed), args.reports)
+    async with Network(stack) as net:
+        console.print(f"saturated run with {stack.replicas} replicas of every service: {args.reports} reports ...")
+        saturated = await saturated_run(stack, net.senders, net.deliveries, net.client, reports, args.timeout)
+    # A replica's /stats shows its own consumers only: the stages' summary would be half of it.
+    saturated.pop("stages")
+    return {"replicas": stack.replicas, "startup_s": startup_s, "load_1min_at_start": os.getloadavg()[0],
+            "saturated": saturated}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=1000, help="reports in the saturated run (default 1000)")
-    parser.add_argument("--rate", type=float, default=20.0, help="reports/s of the paced run (default 20)")
-    parser.add_argument("--paced-reports", type=int, default=200, help="reports in the paced run (default 200)")
+    parser.add_argument("--rate", type=float, action="append", default=None,
+                        help="reports/s of a paced run; repeat for several (default 20 and 100)")
+    parser.add_argument("--paced-reports", type=int, default=200, help="reports in each paced run (default 200)")
+    parser.add_argument("--idle-seconds", type=float, default=20.0,
+                        help="how long the idle network's CPU is measured before the load (default 20)")
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="replicas of every service in the scale-out run on a second stack (default 2; 1: no such run)")
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
+                        help="tansu: the embedded default; kafka: a three-node Apache Kafka cluster of its own, with "
+                             "the network's principals and ACLs (needs Java and `python -m punte.apache_kafka fetch`)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600, help="give up waiting after this many s")
     parser.add_argument("--keep-logs", type=Path, default=None,
-                        help="copy the stack's logs/ here before the temporary folder goes")
+                        help="copy the stacks' logs/ here before the temporary folder goes")
     args = parser.parse_args()
+    args.rate = args.rate or [20.0, 100.0]
+    if args.broker == "kafka":
+        from punte.apache_kafka import available
+        if (reason := available()) is not None:
+            parser.error(f"--broker kafka: {reason}")
     args.load_at_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="punte-bench-") as tmp:
-        stack = Stack(Path(tmp) / "state")
-        try:
-            console.print(f"starting a fresh stack in {tmp} ...")
+        runs = [("state", 1, bench)] + ([("replicas", args.replicas, replicas_bench)] if args.replicas > 1 else [])
+        figures: dict[str, Any] = {}
+        for folder, replicas, measure in runs:
+            root = Path(tmp) / folder
+            console.print(f"starting a fresh stack in {root} ({replicas} replica(s) of every service) ...")
             started = time.monotonic()
-            stack.start()
-            startup_s = time.monotonic() - started
-            figures = asyncio.run(bench(stack, args, startup_s))
-        finally:
-            stack.stop()
-            if args.keep_logs:
-                import shutil
-                shutil.copytree(Path(tmp) / "state" / "logs", args.keep_logs, dirs_exist_ok=True)
+            try:
+                with started_stack(root, args.broker, replicas=replicas) as stack:
+                    figures_of_run = asyncio.run(measure(stack, args, time.monotonic() - started))
+            finally:
+                if args.keep_logs:
+                    import shutil
+                    shutil.copytree(root / "logs", args.keep_logs / folder, dirs_exist_ok=True)
+            if replicas == 1:
+                figures = figures_of_run
+            else:
+                figures["replicas"] = figures_of_run
     show(figures)
     print(json.dumps(rounded(figures), ensure_ascii=False, separators=(",", ":")))
     return 0

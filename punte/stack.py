@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -233,6 +233,18 @@ def _kafka_admin_password(folder: Path, given: str | None = None) -> str:
     return path.read_text().strip()
 
 
+def replica_names(service: str, replicas: int) -> list[str]:
+    """The process names of a service's replicas: the first keeps the service's name (its
+    port, log and URL are the service's), the others are "<service>-2", "<service>-3"..."""
+    return [service, *(f"{service}-{i}" for i in range(2, replicas + 1))]
+
+
+def service_of(process_name: str) -> str:
+    """The service a process name (``replica_names``) belongs to."""
+    base, _, number = process_name.rpartition("-")
+    return base if base in SERVICES and number.isdigit() else process_name
+
+
 def _pid(process: subprocess.Popen | None) -> int | None:
     return process.pid if process is not None else None
 
@@ -260,6 +272,14 @@ class Stack:
     kafka_credentials_file: Path | None = None
     kafka_credentials: dict[str, str] = field(default_factory=dict, repr=False)
     _owns_kafka: bool = False
+    # Processes per service, each with its own HTTP port and log, in the service's consumer
+    # groups and on the service's database (bench/e2e.py's two-replica figure; decision 0035).
+    replicas: int = 1
+
+    @property
+    def service_processes(self) -> list[str]:
+        """Every service process's name, replicas included (``replica_names``)."""
+        return [name for service in SERVICES for name in replica_names(service, self.replicas)]
 
     @property
     def state(self) -> State:
@@ -295,7 +315,7 @@ class Stack:
         # in flight when the broker died is retried by the client on its own, and written to
         # the empty broker before its topics exist, Tansu 0.6 gives its partition overlapping
         # offsets (two records at one offset; its log: AlreadyExists ... .batch).
-        paused = [p for n, p in self.processes.items() if n in SERVICES and p.poll() is None]
+        paused = [p for n, p in self.processes.items() if service_of(n) in SERVICES and p.poll() is None]
         for process in paused:
             os.killpg(process.pid, signal.SIGSTOP)
         try:
@@ -352,7 +372,18 @@ class Stack:
                 "PUNTE_KAFKA_USERNAME": user, "PUNTE_KAFKA_PASSWORD": self.kafka_credentials[user],
                 "PUNTE_KAFKA_IDEMPOTENT_PRODUCER": "true", "PUNTE_KAFKA_REPLICATION_FACTOR": "3"}
 
+    def admin_settings(self) -> Settings | None:
+        """How a bench or test client reaches the broker with every right: the cluster's super
+        user on Apache Kafka, a plain connection on the embedded broker; None for a broker
+        given by the caller (the environment's PUNTE_KAFKA_*)."""
+        if self.kafka is not None:
+            return self.kafka.admin_settings()
+        return self._client_settings()
+
     def _env(self, name: str) -> dict[str, str]:
+        """A process's environment; ``name`` a process name: a replica is its service."""
+        port = self.ports[name]
+        name = service_of(name)
         assert self.kafka_bootstrap and self.database_url
         secrets = self.state.secrets()
         # Each process's Kafka identity is the stack's to give (kafka_env), never inherited
@@ -360,7 +391,7 @@ class Stack:
         inherited = {key: value for key, value in os.environ.items() if not key.startswith("PUNTE_KAFKA_")}
         return {
             **inherited,
-            "PUNTE_SERVICE": name, "PUNTE_HTTP_PORT": str(self.ports[name]),
+            "PUNTE_SERVICE": name, "PUNTE_HTTP_PORT": str(port),
             "PUNTE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "PUNTE_DATABASE_URL": self.database_url,
             "PUNTE_STATE_DIR": str(self.state_dir), "PUNTE_OIDC_ISSUER": self.url("identity"),
             "PUNTE_PSEUDONYM_KEY": secrets["pseudonym_key"],
@@ -376,7 +407,7 @@ class Stack:
         }
 
     def start_process(self, name: str) -> None:
-        module = {"identity": "punte.identity", "mail": "punte.mailbox"}.get(name, f"services.{name}")
+        module = {"identity": "punte.identity", "mail": "punte.mailbox"}.get(name, f"services.{service_of(name)}")
         arguments = (["--port", str(self.ports["mail"]), "--maildir", str(self.state.maildir)]
                      if name == "mail" else [])
         with open(self.state_dir / "logs" / f"{name}.log", "ab") as log:  # the child keeps its copy
@@ -389,13 +420,19 @@ class Stack:
         self.start_infrastructure()
         # All at once: the services fetch the issuer's keys on their first request and reach
         # the mail server on their first e-mail, so neither has to be up before they start.
-        for name in ("identity", "mail", *SERVICES):
+        for name in ("identity", "mail", *self.service_processes):
             self.ports.setdefault(name, free_port())
         for name in ("identity", "mail", *SERVICES):
             self.start_process(name)
         for name in ("identity", "mail"):
             wait_for_port(self.ports[name], 30, self.processes[name])
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, SERVICES)
+        # Further replicas once the first is ready: a service creates its database at its
+        # first start, and two processes doing so at once collide (pg_database's unique name).
+        further = [name for name in self.service_processes if name not in SERVICES]
+        for name in further:
+            self.start_process(name)
+        self.wait_ready(timeout, further)
         self.state.runtime_file.write_text(json.dumps({
             "services": {n: self.url(n) for n in ("identity", *SERVICES)},
             "smtp": f"127.0.0.1:{self.ports['mail']}",
@@ -415,7 +452,7 @@ class Stack:
         logs = self.state_dir / "logs"
         programs = {name: Program(lambda n=name: self.processes.get(n), lambda n=name: self.start_process(n),
                                   logs / f"{name}.log")
-                    for name in ("identity", "mail", *SERVICES)}
+                    for name in ("identity", "mail", *self.service_processes)}
         if self.postgres is not None:
             postgres = self.postgres
             programs["database"] = Program(lambda: postgres.process, lambda: postgres.restart(hard=True),
@@ -447,9 +484,10 @@ class Stack:
     def supervision(self) -> dict[str, dict[str, object]]:
         return self.supervisor.snapshot() if self.supervisor is not None else {}
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, names: Iterable[str] | None = None) -> None:
+        """Waits until every service process (or those ``names``) answers ready."""
         deadline = time.monotonic() + timeout
-        pending = set(SERVICES)
+        pending = set(self.service_processes if names is None else names)
         while pending and time.monotonic() < deadline:
             for name in list(pending):
                 process = self.processes[name]
@@ -479,7 +517,7 @@ class Stack:
     def stop(self) -> None:
         if self.supervisor is not None:  # first, or it would start again what is stopped
             self.supervisor.stop()
-        for name in (*reversed(SERVICES), "mail", "identity"):
+        for name in (*reversed(self.service_processes), "mail", "identity"):
             self.stop_process(name)
         if self.broker:
             self.broker.stop()
