@@ -34,10 +34,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.e2e import make_reports, percentiles, raw_hop_latency, send_all  # noqa: E402
+from bench.stacks import Senders  # noqa: E402
 from contracts.events import EventType  # noqa: E402
+from contracts.reference import ingress_topic  # noqa: E402
 from punte.stack import Stack  # noqa: E402
 from runtime.cloudevents import decode  # noqa: E402
-from runtime.kafka import make_producer  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 
 console = Console()
@@ -101,14 +102,14 @@ async def run(stack: Stack, n: int, rate: float, seed: int) -> dict:
     reports = make_reports(stack, random.Random(seed), n)
     timeline = Timeline(stack.kafka_bootstrap)
     await timeline.start(sum(p for _, p in topic_partitions(institutions())))
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
+    senders = Senders(stack)
+    await senders.start({ingress_topic(reporter) for reporter, _ in reports})
     sent: dict[str, float] = {}
     try:
-        await send_all(producer, reports, sent, rate=rate)
+        await send_all(senders, reports, sent, rate=rate)
         await asyncio.sleep(5)
     finally:
-        await producer.stop()
+        await senders.stop()
         await timeline.stop()
     # The reports' own record timestamps are the producer's: wall-clock, like the relays'.
     sent_wall = {i: time.time() - (time.monotonic() - t) for i, t in sent.items()}

@@ -31,9 +31,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.e2e import Deliveries, cases_of, make_reports, send_all, wait_for  # noqa: E402
+from bench.stacks import Senders  # noqa: E402
+from contracts.reference import ingress_topic  # noqa: E402
 from punte.stack import SERVICES, Stack  # noqa: E402
 from punte.status import operator_token  # noqa: E402
-from runtime.kafka import make_producer  # noqa: E402
 
 console = Console()
 PROJECT_DIRS = ("runtime/", "services/", "contracts/", "punte/")
@@ -92,13 +93,13 @@ def show(name: str, stacks: Counter[tuple[str, ...]], top: int) -> None:
 
 async def load(stack: Stack, n: int, seed: int, timeout: float) -> float:
     reports = make_reports(stack, random.Random(seed), n)
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
+    senders = Senders(stack)
+    await senders.start({ingress_topic(reporter) for reporter, _ in reports})
     deliveries = Deliveries(stack.kafka_bootstrap)
     await deliveries.start()
     try:
         start = time.monotonic()
-        await send_all(producer, reports, {}, rate=None)
+        await send_all(senders, reports, {}, rate=None)
         ids = [e.id for _, e in reports]
         await wait_for(lambda: all(i in deliveries.outcomes for i in ids), "every report answered", timeout)
         case_of = await cases_of(deliveries, ids, timeout)
@@ -116,7 +117,7 @@ async def load(stack: Stack, n: int, seed: int, timeout: float) -> float:
         return time.monotonic() - start
     finally:
         await deliveries.stop()
-        await producer.stop()
+        await senders.stop()
 
 
 def main() -> int:
