@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,8 +26,8 @@ from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.log import get_logger
 from runtime.signing import Keyring, SigningKey
 from services.audit.adapters import sealed_values, tree
-from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_state
-from services.audit.domain import checkpoint, merkle, offline, values
+from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_nodes, tree_state
+from services.audit.domain import checkpoint, merkle, offline, tiles, values
 from services.audit.domain.entries import (
     Record,
     canonical,
@@ -519,15 +519,61 @@ def exported_entry(row: sa.Row) -> bytes | offline.Withheld:
     return row.entry if read_leaf(row.entry).version >= 2 else offline.Withheld(row.leaf_hash)
 
 
-async def export(session: AsyncSession, log: Log, size: int | None = None) -> list[str]:
-    """JSON Lines for ``punte audit verify``: the signed checkpoint, then every entry with
-    its inclusion proof (entries from the checkpoint's size only). No value is exported."""
-    note, cp, rows = await _checkpointed(session, size)
-    states = await value_states(session, rows)
-    # Every proof of an export touches most of the tree: read the nodes once, not per proof.
-    nodes = await tree.read(session)
-    return list(offline.export_lines(log.origin, note, [exported_entry(r) for r in rows], nodes, cp.size,
-                                     [_described(r, states[r.seq]) for r in rows]))
+@dataclass(frozen=True)
+class ExportOf:
+    """The signed checkpoint an export is made of."""
+
+    note: str  # with the witnesses' cosignatures
+    checkpoint: checkpoint.Checkpoint
+    issued_at: datetime
+
+
+async def export_checkpoint(session: AsyncSession, size: int | None = None) -> ExportOf:
+    """The checkpoint (the latest when ``size`` is None) an export will be made of; refused
+    (UNKNOWN_CHECKPOINT) before anything is streamed when there is none."""
+    note = await signed_note(session, size)
+    cp = checkpoint.parse(note).checkpoint
+    issued_at = await session.scalar(sa.select(checkpoints.c.issued_at).where(checkpoints.c.size == cp.size))
+    return ExportOf(note, cp, issued_at)
+
+
+# Entries read per query while exporting: a multiple of a tile's width, so bundles never
+# straddle two pages.
+EXPORT_PAGE = 16 * tiles.TILE_WIDTH
+
+
+async def export_files(session: AsyncSession, log: Log, of: ExportOf,
+                       page: int = EXPORT_PAGE) -> AsyncIterator[tuple[str, bytes]]:
+    """The export for ``punte audit verify`` (domain/offline.py, decision 0034), file by file
+    as the entries are read a page at a time: the signed checkpoint, the tree as
+    tlog-tiles, the entries in bundles, and what each entry is for people (what became of
+    its value). Never the whole log in memory, never a value."""
+    size = of.checkpoint.size
+    yield offline.header(log.origin, size)
+    yield offline.CHECKPOINT, of.note.encode("utf-8")
+    after = 0
+    while after < size:
+        rows = (await session.execute(
+            sa.select(audit_entries).where(audit_entries.c.seq > after, audit_entries.c.seq <= min(size, after + page))
+            .order_by(audit_entries.c.seq))).all()
+        states = await value_states(session, rows)
+        by_tile: dict[int, list[sa.Row]] = {}
+        for row in rows:
+            by_tile.setdefault((row.seq - 1) // tiles.TILE_WIDTH, []).append(row)
+        for n, chunk in by_tile.items():
+            for file in offline.bundle_files(n, [exported_entry(r) for r in chunk], [r.leaf_hash for r in chunk],
+                                             [_described(r, states[r.seq]) for r in chunk]):
+                yield file
+        after += page
+    # The tiles above level 0 are the stored tree's nodes of tree levels 8, 16, ...
+    for level in tiles.levels(size)[1:]:
+        height = tiles.TILE_HEIGHT * level
+        nodes = (await session.execute(
+            sa.select(tree_nodes.c.hash).where(tree_nodes.c.level == height,
+                                               tree_nodes.c.index < size >> height)
+            .order_by(tree_nodes.c.index))).scalars().all()
+        for file in offline.upper_tile_files(level, list(nodes), size):
+            yield file
 
 
 async def export_table(session: AsyncSession, size: int | None = None) -> list[dict[str, Any]]:
