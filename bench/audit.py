@@ -1,24 +1,30 @@
 """Benchmark of the audit trail (RFC 9162 Merkle log) against a real PostgreSQL.
 
-    python bench/audit.py [--entries N] [--compare-entries M] [--seed S]
+    python bench/audit.py [--entries N] [--compare-entries M] [--messages-per-case K] [--seed S]
 
 Starts an embedded PostgreSQL in a temporary folder (always stopped), migrates fresh audit
 databases on it and measures, in one run on the same machine:
 
 1. append: N synthetic CloudEvent messages (~600-byte JSON bodies on a few punte.* topics and
-   partitions) through the real ``InboxConsumer.process`` with ``handlers.append_many`` (the
-   batch handler, as the service runs) and ``key_by_position``, in batches of 500 (the
-   consumer's batch_max). Then, each on a fresh database, M of them: in batches of 500 and of
-   50; one message at a time (``handlers.append`` in a savepoint each, the consumer's path
-   after a batch failed); with asyncpg's default prepared-statement cache (100) instead of
-   runtime.db's; and with every SQL statement timed (where the time goes);
+   partitions, about K per case) through the real ``InboxConsumer.process`` with
+   ``handlers.append_many`` (the batch handler, as the service runs) and the service's own
+   inbox key (``handlers.key_in_epoch``), in batches of 500 (the consumer's batch_max). The
+   messages are made as they are appended (a million do not fit in memory). Then, each on a
+   fresh database, M of them: in batches of 500 and of 50; one message at a time
+   (``handlers.append`` in a savepoint each, the consumer's path after a batch failed); with
+   asyncpg's default prepared-statement cache (100) instead of runtime.db's; and with every
+   SQL statement timed (where the time goes);
 2. integrate: ``handlers.integrate`` until caught up;
-3. proofs: 200 inclusion proofs and 100 consistency proofs, each reading its nodes; root_at;
+3. proofs: 1000 inclusion proofs and 200 consistency proofs, each reading its nodes; root_at;
 4. checkpoint: ``handlers.issue_checkpoint`` (sign + publish to the outbox), commit included;
-5. verification: ``verify_stored`` over every entry, ``export`` and ``offline.verify_export``;
-6. baseline: asyncpg ``executemany`` of N rows of the same bytes into a scratch table.
+5. verification: ``verify_stored`` over every entry; the export (``handlers.export_files``
+   through ``export_archive.tar_stream``, as GET /export streams it) written to a file; and
+   ``offline.verify_export`` on that file, as ``punte audit verify`` runs it;
+6. baseline: asyncpg ``executemany`` of min(N, 100 000) rows of the same bytes into a scratch
+   table.
 
-It prints figures and never asserts them. See bench/README.md.
+It prints figures, and issue #14's targets beside them, and never asserts them. See
+bench/README.md.
 """
 from __future__ import annotations
 
@@ -92,9 +98,11 @@ TOPICS = [
 
 # --- synthetic messages --------------------------------------------------------------------
 
-def make_messages(rng: random.Random, n: int) -> Iterator[Message]:
+def make_messages(rng: random.Random, n: int, per_case: int = 8) -> Iterator[Message]:
     """n messages spread over TOPICS' partitions, offsets from 0 without gaps in each, made
-    as they are asked for (a million would not fit in memory at once)."""
+    as they are asked for (a million would not fit in memory at once), about ``per_case``
+    of them about each case (a case's values share its data key)."""
+    cases = max(1, n // per_case)
     offsets: dict[tuple[str, int], int] = defaultdict(int)
     base_ms = 1_795_000_000_000
     for i in range(n):
@@ -102,7 +110,7 @@ def make_messages(rng: random.Random, n: int) -> Iterator[Message]:
         partition = rng.randrange(partitions)
         offset = offsets[(topic, partition)]
         offsets[(topic, partition)] += 1
-        case = f"case-{rng.randrange(10**8):08d}"
+        case = f"case-{rng.randrange(cases):08d}"
         data: dict[str, Any] = {
             "case_id": case, "child_ref": f"ch-{rng.randrange(10**10):010d}",
             "actor": f"person-{rng.randrange(500)}", "actor_institution": "isj-bc",
@@ -468,14 +476,14 @@ def show(f: dict) -> None:
 async def bench(server_url: str, args) -> dict:
     m = min(args.compare_entries, args.entries)
     # The same first messages every time (same seed): the comparisons append the first m.
-    compare = list(make_messages(random.Random(args.seed), m))
+    compare = list(make_messages(random.Random(args.seed), m, args.per_case))
     rng = random.Random(args.seed + 1)
 
     console.print(f"1. appending {args.entries} entries in batches of 500 ...")
     url, engine, sessions = await database(server_url, "audit")
     engines = [engine]
     try:
-        append = await append_all(sessions, make_messages(random.Random(args.seed), args.entries), 500)
+        append = await append_all(sessions, make_messages(random.Random(args.seed), args.entries, args.per_case), 500)
         console.print(f"   {append['entries_per_s']:.0f} entries/s; the comparisons on {m} entries ...")
         side = {}
         for label, batch, batched, stmt_cache in (
@@ -503,7 +511,7 @@ async def bench(server_url: str, args) -> dict:
         verified = await verification(sessions, size, args.tmp)
         raw_n = min(args.entries, RAW_MAX)
         console.print(f"6. raw asyncpg baseline ({raw_n} rows) ...")
-        raw = await raw_insert(url, list(make_messages(random.Random(args.seed), raw_n)), 500)
+        raw = await raw_insert(url, list(make_messages(random.Random(args.seed), raw_n, args.per_case)), 500)
     finally:
         for e in engines:
             await e.dispose()
@@ -533,6 +541,8 @@ def main() -> int:
     parser.add_argument("--compare-entries", type=int, default=4000,
                         help="entries in each comparison run on its own fresh database (default 4000)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--messages-per-case", dest="per_case", type=int, default=8,
+                        help="messages about each case, on average (default 8; 1 = every message its own case)")
     args = parser.parse_args()
     args.load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="punte-bench-audit-") as tmp:
