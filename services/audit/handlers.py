@@ -540,12 +540,12 @@ async def _checkpointed(session: AsyncSession, size: int | None) -> tuple[str, c
     return note, cp, list(rows)
 
 
-def _described(row: sa.Row, value: sealed_values.ValueState) -> dict[str, Any]:
+def _described(row: sa.Row, value: sealed_values.ValueState, version: int | None = None) -> dict[str, Any]:
     """What an exported entry is, for people (not verified): never the value, only what
     became of it (sealed, erased when and by which rule)."""
     return {"topic": row.topic, "partition": row.partition, "offset": row.offset, "event_type": row.event_type,
             "case_id": row.case_id, "recorded_at": row.recorded_at.isoformat(),
-            "log_version": read_leaf(row.entry).version, "value": value.public()}
+            "log_version": read_leaf(row.entry).version if version is None else version, "value": value.public()}
 
 
 async def value_states(session: AsyncSession, rows: Sequence[sa.Row]) -> dict[int, sealed_values.ValueState]:
@@ -559,10 +559,11 @@ async def value_states(session: AsyncSession, rows: Sequence[sa.Row]) -> dict[in
     return found
 
 
-def exported_entry(row: sa.Row) -> bytes | offline.Withheld:
+def exported_entry(row: sa.Row, version: int | None = None) -> bytes | offline.Withheld:
     """What an export carries of an entry: its bytes when they hold no value (version 2),
     else its leaf hash only."""
-    return row.entry if read_leaf(row.entry).version >= 2 else offline.Withheld(row.leaf_hash)
+    version = read_leaf(row.entry).version if version is None else version
+    return row.entry if version >= 2 else offline.Withheld(row.leaf_hash)
 
 
 @dataclass(frozen=True)
@@ -598,17 +599,22 @@ async def export_files(session: AsyncSession, log: Log, of: ExportOf,
     yield offline.header(log.origin, size)
     yield offline.CHECKPOINT, of.note.encode("utf-8")
     after = 0
+    columns = [audit_entries.c[name] for name in ("seq", "topic", "partition", "offset", "event_type", "case_id",
+                                                  "recorded_at", "entry", "leaf_hash", "value_scope")]
     while after < size:
         rows = (await session.execute(
-            sa.select(audit_entries).where(audit_entries.c.seq > after, audit_entries.c.seq <= min(size, after + page))
+            sa.select(*columns).where(audit_entries.c.seq > after, audit_entries.c.seq <= min(size, after + page))
             .order_by(audit_entries.c.seq))).all()
         states = await value_states(session, rows)
         by_tile: dict[int, list[sa.Row]] = {}
         for row in rows:
             by_tile.setdefault((row.seq - 1) // tiles.TILE_WIDTH, []).append(row)
         for n, chunk in by_tile.items():
-            for file in offline.bundle_files(n, [exported_entry(r) for r in chunk], [r.leaf_hash for r in chunk],
-                                             [_described(r, states[r.seq]) for r in chunk]):
+            versions = [read_leaf(r.entry).version for r in chunk]  # parsed once per entry
+            for file in offline.bundle_files(
+                    n, [exported_entry(r, v) for r, v in zip(chunk, versions, strict=True)],
+                    [r.leaf_hash for r in chunk],
+                    [_described(r, states[r.seq], v) for r, v in zip(chunk, versions, strict=True)]):
                 yield file
         after += page
     # The tiles above level 0 are the stored tree's nodes of tree levels 8, 16, ...
