@@ -531,15 +531,6 @@ async def verify_stored(session: AsyncSession, page: int = 5000,
                         state, lagging, sum(t["missing"] for t in lagging), ends is not None)
 
 
-async def _checkpointed(session: AsyncSession, size: int | None) -> tuple[str, checkpoint.Checkpoint, list[sa.Row]]:
-    """A signed checkpoint (the latest when ``size`` is None) and the entries it covers."""
-    note = await signed_note(session, size)
-    cp = checkpoint.parse(note).checkpoint
-    rows = (await session.execute(
-        sa.select(audit_entries).where(audit_entries.c.seq <= cp.size).order_by(audit_entries.c.seq))).all()
-    return note, cp, list(rows)
-
-
 def _described(row: sa.Row, value: sealed_values.ValueState, version: int | None = None) -> dict[str, Any]:
     """What an exported entry is, for people (not verified): never the value, only what
     became of it (sealed, erased when and by which rule)."""
@@ -587,6 +578,20 @@ async def export_checkpoint(session: AsyncSession, size: int | None = None) -> E
 # Entries read per query while exporting: a multiple of a tile's width, so bundles never
 # straddle two pages.
 EXPORT_PAGE = 16 * tiles.TILE_WIDTH
+_EXPORTED = [audit_entries.c[name] for name in ("seq", "topic", "partition", "offset", "event_type", "case_id",
+                                                "recorded_at", "entry", "leaf_hash", "value_scope")]
+
+
+async def _pages(session: AsyncSession, size: int,
+                 page: int) -> AsyncIterator[tuple[Sequence[sa.Row], dict[int, sealed_values.ValueState]]]:
+    """The first ``size`` entries a page at a time, with what became of their values."""
+    after = 0
+    while after < size:
+        rows = (await session.execute(
+            sa.select(*_EXPORTED).where(audit_entries.c.seq > after, audit_entries.c.seq <= min(size, after + page))
+            .order_by(audit_entries.c.seq))).all()
+        yield rows, await value_states(session, rows)
+        after += page
 
 
 async def export_files(session: AsyncSession, log: Log, of: ExportOf,
@@ -598,14 +603,7 @@ async def export_files(session: AsyncSession, log: Log, of: ExportOf,
     size = of.checkpoint.size
     yield offline.header(log.origin, size)
     yield offline.CHECKPOINT, of.note.encode("utf-8")
-    after = 0
-    columns = [audit_entries.c[name] for name in ("seq", "topic", "partition", "offset", "event_type", "case_id",
-                                                  "recorded_at", "entry", "leaf_hash", "value_scope")]
-    while after < size:
-        rows = (await session.execute(
-            sa.select(*columns).where(audit_entries.c.seq > after, audit_entries.c.seq <= min(size, after + page))
-            .order_by(audit_entries.c.seq))).all()
-        states = await value_states(session, rows)
+    async for rows, states in _pages(session, size, page):
         by_tile: dict[int, list[sa.Row]] = {}
         for row in rows:
             by_tile.setdefault((row.seq - 1) // tiles.TILE_WIDTH, []).append(row)
@@ -616,7 +614,6 @@ async def export_files(session: AsyncSession, log: Log, of: ExportOf,
                     [r.leaf_hash for r in chunk],
                     [_described(r, states[r.seq], v) for r, v in zip(chunk, versions, strict=True)]):
                 yield file
-        after += page
     # The tiles above level 0 are the stored tree's nodes of tree levels 8, 16, ...
     for level in tiles.levels(size)[1:]:
         height = tiles.TILE_HEIGHT * level
@@ -628,20 +625,24 @@ async def export_files(session: AsyncSession, log: Log, of: ExportOf,
             yield file
 
 
+async def table_rows(session: AsyncSession, of: ExportOf, page: int = EXPORT_PAGE) -> AsyncIterator[dict[str, Any]]:
+    """The entries of the same checkpoint as the export, one row each for a spreadsheet, a
+    page at a time: no proofs, the leaf hash of the entry, what became of its value."""
+    async for rows, states in _pages(session, of.checkpoint.size, page):
+        for r in rows:
+            leaf = read_leaf(r.entry)
+            described = _described(r, states[r.seq], leaf.version)
+            value = described.pop("value")
+            yield {"index": r.seq - 1, **described, "leaf_hash": r.leaf_hash.hex(),
+                   "value_sha256": leaf.digest_form.get("value_sha256"),
+                   "value_state": value["state"], "erased_at": value["erased_at"],
+                   "erased_rule": value["erased_rule"]}
+
+
 async def export_table(session: AsyncSession, size: int | None = None) -> list[dict[str, Any]]:
-    """The entries of the same checkpoint as ``export``, one row each for a spreadsheet:
-    no proofs, the leaf hash of the entry, what became of its value."""
-    _, _, rows = await _checkpointed(session, size)
-    states = await value_states(session, rows)
-    table = []
-    for r in rows:
-        described = _described(r, states[r.seq])
-        value = described.pop("value")
-        table.append({"index": r.seq - 1, **described, "leaf_hash": r.leaf_hash.hex(),
-                      "value_sha256": read_leaf(r.entry).digest_form.get("value_sha256"),
-                      "value_state": value["state"], "erased_at": value["erased_at"],
-                      "erased_rule": value["erased_rule"]})
-    return table
+    """``table_rows`` of a checkpoint (the latest when ``size`` is None), all at once."""
+    of = await export_checkpoint(session, size)
+    return [row async for row in table_rows(session, of)]
 
 
 # --- break-glass -----------------------------------------------------------------------------
