@@ -69,7 +69,7 @@ from runtime.service import migrate  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.signing import Keyring, SigningKey  # noqa: E402
 from services.audit import handlers  # noqa: E402
-from services.audit.adapters import export_archive  # noqa: E402
+from services.audit.adapters import bulk, export_archive  # noqa: E402
 from services.audit.adapters.tables import audit_entries  # noqa: E402
 from services.audit.bootstrap import institution_topics  # noqa: E402
 from services.audit.domain import merkle, offline  # noqa: E402
@@ -178,6 +178,8 @@ STATEMENTS = [  # (label, how the SQL starts), first match wins
     ("max(seq) head read", ("SELECT coalesce(max(audit_entries.seq)",)),
     ("SELECT positions already appended", ("SELECT audit_entries.topic",)),
     ("INSERT audit_entries (one executemany)", ("INSERT INTO audit_entries",)),
+    ("SELECT positions already held (unnest of per-partition ranges)", ("SELECT e.topic",)),
+    ("data keys: SELECT / INSERT (runtime.data_keys)", ("SELECT punte_data_keys", "INSERT INTO punte_data_keys")),
     ("inbox: SELECT seen keys (per batch)", ("SELECT message_key",)),
     ("inbox: INSERT keys (per batch)", ("INSERT INTO punte_inbox",)),
 ]
@@ -228,10 +230,22 @@ async def breakdown(sessions, engine, messages: list[Message], batch: int) -> di
         return result
 
     AsyncSessionTransaction.__aexit__ = timed_aexit
+    # COPY goes to asyncpg directly (adapters/bulk.py), past SQLAlchemy's events: time it here.
+    real_copy = bulk.copy_rows
+
+    async def timed_copy(session, table, rows):
+        t0 = time.perf_counter()
+        await real_copy(session, table, rows)
+        label = f"COPY {table.name}"
+        timer.seconds[label] += time.perf_counter() - t0
+        timer.count[label] += 1
+
+    bulk.copy_rows = timed_copy
     try:
         run = await append_all(sessions, messages, batch)
     finally:
         AsyncSessionTransaction.__aexit__ = real_aexit
+        bulk.copy_rows = real_copy
         timer.remove()
     t0 = time.perf_counter()
     for m in messages:
