@@ -145,7 +145,7 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
     raw[10] ^= 1
     entries[4] = bytes(raw)
     bundle.write_bytes(tiles.encode_bundle(entries))
-    verify[4] = str(folder)
+    verify[verify.index(str(export))] = str(folder)
     bad = subprocess.run(verify, capture_output=True, text=True)
     assert bad.returncode == 1 and json.loads(bad.stdout)["first_bad"] == 4, bad.stdout
 
