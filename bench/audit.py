@@ -1,24 +1,30 @@
 """Benchmark of the audit trail (RFC 9162 Merkle log) against a real PostgreSQL.
 
-    python bench/audit.py [--entries N] [--compare-entries M] [--seed S]
+    python bench/audit.py [--entries N] [--compare-entries M] [--messages-per-case K] [--seed S]
 
 Starts an embedded PostgreSQL in a temporary folder (always stopped), migrates fresh audit
 databases on it and measures, in one run on the same machine:
 
 1. append: N synthetic CloudEvent messages (~600-byte JSON bodies on a few punte.* topics and
-   partitions) through the real ``InboxConsumer.process`` with ``handlers.append_many`` (the
-   batch handler, as the service runs) and ``key_by_position``, in batches of 500 (the
-   consumer's batch_max). Then, each on a fresh database, M of them: in batches of 500 and of
-   50; one message at a time (``handlers.append`` in a savepoint each, the consumer's path
-   after a batch failed); with asyncpg's default prepared-statement cache (100) instead of
-   runtime.db's; and with every SQL statement timed (where the time goes);
+   partitions, about K per case) through the real ``InboxConsumer.process`` with
+   ``handlers.append_many`` (the batch handler, as the service runs) and the service's own
+   inbox key (``handlers.key_in_epoch``), in batches of 500 (the consumer's batch_max). The
+   messages are made as they are appended (a million do not fit in memory). Then, each on a
+   fresh database, M of them: in batches of 500 and of 50; one message at a time
+   (``handlers.append`` in a savepoint each, the consumer's path after a batch failed); with
+   asyncpg's default prepared-statement cache (100) instead of runtime.db's; and with every
+   SQL statement timed (where the time goes);
 2. integrate: ``handlers.integrate`` until caught up;
-3. proofs: 200 inclusion proofs and 100 consistency proofs, each reading its nodes; root_at;
+3. proofs: 1000 inclusion proofs and 200 consistency proofs, each reading its nodes; root_at;
 4. checkpoint: ``handlers.issue_checkpoint`` (sign + publish to the outbox), commit included;
-5. verification: ``verify_stored`` over every entry, ``export`` and ``offline.verify_export``;
-6. baseline: asyncpg ``executemany`` of N rows of the same bytes into a scratch table.
+5. verification: ``verify_stored`` over every entry; the export (``handlers.export_files``
+   through ``export_archive.tar_stream``, as GET /export streams it) written to a file; and
+   ``offline.verify_export`` on that file, as ``punte audit verify`` runs it;
+6. baseline: asyncpg ``executemany`` of min(N, 100 000) rows of the same bytes into a scratch
+   table.
 
-It prints figures and never asserts them. See bench/README.md.
+It prints figures, and issue #14's targets beside them, and never asserts them. See
+bench/README.md.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -55,13 +62,14 @@ from punte.embedded import EmbeddedPostgres  # noqa: E402
 from runtime.cloudevents import CloudEvent  # noqa: E402
 from runtime.data_keys import DataKeys  # noqa: E402
 from runtime.db import make_engine, make_sessions  # noqa: E402
-from runtime.inbox import InboxConsumer, Message, UnitOfWork, key_by_position  # noqa: E402
+from runtime.inbox import InboxConsumer, Message, UnitOfWork  # noqa: E402
 from runtime.outbox import Outbox  # noqa: E402
 from runtime.sealing import ConfiguredKeyProvider  # noqa: E402
 from runtime.service import migrate  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.signing import Keyring, SigningKey  # noqa: E402
 from services.audit import handlers  # noqa: E402
+from services.audit.adapters import bulk, export_archive  # noqa: E402
 from services.audit.adapters.tables import audit_entries  # noqa: E402
 from services.audit.bootstrap import institution_topics  # noqa: E402
 from services.audit.domain import merkle, offline  # noqa: E402
@@ -72,6 +80,8 @@ console = Console()
 MIGRATIONS = ROOT / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.bench/audit", SigningKey.generate("punte.bench/audit-1"))
 BODY_BYTES = 600
+# The raw-insert baseline holds its rows in memory: at most this many.
+RAW_MAX = 100_000
 # SQLAlchemy's asyncpg dialect prepares every statement, cached per connection: 100 by
 # default, runtime.db sets more (each savepoint of a batch has its own name, so its own SQL).
 DEFAULT_STMT_CACHE = 100
@@ -88,17 +98,19 @@ TOPICS = [
 
 # --- synthetic messages --------------------------------------------------------------------
 
-def make_messages(rng: random.Random, n: int) -> list[Message]:
-    """n messages spread over TOPICS' partitions, offsets from 0 without gaps in each."""
+def make_messages(rng: random.Random, n: int, per_case: int = 8) -> Iterator[Message]:
+    """n messages spread over TOPICS' partitions, offsets from 0 without gaps in each, made
+    as they are asked for (a million would not fit in memory at once), about ``per_case``
+    of them about each case (a case's values share its data key)."""
+    cases = max(1, n // per_case)
     offsets: dict[tuple[str, int], int] = defaultdict(int)
     base_ms = 1_795_000_000_000
-    out = []
     for i in range(n):
         topic, partitions, ce_type, source = rng.choice(TOPICS)
         partition = rng.randrange(partitions)
         offset = offsets[(topic, partition)]
         offsets[(topic, partition)] += 1
-        case = f"case-{rng.randrange(10**8):08d}"
+        case = f"case-{rng.randrange(cases):08d}"
         data: dict[str, Any] = {
             "case_id": case, "child_ref": f"ch-{rng.randrange(10**10):010d}",
             "actor": f"person-{rng.randrange(500)}", "actor_institution": "isj-bc",
@@ -108,9 +120,18 @@ def make_messages(rng: random.Random, n: int) -> list[Message]:
         filler = BODY_BYTES - len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
         data["note"] = "".join(rng.choices(string.ascii_letters + " ", k=max(0, filler)))
         ev = CloudEvent.new(ce_type, source, data, subject=case)
-        out.append(Message(topic, partition, offset, case.encode(), ev.body(), tuple(ev.headers()),
-                           base_ms + i))
-    return out
+        yield Message(topic, partition, offset, case.encode(), ev.body(), tuple(ev.headers()), base_ms + i)
+
+
+def batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:
+    batch: list[Message] = []
+    for m in messages:
+        batch.append(m)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 # --- a database ----------------------------------------------------------------------------
@@ -128,19 +149,24 @@ def consumer(sessions, batched: bool = True) -> InboxConsumer:
     message at a time in a savepoint each (the consumer's path after a batch failed)."""
     trail = handlers.Trail(templates=institution_topics(), data_keys=DataKeys(ConfiguredKeyProvider.from_setting(
         "bench-1:" + "11" * 32)), network_keys=Keyring([]), schedule=retention())
+    # The service's own inbox key (bootstrap.py): the record's canonical bytes, hashed.
     return InboxConsumer(service="audit", group_id="bench", bootstrap="unused", sessions=sessions,
-                         handler=partial(handlers.append, trail=trail), message_key=key_by_position,
+                         handler=partial(handlers.append, trail=trail), message_key=handlers.key_in_epoch(lambda: 1),
                          attempts=1,
                          batch_handler=partial(handlers.append_many, trail=trail) if batched else None)
 
 
-async def append_all(sessions, messages: list[Message], batch: int, batched: bool = True) -> dict:
+async def append_all(sessions, messages: Iterable[Message], batch: int, batched: bool = True) -> dict:
+    """Every message through the consumer, ``batch`` at a time; only ``process`` is timed
+    (making the synthetic messages is not)."""
     inbox = consumer(sessions, batched)
-    start = time.perf_counter()
-    for i in range(0, len(messages), batch):
-        await inbox.process(messages[i:i + batch])
-    elapsed = time.perf_counter() - start
-    return {"entries": len(messages), "batch": batch, "s": elapsed, "entries_per_s": len(messages) / elapsed,
+    elapsed, count = 0.0, 0
+    for chunk in batches(messages, batch):
+        start = time.perf_counter()
+        await inbox.process(chunk)
+        elapsed += time.perf_counter() - start
+        count += len(chunk)
+    return {"entries": count, "batch": batch, "s": elapsed, "entries_per_s": count / elapsed,
             "processed": inbox.processed, "dead_lettered": inbox.dead_lettered}
 
 
@@ -152,6 +178,8 @@ STATEMENTS = [  # (label, how the SQL starts), first match wins
     ("max(seq) head read", ("SELECT coalesce(max(audit_entries.seq)",)),
     ("SELECT positions already appended", ("SELECT audit_entries.topic",)),
     ("INSERT audit_entries (one executemany)", ("INSERT INTO audit_entries",)),
+    ("SELECT positions already held (unnest of per-partition ranges)", ("SELECT e.topic",)),
+    ("data keys: SELECT / INSERT (runtime.data_keys)", ("SELECT punte_data_keys", "INSERT INTO punte_data_keys")),
     ("inbox: SELECT seen keys (per batch)", ("SELECT message_key",)),
     ("inbox: INSERT keys (per batch)", ("INSERT INTO punte_inbox",)),
 ]
@@ -202,10 +230,22 @@ async def breakdown(sessions, engine, messages: list[Message], batch: int) -> di
         return result
 
     AsyncSessionTransaction.__aexit__ = timed_aexit
+    # COPY goes to asyncpg directly (adapters/bulk.py), past SQLAlchemy's events: time it here.
+    real_copy = bulk.copy_rows
+
+    async def timed_copy(session, table, rows):
+        t0 = time.perf_counter()
+        await real_copy(session, table, rows)
+        label = f"COPY {table.name}"
+        timer.seconds[label] += time.perf_counter() - t0
+        timer.count[label] += 1
+
+    bulk.copy_rows = timed_copy
     try:
         run = await append_all(sessions, messages, batch)
     finally:
         AsyncSessionTransaction.__aexit__ = real_aexit
+        bulk.copy_rows = real_copy
         timer.remove()
     t0 = time.perf_counter()
     for m in messages:
@@ -296,23 +336,35 @@ async def issue(sessions) -> dict:
     return {"ms": elapsed * 1000, "sign_only_ms": sign_ms, "issued": note is not None}
 
 
-async def verification(sessions, n: int) -> dict:
+async def verification(sessions, n: int, folder: Path) -> dict:
     async with sessions() as session:
         t0 = time.perf_counter()
         result = await handlers.verify_stored(session)
         verify_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lines = list(await handlers.export(session, LOG))
-        export_s = time.perf_counter() - t0
-    size_bytes = sum(len(line.encode()) for line in lines)
+    # The export as GET /export streams it (a tar of tlog-tiles and entry bundles), written to
+    # a file as it comes, then verified from that file as `punte audit verify` does.
+    path = folder / "punte-audit.tar"
     t0 = time.perf_counter()
-    report = offline.verify_export(lines, LOG.origin, LOG.public())
+    async with sessions() as session:
+        of = await handlers.export_checkpoint(session)
+        with path.open("wb") as out:
+            async for chunk in export_archive.tar_stream(handlers.export_files(session, LOG, of),
+                                                         int(of.issued_at.timestamp())):
+                out.write(chunk)
+    export_s = time.perf_counter() - t0
+    size_bytes = path.stat().st_size
+    t0 = time.perf_counter()
+    source = export_archive.open_export(path)
+    report = offline.verify_export(source, LOG.origin, LOG.public())
     offline_s = time.perf_counter() - t0
+    source.close()
+    path.unlink()
     return {"verify_stored_s": verify_s, "verify_stored_entries_per_s": result.entries / verify_s,
             "verified": result.verified, "entries": result.entries,
-            "export_s": export_s, "export_mb": size_bytes / 1e6, "export_entries_per_s": n / export_s,
+            "export_s": export_s, "export_mb": size_bytes / 1e6, "export_bytes_per_entry": size_bytes / n,
+            "export_entries_per_s": n / export_s,
             "offline_s": offline_s, "offline_entries_per_s": report.checked / offline_s,
-            "offline_ok": report.ok}
+            "offline_ok": report.ok, "offline_problem": report.problem}
 
 
 # --- baseline ------------------------------------------------------------------------------
@@ -398,14 +450,28 @@ def show(f: dict) -> None:
     t.add_row("[bold]5. verify_stored over every entry[/bold]",
               f"[bold]{v['verify_stored_entries_per_s']:.0f} entries/s[/bold] ({v['verify_stored_s']:.2f} s, "
               f"verified={v['verified']})")
-    t.add_row("   export (JSON Lines with per-entry proofs)",
-              f"{v['export_s']:.2f} s, {v['export_mb']:.1f} MB ({v['export_entries_per_s']:.0f} entries/s)")
-    t.add_row("   offline.verify_export",
-              f"{v['offline_entries_per_s']:.0f} entries/s ({v['offline_s']:.2f} s, ok={v['offline_ok']})")
+    t.add_row("   export (tar stream: tlog-tiles + entry bundles), written to a file",
+              f"{v['export_s']:.2f} s, {v['export_mb']:.1f} MB, {v['export_bytes_per_entry']:.0f} B/entry "
+              f"({v['export_entries_per_s']:.0f} entries/s)")
+    t.add_row("[bold]   offline.verify_export from that file[/bold]",
+              f"[bold]{v['offline_entries_per_s']:.0f} entries/s[/bold] ({v['offline_s']:.2f} s, ok={v['offline_ok']}"
+              + (f", {v['offline_problem']}" if v["offline_problem"] else "") + ")")
     t.add_row(f"[bold]6. raw asyncpg executemany, {raw['rows']} rows, batches of {raw['batch']}[/bold]",
               f"[bold]{raw['indexed_rows_per_s']:.0f} rows/s[/bold] (audit_entries' indexes); "
               f"{raw['bare_rows_per_s']:.0f} rows/s bare")
     t.add_row("   append ÷ raw (indexed)", f"{f['ratios']['append_vs_raw_indexed']:.3f}")
+    console.print(t)
+
+    # Issue #14's targets: printed beside the figures, never asserted.
+    t = Table(title=f"Targets (issue #14) at {f['size']} entries")
+    for col in ("figure", "target", "measured", "met"):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+    for name, target, measured, met in (
+            ("appends/s (batches of 500)", ">= 10000", a["entries_per_s"], a["entries_per_s"] >= 10_000),
+            ("inclusion proof p99, ms", "<= 5", p["inclusion"]["p99_ms"], p["inclusion"]["p99_ms"] <= 5),
+            ("offline verification entries/s", ">= 100000", v["offline_entries_per_s"],
+             v["offline_entries_per_s"] >= 100_000)):
+        t.add_row(name, target, f"{measured:.2f}" if measured < 100 else f"{measured:.0f}", "yes" if met else "no")
     console.print(t)
 
     bd = f["breakdown"]
@@ -422,16 +488,16 @@ def show(f: dict) -> None:
 
 
 async def bench(server_url: str, args) -> dict:
-    rng = random.Random(args.seed)
-    messages = make_messages(rng, args.entries)
     m = min(args.compare_entries, args.entries)
-    compare = messages[:m]
+    # The same first messages every time (same seed): the comparisons append the first m.
+    compare = list(make_messages(random.Random(args.seed), m, args.per_case))
+    rng = random.Random(args.seed + 1)
 
-    console.print(f"1. appending {len(messages)} entries in batches of 500 ...")
+    console.print(f"1. appending {args.entries} entries in batches of 500 ...")
     url, engine, sessions = await database(server_url, "audit")
     engines = [engine]
     try:
-        append = await append_all(sessions, messages, 500)
+        append = await append_all(sessions, make_messages(random.Random(args.seed), args.entries, args.per_case), 500)
         console.print(f"   {append['entries_per_s']:.0f} entries/s; the comparisons on {m} entries ...")
         side = {}
         for label, batch, batched, stmt_cache in (
@@ -452,13 +518,14 @@ async def bench(server_url: str, args) -> dict:
         integrated = await integrate_all(sessions)
         size = integrated["leaves"]
         console.print("3. proofs ...")
-        proof = await proofs(sessions, size, rng, 200, 100)
+        proof = await proofs(sessions, size, rng, 1000, 200)
         console.print("4. checkpoint ...")
         cp = await issue(sessions)
         console.print("5. verify_stored, export, offline verification ...")
-        verified = await verification(sessions, size)
-        console.print("6. raw asyncpg baseline ...")
-        raw = await raw_insert(url, messages, 500)
+        verified = await verification(sessions, size, args.tmp)
+        raw_n = min(args.entries, RAW_MAX)
+        console.print(f"6. raw asyncpg baseline ({raw_n} rows) ...")
+        raw = await raw_insert(url, list(make_messages(random.Random(args.seed), raw_n, args.per_case)), 500)
     finally:
         for e in engines:
             await e.dispose()
@@ -488,9 +555,12 @@ def main() -> int:
     parser.add_argument("--compare-entries", type=int, default=4000,
                         help="entries in each comparison run on its own fresh database (default 4000)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--messages-per-case", dest="per_case", type=int, default=8,
+                        help="messages about each case, on average (default 8; 1 = every message its own case)")
     args = parser.parse_args()
     args.load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="punte-bench-audit-") as tmp:
+        args.tmp = Path(tmp)
         postgres = EmbeddedPostgres(Path(tmp) / "postgres")
         try:
             console.print(f"starting PostgreSQL in {tmp} ...")

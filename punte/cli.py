@@ -374,15 +374,16 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(
-    export: Path | None = typer.Argument(None, help="An export (JSON Lines) from GET /export; "
-                                                     "without it, the running network's trail"),
+    export: Path | None = typer.Argument(None, help="An export (the tar file from GET /export, or the folder "
+                                                     "it was extracted to); without it, the running network's trail"),
     key: str | None = typer.Option(None, "--key", help="The log's verifier key, from GET /log-key"),
     previous: Path | None = typer.Option(None, help="An older signed checkpoint of the same log"),
     as_json: bool = typer.Option(False, "--json"),
     state_dir: Path = STATE,
 ) -> None:
-    """Check an export offline: the checkpoint's signature, every entry against the signed
-    root, nothing missing, reordered or added; with --previous, that the log only grew.
+    """Check an export offline: the checkpoint's signature, the tree rebuilt from every entry
+    against the signed root and the export's tiles (C2SP tlog-tiles, decision 0034), nothing
+    missing, reordered or added; with --previous, that the log only grew.
 
     Both log versions verify (decision 0016): version 2 entries commit to their value's
     digest and are checked byte for byte; version 1 entries (older logs, whose bytes hold
@@ -398,13 +399,20 @@ def audit_verify(
     if key is None:
         console.print("[red]--key is required with an export[/red]")
         raise typer.Exit(2)
+    import tarfile
+
+    from services.audit.adapters.export_archive import open_export
     from services.audit.domain import checkpoint, offline
 
     name, public = checkpoint.parse_verifier_key(key)
-    lines = export.read_text(encoding="utf-8").splitlines()
-    report = offline.verify_export(lines, name, public,
+    try:
+        source = open_export(export)
+    except (OSError, tarfile.TarError) as exc:
+        console.print(f"[red]NU se poate citi / cannot read[/red] {export}: {exc}")
+        raise typer.Exit(1) from None
+    report = offline.verify_export(source, name, public,
                                    previous_checkpoint=previous.read_text(encoding="utf-8") if previous else None)
-    erased = offline.erased_by_rule(lines)
+    erased = offline.erased_by_rule(source)
     if as_json:
         print(json.dumps({**report.__dict__, "erased": erased}))
     elif report.ok:
@@ -433,7 +441,7 @@ def _verify_running(state_dir: Path, as_json: bool) -> None:
 
 
 @audit_app.command("export")
-def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON Lines export"),
+def audit_export(out: Path = typer.Argument(..., help="Where to write the export (a tar file)"),
                  state_dir: Path = STATE) -> None:
     """Fetch a signed export of the running network's trail (embedded default), and print
     the verifier key to check it with."""
@@ -443,11 +451,17 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the JSON L
                "X-Punte-Purpose": "trail-verification; export%20pentru%20verificare%20offline"}
     with httpx.Client(base_url=url, timeout=120) as client:
         client.post("/checkpoints", headers=headers).raise_for_status()
-        exported = client.get("/export", headers=headers)
-        exported.raise_for_status()
+        # Streamed to the file as it comes: a year of a county's trail is a gigabyte.
+        with client.stream("GET", "/export", headers=headers) as exported, out.open("wb") as file:
+            exported.raise_for_status()
+            for chunk in exported.iter_bytes():
+                file.write(chunk)
         key = client.get("/log-key", headers=headers).json()["verifier_key"]
-    out.write_text(exported.text, encoding="utf-8")
-    console.print(f"{out}: {len(exported.text.splitlines()) - 1} intrări / entries")
+    from services.audit.adapters.export_archive import open_export
+    from services.audit.domain.offline import HEADER
+
+    size = json.loads(open_export(out).read(HEADER) or b"{}").get("size")
+    console.print(f"{out}: {size} intrări / entries ({out.stat().st_size / 1e6:.1f} MB)")
     console.print(f"punte audit verify {out} --key '{key}'")
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -25,9 +26,9 @@ from runtime.data_keys import DataKeys
 from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.log import get_logger
 from runtime.signing import Keyring, SigningKey
-from services.audit.adapters import sealed_values, tree
-from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_state
-from services.audit.domain import checkpoint, merkle, offline, values
+from services.audit.adapters import bulk, sealed_values, tree
+from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_nodes, tree_state
+from services.audit.domain import checkpoint, merkle, offline, tiles, values
 from services.audit.domain.entries import (
     Record,
     canonical,
@@ -95,10 +96,9 @@ class _Appended:
 def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[str], epoch: int = 1) -> _Appended:
     """The audit_entries row of one message: its version 2 bytes (the value as a digest),
     leaf hash and subject; the value is sealed apart."""
-    record = Record(topic=message.topic, partition=message.partition, offset=message.offset,
-                    timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
-                    value=message.value)
-    entry = canonical(record, epoch)
+    record = _record_of(message)
+    # The first epoch's bytes are those the inbox key was made of a moment ago.
+    entry = _recent.entry(message) if epoch == 1 else canonical(record, epoch)
     body = body_of(record.value)
     subject = subject_with(record, templates, body)
     row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
@@ -152,18 +152,46 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
         return
     links = await _links(session, appended)
     await _seal(session, appended, links, trail.data_keys, uow.now)
-    await session.execute(sa.insert(audit_entries), [a.row for a in appended])
+    await bulk.copy_rows(session, audit_entries, [a.row for a in appended])
     await _keep_or_erase(session, appended, links, trail.schedule, uow.now)
+
+
+class _Recent:
+    """The canonical bytes (first broker epoch) of the messages keyed last, by identity: the
+    consumer keys a batch just before appending it, and both need the same bytes, whose JSON
+    was a sixth of the append's time built twice (bench/README.md). Holding each message
+    keeps its id from being reused while it is here."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: dict[int, tuple[Message, bytes]] = {}
+
+    def entry(self, message: Message) -> bytes:
+        found = self._items.get(id(message))
+        if found is not None and found[0] is message:
+            return found[1]
+        entry = canonical(_record_of(message))
+        if len(self._items) >= self._size:
+            del self._items[next(iter(self._items))]  # the oldest (dicts keep insertion order)
+        self._items[id(message)] = (message, entry)
+        return entry
+
+
+# Two of the consumer's largest batches.
+_recent = _Recent(4096)
+
+
+def _record_of(message: Message) -> Record:
+    return Record(topic=message.topic, partition=message.partition, offset=message.offset,
+                  timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
+                  value=message.value)
 
 
 def key_by_record(message: Message) -> str:
     """The audit consumer's inbox key: the record itself, not only where it sits. A broker
     that lost its log puts other records at the same positions, and they are new; the same
     record delivered again has the same key (decision 0025)."""
-    record = Record(topic=message.topic, partition=message.partition, offset=message.offset,
-                    timestamp_ms=message.timestamp_ms, key=message.key, headers=message.headers,
-                    value=message.value)
-    return f"@{message.position}#{hashlib.sha256(canonical(record)).hexdigest()[:32]}"
+    return f"@{message.position}#{hashlib.sha256(_recent.entry(message)).hexdigest()[:32]}"
 
 
 epoch_starts = sa.table("audit_epoch_starts", sa.column("epoch", sa.Integer), sa.column("broker_epoch", sa.Text))
@@ -198,13 +226,37 @@ def key_in_epoch(broker_epoch: Callable[[], int]) -> Callable[[Message], str]:
     return key
 
 
+# The positions a batch asks about, as one range of offsets per partition: the statement's
+# text is the same for every batch (prepared once), where a tuple IN list of 500 positions
+# was new SQL for each batch size and cost more than the insert (bench/README.md). OFFSET 0
+# keeps the per-range subquery apart, so each range is an index range scan: joined freely,
+# PostgreSQL's generic plan for the prepared statement (after five runs) scanned the whole
+# table, a second per batch at a million entries.
+_HELD = sa.text("""
+    SELECT e.topic, e.partition, e."offset", e.entry
+    FROM unnest(:topics, :partitions, :lows, :highs) AS r(topic, partition, low, high)
+    CROSS JOIN LATERAL (
+        SELECT a.topic, a.partition, a."offset", a.entry FROM audit_entries a
+        WHERE a.epoch = :epoch AND a.topic = r.topic AND a.partition = r.partition
+          AND a."offset" BETWEEN r.low AND r.high
+        OFFSET 0) e
+""").bindparams(sa.bindparam("topics", type_=ARRAY(sa.Text)), sa.bindparam("partitions", type_=ARRAY(sa.Integer)),
+                sa.bindparam("lows", type_=ARRAY(sa.BigInteger)), sa.bindparam("highs", type_=ARRAY(sa.BigInteger)),
+                sa.bindparam("epoch", type_=sa.Integer))
+
+
 async def _held(session: AsyncSession, epoch: int, positions: Sequence[tuple[str, int, int]]) -> dict[tuple, bytes]:
     """The entries the trail holds at ``positions`` in ``epoch``, by position."""
-    rows = await session.execute(
-        sa.select(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset, audit_entries.c.entry)
-        .where(audit_entries.c.epoch == epoch,
-               sa.tuple_(audit_entries.c.topic, audit_entries.c.partition, audit_entries.c.offset).in_(positions)))
-    return {(r.topic, r.partition, r.offset): bytes(r.entry) for r in rows}
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, offset in positions:
+        low, high = ranges.get((topic, partition), (offset, offset))
+        ranges[(topic, partition)] = (min(low, offset), max(high, offset))
+    rows = await session.execute(_HELD, {
+        "topics": [t for t, _ in ranges], "partitions": [p for _, p in ranges],
+        "lows": [lo for lo, _ in ranges.values()], "highs": [hi for _, hi in ranges.values()], "epoch": epoch})
+    wanted = set(positions)
+    return {(r.topic, r.partition, r.offset): bytes(r.entry) for r in rows
+            if (r.topic, r.partition, r.offset) in wanted}
 
 
 async def append(uow: UnitOfWork, message: Message, trail: Trail) -> None:
@@ -485,21 +537,12 @@ async def verify_stored(session: AsyncSession, page: int = 5000,
                         state, lagging, sum(t["missing"] for t in lagging), ends is not None)
 
 
-async def _checkpointed(session: AsyncSession, size: int | None) -> tuple[str, checkpoint.Checkpoint, list[sa.Row]]:
-    """A signed checkpoint (the latest when ``size`` is None) and the entries it covers."""
-    note = await signed_note(session, size)
-    cp = checkpoint.parse(note).checkpoint
-    rows = (await session.execute(
-        sa.select(audit_entries).where(audit_entries.c.seq <= cp.size).order_by(audit_entries.c.seq))).all()
-    return note, cp, list(rows)
-
-
-def _described(row: sa.Row, value: sealed_values.ValueState) -> dict[str, Any]:
+def _described(row: sa.Row, value: sealed_values.ValueState, version: int | None = None) -> dict[str, Any]:
     """What an exported entry is, for people (not verified): never the value, only what
     became of it (sealed, erased when and by which rule)."""
     return {"topic": row.topic, "partition": row.partition, "offset": row.offset, "event_type": row.event_type,
             "case_id": row.case_id, "recorded_at": row.recorded_at.isoformat(),
-            "log_version": read_leaf(row.entry).version, "value": value.public()}
+            "log_version": read_leaf(row.entry).version if version is None else version, "value": value.public()}
 
 
 async def value_states(session: AsyncSession, rows: Sequence[sa.Row]) -> dict[int, sealed_values.ValueState]:
@@ -513,37 +556,99 @@ async def value_states(session: AsyncSession, rows: Sequence[sa.Row]) -> dict[in
     return found
 
 
-def exported_entry(row: sa.Row) -> bytes | offline.Withheld:
+def exported_entry(row: sa.Row, version: int | None = None) -> bytes | offline.Withheld:
     """What an export carries of an entry: its bytes when they hold no value (version 2),
     else its leaf hash only."""
-    return row.entry if read_leaf(row.entry).version >= 2 else offline.Withheld(row.leaf_hash)
+    version = read_leaf(row.entry).version if version is None else version
+    return row.entry if version >= 2 else offline.Withheld(row.leaf_hash)
 
 
-async def export(session: AsyncSession, log: Log, size: int | None = None) -> list[str]:
-    """JSON Lines for ``punte audit verify``: the signed checkpoint, then every entry with
-    its inclusion proof (entries from the checkpoint's size only). No value is exported."""
-    note, cp, rows = await _checkpointed(session, size)
-    states = await value_states(session, rows)
-    # Every proof of an export touches most of the tree: read the nodes once, not per proof.
-    nodes = await tree.read(session)
-    return list(offline.export_lines(log.origin, note, [exported_entry(r) for r in rows], nodes, cp.size,
-                                     [_described(r, states[r.seq]) for r in rows]))
+@dataclass(frozen=True)
+class ExportOf:
+    """The signed checkpoint an export is made of."""
+
+    note: str  # with the witnesses' cosignatures
+    checkpoint: checkpoint.Checkpoint
+    issued_at: datetime
+
+
+async def export_checkpoint(session: AsyncSession, size: int | None = None) -> ExportOf:
+    """The checkpoint (the latest when ``size`` is None) an export will be made of; refused
+    (UNKNOWN_CHECKPOINT) before anything is streamed when there is none."""
+    note = await signed_note(session, size)
+    cp = checkpoint.parse(note).checkpoint
+    issued_at = await session.scalar(sa.select(checkpoints.c.issued_at).where(checkpoints.c.size == cp.size))
+    return ExportOf(note, cp, issued_at)
+
+
+# Entries read per query while exporting: a multiple of a tile's width, so bundles never
+# straddle two pages.
+EXPORT_PAGE = 16 * tiles.TILE_WIDTH
+_EXPORTED = [audit_entries.c[name] for name in ("seq", "topic", "partition", "offset", "event_type", "case_id",
+                                                "recorded_at", "entry", "leaf_hash", "value_scope")]
+
+
+async def _pages(session: AsyncSession, size: int,
+                 page: int) -> AsyncIterator[tuple[Sequence[sa.Row], dict[int, sealed_values.ValueState]]]:
+    """The first ``size`` entries a page at a time, with what became of their values."""
+    after = 0
+    while after < size:
+        rows = (await session.execute(
+            sa.select(*_EXPORTED).where(audit_entries.c.seq > after, audit_entries.c.seq <= min(size, after + page))
+            .order_by(audit_entries.c.seq))).all()
+        yield rows, await value_states(session, rows)
+        after += page
+
+
+async def export_files(session: AsyncSession, log: Log, of: ExportOf,
+                       page: int = EXPORT_PAGE) -> AsyncIterator[tuple[str, bytes]]:
+    """The export for ``punte audit verify`` (domain/offline.py, decision 0034), file by file
+    as the entries are read a page at a time: the signed checkpoint, the tree as
+    tlog-tiles, the entries in bundles, and what each entry is for people (what became of
+    its value). Never the whole log in memory, never a value."""
+    size = of.checkpoint.size
+    yield offline.header(log.origin, size)
+    yield offline.CHECKPOINT, of.note.encode("utf-8")
+    async for rows, states in _pages(session, size, page):
+        by_tile: dict[int, list[sa.Row]] = {}
+        for row in rows:
+            by_tile.setdefault((row.seq - 1) // tiles.TILE_WIDTH, []).append(row)
+        for n, chunk in by_tile.items():
+            versions = [read_leaf(r.entry).version for r in chunk]  # parsed once per entry
+            for file in offline.bundle_files(
+                    n, [exported_entry(r, v) for r, v in zip(chunk, versions, strict=True)],
+                    [r.leaf_hash for r in chunk],
+                    [_described(r, states[r.seq], v) for r, v in zip(chunk, versions, strict=True)]):
+                yield file
+    # The tiles above level 0 are the stored tree's nodes of tree levels 8, 16, ...
+    for level in tiles.levels(size)[1:]:
+        height = tiles.TILE_HEIGHT * level
+        nodes = (await session.execute(
+            sa.select(tree_nodes.c.hash).where(tree_nodes.c.level == height,
+                                               tree_nodes.c.index < size >> height)
+            .order_by(tree_nodes.c.index))).scalars().all()
+        for file in offline.upper_tile_files(level, list(nodes), size):
+            yield file
+
+
+async def table_rows(session: AsyncSession, of: ExportOf, page: int = EXPORT_PAGE) -> AsyncIterator[dict[str, Any]]:
+    """The entries of the same checkpoint as the export, one row each for a spreadsheet, a
+    page at a time: no proofs, the leaf hash of the entry, what became of its value."""
+    async for rows, states in _pages(session, of.checkpoint.size, page):
+        for r in rows:
+            leaf = read_leaf(r.entry)
+            described = _described(r, states[r.seq], leaf.version)
+            value = described.pop("value")
+            yield {"index": r.seq - 1, **described, "leaf_hash": r.leaf_hash.hex(),
+                   "value_sha256": leaf.digest_form.get("value_sha256"),
+                   "value_state": value["state"], "erased_at": value["erased_at"],
+                   "erased_rule": value["erased_rule"]}
 
 
 async def export_table(session: AsyncSession, size: int | None = None) -> list[dict[str, Any]]:
-    """The entries of the same checkpoint as ``export``, one row each for a spreadsheet:
-    no proofs, the leaf hash of the entry, what became of its value."""
-    _, _, rows = await _checkpointed(session, size)
-    states = await value_states(session, rows)
-    table = []
-    for r in rows:
-        described = _described(r, states[r.seq])
-        value = described.pop("value")
-        table.append({"index": r.seq - 1, **described, "leaf_hash": r.leaf_hash.hex(),
-                      "value_sha256": read_leaf(r.entry).digest_form.get("value_sha256"),
-                      "value_state": value["state"], "erased_at": value["erased_at"],
-                      "erased_rule": value["erased_rule"]})
-    return table
+    """``table_rows`` of a checkpoint (the latest when ``size`` is None), all at once."""
+    of = await export_checkpoint(session, size)
+    return [row async for row in table_rows(session, of)]
 
 
 # --- break-glass -----------------------------------------------------------------------------

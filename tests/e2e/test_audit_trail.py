@@ -8,6 +8,7 @@ import base64
 import json
 import subprocess
 import sys
+import tarfile
 import time
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ import pytest
 from contracts.events import EventType
 from punte.stack import Stack
 from runtime.kafka import make_producer
-from services.audit.domain import checkpoint, merkle
+from services.audit.domain import checkpoint, merkle, tiles
 from tests.e2e.conftest import Deliveries, institution_system, sign_in, wait_until
 
 # On the session's broker: Tansu, and Apache Kafka with --broker kafka (decision 0031).
@@ -124,25 +125,29 @@ async def test_an_auditor_and_a_witness_check_the_trail_of_the_running_network(n
         assert cosigned.status_code == 200
         assert checkpoint.verify_cosignature(cosigned.text, "isj-bc", witness.public_raw()) > 0
 
-        exported = (await client.get(f"{network.url('audit')}/export", headers=auditor)).text
-    export = tmp_path / "trail.jsonl"
-    export.write_text(exported)
+        exported = (await client.get(f"{network.url('audit')}/export", headers=auditor)).content
+    export = tmp_path / "trail.tar"
+    export.write_bytes(exported)
     verify = [sys.executable, "-m", "punte.cli", "audit", "verify", str(export), "--key", key["verifier_key"], "--json"]
     ok = subprocess.run(verify, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    signed_size = checkpoint.parse(json.loads(exported.splitlines()[0])["checkpoint"]).checkpoint.size
+    with tarfile.open(export) as archive:
+        archive.extractall(tmp_path / "extracted", filter="data")  # what `tar -xf` does
+    folder = tmp_path / "extracted" / "punte-audit"
+    signed_size = checkpoint.parse((folder / "checkpoint").read_text()).checkpoint.size
     assert json.loads(ok.stdout)["checked"] == signed_size
 
-    # Someone edits one entry of the export: the verifier names it.
-    lines = exported.splitlines()
-    row = json.loads(lines[5])
-    raw = bytearray(base64.b64decode(row["entry"]))
+    # Someone edits one entry of the extracted export: the verifier names it.
+    bundles = folder / "tile" / "entries"  # the first bundle: full, or partial (000.p/<width>)
+    bundle = bundles / "000" if (bundles / "000").is_file() else next((bundles / "000.p").iterdir())
+    entries = tiles.decode_bundle(bundle.read_bytes())
+    raw = bytearray(entries[4])
     raw[10] ^= 1
-    row["entry"] = base64.b64encode(bytes(raw)).decode()
-    lines[5] = json.dumps(row)
-    export.write_text("\n".join(lines) + "\n")
+    entries[4] = bytes(raw)
+    bundle.write_bytes(tiles.encode_bundle(entries))
+    verify[verify.index(str(export))] = str(folder)
     bad = subprocess.run(verify, capture_output=True, text=True)
-    assert bad.returncode == 1 and json.loads(bad.stdout)["first_bad"] == 4  # line 5 holds index 4
+    assert bad.returncode == 1 and json.loads(bad.stdout)["first_bad"] == 4, bad.stdout
 
 
 async def _grown(client: httpx.AsyncClient, network: Stack, auditor: dict, first: str):

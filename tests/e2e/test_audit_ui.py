@@ -144,7 +144,7 @@ def test_an_auditor_signs_in_searches_with_a_purpose_and_follows_a_case(page: Au
     assert "warn" not in page.attribute("#whoami", "class").split()
     key = audit_api(network, "log-key").json()["verifier_key"]
     assert page.text("#log-key") == key
-    assert page.text("#verify-command") == f"punte audit verify punte-audit.jsonl --key '{key}'"
+    assert page.text("#verify-command") == f"punte audit verify punte-audit.tar --key '{key}'"
     assert page.driver.execute_script("return document.activeElement.id") == "purpose"
 
     # No purpose: the page does not ask the API.

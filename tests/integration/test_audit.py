@@ -4,7 +4,6 @@ and witnesses, and exports an auditor verifies offline — including after tampe
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import uuid
@@ -23,7 +22,7 @@ from runtime.outbox import Outbox
 from runtime.signing import Keyring, PublicKey, SigningKey
 from services.audit import handlers
 from services.audit.adapters.tables import audit_entries, tree_nodes
-from services.audit.domain import checkpoint, merkle, offline
+from services.audit.domain import checkpoint, merkle, offline, tiles
 from services.audit.domain.subjects import MAX_SEARCHABLE
 from tests.integration.helpers import audit_trail, emitted, message, migrated_database, read_topic
 
@@ -186,21 +185,30 @@ async def test_checkpoints_are_signed_published_and_witnessed(audit):
     assert checkpoint.verify_note(witnessed, LOG.origin, LOG.public()).size == 12
 
 
-async def exported(sessions) -> list[str]:
+async def exported(sessions) -> offline.MemorySource:
     async with sessions() as session, session.begin():
         uow = UnitOfWork(session, Outbox(session), "/punte/audit")
         await handlers.issue_checkpoint(uow, LOG)
         await uow.outbox.flush()
+    return await export_of(sessions)
+
+
+async def export_of(sessions, page: int = handlers.EXPORT_PAGE) -> offline.MemorySource:
+    """The export's files as the service streams them (read a page of entries at a time)."""
     async with sessions() as session:
-        return list(await handlers.export(session, LOG))
+        of = await handlers.export_checkpoint(session)
+        return offline.MemorySource({path: data async for path, data in handlers.export_files(session, LOG, of, page)})
 
 
 async def test_an_export_verifies_offline_and_tampering_is_found_at_its_entry(audit):
     replica, engine, sessions = audit
-    await replica().process(batch("punte.cases", 30))
-    lines = await exported(sessions)
-    good = offline.verify_export(lines, LOG.origin, LOG.public())
-    assert good.ok and good.checked == 30
+    await replica().process(batch("punte.cases", 300))
+    source = await exported(sessions)
+    good = offline.verify_export(source, LOG.origin, LOG.public())
+    assert good.ok and good.checked == 300
+    assert sorted(p for p in source.paths() if p.startswith("tile/")) == [
+        "tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1", "tile/entries/000", "tile/entries/001.p/44"]
+    assert (await export_of(sessions, page=256)).files == source.files, "the same export, a page at a time"
     # The operator changes one stored byte of entry 12 (seq 13) after the checkpoint.
     async with engine.begin() as conn:
         entry = await conn.scalar(sa.select(audit_entries.c.entry).where(audit_entries.c.seq == 13))
@@ -209,13 +217,14 @@ async def test_an_export_verifies_offline_and_tampering_is_found_at_its_entry(au
     async with sessions() as session:
         stored_check = await handlers.verify_stored(session)
         paged_check = await handlers.verify_stored(session, page=6)  # seq 13 opens the third page
-        tampered = list(await handlers.export(session, LOG))
+    tampered = await export_of(sessions)
     assert not stored_check.verified and stored_check.first_bad == 13
     assert paged_check == stored_check
     report = offline.verify_export(tampered, LOG.origin, LOG.public())
     assert not report.ok and report.first_bad == 12  # 0-based index of seq 13
-    entry_line = tampered[13]
-    assert base64.b64decode(json.loads(entry_line)["entry"]) != entry
+    assert report.problem == ("entry 12 was altered: its leaf hash differs from tile/0/000, "
+                              "and the tiles build the signed root")
+    assert tiles.decode_bundle(tampered.read("tile/entries/000"))[12] != entry
 
 
 async def test_a_changed_tree_node_no_longer_matches_the_signed_checkpoint(audit):
@@ -234,13 +243,12 @@ async def test_a_changed_tree_node_no_longer_matches_the_signed_checkpoint(audit
 async def test_the_table_export_describes_the_same_entries_as_the_verifiable_one(audit):
     replica, engine, sessions = audit
     await replica().process(batch("punte.cases", 5) + batch("punte.referrals", 3))
-    lines = await exported(sessions)
+    source = await exported(sessions)
     async with sessions() as session:
         table = await handlers.export_table(session)
     assert len(table) == 8
-    for row, line in zip(table, lines[1:], strict=True):
-        proved = json.loads(line)
-        entry = base64.b64decode(proved["entry"])
+    bundled = tiles.decode_bundle(source.read("tile/entries/000.p/8"))
+    for row, proved, entry in zip(table, offline.described(source), bundled, strict=True):
         assert row == {"index": proved["index"], "topic": proved["topic"], "partition": proved["partition"],
                        "offset": proved["offset"], "event_type": proved["event_type"],
                        "case_id": proved["case_id"], "recorded_at": proved["recorded_at"],

@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import sys
+import tarfile
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -31,8 +32,9 @@ from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey
 from runtime.tokens import TokenVerifier
 from services.audit import handlers
+from services.audit.adapters.export_archive import FOLDER
 from services.audit.adapters.tables import audit_entries, audit_sealed_values
-from services.audit.domain import checkpoint, offline
+from services.audit.domain import checkpoint, offline, tiles
 from services.audit.domain.entries import Record, canonical_v1
 from services.audit.domain.merkle import leaf_hash
 from services.audit.entrypoints import http
@@ -118,11 +120,13 @@ class Audit:
         async with self.sessions() as session, session.begin():
             return await handlers.erase_due(session, self.trail.data_keys, now or datetime.now(timezone.utc))
 
-    async def export(self) -> str:
+    async def export(self) -> bytes:
+        """The export as the auditor downloads it: a tar stream (decision 0034)."""
         assert (await self.client.post("/checkpoints", headers=AUDITOR)).status_code == 200
         answer = await self.client.get("/export", headers=AUDITOR)
         assert answer.status_code == 200, answer.text
-        return answer.text
+        assert answer.headers["content-type"] == "application/x-tar"
+        return answer.content
 
     async def entries(self, **params) -> list[dict]:
         answer = await self.client.get("/entries", params=params, headers=AUDITOR)
@@ -166,10 +170,21 @@ async def erasing(infrastructure, tmp_path):
     await built.engine.dispose()
 
 
-def verify_offline(tmp_path: Path, exported: str, verifier_key: str) -> dict:
+def unpacked(exported: bytes) -> offline.MemorySource:
+    """The export's files by their path in the layout."""
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(exported)) as archive:
+        for member in archive.getmembers():
+            handle = archive.extractfile(member)
+            assert member.name.startswith(f"{FOLDER}/") and handle is not None
+            files[member.name.removeprefix(f"{FOLDER}/")] = handle.read()
+    return offline.MemorySource(files)
+
+
+def verify_offline(tmp_path: Path, exported: bytes, verifier_key: str) -> dict:
     """``punte audit verify`` on the export, as an auditor runs it on another computer."""
-    path = tmp_path / "trail.jsonl"
-    path.write_text(exported)
+    path = tmp_path / "trail.tar"
+    path.write_bytes(exported)
     done = subprocess.run([sys.executable, "-m", "punte.cli", "audit", "verify", str(path), "--key", verifier_key,
                            "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -203,13 +218,13 @@ async def test_auditors_search_export_and_verify_offline_without_reading_a_child
     assert json.loads(base64.b64decode(sent["entry_base64"])) == sent["record"]
     exported = await audit.export()
     table = (await audit.client.get("/export", params={"format": "csv"}, headers=AUDITOR)).text
-    for answer in (json.dumps(entries), exported, table):
+    for answer in (json.dumps(entries), exported.decode("utf-8", errors="replace"), table):
         seen = readable(answer)
         for secret in SECRETS:
             assert secret not in seen
     rows = list(csv.DictReader(io.StringIO(table)))
     assert {r["value_state"] for r in rows} == {"sealed"}
-    report_line = json.loads(exported.splitlines()[1])
+    report_line = next(offline.described(unpacked(exported)))
     assert report_line["value"]["state"] == "sealed" and report_line["log_version"] == 2
     # An auditor's export, holding no personal data, still proves the whole log offline.
     verified = verify_offline(tmp_path, exported, await verifier_key(audit))
@@ -272,16 +287,16 @@ async def test_a_closed_case_is_erased_by_its_rule_and_the_whole_trail_still_ver
     assert verify.status_code == 200 and verify.json()["verified"]
     after = await audit.export()
     previous = tmp_path / "before.txt"
-    previous.write_text(json.loads(first.splitlines()[0])["checkpoint"])
+    previous.write_bytes(unpacked(first).read(offline.CHECKPOINT) or b"")
     key = await verifier_key(audit)
     verified = verify_offline(tmp_path, after, key)
     assert verified["ok"] and verified["checked"] == verified["size"] and verified["erased"] == {"closed-case": 4}
-    path = tmp_path / "after.jsonl"
-    path.write_text(after)
+    path = tmp_path / "after.tar"
+    path.write_bytes(after)
     consistent = subprocess.run([sys.executable, "-m", "punte.cli", "audit", "verify", str(path), "--key", key,
                                  "--previous", str(previous), "--json"], capture_output=True, text=True)
     assert consistent.returncode == 0, consistent.stdout
-    lines = [json.loads(line) for line in after.splitlines()[1:]]
+    lines = list(offline.described(unpacked(after)))
     [report_line] = [line for line in lines if line["event_type"] == "ro.punte.report.submitted.v2"]
     assert report_line["value"]["state"] == "erased" and report_line["value"]["erased_rule"] == "closed-case"
     # Break-glass on an erased value: a clear refusal, when and by which rule.
@@ -341,14 +356,15 @@ async def test_an_old_log_of_version_1_still_verifies_and_shows_no_value(audit, 
     assert entries[0]["entry_base64"] is None and "value" not in entries[0]["record"]
     exported = await audit.export()
     for secret in SECRETS:
-        assert secret not in readable(json.dumps(entries)) and secret not in readable(exported)
+        assert secret not in readable(json.dumps(entries))
+        assert secret not in readable(exported.decode("utf-8", errors="replace"))
     verified = verify_offline(tmp_path, exported, await verifier_key(audit))
     assert verified["ok"] and verified["checked"] == 4 and verified["withheld"] == 3
-    # A changed leaf hash of a withheld entry is still found at its entry.
-    lines = exported.splitlines()
-    row = json.loads(lines[2])
-    row["leaf_hash"] = base64.b64encode(bytes(32)).decode()
-    lines[2] = json.dumps(row)
+    files = unpacked(exported).files
+    assert tiles.decode_bundle(files["tile/entries/000.p/4"])[:3] == [b"", b"", b""], "withheld: no bytes"
+    # A changed leaf hash of a withheld entry (its only trace) no longer rebuilds the signed root.
+    tile = bytearray(files["tile/0/000.p/4"])
+    tile[32:64] = bytes(32)
     name, public = checkpoint.parse_verifier_key(await verifier_key(audit))
-    bad = offline.verify_export(lines, name, public)
-    assert not bad.ok and bad.first_bad == 1
+    bad = offline.verify_export(offline.MemorySource({**files, "tile/0/000.p/4": bytes(tile)}), name, public)
+    assert not bad.ok and bad.problem == "the entries do not rebuild the signed root"

@@ -3,8 +3,10 @@ goes through the identity provider's real token endpoint (punte.identity over AS
 token it hands back works on the audit API for an auditor, and the API refuses others."""
 from __future__ import annotations
 
+import io
 import json
 import socket
+import tarfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -163,9 +165,13 @@ async def test_the_export_downloads_once_a_checkpoint_exists(page):
     token = (await sign_in(page, "aud.ana", AUDITOR_PASSWORD)).json()["access_token"]
     bearer = {"Authorization": f"Bearer {token}", **PURPOSE}
     assert (await page.post("/checkpoints", headers=bearer)).status_code == 200
-    exported = await page.get("/export", params={"format": "jsonl"}, headers=bearer)
-    assert exported.status_code == 200 and len(exported.text.splitlines()) == 4
-    assert json.loads(exported.text.splitlines()[1])["index"] == 0
+    exported = await page.get("/export", params={"format": "tar"}, headers=bearer)
+    assert exported.status_code == 200 and exported.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(exported.content)) as archive:
+        names = archive.getnames()
+        header = json.loads(archive.extractfile("punte-audit/punte/export.json").read())  # type: ignore[union-attr]
+    assert {"punte-audit/checkpoint", "punte-audit/tile/0/000.p/3", "punte-audit/tile/entries/000.p/3"} <= set(names)
+    assert header["size"] == 3
     key = (await page.get("/log-key", headers=bearer)).json()["verifier_key"]
     assert key.startswith("punte.test/audit+")
 

@@ -12,11 +12,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.data_keys import DataKeys
+from services.audit.adapters import bulk
 from services.audit.adapters.tables import audit_entries, audit_report_cases, audit_sealed_values
 
 
 async def store(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(sa.insert(audit_sealed_values), rows)
+    await bulk.copy_rows(session, audit_sealed_values, rows)
 
 
 async def links(session: AsyncSession, report_ids: Iterable[str]) -> dict[str, str]:

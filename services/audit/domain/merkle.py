@@ -239,7 +239,8 @@ def new_nodes(existing_size: int, new_leaves: Sequence[bytes], src: NodeSource) 
 
 class MemoryTree:
     """An in-memory NodeSource holding every perfect subtree hash (about 2n hashes, no entry
-    bytes). For tests and the offline verifier, which rebuilds a log from its export."""
+    bytes). For tests and small exports built in memory (offline.files_of); the offline
+    verifier rebuilds a log with tiles.Frontier, in O(log n) memory."""
 
     def __init__(self, entries: Sequence[bytes] = ()) -> None:
         self._nodes: dict[tuple[int, int], bytes] = {}

@@ -70,7 +70,7 @@
       "verify.latest": "Ultimul punct de control semnat",
       "verify.key": "Cheia de verificare a jurnalului",
       "verify.export": "Export pentru verificare offline",
-      "verify.jsonl": "Descarcă JSONL",
+      "verify.tar": "Descarcă arhiva (tar)",
       "verify.csv": "Descarcă CSV",
       "verify.howto": "Verificați fișierul JSONL pe un alt calculator, cu comanda:",
       "verify.nocheckpoint": "Încă nu există un punct de control semnat.",
@@ -143,7 +143,7 @@
       "verify.latest": "Latest signed checkpoint",
       "verify.key": "The log's verifier key",
       "verify.export": "Export for offline verification",
-      "verify.jsonl": "Download JSONL",
+      "verify.tar": "Download the archive (tar)",
       "verify.csv": "Download CSV",
       "verify.howto": "Check the JSONL file on another computer with:",
       "verify.nocheckpoint": "There is no signed checkpoint yet.",
@@ -366,7 +366,7 @@
     api("log-key").then(function (body) {
       state.lastKey = body.verifier_key;
       $("log-key").textContent = body.verifier_key;
-      $("verify-command").textContent = "punte audit verify punte-audit.jsonl --key '" + body.verifier_key + "'";
+      $("verify-command").textContent = "punte audit verify punte-audit.tar --key '" + body.verifier_key + "'";
     }).catch(function () { /* shown already */ });
   }
 
@@ -464,7 +464,7 @@
   });
   $("verify-run").addEventListener("click", runVerify);
   $("checkpoint-issue").addEventListener("click", issueCheckpoint);
-  $("export-jsonl").addEventListener("click", function () { download("jsonl"); });
+  $("export-tar").addEventListener("click", function () { download("tar"); });
   $("export-csv").addEventListener("click", function () { download("csv"); });
   punte.start();
 })();
