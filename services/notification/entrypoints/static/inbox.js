@@ -370,10 +370,15 @@
     return { urgency: $("f-urgency").value, kind: $("f-kind").value, unread: $("f-unread").checked };
   }
 
+  var inboxRequests = 0;
   function loadInbox(keepMessage) {
     var f = filters();
+    // Two filter changes in a row send two requests whose answers may come back in either
+    // order: only the last request's answer is shown, never an earlier filter's.
+    var request = ++inboxRequests;
     return api("inbox", { params: { urgency: f.urgency, kind: f.kind, limit: LIMIT }, keepMessage: keepMessage })
       .then(function (body) {
+        if (request !== inboxRequests) { return; }
         state.entries = body.entries;
         state.unread = body.unread;
         renderInbox();
