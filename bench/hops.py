@@ -10,7 +10,7 @@ Each hop is one consumer poll, the handler's transaction and the outbox relay's 
 beside them, the broker's own one hop (produce -> consume with the services' consumer
 settings) in the same run.
 
-    python bench/hops.py [--reports N] [--rate R]
+    python bench/hops.py [--reports N] [--rate R] [--broker tansu|kafka]
 
 It prints figures only; nothing here asserts a timing.
 """
@@ -34,11 +34,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.e2e import make_reports, percentiles, raw_hop_latency, send_all  # noqa: E402
-from bench.stacks import Senders  # noqa: E402
+from bench.stacks import Senders, stack_settings, started_stack  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import ingress_topic  # noqa: E402
 from punte.stack import Stack  # noqa: E402
 from runtime.cloudevents import decode  # noqa: E402
+from runtime.kafka import client_options  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 
 console = Console()
@@ -47,8 +48,9 @@ console = Console()
 class Timeline:
     """Every punte.* message from now on: for each event, its record timestamp (s)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest",
+    def __init__(self, bootstrap: str, settings: Settings | None = None) -> None:
+        self.consumer = AIOKafkaConsumer(**client_options(settings), bootstrap_servers=bootstrap, group_id=None,
+                                         auto_offset_reset="latest",
                                          enable_auto_commit=False, metadata_max_age_ms=1000,
                                          fetch_max_wait_ms=20)
         self.outcome: dict[str, float] = {}  # report id -> outcome's timestamp
@@ -100,7 +102,7 @@ class Timeline:
 async def run(stack: Stack, n: int, rate: float, seed: int) -> dict:
     from contracts.reference import institutions, topic_partitions
     reports = make_reports(stack, random.Random(seed), n)
-    timeline = Timeline(stack.kafka_bootstrap)
+    timeline = Timeline(stack.kafka_bootstrap or "", stack_settings(stack))
     await timeline.start(sum(p for _, p in topic_partitions(institutions())))
     senders = Senders(stack)
     await senders.start({ingress_topic(reporter) for reporter, _ in reports})
@@ -128,7 +130,8 @@ async def run(stack: Stack, n: int, rate: float, seed: int) -> dict:
             if case_id in timeline.notified:
                 hops["referral.requested -> notification"].append(timeline.notified[case_id] - timeline.requested[case_id])
                 hops["report -> notification"].append(timeline.notified[case_id] - at)
-    broker = await raw_hop_latency(stack.kafka_bootstrap, reports, rate, min(n, 100))
+    broker = await raw_hop_latency(stack.kafka_bootstrap or "", reports, rate, min(n, 100), stack_settings(stack),
+                                   **({"replication": 3} if stack.kafka is not None else {}))
     return {"hops": {k: percentiles(v) for k, v in hops.items()}, "broker_one_hop": broker,
             "stages": await stages(stack, timeline)}
 
@@ -171,14 +174,11 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="punte-hops-") as tmp:
-        stack = Stack(Path(tmp) / "state")
-        try:
-            stack.start()
+        with started_stack(Path(tmp) / "state", args.broker) as stack:
             figures = asyncio.run(run(stack, args.reports, args.rate, args.seed))
-        finally:
-            stack.stop()
     table = Table(title=f"{args.reports} reports at {args.rate:g}/s: hop latency from record timestamps")
     for column in ("hop", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "hop" else "right")
