@@ -255,6 +255,9 @@ class BrokerAwayOnce:
     def __init__(self, producer) -> None:
         self._producer, self._failed = producer, False
 
+    def __getattr__(self, name: str):
+        return getattr(self._producer, name)
+
     async def send(self, *args, **kwargs):
         if not self._failed:
             self._failed = True
