@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -98,7 +99,7 @@ def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[
     leaf hash and subject; the value is sealed apart."""
     record = _record_of(message)
     # The first epoch's bytes are those the inbox key was made of a moment ago.
-    entry = _recent.entry(message) if epoch == 1 else canonical(record, epoch)
+    entry = _first_epoch_entry(message) if epoch == 1 else canonical(record, epoch)
     body = body_of(record.value)
     subject = subject_with(record, templates, body)
     row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
@@ -156,29 +157,17 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
     await _keep_or_erase(session, appended, links, trail.schedule, uow.now)
 
 
-class _Recent:
-    """The canonical bytes (first broker epoch) of the messages keyed last, by identity: the
-    consumer keys a batch just before appending it, and both need the same bytes, whose JSON
-    was a sixth of the append's time built twice (bench/README.md). Holding each message
-    keeps its id from being reused while it is here."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: dict[int, tuple[Message, bytes]] = {}
-
-    def entry(self, message: Message) -> bytes:
-        found = self._items.get(id(message))
-        if found is not None and found[0] is message:
-            return found[1]
-        entry = canonical(_record_of(message))
-        if len(self._items) >= self._size:
-            del self._items[next(iter(self._items))]  # the oldest (dicts keep insertion order)
-        self._items[id(message)] = (message, entry)
-        return entry
+# The canonical bytes (first broker epoch) of the messages the consumer holds: it keys a
+# batch just before appending it, and both need the same bytes, whose JSON built twice was
+# a sixth of the append's time (bench/README.md). Freed with the messages.
+_first_epoch_bytes: weakref.WeakKeyDictionary[Message, bytes] = weakref.WeakKeyDictionary()
 
 
-# Two of the consumer's largest batches.
-_recent = _Recent(4096)
+def _first_epoch_entry(message: Message) -> bytes:
+    entry = _first_epoch_bytes.get(message)
+    if entry is None:
+        entry = _first_epoch_bytes[message] = canonical(_record_of(message))
+    return entry
 
 
 def _record_of(message: Message) -> Record:
@@ -191,7 +180,7 @@ def key_by_record(message: Message) -> str:
     """The audit consumer's inbox key: the record itself, not only where it sits. A broker
     that lost its log puts other records at the same positions, and they are new; the same
     record delivered again has the same key (decision 0025)."""
-    return f"@{message.position}#{hashlib.sha256(_recent.entry(message)).hexdigest()[:32]}"
+    return f"@{message.position}#{hashlib.sha256(_first_epoch_entry(message)).hexdigest()[:32]}"
 
 
 epoch_starts = sa.table("audit_epoch_starts", sa.column("epoch", sa.Integer), sa.column("broker_epoch", sa.Text))
