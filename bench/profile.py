@@ -77,18 +77,14 @@ def summary(stacks: Counter[tuple[str, ...]], top: int) -> tuple[int, list[tuple
 
 def show(name: str, stacks: Counter[tuple[str, ...]], top: int) -> None:
     total, inclusive, own = summary(stacks, top)
-    table = Table(title=f"{name}: {total} samples")
-    table.add_column("inclusive %", justify="right")
-    table.add_column("function")
-    for fn, count in inclusive:
-        table.add_row(f"{100 * count / max(total, 1):.1f}", fn)
-    console.print(table)
-    table = Table(title=f"{name}: innermost project frame")
-    table.add_column("%", justify="right")
-    table.add_column("line")
-    for fn, count in own:
-        table.add_row(f"{100 * count / max(total, 1):.1f}", fn)
-    console.print(table)
+    for title, column, rows in ((f"{name}: {total} samples", ("inclusive %", "function"), inclusive),
+                                (f"{name}: innermost project frame", ("%", "line"), own)):
+        table = Table(title=title)
+        table.add_column(column[0], justify="right")
+        table.add_column(column[1])
+        for where, count in rows:
+            table.add_row(f"{100 * count / max(total, 1):.1f}", where)
+        console.print(table)
 
 
 async def load(stack: Stack, n: int, seed: int, timeout: float) -> float:
