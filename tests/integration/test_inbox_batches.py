@@ -113,8 +113,8 @@ async def test_two_failing_messages_in_one_batch_are_each_dead_lettered(database
 def test_a_quiet_consumer_lets_the_broker_hold_its_fetches_longer_until_records_come():
     from runtime.inbox import FetchPace
     pace = FetchPace(busy_ms=50, idle_ms=1000, idle_after=5.0)
-    pace.restart()
-    start = pace._last
+    start = 1000.0
+    assert pace.wait_after(True, start) == 50, "records: the short wait"
     assert pace.wait_after(False, start + 1) == 50, "a short lull keeps the short wait"
     assert pace.wait_after(False, start + 6) == 1000, "nothing for 5 s: the long wait"
     assert pace.wait_after(True, start + 7) == 50, "the first records bring the short wait back"
