@@ -149,9 +149,14 @@ def receive(uow: UnitOfWork, message: Message, keyring: Keyring, service: str,
     try:
         return authenticate(message, keyring, window, now=uow.now)
     except Refused as exc:
-        answer = reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
-        dead_letter(uow, message, service, exc.code, exc.detail)
-        return Refusal(exc.code, exc.detail, answer)
+        return refuse(uow, message, service, exc)
+
+
+def refuse(uow: UnitOfWork, message: Message, service: str, refused: Refused) -> Refusal:
+    """Answer a message ``authenticate`` refused with a rejection, and dead-letter it."""
+    answer = reply(uow, message, accepted=False, code=refused.code, detail=refused.detail)
+    dead_letter(uow, message, service, refused.code, refused.detail)
+    return Refusal(refused.code, refused.detail, answer)
 
 
 def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None = None,

@@ -110,10 +110,11 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     intake = build_intake(rt)
     others = handled_elsewhere()
 
+    async def handle_many(uow: UnitOfWork, messages: list[Message]) -> None:
+        await handlers.submit_reports(uow, [m for m in messages if m.header("ce_type") not in others], intake)
+
     async def handle(uow: UnitOfWork, message: Message) -> None:
-        if message.header("ce_type") in others:
-            return
-        await handlers.submit_report(uow, message, intake)
+        await handle_many(uow, [message])
 
     async def on_failure(uow: UnitOfWork, message: Message, code: str, detail: str) -> None:
         await handlers.record_failure(uow, message, code)
@@ -124,7 +125,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
         await retention.follow_closure(uow, message, schedule)
 
     return [rt.consumer(group_id="punte-intake", handler=handle, pattern=INGRESS_PATTERN,
-                        message_key=key_by_sender, on_failure=on_failure),
+                        message_key=key_by_sender, on_failure=on_failure, batch_handler=handle_many),
             # Cases their lead closes or reopens (referral).
             rt.consumer(group_id="punte-intake-closures", topics=["punte.referrals"], handler=on_referrals,
                         background=True)]

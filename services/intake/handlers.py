@@ -1,9 +1,9 @@
-"""Intake's use cases: one function per message it handles."""
+"""Intake's use cases: the reports it takes, a polled batch at a time."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -24,16 +24,16 @@ from contracts.refusals import Refused
 from runtime import restrictions
 from runtime.cloudevents import CloudEvent, derived_id
 from runtime.inbox import Message, UnitOfWork
-from runtime.ingress import Refusal, Window, key_by_sender, receive, reply, sender_of
+from runtime.ingress import Window, authenticate, key_by_sender, refuse, reply, sender_of
 from runtime.signing import Keyring
 from services.intake.adapters import privacy, repository
 from services.intake.adapters.report_keys import ReportKeys
 from services.intake.adapters.tables import cases, reports
 from services.intake.adapters.vault import IdentityVault, Sealed
+from services.intake.domain.casebook import Casebook, Known, OpenCase
 from services.intake.domain.cases import NewCase, Rules, assess, merge, overlaps, upgrade
 from services.intake.domain.errors import ReportRejected
-from services.intake.domain.matching import Described, likely_same_child
-from services.intake.domain.rights import joinable
+from services.intake.domain.matching import likely_same_child
 from services.intake.domain.sealed import join, read_sealed
 
 SERVICE = "intake"
@@ -58,13 +58,91 @@ class Intake:
     accept_clear: bool = True
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A report that passed every check, with the case it would open."""
+
+    message: Message
+    event: CloudEvent
+    report: ReportSubmittedV2
+    case: NewCase
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A message refused: ``dead`` when it could not be read or trusted (dead-lettered)."""
+
+    message: Message
+    refused: Refused
+    dead: bool
+
+
+@dataclass
+class _Writes:
+    """What a batch writes, one statement per table (repository)."""
+
+    identities: list[dict[str, Any]] = field(default_factory=list)
+    households: list[tuple[str, str]] = field(default_factory=list)
+    opened: dict[str, dict[str, Any]] = field(default_factory=dict)  # case id -> its row
+    joined: dict[str, OpenCase] = field(default_factory=dict)  # earlier cases reports joined
+    case_reports: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[tuple[str, str, float]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> None:
-    """A report from an institution becomes a routed case, joins an open case of the same
-    child, or is rejected with a reason; the sender always gets the outcome."""
-    event = receive(uow, message, intake.keyring, SERVICE, intake.window)
-    if isinstance(event, Refusal):
-        await _record(uow, message, "rejected", event.answer, reason=event.code)
-        return
+    """One report: a batch of one (a replayed dead letter, a message tried alone)."""
+    await submit_reports(uow, [message], intake)
+
+
+async def submit_reports(uow: UnitOfWork, messages: list[Message], intake: Intake) -> None:
+    """Reports from institutions become routed cases, join an open case of the same child,
+    or are rejected with a reason; every sender gets the outcome. Batch-first (decision
+    0033): each report is checked on its own, the database is asked once for the whole
+    batch, the reports are decided in order against what it said and what earlier reports
+    of the batch did (Casebook), and the batch is written with one statement per table."""
+    decided = [_check(uow, message, intake) for message in messages]
+    checked = [d for d in decided if isinstance(d, _Checked)]
+    # A corrected CNP's pseudonym leads to the child's own (GDPR art. 16; domain/rights.py).
+    pseudonyms = await privacy.resolve_aliases(uow.session, [c.case.child_ref for c in checked])
+    checked_by_message = {id(c.message): replace(c, case=replace(c.case, child_ref=pseudonyms[c.case.child_ref]))
+                          for c in checked}
+    book = await _casebook(uow, list(checked_by_message.values()), intake.vault)
+    writes = _Writes()
+    for outcome in decided:
+        message = outcome.message
+        if isinstance(outcome, _Failed):
+            if outcome.dead:
+                answer = refuse(uow, message, SERVICE, outcome.refused).answer
+            else:
+                answer = reply(uow, message, accepted=False, code=outcome.refused.code,
+                               detail=outcome.refused.detail)
+            writes.answers.append(_answer(uow, message, "rejected", answer, reason=outcome.refused.code))
+            continue
+        report = checked_by_message[id(message)]
+        writes.identities.append(repository.identity_version(
+            report.case.child_ref, intake.vault.seal(_identity(report.report), report.case.child_ref),
+            report_id=report.event.id, reporter=report.report.reporter.institution, now=uow.now))
+        writes.households += [(report.case.child_ref, s) for s in report.case.sibling_refs]
+        book.link(report.case.child_ref, report.case.sibling_refs)
+        # A restricted case takes no new report: it opens a case of its own (domain/rights.py).
+        joined = next((c for c in book.joinable(report.case.child_ref) if overlaps(c.categories, report.case)), None)
+        if joined is not None:
+            case_id, answer = _join(uow, report, joined, writes)
+        else:
+            case_id, answer = _open(uow, report, book, writes)
+        book.known[report.case.child_ref] = _known(report.report)
+        writes.answers.append(_answer(uow, message, "accepted", answer, case_id=case_id))
+    await _write(uow, writes)
+
+
+def _check(uow: UnitOfWork, message: Message, intake: Intake) -> _Checked | _Failed:
+    """Everything decided from the message alone: is it authentic, a report intake takes,
+    well formed, and what case it would open."""
+    try:
+        event = authenticate(message, intake.keyring, intake.window, now=uow.now)
+    except Refused as exc:
+        return _Failed(message, exc, dead=True)
     try:
         if event.type not in REPORT_TYPES:
             raise ReportRejected("UNKNOWN_EVENT_TYPE", f"intake does not handle {event.type}")
@@ -74,28 +152,45 @@ async def submit_report(uow: UnitOfWork, message: Message, intake: Intake) -> No
         report = _report(event, intake, sender_of(message))
         if report.reporter.institution != sender_of(message):
             raise ReportRejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
-        case = assess(report, intake.rules, uow.now)
+        return _Checked(message, event, report, assess(report, intake.rules, uow.now))
     except Refused as exc:
-        answer = reply(uow, message, accepted=False, code=exc.code, detail=exc.detail)
-        await _record(uow, message, "rejected", answer, reason=exc.code)
-        return
+        return _Failed(message, exc, dead=False)
 
-    # A corrected CNP's pseudonym leads to the child's own (GDPR art. 16; domain/rights.py).
-    case = replace(case, child_ref=await privacy.resolve_alias(uow.session, case.child_ref))
-    await repository.add_identity_version(uow.session, case.child_ref,
-                                          intake.vault.seal(_identity(report), case.child_ref),
-                                          report_id=event.id, reporter=report.reporter.institution,
-                                          now=uow.now)
-    await repository.link_household(uow.session, case.child_ref, case.sibling_refs)
-    open_cases = await repository.open_cases_of(uow.session, case.child_ref)
-    # A restricted case takes no new report: it opens a case of its own (domain/rights.py).
-    open_cases = joinable(open_cases, await restrictions.restricted_among(uow.session, [c.case_id for c in open_cases]))
-    joined = next((c for c in open_cases if overlaps(c.categories, case)), None)
-    if joined is not None:
-        case_id, answer = await _join(uow, message, event, report, case, joined)
-    else:
-        case_id, answer = await _open(uow, message, event, report, case, intake.vault)
-    await _record(uow, message, "accepted", answer, case_id=case_id)
+
+async def _casebook(uow: UnitOfWork, checked: list[_Checked], vault: IdentityVault) -> Casebook:
+    """What the database holds that the batch's reports need: the open cases of their
+    children and of their children's households (locked), which of them are restricted, and
+    the look-alikes of the children reported without a CNP with their current identity."""
+    book = Casebook()
+    if not checked:
+        return book
+    children = {c.case.child_ref for c in checked}
+    households = await repository.households_of(uow.session, children)
+    for row in households:
+        book.link(row.child_ref, [row.sibling_ref])
+    related = children | {row.sibling_ref for row in households} | {s for c in checked for s in c.case.sibling_refs}
+    for row in await repository.open_cases_of_children(uow.session, related):
+        book.add(_open_case(row))
+    book.restricted = await restrictions.restricted_among(uow.session, book.cases)
+    unnamed = [(c.case.described, c.case.child_ref) for c in checked if c.report.child.cnp is None]
+    for row in await repository.lookalikes(uow.session, unnamed):
+        book.add(_open_case(row))
+        if row.child_ref not in book.known:
+            identity = vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
+            birth = identity.get("birth_date")
+            book.known[row.child_ref] = Known(identity.get("given_name"), identity.get("family_name"),
+                                              date.fromisoformat(birth) if birth else None)
+    return book
+
+
+def _open_case(row: sa.Row) -> OpenCase:
+    return OpenCase(case_id=row.case_id, child_ref=row.child_ref, county=row.county, uat_siruta=row.uat_siruta,
+                    birth_year=row.birth_year, categories=list(row.categories), urgency=row.urgency,
+                    lead=row.lead, informed=list(row.informed), opened_at=row.opened_at)
+
+
+def _known(report: ReportSubmittedV2) -> Known:
+    return Known(report.child.given_name, report.child.family_name, report.child.birth_date)
 
 
 def _takes_part(institution: str, lead: str, informed: Iterable[str]) -> bool:
@@ -130,12 +225,15 @@ def _parse(event: CloudEvent) -> ReportSubmitted | ReportSubmittedV2 | ReportSub
         raise ReportRejected("SCHEMA_VIOLATION", f"{where}: breaks {first['type']}") from None
 
 
-async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
-                case: NewCase, existing: sa.Row) -> tuple[str, dict[str, Any]]:
+def _join(uow: UnitOfWork, checked: _Checked, existing: OpenCase, writes: _Writes) -> tuple[str, dict[str, Any]]:
+    message, event, report, case = checked.message, checked.event, checked.report, checked.case
     merged = merge(existing.categories, existing.urgency, case)
-    await repository.update_case(uow.session, existing.case_id, list(merged.categories), merged.urgency)
-    await repository.add_report_to_case(uow.session, existing.case_id, event.id,
-                                        report.reporter.institution, list(case.categories), uow.now)
+    existing.categories, existing.urgency = list(merged.categories), merged.urgency
+    if existing.opened_here:
+        writes.opened[existing.case_id].update(categories=existing.categories, urgency=existing.urgency)
+    else:
+        writes.joined[existing.case_id] = existing
+    writes.case_reports.append(_case_report(existing.case_id, checked, uow))
     added = CaseReportAdded(
         case_id=existing.case_id, report_id=event.id, reporter=report.reporter,
         categories=list(merged.categories), new_categories=list(merged.new_categories),
@@ -154,24 +252,27 @@ async def _join(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
                                    informed=[existing.lead], merged=True)
 
 
-async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: ReportSubmittedV2,
-                case: NewCase, vault: IdentityVault) -> tuple[str, dict[str, Any]]:
+def _open(uow: UnitOfWork, checked: _Checked, book: Casebook, writes: _Writes) -> tuple[str, dict[str, Any]]:
+    message, event, report, case = checked.message, checked.event, checked.report, checked.case
     # Derived from the report, as every id its effects carry (ADR 0023): the same report
     # applied again to a database restored from before it opens the same case, not a second.
     case_id = f"case-{uuid.UUID(derived_id(key_by_sender(message), 'case')).hex[:16]}"
-    lookalikes = await _possible_duplicates(uow, case, vault) if report.child.cnp is None else []
-    duplicates = {row.case_id: score for row, score in lookalikes}
-    siblings = await repository.open_cases_of_siblings(uow.session, case.child_ref)
-    await repository.open_case(
-        uow.session, case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
+    lookalikes = _possible_duplicates(book, case) if report.child.cnp is None else []
+    duplicates = {other.case_id: score for other, score in lookalikes}
+    siblings = book.siblings_cases(case.child_ref)
+    writes.opened[case_id] = dict(
+        case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta,
         county=case.county, birth_year=case.described.birth_year, categories=list(case.categories),
         urgency=case.urgency, lead=case.lead, informed=list(case.informed), report_id=event.id,
         reporter=report.reporter.institution, opened_at=uow.now, do_not_contact=case.do_not_contact,
         deadlines={k: v.isoformat() for k, v in case.deadlines.items()},
     )
-    await repository.add_report_to_case(uow.session, case_id, event.id, report.reporter.institution,
-                                        list(case.categories), uow.now)
-    await repository.flag_duplicates(uow.session, case_id, duplicates)
+    book.add(OpenCase(case_id=case_id, child_ref=case.child_ref, county=case.county, uat_siruta=case.uat_siruta,
+                      birth_year=case.described.birth_year, categories=list(case.categories),
+                      urgency=case.urgency, lead=case.lead, informed=list(case.informed), opened_at=uow.now,
+                      opened_here=True))
+    writes.case_reports.append(_case_report(case_id, checked, uow))
+    writes.duplicates += [(case_id, other, score) for other, score in duplicates.items()]
     opened = CaseOpened(
         case_id=case_id, child_ref=case.child_ref, uat_siruta=case.uat_siruta, county=case.county,
         categories=list(case.categories), urgency=case.urgency, lead=case.lead,
@@ -188,25 +289,24 @@ async def _open(uow: UnitOfWork, message: Message, event: CloudEvent, report: Re
     reporter = report.reporter.institution
     if not _takes_part(reporter, case.lead, case.informed):
         return case_id, reply(uow, message, accepted=True)
-    known = sorted(row.case_id for row, _ in lookalikes if _takes_part(reporter, row.lead, row.informed))
+    known = sorted(other.case_id for other, _ in lookalikes if _takes_part(reporter, other.lead, other.informed))
     return case_id, reply(uow, message, accepted=True, key=case_id, case_id=case_id, urgency=case.urgency,
                           informed=[case.lead, *case.informed], possible_duplicate_of=known or None)
 
 
-async def _possible_duplicates(uow: UnitOfWork, case: NewCase,
-                               vault: IdentityVault) -> list[tuple[sa.Row, float]]:
+def _case_report(case_id: str, checked: _Checked, uow: UnitOfWork) -> dict[str, Any]:
+    return {"case_id": case_id, "report_id": checked.event.id, "reporter": checked.report.reporter.institution,
+            "categories": list(checked.case.categories), "received_at": uow.now}
+
+
+def _possible_duplicates(book: Casebook, case: NewCase) -> list[tuple[OpenCase, float]]:
     """Open cases that may be this child under another spelling, with their scores; a
     person decides."""
-    found: list[tuple[sa.Row, float]] = []
-    for row in await repository.lookalikes(uow.session, case.county, case.uat_siruta,
-                                           case.described.birth_year, case.child_ref):
-        known = vault.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.child_ref)
-        birth = known.get("birth_date")
-        score = likely_same_child(case.described, Described(
-            known.get("given_name"), known.get("family_name"),
-            date.fromisoformat(birth) if birth else None, row.birth_year, row.uat_siruta, row.county))
+    found: list[tuple[OpenCase, float]] = []
+    for other, described in book.lookalikes(case.described, case.child_ref):
+        score = likely_same_child(case.described, described)
         if score is not None:
-            found.append((row, round(score, 3)))
+            found.append((other, round(score, 3)))
     return found
 
 
@@ -226,16 +326,26 @@ def _identity(report: ReportSubmittedV2) -> dict[str, Any]:
 async def record_failure(uow: UnitOfWork, message: Message, code: str) -> None:
     """A message whose handling failed still counts, with its rejection."""
     answer = reply(uow, message, accepted=False, code=code)
-    await _record(uow, message, "rejected", answer, reason=code)
+    await repository.record_answers(uow.session, [_answer(uow, message, "rejected", answer, reason=code)],
+                                    uow.replaying)
 
 
-async def _record(uow: UnitOfWork, message: Message, outcome: str, answer: dict[str, Any],
-                  reason: str | None = None, case_id: str | None = None) -> None:
-    await repository.record_answer(
-        uow.session, uow.replaying, message_key=key_by_sender(message), event_id=message.header("ce_id"),
-        event_type=message.header("ce_type"), sender=sender_of(message), received_at=uow.now,
-        outcome=outcome, reason_code=reason, case_id=case_id, answer=answer,
-    )
+async def _write(uow: UnitOfWork, writes: _Writes) -> None:
+    session = uow.session
+    await repository.add_identity_versions(session, writes.identities)
+    await repository.link_households(session, writes.households)
+    await repository.open_cases(session, list(writes.opened.values()))
+    await repository.update_cases(session, [(c.case_id, c.categories, c.urgency) for c in writes.joined.values()])
+    await repository.add_reports_to_cases(session, writes.case_reports)
+    await repository.flag_duplicates(session, writes.duplicates)
+    await repository.record_answers(session, writes.answers, uow.replaying)
+
+
+def _answer(uow: UnitOfWork, message: Message, outcome: str, answer: dict[str, Any],
+            reason: str | None = None, case_id: str | None = None) -> dict[str, Any]:
+    return dict(message_key=key_by_sender(message), event_id=message.header("ce_id"),
+                event_type=message.header("ce_type"), sender=sender_of(message), received_at=uow.now,
+                outcome=outcome, reason_code=reason, case_id=case_id, answer=answer)
 
 
 async def stats(session) -> dict:

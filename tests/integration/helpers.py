@@ -158,12 +158,15 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
     async def handle(uow, msg):
         await intake_handlers.submit_report(uow, msg, intake)
 
+    async def handle_many(uow, msgs):  # as services/intake/bootstrap.py
+        await intake_handlers.submit_reports(uow, msgs, intake)
+
     async def on_failure(uow, msg, code, detail):  # as services/intake/bootstrap.py
         await intake_handlers.record_failure(uow, msg, code)
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
                              handler=handle, message_key=key_by_sender, attempts=1,
-                             data_keys=TEST_DATA_KEYS, on_failure=on_failure)
+                             data_keys=TEST_DATA_KEYS, on_failure=on_failure, batch_handler=handle_many)
     return consumer, engine, intake
 
 

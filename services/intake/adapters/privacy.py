@@ -72,11 +72,13 @@ async def add_alias(session: AsyncSession, alias_ref: str, child_ref: str, at: d
             alias_ref=alias_ref, child_ref=child_ref, recorded_at=at).on_conflict_do_nothing())
 
 
-async def resolve_alias(session: AsyncSession, child_ref: str) -> str:
-    """The child's pseudonym for ``child_ref`` (itself unless a corrected CNP made it an alias)."""
-    found = await session.scalar(sa.select(pseudonym_aliases.c.child_ref)
-                                 .where(pseudonym_aliases.c.alias_ref == child_ref))
-    return found or child_ref
+async def resolve_aliases(session: AsyncSession, child_refs: Iterable[str]) -> dict[str, str]:
+    """Each child's pseudonym for ``child_refs`` (itself unless a corrected CNP made it an alias)."""
+    refs = sorted(set(child_refs))
+    found = dict((await session.execute(
+        sa.select(pseudonym_aliases.c.alias_ref, pseudonym_aliases.c.child_ref)
+        .where(pseudonym_aliases.c.alias_ref.in_(refs)))).all()) if refs else {}
+    return {ref: found.get(ref, ref) for ref in refs}
 
 
 async def identity_versions(session: AsyncSession, child_ref: str) -> Sequence[sa.Row]:
