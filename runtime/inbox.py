@@ -22,7 +22,7 @@ import re
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -322,6 +322,11 @@ class InboxConsumer:
         self.processed = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.batch_failures = 0  # batches that failed whole and were tried again
+        # For /metrics (runtime/metrics.py): each assigned partition's messages not read yet
+        # (its high watermark less this client's position) and when the client last polled.
+        self.lag: dict[TopicPartition, int] = {}
+        self.polled_at = time.time()  # of its start, until it polls
         self.assigned = False
         # Whether the running client joined its group (even with no partition for it):
         # readiness. A rebalance leaves it joined; a client that stops is not.
@@ -430,6 +435,7 @@ class InboxConsumer:
                 polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)
+                self.lag, self.polled_at = await partition_lag(consumer, assignment), time.time()
                 await self._commit_rewound(consumer, listener)
                 records = [Message.of(r) for batch in polled.values() for r in batch]
                 self._pace.polled(consumer, bool(records))
@@ -447,6 +453,7 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             self.joined = False
+            self.lag = {}  # this client's positions end with it
             await consumer.stop()
 
     async def _commit_rewound(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
@@ -513,6 +520,7 @@ class InboxConsumer:
                 log.warning("batch failed, retrying", error=failure_detail(exc), size=len(records),
                             backoff=backoff, transient=transient)
                 failed = 0 if transient else failed + 1
+                self.batch_failures += 1
                 if self._limits.consecutive and failed > self._limits.consecutive:
                     first = held[0].message if held else records[0]
                     raise FailureLimitReached(
@@ -805,6 +813,17 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
             self._consumer.seek(tp, 0)
         self._rewound.update(first)
         self.uncommitted.update(first)
+
+
+async def partition_lag(consumer: AIOKafkaConsumer, assignment: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    """Messages on the broker past this client's position, per partition it holds; a
+    partition with no fetch answer yet has no high watermark and is left out."""
+    lag: dict[TopicPartition, int] = {}
+    for tp in assignment:
+        highwater = consumer.highwater(tp)
+        if highwater is not None:  # fetched, so the position is known: no wait here
+            lag[tp] = max(0, highwater - await consumer.position(tp))
+    return lag
 
 
 def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:
