@@ -7,7 +7,16 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.metrics import NAMES, RUNTIME_NAMES, SERVICE_NAMES, ConsumerState, Gauge, Snapshot, age, exposition
+from runtime.metrics import (
+    NAMES,
+    RUNTIME_NAMES,
+    SERVICE_NAMES,
+    ConsumerState,
+    Gauge,
+    Snapshot,
+    age,
+    exposition,
+)
 
 
 def samples(snapshot: Snapshot) -> list:
