@@ -22,7 +22,7 @@ import re
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -323,9 +323,9 @@ class InboxConsumer:
         self.duplicates = 0
         self.dead_lettered = 0
         self.batch_failures = 0  # batches that failed whole and were tried again
-        # For /metrics (runtime/metrics.py): each assigned partition's messages not read yet
-        # (its high watermark less this client's position) and when the client last polled.
-        self.lag: dict[TopicPartition, int] = {}
+        # For /metrics (runtime/metrics.py): the running client (its partitions' lag is
+        # read from it at a scrape, nothing is counted per poll) and when it last polled.
+        self._client: AIOKafkaConsumer | None = None
         self.polled_at = time.time()  # of its start, until it polls
         self.assigned = False
         # Whether the running client joined its group (even with no partition for it):
@@ -428,6 +428,7 @@ class InboxConsumer:
             consumer.subscribe(self._topics or [], listener=listener)
         self.joined = False
         await consumer.start()
+        self._client = consumer
         held: list[Failure] = []
         held_at = 0.0
         try:
@@ -435,7 +436,7 @@ class InboxConsumer:
                 polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)
-                self.lag, self.polled_at = await partition_lag(consumer, assignment), time.time()
+                self.polled_at = time.time()
                 await self._commit_rewound(consumer, listener)
                 records = [Message.of(r) for batch in polled.values() for r in batch]
                 self._pace.polled(consumer, bool(records))
@@ -453,7 +454,7 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             self.joined = False
-            self.lag = {}  # this client's positions end with it
+            self._client = None
             await consumer.stop()
 
     async def _commit_rewound(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
@@ -474,6 +475,11 @@ class InboxConsumer:
         if not listener.uncommitted and listener.rewinds and listener.assigned_once and listener.rewinds > self._rewinds_committed:
             self._rewinds_committed = listener.rewinds
             log.warning("a new broker epoch: every partition's beginning committed", group=self._group_id)
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Each partition's messages not read yet (``partition_lag``); none while no client runs
+        (stopped by a failure limit, held, restarting)."""
+        return await partition_lag(self._client) if self._client is not None else {}
 
     @property
     def rewound(self) -> bool:
@@ -815,14 +821,21 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
         self.uncommitted.update(first)
 
 
-async def partition_lag(consumer: AIOKafkaConsumer, assignment: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-    """Messages on the broker past this client's position, per partition it holds; a
-    partition with no fetch answer yet has no high watermark and is left out."""
+async def partition_lag(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """Messages on the broker past the client's position, per partition it holds, from
+    what it already knows (the high watermark of the last fetch answer): no request to the
+    broker, no wait. A partition not fetched yet is left out."""
     lag: dict[TopicPartition, int] = {}
-    for tp in assignment:
+    for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
-        if highwater is not None:  # fetched, so the position is known: no wait here
-            lag[tp] = max(0, highwater - await consumer.position(tp))
+        if highwater is None:
+            continue
+        try:  # returns at once, without yielding, when the position is known
+            async with asyncio.timeout(0.05):
+                position = await consumer.position(tp)
+        except (TimeoutError, IllegalStateError):
+            break  # a position being reset: the assignment may change meanwhile (next scrape)
+        lag[tp] = max(0, highwater - position)
     return lag
 
 

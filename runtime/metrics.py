@@ -49,7 +49,7 @@ class ConsumerState:
     processed: int
     dead_lettered: int
     batch_failures: int
-    lag: dict[tuple[str, int], int]  # (topic, partition) -> messages not read yet
+    lag: dict[tuple[str, int], int]  # (topic, partition) -> messages not read yet (InboxConsumer.lag)
     polled_at: float  # time.time() of its last poll (of its start, before one)
 
 
@@ -144,10 +144,11 @@ class _Families(Collector):
             yield family
 
 
-def consumer_state(consumer) -> ConsumerState:  # consumer: runtime.inbox.InboxConsumer
+async def consumer_state(consumer) -> ConsumerState:  # consumer: runtime.inbox.InboxConsumer
+    lag = await consumer.lag()
     return ConsumerState(consumer.group_id, consumer.stopped is not None, consumer.assigned, consumer.processed,
                          consumer.dead_lettered, consumer.batch_failures,
-                         {(tp.topic, tp.partition): n for tp, n in consumer.lag.items()}, consumer.polled_at)
+                         {(tp.topic, tp.partition): n for tp, n in lag.items()}, consumer.polled_at)
 
 
 def age(since: float | None, now: float | None = None) -> float:

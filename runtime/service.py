@@ -482,7 +482,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                      "the broker's epoch and the service's own (runtime/metrics.py)")
     async def metrics() -> Response:
         runtime: Runtime = app.state.runtime
-        shot = Snapshot(spec.name, consumers=[consumer_state(c) for c in runtime.consumers])
+        shot = Snapshot(spec.name, consumers=[await consumer_state(c) for c in runtime.consumers])
         async with runtime.sessions() as session:
             shot.outbox = await outbox_counts(session)
             oldest = await oldest_unpublished_at(session)

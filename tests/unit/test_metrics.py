@@ -2,11 +2,14 @@
 labelled with its service; a service can add only the gauges listed for it."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
+from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime.inbox import partition_lag
 from runtime.metrics import (
     NAMES,
     RUNTIME_NAMES,
@@ -60,3 +63,33 @@ def test_a_service_cannot_add_a_metric_not_listed_for_it():
 
 def test_age():
     assert age(None) == 0 and age(100.0, now=160.0) == 60 and age(200.0, now=160.0) == 0
+
+
+class Client:
+    """What partition_lag reads of an aiokafka consumer: its partitions, each one's high
+    watermark from the last fetch answer and its position (None: being reset, never known)."""
+
+    def __init__(self, partitions: dict[TopicPartition, tuple[int | None, int | None]]) -> None:
+        self.partitions = partitions
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.partitions)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.partitions[tp][0]
+
+    async def position(self, tp: TopicPartition) -> int:
+        position = self.partitions[tp][1]
+        if position is None:
+            await asyncio.Event().wait()
+        return position
+
+
+async def test_lag_is_the_high_watermark_less_the_position_of_each_partition_fetched():
+    a, b, c = (TopicPartition("punte.cases", p) for p in range(3))
+    assert await partition_lag(Client({a: (10, 4), b: (7, 7), c: (None, 0)})) == {a: 6, b: 0}
+
+
+async def test_lag_never_waits_for_a_position_being_reset():
+    a = TopicPartition("punte.cases", 0)
+    assert await asyncio.wait_for(partition_lag(Client({a: (10, None)})), 1) == {}
