@@ -30,7 +30,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -322,6 +322,11 @@ class InboxConsumer:
         self.processed = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.batch_failures = 0  # batches that failed whole and were tried again
+        # For /metrics (runtime/metrics.py): the running client (its partitions' lag is
+        # read from it at a scrape, nothing is counted per poll) and when it last polled.
+        self._client: AIOKafkaConsumer | None = None
+        self.polled_at = time.time()  # of its start, until it polls
         self.assigned = False
         # Whether the running client joined its group (even with no partition for it):
         # readiness. A rebalance leaves it joined; a client that stops is not.
@@ -423,6 +428,7 @@ class InboxConsumer:
             consumer.subscribe(self._topics or [], listener=listener)
         self.joined = False
         await consumer.start()
+        self._client = consumer
         held: list[Failure] = []
         held_at = 0.0
         try:
@@ -430,6 +436,7 @@ class InboxConsumer:
                 polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)
+                self.polled_at = time.time()
                 await self._commit_rewound(consumer, listener)
                 records = [Message.of(r) for batch in polled.values() for r in batch]
                 self._pace.polled(consumer, bool(records))
@@ -447,6 +454,7 @@ class InboxConsumer:
                     await consumer.commit(offsets)
         finally:
             self.joined = False
+            self._client = None
             await consumer.stop()
 
     async def _commit_rewound(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
@@ -467,6 +475,11 @@ class InboxConsumer:
         if not listener.uncommitted and listener.rewinds and listener.assigned_once and listener.rewinds > self._rewinds_committed:
             self._rewinds_committed = listener.rewinds
             log.warning("a new broker epoch: every partition's beginning committed", group=self._group_id)
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Each partition's messages not read yet (``partition_lag``); none while no client runs
+        (stopped by a failure limit, held, restarting)."""
+        return await partition_lag(self._client) if self._client is not None else {}
 
     @property
     def rewound(self) -> bool:
@@ -513,6 +526,7 @@ class InboxConsumer:
                 log.warning("batch failed, retrying", error=failure_detail(exc), size=len(records),
                             backoff=backoff, transient=transient)
                 failed = 0 if transient else failed + 1
+                self.batch_failures += 1
                 if self._limits.consecutive and failed > self._limits.consecutive:
                     first = held[0].message if held else records[0]
                     raise FailureLimitReached(
@@ -805,6 +819,24 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
             self._consumer.seek(tp, 0)
         self._rewound.update(first)
         self.uncommitted.update(first)
+
+
+async def partition_lag(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """Messages on the broker past the client's position, per partition it holds, from
+    what it already knows (the high watermark of the last fetch answer): no request to the
+    broker, no wait. A partition not fetched yet is left out."""
+    lag: dict[TopicPartition, int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        try:  # returns at once, without yielding, when the position is known
+            async with asyncio.timeout(0.05):
+                position = await consumer.position(tp)
+        except (TimeoutError, IllegalStateError):
+            break  # a position being reset: the assignment may change meanwhile (next scrape)
+        lag[tp] = max(0, highwater - position)
+    return lag
 
 
 def committable(handled: list[Message], held: list[Failure]) -> dict[TopicPartition, int]:

@@ -326,6 +326,13 @@ async def outbox_counts(conn: AsyncConnection | AsyncSession) -> dict[str, int]:
             "discarded": row.discarded}
 
 
+async def oldest_unpublished_at(conn: AsyncConnection | AsyncSession) -> datetime | None:
+    """When the oldest row the relay still owes the broker was written (parked rows aside:
+    they have their own count); None when it owes none. How late the outbox is (/metrics)."""
+    return await conn.scalar(sa.select(outbox_table.c.created_at).where(*_pending, outbox_table.c.parked_at.is_(None))
+                             .order_by(outbox_table.c.id).limit(1))
+
+
 async def parked_counts(conn: AsyncConnection | AsyncSession) -> tuple[int, int]:
     """How many rows are parked and how many wait behind them; cheap when none is parked
     (what readiness asks on every probe)."""

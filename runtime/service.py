@@ -44,12 +44,13 @@ from runtime.inbox import (
 from runtime.kafka import make_producer
 from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import configure_logging, get_logger
-from runtime.metrics import CONTENT_TYPE, Snapshot, exposition
+from runtime.metrics import CONTENT_TYPE, Gauge, Snapshot, age, consumer_state, exposition
 from runtime.migrations import revisions, upgrade
 from runtime.outbox import (
     Outbox,
     OutboxRelay,
     discard_parked,
+    oldest_unpublished_at,
     outbox_counts,
     outbox_table,
     parked_counts,
@@ -195,6 +196,8 @@ class ServiceSpec:
     # Runs in the transaction that records a new broker epoch (decision 0026), with the
     # epoch's id: e.g. the audit starts a new trail epoch.
     on_broker_epoch: Callable[[Runtime, AsyncConnection, str], Awaitable[None]] | None = None
+    # The service's own gauges at GET /metrics (their names in runtime.metrics.SERVICE_NAMES).
+    metrics: Callable[[Runtime, AsyncSession], Awaitable[list[Gauge]]] | None = None
 
 
 def polling(work: Callable[[], Awaitable[int]], idle_seconds: float) -> Callable[[], Awaitable[None]]:
@@ -475,14 +478,18 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         }
 
     @app.get("/metrics", tags=["health"], response_class=Response,
-             summary="Prometheus metrics: stopped consumers, parked outbox rows, dead letters, the broker's epoch")
+             summary="Prometheus metrics: consumers (stopped, lag, last poll), the outbox (late, parked), dead letters, "
+                     "the broker's epoch and the service's own (runtime/metrics.py)")
     async def metrics() -> Response:
         runtime: Runtime = app.state.runtime
-        shot = Snapshot(spec.name, consumers=[(c.group_id, c.stopped is not None, c.assigned, c.processed,
-                                               c.dead_lettered) for c in runtime.consumers])
+        shot = Snapshot(spec.name, consumers=[await consumer_state(c) for c in runtime.consumers])
         async with runtime.sessions() as session:
             shot.outbox = await outbox_counts(session)
+            oldest = await oldest_unpublished_at(session)
+            shot.outbox_oldest_age = age(oldest.timestamp() if oldest is not None else None)
             shot.dead_letters = (await dead_letter_counts(session))["by_reason"]
+            if spec.metrics is not None:
+                shot.gauges = await spec.metrics(runtime, session)
         broker = broker_state(runtime)
         if broker is not None:
             shot.broker_provisioned, shot.epoch_changes = broker["state"] == "current", int(broker["changes"])

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     audit_origin: str = "punte.ro/audit/bacau"
     audit_log_key_file: Path | None = None
     audit_checkpoint_seconds: float = 30.0
+    # How often the audit verifies its whole trail against the broker for /metrics (the
+    # PunteAuditNotVerified alert, decision 0037); 0: never (GET /verify still does).
+    audit_verify_seconds: float = 900.0
     # Referral: a faster deadline table (tests, demos) and how often due timers are looked for.
     referral_deadlines_file: Path | None = None
     # The retention schedule (contracts/reference/retention.yaml unless set) and how often

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import reference
 from runtime import data_keys, retention
 from runtime.inbox import InboxConsumer
 from runtime.log import get_logger
+from runtime.metrics import Gauge
 from runtime.service import Runtime, ServiceSpec, polling
 from runtime.signing import SigningKey
 from services.audit import handlers
@@ -84,12 +88,54 @@ def loops(rt: Runtime):
             log.info("values erased by the retention schedule", scopes=erased)
         return erased
 
-    return [polling(tree, 0.2), polling(purge, rt.settings.purge_poll_seconds)]
+    async def verify() -> int:
+        """Verify the whole trail against the broker now and then, for /metrics."""
+        verification = await http.verify_with_the_broker(rt)
+        verified: Verified = rt.extras["audit_verified"]
+        rt.extras["audit_verified"] = Verified(
+            verification.state, time.time() if verification.verified else verified.verified_at,
+            verification.not_audited)
+        if verification.state == "failed":
+            log.error("the audit trail does not verify", problems=verification.problems)
+        return 0
+
+    rt.extras["audit_verified"] = Verified(None, time.time(), 0)
+    background = [polling(tree, 0.2), polling(purge, rt.settings.purge_poll_seconds)]
+    if rt.settings.audit_verify_seconds > 0:
+        background.append(polling(verify, rt.settings.audit_verify_seconds))
+    return background
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The last verification of the trail (``verify`` above): its state (None before the
+    first), when the trail last verified (the service's start before it did) and how many
+    messages on the broker were not audited yet."""
+
+    state: str | None
+    verified_at: float
+    not_audited: int
+
+
+async def gauges(rt: Runtime, session: AsyncSession) -> list[Gauge]:
+    """The audit's own gauges at /metrics: the last verification of its trail."""
+    last: Verified | None = rt.extras.get("audit_verified")
+    if last is None:  # no verification loop in this process (a runtime built by hand)
+        return []
+    return [
+        Gauge("punte_audit_verification", "1 for the state of the trail's last verification (verified; lagging: "
+              "intact, messages on the broker not audited yet; failed: tampering, a hole or a lost message)",
+              ("state",), [((state,), 1 if last.state == state else 0) for state in ("verified", "lagging", "failed")]),
+        Gauge("punte_audit_verified_timestamp_seconds", "when the trail last verified whole (the service's "
+              "start, before it did)", (), [((), last.verified_at)]),
+        Gauge("punte_audit_not_audited", "messages on the broker the trail did not hold at the last verification",
+              (), [((), last.not_audited)]),
+    ]
 
 
 SPEC = ServiceSpec(
     name="audit", title="Punte audit — jurnal de audit / audit trail",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router, ui.router, privacy.router], stats=handlers.stats, on_start=start, loops=loops,
-    on_broker_epoch=lambda rt, conn, epoch: handlers.start_epoch(conn, epoch),
+    on_broker_epoch=lambda rt, conn, epoch: handlers.start_epoch(conn, epoch), metrics=gauges,
 )

@@ -13,7 +13,7 @@ from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.service import Runtime, ServiceSpec, polling
 from runtime.settings import Settings
 from services.notification import handlers, retention
-from services.notification.adapters import recipients_file
+from services.notification.adapters import metrics, recipients_file
 from services.notification.channels.email import SmtpSender
 from services.notification.channels.people import PeopleChannels, send_due
 from services.notification.channels.sms import FileSmsProvider
@@ -91,5 +91,5 @@ SPEC = ServiceSpec(
     name="notification", title="Punte notification — notificări / notifications",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router, ui.router, privacy.router], stats=handlers.stats,
-    on_start=configure, loops=loops, data_keys=True,
+    on_start=configure, loops=loops, data_keys=True, metrics=metrics.gauges,
 )

@@ -8,6 +8,7 @@ from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.ingress import key_by_sender
 from runtime.service import Runtime, ServiceSpec, polling
 from services.referral import handlers, retention
+from services.referral.adapters import metrics
 from services.referral.entrypoints import http, privacy
 
 INGRESS_PATTERN = r"^punte\.ingress\..+"
@@ -66,5 +67,5 @@ SPEC = ServiceSpec(
     name="referral", title="Punte referral — trimiteri / referrals",
     migrations=Path(__file__).parent / "migrations",
     consumers=consumers, routers=[http.router, privacy.router], stats=handlers.stats, on_start=seed, loops=loops,
-    data_keys=True,
+    data_keys=True, metrics=metrics.gauges,
 )

@@ -199,7 +199,12 @@ async def timeline(case_id: str, request: Request,
 
 @router.get("/verify", summary="Verifică jurnalul / verify the stored trail")
 async def verify(request: Request, principal: Principal = Depends(permit("audit.verify"))) -> dict:
-    runtime = _runtime(request)
+    return (await verify_with_the_broker(_runtime(request))).__dict__
+
+
+async def verify_with_the_broker(runtime: Runtime) -> handlers.Verification:
+    """The stored trail, its tail against the broker's ends (GET /verify, and the service's
+    own verification loop whose result /metrics shows)."""
     # The broker's ends first, the trail second: what was on the broker then and is audited
     # by the time the trail is read counts as audited, not as lagging.
     ends, ends_error = None, None
@@ -209,7 +214,7 @@ async def verify(request: Request, principal: Principal = Depends(permit("audit.
     except Exception as exc:  # the broker away: the trail's tail is unknown, not verified
         ends_error = type(exc).__name__
     async with runtime.sessions() as session:
-        return (await handlers.verify_stored(session, ends=ends, ends_error=ends_error)).__dict__
+        return await handlers.verify_stored(session, ends=ends, ends_error=ends_error)
 
 
 @router.get("/log-key", summary="Cheia publică a jurnalului / the log's verifier key")
