@@ -69,10 +69,11 @@ def main(_: bool = typer.Option(False, "--version", callback=_version, is_eager=
 def _network(url: list[str] | None, token: str | None, network: str | None, config: Path | None,
              state_dir: Path, bootstrap: str | None = None) -> Network:
     """The network a command talks to (punte.remote.resolve)."""
-    if network is not None and config is None and not url:
-        from punte.remote import token_file_readable_by_others
-        if token_file_readable_by_others(config_file()):
-            err_console.print(f"[yellow]{config_file()} can be read by others: chmod 600 it[/yellow]")
+    if network is not None and not url:
+        from punte.remote import readable_by_others
+        path = config or config_file()
+        if readable_by_others(path):  # it may hold a token
+            err_console.print(Text(f"{path} can be read by others: chmod 600 it", style="yellow"))
     return resolve(url, token, network, config, bootstrap, state_dir)
 
 
@@ -855,12 +856,12 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except OperatorError as exc:
             err_console.print(Text(str(exc), style="red"))
             raise typer.Exit(exc.code) from None
-        except httpx.HTTPError as exc:
+        except httpx.HTTPError as exc:  # a call not made through punte.remote.Operator
             from punte.remote import failure_line
-            request = getattr(exc, "_request", None)
-            where = f"{request.method} {request.url}" if request is not None else ""
-            err_console.print(Text(failure_line("punte", *where.partition(" ")[::2], exc) if where
-                                   else f"punte: {type(exc).__name__}: {exc}", style="red"))
+            request = getattr(exc, "_request", None)  # set on every error of a sent request
+            line = (failure_line("punte", request.method, str(request.url), exc) if request is not None
+                    else f"punte: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            err_console.print(Text(line, style="red"))
             raise typer.Exit(1) from None
     return run
 

@@ -154,7 +154,7 @@ def read_config(path: Path, name: str) -> dict[str, Any]:
     return networks[name]
 
 
-def token_file_readable_by_others(path: Path) -> bool:
+def readable_by_others(path: Path) -> bool:
     """A config file holding a token should be the operator's alone (0600)."""
     try:
         return bool(path.stat().st_mode & 0o077)

@@ -1,4 +1,6 @@
-"""`punte status`: health of every component and the counts that show nothing was lost."""
+"""`punte status`: the health of a network, local or remote (``survey`` and ``assess``:
+readiness, metrics, consumer offsets, the audit's verification), and the books of the local
+network that the tests keep (``collect``: counts that show nothing was lost)."""
 from __future__ import annotations
 
 import asyncio
@@ -121,6 +123,10 @@ def operator_kafka_settings(state: State, runtime: dict[str, Any]) -> Settings |
 
 
 async def collect(state: State) -> dict[str, Any]:
+    """The books of the local embedded network, for the tests and the bench: every
+    component's health and the counts that show nothing was lost, topics counted by reading
+    every message (demo scale). `punte status` reads health, metrics and offsets instead
+    (``survey``)."""
     runtime = json.loads(state.runtime_file.read_text())
     urls: dict[str, str] = runtime["services"]
     components: dict[str, Any] = {}

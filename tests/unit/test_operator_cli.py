@@ -245,3 +245,16 @@ def test_a_bare_401_from_a_proxy_says_what_to_check():
 def test_version():
     result = RUNNER.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("punte ")
+
+
+def test_a_config_file_others_can_read_is_warned_of(tmp_path: Path):
+    config = tmp_path / "remote.toml"
+    config.write_text('[networks.bacau]\nurl = "http://127.0.0.1:9/{service}"\ntoken = "synthetic"\n')
+    config.chmod(0o644)
+    result = RUNNER.invoke(app, ["deadletters", "list", "intake", "--network", "bacau", "--config", str(config)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"{config} can be read by others: chmod 600 it"
+    config.chmod(0o600)
+    quiet = RUNNER.invoke(app, ["deadletters", "list", "intake", "--network", "bacau", "--config", str(config)])
+    assert "can be read by others" not in quiet.stderr
+    assert quiet.stderr.splitlines()[0].startswith("intake GET http://127.0.0.1:9/intake/dead-letters: cannot connect")
