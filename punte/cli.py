@@ -292,7 +292,8 @@ def _print_survey(found: dict[str, Any]) -> None:
     if broker["state"] == "not asked":
         console.print("broker: lag not read from the broker (no --bootstrap): the services' own figures where given")
     else:
-        console.print(f"broker {broker['bootstrap']}: {broker['state']}")
+        epoch = f", epoca / epoch {broker['epoch']['id']}" if "epoch" in broker else ""
+        console.print(f"broker {broker['bootstrap']}: {broker['state']}{epoch}")
     counts = {k: v for s in found["services"].values() for k, v in s.get("counts", {}).items()
               if isinstance(v, int) and k in SHOWN_COUNTS}
     if counts:

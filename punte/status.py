@@ -338,6 +338,7 @@ async def _look_at(client: httpx.AsyncClient, name: str, url: str, headers: dict
         else:
             stats = got.json()
             seen["counts"] = stats.get("counts", {})
+            seen["broker"] = stats.get("broker")  # the broker epoch it reads (decision 0026)
             stopped = {c["group"]: c["stopped"] for c in stats.get("consumers", []) if c.get("stopped")}
             seen["stopped_why"] = {g: f"{s.get('reason')} at {s.get('position')}" for g, s in stopped.items()}
     return seen
@@ -366,17 +367,30 @@ async def survey(network: "Network", lag_seconds: float = 10.0) -> dict[str, Any
             except (httpx.HTTPError, ValueError) as exc:
                 audit = {"state": "unknown", "problems": [f"audit GET {url}: {_one_line(exc)}"]}
     broker: dict[str, Any] = {"bootstrap": network.bootstrap}
+    epoch: broker_epoch.Epoch | None = None
     if network.bootstrap:
         groups = {c["group"] for s in services.values() for c in s.get("consumers", [])}
         try:
             broker["lag"] = await asyncio.wait_for(
                 consumer_lag(network.bootstrap, groups, network.kafka, read_seconds=lag_seconds), 60)
             broker["state"] = "up"
+            epoch = await broker_epoch.read(network.bootstrap, settings=network.kafka)
+            if epoch is None:
+                broker.update(state="empty", problems=[f"broker {network.bootstrap}: no epoch marker (empty or not "
+                                                       "provisioned): punte replay"])
+            else:
+                broker["epoch"] = {"id": epoch.id, "created_at": epoch.created_at.isoformat()}
         except Exception as exc:  # the status still shows the rest; the broker's line says why
             broker.update(state="down", problems=[f"broker {network.bootstrap}: {_one_line(exc) or 'no answer'}"])
     else:
         broker["state"] = "not asked"
-    result: dict[str, Any] = {"network": network.name, "services": services, "broker": broker, "audit": audit}
+    read = {name: s["broker"] for name, s in services.items() if s.get("broker")}
+    result: dict[str, Any] = {"network": network.name, "services": services, "broker": broker, "audit": audit,
+                              # Every service reads the broker's epoch: none holds on an empty broker or
+                              # reads an old log (None: the broker was not asked).
+                              "consistent": {"every_service_on_the_broker_epoch": None if not network.bootstrap
+                                             else epoch is not None and len(read) == len(SERVICES)
+                                             and all(e.get("epoch") == epoch.id for e in read.values())}}
     if network.state is not None:  # `punte up`'s supervisor: restarts, and why it gave up
         result["supervision"] = supervision(network.state)
     return result
@@ -403,6 +417,10 @@ def assess(found: dict[str, Any], max_lag: int) -> tuple[list[str], list[str], i
             problems.append(f"{name}: {watch['state']} — {watch.get('reason') or ''}".rstrip(" —"))
     broker = found["broker"]
     problems += broker.get("problems", [])
+    if "epoch" in broker:
+        problems += [f"{name}: reads broker epoch {service['broker'].get('epoch')}, the broker's is "
+                     f"{broker['epoch']['id']}" for name, service in found["services"].items()
+                     if service.get("broker") and service["broker"].get("epoch") != broker["epoch"]["id"]]
     for group, partitions in sorted(broker.get("lag", {}).items()):
         behind = sum(partitions.values())
         if behind > max_lag:

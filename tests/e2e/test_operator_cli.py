@@ -59,7 +59,8 @@ def test_status_by_url_and_token_is_healthy_then_names_a_stopped_service(network
     found = settled_status(network, tmp_path, token)
     assert {name: s["state"] for name, s in found["services"].items()} == {s: "ready" for s in SERVICES}
     assert found["audit"]["state"] == "verified" and found["problems"] == [] and found["lagging"] == []
-    assert found["broker"]["state"] == "up"
+    assert found["broker"]["state"] == "up" and found["broker"]["epoch"]["id"]
+    assert found["consistent"] == {"every_service_on_the_broker_epoch": True}
     # Every group of every service, with its lag from the broker's offsets: none behind.
     groups = {c["group"] for s in found["services"].values() for c in s["consumers"]}
     assert {"punte-intake", "punte-referral-cases", "punte-notification", "punte-audit"} <= groups

@@ -154,6 +154,16 @@ def test_the_audit_not_verifying_is_a_problem_and_far_behind_is_lag(audit, code)
     assert assess(found(audit=audit), 1000)[2] == code
 
 
+def test_a_service_on_another_broker_epoch_than_the_broker_is_a_problem():
+    services = {name: service(broker={"epoch": "e1", "rewound": True}) for name in ("intake", "referral",
+                                                                                    "notification", "audit")}
+    broker = {"bootstrap": "b", "state": "up", "lag": {}, "epoch": {"id": "e1"}}
+    assert assess(found(services=services, broker=broker), 1000)[2] == 0
+    services["audit"] = service(broker={"epoch": "e0", "rewound": True})
+    problems, _, code = assess(found(services=services, broker=broker), 1000)
+    assert code == 1 and problems == ["audit: reads broker epoch e0, the broker's is e1"]
+
+
 def test_a_process_the_local_supervisor_gave_up_on_is_a_problem():
     problems, _, code = assess(found(supervision={"mail": {"state": "given up", "restarts": 5,
                                                            "reason": "mail failed 5 times"}}), 1000)
