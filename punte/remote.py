@@ -91,12 +91,9 @@ def parse_urls(values: list[str]) -> tuple[dict[str, str], str | None]:
             urls[name] = rest
         elif SERVICE_PLACEHOLDER in value:
             template = value
-        elif "://" in value and len(values) == 1:
+        else:  # a bare URL: which service's?
             raise OperatorError(f"--url {value}: which service is that? Give service=URL (repeatable: "
                                 f"{', '.join(SERVICES)}) or one URL with {{service}} in it", code=2)
-        else:
-            raise OperatorError(f"--url {value}: service=URL ({', '.join(SERVICES)}) or a URL with {{service}}",
-                                code=2)
     return urls, template
 
 
