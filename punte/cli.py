@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import os
 import signal
 import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import typer
@@ -18,9 +23,10 @@ from rich.text import Text
 from contracts.reference import institutions, topic_partitions
 from punte.demo import DemoProgress, run_demo
 from punte.embedded import INSTALL_EMBEDDED, missing_embedded
+from punte.remote import Network, Operator, OperatorError, config_file, resolve
 from punte.stack import Stack
 from punte.state import State
-from punte.status import collect, operator_kafka_settings, operator_token
+from punte.status import assess, operator_kafka_settings, survey
 from runtime.broker_epoch import provision
 from runtime.settings import Settings
 
@@ -29,6 +35,46 @@ app = typer.Typer(help="Punte — rețeaua instituțiilor pentru protecția copi
 console = Console()
 STATE = typer.Option(Path(".punte"), "--state-dir", envvar="PUNTE_STATE_DIR",
                      help="Folder for keys, data and logs of the embedded default")
+# Any network, not only the local one (decision 0038): --url first, then --network of the
+# config file, else the embedded network of --state-dir.
+URL = typer.Option(None, "--url", envvar="PUNTE_URL", show_default=False,
+                   help="The network's services: one URL with {service} in it "
+                        "(https://punte.bacau.example/{service}), or service=URL, repeated")
+TOKEN = typer.Option(None, "--token", envvar="PUNTE_TOKEN", show_default=False,
+                     help="The operator's bearer token (an auditor's for audit export)")
+NETWORK = typer.Option(None, "--network", envvar="PUNTE_NETWORK", show_default=False,
+                       help="A network named in the config file (its networks.<name> table)")
+CONFIG = typer.Option(None, "--config", envvar="PUNTE_CONFIG", show_default=False,
+                      help=f"The config file (default {config_file()})")
+# One line each, however long: an error is read by people and by scripts alike.
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        try:
+            print(f"punte {version('punte')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            print("punte (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(_: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                help="The version of punte, and exit")) -> None:
+    """Punte — rețeaua instituțiilor pentru protecția copilului / the network of
+    child-protection institutions."""
+
+
+def _network(url: list[str] | None, token: str | None, network: str | None, config: Path | None,
+             state_dir: Path, bootstrap: str | None = None) -> Network:
+    """The network a command talks to (punte.remote.resolve)."""
+    if network is not None and not url:
+        from punte.remote import readable_by_others
+        path = config or config_file()
+        if readable_by_others(path):  # it may hold a token
+            err_console.print(Text(f"{path} can be read by others: chmod 600 it", style="yellow"))
+    return resolve(url, token, network, config, bootstrap, state_dir)
 
 
 def _sent_to_people(state: State) -> tuple[int, int]:
@@ -180,36 +226,82 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
-           state_dir: Path = STATE) -> None:
-    """Health of every component and the counts of the running network."""
-    state = State(state_dir)
-    if not state.runtime_file.exists():
-        console.print("Rețeaua nu rulează / the network is not running (no runtime.json)")
-        raise typer.Exit(2)
-    result = asyncio.run(collect(state))
+           max_lag: int = typer.Option(1000, "--max-lag", help="Messages a consumer group (or the audit) may be "
+                                       "behind before the network counts as lagging"),
+           bootstrap: str | None = typer.Option(None, "--bootstrap", show_default=False,
+                                                help="The broker, to read each consumer group's lag from its "
+                                                     "offsets (PUNTE_KAFKA_* credentials; local: the network's)"),
+           url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+           config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
+    """Health of the network: each service's readiness and metrics, each consumer group's
+    lag, the audit trail's verification. Exit 0 when all is well, 1 when something is down,
+    stopped or does not verify, 3 when only lagging, 2 when no network was given."""
+    target = _network(url, token, network, config, state_dir, bootstrap)
+    # The broker's client logs its own retries and errors; the status says what failed, once.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    found = asyncio.run(survey(target))
+    problems, lagging, code = assess(found, max_lag)
     if as_json:
-        print(json.dumps(result, indent=1))
-        return
-    table = Table(title="Punte status")
-    table.add_column("Componentă / component")
-    table.add_column("Stare / status")
-    table.add_column("Supraveghere / supervision")
-    table.add_column("Reporniri / restarts", justify="right")
-    for name, component in result["components"].items():
-        watch = component.get("supervisor", {})
-        table.add_row(name, component["status"], watch.get("state", ""), str(watch.get("restarts", "")))
+        print(json.dumps({**found, "problems": problems, "lagging": lagging, "exit_code": code}, indent=1))
+        raise typer.Exit(code)
+    _print_survey(found)
+    for line in problems:
+        console.print(Text(line, style="red"), soft_wrap=True)  # what services said: text, not markup
+    for line in lagging:
+        console.print(Text(line, style="yellow"), soft_wrap=True)
+    verdict = {0: "[green]bine / healthy[/green]", 1: "[red]probleme / problems[/red]",
+               3: "[yellow]în urmă / lagging[/yellow]"}[code]
+    console.print(f"{target.name}: {verdict}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+_SERVICE_STYLE = {"ready": "green", "degraded": "yellow"}
+
+
+def _print_survey(found: dict[str, Any]) -> None:
+    """The table of `punte status`: one row per service, then the audit and the broker."""
+    table = Table(title=f"Punte status: {found['network']}")
+    for column, justify in (("serviciu / service", "left"), ("stare / state", "left"), ("consumers", "left"),
+                            ("lag", "right"), ("outbox", "left"), ("DLQ", "right"), ("supervisor", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    lag = found["broker"].get("lag", {})
+    supervised = found.get("supervision", {})
+    for name, service in found["services"].items():
+        state = service["state"]
+        consumers = service.get("consumers", [])
+        groups = [c["group"] for c in consumers]
+        stopped = sum(1 for c in consumers if c.get("stopped"))
+        if groups and lag:
+            behind = str(sum(sum(lag[g].values()) for g in groups if g in lag))
+        elif any("lag_reported" in c for c in consumers):
+            behind = str(sum(c.get("lag_reported", 0) for c in consumers))
+        else:
+            behind = "?" if groups else ""
+        outbox = service.get("outbox", {})
+        watch = supervised.get(name, {})
+        table.add_row(
+            name, f"[{_SERVICE_STYLE.get(state, 'red')}]{state}[/]",
+            (f"[red]{stopped} stopped[/red] / {len(groups)}" if stopped else f"{len(groups)} running") if groups else "",
+            behind,
+            ", ".join(f"{k} {v}" for k, v in sorted(outbox.items()) if v) or ("0" if "outbox" in service else ""),
+            str(service.get("dead_letters", "")),
+            f"{watch['state']} ({watch['restarts']})" if watch else "")
     console.print(table)
-    _print_reasons({n: c["supervisor"] for n, c in result["components"].items() if "supervisor" in c})
-    console.print(result["counts"])
-    console.print(f"audit: {trail_state(result['audit'])}")
-    console.print({"audit_verified": result["audit_verified"], **result["consistent"]})
-    console.print({"outbox_parked": result["outbox_parked"], "dead_letters": result["dead_letters"]})
-    epoch = result["components"].get("broker", {}).get("epoch")
-    console.print(f"broker epoch: {epoch['id'] if epoch else 'none (empty or not provisioned: punte replay)'}; "
-                  + ", ".join(f"{n} {(e or {}).get('state')}" for n, e in result.get("broker_epochs", {}).items()))
-    for name, component in result["components"].items():
-        for problem in component.get("problems", ()):
-            console.print(f"[yellow]{name}[/yellow]: {problem}")
+    console.print(Text(f"audit: {trail_state(found['audit'])}"), soft_wrap=True)
+    broker = found["broker"]
+    if broker["state"] == "not asked":
+        console.print("broker: lag not read from the broker (no --bootstrap): the services' own figures where given")
+    else:
+        epoch = f", epoca / epoch {broker['epoch']['id']}" if "epoch" in broker else ""
+        console.print(f"broker {broker['bootstrap']}: {broker['state']}{epoch}")
+    counts = {k: v for s in found["services"].values() for k, v in s.get("counts", {}).items()
+              if isinstance(v, int) and k in SHOWN_COUNTS}
+    if counts:
+        console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+# The counts of /stats shown under the table (all of them are in --json).
+SHOWN_COUNTS = ("reports", "cases", "referrals", "notifications", "audit_entries")
 
 
 def trail_state(verification: dict) -> str:
@@ -224,7 +316,8 @@ def trail_state(verification: dict) -> str:
                 f"audited ({partitions}{', …' if len(verification['lagging']) > 5 else ''})")
     if state == "failed":
         return f"NU se verifică / does NOT verify: {'; '.join(verification['problems'])}"
-    return "necunoscut / unknown (auditul nu răspunde / the audit service does not answer)"
+    why = "; ".join(verification.get("problems", []))
+    return f"necunoscut / unknown ({why or 'auditul nu răspunde / the audit service does not answer'})"
 
 
 @app.command("reseal-identities")
@@ -379,7 +472,8 @@ def audit_verify(
     key: str | None = typer.Option(None, "--key", help="The log's verifier key, from GET /log-key"),
     previous: Path | None = typer.Option(None, help="An older signed checkpoint of the same log"),
     as_json: bool = typer.Option(False, "--json"),
-    state_dir: Path = STATE,
+    url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+    config: Path | None = CONFIG, state_dir: Path = STATE,
 ) -> None:
     """Check an export offline: the checkpoint's signature, the tree rebuilt from every entry
     against the signed root and the export's tiles (C2SP tlog-tiles, decision 0034), nothing
@@ -394,7 +488,7 @@ def audit_verify(
     service, which also compares it with every partition's end on the broker, so messages
     not yet audited show as lagging (exit 3) and messages lost unaudited as a failure (exit 1)."""
     if export is None:
-        _verify_running(state_dir, as_json)
+        _verify_running(_network(url, token, network, config, state_dir), as_json)
         return
     if key is None:
         console.print("[red]--key is required with an export[/red]")
@@ -427,11 +521,8 @@ def audit_verify(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _verify_running(state_dir: Path, as_json: bool) -> None:
-    url, token = _signed_in(state_dir, "audit", "auditor")
-    answer = httpx.get(url + "/verify", headers={"Authorization": f"Bearer {token}"}, timeout=120)
-    answer.raise_for_status()
-    verification = answer.json()
+def _verify_running(target: Network, as_json: bool) -> None:
+    verification = Operator(target, "auditor").json("audit", "GET", "/verify")
     if as_json:
         print(json.dumps(verification))
     else:
@@ -442,21 +533,16 @@ def _verify_running(state_dir: Path, as_json: bool) -> None:
 
 @audit_app.command("export")
 def audit_export(out: Path = typer.Argument(..., help="Where to write the export (a tar file)"),
-                 state_dir: Path = STATE) -> None:
-    """Fetch a signed export of the running network's trail (embedded default), and print
-    the verifier key to check it with."""
-    url, token = _signed_in(state_dir, "audit", "auditor")
+                 url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                 config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
+    """Fetch a signed export of the network's trail (an auditor's token), and print the
+    verifier key to check it with."""
+    auditor = Operator(_network(url, token, network, config, state_dir), "auditor")
     # A code of contracts/reference/access-purposes.yaml, then free text for the trail.
-    headers = {"Authorization": f"Bearer {token}",
-               "X-Punte-Purpose": "trail-verification; export%20pentru%20verificare%20offline"}
-    with httpx.Client(base_url=url, timeout=120) as client:
-        client.post("/checkpoints", headers=headers).raise_for_status()
-        # Streamed to the file as it comes: a year of a county's trail is a gigabyte.
-        with client.stream("GET", "/export", headers=headers) as exported, out.open("wb") as file:
-            exported.raise_for_status()
-            for chunk in exported.iter_bytes():
-                file.write(chunk)
-        key = client.get("/log-key", headers=headers).json()["verifier_key"]
+    purpose = {"X-Punte-Purpose": "trail-verification; export%20pentru%20verificare%20offline"}
+    auditor.request("audit", "POST", "/checkpoints", headers=purpose)
+    auditor.download("audit", "/export", out, headers=purpose)
+    key = auditor.json("audit", "GET", "/log-key", headers=purpose)["verifier_key"]
     from services.audit.adapters.export_archive import open_export
     from services.audit.domain.offline import HEADER
 
@@ -465,32 +551,24 @@ def audit_export(out: Path = typer.Argument(..., help="Where to write the export
     console.print(f"punte audit verify {out} --key '{key}'")
 
 
-def _signed_in(state_dir: Path, service: str, role: str) -> tuple[str, str]:
-    """The URL of a service of the running embedded network, and a short-lived token for ``role``."""
-    state = State(state_dir)
-    if not state.runtime_file.exists():
-        console.print("[red]Rețeaua nu rulează / the network is not running[/red] (punte up)")
-        raise typer.Exit(2)
-    urls = json.loads(state.runtime_file.read_text())["services"]
-    return urls[service], operator_token(state, urls["identity"], role)
-
-
 webhooks_app = typer.Typer(help="Webhook-urile instituțiilor / institutions' webhooks", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 
 
 @webhooks_app.command("log")
 def webhooks_log(institution: str, status: str | None = typer.Option(None, help="pending, delivered or failed"),
-                 state_dir: Path = STATE) -> None:
+                 as_json: bool = typer.Option(False, "--json"),
+                 url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                 config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """An institution's webhook delivery log, newest first."""
-    url, token = _signed_in(state_dir, "notification", "operator")
-    answer = httpx.get(f"{url}/webhooks/deliveries", params={"institution": institution, **(
-        {"status": status} if status else {})}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    if answer.status_code != 200:
-        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
-        raise typer.Exit(1)
+    rows = Operator(_network(url, token, network, config, state_dir)).json(
+        "notification", "GET", "/webhooks/deliveries",
+        params={"institution": institution, **({"status": status} if status else {})})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
     table = Table("id", "status", "attempts", "HTTP", "error", "url")
-    for row in answer.json():
+    for row in rows:
         table.add_row(str(row["id"]), row["status"], str(row["attempts"]), str(row["last_status_code"] or ""),
                       (row["last_error"] or "")[:60], row["url"])
     console.print(table)
@@ -500,17 +578,14 @@ def webhooks_log(institution: str, status: str | None = typer.Option(None, help=
 def webhooks_replay(institution: str,
                     failed: bool = typer.Option(False, "--failed", help="Only deliveries that failed for good"),
                     ids: list[int] = typer.Option(None, "--id", help="Only these deliveries (repeatable)"),
-                    state_dir: Path = STATE) -> None:
+                    url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                    config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """Send an institution's webhook deliveries again, byte for byte with the same
     Punte-Delivery-Id, so its system can deduplicate them."""
-    url, token = _signed_in(state_dir, "notification", "operator")
-    answer = httpx.post(f"{url}/webhooks/deliveries/replay", json={
-        "institution": institution, "ids": ids or None, "status": "failed" if failed else None,
-    }, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    if answer.status_code != 200:
-        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
-        raise typer.Exit(1)
-    console.print(f"Retrimise / replayed: {answer.json()['replayed']}")
+    answer = Operator(_network(url, token, network, config, state_dir)).json(
+        "notification", "POST", "/webhooks/deliveries/replay",
+        json={"institution": institution, "ids": ids or None, "status": "failed" if failed else None})
+    console.print(f"Retrimise / replayed: {answer['replayed']}")
 
 
 consumers_app = typer.Typer(help="Consumatorii serviciilor / the services' consumers (decision 0022)",
@@ -518,28 +593,20 @@ consumers_app = typer.Typer(help="Consumatorii serviciilor / the services' consu
 app.add_typer(consumers_app, name="consumers")
 
 
-def _operator_request(state_dir: Path, service: str, method: str, path: str,
-                      **kwargs: object) -> httpx.Response:
-    """An operator's call to ``service`` of the running embedded network; a refusal ends the
-    command with its status and answer."""
-    url, token = _signed_in(state_dir, service, "operator")
-    answer = httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
-                           timeout=120, **kwargs)  # type: ignore[arg-type]
-    if answer.status_code != 200:
-        console.print(f"[red]{answer.status_code}[/red] {answer.text}")
-        raise typer.Exit(1)
-    return answer
-
-
-def _operator_call(state_dir: Path, service: str, method: str, path: str, **kwargs: object) -> object:
-    """``_operator_request``'s JSON answer."""
-    return _operator_request(state_dir, service, method, path, **kwargs).json()
+def _operator_call(target: Network, service: str, method: str, path: str, **kwargs: Any) -> Any:
+    """An operator's call to ``service``; a refusal ends the command with one line."""
+    if service not in OUTBOX_SERVICES:
+        raise OperatorError(f"serviciu necunoscut / unknown service {service} (one of {', '.join(OUTBOX_SERVICES)})",
+                            code=2)
+    return Operator(target).json(service, method, path, **kwargs)
 
 
 @consumers_app.command("list")
-def consumers_list(service: str, as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+def consumers_list(service: str, as_json: bool = typer.Option(False, "--json"),
+                   url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                   config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """A service's consumers: running, or stopped by a failure limit and why."""
-    stats = _operator_call(state_dir, service, "GET", "/stats")
+    stats = _operator_call(_network(url, token, network, config, state_dir), service, "GET", "/stats")
     if as_json:
         print(json.dumps(stats["consumers"], indent=1))  # type: ignore[index]
         return
@@ -553,10 +620,13 @@ def consumers_list(service: str, as_json: bool = typer.Option(False, "--json"), 
 
 
 @consumers_app.command("resume")
-def consumers_resume(service: str, group: str, state_dir: Path = STATE) -> None:
+def consumers_resume(service: str, group: str,
+                     url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                     config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """Start again a consumer a failure limit stopped, once its cause is fixed: it goes on
     from the first message it did not commit past."""
-    answer = _operator_call(state_dir, service, "POST", f"/consumers/{group}/resume")
+    answer = _operator_call(_network(url, token, network, config, state_dir), service, "POST",
+                            f"/consumers/{group}/resume")
     if answer["resumed"]:  # type: ignore[index]
         console.print(f"Repornit / resumed: {group}")
     else:
@@ -568,10 +638,12 @@ app.add_typer(deadletters_app, name="deadletters")
 
 
 @deadletters_app.command("list")
-def deadletters_list(service: str, as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+def deadletters_list(service: str, as_json: bool = typer.Option(False, "--json"),
+                     url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                     config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """The dead letters whose bodies ``service`` keeps: where, digest, why, when, whether the
     body is still kept and whether it was replayed. Never the body."""
-    rows = _operator_call(state_dir, service, "GET", "/dead-letters")
+    rows = _operator_call(_network(url, token, network, config, state_dir), service, "GET", "/dead-letters")
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -587,10 +659,12 @@ def deadletters_list(service: str, as_json: bool = typer.Option(False, "--json")
 def deadletters_replay(service: str,
                        ids: list[str] = typer.Option(None, "--id", help="A position topic/partition/offset "
                                                      "(repeatable); none: every dead letter not yet replayed"),
-                       state_dir: Path = STATE) -> None:
+                       url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                       config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """Apply dead letters again through the consumer that failed them (after the fix); each
     once: a replayed one is not applied again."""
-    answer = _operator_call(state_dir, service, "POST", "/dead-letters/replay", json={"positions": ids or None})
+    answer = _operator_call(_network(url, token, network, config, state_dir), service, "POST",
+                            "/dead-letters/replay", json={"positions": ids or None})
     results = answer["results"]  # type: ignore[index]
     for result in results:
         colour = "green" if result["result"] in ("replayed", "already-replayed") else "red"
@@ -606,20 +680,20 @@ OUTBOX_SERVICES = ("intake", "referral", "notification", "audit")
 SERVICE = typer.Option(..., "--service", help="intake, referral, notification or audit")
 
 
-def _outbox_call(state_dir: Path, service: str, method: str, path: str) -> httpx.Response:
+def _outbox_call(target: Network, service: str, method: str, path: str) -> Any:
     """An operator's call to a service's outbox endpoints; a refusal ends the command."""
-    if service not in OUTBOX_SERVICES:
-        console.print(f"[red]Serviciu necunoscut / unknown service[/red] {service}")
-        raise typer.Exit(2)
-    return _operator_request(state_dir, service, method, path)
+    return _operator_call(target, service, method, path)
 
 
 @outbox_app.command("parked")
 def outbox_parked(service: str | None = typer.Option(None, "--service", help="Only this service"),
-                  as_json: bool = typer.Option(False, "--json"), state_dir: Path = STATE) -> None:
+                  as_json: bool = typer.Option(False, "--json"),
+                  url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                  config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """The parked rows of every service (or one): where each was going, why the broker will
     not take it, and how many rows of its key wait behind it."""
-    found = {name: _outbox_call(state_dir, name, "GET", "/outbox/parked").json()
+    target = _network(url, token, network, config, state_dir)
+    found = {name: _outbox_call(target, name, "GET", "/outbox/parked")
              for name in ([service] if service else OUTBOX_SERVICES)}
     if as_json:
         print(json.dumps(found, indent=1))
@@ -638,24 +712,29 @@ def outbox_retry(row_id: int | None = typer.Argument(None, help="The parked row'
                  service: str = SERVICE,
                  every: bool = typer.Option(False, "--all", help="Every parked row of the service "
                                             "(e.g. once the topics of a rebuilt broker exist again)"),
-                 state_dir: Path = STATE) -> None:
+                 url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                 config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """Put a parked row back in line once its cause is fixed (topic created, limit raised);
     if the broker still will not take it, it is parked again."""
     if (row_id is None) == (not every):
         console.print("[red]Un id sau --all / an id or --all[/red]")
         raise typer.Exit(2)
+    target = _network(url, token, network, config, state_dir)
     ids = [row_id] if row_id is not None else [
-        row["id"] for row in _outbox_call(state_dir, service, "GET", "/outbox/parked").json()]
+        row["id"] for row in _outbox_call(target, service, "GET", "/outbox/parked")]
     for one in ids:
-        _outbox_call(state_dir, service, "POST", f"/outbox/parked/{one}/retry")
+        _outbox_call(target, service, "POST", f"/outbox/parked/{one}/retry")
         console.print(f"Repus în coadă / back in line: {service} #{one}")
 
 
 @outbox_app.command("discard")
-def outbox_discard(row_id: int, service: str = SERVICE, state_dir: Path = STATE) -> None:
+def outbox_discard(row_id: int, service: str = SERVICE,
+                   url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                   config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
     """Give up a parked row: it stays in the outbox marked discarded (and by whom), is never
     published, and the rows of its key go on."""
-    _outbox_call(state_dir, service, "POST", f"/outbox/parked/{row_id}/discard")
+    _outbox_call(_network(url, token, network, config, state_dir), service, "POST",
+                 f"/outbox/parked/{row_id}/discard")
     console.print(f"Renunțat / discarded: {service} #{row_id}")
 
 
@@ -729,10 +808,6 @@ def _officer_signed_in(state_dir: Path, institution: str) -> tuple[dict[str, str
     return urls, token
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command()
 def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The rebuilt broker (default: the "
                                                 "running network's, from its state folder)"),
@@ -757,7 +832,7 @@ def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The r
                       "PUNTE_BROKER_EPOCH_CHECK_SECONDS (their /stats: broker)")
         return
     for service in OUTBOX_SERVICES:
-        answer = _operator_call(state_dir, service, "POST", "/broker/epoch")
+        answer = _operator_call(resolve(state_dir=state_dir), service, "POST", "/broker/epoch")
         seen, republished = answer["seen"], answer["republished"]  # type: ignore[index]
         if seen == "new":
             what = f"[green]epocă nouă / new epoch[/green]: {republished} rânduri republicate / rows republished"
@@ -770,3 +845,37 @@ def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The r
         else:
             what = f"[red]{seen}[/red] {answer.get('reason') or ''}"  # type: ignore[union-attr]
         console.print(f"{service}: {what}")
+
+
+def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every failure talking to a network ends the command with one line on stderr and an
+    exit code, never a traceback (OperatorError; an HTTP error not turned into one yet)."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except OperatorError as exc:
+            err_console.print(Text(str(exc), style="red"))
+            raise typer.Exit(exc.code) from None
+        except httpx.HTTPError as exc:  # a call not made through punte.remote.Operator
+            from punte.remote import failure_line
+            request = getattr(exc, "_request", None)  # set on every error of a sent request
+            line = (failure_line("punte", request.method, str(request.url), exc) if request is not None
+                    else f"punte: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            err_console.print(Text(line, style="red"))
+            raise typer.Exit(1) from None
+    return run
+
+
+def _wrap_every_command(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        info.callback = one_line_errors(info.callback)  # type: ignore[arg-type]
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _wrap_every_command(group.typer_instance)
+
+
+_wrap_every_command(app)
+
+if __name__ == "__main__":
+    app(prog_name="punte")
