@@ -67,7 +67,7 @@ async def test_a_report_answered_processing_failed_gets_its_real_outcome_once_re
     event = report()
     sent = message(ingress_topic("isj-bc"), event, offset=next(positions))
     with monkeypatch.context() as patch:
-        patch.setattr(intake_handlers.repository, "link_household", broken)
+        patch.setattr(intake_handlers.repository, "link_households", broken)
         await consumer.process([sent])
     [(failed_id, status, code)] = answers(await emitted(engine), "isj-bc")
     assert (status, code) == ("rejected", "PROCESSING_FAILED")
