@@ -50,7 +50,7 @@ from services.notification.adapters.tables import (
     referral_owners,
 )
 from services.notification.channels.people import PeopleChannels
-from services.notification.channels.webhook import enqueue_event
+from services.notification.channels.webhook import enqueue_events
 from services.notification.domain import dispatch, notices
 from services.notification.domain.messages import Labelled, summarise
 from services.notification.domain.notices import Notice
@@ -264,14 +264,12 @@ async def _deliver_all(uow: UnitOfWork, found: list[tuple[CloudEvent, list[Notic
     for e in new:
         uow.outbox.emit(delivery_topic(e.notice.recipient), e.delivered, key=e.notice.case_id)
     await _tell_people(uow, new, config)
-    for e in new:
-        inst = config.recipients.of(e.notice.recipient)
-        if inst is not None and inst.webhook:
-            if config.network_key is None:
-                log.warning("webhook not sent: the network has no signing key", institution=e.notice.recipient)
-            else:
-                await enqueue_event(uow.session, config.network_key, e.notice.recipient, inst.webhook,
-                                    e.delivered, uow.now)
+    hooked = [(e.notice.recipient, inst.webhook, e.delivered) for e in new
+              if (inst := config.recipients.of(e.notice.recipient)) is not None and inst.webhook]
+    if hooked and config.network_key is None:
+        log.warning("webhooks not sent: the network has no signing key", institutions=sorted({i for i, _, _ in hooked}))
+    elif hooked:
+        await enqueue_events(uow.session, config.network_key, hooked, uow.now)
 
 
 async def _tell_people(uow: UnitOfWork, entries: list[_Entry], config: Config) -> None:
@@ -301,11 +299,10 @@ async def _tell_people(uow: UnitOfWork, entries: list[_Entry], config: Config) -
             pages[person] = pages.get(person, 0) + 1
         queued.append((e.notification_id, e.notice.recipient, paging.sent + paging.held))
     await people.enqueue_many(uow.session, queued, uow.now)
-    for e, plan in plans:
-        if plan.alert:
-            inst = recipients.institutions[e.notice.recipient]
-            await alerting.open_alert(uow.session, e.notification_id, e.notice.recipient,
-                                      uow.now + timedelta(minutes=inst.ack_minutes), uow.now)
+    await alerting.open_alerts(uow.session, [
+        (e.notification_id, e.notice.recipient,
+         uow.now + timedelta(minutes=recipients.institutions[e.notice.recipient].ack_minutes))
+        for e, plan in plans if plan.alert], uow.now)
 
 
 async def fire_due_alerts(session, config: Config, now: datetime, limit: int = 100) -> int:

@@ -306,8 +306,8 @@ async def test_the_referrer_hears_of_its_referral_with_every_category_it_reporte
 
 async def test_a_batch_is_told_as_one_by_one_with_one_insert_per_table(sessions, config, notification_database):
     """Batch-first (decision 0033): a consumed batch of referrals, P0 and P2, gives every
-    recipient exactly the entries, messages, held pages and alerts that handling the events
-    one by one gives, with one insert of entries and one of messages to people."""
+    recipient exactly the entries, messages, held pages, alerts and webhook deliveries that
+    handling the events one by one gives, with one insert into each of their tables."""
     engine = notification_database[0]
     events = [requested("P0" if n % 2 == 0 else "P2", referral_id=f"ref-{n}", case_id=f"case-{n}",
                         event_id=f"ev-{n}") for n in range(12)]
@@ -351,5 +351,7 @@ async def test_a_batch_is_told_as_one_by_one_with_one_insert_per_table(sessions,
     assert await told() == one_by_one
     assert one_by_one["alerts"] and any(p[3] == "digest" for p in one_by_one["people"]), \
         "P0 pages over the cap were held back, in both"
-    assert inserts.count("inbox_entries") == 1 and inserts.count("people_deliveries") == 1
-    assert inserts.count("facts") == 1
+    assert one_by_one["webhooks"], "the institution's system is told too, in both"
+    assert {t: inserts.count(t) for t in ("inbox_entries", "people_deliveries", "facts", "alerts",
+                                           "webhook_deliveries")} == dict.fromkeys(
+        ("inbox_entries", "people_deliveries", "facts", "alerts", "webhook_deliveries"), 1)

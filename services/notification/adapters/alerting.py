@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notification.adapters.tables import alerts, inbox_entries
 
 
-async def open_alert(session: AsyncSession, notification_id: str, institution: str,
-                     next_at: datetime, now: datetime) -> None:
-    """The first send (level 0, round 1) was just queued; look again at ``next_at``."""
-    await session.execute(insert(alerts).values(
-        notification_id=notification_id, institution=institution, level=0, round=1, sends=1,
-        next_at=next_at, created_at=now,
-    ).on_conflict_do_nothing(index_elements=["notification_id"]))
+async def open_alerts(session: AsyncSession, opened: list[tuple[str, str, datetime]], now: datetime) -> None:
+    """Alerts whose first send (level 0, round 1) was just queued, each to be looked at
+    again at its ``next_at``: (notification id, institution, next_at), one insert."""
+    if opened:
+        await session.execute(insert(alerts).values([
+            dict(notification_id=notification_id, institution=institution, level=0, round=1, sends=1,
+                 next_at=next_at, created_at=now) for notification_id, institution, next_at in opened
+        ]).on_conflict_do_nothing(index_elements=["notification_id"]))
 
 
 async def acknowledge(session: AsyncSession, notification_id: str, institution: str, person: str,

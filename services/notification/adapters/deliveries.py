@@ -49,6 +49,17 @@ async def enqueue(session: AsyncSession, notification_id: str, institution: str,
     ).returning(_t.c.id))
 
 
+async def enqueue_many(session: AsyncSession, queued: list[tuple[str, str, str, bytes, Mapping[str, str]]],
+                       now: datetime) -> None:
+    """New pending deliveries, due at once, with one insert: (notification id, institution,
+    url, body, headers) each."""
+    if queued:
+        await session.execute(insert(_t), [
+            dict(notification_id=notification_id, institution=institution, url=url, payload=bytes(body),
+                 headers=dict(headers), status=PENDING, attempts=0, next_attempt_at=now, created_at=now)
+            for notification_id, institution, url, body, headers in queued])
+
+
 async def due(session: AsyncSession, now: datetime, limit: int = 50) -> list[sa.Row]:
     """Pending deliveries whose time has come, oldest first, locked for this transaction;
     rows another sender holds are skipped, so several senders can run side by side."""

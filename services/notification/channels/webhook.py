@@ -107,6 +107,16 @@ async def enqueue_event(session: AsyncSession, key: SigningKey, institution: str
     return await deliveries.enqueue(session, event.id, institution, url, body, headers, now)
 
 
+async def enqueue_events(session: AsyncSession, key: SigningKey, sent: list[tuple[str, str, CloudEvent]],
+                         now: datetime) -> None:
+    """``enqueue_event`` for several (institution, url, event), with one insert."""
+    queued = []
+    for institution, url, event in sent:
+        body, headers = signed_request(event, key)
+        queued.append((event.id, institution, url, body, headers))
+    await deliveries.enqueue_many(session, queued, now)
+
+
 async def attempt(client: httpx.AsyncClient, row: Any, timeout: float | None = None,
                   headers: Mapping[str, str] | None = None) -> Attempt:
     """POST one delivery (with ``headers``, by default the stored ones and the delivery id);
