@@ -687,15 +687,19 @@ class InboxConsumer:
     def _batch_spans(self, messages: list[Message]) -> Iterator[dict[str, dict[str, str]]]:
         """The process spans of a batch a batch handler applies at once: one per message, in
         the trace its message carries, so each report's trace goes on through this service.
-        The handler runs in a lone message's span, or in a batch span linked to every
-        message's. Yields each message's trace headers by Kafka key (the case), for the
-        outbox: an event a batch handler writes for a case goes on in the trace of the
-        batch's message of that case (runtime.outbox.Outbox.traces)."""
+        The handler runs in the first message's span when every message is of one trace,
+        else in a batch span linked to every message's. Yields each message's trace headers
+        by Kafka key (the case), for the outbox: an event a batch handler writes for a case
+        goes on in the trace of the batch's message of that case (Outbox.traces)."""
         spans = [tracer("runtime.inbox").start_span(
             f"process {m.topic}", context=context_from_headers(m.headers), kind=SpanKind.CONSUMER,
             attributes=self._span_attributes(m, len(messages))) for m in messages]
         topics = " ".join(sorted({m.topic for m in messages}))
-        current = spans[0] if len(spans) == 1 else tracer("runtime.inbox").start_span(
+        # One trace (a case and its referral, both from one report): the handler's work is
+        # part of it. Several: a batch span of its own, linked to each message's (the
+        # messaging conventions' batch shape).
+        one_trace = len({s.get_span_context().trace_id for s in spans}) == 1
+        current = spans[0] if one_trace else tracer("runtime.inbox").start_span(
             f"process {topics}", kind=SpanKind.CONSUMER, links=[Link(s.get_span_context()) for s in spans],
             attributes=self._process_attributes(topics, len(messages)))
         by_key = {m.key.decode(errors="replace"): trace_headers_of(trace.set_span_in_context(s))

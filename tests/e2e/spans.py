@@ -33,11 +33,12 @@ def _value(value: AnyValue) -> Any:
 
 
 class SpanReceiver:
-    """Keeps the export requests as they come (decoding is left to ``spans``, the test's
+    """Keeps the export requests as they come (decoding is left to ``spans``, in the test's
     thread: the receiver answers at once while every service is busy)."""
 
     def __init__(self) -> None:
         self._bodies: list[bytes] = []
+        self._decoded: list[Span] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -63,22 +64,20 @@ class SpanReceiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
 
     def spans(self, trace_id: str | None = None) -> list[Span]:
+        """The spans received so far (of one trace), each request decoded once."""
         with self._lock:
-            bodies = list(self._bodies)
-        found: list[Span] = []
+            bodies, self._bodies = self._bodies, []
         for body in bodies:
             request = ExportTraceServiceRequest.FromString(body)
             for resource_spans in request.resource_spans:
                 resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
-                        if trace_id is not None and span.trace_id.hex() != trace_id:
-                            continue
-                        found.append(Span(
+                        self._decoded.append(Span(
                             str(resource.get("service.name", "")), span.name, KINDS.get(span.kind, "UNSPECIFIED"),
                             span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                             {a.key: _value(a.value) for a in span.attributes}))
-        return found
+        return [s for s in self._decoded if trace_id is None or s.trace_id == trace_id]
 
     def stop(self) -> None:
         self.server.shutdown()

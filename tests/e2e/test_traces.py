@@ -51,7 +51,12 @@ async def test_a_report_posted_over_http_is_one_trace_to_the_leads_inbox_entry(
         connected = all(s.parent_id in ids for s in spans if s.parent_id != parent)
         return spans if inbox and {s.service for s in spans} >= SERVICES and connected else None
 
-    spans = await wait_until(whole_trace, timeout=60)
+    try:
+        spans = await wait_until(whole_trace, timeout=60)
+    except AssertionError as missing:
+        seen = sorted({(s.service, s.kind, s.name, s.parent_id in {t.span_id for t in span_receiver.spans(trace_id)}
+                        or s.parent_id == parent) for s in span_receiver.spans(trace_id)})
+        raise AssertionError(f"{missing}; the trace has (service, kind, name, parent found): {seen}") from None
 
     # intake: the HTTP request (named by its route), the gateway record it sends, its own
     # consumer of that record, the database, and the relay publishing the case.
