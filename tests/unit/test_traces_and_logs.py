@@ -143,3 +143,29 @@ def test_an_event_written_in_a_batch_goes_on_in_the_trace_of_its_cases_message()
     assert second["traceparent"] == f"00-{0xEF:032x}-{0x12:016x}-01"
     assert trace.get_current_span(context_from_headers([("traceparent", theirs.encode())])) \
         .get_span_context().trace_id == 0xABABABABABABABABABABABABABABABAB
+
+
+UNEXPORTED = """
+import json
+from runtime.log import configure_logging, get_logger
+from runtime.telemetry import configure_tracing, current_trace_headers, tracer
+configure_logging("referral")
+configure_tracing("referral")
+with tracer("test").start_as_current_span("process punte.cases") as span:
+    get_logger("test").info("case routed")
+    print(json.dumps({"recording": span.is_recording(), "headers": current_trace_headers(),
+                      "trace_id": format(span.get_span_context().trace_id, "032x")}))
+"""
+
+
+def test_without_an_exporter_nothing_is_recorded_yet_logs_and_messages_carry_the_trace():
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PUNTE_TRACE"))}
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    result = subprocess.run([sys.executable, "-c", UNEXPORTED], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout)
+    assert seen["recording"] is False
+    assert seen["headers"]["traceparent"].split("-")[1] == seen["trace_id"] != "0" * 32
+    [line] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (line["event"], line["trace_id"]) == ("case routed", seen["trace_id"])
