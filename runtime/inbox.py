@@ -689,8 +689,9 @@ class InboxConsumer:
         the trace its message carries, so each report's trace goes on through this service.
         The handler runs in the first message's span when every message is of one trace,
         else in a batch span linked to every message's. Yields each message's trace headers
-        by Kafka key (the case), for the outbox: an event a batch handler writes for a case
-        goes on in the trace of the batch's message of that case (Outbox.traces)."""
+        by Kafka key (the case) and by position, for the outbox: an event a batch handler
+        writes for a case goes on in the trace of the batch's message of that case, or of
+        the message it names (Outbox.emit's ``cause``)."""
         spans = [tracer("runtime.inbox").start_span(
             f"process {m.topic}", context=context_from_headers(m.headers), kind=SpanKind.CONSUMER,
             attributes=self._span_attributes(m, len(messages))) for m in messages]
@@ -702,8 +703,12 @@ class InboxConsumer:
         current = spans[0] if one_trace else tracer("runtime.inbox").start_span(
             f"process {topics}", kind=SpanKind.CONSUMER, links=[Link(s.get_span_context()) for s in spans],
             attributes=self._process_attributes(topics, len(messages)))
-        by_key = {m.key.decode(errors="replace"): trace_headers_of(trace.set_span_in_context(s))
-                  for m, s in zip(messages, spans, strict=True) if m.key is not None}
+        by_key: dict[str, dict[str, str]] = {}
+        for message, span in zip(messages, spans, strict=True):
+            headers = trace_headers_of(trace.set_span_in_context(span))
+            by_key[message.position] = headers
+            if message.key is not None:
+                by_key[message.key.decode(errors="replace")] = headers
         try:
             # Not record_exception: its message and stack would carry the values.
             with trace.use_span(current, record_exception=False):

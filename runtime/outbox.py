@@ -107,16 +107,18 @@ class Outbox:
         self._data_keys = data_keys
         self._rows: list[dict[str, Any]] = []
         self._bodies: list[dead_letters.Body] = []
-        # Trace headers by key, set by a consumer around a batch handler (runtime.inbox): an
-        # event of a key goes on in the trace of the batch's message of that key; any other
-        # in the current span's.
+        # Trace headers by Kafka key and by message position, set by a consumer around a batch
+        # handler (runtime.inbox): an event goes on in the trace of the batch's message it
+        # names as its cause, else of the message of its key; any other in the current span's.
         self.traces: dict[str, dict[str, str]] = {}
 
-    def emit(self, topic: str, event: CloudEvent, key: str | None = None) -> None:
+    def emit(self, topic: str, event: CloudEvent, key: str | None = None, cause: str | None = None) -> None:
+        """``cause``: the position of the message that caused ``event``, for a batch handler
+        whose output keys differ from its input's (the event goes on in that message's trace)."""
         if self._signer is not None:
             event = self._signer.sign(event)
         headers = [(k, v.decode()) for k, v in event.headers()]
-        carried = self.traces.get(key) if key is not None else None
+        carried = self.traces.get(cause or "") or self.traces.get(key or "")
         headers.extend((carried or current_trace_headers()).items())
         self._rows.append({
             "topic": topic, "key": key.encode() if key else None, "headers": headers,

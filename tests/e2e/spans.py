@@ -25,6 +25,7 @@ class Span:
     span_id: str
     parent_id: str
     attributes: dict[str, Any]
+    links: tuple[str, ...] = ()  # the span ids it links to (a batch's messages)
 
 
 def _value(value: AnyValue) -> Any:
@@ -76,7 +77,8 @@ class SpanReceiver:
                         self._decoded.append(Span(
                             str(resource.get("service.name", "")), span.name, KINDS.get(span.kind, "UNSPECIFIED"),
                             span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
-                            {a.key: _value(a.value) for a in span.attributes}))
+                            {a.key: _value(a.value) for a in span.attributes},
+                            tuple(link.span_id.hex() for link in span.links)))
         return [s for s in self._decoded if trace_id is None or s.trace_id == trace_id]
 
     def stop(self) -> None:

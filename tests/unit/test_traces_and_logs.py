@@ -129,18 +129,22 @@ def test_database_polls_outside_any_traced_work_are_not_traces_of_their_own():
 
 def test_an_event_written_in_a_batch_goes_on_in_the_trace_of_its_cases_message():
     """A batch handler writes events for many cases at once: each event carries the trace of
-    the batch's message of its case (runtime.inbox sets Outbox.traces); any other, the
-    current span's."""
+    the batch's message of its case, or of the message it names as its cause (runtime.inbox
+    sets Outbox.traces); any other, the current span's."""
     outbox = Outbox(session=None)  # type: ignore[arg-type]: emit only collects rows
     theirs = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
-    outbox.traces = {"CASE-1": {"traceparent": theirs}}
+    other = "00-" + "ef" * 16 + "-" + "cd" * 8 + "-01"
+    outbox.traces = {"CASE-1": {"traceparent": theirs}, "punte.gateway/0/7": {"traceparent": other}}
     current = trace.NonRecordingSpan(SpanContext(0xEF, 0x12, is_remote=False, trace_flags=TraceFlags(1)))
     with trace.use_span(current):
         outbox.emit("punte.referrals", CloudEvent.new("ro.punte.test.v1", "/punte/referral", {}), key="CASE-1")
         outbox.emit("punte.referrals", CloudEvent.new("ro.punte.test.v1", "/punte/referral", {}), key="CASE-2")
-    first, second = (dict(row["headers"]) for row in outbox._rows)
+        outbox.emit("punte.cases", CloudEvent.new("ro.punte.test.v1", "/punte/intake", {}), key="CASE-3",
+                    cause="punte.gateway/0/7")
+    first, second, third = (dict(row["headers"]) for row in outbox._rows)
     assert first["traceparent"] == theirs
     assert second["traceparent"] == f"00-{0xEF:032x}-{0x12:016x}-01"
+    assert third["traceparent"] == other, "the message named as the cause"
     assert trace.get_current_span(context_from_headers([("traceparent", theirs.encode())])) \
         .get_span_context().trace_id == 0xABABABABABABABABABABABABABABABAB
 
