@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +28,12 @@ def _statement(span: Span) -> str:
     return str(span.attributes.get("db.statement") or span.attributes.get("db.query.text") or "")
 
 
+def _read_from(path: Path, offset: int) -> list[str]:
+    with path.open("rb") as log:
+        log.seek(offset)
+        return log.read().decode("utf-8").splitlines()
+
+
 def _processed(spans: list[Span], service: str, topic: str, group: str) -> list[Span]:
     return [s for s in spans if s.service == service and s.kind == "CONSUMER" and s.name == f"process {topic}"
             and s.attributes.get("messaging.consumer.group.name") == group]
@@ -34,6 +41,9 @@ def _processed(spans: list[Span], service: str, topic: str, group: str) -> list[
 
 async def test_a_report_posted_over_http_is_one_trace_to_the_leads_inbox_entry(
         network: Stack, span_receiver: SpanReceiver):
+    # What the services log from here on (other tests may have restarted or killed them).
+    log_sizes = {name: (network.state_dir / "logs" / f"{name}.log").stat().st_size
+                 for name in ("intake", "referral", "notification", "audit")}
     doctor = institution_system(network, "dsp-bc", producer=None)  # an institution without Kafka
     report: CloudEvent = doctor.report(synthetic_report(random.Random(15), "dsp-bc"))
     token = await sign_in(network, "sys.dsp-bc")
@@ -89,9 +99,9 @@ async def test_a_report_posted_over_http_is_one_trace_to_the_leads_inbox_entry(
     assert not [s for s in spans if any("wait=" in str(v) for v in s.attributes.values())]
 
     # The same trace in the JSON logs: intake's access log line names the route, not the path
-    # or its query, and carries the trace id; no line of any service is anything but JSON.
-    logs = {name: (network.state_dir / "logs" / f"{name}.log").read_text(encoding="utf-8").splitlines()
-            for name in ("intake", "referral", "notification", "audit")}
+    # or its query, and carries the trace id; no line any service wrote meanwhile is anything
+    # but JSON.
+    logs = {name: _read_from(network.state_dir / "logs" / f"{name}.log", at) for name, at in log_sizes.items()}
     for name, lines in logs.items():
         for line in lines:
             assert line.startswith("{"), (name, line[:200])
