@@ -140,7 +140,10 @@ def configure_tracing(service: str, exporter: SpanExporter | None = None) -> Non
     for each in exporters:
         provider.add_span_processor(BatchSpanProcessor(Redacting(each)))
     trace.set_tracer_provider(provider)
-    instrument_libraries()
+    if exporters:
+        # Per record and per statement, even a span not recorded costs (decision 0036's
+        # figures): the instrumentations of the busy paths run where spans are exported.
+        instrument_libraries()
     _configured = True
 
 
@@ -148,7 +151,8 @@ def instrument_libraries() -> None:
     """aiokafka (a ``send`` span around each record produced, its context injected into the
     record's headers: a report posted over HTTP goes on in the HTTP request's trace; a
     ``receive`` span for each record fetched) and httpx (webhooks, the identity provider's
-    keys), once per process."""
+    keys), once per process. Without them the runtime's own spans still carry the trace on
+    (the relay injects the context itself: ``kafka_injects``)."""
     global _libraries
     if _libraries:
         return
@@ -177,11 +181,11 @@ def instrument_app(app: Any) -> None:
 
 def instrument_engine(engine: Any) -> None:
     """A span for each SQL statement of ``engine`` (a sync Engine: AsyncEngine.sync_engine),
-    its text with placeholders, never the values. The instrumentation is once per process:
-    a service has one engine (tests that start several services in one process trace the
-    first one's statements)."""
+    its text with placeholders, never the values, when spans are exported. Once per
+    process: a service has one engine (tests that start several services in one process
+    trace the first one's statements)."""
     global _engine_traced
-    if _engine_traced:
+    if _engine_traced or not _libraries:  # nothing exported: no statement spans (configure_tracing)
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
