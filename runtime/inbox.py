@@ -22,7 +22,8 @@ import re
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -33,21 +34,21 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.reference import from_an_institution
 from contracts.refusals import Refused, reason
-from runtime import dead_letters
+from runtime import dead_letters, telemetry
 from runtime.cloudevents import CloudEvent, decode, derived_id, header_map
 from runtime.data_keys import DataKeys
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
 from runtime.outbox import Outbox
 from runtime.signing import NETWORK, Keyring, SigningKey
-from runtime.telemetry import context_from_headers, tracer
+from runtime.telemetry import context_from_headers, trace_headers_of, tracer
 
 log = get_logger("runtime.inbox")
 
@@ -653,8 +654,10 @@ class InboxConsumer:
         try:
             async with session.begin_nested():
                 if self._batch_handler is not None:
-                    await self._batch_handler(UnitOfWork(session, outbox, self._source),
-                                              [m for m, _ in messages])
+                    with self._batch_spans([m for m, _ in messages]) as traces:
+                        outbox.traces = traces
+                        await self._batch_handler(UnitOfWork(session, outbox, self._source),
+                                                  [m for m, _ in messages])
                 else:
                     for message, _ in messages:
                         with self._span(message):
@@ -670,11 +673,63 @@ class InboxConsumer:
     def _span(self, message: Message):
         """The consumer span of one message, continuing the trace its headers carry."""
         return tracer("runtime.inbox").start_as_current_span(
-            f"process {message.header('ce_type') or message.topic}",
-            context=context_from_headers(message.headers), kind=SpanKind.CONSUMER,
-            attributes={"messaging.destination.name": message.topic,
-                        "messaging.kafka.message.offset": message.offset},
+            f"process {message.topic}", context=context_from_headers(message.headers),
+            kind=SpanKind.CONSUMER, attributes=self._span_attributes(message),
         )
+
+    def _span_attributes(self, message: Message, batch: int = 1) -> dict[str, str | int]:
+        """The messaging conventions' attributes of processing ``message`` (decision 0036)."""
+        attributes = {**self._process_attributes(message.topic, batch),
+                      telemetry.PARTITION: str(message.partition), telemetry.OFFSET: message.offset}
+        for attribute, header in (("cloudevents.event_id", "ce_id"), ("cloudevents.event_type", "ce_type")):
+            value = message.header(header)
+            if value:
+                attributes[attribute] = value
+        return attributes
+
+    def _process_attributes(self, topic: str, batch: int) -> dict[str, str | int]:
+        attributes: dict[str, str | int] = {
+            telemetry.MESSAGING_SYSTEM: "kafka", telemetry.OPERATION_TYPE: "process",
+            telemetry.OPERATION_NAME: "process", telemetry.DESTINATION: topic,
+            telemetry.CONSUMER_GROUP: self._group_id,
+        }
+        if batch > 1:
+            attributes[telemetry.BATCH_COUNT] = batch
+        return attributes
+
+    @contextmanager
+    def _batch_spans(self, messages: list[Message]) -> Iterator[dict[str, dict[str, str]]]:
+        """The process spans of a batch a batch handler applies at once: one per message, in
+        the trace its message carries, so each report's trace goes on through this service.
+        The handler runs in the first message's span when every message is of one trace,
+        else in a batch span linked to every message's. Yields each message's trace headers
+        by Kafka key (the case) and by position, for the outbox: an event a batch handler
+        writes for a case goes on in the trace of the batch's message of that case, or of
+        the message it names (Outbox.emit's ``cause``)."""
+        spans = [tracer("runtime.inbox").start_span(
+            f"process {m.topic}", context=context_from_headers(m.headers), kind=SpanKind.CONSUMER,
+            attributes=self._span_attributes(m, len(messages))) for m in messages]
+        topics = " ".join(sorted({m.topic for m in messages}))
+        # One trace (a case and its referral, both from one report): the handler's work is
+        # part of it. Several: a batch span of its own, linked to each message's (the
+        # messaging conventions' batch shape).
+        one_trace = len({s.get_span_context().trace_id for s in spans}) == 1
+        current = spans[0] if one_trace else tracer("runtime.inbox").start_span(
+            f"process {topics}", kind=SpanKind.CONSUMER, links=[Link(s.get_span_context()) for s in spans],
+            attributes=self._process_attributes(topics, len(messages)))
+        by_key: dict[str, dict[str, str]] = {}
+        for message, span in zip(messages, spans, strict=True):
+            headers = trace_headers_of(trace.set_span_in_context(span))
+            by_key[message.position] = headers
+            if message.key is not None:
+                by_key[message.key.decode(errors="replace")] = headers
+        try:
+            # Not record_exception: its message and stack would carry the values.
+            with trace.use_span(current, record_exception=False):
+                yield by_key
+        finally:
+            for span in {*spans, current}:
+                span.end()
 
     async def _attempt(self, session: AsyncSession, message: Message, replaying: bool = False) -> Outbox | str:
         """Run the handler in a savepoint, up to ``attempts`` times: the events it wrote once

@@ -26,14 +26,15 @@ from typing import Any
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from runtime import dead_letters
+from runtime import dead_letters, telemetry
 from runtime.cloudevents import CloudEvent
 from runtime.data_keys import DataKeys
 from runtime.log import get_logger
 from runtime.signing import SigningKey
-from runtime.telemetry import current_trace_headers
+from runtime.telemetry import context_from_text, current_trace_headers, kafka_injects, tracer
 
 log = get_logger("runtime.outbox")
 
@@ -106,12 +107,19 @@ class Outbox:
         self._data_keys = data_keys
         self._rows: list[dict[str, Any]] = []
         self._bodies: list[dead_letters.Body] = []
+        # Trace headers by Kafka key and by message position, set by a consumer around a batch
+        # handler (runtime.inbox): an event goes on in the trace of the batch's message it
+        # names as its cause, else of the message of its key; any other in the current span's.
+        self.traces: dict[str, dict[str, str]] = {}
 
-    def emit(self, topic: str, event: CloudEvent, key: str | None = None) -> None:
+    def emit(self, topic: str, event: CloudEvent, key: str | None = None, cause: str | None = None) -> None:
+        """``cause``: the position of the message that caused ``event``, for a batch handler
+        whose output keys differ from its input's (the event goes on in that message's trace)."""
         if self._signer is not None:
             event = self._signer.sign(event)
         headers = [(k, v.decode()) for k, v in event.headers()]
-        headers.extend(current_trace_headers().items())
+        carried = self.traces.get(cause or "") or self.traces.get(key or "")
+        headers.extend((carried or current_trace_headers()).items())
         self._rows.append({
             "topic": topic, "key": key.encode() if key else None, "headers": headers,
             "payload": event.body(), "event_type": event.type,
@@ -205,6 +213,28 @@ class OutboxRelay:
         except TimeoutError:
             pass
 
+    def _span(self, row: Any):
+        """The relay's ``send`` span of a row, in the trace of the work that wrote it (the
+        traceparent kept with the row): a report's trace goes on across the outbox."""
+        attributes: dict[str, str | int] = {
+            telemetry.MESSAGING_SYSTEM: "kafka", telemetry.OPERATION_TYPE: "send",
+            telemetry.OPERATION_NAME: "send", telemetry.DESTINATION: row.topic, "punte.outbox.row": row.id}
+        event_id = next((v for k, v in row.headers if k == "ce_id"), None)
+        if event_id:
+            attributes[telemetry.MESSAGE_ID] = event_id
+        return tracer("runtime.outbox").start_as_current_span(
+            f"send {row.topic}", context=context_from_text(row.headers), kind=SpanKind.PRODUCER,
+            attributes=attributes)
+
+    @staticmethod
+    def _headers(row: Any, injects: bool) -> list[tuple[str, bytes]]:
+        """The row's headers as sent, with the relay's span as the trace context: injected by
+        the aiokafka instrumentation (its span inside the relay's) when it is on, else here."""
+        headers = [(k, v.encode()) for k, v in row.headers if k not in telemetry.TRACE_HEADERS]
+        if not injects:
+            headers.extend((k, v.encode()) for k, v in current_trace_headers().items())
+        return headers
+
     async def publish_batch(self) -> int:
         """Publish the next pending rows in id order; park the ones the broker will never
         take; how many rows this pass published or parked. A transient failure is raised
@@ -223,6 +253,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             await self._learn_topics({row.topic for row in rows})
+            injects = kafka_injects()
             blocked: set[tuple[str, bytes]] = set()  # keys with a row parked in this pass
             sent: list[tuple[Any, asyncio.Future]] = []
             parked: dict[int, str] = {}
@@ -230,10 +261,9 @@ class OutboxRelay:
                 if row.key is not None and (row.topic, row.key) in blocked:
                     continue  # waits behind its key's parked row
                 try:
-                    future = await self._producer.send(
-                        row.topic, value=row.payload, key=row.key,
-                        headers=[(k, v.encode()) for k, v in row.headers],
-                    )
+                    with self._span(row):
+                        future = await self._producer.send(
+                            row.topic, value=row.payload, key=row.key, headers=self._headers(row, injects))
                 except Exception as exc:
                     if not unpublishable(exc):
                         raise  # nothing marked: the whole batch again later

@@ -43,7 +43,7 @@ from runtime.inbox import (
 )
 from runtime.kafka import make_producer
 from runtime.limits import BodyLimit, Limits, closing
-from runtime.log import configure_logging, get_logger
+from runtime.log import AccessLog, configure_logging, get_logger
 from runtime.metrics import CONTENT_TYPE, Gauge, Snapshot, age, consumer_state, exposition
 from runtime.migrations import revisions, upgrade
 from runtime.outbox import (
@@ -60,7 +60,7 @@ from runtime.outbox import (
 from runtime.retention import purge
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey, network_keyring
-from runtime.telemetry import configure_tracing
+from runtime.telemetry import configure_tracing, instrument_app, instrument_engine
 from runtime.tokens import Principal, TokenVerifier
 
 log = get_logger("runtime.service")
@@ -346,7 +346,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        configure_logging(spec.name, settings.log_level, settings.log_format)
+        configure_logging(spec.name, settings.log_level, settings.log_format, settings.library_log_level)
         configure_tracing(spec.name)
         # Keys and token algorithms before anything else: a misconfigured service fails fast.
         network_key = load_network_key(settings)
@@ -361,6 +361,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         else:  # another step migrates (`punte migrate`): never serve on another schema
             url = await wait_for_head(settings, spec.name, spec.migrations, deadline)
         engine = make_engine(url)
+        instrument_engine(engine.sync_engine)
         producer = make_producer(settings.kafka_bootstrap, settings)
         await _start_producer(producer)
         relay = OutboxRelay(engine, producer, settings.relay_batch_max, settings.relay_poll_seconds)
@@ -505,6 +506,10 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     # listening connection closes with the app.
     app.state.limits = Limits(settings)
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    # Outermost of the app's own: every request gets a line, even one BodyLimit refuses; the
+    # tracing middleware wraps it, so the line carries the request's trace ids.
+    app.add_middleware(AccessLog)
+    instrument_app(app)
     app.router.lifespan_context = closing(app.router.lifespan_context)
     return app
 
@@ -684,6 +689,10 @@ def _check_access_rules(service: str, app: FastAPI) -> None:
 def serve(spec: ServiceSpec) -> None:
     """Entry point of ``python -m services.<name>``."""
     settings = Settings(service=spec.name)
+    # Before uvicorn speaks: its lines, as every library's, become the service's JSON lines.
+    configure_logging(spec.name, settings.log_level, settings.log_format, settings.library_log_level)
     app = create_app(spec, settings)
+    # No logging configuration of uvicorn's own (plain text) and no access log of its own
+    # (it prints paths with their query strings): runtime.log.AccessLog writes that.
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
-                lifespan="on")
+                lifespan="on", log_config=None, access_log=False)

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     p0_page_window_seconds: int = 600
     log_level: str = "INFO"
     log_format: str = "json"
+    # The other libraries' logs (uvicorn, aiokafka, SQLAlchemy, httpx), rendered as the
+    # service's own JSON lines with trace ids: WARNING keeps aiokafka's rebalance chatter out.
+    library_log_level: str = "WARNING"
 
     def oidc_algorithm_list(self) -> list[str]:
         from runtime.tokens import pinned_algorithms

@@ -23,6 +23,7 @@ from punte.stack import Stack
 from runtime.cloudevents import CloudEvent, decode
 from runtime.kafka import client_options
 from tests.e2e import leak_scan
+from tests.e2e.spans import SpanReceiver
 
 
 @dataclass
@@ -87,11 +88,19 @@ def webhook_receiver():
     receiver.stop()
 
 
+@pytest.fixture(scope="session")
+def span_receiver():
+    """The collector every service of the end-to-end network sends its spans to."""
+    receiver = SpanReceiver()
+    yield receiver
+    receiver.stop()
+
+
 # Package scope: the network stops, and its leak scan runs, when the end-to-end tests end,
 # before the integration tests put their own messages (reports in clear among them, for the
 # transition) on the same broker.
 @pytest.fixture(scope="package")
-def network(infrastructure, tmp_path_factory, webhook_receiver):
+def network(infrastructure, tmp_path_factory, webhook_receiver, span_receiver):
     state_dir = tmp_path_factory.mktemp("e2e") / "state"
     state_dir.mkdir()
     # The embedded default's people, without quiet hours or digest waits (the tests run at
@@ -99,10 +108,14 @@ def network(infrastructure, tmp_path_factory, webhook_receiver):
     recipients.write(state_dir / "recipients.yaml", recipients.demo_recipients(
         institutions().values(), digest_minutes=0, quiet_hours=None,
         webhooks={WEBHOOK_INSTITUTION: webhook_receiver.url, **{i: webhook_receiver.url for i in NEED_TO_KNOW_HOOKS}}))
+    # Every service exports its spans, as to a collector, within half a second (tests/e2e/test_traces.py).
+    tracing = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": span_receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "500"}
     stack = (Stack(state_dir, database_url=infrastructure.database_url, broker_kind="kafka",
-                   kafka=infrastructure.kafka.cluster, kafka_credentials_file=infrastructure.kafka.credentials_file)
+                   kafka=infrastructure.kafka.cluster, kafka_credentials_file=infrastructure.kafka.credentials_file,
+                   extra_env=tracing)
              if infrastructure.kafka is not None else
-             Stack(state_dir, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=infrastructure.database_url))
+             Stack(state_dir, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=infrastructure.database_url,
+                   extra_env=tracing))
     started_ms = int(time.time() * 1000)
     try:
         stack.start()

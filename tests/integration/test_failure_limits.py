@@ -319,6 +319,7 @@ async def test_the_operator_does_it_all_from_the_command_line(service, tmp_path)
 
     from punte.cli import app as cli
     from punte.state import State
+    from runtime.log import configure_logging
     from runtime.signing import SigningKey
 
     state = State(tmp_path / "state")
@@ -330,6 +331,7 @@ async def test_the_operator_does_it_all_from_the_command_line(service, tmp_path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    configure_logging("intake")  # as runtime.service.serve does: log lines on stderr, not in the CLI's output
     server = uvicorn.Server(uvicorn.Config(svc.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
     serving = asyncio.create_task(server.serve())
     state.runtime_file.write_text(json.dumps({"services": {"intake": f"http://127.0.0.1:{port}",
