@@ -178,7 +178,7 @@ def reply(uow: UnitOfWork, message: Message, *, accepted: bool, code: str | None
         # replayed dead letter's answer is a new one: it supersedes PROCESSING_FAILED.
         step = ("outcome", "replayed") if uow.replaying else ("outcome",)
         outcome = CloudEvent.new(OUTCOME_TYPE, uow.source, data, id=derived_id(key_by_sender(message), *step))
-        uow.outbox.emit(delivery_topic(sender), outcome, key=key or subject_id)
+        uow.outbox.emit(delivery_topic(sender), outcome, key=key or subject_id, cause=message.position)
     return data
 
 

@@ -242,7 +242,7 @@ def _join(uow: UnitOfWork, checked: _Checked, existing: OpenCase, writes: _Write
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_REPORT_ADDED.value, uow.source, added.model_dump(mode="json"),
         subject=existing.case_id, id=derived_id(key_by_sender(message), EventType.CASE_REPORT_ADDED.value)),
-        key=existing.case_id)
+        key=existing.case_id, cause=message.position)
     if not _takes_part(report.reporter.institution, existing.lead, existing.informed):
         # Another institution's case: the reporter learns that its report was taken, not
         # which case holds it (its id would let a reporter ask for the whole case).
@@ -285,7 +285,7 @@ def _open(uow: UnitOfWork, checked: _Checked, book: Casebook, writes: _Writes) -
     uow.outbox.emit(CASES_TOPIC, CloudEvent.new(
         EventType.CASE_OPENED.value, uow.source, opened.model_dump(mode="json"), subject=case_id,
         id=derived_id(key_by_sender(message), EventType.CASE_OPENED.value),
-    ), key=case_id)
+    ), key=case_id, cause=message.position)
     reporter = report.reporter.institution
     if not _takes_part(reporter, case.lead, case.informed):
         return case_id, reply(uow, message, accepted=True)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from punte.cli import app
 from punte.remote import OperatorError, failure_line, resolve
 from punte.status import assess, read_metrics
-from runtime.metrics import NAMES, Snapshot, exposition
+from runtime.metrics import NAMES, ConsumerState, Snapshot, exposition
 
 RUNNER = CliRunner()
 
@@ -171,15 +171,17 @@ def test_a_process_the_local_supervisor_gave_up_on_is_a_problem():
 
 
 def test_metrics_are_read_by_the_names_the_services_expose():
-    shot = Snapshot("referral", consumers=[("punte-referral-cases", True, True, 10, 1),
-                                           ("punte-referral-commands", False, False, 3, 0)],
+    shot = Snapshot("referral", consumers=[
+        ConsumerState("punte-referral-cases", True, True, 10, 1, 0, {}, 0.0),
+        ConsumerState("punte-referral-commands", False, False, 3, 0, 0, {("punte.ingress.dgaspc-bc", 0): 4}, 0.0)],
                     outbox={"pending": 2, "parked": 1}, dead_letters={"MALFORMED_PAYLOAD": 2, "BAD_SIGNATURE": 1},
                     broker_provisioned=True)
     text = exposition(shot).decode()
     assert {"punte_consumer_stopped", "punte_outbox_rows", "punte_dead_letters"} <= set(NAMES)
     seen = read_metrics(text)
     assert seen["consumers"] == [{"group": "punte-referral-cases", "stopped": True, "assigned": True},
-                                 {"group": "punte-referral-commands", "stopped": False, "assigned": False}]
+                                 {"group": "punte-referral-commands", "stopped": False, "assigned": False,
+                                  "lag_reported": 4}]
     assert seen["outbox"] == {"pending": 2, "parked": 1} and seen["dead_letters"] == 3
     assert seen["broker_provisioned"] is True
 

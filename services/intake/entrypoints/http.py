@@ -25,6 +25,7 @@ from runtime.cloudevents import CONTENT_TYPE, REQUIRED
 from runtime.ingress import sender_key
 from runtime.limits import wakeups_of
 from runtime.service import Runtime
+from runtime.telemetry import current_trace_headers, kafka_injects
 from runtime.tokens import Principal
 from services.intake.adapters import repository
 from services.intake.adapters.report_keys import ReportKeys
@@ -114,6 +115,8 @@ async def submit(request: Request, wait: float = Query(10, ge=0, le=30),
     if known is None:
         headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
         headers += [("content-type", CONTENT_TYPE.encode()), (SENDER_HEADER, principal.institution.encode())]
+        if not kafka_injects():  # the request's trace goes on to intake's consumer either way
+            headers += [(k, v.encode()) for k, v in current_trace_headers().items()]
         # The gateway topic, not the institution's ingress topic: no service may write that one
         # (Kafka ACL); only intake writes this one, naming the institution the token proved.
         await runtime.producer.send_and_wait(gateway_topic(), value=data, key=attributes["id"].encode(),
