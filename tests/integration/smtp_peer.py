@@ -15,10 +15,12 @@ from punte.embedded import free_port
 class Collector:
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], EmailMessage]] = []
+        self.connections: set[tuple[str, int]] = set()  # the client ends that sent a message
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         msg = message_from_bytes(envelope.original_content, policy=default)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+        self.connections.add(tuple(session.peer))
         return "250 OK"
 
 

@@ -3,6 +3,7 @@ arrives with its recipient, subject and UTF-8 Romanian body intact, carrying not
 identifies the child; a server that is gone, or without STARTTLS, is a ChannelError."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -54,6 +55,33 @@ async def test_a_p0_notice_arrives_intact_and_identifies_no_child(smtp):
     assert not re.search(r"(?<!\d)\d{13}(?!\d)", body + msg["Subject"])
     for value in CHILD.values():
         assert value not in body and value not in wire
+
+
+async def test_a_pass_of_many_e_mails_reuses_its_connections(smtp):
+    """The messages of one dispatch pass go over a few connections, not one each; every one
+    arrives, in full, to its recipient."""
+    controller, collector = smtp
+    sender = SmtpSender(controller.hostname, controller.port, SENDER, starttls=False, timeout=5)
+    notice = p0_notice()
+    async with sender.connections() as over:
+        sent = await asyncio.gather(*(sender.send(f"persoana-{n}@example.ro", notice, f"id-{n}", over=over)
+                                      for n in range(5)))
+        sent += [await sender.send(f"persoana-{n}@example.ro", notice, f"id-{n}", over=over) for n in range(5, 20)]
+    assert len(collector.received) == 20 and len(set(sent)) == 20
+    assert sorted(r[1][0] for r in collector.received) == sorted(f"persoana-{n}@example.ro" for n in range(20))
+    assert over.opened == len(collector.connections) <= 5, "one connection per message in flight, at most"
+
+
+async def test_a_connection_the_server_dropped_is_replaced(smtp):
+    controller, collector = smtp
+    sender = SmtpSender(controller.hostname, controller.port, SENDER, starttls=False, timeout=5)
+    async with sender.connections() as over:
+        await sender.send(TO, p0_notice(), "first", over=over)
+        for client in over._idle:  # as a server closing an idle connection would
+            client.close()
+        await sender.send(TO, p0_notice(), "second", over=over)
+    assert [r[2]["Message-ID"] for r in collector.received] == ["<first@punte.example.ro>", "<second@punte.example.ro>"]
+    assert over.opened == 2
 
 
 async def test_a_stopped_server_is_a_transient_channel_error():

@@ -1,4 +1,5 @@
-"""E-mail: a rendered notice sent over SMTP (aiosmtplib), one message per recipient.
+"""E-mail: a rendered notice sent over SMTP (aiosmtplib), one message per recipient, the
+messages of a dispatch pass over connections reused within it.
 
 Only what ``domain.templates.render`` produced travels: the subject and a UTF-8 plain-text
 body. STARTTLS is on by default because even a summary says how urgent a case is and
@@ -96,15 +97,77 @@ class SmtpSender:
         msg["Content-Language"] = "ro, en"  # after set_content, which clears Content-* headers
         return msg
 
-    async def send(self, to: str, rendered: RenderedMessage, message_id: str | None = None) -> str:
-        """Send one notice; the Message-ID it went with, or ChannelError."""
+    def connections(self) -> "SmtpConnections":
+        """Connections to send a dispatch pass's e-mails over (``send``'s ``over``)."""
+        return SmtpConnections(self)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(hostname=self.host, port=self.port, start_tls=self.starttls,
+                               username=self.username, password=self.password, timeout=self.timeout,
+                               tls_context=self.tls_context)
+
+    async def send(self, to: str, rendered: RenderedMessage, message_id: str | None = None,
+                   over: "SmtpConnections | None" = None) -> str:
+        """Send one notice (over one of ``over``'s connections, else a connection of its own);
+        the Message-ID it went with, or ChannelError."""
         msg = self.message(to, rendered, message_id)
-        try:
-            await aiosmtplib.send(
-                msg, hostname=self.host, port=self.port, start_tls=self.starttls,
-                username=self.username, password=self.password, timeout=self.timeout,
-                tls_context=self.tls_context,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _from_smtp(exc) from exc
+        if over is None:
+            async with self.connections() as own:
+                await own.send(msg)
+        else:
+            await over.send(msg)
         return str(msg["Message-ID"])
+
+
+class SmtpConnections:
+    """The SMTP connections of one dispatch pass: a message goes over an idle one or a new
+    one, so a pass of many e-mails pays one handshake (connect, EHLO, STARTTLS, login) per
+    message in flight rather than per message; all are closed (QUIT) when the pass ends. A
+    connection that failed is dropped, never reused; one the server closed while idle is
+    replaced once."""
+
+    def __init__(self, sender: SmtpSender) -> None:
+        self._sender = sender
+        self._idle: list[aiosmtplib.SMTP] = []
+        self.opened = 0
+
+    async def __aenter__(self) -> "SmtpConnections":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+    async def send(self, msg: EmailMessage) -> None:
+        reused = bool(self._idle)
+        client = self._idle.pop() if reused else None
+        try:
+            if client is None:
+                client = await self._connect()
+            try:
+                await client.send_message(msg)
+            except aiosmtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                client.close()  # closed by the server while idle: once more, on a new one
+                client = await self._connect()
+                await client.send_message(msg)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            if client is not None:
+                client.close()
+            raise _from_smtp(exc) from exc
+        except BaseException:  # cancelled (a timeout): the connection's state is unknown
+            if client is not None:
+                client.close()
+            raise
+        self._idle.append(client)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = self._sender._client()
+        await client.connect()
+        self.opened += 1
+        return client

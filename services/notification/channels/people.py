@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runtime.cloudevents import derived_id
 from runtime.log import get_logger
 from services.notification.adapters import people
-from services.notification.channels.email import ChannelError, SmtpSender
+from services.notification.channels.email import ChannelError, SmtpConnections, SmtpSender
 from services.notification.channels.sms import SmsProvider
 from services.notification.domain.recipients import Channel
 from services.notification.domain.retry import RetryPolicy
@@ -72,8 +72,9 @@ def idempotency_key(rows: Sequence[Any]) -> str:
                       str(first.round))
 
 
-async def _send(channels: PeopleChannels, rows: Sequence[Any]) -> str:
-    """Send one message for ``rows`` (one row, or a digest's rows); the provider's id."""
+async def _send(channels: PeopleChannels, rows: Sequence[Any], mail: SmtpConnections | None = None) -> str:
+    """Send one message for ``rows`` (one row, or a digest's rows), e-mails over ``mail``'s
+    connections; the provider's id."""
     first = rows[0]
     key = idempotency_key(rows)
     if first.channel == "email":
@@ -87,7 +88,7 @@ async def _send(channels: PeopleChannels, rows: Sequence[Any]) -> str:
             rendered = render(first.kind, first.urgency, first.summary_ro, first.summary_en, first.case_id,
                               channels.link(first.notification_id), channels.when(first.deadline),
                               first.do_not_contact)
-        return await channels.email.send(first.address, rendered, message_id=key)
+        return await channels.email.send(first.address, rendered, message_id=key, over=mail)
     if channels.sms is None:
         raise ChannelError("CHANNEL_NOT_CONFIGURED", "no SMS provider is configured")
     text = sms_text(first.kind, first.urgency, first.case_id, channels.link(first.notification_id),
@@ -115,11 +116,12 @@ async def send_due(session: AsyncSession, channels: PeopleChannels, now: datetim
         if not rows:
             return 0
         gate = asyncio.Semaphore(channels.policy.concurrency)
+        mail = channels.email.connections() if channels.email is not None else nullcontext(None)
 
-        async def one(group: list[Any]) -> str | ChannelError:
+        async def one(group: list[Any], over: SmtpConnections | None) -> str | ChannelError:
             async with gate:
                 try:
-                    return await asyncio.wait_for(_send(channels, group), channels.policy.timeout)
+                    return await asyncio.wait_for(_send(channels, group, over), channels.policy.timeout)
                 except ChannelError as exc:
                     return exc
                 except TimeoutError:
@@ -128,7 +130,8 @@ async def send_due(session: AsyncSession, channels: PeopleChannels, now: datetim
                     return ChannelError("INVALID_MESSAGE", str(exc))
 
         groups = _groups(rows)
-        results = await asyncio.gather(*(one(group) for group in groups))
+        async with mail as over:
+            results = await asyncio.gather(*(one(group, over) for group in groups))
         for group, result in zip(groups, results, strict=True):
             ids = [row.id for row in group]
             tries = max(row.attempts for row in group) + 1
