@@ -216,14 +216,15 @@ def trace_headers_of(ctx: Context) -> dict[str, str]:
 def context_from_headers(headers: Iterable[tuple[str, bytes]]) -> context.Context:
     """The trace context a message carries. The first traceparent counts, as the aiokafka
     instrumentation reads it."""
-    carrier: dict[str, str] = {}
-    for k, v in headers:
-        if k in TRACE_HEADERS and k not in carrier:
-            carrier[k] = v.decode("latin-1")
-    return propagate.extract(carrier)
+    return context_from_text((k, v.decode("latin-1")) for k, v in headers if k in TRACE_HEADERS)
 
 
 def context_from_text(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> context.Context:
-    """The trace context stored with an outbox row (headers as text)."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return context_from_headers((k, v.encode("latin-1")) for k, v in pairs)
+    """The trace context stored with an outbox row (headers as text). Only the trace
+    headers are read: the others (an event's subject, say) may hold any text, and the
+    propagator ignores a trace header it cannot parse."""
+    carrier: dict[str, str] = {}
+    for k, v in headers.items() if isinstance(headers, Mapping) else headers:
+        if k in TRACE_HEADERS and k not in carrier:
+            carrier[k] = v
+    return propagate.extract(carrier)

@@ -90,3 +90,27 @@ async def test_the_relay_sends_each_row_once_traced_in_the_trace_that_wrote_it(i
     assert trace_id == format(written.trace_id, "032x"), "the trace of the request that wrote the row"
     assert span_id != format(written.span_id, "016x"), "the relay's own span, a child of it"
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+async def test_a_row_whose_headers_hold_any_text_is_sent_as_it_is(infrastructure, database):
+    """An event's attributes may hold any text (a subject in Romanian, a fuzzer's code
+    points); the relay reads only the trace headers for its span, so the row goes out and
+    the relay goes on. (Before, every header was encoded as Latin-1 to find the trace, and one
+    such row stopped the relay for good.)"""
+    engine, sessions = database
+    topic = f"test.traces.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])
+    subject = "caz Ștefan \U0010fa06<7\U000c4297"
+    async with sessions() as session, session.begin():
+        outbox = Outbox(session)
+        outbox.emit(topic, CloudEvent.new("ro.punte.test.v1", "/punte/test", {}, subject=subject), key="case-a")
+        outbox.emit(topic, CloudEvent.new("ro.punte.test.v1", "/punte/test", {}), key="case-a")
+        await outbox.flush()
+    producer = make_producer(infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:
+        assert await OutboxRelay(engine, producer).publish_batch() == 2
+    finally:
+        await producer.stop()
+    first, _ = await read_topic(infrastructure.kafka_bootstrap, topic, 2)
+    assert dict(first.headers)["ce_subject"].decode() == subject
