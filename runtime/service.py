@@ -346,6 +346,22 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        """``serving``, with why it could not start as the log's last words of its own (the
+        supervisor and the operator read the end of the log; uvicorn's traceback of the
+        failure is one long line whose reason comes last)."""
+        started = False
+        try:
+            async with serving(app):
+                started = True
+                yield
+        except Exception as exc:
+            if not started:
+                reason = (str(exc).splitlines() or [""])[0][:300]
+                log.error("the service cannot start", error=f"{type(exc).__name__}: {reason}")
+            raise
+
+    @asynccontextmanager
+    async def serving(app: FastAPI):
         configure_logging(spec.name, settings.log_level, settings.log_format, settings.library_log_level)
         configure_tracing(spec.name)
         # Keys and token algorithms before anything else: a misconfigured service fails fast.
