@@ -55,8 +55,7 @@ class DataKeys:
                 kek_id, wrapped = self.provider.wrap(new_data_key(), scope)
                 fresh.append({"scope": scope, "kek_id": kek_id, "wrapped": wrapped, "created_at": now})
             # A concurrent writer may create the same scope: its key wins, ours is dropped.
-            await session.execute(pg_insert(data_keys_table).values(fresh)
-                                  .on_conflict_do_nothing(index_elements=["scope"]))
+            await session.execute(pg_insert(data_keys_table).on_conflict_do_nothing(index_elements=["scope"]), fresh)
             found |= await self._unwrapped(session, missing)
         return found
 

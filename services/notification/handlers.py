@@ -108,8 +108,7 @@ class Pending:
         found, self.found = self.found, []
         if rows:
             # A case's or referral's whole facts, for the notices that follow it.
-            await uow.session.execute(insert(facts).values(rows).on_conflict_do_nothing(
-                index_elements=["subject_id"]))
+            await uow.session.execute(insert(facts).on_conflict_do_nothing(index_elements=["subject_id"]), rows)
         if found:
             await _deliver_all(uow, found, config)
 
@@ -256,9 +255,8 @@ async def _deliver_all(uow: UnitOfWork, found: list[tuple[CloudEvent, list[Notic
     if not entries:
         return
     inserted = set((await uow.session.execute(
-        insert(inbox_entries).values([e.row for e in entries])
-        .on_conflict_do_nothing(index_elements=["notification_id"])
-        .returning(inbox_entries.c.notification_id))).scalars())
+        insert(inbox_entries).on_conflict_do_nothing(index_elements=["notification_id"])
+        .returning(inbox_entries.c.notification_id), [e.row for e in entries])).scalars())
     # One not inserted was delivered already: the event came round again past the inbox.
     new = [e for e in entries if e.notification_id in inserted]
     for e in new:

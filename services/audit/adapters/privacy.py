@@ -23,9 +23,9 @@ case_sides = sa.Table(
 async def cases_opened(session: AsyncSession, opened: Sequence[tuple[str, str, list[str]]]) -> None:
     """(case id, lead, informed) of cases opened, in one insert; a case known already stays."""
     if opened:
-        await session.execute(pg_insert(case_sides).values([
+        await session.execute(pg_insert(case_sides).on_conflict_do_nothing(), [
             {"case_id": case_id, "lead": lead, "participants": list(dict.fromkeys([lead, *informed]))}
-            for case_id, lead, informed in opened]).on_conflict_do_nothing())
+            for case_id, lead, informed in opened])
 
 
 async def referred_to(session: AsyncSession, referrals: Sequence[tuple[str, str]]) -> None:

@@ -136,7 +136,7 @@ async def link_households(session: AsyncSession, pairs: Iterable[tuple[str, str]
     rows = [{"child_ref": a, "sibling_ref": b}
             for a, b in sorted({pair for x, y in pairs if x != y for pair in ((x, y), (y, x))})]
     if rows:
-        await session.execute(pg_insert(household_links).values(rows).on_conflict_do_nothing())
+        await session.execute(pg_insert(household_links).on_conflict_do_nothing(), rows)
 
 
 async def flag_duplicates(session: AsyncSession, scored: Iterable[tuple[str, str, float]]) -> None:

@@ -16,10 +16,9 @@ async def open_alerts(session: AsyncSession, opened: list[tuple[str, str, dateti
     """Alerts whose first send (level 0, round 1) was just queued, each to be looked at
     again at its ``next_at``: (notification id, institution, next_at), one insert."""
     if opened:
-        await session.execute(insert(alerts).values([
+        await session.execute(insert(alerts).on_conflict_do_nothing(index_elements=["notification_id"]), [
             dict(notification_id=notification_id, institution=institution, level=0, round=1, sends=1,
-                 next_at=next_at, created_at=now) for notification_id, institution, next_at in opened
-        ]).on_conflict_do_nothing(index_elements=["notification_id"]))
+                 next_at=next_at, created_at=now) for notification_id, institution, next_at in opened])
 
 
 async def acknowledge(session: AsyncSession, notification_id: str, institution: str, person: str,

@@ -36,8 +36,7 @@ async def enqueue_many(session: AsyncSession, queued: Iterable[tuple[str, str, I
     if not rows:
         return 0
     result = await session.execute(
-        insert(_t).values(rows).on_conflict_do_nothing(constraint="uq_people_deliveries_once")
-        .returning(_t.c.id))
+        insert(_t).on_conflict_do_nothing(constraint="uq_people_deliveries_once").returning(_t.c.id), rows)
     return len(result.all())
 
 

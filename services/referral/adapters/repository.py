@@ -122,15 +122,15 @@ async def add_reporter(session: AsyncSession, case_id: str, institution: str) ->
 async def open_cases(session: AsyncSession, rows: list[dict]) -> None:
     """Cases as their case.opened tell them; one seen already is left as it is."""
     if rows:
-        await session.execute(pg_insert(cases).values(rows).on_conflict_do_nothing())
+        await session.execute(pg_insert(cases).on_conflict_do_nothing(), rows)
 
 
 async def open_referrals(session: AsyncSession, rows: list[dict]) -> set[str]:
     """Referrals in one insert; the ids of those that were new (a redelivered one is not)."""
     if not rows:
         return set()
-    inserted = await session.execute(pg_insert(referrals).values(rows).on_conflict_do_nothing()
-                                     .returning(referrals.c.referral_id))
+    inserted = await session.execute(pg_insert(referrals).on_conflict_do_nothing()
+                                     .returning(referrals.c.referral_id), rows)
     return set(inserted.scalars())
 
 

@@ -26,8 +26,8 @@ async def add_report(session: AsyncSession, case_id: str, report_id: str) -> Non
 async def add_reports(session: AsyncSession, pairs: Sequence[tuple[str, str]]) -> None:
     """(case id, report id) pairs in one insert."""
     if pairs:
-        await session.execute(pg_insert(case_reports).values(
-            [{"case_id": case_id, "report_id": report_id} for case_id, report_id in pairs]).on_conflict_do_nothing())
+        await session.execute(pg_insert(case_reports).on_conflict_do_nothing(),
+                              [{"case_id": case_id, "report_id": report_id} for case_id, report_id in pairs])
 
 
 async def report_ids_of(session: AsyncSession, case_id: str) -> list[str]:
