@@ -14,6 +14,7 @@ import json
 import struct
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -116,6 +117,11 @@ class PublicKey:
     def valid_at(self, when: datetime) -> bool:
         return self.not_before <= when and (self.not_after is None or when < self.not_after)
 
+    @cached_property
+    def verifier(self) -> Ed25519PublicKey:
+        """The key loaded once: every message of its owner is verified with it."""
+        return Ed25519PublicKey.from_public_bytes(self.public)
+
 
 class SignatureError(Refused):
     """The signature is missing, does not verify, or its key is not trusted."""
@@ -157,7 +163,7 @@ class Keyring:
         if any(has_control_characters(a) for a in (event_id, source, type, time, subject or "")):
             raise SignatureError("BAD_SIGNATURE", "a signed attribute holds a control character")
         try:
-            Ed25519PublicKey.from_public_bytes(key.public).verify(
+            key.verifier.verify(
                 unb64url(signature), signing_input(event_id, source, type, time, subject, body, number)
             )
         except (InvalidSignature, ValueError):
