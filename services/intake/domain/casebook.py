@@ -51,11 +51,13 @@ class Casebook:
     known: dict[str, Known] = field(default_factory=dict)  # child_ref -> current identity
     _household: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _order: dict[str, int] = field(default_factory=dict)  # case id -> when this book learnt of it
+    _of_child: defaultdict[str, list[OpenCase]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, case: OpenCase) -> None:
         if case.case_id not in self.cases:
             self._order[case.case_id] = len(self._order)
             self.cases[case.case_id] = case
+            self._of_child[case.child_ref].append(case)
 
     def link(self, child_ref: str, sibling_refs: Iterable[str]) -> None:
         """Children of one household, both ways (as household_links holds them)."""
@@ -66,30 +68,27 @@ class Casebook:
 
     def joinable(self, child_ref: str) -> list[OpenCase]:
         """The child's open cases a new report may join, newest first: none restricted."""
-        return joinable(sorted((c for c in self.cases.values() if c.child_ref == child_ref),
-                               key=self._age, reverse=True), self.restricted)
+        return joinable(sorted(self._of_child.get(child_ref, ()), key=self._age, reverse=True), self.restricted)
 
     def siblings_cases(self, child_ref: str) -> list[str]:
         """The open cases of every child known to share the household, oldest first."""
-        siblings = self._household.get(child_ref, set())
-        return [c.case_id for c in sorted((c for c in self.cases.values() if c.child_ref in siblings),
-                                          key=self._age)]
+        found = [c for sibling in self._household.get(child_ref, ()) for c in self._of_child.get(sibling, ())]
+        return [c.case_id for c in sorted(found, key=self._age)]
 
     def lookalikes(self, described: Described, child_ref: str) -> list[tuple[OpenCase, Described]]:
         """Open cases of other children of about the same age and place whose identity is
         known: the only ones worth comparing names with (repository.lookalikes' filter)."""
+        fitting = [case for case in self.cases.values()
+                   if case.child_ref != child_ref and case.child_ref in self.known
+                   and case.county == described.county
+                   and (described.uat_siruta is None or case.uat_siruta in (None, described.uat_siruta))
+                   and (described.birth_year is None
+                        or (case.birth_year is not None and abs(case.birth_year - described.birth_year) <= 1))]
         found = []
-        for case in sorted(self.cases.values(), key=self._age):
-            known = self.known.get(case.child_ref)
-            if (known is None or case.child_ref == child_ref or case.county != described.county
-                    or (described.uat_siruta is not None and case.uat_siruta not in (None, described.uat_siruta))
-                    or (described.birth_year is not None
-                        and (case.birth_year is None or abs(case.birth_year - described.birth_year) > 1))):
-                continue
+        for case in sorted(fitting, key=self._age)[:LOOKALIKES_COMPARED]:
+            known = self.known[case.child_ref]
             found.append((case, Described(known.given_name, known.family_name, known.birth_date,
                                           case.birth_year, case.uat_siruta, case.county)))
-            if len(found) == LOOKALIKES_COMPARED:
-                break
         return found
 
     def _age(self, case: OpenCase) -> tuple[datetime, int]:
