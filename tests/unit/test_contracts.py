@@ -665,6 +665,21 @@ def test_cloudevents_headers_schema() -> None:
     assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_id"})
 
 
+@pytest.mark.parametrize("event_type", sorted(t.value for t in EventType))
+def test_the_header_schema_takes_every_event_type_the_network_sends(event_type: str) -> None:
+    """Its ce_type pattern once refused the hyphen of ro.punte.case.report-added.v1, so the
+    AsyncAPI message of that type (this schema allOf a const type) had no valid headers."""
+    schema = load_json(SCHEMAS / "cloudevents-binary-kafka.json")
+    headers = {
+        "ce_specversion": "1.0", "ce_id": "6f1c2b9e-4d3a-4f8b-9a2e-1c7d5e3b0a91",
+        "ce_source": "/punte/intake", "ce_type": event_type, "ce_time": "2025-03-10T07:41:12Z",
+        "content-type": "application/json", "ce_signature": "A" * 86, "ce_keyid": "punte-network-1",
+    }
+    assert Draft202012Validator(schema).is_valid(headers)
+    for wrong in ("ro.punte..v1", "ro.punte.x.-y.v1", "ro.punte.a.V1", "ro.punte.case.Opened.v1"):
+        assert not Draft202012Validator(schema).is_valid(headers | {"ce_type": wrong}), wrong
+
+
 # --- topics.yaml and AsyncAPI ----------------------------------------------------------
 
 
