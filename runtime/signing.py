@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -46,6 +47,11 @@ def signing_input(id: str, source: str, type: str, time: str, subject: str | Non
         fields = [a.encode() for a in attributes] + [body]
         return PREFIXES[2] + b"".join(struct.pack(">I", len(f)) + f for f in fields)
     raise ValueError(f"no signing input version {version}")
+
+
+# An Ed25519 signature (64 bytes) in base64url without padding, as the header schema has it
+# (contracts/schemas/cloudevents-binary-kafka.json, ce_signature).
+SIGNATURE_SPELLING = re.compile(r"[A-Za-z0-9_-]{86}")
 
 
 def version_of(header: str | None) -> int | None:
@@ -158,6 +164,10 @@ class Keyring:
         number = version_of(version)
         if number is None:
             raise SignatureError("BAD_SIGNATURE", "unknown ce_sigversion")
+        if not SIGNATURE_SPELLING.fullmatch(signature):
+            # One spelling, as the header schema says: base64 decoding would also take padding
+            # and standard base64's letters, and a receiver must not accept more than it publishes.
+            raise SignatureError("BAD_SIGNATURE", "ce_signature is not 86 characters of base64url without padding")
         # A control character could move text between v1's fields: never accepted, in
         # either version (decode refuses such envelopes too; this holds for any caller).
         if any(has_control_characters(a) for a in (event_id, source, type, time, subject or "")):

@@ -103,3 +103,28 @@ def test_control_characters_in_a_signed_attribute_are_refused(subject: str):
 def test_a_subject_in_romanian_is_not_a_control_character():
     signed = KEY.sign(report("caz-ăîșț"))
     verify(decode(signed.headers(), signed.body()))
+
+
+def _signed_with(plus_or_slash: str) -> CloudEvent:
+    """A signed report whose signature holds ``-`` or ``_`` (base64url's own letters), so
+    its standard-base64 spelling differs."""
+    for n in range(500):
+        signed = KEY.sign(CloudEvent.new("ro.punte.x.v1", "/institutions/isj-bc", {"n": n}))
+        if plus_or_slash in signed.extensions["signature"]:
+            return signed
+    raise AssertionError("no signature with that letter in 500 tries")
+
+
+@pytest.mark.parametrize("spelling", ["padded", "standard", "standard padded"])
+def test_a_signature_spelt_other_than_base64url_without_padding_is_refused(spelling: str):
+    """The header schema and docs/contracts.md say 86 characters of base64url without
+    padding; the same bytes spelt otherwise used to verify (issue #16)."""
+    signed = _signed_with("-")
+    canonical = signed.extensions["signature"]
+    verify(signed)
+    respelt = {"padded": canonical + "==",
+               "standard": canonical.replace("-", "+").replace("_", "/"),
+               "standard padded": canonical.replace("-", "+").replace("_", "/") + "=="}[spelling]
+    with pytest.raises(SignatureError) as refused:
+        verify(replace(signed, extensions={**signed.extensions, "signature": respelt}))
+    assert refused.value.code == "BAD_SIGNATURE"
