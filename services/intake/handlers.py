@@ -102,24 +102,23 @@ async def submit_reports(uow: UnitOfWork, messages: list[Message], intake: Intak
     batch, the reports are decided in order against what it said and what earlier reports
     of the batch did (Casebook), and the batch is written with one statement per table."""
     decided = [_check(uow, message, intake) for message in messages]
-    checked = [d for d in decided if isinstance(d, _Checked)]
     # A corrected CNP's pseudonym leads to the child's own (GDPR art. 16; domain/rights.py).
-    pseudonyms = await privacy.resolve_aliases(uow.session, [c.case.child_ref for c in checked])
-    checked_by_message = {id(c.message): replace(c, case=replace(c.case, child_ref=pseudonyms[c.case.child_ref]))
-                          for c in checked}
-    book = await _casebook(uow, list(checked_by_message.values()), intake.vault)
+    pseudonyms = await privacy.resolve_aliases(
+        uow.session, [d.case.child_ref for d in decided if isinstance(d, _Checked)])
+    decided = [replace(d, case=replace(d.case, child_ref=pseudonyms[d.case.child_ref]))
+               if isinstance(d, _Checked) else d for d in decided]
+    book = await _casebook(uow, [d for d in decided if isinstance(d, _Checked)], intake.vault)
     writes = _Writes()
-    for outcome in decided:
-        message = outcome.message
-        if isinstance(outcome, _Failed):
-            if outcome.dead:
-                answer = refuse(uow, message, SERVICE, outcome.refused).answer
+    for report in decided:
+        message = report.message
+        if isinstance(report, _Failed):
+            if report.dead:
+                answer = refuse(uow, message, SERVICE, report.refused).answer
             else:
-                answer = reply(uow, message, accepted=False, code=outcome.refused.code,
-                               detail=outcome.refused.detail)
-            writes.answers.append(_answer(uow, message, "rejected", answer, reason=outcome.refused.code))
+                answer = reply(uow, message, accepted=False, code=report.refused.code,
+                               detail=report.refused.detail)
+            writes.answers.append(_answer(uow, message, "rejected", answer, reason=report.refused.code))
             continue
-        report = checked_by_message[id(message)]
         writes.identities.append(repository.identity_version(
             report.case.child_ref, intake.vault.seal(_identity(report.report), report.case.child_ref),
             report_id=report.event.id, reporter=report.report.reporter.institution, now=uow.now))
