@@ -205,13 +205,11 @@ def tracer(name: str) -> trace.Tracer:
 
 def current_trace_headers() -> dict[str, str]:
     """The W3C traceparent (and tracestate) of the current span, to carry onwards."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
+    return trace_headers_of(None)
 
 
-def trace_headers_of(ctx: Context) -> dict[str, str]:
-    """The W3C traceparent (and tracestate) of the span current in ``ctx``."""
+def trace_headers_of(ctx: Context | None) -> dict[str, str]:
+    """The W3C traceparent (and tracestate) of the span current in ``ctx`` (None: now)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=ctx)
     return carrier
