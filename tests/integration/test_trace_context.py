@@ -67,6 +67,16 @@ async def test_a_batch_handlers_events_go_on_in_their_own_messages_traces(databa
 
 
 @pytest.mark.broker
+async def relay_once(infrastructure, engine) -> int:
+    """One pass of a relay with a producer of its own: the rows it published or parked."""
+    producer = make_producer(infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:
+        return await OutboxRelay(engine, producer).publish_batch()
+    finally:
+        await producer.stop()
+
+
 async def test_the_relay_sends_each_row_once_traced_in_the_trace_that_wrote_it(infrastructure, database):
     engine, sessions = database
     topic = f"test.traces.{uuid.uuid4().hex[:6]}"
@@ -77,12 +87,7 @@ async def test_the_relay_sends_each_row_once_traced_in_the_trace_that_wrote_it(i
             outbox.emit(topic, CloudEvent.new("ro.punte.test.v1", "/punte/test", {}), key="case-a")
             await outbox.flush()
     written = request.get_span_context()
-    producer = make_producer(infrastructure.kafka_bootstrap)
-    await producer.start()
-    try:
-        assert await OutboxRelay(engine, producer).publish_batch() == 1
-    finally:
-        await producer.stop()
+    assert await relay_once(infrastructure, engine) == 1
     [record] = await read_topic(infrastructure.kafka_bootstrap, topic, 1)
     parents = [v.decode() for k, v in record.headers if k == "traceparent"]
     assert len(parents) == 1, "one traceparent per record"
@@ -106,11 +111,6 @@ async def test_a_row_whose_headers_hold_any_text_is_sent_as_it_is(infrastructure
         outbox.emit(topic, CloudEvent.new("ro.punte.test.v1", "/punte/test", {}, subject=subject), key="case-a")
         outbox.emit(topic, CloudEvent.new("ro.punte.test.v1", "/punte/test", {}), key="case-a")
         await outbox.flush()
-    producer = make_producer(infrastructure.kafka_bootstrap)
-    await producer.start()
-    try:
-        assert await OutboxRelay(engine, producer).publish_batch() == 2
-    finally:
-        await producer.stop()
+    assert await relay_once(infrastructure, engine) == 2
     first, _ = await read_topic(infrastructure.kafka_bootstrap, topic, 2)
     assert dict(first.headers)["ce_subject"].decode() == subject
