@@ -29,7 +29,7 @@ from services.notification.channels.webhook import (
     DELIVERY_ID,
     RetryPolicy,
     deliver_due,
-    enqueue_event,
+    enqueue_events,
     retryable,
 )
 
@@ -113,8 +113,12 @@ def notification(n: int = 1) -> CloudEvent:
 
 
 async def enqueue(sessions, url: str, n: int = 1, institution: str = INSTITUTION) -> int:
+    """Queue notification ``n`` for ``institution``'s webhook as notification does; its delivery id."""
+    event = notification(n)
     async with sessions() as session, session.begin():
-        return await enqueue_event(session, NETWORK, institution, url, notification(n), T0)
+        await enqueue_events(session, NETWORK, [(institution, url, event)], T0)
+        return await session.scalar(sa.select(sa.func.max(webhook_deliveries.c.id))
+                                    .where(webhook_deliveries.c.notification_id == event.id))
 
 
 async def row(sessions, id: int):

@@ -40,15 +40,6 @@ _t = webhook_deliveries
 _ERROR_MAX = 500
 
 
-async def enqueue(session: AsyncSession, notification_id: str, institution: str, url: str,
-                  body: bytes, headers: Mapping[str, str], now: datetime) -> int:
-    """A new pending delivery, due at once; its id (the Punte-Delivery-Id)."""
-    return await session.scalar(insert(_t).values(
-        notification_id=notification_id, institution=institution, url=url, payload=bytes(body),
-        headers=dict(headers), status=PENDING, attempts=0, next_attempt_at=now, created_at=now,
-    ).returning(_t.c.id))
-
-
 async def enqueue_many(session: AsyncSession, queued: list[tuple[str, str, str, bytes, Mapping[str, str]]],
                        now: datetime) -> None:
     """New pending deliveries, due at once, with one insert: (notification id, institution,

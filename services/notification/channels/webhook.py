@@ -99,17 +99,10 @@ def attempt_headers(row: Any, now: datetime, signer: SigningKey | None) -> dict[
     return headers
 
 
-async def enqueue_event(session: AsyncSession, key: SigningKey, institution: str, url: str,
-                        event: CloudEvent, now: datetime) -> int:
-    """Sign ``event`` (a CaseNotification, whose id is the notification id) and queue its
-    delivery to ``url``; the delivery's id."""
-    body, headers = signed_request(event, key)
-    return await deliveries.enqueue(session, event.id, institution, url, body, headers, now)
-
-
 async def enqueue_events(session: AsyncSession, key: SigningKey, sent: list[tuple[str, str, CloudEvent]],
                          now: datetime) -> None:
-    """``enqueue_event`` for several (institution, url, event), with one insert."""
+    """Sign each (institution, url, event: a CaseNotification, whose id is the notification
+    id) and queue its delivery to ``url``, due at once; one insert for all."""
     queued = []
     for institution, url, event in sent:
         body, headers = signed_request(event, key)
