@@ -66,7 +66,6 @@ async def test_a_batch_handlers_events_go_on_in_their_own_messages_traces(databa
     assert found == {case: [trace_id] for case, (trace_id, _) in traces.items()}
 
 
-@pytest.mark.broker
 async def relay_once(infrastructure, engine) -> int:
     """One pass of a relay with a producer of its own: the rows it published or parked."""
     producer = make_producer(infrastructure.kafka_bootstrap)
@@ -77,6 +76,7 @@ async def relay_once(infrastructure, engine) -> int:
         await producer.stop()
 
 
+@pytest.mark.broker
 async def test_the_relay_sends_each_row_once_traced_in_the_trace_that_wrote_it(infrastructure, database):
     engine, sessions = database
     topic = f"test.traces.{uuid.uuid4().hex[:6]}"
@@ -97,6 +97,7 @@ async def test_the_relay_sends_each_row_once_traced_in_the_trace_that_wrote_it(i
     assert trace.get_current_span() is trace.INVALID_SPAN
 
 
+@pytest.mark.broker
 async def test_a_row_whose_headers_hold_any_text_is_sent_as_it_is(infrastructure, database):
     """An event's attributes may hold any text (a subject in Romanian, a fuzzer's code
     points); the relay reads only the trace headers for its span, so the row goes out and
