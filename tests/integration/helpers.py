@@ -62,7 +62,7 @@ TEST_PSEUDONYM_KEY = "5a" * 32
 TEST_IDENTITY_VAULT = IdentityVault({"test-1": bytes(range(32))}, "test-1")
 # Intake's encryption key in tests (report v3): synthetic, published in docs/contracts.md
 # with the test vector sealed to it.
-TEST_REPORT_KEYS_FILE = ROOT / "tests" / "data" / "sealing" / "intake-test-key.jwks"
+TEST_REPORT_KEYS_FILE = ROOT / "contracts" / "test-vectors" / "sealing" / "intake-test-key.jwks"
 TEST_REPORT_KEYS = ReportKeys.load(TEST_REPORT_KEYS_FILE)
 # A service's data keys in tests (PUNTE_DATA_KEYS): one synthetic key-encryption key.
 TEST_DATA_KEYS_SETTING = "dk-test:" + "11" * 32

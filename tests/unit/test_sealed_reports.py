@@ -19,12 +19,12 @@ from services.intake.domain.errors import ReportRejected
 from services.intake.domain.sealed import join, read_sealed
 
 ROOT = Path(__file__).resolve().parents[2]
-SEALING = ROOT / "tests" / "data" / "sealing"
+SEALING = ROOT / "contracts" / "test-vectors" / "sealing"
 KEYS = ReportKeys.load(SEALING / "intake-test-key.jwks")
 
 
 def test_intake_opens_the_vector_sealed_by_the_npm_jose_package():
-    """tests/data/sealing/vector.jwe was produced once by contracts/tools/seal-report.mjs
+    """contracts/test-vectors/sealing/vector.jwe was produced once by contracts/tools/seal-report.mjs
     (the `jose` npm package), not by Punte's code."""
     plaintext = KEYS.open((SEALING / "vector.jwe").read_text().strip())
     assert json.loads(plaintext) == json.loads((SEALING / "vector.plaintext.json").read_text())
