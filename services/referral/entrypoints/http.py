@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from contracts.access import Denied, View, view_of, visible_categories
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
-from contracts.reference import risk_categories
+from contracts.reference import counties, institutions, risk_categories, social_services
 from contracts.refusals import Refused, reason
 from runtime import restrictions
 from runtime.access import record_access
@@ -24,7 +24,7 @@ from services.referral import handlers, retention
 from services.referral.adapters import notes as case_notes
 from services.referral.adapters import repository
 from services.referral.adapters.tables import services
-from services.referral.domain import fhir, visibility
+from services.referral.domain import fhir, hsds, visibility
 from services.referral.domain.referral import Actor
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
@@ -358,6 +358,17 @@ async def directory(request: Request, category: str | None = None,
         rows = (await session.execute(sa.select(services))).all()
     views = [_service_view(r) for r in rows if category is None or category in r.categories]
     return sorted(views, key=lambda v: (PROPOSALS.index(v.proposal), v.waiting or 0, v.name))
+
+
+@router.get("/services/hsds", summary="Catalogul serviciilor ca Open Referral HSDS 3.0 / the directory as HSDS 3.0")
+async def directory_as_hsds(request: Request,
+                            principal: Principal = Depends(permit("directory.read"))) -> dict[str, Any]:
+    """The whole directory as one HSDS 3.0 Page of services (as HSDS's ``GET /services/{id}``
+    gives each): the provider as organization, the address as location, the county as
+    service area; categories, nomenclature code, places and waiting list as attributes."""
+    async with _runtime(request).sessions() as session:
+        rows = (await session.execute(sa.select(services))).mappings().all()
+    return hsds.page(rows, {s.id: s for s in social_services()}, institutions(), counties(), risk_categories())
 
 
 def _service_view(r: sa.Row) -> ServiceView:
