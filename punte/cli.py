@@ -588,6 +588,17 @@ def webhooks_replay(institution: str,
     console.print(f"Retrimise / replayed: {answer['replayed']}")
 
 
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(institution: str,
+                           url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+                           config: Path | None = CONFIG, state_dir: Path = STATE) -> None:
+    """Make the institution's webhook secret (Standard Webhooks v1), replacing the old one at
+    once; printed this once only: hand it to the institution as you would a key (decision 0040)."""
+    answer = Operator(_network(url, token, network, config, state_dir)).json(
+        "notification", "POST", "/webhooks/secret", json={"institution": institution})
+    print(answer["secret"])
+
+
 consumers_app = typer.Typer(help="Consumatorii serviciilor / the services' consumers (decision 0022)",
                              no_args_is_help=True)
 app.add_typer(consumers_app, name="consumers")

@@ -78,7 +78,8 @@ def loops(rt: Runtime):
         async with rt.sessions() as session:
             done += await send_due(session, config.channels, now)
         async with rt.sessions() as session:
-            return done + await deliver_due(session, client, webhook_policy, now, signer=config.network_key)
+            return done + await deliver_due(session, client, webhook_policy, now, signer=config.network_key,
+                                             data_keys=rt.data_keys)
 
     async def dispatcher() -> None:
         async with httpx.AsyncClient() as client:

@@ -138,9 +138,10 @@ def request_for(world: World, method: str, path: str, institution: str | None,
         params = {"index": 0, "size": 1}
     elif path == "/proofs/consistency":
         params = {"first": 1, "second": 1}
-    elif path.startswith("/webhooks/deliveries"):
+    elif path.startswith("/webhooks/"):
         params = {"institution": institution or LEAD} if method == "GET" else {}
-        body = {"ids": [1], "institution": institution or LEAD} if method == "POST" else None
+        replay = {"ids": [1]} if path.endswith("/replay") else {}
+        body = {**replay, "institution": institution or LEAD} if method == "POST" else None
     if operation.endswith("/commands"):
         body = {"command": "note", "note": "Matricea de acces (test)."}
     elif operation == "POST /v1/referrals":

@@ -19,11 +19,12 @@ import uvicorn
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request, Response
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from contracts.events import CaseNotification, EventType
 from runtime.cloudevents import CloudEvent, decode
 from runtime.signing import SigningKey, signing_input, unb64url
-from services.notification.adapters import deliveries
+from services.notification.adapters import deliveries, webhook_secrets
 from services.notification.adapters.deliveries import webhook_deliveries
 from services.notification.channels.webhook import (
     DELIVERY_ID,
@@ -32,6 +33,7 @@ from services.notification.channels.webhook import (
     enqueue_events,
     retryable,
 )
+from tests.integration.helpers import TEST_DATA_KEYS
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(base=0.001, factor=2, cap=0.01, max_attempts=8, timeout=5)
@@ -297,3 +299,74 @@ async def test_every_attempt_carries_standard_webhooks_headers_with_the_notifica
         assert version == "v1a"
         signed = f"{got.headers['webhook-id']}.{got.headers['webhook-timestamp']}.".encode() + got.body
         public.verify(base64.b64decode(signature), signed)  # raises if it does not verify
+
+
+async def test_a_delivery_verifies_with_the_standardwebhooks_package_and_the_network_key(sessions, client):
+    """Standard Webhooks' own verifier (the ``standardwebhooks`` package checks only "v1",
+    HMAC under the institution's ``whsec_`` secret) accepts a real delivery, and "v1a" still
+    verifies with the network's public key; a tampered body fails both. An institution
+    without a secret gets v1a only, which that verifier refuses: nothing is sent unsigned
+    or signed under a default key."""
+    now = datetime.now(timezone.utc)  # the verifier holds the timestamp to 5 minutes of its clock
+    async with sessions() as session, session.begin():
+        secret = await webhook_secrets.issue(session, TEST_DATA_KEYS, INSTITUTION, now)
+        made = await webhook_secrets.created_at(session, INSTITUTION)
+    assert secret.startswith("whsec_") and made == now
+    async with sessions() as session:  # kept sealed: the secret's bytes are not in the row
+        sealed = await session.scalar(sa.select(webhook_secrets.webhook_secrets.c.sealed)
+                                      .where(webhook_secrets.webhook_secrets.c.institution == INSTITUTION))
+    assert base64.b64decode(secret.removeprefix("whsec_")) not in bytes(sealed)
+
+    async with receiver(flaky(0)) as hook:
+        await enqueue(sessions, hook.url, 1)
+        await enqueue(sessions, hook.url, 2, institution="dgaspc-bihor")  # no secret
+        async with sessions() as session:
+            assert await deliver_due(session, client, FAST, now, signer=NETWORK, data_keys=TEST_DATA_KEYS) == 2
+
+    got = {json.loads(r.body)["notification_id"]: r for r in hook.seen}
+    signed, unsigned = got["ntf-0001"], got["ntf-0002"]
+    assert [s.split(",")[0] for s in signed.headers["webhook-signature"].split(" ")] == ["v1", "v1a"]
+    assert Webhook(secret).verify(signed.body, signed.headers)["notification_id"] == "ntf-0001"
+
+    public = Ed25519PublicKey.from_public_bytes(NETWORK.public_raw())
+    v1a = signed.headers["webhook-signature"].split(" ")[1].removeprefix("v1a,")
+    message = f"{signed.headers['webhook-id']}.{signed.headers['webhook-timestamp']}.".encode()
+    public.verify(base64.b64decode(v1a), message + signed.body)
+
+    tampered = signed.body.replace(b"P1", b"P0")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(tampered, signed.headers)
+    with pytest.raises(InvalidSignature):
+        public.verify(base64.b64decode(v1a), message + tampered)
+
+    assert unsigned.headers["webhook-signature"].startswith("v1a,") and " " not in unsigned.headers["webhook-signature"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(unsigned.body, unsigned.headers)
+
+
+async def test_a_rotated_secret_signs_the_next_attempt_and_the_old_one_no_longer_verifies(sessions, client):
+    now = datetime.now(timezone.utc)
+    async with sessions() as session, session.begin():
+        old = await webhook_secrets.issue(session, TEST_DATA_KEYS, INSTITUTION, now)
+    async with receiver(flaky(1)) as hook:
+        await enqueue(sessions, hook.url, 3)
+        async with sessions() as session:
+            await deliver_due(session, client, FAST, now, signer=NETWORK, data_keys=TEST_DATA_KEYS)
+        async with sessions() as session, session.begin():
+            new = await webhook_secrets.issue(session, TEST_DATA_KEYS, INSTITUTION, now)
+        await drain_keyed(sessions, client, now + timedelta(seconds=1))
+
+    first, retried = hook.seen
+    assert new != old
+    Webhook(old).verify(first.body, first.headers)
+    Webhook(new).verify(retried.body, retried.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(retried.body, retried.headers)
+
+
+async def drain_keyed(sessions, client, now: datetime) -> None:
+    for _ in range(5):
+        async with sessions() as session:
+            if not await deliver_due(session, client, FAST, now, signer=NETWORK, data_keys=TEST_DATA_KEYS):
+                return
+        now += timedelta(seconds=1)

@@ -34,6 +34,7 @@ from services.referral.entrypoints import http as referral_http
 from tests.integration.helpers import (
     ISSUER,
     NETWORK_KEY,
+    TEST_DATA_KEYS,
     bearer,
     emitted,
     message,
@@ -91,6 +92,7 @@ async def api(notification_database, config, referral_api):
     app = service_app("notification", engine, http.router, ui.router,
                       settings=Settings(referral_url="http://referral.test"))
     app.state.runtime.extras[http.CONFIG] = config
+    app.state.runtime.data_keys = TEST_DATA_KEYS  # webhook secrets are kept sealed
     setattr(app.state, ui.REFERRAL_CLIENT,
             lambda: httpx.AsyncClient(transport=httpx.ASGITransport(referral_api)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app, raise_app_exceptions=False),
@@ -307,6 +309,26 @@ async def test_every_endpoint_asks_the_access_rule(notification_database, api):
     assert await code("GET", "/webhooks/deliveries", operator) == (422, "INSTITUTION_REQUIRED")
     replayed = await api.post("/webhooks/deliveries/replay", json={"institution": "ipj-bc"}, headers=operator)
     assert replayed.json() == {"replayed": 1}
+
+    # The webhook secret (Standard Webhooks "v1"): made or rotated by the same people, shown
+    # once; its status (never the secret) read as the log is. Before it: v1a only.
+    status = await api.get("/webhooks/secret", headers=supervisor)
+    assert status.json() == {"institution": "ipj-bc", "webhook": True, "secret_created_at": None,
+                             "signatures": ["v1a"]}
+    assert await code("POST", "/webhooks/secret", manager, json={}) == forbidden
+    assert await code("POST", "/webhooks/secret", other_supervisor, json={"institution": "ipj-bc"}) == forbidden
+    assert await code("POST", "/webhooks/secret", operator, json={}) == (422, "INSTITUTION_REQUIRED")
+    assert await code("POST", "/webhooks/secret", operator, json={"institution": "ipj-xx"}) == (
+        422, "UNKNOWN_INSTITUTION")
+    first = await api.post("/webhooks/secret", json={}, headers=system)
+    assert first.status_code == 201 and first.json()["secret"].startswith("whsec_")
+    assert first.json()["signatures"] == ["v1", "v1a"]
+    rotated = await api.post("/webhooks/secret", json={"institution": "ipj-bc"}, headers=operator)
+    assert rotated.json()["secret"] != first.json()["secret"]
+    status = await api.get("/webhooks/secret", params={"institution": "ipj-bc"}, headers=operator)
+    assert status.json()["signatures"] == ["v1", "v1a"] and "secret" not in status.json()
+    assert status.json()["secret_created_at"] == rotated.json()["secret_created_at"]
+    assert await code("GET", "/webhooks/secret", manager) == forbidden
 
     # The page's labels are for people signed in.
     assert await code("GET", "/ui/api/reference", None) == (401, "MISSING_TOKEN")

@@ -270,3 +270,35 @@ def test_a_config_file_others_can_read_is_warned_of(tmp_path: Path):
     quiet = RUNNER.invoke(app, ["deadletters", "list", "intake", "--network", "bacau", "--config", str(config)])
     assert "can be read by others" not in quiet.stderr
     assert quiet.stderr.splitlines()[0].startswith("intake GET http://127.0.0.1:9/intake/dead-letters: cannot connect")
+
+
+def test_rotate_secret_asks_the_network_for_a_new_one_and_prints_only_the_secret():
+    """`punte webhooks rotate-secret`: the secret is made by the network (POST
+    /webhooks/secret) and printed alone, so it can go straight into a secret store."""
+    asked: list[tuple[str, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            asked.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            body = json.dumps({"institution": "dgaspc-bc", "webhook": True, "secret": "whsec_c2ludGV0aWM=",
+                               "secret_created_at": "2026-11-30T12:00:00Z", "signatures": ["v1", "v1a"]}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = RUNNER.invoke(app, ["webhooks", "rotate-secret", "dgaspc-bc", "--url",
+                                     f"notification=http://127.0.0.1:{server.server_address[1]}", "--token", "t"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "whsec_c2ludGV0aWM=\n"
+    assert asked == [("/webhooks/secret", {"institution": "dgaspc-bc"})]

@@ -7,12 +7,15 @@ values are percent-encoded as the CloudEvents HTTP binding requires; the signatu
 the decoded values. ``Punte-Delivery-Id`` is the delivery's id, the same on every retry
 and replay (but a row number of one database, which a restore may renumber).
 
-Standard Webhooks (standardwebhooks.com, 1.0, its asymmetric scheme) headers ride along, so
-a receiver can use a verifier written to it: ``webhook-id`` is the notification's id, which derives from the
+Standard Webhooks (standardwebhooks.com, 1.0) headers ride along, so a receiver can use a
+verifier written to it: ``webhook-id`` is the notification's id, which derives from the
 event that caused it (ADR 0023), so it is the same on every retry, every replay and after a
 restore from backup, and is the key to drop repeats by; ``webhook-timestamp`` is the
-attempt's time (Unix seconds), and ``webhook-signature`` the network's Ed25519 signature
-("v1a") over ``{webhook-id}.{webhook-timestamp}.{body}``, made at each attempt.
+attempt's time (Unix seconds); ``webhook-signature`` holds, space-separated, "v1" (HMAC-SHA256
+under the institution's own secret, adapters/webhook_secrets.py: what the ready-made
+verifiers check) when the institution has a secret, and always "v1a" (the network's Ed25519
+signature), both over ``{webhook-id}.{webhook-timestamp}.{body}`` and made at each attempt,
+so a rotated secret applies to retries and replays too (decision 0040).
 
 Outcomes: 2xx is delivered; any other 4xx but 408 and 429 (and 1xx/3xx) failed for good;
 5xx, 408, 429, timeouts and connection errors are retried with exponential backoff until
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import datetime
@@ -30,8 +35,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.cloudevents import CloudEvent
+from runtime.data_keys import DataKeys
 from runtime.signing import SigningKey
-from services.notification.adapters import deliveries
+from services.notification.adapters import deliveries, webhook_secrets
 from services.notification.domain.retry import RetryPolicy
 
 DELIVERY_ID = "Punte-Delivery-Id"
@@ -87,15 +93,30 @@ def standard_signature(webhook_id: str, timestamp: str, body: bytes, key: Signin
     return "v1a," + base64.b64encode(signed).decode()
 
 
-def attempt_headers(row: Any, now: datetime, signer: SigningKey | None) -> dict[str, str]:
+def symmetric_signature(webhook_id: str, timestamp: str, body: bytes, secret: bytes) -> str:
+    """Standard Webhooks' symmetric signature ("v1", HMAC-SHA256 under the institution's
+    secret) over ``id.timestamp.body``."""
+    digest = hmac.new(secret, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def attempt_headers(row: Any, now: datetime, signer: SigningKey | None,
+                    secret: bytes | None = None) -> dict[str, str]:
     """The stored headers plus what belongs to this attempt: the delivery id, and the
-    Standard Webhooks timestamp and (with ``signer``) signature."""
+    Standard Webhooks timestamp and signatures: "v1" with the institution's ``secret``,
+    "v1a" with ``signer``, space-separated (none without either)."""
     # Rows queued before webhook-id was stored carry the notification id in their column.
     webhook_id = row.headers.get(WEBHOOK_ID) or row.notification_id
     timestamp = str(int(now.timestamp()))
     headers = {**row.headers, DELIVERY_ID: str(row.id), WEBHOOK_ID: webhook_id, WEBHOOK_TIMESTAMP: timestamp}
+    body = bytes(row.payload)
+    signatures = []
+    if secret is not None:
+        signatures.append(symmetric_signature(webhook_id, timestamp, body, secret))
     if signer is not None:
-        headers[WEBHOOK_SIGNATURE] = standard_signature(webhook_id, timestamp, bytes(row.payload), signer)
+        signatures.append(standard_signature(webhook_id, timestamp, body, signer))
+    if signatures:
+        headers[WEBHOOK_SIGNATURE] = " ".join(signatures)
     return headers
 
 
@@ -136,22 +157,26 @@ async def attempt(client: httpx.AsyncClient, row: Any, timeout: float | None = N
 
 
 async def deliver_due(session: AsyncSession, client: httpx.AsyncClient, policy: RetryPolicy,
-                      now: datetime, signer: SigningKey | None = None) -> int:
-    """Attempt the deliveries due at ``now`` (up to ``policy.batch``), each signed by
-    ``signer`` as Standard Webhooks asks (None: no webhook-signature), and record each
-    outcome, in one transaction (begun here unless the session is already in one; then the
-    caller commits). The due rows stay locked meanwhile, so other senders skip them. The
-    number of deliveries attempted."""
+                      now: datetime, signer: SigningKey | None = None, data_keys: DataKeys | None = None) -> int:
+    """Attempt the deliveries due at ``now`` (up to ``policy.batch``), each signed as
+    Standard Webhooks asks: by ``signer`` (v1a) and, with ``data_keys`` to open them, by
+    the institution's secret where it has one (v1); and record each outcome, in one
+    transaction (begun here unless the session is already in one; then the caller commits).
+    The due rows stay locked meanwhile, so other senders skip them. The number of
+    deliveries attempted."""
     began = not session.in_transaction()
     async with session.begin() if began else nullcontext():
         rows = await deliveries.due(session, now, policy.batch)
         if not rows:
             return 0
+        keys = ({} if data_keys is None
+                else await webhook_secrets.keys_of(session, data_keys, {r.institution for r in rows}))
         gate = asyncio.Semaphore(policy.concurrency)
 
         async def one(row: Any) -> Attempt:
             async with gate:
-                return await attempt(client, row, policy.timeout, attempt_headers(row, now, signer))
+                headers = attempt_headers(row, now, signer, keys.get(row.institution))
+                return await attempt(client, row, policy.timeout, headers)
 
         results = await asyncio.gather(*(one(row) for row in rows))
         for row, result in zip(rows, results, strict=True):

@@ -15,14 +15,14 @@ from starlette.background import BackgroundTask
 
 from contracts.access import Relation, visible_categories
 from contracts.events import Urgency
-from contracts.reference import risk_categories
+from contracts.reference import institutions, risk_categories
 from contracts.refusals import reason
 from runtime.authorization import check, permit
 from runtime.control_characters import has_control_characters
 from runtime.limits import limits_of
 from runtime.tokens import Principal
 from runtime.web_pages import refusal
-from services.notification.adapters import alerting, deliveries, people
+from services.notification.adapters import alerting, deliveries, people, webhook_secrets
 from services.notification.adapters import preferences as preference_store
 from services.notification.adapters.tables import inbox_entries
 from services.notification.domain.messages import summarise
@@ -372,3 +372,62 @@ async def replay_webhooks(
         count = await deliveries.replay(session, now=datetime.now(timezone.utc), ids=body.ids,
                                         institution=owner, status=body.status)
     return Replayed(replayed=count)
+
+
+# --- the webhook secret (Standard Webhooks "v1"; decision 0040) -------------------------------
+
+
+class WebhookSigning(BaseModel):
+    institution: str
+    webhook: bool = Field(description="Whether the recipients file gives the institution a webhook")
+    secret_created_at: datetime | None = Field(description="When its secret was made; null: it has none")
+    signatures: list[Literal["v1", "v1a"]] = Field(
+        description="What its webhook-signature carries: v1a only until it has a secret")
+
+
+class WebhookSecret(WebhookSigning):
+    secret: str = Field(description="whsec_…: shown this once; the network keeps it only sealed")
+
+
+def _secret_owner(principal: Principal, institution: str | None, action: str) -> str:
+    owner = _log_owner(principal, institution, action)
+    if owner not in institutions():
+        raise HTTPException(422, detail=reason("UNKNOWN_INSTITUTION"))
+    return owner
+
+
+def _signing(request: Request, institution: str, made: datetime | None) -> dict:
+    inst = _config(request).of(institution)
+    return {"institution": institution, "webhook": bool(inst and inst.webhook), "secret_created_at": made,
+            "signatures": ["v1", "v1a"] if made else ["v1a"]}
+
+
+@router.get("/webhooks/secret", response_model=WebhookSigning,
+            summary="Cum sunt semnate webhook-urile / how an institution's webhooks are signed (never the secret)")
+async def webhook_signing(
+    request: Request,
+    institution: str | None = None,
+    principal: Principal = Depends(permit("webhooks.log")),
+    session: AsyncSession = Depends(_session),
+) -> WebhookSigning:
+    owner = _secret_owner(principal, institution, "webhooks.log")
+    return WebhookSigning(**_signing(request, owner, await webhook_secrets.created_at(session, owner)))
+
+
+class SecretFor(BaseModel):
+    institution: str | None = None
+
+
+@router.post("/webhooks/secret", response_model=WebhookSecret, status_code=201,
+             summary="Secret nou (rotire) / a new webhook secret, replacing the old one at once; shown once")
+async def rotate_webhook_secret(
+    body: SecretFor,
+    request: Request,
+    principal: Principal = Depends(permit("webhooks.secret")),
+    session: AsyncSession = Depends(_session),
+) -> WebhookSecret:
+    owner = _secret_owner(principal, body.institution, "webhooks.secret")
+    now = datetime.now(timezone.utc)
+    async with session.begin():
+        secret = await webhook_secrets.issue(session, request.app.state.runtime.data_keys, owner, now)
+    return WebhookSecret(secret=secret, **_signing(request, owner, now))

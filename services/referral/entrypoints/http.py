@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contracts.access import Denied, View, view_of, visible_categories
 from contracts.events import Consent, ReferralCommandName, ReferralRequest
+from contracts.reference import counties, institutions, risk_categories, social_services
 from contracts.refusals import Refused, reason
 from runtime import restrictions
 from runtime.access import record_access
@@ -22,7 +24,7 @@ from services.referral import handlers, retention
 from services.referral.adapters import notes as case_notes
 from services.referral.adapters import repository
 from services.referral.adapters.tables import services
-from services.referral.domain import visibility
+from services.referral.domain import fhir, hsds, visibility
 from services.referral.domain.referral import Actor
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
@@ -146,6 +148,24 @@ async def sent(request: Request, limit: Limit = 100,
 async def one(referral_id: str, request: Request,
               principal: Principal = Depends(permit("referral.read"))) -> ReferralView:
     return await _read(referral_id, request, principal)
+
+
+class FhirJSON(JSONResponse):
+    media_type = fhir.MEDIA_TYPE
+
+
+@router.get("/referrals/{referral_id}/fhir", response_class=FhirJSON,
+            responses={200: {"content": {fhir.MEDIA_TYPE: {}},
+                             "description": "A FHIR R4 Bundle (collection): the Task and its ServiceRequest"}},
+            summary="O trimitere ca FHIR R4 / one referral as FHIR R4 (Task + ServiceRequest)")
+async def one_as_fhir(referral_id: str, request: Request,
+                      principal: Principal = Depends(permit("referral.read"))) -> FhirJSON:
+    """The referral as the reader may see it (the same rule, view and need-to-know as
+    ``GET /v1/referrals/{referral_id}``, and recorded as a read the same way), in FHIR R4:
+    codes only, no notes, no people, the child only as the case's pseudonymous id."""
+    seen = await _read(referral_id, request, principal)
+    labels = {c.id: c.label_ro for c in risk_categories().values()}
+    return FhirJSON(fhir.bundle(seen.model_dump(mode="json"), labels))
 
 
 async def _read(referral_id: str, request: Request, principal: Principal,
@@ -338,6 +358,17 @@ async def directory(request: Request, category: str | None = None,
         rows = (await session.execute(sa.select(services))).all()
     views = [_service_view(r) for r in rows if category is None or category in r.categories]
     return sorted(views, key=lambda v: (PROPOSALS.index(v.proposal), v.waiting or 0, v.name))
+
+
+@router.get("/services/hsds", summary="Catalogul serviciilor ca Open Referral HSDS 3.0 / the directory as HSDS 3.0")
+async def directory_as_hsds(request: Request,
+                            principal: Principal = Depends(permit("directory.read"))) -> dict[str, Any]:
+    """The whole directory as one HSDS 3.0 Page of services (as HSDS's ``GET /services/{id}``
+    gives each): the provider as organization, the address as location, the county as
+    service area; categories, nomenclature code, places and waiting list as attributes."""
+    async with _runtime(request).sessions() as session:
+        rows = (await session.execute(sa.select(services))).mappings().all()
+    return hsds.page(rows, {s.id: s for s in social_services()}, institutions(), counties(), risk_categories())
 
 
 def _service_view(r: sa.Row) -> ServiceView:
