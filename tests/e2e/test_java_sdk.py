@@ -66,3 +66,27 @@ def test_the_java_sdk_example_sends_a_sealed_report_and_reads_its_verified_outco
     # The answer to the report it sent ("sent <ce_id> to <topic>" on its standard error).
     sent = next(line.split()[1] for line in ran.stderr.splitlines() if line.startswith("sent "))
     assert outcome["subject_id"] == sent
+
+
+def test_the_java_sdk_submits_a_sealed_report_over_the_http_gateway(
+        network: Stack, sdk_classpath: str):
+    # The institution's system account: client credentials, authenticated with HTTP Basic.
+    secret = json.loads(network.state.passwords_file.read_text())[f"sys.{INSTITUTION}"]
+    ran = subprocess.run(
+        ["java", "-cp", sdk_classpath, "ro.punte.sdk.examples.SubmitOverHttp", network.url("intake"),
+         network.url("identity"), INSTITUTION, str(network.state.institution_key_file(INSTITUTION))],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "PUNTE_CLIENT_SECRET": secret})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    outcome = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == "accepted", outcome
+    assert outcome["subject_type"] == "ro.punte.report.submitted.v3"
+
+
+def test_the_gateway_refusal_reaches_the_java_caller_with_its_code(network: Stack, sdk_classpath: str):
+    # A wrong secret: the token endpoint's refusal, as the SDK's exception carries it.
+    ran = subprocess.run(
+        ["java", "-cp", sdk_classpath, "ro.punte.sdk.examples.SubmitOverHttp", network.url("intake"),
+         network.url("identity"), INSTITUTION, str(network.state.institution_key_file(INSTITUTION))],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "PUNTE_CLIENT_SECRET": "not-the-secret"})
+    assert ran.returncode == 3, ran.stdout + ran.stderr
+    assert ran.stderr.startswith("invalid_client (HTTP 401)"), ran.stderr
