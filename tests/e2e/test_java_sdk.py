@@ -50,10 +50,21 @@ def network_keys(network: Stack, folder: Path) -> str:
     return str(path)
 
 
+def kafka_settings(network: Stack) -> list[str]:
+    """The Kafka clients' settings of the institution's system: on Apache Kafka its own
+    principal (SASL/SCRAM), whose ACLs allow its two topics and its `<id>.` groups only; the
+    embedded Tansu answers InitProducerId with an error, so no idempotent producer there."""
+    if network.broker_kind != "kafka":
+        return ["enable.idempotence=false"]
+    login = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+             f'username="{INSTITUTION}" password="{network.kafka_credentials[INSTITUTION]}";')
+    return ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-512", f"sasl.jaas.config={login}"]
+
+
+@pytest.mark.broker
 def test_the_java_sdk_example_sends_a_sealed_report_and_reads_its_verified_outcome(
         network: Stack, sdk_classpath: str, tmp_path: Path):
-    # The embedded Tansu broker answers InitProducerId with an error: no idempotent producer there.
-    kafka = ["enable.idempotence=false"]
+    kafka = kafka_settings(network)
     ran = subprocess.run(
         ["java", "-cp", sdk_classpath, "ro.punte.sdk.examples.SendReport", network.kafka_bootstrap, INSTITUTION,
          str(network.state.institution_key_file(INSTITUTION)), network.url("intake"),

@@ -23,7 +23,9 @@ import java.util.Map;
 public final class Json {
     /** Integers of any size, as Python reads them; floats as doubles, as Python does; keys in order. */
     public static final ObjectMapper MAPPER = new ObjectMapper()
-            .enable(DeserializationFeature.USE_BIG_INTEGER_FOR_INTS);
+            .enable(DeserializationFeature.USE_BIG_INTEGER_FOR_INTS)
+            // "{} x" is not JSON, for Python's json.loads either.
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
 
     private static final char[] HEX = "0123456789abcdef".toCharArray();
 

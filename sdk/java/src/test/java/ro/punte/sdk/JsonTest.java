@@ -19,6 +19,11 @@ class JsonTest {
     }
 
     @Test
+    void textAfterTheValueIsNotJson() {
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Json.parse("{} x"));
+    }
+
+    @Test
     void aRepeatedKeyKeepsItsFirstPlaceAndLastValue() {
         assertEquals("{\"a\":3,\"b\":2}", Json.compactString(Json.parse("{\"a\":1,\"b\":2,\"a\":3}")));
     }
