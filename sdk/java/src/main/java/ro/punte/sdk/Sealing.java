@@ -135,7 +135,7 @@ public final class Sealing {
         }
         ObjectNode where = clear.putObject("child");
         ObjectNode identity = Json.object();
-        child.fields().forEachRemaining(f -> {
+        child.properties().forEach(f -> {
             if (WHERE_THE_CHILD_LIVES.contains(f.getKey())) {
                 where.set(f.getKey(), f.getValue().deepCopy());
             } else {

@@ -35,7 +35,7 @@ class SigningVectorsTest {
 
     private static List<Header> headerList(JsonNode headers) {
         List<Header> out = new ArrayList<>();
-        headers.fields().forEachRemaining(f -> out.add(new Header(f.getKey(), f.getValue().asText())));
+        headers.properties().forEach(f -> out.add(new Header(f.getKey(), f.getValue().asText())));
         return out;
     }
 
