@@ -25,7 +25,15 @@ from runtime.kafka import MECHANISMS, PROTOCOLS
 from runtime.settings import Settings
 from runtime.signing import NETWORK, Keyring, SigningKey, b64url
 from runtime.tokens import TokenIssuer
-from tests.doc_examples import CONNECTING, ROOT, anchors, examples, http_request, python_namespace, table_after
+from tests.doc_examples import (
+    CONNECTING,
+    ROOT,
+    anchors,
+    examples,
+    http_request,
+    python_namespace,
+    table_after,
+)
 
 INSTITUTION = "isj-bc"
 SCHEMAS = ROOT / "contracts" / "schemas"
