@@ -859,6 +859,9 @@ def conformance(
                                          "({\"key_id\", \"pem\"}; local: the state folder's)"),
     bootstrap: str | None = typer.Option(None, "--bootstrap", help="The broker (local: the network's; TLS and "
                                          "SASL from PUNTE_KAFKA_*)"),
+    clear_report: bool = typer.Option(True, "--clear-report/--no-clear-report",
+                                      help="Scripted: also send a report v2, the child's (synthetic) identity "
+                                           "in clear"),
     timeout: float = typer.Option(60, "--timeout", help="Seconds to wait for the network's outcomes"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
     url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
@@ -909,7 +912,7 @@ def conformance(
             if not records:
                 report.notes.append(f"no message of {institution} to check on its ingress topic")
         else:
-            report.checks = asyncio.run(kit.run_scripted(session))
+            report.checks = asyncio.run(kit.run_scripted(session, clear_report=clear_report))
     except kit.ConformanceError as exc:
         raise OperatorError(str(exc), code=2) from None
     if as_json:
