@@ -153,7 +153,7 @@ def test_consumer_groups_are_named_as_the_acls_allow():
     assert kafka_acls.institution_group_prefix(INSTITUTION) == f"{INSTITUTION}."
     assert "name yours `<id>.<anything>`, for example `isj-bc.outcomes`" in DOC
     consume = EXAMPLES["consume"].text
-    assert '"group.id": f"{institution}.outcomes"' in consume
+    assert '"group.id": f"{institution}.outcomes"' in consume and '"session.timeout.ms": 10000' in consume
 
 
 def test_the_size_limit_is_the_receivers():
