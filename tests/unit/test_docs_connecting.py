@@ -149,7 +149,11 @@ def test_the_topic_table_has_the_declared_partitions():
     assert set(shown) == {f"punte.ingress.{INSTITUTION}", f"punte.delivery.{INSTITUTION}", "punte.audit"}
 
 
-def test_consumer_groups_are_named_as_the_acls_allow():
+def test_what_the_table_says_you_do_with_each_topic_and_group_is_what_the_acls_grant():
+    rows = table_after("## Topics, groups, partitions and ordering")
+    shown = {(row[0].strip("`").replace("<id>", INSTITUTION), row[1].upper()) for row in rows}
+    granted = {(g.name, g.operation) for g in kafka_acls.grants_of(INSTITUTION, [INSTITUTION, "dsp-bc"])}
+    assert shown | {(f"{INSTITUTION}.", "READ")} == granted  # the group: READ on the prefix `<id>.`
     assert kafka_acls.institution_group_prefix(INSTITUTION) == f"{INSTITUTION}."
     assert "name yours `<id>.<anything>`, for example `isj-bc.outcomes`" in DOC
     consume = EXAMPLES["consume"].text
