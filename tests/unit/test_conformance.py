@@ -121,3 +121,18 @@ def test_an_outcome_is_trusted_only_with_the_networks_signature():
     assert read_answer(good, NETWORK_KEYS).signed
     assert not read_answer(forged, NETWORK_KEYS).signed
     assert padded(good.headers) != good.headers
+
+
+def test_the_command_says_what_it_lacks_and_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from punte.cli import app
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["conformance", "--institution", "nu-exista", "--state-dir", str(tmp_path)])
+    remote = runner.invoke(app, ["conformance", "--institution", INSTITUTION, "--url", "intake=http://127.0.0.1:9",
+                                 "--bootstrap", "127.0.0.1:9"])
+    local = runner.invoke(app, ["conformance", "--institution", INSTITUTION, "--state-dir", str(tmp_path)])
+    assert unknown.exit_code == remote.exit_code == local.exit_code == 2
+    assert "institutions.csv" in unknown.output
+    assert "--key-file" in remote.output
+    assert "punte up" in local.output  # no local network running, and none named
