@@ -89,6 +89,7 @@ def test_a_message_without_ce_id_is_answered_by_its_position(network: Stack, jwk
     position = f"@punte.ingress.{CLIENT}/{sent.partition}/{sent.offset}"
     answer = client.outcomes({position}, jwks, group="positions")[position]
     assert (answer["status"], answer["reason"]["code"]) == ("rejected", "MALFORMED_ENVELOPE")
+    assert answer["subject_type"] == REPORT_V3  # its ce_type, as it had one
 
 
 def test_the_http_gateway_takes_both_modes_with_a_token_from_client_credentials(network: Stack):

@@ -64,7 +64,7 @@ def test_each_probe_breaks_the_rule_it_names_and_no_other(probe):
 
 def test_the_kit_sends_a_probe_for_every_refusal_the_doc_marks_kit():
     from tests.doc_examples import table_after
-    marked = {row[0].strip("`") for row in table_after("## Refusals, and what causes each") if "*kit*" in row[1]}
+    marked = {row[0].strip("`") for row in table_after("## Refusals, and what causes each") if "*kit*" in row[2]}
     probed = {code for p in PROBES for code in p.expect} - {ACCEPTED, "CLEAR_REPORT_RETIRED"}
     assert probed == marked
 

@@ -296,7 +296,9 @@ def test_every_rejection_code_has_one_row_with_an_input():
     rows = table_after("## Refusals, and what causes each")
     codes = [row[0].strip("`") for row in rows]
     assert sorted(codes) == sorted(rejection_codes()) and len(codes) == len(set(codes))
-    assert all(len(row) == 2 and row[1] for row in rows)
+    assert all(len(row) == 3 and row[1] in {"outcome", "HTTP", "outcome, HTTP"} and row[2] for row in rows)
+    # What the kit sends comes back in an outcome.
+    assert all("outcome" in row[1] for row in rows if "*kit*" in row[2])
 
 
 def test_every_link_of_the_page_leads_somewhere():
