@@ -858,6 +858,96 @@ def replay(bootstrap: str | None = typer.Option(None, "--bootstrap", help="The r
         console.print(f"{service}: {what}")
 
 
+@app.command()
+def conformance(
+    institution: str = typer.Option(..., "--institution", help="The institution's id (institutions.csv)"),
+    recorded: bool = typer.Option(False, "--recorded", help="Check what the institution's own system sent, "
+                                  "instead of sending the kit's messages"),
+    last: int | None = typer.Option(None, "--last", help="Recorded: the last N messages (default 50)"),
+    since: str | None = typer.Option(None, "--since", help="Recorded: the messages since this RFC 3339 time"),
+    from_offset: int | None = typer.Option(None, "--from-offset", help="Recorded: the messages from this offset on"),
+    key_file: Path | None = typer.Option(None, "--key-file", help="The institution's key file "
+                                         "({\"key_id\", \"pem\"}; local: the state folder's)"),
+    bootstrap: str | None = typer.Option(None, "--bootstrap", help="The broker (local: the network's; TLS and "
+                                         "SASL from PUNTE_KAFKA_*)"),
+    clear_report: bool = typer.Option(True, "--clear-report/--no-clear-report",
+                                      help="Scripted: also send a report v2, the child's (synthetic) identity "
+                                           "in clear"),
+    timeout: float = typer.Option(60, "--timeout", help="Seconds to wait for the network's outcomes"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+    url: list[str] | None = URL, token: str | None = TOKEN, network: str | None = NETWORK,
+    config: Path | None = CONFIG, state_dir: Path = STATE,
+) -> None:
+    """Check an institution's system against docs/connecting.md: scripted (the kit sends a
+    valid v2 and v3 report and one message per refusal as the institution; for a test
+    network, never production: the valid reports open synthetic cases) or --recorded (what
+    its own system sent). Each check names the doc's section; exit 1 on any failure."""
+    from datetime import datetime
+
+    from punte import conformance as kit
+    from punte.stack import SERVICES
+    from runtime.signing import Keyring
+
+    if institution not in institutions():
+        raise OperatorError(f"--institution {institution}: not in contracts/reference/institutions.csv", code=2)
+    target = _network(url, token, network, config, state_dir, bootstrap)
+    broker = bootstrap or target.bootstrap
+    if not broker:
+        raise OperatorError("--bootstrap: which broker? (the local network's is in runtime.json)", code=2)
+    if key_file is not None:
+        key = kit.key_of_file(key_file)
+    elif target.state is not None:
+        key = target.state.institution_key(institution)
+    else:
+        raise OperatorError("--key-file: the institution's key file is needed on a remote network", code=2)
+    public = (Keyring.load(target.state.keyring_file) if target.state is not None and key_file is None
+              else kit.public_keyring(institution, key))
+    keys = kit.fetch_network_keys([target.url(s) for s in SERVICES if target.knows(s)])
+    if keys is None and target.state is not None:
+        keys = kit.network_keys_of_state(target.state.keys)
+    if keys is None:
+        raise OperatorError(f"no service answers {kit.NETWORK_KEYS_PATH}: the network's keys are needed to "
+                            "check its outcomes", code=2)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    session = kit.Target(institution, broker, key=key, public_keys=public, network_keys=keys[0],
+                         intake_url=target.url("intake") if target.knows("intake") else None,
+                         kafka=target.kafka or Settings(), timeout=timeout)
+    report = kit.Report(notes=[f"the network's keys: {keys[1]}"])
+    try:
+        if recorded:
+            chosen = kit.Selection(last=last if last is not None or since or from_offset is not None else 50,
+                                   since=datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None,
+                                   from_offset=from_offset)
+            records, answers = asyncio.run(kit.read_recorded(session, chosen))
+            report.checks = kit.check_recorded(institution, records, answers, public)
+            if not records:
+                report.notes.append(f"no message of {institution} to check on its ingress topic")
+        else:
+            report.checks = asyncio.run(kit.run_scripted(session, clear_report=clear_report))
+    except kit.ConformanceError as exc:
+        raise OperatorError(str(exc), code=2) from None
+    if as_json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+    else:
+        _print_conformance(report)
+    raise typer.Exit(1 if report.failed or not report.checks else 0)
+
+
+def _print_conformance(report: Any) -> None:
+    table = Table("mesaj / message", "verificare / check", "", "secțiune / section (docs/connecting.md)",
+                  "detaliu / detail", title="punte conformance")
+    for check in report.checks:
+        mark = Text("✓", style="green") if check.passed else Text("✗", style="red")
+        table.add_row(Text(check.subject), Text(check.rule), mark, Text("#" + check.section), Text(check.detail))
+    console.print(table)
+    for note in report.notes:
+        console.print(Text(note, style="dim"), soft_wrap=True)
+    failed = len(report.failed)
+    if failed or not report.checks:
+        console.print(f"[red]{failed} din {len(report.checks)} verificări nu trec / of the checks fail[/red]")
+    else:
+        console.print(f"[green]toate cele {len(report.checks)} verificări trec / every check passes[/green]")
+
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Every failure talking to a network ends the command with one line on stderr and an
     exit code, never a traceback (OperatorError; an HTTP error not turned into one yet)."""

@@ -74,10 +74,21 @@ def leaks(where: str, text: str) -> list[str]:
     return found
 
 
+# Text inside a binary value that is not UTF-8 as a whole: runs of at least 16 characters.
+# Random bytes (ciphertext, digests) decode to short runs by chance, and a few hundred
+# kilobytes of ciphertext hold a three-letter name between two non-letters more often than
+# not; text anyone stored comes in longer runs (a JSON member, a CNP with its key).
+TEXT_RUN = re.compile(r"[^\x00-\x08\x0b-\x1f\x7f\ufffd]{16,}")
+
+
 def _cell(value: object) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
-        return raw.decode("utf-8", errors="ignore") + " " + base64.b64encode(raw).decode()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = " ".join(TEXT_RUN.findall(raw.decode("utf-8", errors="replace")))
+        return text + " " + base64.b64encode(raw).decode()
     return str(value)
 
 

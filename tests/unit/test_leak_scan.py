@@ -3,7 +3,7 @@ clear, in base64, in bytea) and is not fooled by digests, trace ids and pseudony
 import base64
 import json
 
-from tests.e2e.leak_scan import leaks
+from tests.e2e.leak_scan import _cell, leaks
 
 REPORT = json.dumps({"child": {"cnp": "6160514041231", "given_name": "Maria"}, "description": "Date sintetice."})
 
@@ -20,3 +20,13 @@ def test_digests_trace_ids_and_pseudonyms_are_not_cnps() -> None:
                 '"traceparent": "00-caaf2bc44ac7196511454148d6eb151f-9ac9efd8c266e89f-03", '
                 '"child_ref": "ch-cb1220408872898f0123456789abcdef", "timestamp_ms": 1764440000000}')
     assert leaks("t", harmless) == []
+
+
+def test_a_name_in_random_bytes_is_noise_and_text_stored_in_binary_is_not() -> None:
+    """Ciphertext holds short runs of letters by chance (a 300 KiB sealed message held
+    " Ana:"); text stored inside a binary value comes in long runs and is still found."""
+    noise = bytes(range(128, 256)) * 4
+    assert not leaks("a sealed value", _cell(noise + b" Ana: " + noise))
+    stored = noise + '{"given_name": "Ana", "family_name": "Probescu"}'.encode() + noise
+    assert leaks("a binary value", _cell(stored))
+    assert leaks("a text value", _cell('{"given_name": "Ana"}'.encode()))
