@@ -32,7 +32,7 @@ KEYRING = public_keyring(INSTITUTION, KEY)
 NETWORK_KEY = SigningKey.generate("punte-network-1")
 NETWORK_KEYS = Keyring([PublicKey(NETWORK_KEY.key_id, NETWORK, NETWORK_KEY.public_raw(),
                                   datetime.min.replace(tzinfo=timezone.utc), None)])
-INTAKE_KEYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "sealing" / "intake-test-key.jwks").read_text())
+INTAKE_KEYS = json.loads((Path(__file__).resolve().parents[2] / "contracts" / "test-vectors" / "sealing" / "intake-test-key.jwks").read_text())
 TOPIC = f"punte.ingress.{INSTITUTION}"
 # What the receiver's authentication decides alone (runtime.ingress.authenticate); the
 # other codes are the services' (sealing, the report's content, referrals), seen end to end.

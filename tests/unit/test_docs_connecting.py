@@ -37,7 +37,7 @@ from tests.doc_examples import (
 
 INSTITUTION = "isj-bc"
 SCHEMAS = ROOT / "contracts" / "schemas"
-TEST_INTAKE_KEYS = ROOT / "tests" / "data" / "sealing" / "intake-test-key.jwks"
+TEST_INTAKE_KEYS = ROOT / "contracts" / "test-vectors" / "sealing" / "intake-test-key.jwks"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 EXAMPLES = examples()
 DOC = CONNECTING.read_text(encoding="utf-8")
