@@ -88,6 +88,12 @@ def header_map(headers: Any) -> dict[str, str]:
     return out
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a content-type names JSON: ``application/json``, in any case, with or without
+    parameters (``; charset=utf-8``). The body is read as UTF-8 JSON either way."""
+    return (content_type or "").split(";")[0].strip().lower() == CONTENT_TYPE
+
+
 def decode(headers: Any, body: bytes | None) -> CloudEvent:
     """Read a binary-mode CloudEvent, or raise EnvelopeError with a rejection code."""
     h = header_map(headers)
@@ -101,6 +107,8 @@ def decode(headers: Any, body: bytes | None) -> CloudEvent:
         unreadable.append("ce_subject")
     if unreadable:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"unreadable characters in {', '.join(unreadable)}")
+    if not is_json(h.get("content-type")):
+        raise EnvelopeError("MALFORMED_ENVELOPE", "content-type must be application/json")
     if h["ce_specversion"] != "1.0":
         raise EnvelopeError("MALFORMED_ENVELOPE", "unsupported ce_specversion (1.0 is)")
     time = h.get("ce_time", "")

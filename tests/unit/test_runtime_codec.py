@@ -20,7 +20,8 @@ def test_a_cloudevent_survives_kafka_headers_and_body():
 
 
 GOOD = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"),
-        ("ce_time", b"2026-11-22T12:00:00Z")]
+        ("ce_time", b"2026-11-22T12:00:00Z"), ("content-type", b"application/json")]
+WITHOUT_CONTENT_TYPE = [h for h in GOOD if h[0] != "content-type"]
 
 
 @pytest.mark.parametrize("headers, body, code", [
@@ -30,11 +31,22 @@ GOOD = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_t
     ([("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}", "MALFORMED_ENVELOPE"),
     (GOOD, b"\xff\xfe", "MALFORMED_PAYLOAD"),
     (GOOD, b"[1, 2]", "MALFORMED_PAYLOAD"),
+    # docs/contracts.md: content-type is required and JSON.
+    (WITHOUT_CONTENT_TYPE, b"{}", "MALFORMED_ENVELOPE"),
+    (WITHOUT_CONTENT_TYPE + [("content-type", b"text/plain")], b"{}", "MALFORMED_ENVELOPE"),
+    (WITHOUT_CONTENT_TYPE + [("content-type", b"application/jsonx")], b"{}", "MALFORMED_ENVELOPE"),
 ])
 def test_unreadable_events_are_refused_with_a_code(headers, body, code):
     with pytest.raises(EnvelopeError) as refused:
         decode(headers, body)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize("content_type", [b"application/json", b"application/json; charset=utf-8",
+                                          b"Application/JSON;charset=UTF-8"])
+def test_json_with_parameters_is_json(content_type):
+    event = decode(WITHOUT_CONTENT_TYPE + [("content-type", content_type)], b'{"a": 1}')
+    assert event.data == {"a": 1}
 
 
 def keyring_for(key: SigningKey, owner: str, not_after: datetime | None = None) -> Keyring:

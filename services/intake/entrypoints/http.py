@@ -21,7 +21,7 @@ from contracts.reference import SENDER_HEADER, gateway_topic
 from contracts.refusals import reason
 from runtime.access import record_access
 from runtime.authorization import check, permit
-from runtime.cloudevents import CONTENT_TYPE, REQUIRED
+from runtime.cloudevents import CONTENT_TYPE, REQUIRED, is_json
 from runtime.ingress import sender_key
 from runtime.limits import wakeups_of
 from runtime.service import Runtime
@@ -46,6 +46,10 @@ def _error(status: int, code: str, detail: str) -> HTTPException:
 
 
 def _binary(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
+    # The rule decode() holds Kafka messages to: the gateway writes content-type itself, so
+    # it must check the one it was sent.
+    if not is_json(request.headers.get("content-type")):
+        raise _error(400, "MALFORMED_ENVELOPE", "binary mode: Content-Type must be application/json")
     attributes = {k[3:]: v for k, v in request.headers.items() if k.lower().startswith("ce-")}
     return attributes, body
 
