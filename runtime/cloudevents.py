@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -88,6 +90,15 @@ def header_map(headers: Any) -> dict[str, str]:
     return out
 
 
+def repeated_attributes(names: Iterable[str]) -> list[str]:
+    """The CloudEvents attributes (``ce_*``, or ``ce-*`` over HTTP) and content-type given
+    more than once. Refused rather than read: which copy counts would depend on the reader
+    (the last one here, the first one in some clients), and the audit trail keeps them all."""
+    counts = Counter(n.lower() if n.lower() == "content-type" else n for n in names)
+    return sorted(n for n, c in counts.items()
+                  if c > 1 and (n.startswith(("ce_", "ce-")) or n == "content-type"))
+
+
 def is_json(content_type: str | None) -> bool:
     """Whether a content-type names JSON: ``application/json``, in any case, with or without
     parameters (``; charset=utf-8``). The body is read as UTF-8 JSON either way."""
@@ -96,6 +107,9 @@ def is_json(content_type: str | None) -> bool:
 
 def decode(headers: Any, body: bytes | None) -> CloudEvent:
     """Read a binary-mode CloudEvent, or raise EnvelopeError with a rejection code."""
+    repeated = repeated_attributes(name for name, _ in headers or ())
+    if repeated:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"headers given more than once: {', '.join(repeated)}")
     h = header_map(headers)
     missing = [k for k in REQUIRED if not h.get(k)]
     if missing:

@@ -106,3 +106,11 @@ async def test_binary_mode_refuses_a_body_that_is_not_declared_json(gateway, con
     event = named("Elena", "Probescu")
     answer = await gateway.post("/v1/events", content=event.body(), headers=binary_mode(event, content_type))
     assert answer.status_code == 400 and answer.json()["detail"]["code"] == "MALFORMED_ENVELOPE"
+
+
+async def test_binary_mode_refuses_an_attribute_given_twice(gateway):
+    """As on Kafka: which of two ce-id headers counts would depend on the reader."""
+    event = named("Elena", "Probescu")
+    headers = [*binary_mode(event, "application/json").items(), ("ce-id", "altul")]
+    answer = await gateway.post("/v1/events", content=event.body(), headers=headers)
+    assert answer.status_code == 400 and answer.json()["detail"]["code"] == "MALFORMED_ENVELOPE"

@@ -35,6 +35,11 @@ WITHOUT_CONTENT_TYPE = [h for h in GOOD if h[0] != "content-type"]
     (WITHOUT_CONTENT_TYPE, b"{}", "MALFORMED_ENVELOPE"),
     (WITHOUT_CONTENT_TYPE + [("content-type", b"text/plain")], b"{}", "MALFORMED_ENVELOPE"),
     (WITHOUT_CONTENT_TYPE + [("content-type", b"application/jsonx")], b"{}", "MALFORMED_ENVELOPE"),
+    # A header given twice: which one counts would depend on the reader (issue #16).
+    (GOOD + [("ce_id", b"2")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD + [("ce_id", b"1")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD + [("content-type", b"application/json")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD + [("ce_signature", b"x"), ("ce_signature", b"y")], b"{}", "MALFORMED_ENVELOPE"),
 ])
 def test_unreadable_events_are_refused_with_a_code(headers, body, code):
     with pytest.raises(EnvelopeError) as refused:
@@ -47,6 +52,13 @@ def test_unreadable_events_are_refused_with_a_code(headers, body, code):
 def test_json_with_parameters_is_json(content_type):
     event = decode(WITHOUT_CONTENT_TYPE + [("content-type", content_type)], b'{"a": 1}')
     assert event.data == {"a": 1}
+
+
+def test_other_headers_may_repeat():
+    """Only CloudEvents attributes and content-type must be single: W3C and brokers' own
+    headers are not the receiver's to police."""
+    event = decode(GOOD + [("tracestate", b"a=1"), ("tracestate", b"b=2")], b"{}")
+    assert event.id == "1"
 
 
 def keyring_for(key: SigningKey, owner: str, not_after: datetime | None = None) -> Keyring:

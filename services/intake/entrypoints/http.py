@@ -21,7 +21,7 @@ from contracts.reference import SENDER_HEADER, gateway_topic
 from contracts.refusals import reason
 from runtime.access import record_access
 from runtime.authorization import check, permit
-from runtime.cloudevents import CONTENT_TYPE, REQUIRED, is_json
+from runtime.cloudevents import CONTENT_TYPE, REQUIRED, is_json, repeated_attributes
 from runtime.ingress import sender_key
 from runtime.limits import wakeups_of
 from runtime.service import Runtime
@@ -50,6 +50,9 @@ def _binary(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
     # it must check the one it was sent.
     if not is_json(request.headers.get("content-type")):
         raise _error(400, "MALFORMED_ENVELOPE", "binary mode: Content-Type must be application/json")
+    repeated = repeated_attributes(k.lower() for k, _ in request.headers.items())
+    if repeated:
+        raise _error(400, "MALFORMED_ENVELOPE", f"headers given more than once: {', '.join(repeated)}")
     attributes = {k[3:]: v for k, v in request.headers.items() if k.lower().startswith("ce-")}
     return attributes, body
 
