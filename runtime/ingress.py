@@ -24,7 +24,7 @@ from contracts.reference import (
     owner_of_ingress_topic,
 )
 from contracts.refusals import Refused, reason
-from runtime.cloudevents import CloudEvent, derived_id
+from runtime.cloudevents import CloudEvent, derived_id, parse_time
 from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
 from runtime.signing import Keyring
 
@@ -106,9 +106,10 @@ class Window:
     max_skew: timedelta = timedelta(minutes=5)
 
     def check(self, ce_time: str, now: datetime) -> None:
-        sent = datetime.fromisoformat(ce_time.replace("Z", "+00:00"))
-        if sent.tzinfo is None:
-            raise Rejected("MALFORMED_ENVELOPE", "ce_time needs a time zone")
+        try:
+            sent = parse_time(ce_time)
+        except ValueError:
+            raise Rejected("MALFORMED_ENVELOPE", "ce_time is not RFC 3339") from None
         if sent < now - self.max_age:
             raise Rejected("STALE_EVENT", f"ce_time {ce_time} is older than {self.max_age}")
         if sent > now + self.max_skew:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import events, reference
 from contracts.events import PAYLOADS, EventType
+from runtime.cloudevents import RFC_3339
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
@@ -663,6 +664,22 @@ def test_cloudevents_headers_schema() -> None:
     assert not validator.is_valid(headers | {"ce_source": "spas-colonesti"})
     assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_keyid"})
     assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_id"})
+    # The signing input versions the receiver knows (docs/contracts.md "Signing").
+    assert validator.is_valid(headers | {"ce_sigversion": "1"})
+    assert validator.is_valid(headers | {"ce_sigversion": "2"})
+    assert not validator.is_valid(headers | {"ce_sigversion": "3"})
+    assert not validator.is_valid(headers | {"ce_sigversion": "v2"})
+    # content-type: JSON, with parameters, in any case (as runtime.cloudevents.is_json).
+    for json_type in ("application/json", "application/json; charset=utf-8", "Application/JSON"):
+        assert validator.is_valid(headers | {"content-type": json_type}), json_type
+    for other in ("text/plain", "application/jsonx", "application/json-seq"):
+        assert not validator.is_valid(headers | {"content-type": other}), other
+
+
+def test_the_header_schema_holds_ce_time_to_the_receivers_rfc_3339() -> None:
+    """The schema's ce_time pattern is the very one runtime.cloudevents.decode applies."""
+    schema = load_json(SCHEMAS / "cloudevents-binary-kafka.json")
+    assert schema["properties"]["ce_time"]["pattern"] == RFC_3339.pattern
 
 
 @pytest.mark.parametrize("event_type", sorted(t.value for t in EventType))

@@ -40,6 +40,11 @@ WITHOUT_CONTENT_TYPE = [h for h in GOOD if h[0] != "content-type"]
     (GOOD + [("ce_id", b"1")], b"{}", "MALFORMED_ENVELOPE"),
     (GOOD + [("content-type", b"application/json")], b"{}", "MALFORMED_ENVELOPE"),
     (GOOD + [("ce_signature", b"x"), ("ce_signature", b"y")], b"{}", "MALFORMED_ENVELOPE"),
+    # ce_time is RFC 3339 (section 5.6), not whatever datetime.fromisoformat takes.
+    *[([*GOOD[:4], ("ce_time", time), GOOD[5]], b"{}", "MALFORMED_ENVELOPE") for time in (
+        b"2026-11-22 12:00:00+00:00", b"20261122T120000+0000", b"2026-11-22T12:00:00",
+        b"2026-11-22T12:00+00:00", b"2026-11-22T12:00:00.+00:00", b"2026-11-22T12:00:00+0000",
+        b"2026-11-22", b"2026-13-22T12:00:00Z", "2026-11-22T12:00:00\u00a0Z".encode())],
 ])
 def test_unreadable_events_are_refused_with_a_code(headers, body, code):
     with pytest.raises(EnvelopeError) as refused:
@@ -52,6 +57,13 @@ def test_unreadable_events_are_refused_with_a_code(headers, body, code):
 def test_json_with_parameters_is_json(content_type):
     event = decode(WITHOUT_CONTENT_TYPE + [("content-type", content_type)], b'{"a": 1}')
     assert event.data == {"a": 1}
+
+
+@pytest.mark.parametrize("time", ["2026-11-22T12:00:00Z", "2026-11-22T14:00:00+02:00",
+                                  "2026-11-22T12:00:00.123456789Z", "2026-11-22t12:00:00z"])
+def test_any_rfc_3339_time_is_read(time):
+    event = decode([*GOOD[:4], ("ce_time", time.encode()), GOOD[5]], b"{}")
+    assert event.time == time
 
 
 def test_other_headers_may_repeat():
