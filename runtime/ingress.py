@@ -116,6 +116,28 @@ class Window:
             raise Rejected("FUTURE_EVENT", f"ce_time {ce_time} is ahead of {now.isoformat()}")
 
 
+def source_refusal(source: str, sender: str) -> Rejected | None:
+    """Why ``source`` is not the ce_source of ``sender`` (an institution known to send), if
+    it is not: UNKNOWN_INSTITUTION when it names an institution the network does not know,
+    SOURCE_MISMATCH when it names another one, or is not an institution's source at all."""
+    if source == f"/institutions/{sender}":
+        return None
+    named = source.removeprefix("/institutions/")
+    if named != source and named not in institutions():
+        return Rejected("UNKNOWN_INSTITUTION", "ce_source names no institution of the network")
+    return Rejected("SOURCE_MISMATCH", f"ce_source is not /institutions/{sender}, the sender")
+
+
+def reporter_refusal(reporter: str, sender: str | None) -> Rejected | None:
+    """Why a report's ``reporter.institution`` is not its sender, if it is not: the same
+    codes, and the same split, as ``source_refusal``."""
+    if reporter == sender:
+        return None
+    if reporter not in institutions():
+        return Rejected("UNKNOWN_INSTITUTION", "reporter.institution is not an institution of the network")
+    return Rejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
+
+
 def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
                  now: datetime | None = None) -> CloudEvent:
     """The verified event, or a Refused with a code from the catalogue."""
@@ -123,8 +145,9 @@ def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
     if owner is None:
         raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic}: no known institution sent this")
     event = message.event
-    if event.source != f"/institutions/{owner}":
-        raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
+    refused = source_refusal(event.source, owner)
+    if refused is not None:
+        raise refused
     now = now or datetime.now(timezone.utc)
     keyring.verify_event(owner, event, message.value or b"", now=now)
     window.check(event.time, now)

@@ -84,10 +84,19 @@ BAD_INPUTS = {
     "INVALID_CNP": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(cnp="5150412041231", uat_siruta=21891))),
     "UNKNOWN_UAT": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(cnp="5150412041230", uat_siruta=999999))),
     "CHILD_NOT_IDENTIFIABLE": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(given_name="Ana", uat_siruta=21891))),
+    # A reporter in no institutions.csv is unknown; one naming another known institution
+    # is a mismatch (issue #16). So is a ce_source naming no institution on a known topic.
+    "UNKNOWN_INSTITUTION/reporter": lambda: message(f"punte.ingress.{SCHOOL}", signed(report() | {
+        "reporter": {"institution": "nu-exista", "role": "school-counsellor"}})),
+    "SOURCE_MISMATCH/reporter": lambda: message(f"punte.ingress.{SCHOOL}", signed(report() | {
+        "reporter": {"institution": DOCTOR, "role": "family-doctor"}})),
+    "UNKNOWN_INSTITUTION/ce_source": lambda: message(f"punte.ingress.{SCHOOL}", KEYS[SCHOOL].sign(
+        CloudEvent.new("ro.punte.report.submitted.v1", "/institutions/nu-exista", report()))),
 }
 # What cannot be read or trusted also goes to the dead-letter topic.
 DEAD_LETTERED = {"MISSING_SIGNATURE", "BAD_SIGNATURE", "SOURCE_MISMATCH", "MALFORMED_PAYLOAD",
-                 "MALFORMED_ENVELOPE", "SCHEMA_VIOLATION", "UNKNOWN_EVENT_TYPE"}
+                 "MALFORMED_ENVELOPE", "SCHEMA_VIOLATION", "UNKNOWN_EVENT_TYPE",
+                 "UNKNOWN_INSTITUTION/ce_source"}
 
 
 def _forged() -> CloudEvent:
@@ -97,17 +106,18 @@ def _forged() -> CloudEvent:
                       genuine.subject, genuine.extensions)
 
 
-@pytest.mark.parametrize("code", sorted(BAD_INPUTS))
-async def test_bad_input_is_rejected_with_its_code(intake, code):
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+async def test_bad_input_is_rejected_with_its_code(intake, case):
     consumer, engine = intake
-    await consumer.process([BAD_INPUTS[code]()])
+    code = case.split("/")[0]  # "CODE/what": one more input refused with CODE
+    await consumer.process([BAD_INPUTS[case]()])
     out = await emitted(engine)
     answers = delivered(out, SCHOOL)
     assert len(answers) == 1
     assert answers[0]["status"] == "rejected" and answers[0]["reason"]["code"] == code
     assert answers[0]["reason"]["message_ro"] and answers[0]["reason"]["message_en"]
     dead = on_topic(out, DEAD_LETTER_TOPIC)
-    assert [d["reason"]["code"] for d in dead] == ([code] if code in DEAD_LETTERED else [])
+    assert [d["reason"]["code"] for d in dead] == ([code] if case in DEAD_LETTERED else [])
     assert not on_topic(out, "punte.cases")
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(reports))).one()

@@ -114,3 +114,11 @@ async def test_binary_mode_refuses_an_attribute_given_twice(gateway):
     headers = [*binary_mode(event, "application/json").items(), ("ce-id", "altul")]
     answer = await gateway.post("/v1/events", content=event.body(), headers=headers)
     assert answer.status_code == 400 and answer.json()["detail"]["code"] == "MALFORMED_ENVELOPE"
+
+
+@pytest.mark.parametrize("source, code", [("/institutions/nu-exista", "UNKNOWN_INSTITUTION"),
+                                          ("/institutions/dsp-bc", "SOURCE_MISMATCH")])
+async def test_the_gateway_names_an_unknown_source_as_kafka_does(gateway, source, code):
+    event = KEY.sign(CloudEvent.new("ro.punte.report.submitted.v2", source, named("Ana", "Probescu").data))
+    answer = await gateway.post("/v1/events", content=event.body(), headers=binary_mode(event, "application/json"))
+    assert answer.status_code == 403 and answer.json()["detail"]["code"] == code
