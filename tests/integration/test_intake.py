@@ -84,6 +84,11 @@ BAD_INPUTS = {
     "INVALID_CNP": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(cnp="5150412041231", uat_siruta=21891))),
     "UNKNOWN_UAT": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(cnp="5150412041230", uat_siruta=999999))),
     "CHILD_NOT_IDENTIFIABLE": lambda: message(f"punte.ingress.{SCHOOL}", signed(report(given_name="Ana", uat_siruta=21891))),
+    "UAT_COUNTY_CONFLICT": lambda: message(f"punte.ingress.{SCHOOL}", KEYS[SCHOOL].sign(CloudEvent.new(
+        "ro.punte.report.submitted.v2", f"/institutions/{SCHOOL}", {
+            "reporter": {"institution": SCHOOL, "role": "school-counsellor"}, "channel": "school",
+            "child": {"cnp": "5150412041230", "uat_siruta": 20297, "county": "NT"},
+            "risks": [{"category": "school_absenteeism"}], "description": "Date sintetice."}))),
     # A reporter in no institutions.csv is unknown; one naming another known institution
     # is a mismatch (issue #16). So is a ce_source naming no institution on a known topic.
     "UNKNOWN_INSTITUTION/reporter": lambda: message(f"punte.ingress.{SCHOOL}", signed(report() | {
