@@ -100,10 +100,17 @@ def key_by_sender(message: Message) -> str:
 
 @dataclass(frozen=True)
 class Window:
-    """How old, or how far ahead of our clock, an event's ce_time may be."""
+    """What an inbound message must fit in: how old, or how far ahead of our clock, its
+    ce_time may be, and how large its value."""
 
     max_age: timedelta = timedelta(days=7)
     max_skew: timedelta = timedelta(minutes=5)
+    max_bytes: int = 256 * 1024  # PUNTE_INGRESS_MAX_MESSAGE_BYTES
+
+    def check_size(self, value: bytes | None) -> None:
+        size = len(value or b"")
+        if size > self.max_bytes:
+            raise Rejected("TOO_LARGE", f"the message value is {size} bytes, over the maximum of {self.max_bytes}")
 
     def check(self, ce_time: str, now: datetime) -> None:
         try:
@@ -140,10 +147,12 @@ def reporter_refusal(reporter: str, sender: str | None) -> Rejected | None:
 
 def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
                  now: datetime | None = None) -> CloudEvent:
-    """The verified event, or a Refused with a code from the catalogue."""
+    """The verified event, or a Refused with a code from the catalogue, in the order of
+    docs/contracts.md ("The receiver's checks")."""
     owner = sender_of(message)
     if owner is None:
         raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic}: no known institution sent this")
+    window.check_size(message.value)  # before the body is parsed or hashed
     event = message.event
     refused = source_refusal(event.source, owner)
     if refused is not None:

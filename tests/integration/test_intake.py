@@ -89,6 +89,10 @@ BAD_INPUTS = {
             "reporter": {"institution": SCHOOL, "role": "school-counsellor"}, "channel": "school",
             "child": {"cnp": "5150412041230", "uat_siruta": 20297, "county": "NT"},
             "risks": [{"category": "school_absenteeism"}], "description": "Date sintetice."}))),
+    # Over PUNTE_INGRESS_MAX_MESSAGE_BYTES (256 KiB), as over HTTP: refused before the body
+    # is parsed or its signature computed (these bytes are neither JSON nor signed).
+    "TOO_LARGE": lambda: message(f"punte.ingress.{SCHOOL}", value=b"x" * (300 * 1024),
+                                 headers=signed(report()).headers()),
     # A reporter in no institutions.csv is unknown; one naming another known institution
     # is a mismatch (issue #16). So is a ce_source naming no institution on a known topic.
     "UNKNOWN_INSTITUTION/reporter": lambda: message(f"punte.ingress.{SCHOOL}", signed(report() | {
@@ -101,7 +105,7 @@ BAD_INPUTS = {
 # What cannot be read or trusted also goes to the dead-letter topic.
 DEAD_LETTERED = {"MISSING_SIGNATURE", "BAD_SIGNATURE", "SOURCE_MISMATCH", "MALFORMED_PAYLOAD",
                  "MALFORMED_ENVELOPE", "SCHEMA_VIOLATION", "UNKNOWN_EVENT_TYPE",
-                 "UNKNOWN_INSTITUTION/ce_source"}
+                 "UNKNOWN_INSTITUTION/ce_source", "TOO_LARGE"}
 
 
 def _forged() -> CloudEvent:
