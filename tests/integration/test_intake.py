@@ -119,11 +119,18 @@ def _forged() -> CloudEvent:
 async def test_bad_input_is_rejected_with_its_code(intake, case):
     consumer, engine = intake
     code = case.split("/")[0]  # "CODE/what": one more input refused with CODE
-    await consumer.process([BAD_INPUTS[case]()])
+    sent = BAD_INPUTS[case]()
+    await consumer.process([sent])
     out = await emitted(engine)
     answers = delivered(out, SCHOOL)
     assert len(answers) == 1
     assert answers[0]["status"] == "rejected" and answers[0]["reason"]["code"] == code
+    # The answer names what it answers: the ce_id, or for a message without one its
+    # position, "@<topic>/<partition>/<offset>" (docs/contracts.md).
+    expected = sent.header("ce_id") or f"@{sent.topic}/{sent.partition}/{sent.offset}"
+    assert answers[0]["subject_id"] == expected and answers[0]["subject_type"] == sent.header("ce_type")
+    if not sent.headers:
+        assert answers[0]["subject_id"] == f"@punte.ingress.{SCHOOL}/0/0" and answers[0]["subject_type"] is None
     assert answers[0]["reason"]["message_ro"] and answers[0]["reason"]["message_en"]
     dead = on_topic(out, DEAD_LETTER_TOPIC)
     assert [d["reason"]["code"] for d in dead] == ([code] if case in DEAD_LETTERED else [])
