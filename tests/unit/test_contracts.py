@@ -731,6 +731,29 @@ def test_asyncapi_channels_and_messages_match_topics() -> None:
             assert path.parent.name == message["name"] and path.is_file(), path
 
 
+def test_asyncapi_gives_the_embedded_brokers_real_address() -> None:
+    """What was wrong (issue #16): the embedded server said 127.0.0.1:9092; `punte up` picks a
+    free port each time, prints it and keeps it in .punte/runtime.json as kafka_bootstrap."""
+    from punte.embedded import EmbeddedBroker
+
+    embedded = _asyncapi()["servers"]["embedded"]
+    host, port = embedded["host"].rsplit(":", 1)
+    assert host == "127.0.0.1" and port == "{port}"
+    description = embedded["variables"]["port"]["description"]
+    assert "punte up" in description and "kafka_bootstrap" in description and "runtime.json" in description
+    assert re.fullmatch(r"127\.0\.0\.1:[0-9]+", EmbeddedBroker().bootstrap)
+    assert "kafka_bootstrap" in (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+
+
+def test_asyncapi_topic_settings_are_topics_yamls() -> None:
+    doc = _asyncapi()
+    by_address = {channel["address"]: channel for channel in doc["channels"].values()}
+    for topic in reference.topics():
+        binding = by_address[topic["name"]]["bindings"]["kafka"]
+        assert binding.get("topicConfiguration", {}) == {
+            k: int(v) for k, v in (topic.get("configs") or {}).items()}, topic["name"]
+
+
 def test_asyncapi_operations_match_producers_and_consumers() -> None:
     doc = _asyncapi()
     address_of = {key: channel["address"] for key, channel in doc["channels"].items()}
