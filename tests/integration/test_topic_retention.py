@@ -9,8 +9,9 @@ import uuid
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import MessageSizeTooLargeError
 
-from runtime.kafka import DAY_MS, client_options, ensure_topics, topic_configs
+from runtime.kafka import DAY_MS, client_options, ensure_topics, make_producer, topic_configs
 from runtime.settings import Settings
 
 MAX_MESSAGE_BYTES = 320 * 1024  # contracts/topics.yaml, ingress and gateway topics
@@ -53,3 +54,24 @@ async def test_ingress_topics_are_created_with_a_short_retention_and_the_others_
     assert await retention_ms(bootstrap, ingress) == str(days * DAY_MS)
     assert await retention_ms(bootstrap, internal) != str(days * DAY_MS)
     assert await topic_config(bootstrap, ingress, "max.message.bytes") == str(MAX_MESSAGE_BYTES)
+
+
+@pytest.mark.broker
+async def test_apache_kafka_refuses_a_record_over_the_ingress_topics_maximum(infrastructure):
+    """What max.message.bytes does: Apache Kafka refuses the record (the producer gets
+    MESSAGE_TOO_LARGE, nobody an outcome). The embedded Tansu stores the setting and takes
+    the record anyway; intake then answers TOO_LARGE (docs/contracts.md, "Message size")."""
+    bootstrap = infrastructure.kafka_bootstrap
+    ingress = f"punte.ingress.isj-bc-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(bootstrap, [(ingress, 1)], configs=topic_configs([(ingress, 1)], 3))
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(ingress, b"x" * (300 * 1024))  # over intake's limit, under the topic's
+        if infrastructure.kafka is None:
+            await producer.send_and_wait(ingress, b"x" * (400 * 1024))
+        else:
+            with pytest.raises(MessageSizeTooLargeError):
+                await producer.send_and_wait(ingress, b"x" * (400 * 1024))
+    finally:
+        await producer.stop()
