@@ -731,6 +731,19 @@ def test_asyncapi_channels_and_messages_match_topics() -> None:
             assert path.parent.name == message["name"] and path.is_file(), path
 
 
+def test_the_docs_topic_table_is_topics_yaml() -> None:
+    """docs/contracts.md "Topics: who writes and who reads" lists every topic of topics.yaml
+    with the event types it carries (it once left out punte.gateway and report v3)."""
+    text = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = text[text.index("## Topics: who writes and who reads"):]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z.{}-]+)` \|(.*)$", section, re.M)
+            if m.group(1).startswith("punte.")}
+    for topic in reference.topics():
+        assert topic["name"] in rows, topic["name"]
+        assert set(re.findall(r"`(ro\.punte\.[a-z0-9.-]+)`", rows[topic["name"]])) == {
+            event["type"] for event in topic["events"]}, topic["name"]
+
+
 def test_asyncapi_gives_the_embedded_brokers_real_address() -> None:
     """What was wrong (issue #16): the embedded server said 127.0.0.1:9092; `punte up` picks a
     free port each time, prints it and keeps it in .punte/runtime.json as kafka_bootstrap."""
