@@ -108,7 +108,8 @@ def topic_specs(institution_ids: Iterable[str], ingress_days: int) -> list[Topic
     specs: list[TopicSpec] = []
     for topic in topics():
         template, kind = str(topic["name"]), str(topic["kind"])
-        configs = {"min.insync.replicas": str(MIN_INSYNC_REPLICAS)}
+        configs = {"min.insync.replicas": str(MIN_INSYNC_REPLICAS),
+                   **{str(k): str(v) for k, v in (topic.get("configs") or {}).items()}}
         if kept_briefly(template):  # as runtime.kafka.topic_configs
             configs["retention.ms"] = str(ingress_days * DAY_MS)
         names = ([template.replace(INSTITUTION_PLACEHOLDER, i) for i in ids]

@@ -474,6 +474,17 @@ def from_an_institution(topic: str) -> bool:
     return named_in_topic(topic, "ingress") is not None or topic == gateway_topic()
 
 
+def declared_configs(topic: str) -> dict[str, str]:
+    """The topic settings contracts/topics.yaml declares for a concrete topic (``configs``),
+    none when it declares none or does not know the topic."""
+    for declared in topics():
+        template, kind = str(declared["name"]), str(declared["kind"])
+        named = named_in_topic(topic, kind) is not None if INSTITUTION_PLACEHOLDER in template else topic == template
+        if named:
+            return {str(k): str(v) for k, v in (declared.get("configs") or {}).items()}
+    return {}
+
+
 def kept_briefly(topic: str) -> bool:
     """Whether ``topic`` keeps its messages only retention.yaml's ``ingress_days``: those
     institutions sent, so a report in clear from the transition does not linger there."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from contracts.reference import institutions
 from punte import recipients
 from punte.identity import Account, new_account, save_accounts
-from runtime.signing import Keyring, PublicKey, SigningKey
+from runtime.signing import Keyring, PublicKey, SigningKey, network_jwks
 from runtime.tokens import TokenIssuer
 from services.intake.adapters.report_keys import new_key, write_key_file
 
@@ -28,6 +28,11 @@ class State:
     @property
     def keyring_file(self) -> Path:
         return self.keys / "keyring.json"
+
+    @property
+    def network_public_keys_file(self) -> Path:
+        """The network's public signing keys, a JWKS (no secret: readable by anyone)."""
+        return self.keys / "network.pub.json"
 
     @property
     def network_key_file(self) -> Path:
@@ -99,6 +104,10 @@ class State:
             path = self.keys / f"{name}.key"
             if not path.exists():
                 SigningKey.generate(f"punte-{name}-1").save(path)
+        # What every service serves at /.well-known/punte-network-keys.json, for receivers
+        # working beside the embedded network's files.
+        network = network_jwks(SigningKey.load(self.keys / "network.key"), Keyring([]))
+        self.network_public_keys_file.write_text(json.dumps(network, indent=1))
         if not self.intake_encryption_keys_file.exists():
             write_key_file(self.intake_encryption_keys_file, [new_key("intake-enc-1")])
         if not self.secrets_file.exists():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +21,9 @@ DERIVED = uuid.uuid5(uuid.NAMESPACE_URL, "https://punte.ro/derived")
 # ce_time is optional in CloudEvents; Punte requires it (signatures and the replay window use it).
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 CONTENT_TYPE = "application/json"
+# RFC 3339 section 5.6 date-time: a T (or t) between date and time, seconds, any fraction,
+# and a zone (Z, z or ±hh:mm). The header schema's ce_time pattern is this one.
+RFC_3339 = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 class EnvelopeError(Refused):
@@ -88,8 +94,33 @@ def header_map(headers: Any) -> dict[str, str]:
     return out
 
 
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 date-time (ValueError otherwise), as an aware datetime."""
+    if not RFC_3339.fullmatch(text):
+        raise ValueError("not an RFC 3339 date-time")
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))  # also checks the ranges
+
+
+def repeated_attributes(names: Iterable[str]) -> list[str]:
+    """The CloudEvents attributes (``ce_*``, or ``ce-*`` over HTTP) and content-type given
+    more than once. Refused rather than read: which copy counts would depend on the reader
+    (the last one here, the first one in some clients), and the audit trail keeps them all."""
+    counts = Counter(n.lower() if n.lower() == "content-type" else n for n in names)
+    return sorted(n for n, c in counts.items()
+                  if c > 1 and (n.startswith(("ce_", "ce-")) or n == "content-type"))
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a content-type names JSON: ``application/json``, in any case, with or without
+    parameters (``; charset=utf-8``). The body is read as UTF-8 JSON either way."""
+    return (content_type or "").split(";")[0].strip().lower() == CONTENT_TYPE
+
+
 def decode(headers: Any, body: bytes | None) -> CloudEvent:
     """Read a binary-mode CloudEvent, or raise EnvelopeError with a rejection code."""
+    repeated = repeated_attributes(name for name, _ in headers or ())
+    if repeated:
+        raise EnvelopeError("MALFORMED_ENVELOPE", f"headers given more than once: {', '.join(repeated)}")
     h = header_map(headers)
     missing = [k for k in REQUIRED if not h.get(k)]
     if missing:
@@ -101,11 +132,13 @@ def decode(headers: Any, body: bytes | None) -> CloudEvent:
         unreadable.append("ce_subject")
     if unreadable:
         raise EnvelopeError("MALFORMED_ENVELOPE", f"unreadable characters in {', '.join(unreadable)}")
+    if not is_json(h.get("content-type")):
+        raise EnvelopeError("MALFORMED_ENVELOPE", "content-type must be application/json")
     if h["ce_specversion"] != "1.0":
         raise EnvelopeError("MALFORMED_ENVELOPE", "unsupported ce_specversion (1.0 is)")
     time = h.get("ce_time", "")
     try:
-        datetime.fromisoformat(time.replace("Z", "+00:00"))
+        parse_time(time)
     except ValueError:
         raise EnvelopeError("MALFORMED_ENVELOPE", "ce_time is not RFC 3339") from None
     # Details say where, never what: they travel in outcomes and dead letters.

@@ -24,7 +24,7 @@ from contracts.reference import (
     owner_of_ingress_topic,
 )
 from contracts.refusals import Refused, reason
-from runtime.cloudevents import CloudEvent, derived_id
+from runtime.cloudevents import CloudEvent, derived_id, parse_time
 from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
 from runtime.signing import Keyring
 
@@ -100,30 +100,63 @@ def key_by_sender(message: Message) -> str:
 
 @dataclass(frozen=True)
 class Window:
-    """How old, or how far ahead of our clock, an event's ce_time may be."""
+    """What an inbound message must fit in: how old, or how far ahead of our clock, its
+    ce_time may be, and how large its value."""
 
     max_age: timedelta = timedelta(days=7)
     max_skew: timedelta = timedelta(minutes=5)
+    max_bytes: int = 256 * 1024  # PUNTE_INGRESS_MAX_MESSAGE_BYTES
+
+    def check_size(self, value: bytes | None) -> None:
+        size = len(value or b"")
+        if size > self.max_bytes:
+            raise Rejected("TOO_LARGE", f"the message value is {size} bytes, over the maximum of {self.max_bytes}")
 
     def check(self, ce_time: str, now: datetime) -> None:
-        sent = datetime.fromisoformat(ce_time.replace("Z", "+00:00"))
-        if sent.tzinfo is None:
-            raise Rejected("MALFORMED_ENVELOPE", "ce_time needs a time zone")
+        try:
+            sent = parse_time(ce_time)
+        except ValueError:
+            raise Rejected("MALFORMED_ENVELOPE", "ce_time is not RFC 3339") from None
         if sent < now - self.max_age:
             raise Rejected("STALE_EVENT", f"ce_time {ce_time} is older than {self.max_age}")
         if sent > now + self.max_skew:
             raise Rejected("FUTURE_EVENT", f"ce_time {ce_time} is ahead of {now.isoformat()}")
 
 
+def source_refusal(source: str, sender: str) -> Rejected | None:
+    """Why ``source`` is not the ce_source of ``sender`` (an institution known to send), if
+    it is not: UNKNOWN_INSTITUTION when it names an institution the network does not know,
+    SOURCE_MISMATCH when it names another one, or is not an institution's source at all."""
+    if source == f"/institutions/{sender}":
+        return None
+    named = source.removeprefix("/institutions/")
+    if named != source and named not in institutions():
+        return Rejected("UNKNOWN_INSTITUTION", "ce_source names no institution of the network")
+    return Rejected("SOURCE_MISMATCH", f"ce_source is not /institutions/{sender}, the sender")
+
+
+def reporter_refusal(reporter: str, sender: str | None) -> Rejected | None:
+    """Why a report's ``reporter.institution`` is not its sender, if it is not: the same
+    codes, and the same split, as ``source_refusal``."""
+    if reporter == sender:
+        return None
+    if reporter not in institutions():
+        return Rejected("UNKNOWN_INSTITUTION", "reporter.institution is not an institution of the network")
+    return Rejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
+
+
 def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
                  now: datetime | None = None) -> CloudEvent:
-    """The verified event, or a Refused with a code from the catalogue."""
+    """The verified event, or a Refused with a code from the catalogue, in the order of
+    docs/contracts.md ("The receiver's checks")."""
     owner = sender_of(message)
     if owner is None:
         raise Rejected("UNKNOWN_INSTITUTION", f"{message.topic}: no known institution sent this")
+    window.check_size(message.value)  # before the body is parsed or hashed
     event = message.event
-    if event.source != f"/institutions/{owner}":
-        raise Rejected("SOURCE_MISMATCH", f"ce_source {event.source!r} does not own {message.topic}")
+    refused = source_refusal(event.source, owner)
+    if refused is not None:
+        raise refused
     now = now or datetime.now(timezone.utc)
     keyring.verify_event(owner, event, message.value or b"", now=now)
     window.check(event.time, now)

@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from contracts.reference import kept_briefly
+from contracts.reference import declared_configs, kept_briefly
 from runtime.settings import Settings
 
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
@@ -95,11 +95,15 @@ DAY_MS = 24 * 3600 * 1000
 
 
 def topic_configs(topics: list[tuple[str, int]], days: int) -> dict[str, dict[str, str]]:
-    """Topic configuration at creation: the topics of what institutions send (ingress, the
-    HTTP gateway's) keep messages ``days`` days (retention.yaml ``ingress_days``), so a report
-    in clear sent during the transition to sealed reports does not linger on the broker; the
-    others keep the broker's default."""
-    return {name: {"retention.ms": str(days * DAY_MS)} for name, _ in topics if kept_briefly(name)}
+    """Topic configuration at creation: what topics.yaml declares (``configs``: the maximum
+    message size of what institutions send), and the topics of what institutions send
+    (ingress, the HTTP gateway's) keep messages ``days`` days (retention.yaml
+    ``ingress_days``), so a report in clear sent during the transition to sealed reports
+    does not linger on the broker; the others keep the broker's defaults."""
+    configs = {name: {**declared_configs(name),
+                      **({"retention.ms": str(days * DAY_MS)} if kept_briefly(name) else {})}
+               for name, _ in topics}
+    return {name: config for name, config in configs.items() if config}
 
 
 async def ensure_topics(bootstrap: str, topics: list[tuple[str, int]], replication: int | None = None,

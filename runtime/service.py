@@ -59,7 +59,7 @@ from runtime.outbox import (
 )
 from runtime.retention import purge
 from runtime.settings import Settings
-from runtime.signing import Keyring, SigningKey, network_keyring
+from runtime.signing import Keyring, SigningKey, network_jwks, network_keyring
 from runtime.telemetry import configure_tracing, instrument_app, instrument_engine
 from runtime.tokens import Principal, TokenVerifier
 
@@ -68,6 +68,8 @@ T = TypeVar("T")
 # One pass of a service's purge job (runtime.retention.purge, or a service's own around it).
 PurgeWork = Callable[[AsyncSession, DataKeys, RetentionSchedule, datetime], Awaitable[int]]
 MIGRATION_LOCK = 0x6D696772
+# Where every service publishes the network's public signing keys (public in access.yaml).
+NETWORK_KEYS_PATH = "/.well-known/punte-network-keys.json"
 
 
 @dataclass
@@ -430,6 +432,17 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     @app.get("/openapi.json", tags=["health"], summary="The service's OpenAPI document")
     async def contract(principal: Principal = Depends(permit("service.contract"))) -> JSONResponse:
         return JSONResponse(app.openapi())
+
+    @app.get(NETWORK_KEYS_PATH, tags=["keys"],
+             summary="Cheile publice ale rețelei / the network's public signing keys (JWKS)")
+    async def network_keys() -> JSONResponse:
+        """What checks every delivery's ce_signature (and a webhook's v1a signature): the
+        network's Ed25519 public keys, the current one first, then earlier ones still
+        trusted during a rotation. Public, like any JWKS; cache it, and fetch it again when
+        a delivery names a ce_keyid it does not hold."""
+        runtime: Runtime = app.state.runtime
+        return JSONResponse(network_jwks(runtime.network_key, runtime.network_keys),
+                            headers={"Cache-Control": "public, max-age=300"})
 
     @app.get("/health/live", tags=["health"])
     async def live() -> JSONResponse:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # Inbound events older than this, or further ahead of our clock, are refused.
     ingress_max_age_seconds: int = 7 * 24 * 3600
     ingress_max_skew_seconds: int = 300
+    # The largest record value an institution may put on its ingress topic, checked before
+    # the body is parsed or its signature computed: over it, TOO_LARGE (rejected outcome and
+    # dead letter). The same 256 KiB as an HTTP body, so both paths take the same reports;
+    # the topics' max.message.bytes (contracts/topics.yaml) is a little above it.
+    ingress_max_message_bytes: int = 256 * 1024
     # Intake's identity vault: "keyid:hex32bytes,..." (AES-256-GCM); the first encrypts.
     identity_keys: str = Field(default="", repr=False)
     # Intake's encryption keys (report v3, sealed at the source): a JWKS file of private EC
@@ -178,7 +183,7 @@ class Settings(BaseSettings):
     def ingress_window(self) -> "Window":
         from runtime.ingress import Window
         return Window(timedelta(seconds=self.ingress_max_age_seconds),
-                      timedelta(seconds=self.ingress_max_skew_seconds))
+                      timedelta(seconds=self.ingress_max_skew_seconds), self.ingress_max_message_bytes)
 
     def resolved_keyring_file(self) -> Path:
         return self.keyring_file or self.state_dir / "keys" / "keyring.json"

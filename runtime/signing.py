@@ -217,3 +217,22 @@ def network_keyring(key: SigningKey, earlier: Keyring | None = None) -> Keyring:
     kept = [k for k in (earlier.keys if earlier else []) if k.owner == NETWORK and k.key_id != key.key_id]
     since = datetime.min.replace(tzinfo=timezone.utc)
     return Keyring([*kept, PublicKey(key.key_id, NETWORK, key.public_raw(), since, None)])
+
+
+def jwk(key: PublicKey) -> dict[str, str]:
+    """An Ed25519 public key as a JWK (RFC 8037: kty OKP, crv Ed25519, x the raw key in
+    base64url), named by its key id: the ``ce_keyid`` of what it signs."""
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(key.public), "kid": key.key_id,
+            "use": "sig", "alg": "EdDSA"}
+
+
+def network_jwks(current: SigningKey | None, keys: Keyring, now: datetime | None = None) -> dict[str, list]:
+    """The network's public signing keys as a JWKS (docs/contracts.md, Signing): the key it
+    signs with now first, then the earlier ones of ``keys`` still trusted (a rotation's,
+    PUNTE_NETWORK_KEYRING_FILE). A receiver that meets an unknown ce_keyid fetches it again."""
+    when = now or datetime.now(timezone.utc)
+    since = datetime.min.replace(tzinfo=timezone.utc)
+    first = [PublicKey(current.key_id, NETWORK, current.public_raw(), since, None)] if current else []
+    earlier = [k for k in keys.keys if k.owner == NETWORK and k.valid_at(when)
+               and (current is None or k.key_id != current.key_id)]
+    return {"keys": [jwk(k) for k in [*first, *earlier]]}

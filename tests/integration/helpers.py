@@ -148,8 +148,10 @@ def of_type(out: Iterable[tuple[str, dict, dict]], type_: str) -> list[dict]:
 
 async def intake_consumer(server_url: str, keyring: Keyring, window: Window | None = None,
                           vault: IdentityVault | None = None, report_keys: ReportKeys | None = None,
-                          accept_clear: bool = True):
-    """Intake's real handler on a fresh migrated database; (consumer, engine, intake)."""
+                          accept_clear: bool = True, signer: SigningKey | None = None):
+    """Intake's real handler on a fresh migrated database; (consumer, engine, intake).
+    ``signer``: the network key its outbox signs with (none: unsigned, as most tests read
+    the outbox table rather than a topic)."""
     engine, sessions = await migrated_database(server_url, "intake", INTAKE_MIGRATIONS)
     intake = intake_handlers.Intake(keyring, build_rules(TEST_PSEUDONYM_KEY), vault or TEST_IDENTITY_VAULT,
                                     window or Window(), report_keys=report_keys or TEST_REPORT_KEYS,
@@ -166,7 +168,8 @@ async def intake_consumer(server_url: str, keyring: Keyring, window: Window | No
 
     consumer = InboxConsumer(service="intake", group_id="t", bootstrap="t", sessions=sessions,
                              handler=handle, message_key=key_by_sender, attempts=1,
-                             data_keys=TEST_DATA_KEYS, on_failure=on_failure, batch_handler=handle_many)
+                             data_keys=TEST_DATA_KEYS, on_failure=on_failure, batch_handler=handle_many,
+                             signer=signer)
     return consumer, engine, intake
 
 

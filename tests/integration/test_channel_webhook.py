@@ -188,8 +188,8 @@ async def test_the_request_is_a_binary_cloudevent_signed_by_the_network(sessions
 
     # The same signature the network puts on Kafka: the event reads back through the
     # Kafka decoder with identical extensions.
-    event = decode([(k.replace("ce-", "ce_", 1), v.encode()) for k, v in h.items() if k.startswith("ce-")],
-                   got.body)
+    event = decode([(k.replace("ce-", "ce_", 1), v.encode()) for k, v in h.items() if k.startswith("ce-")]
+                   + [("content-type", h["content-type"].encode())], got.body)
     assert event.data == notification().data
     assert event.extensions == NETWORK.sign(notification()).extensions
 

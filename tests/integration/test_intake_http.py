@@ -79,3 +79,46 @@ async def test_only_the_lead_decides_a_possible_duplicate_once(api):
     case = (await client.get(f"/v1/cases/{second}", headers=as_manager("spas-colonesti"))).json()
     assert case["possible_duplicates"][0]["status"] == "confirmed"
     assert case["possible_duplicates"][0]["decided_by"] == "cm.spas-colonesti"
+
+
+@pytest.fixture
+async def gateway(infrastructure):
+    """Intake's HTTP gateway on its database, with no broker: what it refuses never gets
+    as far as the gateway topic."""
+    _, engine, _ = await intake_consumer(infrastructure.database_url, KEYRING)
+    client = api_client("intake", router, engine, KEYRING)
+    yield client
+    await client.aclose()
+    await engine.dispose()
+
+
+def binary_mode(event: CloudEvent, content_type: str | None) -> dict[str, str]:
+    """The event's attributes as ce- headers, its body's media type as given."""
+    headers = {k.replace("ce_", "ce-", 1): v.decode() for k, v in event.headers() if k.startswith("ce_")}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return {**headers, **bearer("isj-bc", "sys.isj-bc", "institution-system")}
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_binary_mode_refuses_a_body_that_is_not_declared_json(gateway, content_type):
+    """The same rule as on Kafka (runtime.cloudevents.decode): the body is application/json."""
+    event = named("Elena", "Probescu")
+    answer = await gateway.post("/v1/events", content=event.body(), headers=binary_mode(event, content_type))
+    assert answer.status_code == 400 and answer.json()["detail"]["code"] == "MALFORMED_ENVELOPE"
+
+
+async def test_binary_mode_refuses_an_attribute_given_twice(gateway):
+    """As on Kafka: which of two ce-id headers counts would depend on the reader."""
+    event = named("Elena", "Probescu")
+    headers = [*binary_mode(event, "application/json").items(), ("ce-id", "altul")]
+    answer = await gateway.post("/v1/events", content=event.body(), headers=headers)
+    assert answer.status_code == 400 and answer.json()["detail"]["code"] == "MALFORMED_ENVELOPE"
+
+
+@pytest.mark.parametrize("source, code", [("/institutions/nu-exista", "UNKNOWN_INSTITUTION"),
+                                          ("/institutions/dsp-bc", "SOURCE_MISMATCH")])
+async def test_the_gateway_names_an_unknown_source_as_kafka_does(gateway, source, code):
+    event = KEY.sign(CloudEvent.new("ro.punte.report.submitted.v2", source, named("Ana", "Probescu").data))
+    answer = await gateway.post("/v1/events", content=event.body(), headers=binary_mode(event, "application/json"))
+    assert answer.status_code == 403 and answer.json()["detail"]["code"] == code

@@ -169,6 +169,17 @@ async def test_a_sealed_part_copied_from_another_institutions_report_is_refused(
     assert refusal(await emitted(engine))[0] == "SEALED_MISMATCH"
 
 
+@pytest.mark.parametrize("reporter, code", [("nu-exista", "UNKNOWN_INSTITUTION"), ("dsp-bc", "SOURCE_MISMATCH")])
+async def test_the_clear_reporter_is_checked_before_the_sealed_part_is_opened(intake, reporter, code):
+    """A v3 report whose clear reporter is wrong and whose sealed part belongs to another
+    report gets the reporter's code: intake opens no sealed part of a report it refuses."""
+    consumer, engine, _ = intake
+    theirs = v3_event("dsp-bc", data=None)  # SEALED_MISMATCH for isj-bc, were it opened
+    mine = v3_event("isj-bc", data={**theirs.data, "reporter": {"institution": reporter, "role": "x"}})
+    await send(consumer, mine)
+    assert refusal(await emitted(engine))[0] == code
+
+
 async def test_a_sealed_part_of_another_report_of_the_same_sender_is_refused(intake):
     consumer, engine, _ = intake
     earlier = v3_event()
@@ -244,7 +255,8 @@ async def test_the_http_gateway_refuses_reports_in_clear_once_the_transition_end
     _, engine, _ = intake
     app = service_app("intake", engine, router, keyring=KEYRING, settings=Settings(accept_clear_reports=False))
     clear = KEYS["isj-bc"].sign(CloudEvent.new(V2, "/institutions/isj-bc", written_as_v2()))
-    headers = {f"ce-{k.removeprefix('ce_')}": v.decode() for k, v in clear.headers()}
+    headers = {f"ce-{k.removeprefix('ce_')}": v.decode() for k, v in clear.headers() if k.startswith("ce_")}
+    headers["Content-Type"] = "application/json"
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake.test") as client:
         answer = await client.post("/v1/events", content=clear.body(),

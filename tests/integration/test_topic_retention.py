@@ -9,11 +9,19 @@ import uuid
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import MessageSizeTooLargeError
 
-from runtime.kafka import DAY_MS, client_options, ensure_topics, topic_configs
+from runtime.kafka import DAY_MS, client_options, ensure_topics, make_producer, topic_configs
+from runtime.settings import Settings
+
+MAX_MESSAGE_BYTES = 320 * 1024  # contracts/topics.yaml, ingress and gateway topics
 
 
 async def retention_ms(bootstrap: str, topic: str) -> str | None:
+    return await topic_config(bootstrap, topic, "retention.ms")
+
+
+async def topic_config(bootstrap: str, topic: str, name: str) -> str | None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
@@ -21,12 +29,17 @@ async def retention_ms(bootstrap: str, topic: str) -> str | None:
     finally:
         await admin.close()
     [(_, _, _, _, entries)] = response.resources
-    return next((entry[1] for entry in entries if entry[0] == "retention.ms"), None)
+    return next((entry[1] for entry in entries if entry[0] == name), None)
 
 
-def test_only_ingress_topics_get_the_short_retention():
-    configs = topic_configs([("punte.ingress.isj-bc", 1), ("punte.cases", 3), ("punte.deadletter", 1)], days=3)
-    assert configs == {"punte.ingress.isj-bc": {"retention.ms": str(3 * DAY_MS)}}
+def test_only_ingress_topics_get_the_short_retention_and_the_size_limit():
+    configs = topic_configs([("punte.ingress.isj-bc", 1), ("punte.gateway", 3), ("punte.cases", 3),
+                             ("punte.deadletter", 1)], days=3)
+    sized = {"retention.ms": str(3 * DAY_MS), "max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    assert configs == {"punte.ingress.isj-bc": sized, "punte.gateway": sized}
+    # A little above what the services take (PUNTE_INGRESS_MAX_MESSAGE_BYTES), so a message
+    # just over theirs reaches them and is answered TOO_LARGE rather than lost at the broker.
+    assert Settings().ingress_max_message_bytes < MAX_MESSAGE_BYTES <= Settings().ingress_max_message_bytes + 128 * 1024
 
 
 @pytest.mark.broker
@@ -40,3 +53,25 @@ async def test_ingress_topics_are_created_with_a_short_retention_and_the_others_
     await ensure_topics(bootstrap, plan, configs=topic_configs(plan, days))
     assert await retention_ms(bootstrap, ingress) == str(days * DAY_MS)
     assert await retention_ms(bootstrap, internal) != str(days * DAY_MS)
+    assert await topic_config(bootstrap, ingress, "max.message.bytes") == str(MAX_MESSAGE_BYTES)
+
+
+@pytest.mark.broker
+async def test_apache_kafka_refuses_a_record_over_the_ingress_topics_maximum(infrastructure):
+    """What max.message.bytes does: Apache Kafka refuses the record (the producer gets
+    MESSAGE_TOO_LARGE, nobody an outcome). The embedded Tansu stores the setting and takes
+    the record anyway; intake then answers TOO_LARGE (docs/contracts.md, "Message size")."""
+    bootstrap = infrastructure.kafka_bootstrap
+    ingress = f"punte.ingress.isj-bc-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(bootstrap, [(ingress, 1)], configs=topic_configs([(ingress, 1)], 3))
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(ingress, b"x" * (300 * 1024))  # over intake's limit, under the topic's
+        if infrastructure.kafka is None:
+            await producer.send_and_wait(ingress, b"x" * (400 * 1024))
+        else:
+            with pytest.raises(MessageSizeTooLargeError):
+                await producer.send_and_wait(ingress, b"x" * (400 * 1024))
+    finally:
+        await producer.stop()

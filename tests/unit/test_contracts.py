@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import events, reference
 from contracts.events import PAYLOADS, EventType
+from runtime.cloudevents import RFC_3339
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
@@ -663,6 +664,22 @@ def test_cloudevents_headers_schema() -> None:
     assert not validator.is_valid(headers | {"ce_source": "spas-colonesti"})
     assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_keyid"})
     assert not validator.is_valid({k: v for k, v in headers.items() if k != "ce_id"})
+    # The signing input versions the receiver knows (docs/contracts.md "Signing").
+    assert validator.is_valid(headers | {"ce_sigversion": "1"})
+    assert validator.is_valid(headers | {"ce_sigversion": "2"})
+    assert not validator.is_valid(headers | {"ce_sigversion": "3"})
+    assert not validator.is_valid(headers | {"ce_sigversion": "v2"})
+    # content-type: JSON, with parameters, in any case (as runtime.cloudevents.is_json).
+    for json_type in ("application/json", "application/json; charset=utf-8", "Application/JSON"):
+        assert validator.is_valid(headers | {"content-type": json_type}), json_type
+    for other in ("text/plain", "application/jsonx", "application/json-seq"):
+        assert not validator.is_valid(headers | {"content-type": other}), other
+
+
+def test_the_header_schema_holds_ce_time_to_the_receivers_rfc_3339() -> None:
+    """The schema's ce_time pattern is the very one runtime.cloudevents.decode applies."""
+    schema = load_json(SCHEMAS / "cloudevents-binary-kafka.json")
+    assert schema["properties"]["ce_time"]["pattern"] == RFC_3339.pattern
 
 
 @pytest.mark.parametrize("event_type", sorted(t.value for t in EventType))
@@ -712,6 +729,42 @@ def test_asyncapi_channels_and_messages_match_topics() -> None:
         for example in message.get("examples", []):
             path = CONTRACTS / example["payload"]["$ref"]
             assert path.parent.name == message["name"] and path.is_file(), path
+
+
+def test_the_docs_topic_table_is_topics_yaml() -> None:
+    """docs/contracts.md "Topics: who writes and who reads" lists every topic of topics.yaml
+    with the event types it carries (it once left out punte.gateway and report v3)."""
+    text = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = text[text.index("## Topics: who writes and who reads"):]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z.{}-]+)` \|(.*)$", section, re.M)
+            if m.group(1).startswith("punte.")}
+    for topic in reference.topics():
+        assert topic["name"] in rows, topic["name"]
+        assert set(re.findall(r"`(ro\.punte\.[a-z0-9.-]+)`", rows[topic["name"]])) == {
+            event["type"] for event in topic["events"]}, topic["name"]
+
+
+def test_asyncapi_gives_the_embedded_brokers_real_address() -> None:
+    """What was wrong (issue #16): the embedded server said 127.0.0.1:9092; `punte up` picks a
+    free port each time, prints it and keeps it in .punte/runtime.json as kafka_bootstrap."""
+    from punte.embedded import EmbeddedBroker
+
+    embedded = _asyncapi()["servers"]["embedded"]
+    host, port = embedded["host"].rsplit(":", 1)
+    assert host == "127.0.0.1" and port == "{port}"
+    description = embedded["variables"]["port"]["description"]
+    assert "punte up" in description and "kafka_bootstrap" in description and "runtime.json" in description
+    assert re.fullmatch(r"127\.0\.0\.1:[0-9]+", EmbeddedBroker().bootstrap)
+    assert "kafka_bootstrap" in (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+
+
+def test_asyncapi_topic_settings_are_topics_yamls() -> None:
+    doc = _asyncapi()
+    by_address = {channel["address"]: channel for channel in doc["channels"].values()}
+    for topic in reference.topics():
+        binding = by_address[topic["name"]]["bindings"]["kafka"]
+        assert binding.get("topicConfiguration", {}) == {
+            k: int(v) for k, v in (topic.get("configs") or {}).items()}, topic["name"]
 
 
 def test_asyncapi_operations_match_producers_and_consumers() -> None:

@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from contracts import reference
-from contracts.events import ReportSubmitted
+from contracts.events import ReportSubmitted, ReportSubmittedV2
 from services.intake.bootstrap import build_rules
 from services.intake.domain import cnp
 from services.intake.domain.cases import assess, upgrade
@@ -109,3 +109,22 @@ def test_assess_refuses_with_a_code(changes, code):
     with pytest.raises(ReportRejected) as refused:
         assess(upgrade(report(**changes)), RULES, NOW)
     assert refused.value.code == code
+
+
+def report_v2(uat_siruta: int, county: str) -> ReportSubmittedV2:
+    return ReportSubmittedV2.model_validate({
+        "reporter": {"institution": "isj-bc", "role": "school-counsellor"}, "channel": "school",
+        "child": {"cnp": "5150412041230", "uat_siruta": uat_siruta, "county": county},
+        "risks": [{"category": "school_absenteeism"}], "description": "Date sintetice.",
+    })
+
+
+def test_a_county_that_contradicts_the_uat_is_refused_not_overridden():
+    """What was wrong (issue #16): Bacău municipality named with county NT became a BC case
+    without a word. Which of the two the sender got wrong is theirs to say."""
+    with pytest.raises(ReportRejected) as refused:
+        assess(report_v2(BACAU, "NT"), RULES, NOW)
+    assert refused.value.code == "UAT_COUNTY_CONFLICT"
+    assert "NT" not in refused.value.detail and str(BACAU) not in refused.value.detail
+    case = assess(report_v2(BACAU, "BC"), RULES, NOW)
+    assert (case.county, case.uat_siruta) == ("BC", BACAU)

@@ -10,6 +10,7 @@ from contracts import kafka_acls as k
 from contracts.reference import (
     BROKER_EPOCH_TOPIC,
     delivery_topic,
+    from_an_institution,
     ingress_topic,
     institutions,
     retention,
@@ -32,7 +33,11 @@ def test_every_topic_has_three_replicas_two_in_sync_and_the_ingress_retention():
     assert {s.configs["min.insync.replicas"] for s in specs.values()} == {"2"}
     # Retention as the embedded default's topic creation sets it (runtime.kafka.topic_configs).
     retained = {n: {"retention.ms": s.configs["retention.ms"]} for n, s in specs.items() if "retention.ms" in s.configs}
-    assert retained == topic_configs(plan, days)
+    assert retained == {n: {"retention.ms": c["retention.ms"]} for n, c in topic_configs(plan, days).items()}
+    # And the maximum message size of what institutions send, as topics.yaml declares it.
+    sized = {n: s.configs["max.message.bytes"] for n, s in specs.items() if "max.message.bytes" in s.configs}
+    assert sized == {n: c["max.message.bytes"] for n, c in topic_configs(plan, days).items()}
+    assert set(sized) == {n for n, _ in plan if from_an_institution(n)}
 
 
 def test_an_institution_writes_its_ingress_reads_its_delivery_and_nothing_else():

@@ -20,7 +20,8 @@ def test_a_cloudevent_survives_kafka_headers_and_body():
 
 
 GOOD = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"),
-        ("ce_time", b"2026-11-22T12:00:00Z")]
+        ("ce_time", b"2026-11-22T12:00:00Z"), ("content-type", b"application/json")]
+WITHOUT_CONTENT_TYPE = [h for h in GOOD if h[0] != "content-type"]
 
 
 @pytest.mark.parametrize("headers, body, code", [
@@ -30,11 +31,46 @@ GOOD = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_t
     ([("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}", "MALFORMED_ENVELOPE"),
     (GOOD, b"\xff\xfe", "MALFORMED_PAYLOAD"),
     (GOOD, b"[1, 2]", "MALFORMED_PAYLOAD"),
+    # docs/contracts.md: content-type is required and JSON.
+    (WITHOUT_CONTENT_TYPE, b"{}", "MALFORMED_ENVELOPE"),
+    (WITHOUT_CONTENT_TYPE + [("content-type", b"text/plain")], b"{}", "MALFORMED_ENVELOPE"),
+    (WITHOUT_CONTENT_TYPE + [("content-type", b"application/jsonx")], b"{}", "MALFORMED_ENVELOPE"),
+    # A header given twice: which one counts would depend on the reader (issue #16).
+    (GOOD + [("ce_id", b"2")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD + [("ce_id", b"1")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD + [("content-type", b"application/json")], b"{}", "MALFORMED_ENVELOPE"),
+    (GOOD + [("ce_signature", b"x"), ("ce_signature", b"y")], b"{}", "MALFORMED_ENVELOPE"),
+    # ce_time is RFC 3339 (section 5.6), not whatever datetime.fromisoformat takes.
+    *[([*GOOD[:4], ("ce_time", time), GOOD[5]], b"{}", "MALFORMED_ENVELOPE") for time in (
+        b"2026-11-22 12:00:00+00:00", b"20261122T120000+0000", b"2026-11-22T12:00:00",
+        b"2026-11-22T12:00+00:00", b"2026-11-22T12:00:00.+00:00", b"2026-11-22T12:00:00+0000",
+        b"2026-11-22", b"2026-13-22T12:00:00Z", "2026-11-22T12:00:00\u00a0Z".encode())],
 ])
 def test_unreadable_events_are_refused_with_a_code(headers, body, code):
     with pytest.raises(EnvelopeError) as refused:
         decode(headers, body)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize("content_type", [b"application/json", b"application/json; charset=utf-8",
+                                          b"Application/JSON;charset=UTF-8"])
+def test_json_with_parameters_is_json(content_type):
+    event = decode(WITHOUT_CONTENT_TYPE + [("content-type", content_type)], b'{"a": 1}')
+    assert event.data == {"a": 1}
+
+
+@pytest.mark.parametrize("time", ["2026-11-22T12:00:00Z", "2026-11-22T14:00:00+02:00",
+                                  "2026-11-22T12:00:00.123456789Z", "2026-11-22t12:00:00z"])
+def test_any_rfc_3339_time_is_read(time):
+    event = decode([*GOOD[:4], ("ce_time", time.encode()), GOOD[5]], b"{}")
+    assert event.time == time
+
+
+def test_other_headers_may_repeat():
+    """Only CloudEvents attributes and content-type must be single: W3C and brokers' own
+    headers are not the receiver's to police."""
+    event = decode(GOOD + [("tracestate", b"a=1"), ("tracestate", b"b=2")], b"{}")
+    assert event.id == "1"
 
 
 def keyring_for(key: SigningKey, owner: str, not_after: datetime | None = None) -> Keyring:

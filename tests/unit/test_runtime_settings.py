@@ -30,3 +30,10 @@ def test_plain_driver_connections_get_the_same_tls_option_as_the_engine():
 def test_engines_keep_sql_parameters_out_of_error_texts():
     engine = make_engine("postgresql+asyncpg://punte@127.0.0.1:1/punte_intake")
     assert engine.sync_engine.hide_parameters
+
+
+def test_the_ingress_message_limit_is_the_http_bodys_unless_set(monkeypatch):
+    """One maximum on both paths by default (issue #16): 256 KiB over HTTP and Kafka."""
+    assert Settings().ingress_window().max_bytes == Settings().http_max_body_bytes == 256 * 1024
+    monkeypatch.setenv("PUNTE_INGRESS_MAX_MESSAGE_BYTES", "65536")
+    assert Settings().ingress_window().max_bytes == 65536

@@ -88,7 +88,11 @@ def _birth(child: ChildIdentityV2 | Person) -> date | None:
 def _where(child: ChildIdentityV2, rules: Rules) -> tuple[int | None, str]:
     """The child's UAT and county, checked against what Punte knows."""
     if child.uat_siruta is not None and child.uat_siruta in rules.uat_county:
-        return child.uat_siruta, rules.uat_county[child.uat_siruta]
+        county = rules.uat_county[child.uat_siruta]
+        if child.county != county:
+            # Which of the two is wrong is the sender's to say, not ours to guess (issue #16).
+            raise ReportRejected("UAT_COUNTY_CONFLICT", "child.uat_siruta is not a UAT of child.county")
+        return child.uat_siruta, county
     if child.county in rules.routed_counties:
         raise ReportRejected("UNKNOWN_UAT", "child.uat_siruta is not a UAT of child.county")
     return child.uat_siruta, child.county  # another county: its DGASPC places the UAT
