@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from punte.stack import Stack
-from runtime.settings import Settings
 from tests.doc_examples import ROOT, examples, http_request, python_namespace
 from tests.e2e.independent_client import REPORT_V3, Institution, load_key_file
 
@@ -33,19 +32,8 @@ def network_jwks(network: Stack) -> dict:
     """The network's verification keys as docs/connecting.md says to get them: the JWKS
     route, or on the embedded network keys/network.pub.json."""
     answer = httpx.get(network.url("intake") + NETWORK_KEYS, timeout=10)
-    if answer.status_code == 200:
-        return answer.json()
-    public = network.state.keys / "network.pub.json"
-    if public.exists():
-        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": k["public"], "kid": k["key_id"], "use": "sig",
-                          "alg": "EdDSA"} for k in json.loads(public.read_text())["keys"]]}
-    # TODO(lead): the receiver branch adds GET /.well-known/punte-network-keys.json on every
-    # service and keys/network.pub.json; once merged, this fallback (the harness reading the
-    # network's private key file, which no institution has) goes, and the test asserts the route.
-    from runtime.signing import SigningKey, b64url
-    key = SigningKey.load(network.state.network_key_file)
-    return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": b64url(key.public_raw()), "kid": key.key_id,
-                      "use": "sig", "alg": "EdDSA"}]}
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +134,6 @@ def test_the_gateway_refuses_before_the_network_as_the_page_says_and_answers_a_r
 def test_every_service_serves_the_networks_keys_without_a_token(network: Stack, jwks: dict):
     answers = {s: httpx.get(network.url(s) + NETWORK_KEYS, timeout=10) for s in ("intake", "referral", "notification",
                                                                                   "audit")}
-    if any(a.status_code == 404 for a in answers.values()):
-        # TODO(lead): the receiver branch adds the route; once merged, delete this skip.
-        pytest.skip(f"GET {NETWORK_KEYS} comes with the receiver branch (issue #16 item 1)")
     for answer in answers.values():
         assert answer.status_code == 200 and answer.json() == jwks
         assert "max-age=300" in answer.headers["Cache-Control"]
@@ -243,10 +228,7 @@ def test_conformance_scripted_passes_against_the_network(network: Stack):
     done = punte(network, "conformance", "--institution", SCRIPTED, "--no-clear-report", "--json")
     found = json.loads(done.stdout)
     failed = [c for c in found["checks"] if not c["passed"]]
-    receiver_merged = "ingress_max_message_bytes" in Settings.model_fields
-    # TODO(lead): once the receiver branch (TOO_LARGE over Kafka) is merged, nothing may fail.
-    allowed = set() if receiver_merged else {"TOO_LARGE: 300 KiB"}
-    assert {c["subject"] for c in failed} <= allowed, failed
+    assert not failed, failed
     assert done.returncode == (1 if failed else 0)
     subjects = {c["subject"] for c in found["checks"]}
     assert {"report v3, sealed", "BAD_SIGNATURE: padded with =="} <= subjects

@@ -117,10 +117,7 @@ def test_the_network_jwks_has_the_shape_and_key_id_shown(state: State):
 
 
 def test_the_public_network_keyring_of_the_state_folder(state: State):
-    path = state.keys / "network.pub.json"
-    if not path.exists():
-        pytest.skip("keys/network.pub.json is written by the receiver branch (issue #16 item 1)")
-    [entry] = Keyring.load(path).keys
+    [entry] = Keyring.load(state.keys / "network.pub.json").keys
     network = SigningKey.load(state.network_key_file)
     assert (entry.key_id, entry.owner, entry.public) == (network.key_id, NETWORK, network.public_raw())
 
@@ -164,8 +161,6 @@ def test_the_size_limit_is_the_receivers():
     assert "**256 KiB** (262 144 bytes)" in DOC
     settings = Settings()
     assert settings.http_max_body_bytes == 256 * 1024
-    if "ingress_max_message_bytes" not in Settings.model_fields:
-        pytest.skip("PUNTE_INGRESS_MAX_MESSAGE_BYTES comes with the receiver branch (issue #16 item 10)")
     assert settings.ingress_max_message_bytes == 256 * 1024
 
 
