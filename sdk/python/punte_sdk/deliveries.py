@@ -6,6 +6,7 @@ verify."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,8 @@ from punte_sdk.events import CASE_NOTIFICATION, CONTENT_TYPE, OUTCOME, SPECVERSI
 from punte_sdk.signing import VerificationKeys
 
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
+# RFC 3339 section 5.6 date-time, as the network's header schema has ce_time.
+RFC_3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,9 @@ def read_delivery(network_keys: VerificationKeys, headers: Iterable[tuple[str, b
     event = event_of(headers, value)
     key_id = network_keys.verify_event(event)
     try:
-        datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+        if not RFC_3339.fullmatch(event.time):
+            raise ValueError(event.time)
+        datetime.fromisoformat(event.time.upper().replace("Z", "+00:00"))  # the ranges too
     except ValueError:
         raise EnvelopeRefused("MALFORMED_ENVELOPE", "ce_time is not RFC 3339") from None
     try:

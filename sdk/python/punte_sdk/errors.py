@@ -13,6 +13,9 @@ class PunteError(Exception):
 class Refused(PunteError):
     """A refusal with a code of the catalogue (``MISSING_SIGNATURE``, ``SCHEMA_VIOLATION``, …)."""
 
+    # Where a refused Kafka record is: (topic, partition, offset); None elsewhere.
+    position: tuple[str, int, int] | None = None
+
     def __init__(self, code: str, message_en: str, message_ro: str | None = None) -> None:
         super().__init__(f"{code}: {message_en}")
         self.code = code

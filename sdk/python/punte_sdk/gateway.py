@@ -14,7 +14,7 @@ from urllib.parse import quote_plus
 import httpx
 
 from punte_sdk.deliveries import Outcome
-from punte_sdk.errors import GatewayRefused, NoAnswerYet, Rejected, TokenRefused
+from punte_sdk.errors import GatewayRefused, NoAnswerYet, TokenRefused
 from punte_sdk.events import CONTENT_TYPE, Event
 
 STRUCTURED = "application/cloudevents+json"

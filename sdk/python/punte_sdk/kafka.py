@@ -5,7 +5,7 @@ production ``security.protocol``, ``sasl.*``, ``ssl.ca.location``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from punte_sdk.deliveries import Delivery, Outcome, read_delivery
@@ -83,8 +83,8 @@ class DeliveryReader:
         self.institution = institution
         self.network_keys = network_keys
         self._consumer = Consumer(CONSUMER_DEFAULTS | config | {"group.id": group})
-        # Records wait_for_outcome skipped because they must not be trusted: (code, position).
-        self.refused: list[tuple[str, tuple[str, int, int]]] = []
+        # Records wait_for skipped because they must not be trusted: (code, position).
+        self.refused: list[tuple[str, tuple[str, int, int] | None]] = []
         self._consumer.subscribe([delivery_topic(institution)])
 
     def poll(self, timeout: float = 1.0) -> Delivery | None:
@@ -102,7 +102,7 @@ class DeliveryReader:
         try:
             return read_delivery(self.network_keys, message.headers(), message.value())
         except Refused as refused:
-            refused.position = (message.topic(), message.partition(), message.offset())  # type: ignore[attr-defined]
+            refused.position = (message.topic(), message.partition(), message.offset())
             raise
 
     def deliveries(self, timeout: float) -> Iterator[Delivery]:
@@ -110,20 +110,24 @@ class DeliveryReader:
         while (delivery := self.poll(timeout)) is not None:
             yield delivery
 
-    def wait_for_outcome(self, event_id: str, timeout: float = 60) -> Outcome:
-        """The outcome answering ``event_id`` (accepted or rejected: ``raise_if_rejected``),
-        skipping other deliveries, and records that must not be trusted (kept in
-        ``refused``). TimeoutError when none came in time."""
+    def wait_for(self, wanted: Callable[[Delivery], bool], timeout: float = 60) -> Delivery:
+        """The first verified delivery ``wanted`` accepts, skipping the others, and records
+        that must not be trusted (kept in ``refused``: code and position). TimeoutError when
+        none came in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 delivery = self.poll(min(1.0, max(0.0, deadline - time.monotonic())))
             except Refused as refused:
-                self.refused.append((refused.code, refused.position))  # type: ignore[attr-defined]
+                self.refused.append((refused.code, refused.position))
                 continue
-            if delivery is not None and delivery.is_outcome and delivery.data.get("subject_id") == event_id:
-                return delivery.outcome()
-        raise TimeoutError(f"no outcome for {event_id} within {timeout} s")
+            if delivery is not None and wanted(delivery):
+                return delivery
+        raise TimeoutError(f"no such delivery on {delivery_topic(self.institution)} within {timeout} s")
+
+    def wait_for_outcome(self, event_id: str, timeout: float = 60) -> Outcome:
+        """The outcome answering ``event_id``, accepted or rejected (``raise_if_rejected``)."""
+        return self.wait_for(lambda d: d.is_outcome and d.data.get("subject_id") == event_id, timeout).outcome()
 
     def commit(self) -> None:
         """Commit what was read so far (synchronously); nothing read yet: nothing to do."""
