@@ -59,10 +59,12 @@ def with_values(code: str, values: dict[str, Any]) -> str:
 def kafka_config(network: Stack) -> dict[str, Any]:
     """The client settings the operator gives an institution: on Apache Kafka (``--broker
     kafka``) the institution's own principal, whose ACLs allow its two topics and groups
-    named ``<institution>.*``; on the embedded Tansu broker plain TCP and no idempotence
-    (Tansu refuses InitProducerId)."""
+    named ``<institution>.*``; on the embedded Tansu broker plain TCP, no idempotence (Tansu
+    refuses InitProducerId) and a short session (Tansu holds a group's join for half of it:
+    23 s at librdkafka's default of 45 s, 3 s here)."""
     if network.kafka is None:
-        return {"bootstrap.servers": network.kafka_bootstrap, "enable.idempotence": False}
+        return {"bootstrap.servers": network.kafka_bootstrap, "enable.idempotence": False,
+                "session.timeout.ms": 6000}
     user = institution_user(INSTITUTION)
     return {"bootstrap.servers": network.kafka_bootstrap, "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user, "sasl.password": network.kafka_credentials[user]}
