@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install kafka asyncapi-validator sdk-java bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	# The Python SDK (a package of its own, decision 0042), for its tests and the e2e test.
+	$(BIN)/pip install --quiet -e './sdk/python[kafka]'
 	@touch $(STAMP)
 
 install: $(STAMP) kafka
@@ -45,7 +47,7 @@ sdk-java:
 	fi
 
 test: install asyncapi-validator sdk-java
-	$(BIN)/ruff check runtime services punte contracts tests bench
+	$(BIN)/ruff check runtime services punte contracts tests bench sdk/python
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	# The tests that touch a broker again, on three Apache Kafka nodes with the network's ACLs,
 	# and the Apache Kafka tests (decision 0031).
