@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from runtime.cloudevents import CloudEvent  # noqa: E402
-from runtime.signing import SigningKey, b64url, signing_input  # noqa: E402
+from runtime.signing import NETWORK, PublicKey, SigningKey, b64url, signing_input  # noqa: E402
+from runtime.signing import jwk as public_jwk
 
 INSTITUTION = "spas-colonesti"
 INSTITUTION_KEY_ID = "spas-colonesti-test-1"
@@ -37,7 +39,8 @@ def key(name: str) -> Ed25519PrivateKey:
 def jwk(key_id: str, private: Ed25519PrivateKey, *, secret: bool) -> dict[str, str]:
     """An Ed25519 key as an RFC 8037 OKP JWK; ``secret`` adds the private ``d``."""
     public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    out = {"kty": "OKP", "crv": "Ed25519", "x": b64url(public), "kid": key_id, "use": "sig", "alg": "EdDSA"}
+    # As the network serves its keys (GET /.well-known/punte-network-keys.json).
+    out = public_jwk(PublicKey(key_id, NETWORK, public, datetime.min.replace(tzinfo=timezone.utc), None))
     if secret:
         out["d"] = b64url(private.private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()))

@@ -7,6 +7,7 @@ import base64
 import inspect
 import json
 import re
+import textwrap
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,7 +24,7 @@ from runtime.cloudevents import CloudEvent, decode
 from runtime.inbox import Message
 from runtime.kafka import MECHANISMS, PROTOCOLS
 from runtime.settings import Settings
-from runtime.signing import NETWORK, Keyring, SigningKey, b64url
+from runtime.signing import Keyring, SigningKey, b64url
 from runtime.tokens import TokenIssuer
 from tests.doc_examples import (
     CONNECTING,
@@ -117,9 +118,9 @@ def test_the_network_jwks_has_the_shape_and_key_id_shown(state: State):
 
 
 def test_the_public_network_keyring_of_the_state_folder(state: State):
-    [entry] = Keyring.load(state.keys / "network.pub.json").keys
     network = SigningKey.load(state.network_key_file)
-    assert (entry.key_id, entry.owner, entry.public) == (network.key_id, NETWORK, network.public_raw())
+    assert json.loads((state.keys / "network.pub.json").read_text()) == network_jwks(network)
+    assert "the same JWKS is in `<state>/keys/network.pub.json`" in DOC
 
 
 def test_a_delivery_verifies_with_the_page_code_and_a_changed_one_does_not(state: State):
@@ -312,6 +313,31 @@ def test_the_sections_the_conformance_kit_points_to_exist():
 def test_the_sdk_sections_say_where_the_sdks_live():
     assert {"python-sdk", "java-sdk"} <= anchors(CONNECTING)
     assert "`sdk/python`" in DOC and "`sdk/java`" in DOC
+
+
+def fenced(path: Path, section: str, language: str) -> str:
+    """The first ```language block after the heading ``section`` of ``path``."""
+    after = path.read_text(encoding="utf-8").split(f"\n{section}\n", 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", after, re.DOTALL).group(1)  # type: ignore[union-attr]
+
+
+def test_the_python_sdk_example_is_the_one_its_end_to_end_test_runs():
+    """tests/e2e/test_sdk_python.py runs the README's block against a network."""
+    assert EXAMPLES["sdk-python"].text == fenced(ROOT / "sdk" / "python" / "README.md", "## Example", "python")
+
+
+def test_the_java_sdk_example_is_the_one_the_sdks_build_compiles():
+    """The block as sdk/java/README.md has it, and, its imports aside, line for line the body
+    of ReadmeExample.java, which `mvn package` (make test) compiles with the SDK's tests."""
+    shown = EXAMPLES["sdk-java"].text
+    assert shown == fenced(ROOT / "sdk" / "java" / "README.md", "## Send a report over Kafka and read its outcome",
+                           "java")
+    source = (ROOT / "sdk" / "java" / "src" / "test" / "java" / "ro" / "punte" / "sdk" / "ReadmeExample.java").read_text()
+    compiled = source.split("// README example: begin\n", 1)[1].split("        // README example: end", 1)[0]
+    imports = [line for line in shown.splitlines() if line.startswith("import ")]
+    statements = "\n".join(line for line in shown.splitlines() if not line.startswith("import ")).strip("\n")
+    assert all(f"\n{line}\n" in source for line in imports)
+    assert textwrap.dedent(compiled).strip("\n") == statements
 
 
 def test_every_example_is_checked_here():
