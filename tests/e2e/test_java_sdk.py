@@ -8,13 +8,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from punte.stack import Stack
-from runtime.signing import SigningKey, b64url
 
 pytestmark = [pytest.mark.e2e]
 SDK = Path(__file__).resolve().parents[2] / "sdk" / "java"
@@ -36,18 +36,11 @@ def sdk_classpath() -> str:
     return f"{JAR}{os.pathsep}{SDK / 'target' / 'lib' / '*'}"
 
 
-def network_keys(network: Stack, folder: Path) -> str:
-    """Where the network's verification keys are: the JWKS route every service serves, or,
-    on a network from before that route, the same JWKS written from the network's key."""
+def network_keys(network: Stack) -> str:
+    """Where the network's verification keys are: the JWKS route every service serves."""
     url = network.url("intake")
-    if httpx.get(url + NETWORK_KEYS_PATH).status_code == 200:
-        return url
-    key = SigningKey.load(network.state.network_key_file)
-    jwks = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": b64url(key.public_raw()), "kid": key.key_id,
-                      "use": "sig", "alg": "EdDSA"}]}
-    path = folder / "punte-network-keys.json"
-    path.write_text(json.dumps(jwks))
-    return str(path)
+    assert httpx.get(url + NETWORK_KEYS_PATH).status_code == 200
+    return url
 
 
 def kafka_settings(network: Stack) -> list[str]:
@@ -61,22 +54,39 @@ def kafka_settings(network: Stack) -> list[str]:
     return ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-512", f"sasl.jaas.config={login}"]
 
 
-@pytest.mark.broker
-def test_the_java_sdk_example_sends_a_sealed_report_and_reads_its_verified_outcome(
-        network: Stack, sdk_classpath: str, tmp_path: Path):
-    kafka = kafka_settings(network)
+def send_report(network: Stack, sdk_classpath: str) -> tuple[str, dict]:
+    """SendReport's run: the ce_id it sent ("sent <ce_id> to <topic>" on its standard error)
+    and the outcome it printed."""
     ran = subprocess.run(
         ["java", "-cp", sdk_classpath, "ro.punte.sdk.examples.SendReport", network.kafka_bootstrap, INSTITUTION,
          str(network.state.institution_key_file(INSTITUTION)), network.url("intake"),
-         network_keys(network, tmp_path), *kafka],
+         network_keys(network), *kafka_settings(network)],
         capture_output=True, text=True, timeout=180)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    outcome = json.loads(ran.stdout.strip().splitlines()[-1])
+    sent = next(line.split()[1] for line in ran.stderr.splitlines() if line.startswith("sent "))
+    return sent, json.loads(ran.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.broker
+def test_the_java_sdk_example_sends_a_sealed_report_and_reads_its_verified_outcome(
+        network: Stack, sdk_classpath: str):
+    sent, outcome = send_report(network, sdk_classpath)
     assert outcome["status"] == "accepted", outcome
     assert outcome["subject_type"] == "ro.punte.report.submitted.v3"
-    # The answer to the report it sent ("sent <ce_id> to <topic>" on its standard error).
-    sent = next(line.split()[1] for line in ran.stderr.splitlines() if line.startswith("sent "))
-    assert outcome["subject_id"] == sent
+    assert outcome["subject_id"] == sent  # the answer to the report it sent
+
+
+def test_what_the_java_sdk_sent_passes_the_conformance_kit(network: Stack, sdk_classpath: str):
+    """The issue's bar: a client built on the Java SDK passes `punte conformance` (recorded
+    mode: its message checked against the contract, and the network's answer to it)."""
+    sent, _ = send_report(network, sdk_classpath)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUNTE_")} | {"COLUMNS": "220"}
+    done = subprocess.run([sys.executable, "-m", "punte.cli", "conformance", "--institution", INSTITUTION,
+                           "--recorded", "--last", "1", "--json", "--state-dir", str(network.state_dir)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    found = json.loads(done.stdout)
+    assert done.returncode == 0, [c for c in found["checks"] if not c["passed"]]
+    assert {c["subject"].split()[1] for c in found["checks"]} == {sent}
 
 
 def test_the_java_sdk_submits_a_sealed_report_over_the_http_gateway(

@@ -55,7 +55,10 @@ public final class SendReport {
         JWKSet intakeKeys = Sealing.fetchIntakeKeys(intake);
         Event report = key.sign(Reports.sealedV3(institution, syntheticReport(institution), intakeKeys));
 
-        // Subscribed before sending, so the answer is not missed.
+        // Subscribed before sending, so the answer is not missed. The clients are closed
+        // before the exit: a consumer that never leaves its group holds the next run's join
+        // until its session expires.
+        int status;
         try (DeliveryReader deliveries = new DeliveryReader(bootstrap, institution, "sdk-example", network, kafka);
              IngressProducer ingress = new IngressProducer(bootstrap, institution, kafka)) {
             ingress.send(report);
@@ -63,12 +66,14 @@ public final class SendReport {
             Outcome outcome = deliveries.awaitOutcome(report.id(), Duration.ofSeconds(60));
             if (outcome == null) {
                 System.err.println("no outcome for " + report.id() + " within a minute");
-                System.exit(2);
+                status = 2;
+            } else {
+                deliveries.commit();
+                System.out.println(outcome);
+                status = outcome.accepted() ? 0 : 1;
             }
-            deliveries.commit();
-            System.out.println(outcome);
-            System.exit(outcome.accepted() ? 0 : 1);
         }
+        System.exit(status);
     }
 
     /** A report written as v2; every person in it is synthetic. */
