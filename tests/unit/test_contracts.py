@@ -794,3 +794,21 @@ def test_asyncapi_document_passes_the_official_parser() -> None:
         [node, str(TOOLS / "validate-asyncapi.mjs")], cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_deployment_guide_gives_the_declared_partitions():
+    """deploy/README.md once said 1-3 and 6 partitions where topics.yaml says 1 and 3 (issue
+    #16): every count its sentence gives is the declared one."""
+    text = " ".join((ROOT / "deploy" / "README.md").read_text().split())
+    sentence = text.split("with the partitions declared there: ", 1)[1].split(". ", 1)[0]
+    declared = dict(reference.topic_partitions(["isj-bc"]))
+    checked = set()
+    for part in sentence.split(";"):
+        count = int(re.search(r"(\d+) each", part).group(1))  # type: ignore[union-attr]
+        names = re.findall(r"`(punte\.[a-z.-]+)`", part)
+        if "ingress and delivery" in part:
+            names += ["punte.ingress.isj-bc", "punte.delivery.isj-bc"]
+        for name in names:
+            assert declared[name] == count, name
+            checked.add(name)
+    assert checked == set(declared) - {"punte.broker-epoch"}
