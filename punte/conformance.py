@@ -12,24 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from jsonschema import Draft202012Validator, FormatChecker
 
 from contracts.events import EventType
 from contracts.reference import delivery_topic, ingress_topic, institutions, may_send
+from contracts.refusals import Refused
 from punte.institution import fetch_intake_keys, seal
 from punte.synthetic import synthetic_cnp
-from runtime.cloudevents import decode, header_map
+from runtime.cloudevents import decode, header_map, is_json, parse_time, repeated_attributes
+from runtime.ingress import Window, schema_problem, source_refusal, validator
 from runtime.kafka import client_options, make_producer
 from runtime.settings import Settings
 from runtime.signing import (
@@ -44,7 +43,6 @@ from runtime.signing import (
 )
 
 DOC = "docs/connecting.md"
-SCHEMAS = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
 # Each rule the kit checks, and the section of docs/connecting.md that states it (its anchor).
 SECTIONS = {
     "headers": "signing-and-the-headers",
@@ -60,9 +58,6 @@ SECTIONS = {
     "topics": "topics-groups-partitions-and-ordering",
 }
 NETWORK_KEYS_PATH = "/.well-known/punte-network-keys.json"
-MAX_MESSAGE_BYTES = 256 * 1024
-MAX_AGE, MAX_SKEW = timedelta(days=7), timedelta(minutes=5)
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 OUTCOME = EventType.OUTCOME.value
 ACCEPTED = "accepted"
 
@@ -111,13 +106,6 @@ class Target:
 
 # --- keys ---------------------------------------------------------------------------------
 
-def keyring_of_jwks(jwks: dict[str, Any], owner: str = NETWORK) -> Keyring:
-    """The Ed25519 keys of a JWKS (RFC 8037) as a keyring of ``owner``."""
-    since = datetime.min.replace(tzinfo=timezone.utc)
-    return Keyring([PublicKey(k["kid"], owner, unb64url(k["x"]), since, None) for k in jwks.get("keys", [])
-                    if k.get("kty") == "OKP" and k.get("crv") == "Ed25519" and k.get("kid") and k.get("x")])
-
-
 def fetch_network_keys(urls: Iterable[str], timeout: float = 10) -> tuple[Keyring, str] | None:
     """The network's verification keys from the first service that serves them."""
     for url in urls:
@@ -126,22 +114,17 @@ def fetch_network_keys(urls: Iterable[str], timeout: float = 10) -> tuple[Keyrin
         except httpx.HTTPError:
             continue
         if answer.status_code == 200:
-            return keyring_of_jwks(answer.json()), url.rstrip("/") + NETWORK_KEYS_PATH
+            return Keyring.from_jwks(answer.json()), url.rstrip("/") + NETWORK_KEYS_PATH
     return None
 
 
 def network_keys_of_state(keys_dir: Path) -> tuple[Keyring, str] | None:
     """The embedded network's verification keys from its state folder: network.pub.json,
-    or (before it existed) the public half of network.key."""
+    the JWKS every service serves (written by `punte up`)."""
     public = keys_dir / "network.pub.json"
-    if public.exists():
-        return Keyring.load(public), str(public)
-    private = keys_dir / "network.key"
-    if private.exists():
-        key = SigningKey.load(private)
-        since = datetime.min.replace(tzinfo=timezone.utc)
-        return Keyring([PublicKey(key.key_id, NETWORK, key.public_raw(), since, None)]), str(private)
-    return None
+    if not public.exists():
+        return None
+    return Keyring.from_jwks(json.loads(public.read_text())), str(public)
 
 
 def public_keyring(institution: str, key: SigningKey) -> Keyring:
@@ -524,80 +507,73 @@ async def read_recorded(target: Target, selection: Selection) -> tuple[list[Reco
     return records, found
 
 
-@cache
-def _validator(name: str) -> Draft202012Validator | None:
-    path = SCHEMAS / f"{name}.json"
-    if not path.is_file():
-        return None
-    return Draft202012Validator(json.loads(path.read_text()), format_checker=FormatChecker())
-
-
-def _schema_problem(validator: Draft202012Validator, instance: Any) -> str | None:
-    """Where and which rule the first error broke, never the value."""
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-    return f"{where}: breaks {first.validator}"
-
-
-def check_message(institution: str, record: Record, public_keys: Keyring,
-                  max_bytes: int = MAX_MESSAGE_BYTES) -> list[Check]:
-    """A message an institution sent, checked on its own against the contract."""
+def check_message(institution: str, record: Record, public_keys: Keyring, window: Window = Window()) -> list[Check]:
+    """A message an institution sent, checked on its own against the contract: the
+    receiver's own rules (runtime.cloudevents, runtime.ingress), each reported apart."""
     subject = _name(record)
-    names = [name for name, _ in record.headers]
     headers = header_map(record.headers)
     checks: list[Check] = []
 
-    def check(rule: str, passed: bool, section: str, detail: str = "") -> None:
-        checks.append(Check(subject, rule, passed, SECTIONS[section], "" if passed else detail))
+    def check(rule: str, problem: str | None, section: str) -> None:
+        checks.append(Check(subject, rule, problem is None, SECTIONS[section], problem or ""))
 
-    doubled = sorted({n for n in names if names.count(n) > 1})
-    check("each header once", not doubled, "headers", f"given twice: {', '.join(doubled)}")
-    headers_schema = _validator("cloudevents-binary-kafka")
+    doubled = repeated_attributes(name for name, _ in record.headers)
+    check("each header once", f"given twice: {', '.join(doubled)}" if doubled else None, "headers")
+    headers_schema = validator("cloudevents-binary-kafka")
     assert headers_schema is not None
-    problem = _schema_problem(headers_schema, headers)
-    check("headers match cloudevents-binary-kafka.json", problem is None, "headers", problem or "")
-    check("content-type application/json", headers.get("content-type") == "application/json", "headers",
-          f"content-type is {headers.get('content-type')!r}")
+    check("headers match cloudevents-binary-kafka.json", schema_problem(headers_schema, headers), "headers")
+    content_type = headers.get("content-type")
+    check("content-type application/json", None if is_json(content_type) else f"content-type is {content_type!r}",
+          "headers")
     time = headers.get("ce_time", "")
-    check("ce_time is RFC 3339 with a time zone", bool(RFC3339.fullmatch(time)), "time", "not RFC 3339")
-    check("ce_source is the institution", headers.get("ce_source") == f"/institutions/{institution}", "headers",
-          f"ce_source is {headers.get('ce_source')!r}")
-    check(f"value at most {max_bytes} bytes", len(record.value) <= max_bytes, "size", f"{len(record.value)} bytes")
+    try:
+        sent: datetime | None = parse_time(time)
+    except ValueError:
+        sent = None
+    check("ce_time is RFC 3339 with a time zone", None if sent else "not RFC 3339", "time")
+    refused = source_refusal(headers.get("ce_source", ""), institution)
+    check("ce_source is the institution", f"{refused.code}: {refused.detail}" if refused else None, "headers")
+    try:
+        window.check_size(record.value)
+        check(f"value at most {window.max_bytes} bytes", None, "size")
+    except Refused as exc:
+        check(f"value at most {window.max_bytes} bytes", exc.detail, "size")
     try:
         data = json.loads(record.value.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         data = None
-    check("value is a UTF-8 JSON object", isinstance(data, dict), "body", "not a UTF-8 JSON object")
-    payload = _validator(headers.get("ce_type", "")) if isinstance(data, dict) else None
+    check("value is a UTF-8 JSON object", None if isinstance(data, dict) else "not a UTF-8 JSON object", "body")
     if isinstance(data, dict):
-        problem = _schema_problem(payload, data) if payload else f"no schema for {headers.get('ce_type')!r}"
-        check("value matches the schema of ce_type", problem is None, "body", problem or "")
+        payload = validator(headers.get("ce_type", ""))
+        problem = schema_problem(payload, data) if payload else f"no schema for {headers.get('ce_type')!r}"
+        check("value matches the schema of ce_type", problem, "body")
     try:
         public_keys.verify(institution, record.value, headers.get("ce_id", ""), headers.get("ce_source", ""),
                            headers.get("ce_type", ""), time, headers.get("ce_subject"), headers.get("ce_keyid"),
                            headers.get("ce_signature"), version=headers.get("ce_sigversion"))
-        check("signature verifies with the institution's key", True, "signature")
+        check("signature verifies with the institution's key", None, "signature")
     except SignatureError as exc:
-        check("signature verifies with the institution's key", False,
-              "key" if exc.code == "UNKNOWN_KEY" else "signature", f"{exc.code}: {exc.detail}")
-    if RFC3339.fullmatch(time) and record.timestamp_ms:
-        sent = datetime.fromisoformat(time.replace("Z", "+00:00"))
+        check("signature verifies with the institution's key", f"{exc.code}: {exc.detail}",
+              "key" if exc.code == "UNKNOWN_KEY" else "signature")
+    if sent is not None and record.timestamp_ms:
+        # The window as the receiver held it when the message was written to the topic.
         written = datetime.fromtimestamp(record.timestamp_ms / 1000, timezone.utc)
-        check("ce_time within the window when sent", written - MAX_AGE <= sent <= written + MAX_SKEW, "time",
-              f"ce_time {time}, written to the topic at {written.isoformat(timespec='seconds')}")
+        try:
+            window.check(time, written)
+            problem = None
+        except Refused as exc:
+            problem = f"{exc.code}: ce_time {time}, written to the topic at {written.isoformat(timespec='seconds')}"
+        check("ce_time within the window when sent", problem, "time")
     return checks
 
 
 def check_recorded(institution: str, records: list[Record], answers: dict[str, Answer], public_keys: Keyring,
-                   max_bytes: int = MAX_MESSAGE_BYTES) -> list[Check]:
+                   window: Window = Window()) -> list[Check]:
     """Each recorded message checked on its own, then against the network's outcome: the
     network must have accepted it, and signed its answer."""
     checks: list[Check] = []
     for record in records:
-        checks += check_message(institution, record, public_keys, max_bytes)
+        checks += check_message(institution, record, public_keys, window)
         answer = answers.get(record.subject_id)
         checks += _outcome_checks(_name(record), answer, frozenset({ACCEPTED}), SECTIONS["refusal"])
     return checks

@@ -48,11 +48,20 @@ def validate_data(event_type: str, data: dict[str, Any]) -> None:
     checker = validator(event_type)
     if checker is None:
         raise Rejected("UNKNOWN_EVENT_TYPE", f"no schema for {event_type!r}")
-    errors = sorted(checker.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-        raise Rejected("SCHEMA_VIOLATION", f"{where}: {broken_rule(first)}"[:300])
+    problem = schema_problem(checker, data)
+    if problem is not None:
+        raise Rejected("SCHEMA_VIOLATION", problem)
+
+
+def schema_problem(checker: Draft202012Validator, instance: Any) -> str | None:
+    """Where the first error is and which rule it broke, in the schema's words: never the
+    value. None when ``instance`` is valid."""
+    errors = sorted(checker.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    first = errors[0]
+    where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+    return f"{where}: {broken_rule(first)}"[:300]
 
 
 # Rules whose schema value says what was expected (the sender's value is never repeated:

@@ -209,6 +209,14 @@ class Keyring:
     def load(path: Path) -> "Keyring":
         return Keyring.from_json(path.read_text())
 
+    @staticmethod
+    def from_jwks(jwks: dict, owner: str = NETWORK) -> "Keyring":
+        """The Ed25519 keys of a JWKS (RFC 8037 OKP keys, as ``network_jwks`` writes them)
+        as keys of ``owner``, with no end to their validity; other keys are left out."""
+        since = datetime.min.replace(tzinfo=timezone.utc)
+        return Keyring([PublicKey(k["kid"], owner, unb64url(k["x"]), since, None) for k in jwks.get("keys", [])
+                        if k.get("kty") == "OKP" and k.get("crv") == "Ed25519" and k.get("kid") and k.get("x")])
+
 
 def network_keyring(key: SigningKey, earlier: Keyring | None = None) -> Keyring:
     """The public keys messages on the network's own topics may be signed with: the key this

@@ -136,3 +136,18 @@ def test_the_command_says_what_it_lacks_and_exits_2(tmp_path):
     assert "institutions.csv" in unknown.output
     assert "--key-file" in remote.output
     assert "punte up" in local.output  # no local network running, and none named
+
+
+def test_the_kit_reads_the_network_keys_of_an_embedded_state_folder(tmp_path: Path):
+    """Where no service answers (a local network that is down), the kit falls back to the
+    state folder's keys/network.pub.json: a JWKS, as every service serves it."""
+    from punte.conformance import network_keys_of_state
+    from punte.state import State
+
+    state = State(tmp_path / "state")
+    state.prepare()
+    found = network_keys_of_state(state.keys)
+    assert found is not None
+    network = SigningKey.load(state.network_key_file)
+    outcome = network.sign(CloudEvent.new("ro.punte.outcome.v1", "/punte/intake", {"subject_id": "x"}))
+    found[0].verify_event(NETWORK, outcome, outcome.body())

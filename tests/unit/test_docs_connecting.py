@@ -20,7 +20,7 @@ from contracts.reference import rejection_codes, topic_partitions
 from contracts.refusals import reason
 from punte.identity import create_app, load_accounts
 from punte.state import State
-from runtime.cloudevents import CloudEvent, decode
+from runtime.cloudevents import RFC_3339, CloudEvent, decode
 from runtime.inbox import Message
 from runtime.kafka import MECHANISMS, PROTOCOLS
 from runtime.settings import Settings
@@ -39,7 +39,6 @@ from tests.doc_examples import (
 INSTITUTION = "isj-bc"
 SCHEMAS = ROOT / "contracts" / "schemas"
 TEST_INTAKE_KEYS = ROOT / "contracts" / "test-vectors" / "sealing" / "intake-test-key.jwks"
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 EXAMPLES = examples()
 DOC = CONNECTING.read_text(encoding="utf-8")
 
@@ -179,7 +178,7 @@ def test_a_report_built_as_the_page_says_is_sealed_signed_and_valid(state: State
     headers = code["envelope"](INSTITUTION, key_id, key, "ro.punte.report.submitted.v3", body,
                                event_id=plaintext["report"]["id"])
     assert schema("cloudevents-binary-kafka").is_valid(headers)
-    assert RFC3339.match(headers["ce_time"]) and len(headers["ce_signature"]) == 86
+    assert RFC_3339.fullmatch(headers["ce_time"]) and len(headers["ce_signature"]) == 86
     event = decode([(k, v.encode()) for k, v in headers.items()], body)
     Keyring.load(state.keyring_file).verify_event(INSTITUTION, event, body)
     from joserfc import jwe

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from runtime.cloudevents import decode
-from runtime.signing import NETWORK, Keyring, PublicKey, SignatureError, unb64url
+from runtime.signing import NETWORK, Keyring, SignatureError
 from services.intake.entrypoints.http import _structured
 
 VECTORS = Path(__file__).resolve().parents[2] / "contracts" / "test-vectors"
@@ -25,7 +25,7 @@ WHEN = datetime(2026, 3, 10, 7, 30, 2, tzinfo=timezone.utc)
 
 
 def keyring(jwks: list[dict[str, str]], owner: str) -> Keyring:
-    return Keyring([PublicKey(k["kid"], owner, unb64url(k["x"]), SINCE, None) for k in jwks])
+    return Keyring.from_jwks({"keys": jwks}, owner)
 
 
 def test_the_network_writes_exactly_the_committed_vectors(tmp_path: Path):
