@@ -134,24 +134,21 @@ class Window:
 
 def source_refusal(source: str, sender: str) -> Rejected | None:
     """Why ``source`` is not the ce_source of ``sender`` (an institution known to send), if
-    it is not: UNKNOWN_INSTITUTION when it names an institution the network does not know,
-    SOURCE_MISMATCH when it names another one, or is not an institution's source at all."""
-    if source == f"/institutions/{sender}":
-        return None
+    it is not (``named_refusal``; a source that names no institution at all is another's)."""
     named = source.removeprefix("/institutions/")
-    if named != source and named not in institutions():
-        return Rejected("UNKNOWN_INSTITUTION", "ce_source names no institution of the network")
-    return Rejected("SOURCE_MISMATCH", f"ce_source is not /institutions/{sender}, the sender")
+    return named_refusal("ce_source", named if named != source else None, sender)
 
 
-def reporter_refusal(reporter: str, sender: str | None) -> Rejected | None:
-    """Why a report's ``reporter.institution`` is not its sender, if it is not: the same
-    codes, and the same split, as ``source_refusal``."""
-    if reporter == sender:
+def named_refusal(field: str, named: str | None, sender: str | None) -> Rejected | None:
+    """Why the institution ``field`` names (``named``) is not the sender, if it is not:
+    UNKNOWN_INSTITUTION when the network does not know it, SOURCE_MISMATCH when it is
+    another one (or ``named`` is None: no institution at all). A report's
+    ``reporter.institution`` and an event's ``ce_source`` are held to this one rule."""
+    if named is not None and named == sender:
         return None
-    if reporter not in institutions():
-        return Rejected("UNKNOWN_INSTITUTION", "reporter.institution is not an institution of the network")
-    return Rejected("SOURCE_MISMATCH", "reporter.institution is not the sender")
+    if named is not None and named not in institutions():
+        return Rejected("UNKNOWN_INSTITUTION", f"{field} names no institution of the network")
+    return Rejected("SOURCE_MISMATCH", f"{field} is not the sender")
 
 
 def authenticate(message: Message, keyring: Keyring, window: Window = Window(),

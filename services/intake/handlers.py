@@ -28,9 +28,9 @@ from runtime.ingress import (
     Window,
     authenticate,
     key_by_sender,
+    named_refusal,
     refuse,
     reply,
-    reporter_refusal,
     sender_of,
 )
 from runtime.signing import Keyring
@@ -159,7 +159,7 @@ def _check(uow: UnitOfWork, message: Message, intake: Intake) -> _Checked | _Fai
         parsed, sender = _parse(event), sender_of(message)
         # Before a sealed part is opened: the reporter is in a v3 report's clear part, and
         # intake opens nothing of a report it refuses (docs/contracts.md, check order).
-        refused = reporter_refusal(parsed.reporter.institution, sender)
+        refused = named_refusal("reporter.institution", parsed.reporter.institution, sender)
         if refused is not None:
             raise refused
         report = _report(parsed, event, intake, sender)
