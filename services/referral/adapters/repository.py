@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.control_characters import has_control_characters
 from runtime.restrictions import RESTRICTED_CASES
-from services.referral.adapters.tables import cases, history, referrals, timers
+from services.referral.adapters.tables import cases, history, referrals, services, timers
 from services.referral.domain.referral import OPEN, TERMINAL
 from services.referral.domain.visibility import Sides
 
@@ -82,6 +82,11 @@ async def sent_by(session: AsyncSession, institution: str | None, *, limit: int)
     return list((await session.execute(
         _WITH_CASE.where(referrals.c.referrer == institution, referrals.c.case_id.not_in(RESTRICTED_CASES))
         .order_by(referrals.c.requested_at.desc()).limit(limit))).all())
+
+
+async def directory(session: AsyncSession) -> list[sa.RowMapping]:
+    """Every service of the directory, as its table holds it."""
+    return list((await session.execute(sa.select(services))).mappings())
 
 
 async def plan_of(session: AsyncSession, case_id: str) -> list[sa.Row]:

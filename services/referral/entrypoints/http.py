@@ -3,6 +3,7 @@ referral, feedback, direct referrals, the case and its plan, the service directo
 same commands as the signed Kafka events, applied by the same code."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,6 @@ from runtime.tokens import Principal
 from services.referral import handlers, retention
 from services.referral.adapters import notes as case_notes
 from services.referral.adapters import repository
-from services.referral.adapters.tables import services
 from services.referral.domain import fhir, hsds, visibility
 from services.referral.domain.referral import Actor
 
@@ -355,8 +355,8 @@ async def directory(request: Request, category: str | None = None,
     """Services addressing the category; those with free places first, and each says why
     it is proposed where it is."""
     async with _runtime(request).sessions() as session:
-        rows = (await session.execute(sa.select(services))).all()
-    views = [_service_view(r) for r in rows if category is None or category in r.categories]
+        rows = await repository.directory(session)
+    views = [_service_view(r) for r in rows if category is None or category in r["categories"]]
     return sorted(views, key=lambda v: (PROPOSALS.index(v.proposal), v.waiting or 0, v.name))
 
 
@@ -367,19 +367,19 @@ async def directory_as_hsds(request: Request,
     gives each): the provider as organization, the address as location, the county as
     service area; categories, nomenclature code, places and waiting list as attributes."""
     async with _runtime(request).sessions() as session:
-        rows = (await session.execute(sa.select(services))).mappings().all()
+        rows = await repository.directory(session)
     return hsds.page(rows, {s.id: s for s in social_services()}, institutions(), counties(), risk_categories())
 
 
-def _service_view(r: sa.Row) -> ServiceView:
-    places = None if r.capacity is None or r.occupancy is None else max(r.capacity - r.occupancy, 0)
-    if not r.accepting or places == 0:
+def _service_view(r: Mapping[str, Any]) -> ServiceView:
+    capacity, occupancy = r["capacity"], r["occupancy"]
+    places = None if capacity is None or occupancy is None else max(capacity - occupancy, 0)
+    if not r["accepting"] or places == 0:
         proposal = PROPOSALS[2]
     elif places is None:
         proposal = PROPOSALS[1]
     else:
         proposal = PROPOSALS[0]
-    return ServiceView(service_id=r.service_id, provider=r.provider, name=r.name,
-                       nomenclature_code=r.nomenclature_code, categories=r.categories,
-                       capacity=r.capacity, occupancy=r.occupancy, waiting=r.waiting,
-                       accepting=r.accepting, free_places=places, proposal=proposal)
+    return ServiceView(**{name: r[name] for name in ("service_id", "provider", "name", "nomenclature_code",
+                                                     "categories", "capacity", "occupancy", "waiting", "accepting")},
+                       free_places=places, proposal=proposal)
