@@ -8,7 +8,8 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,21 @@ def api_client(name: str, router: APIRouter, engine, keyring: Keyring | None = N
     """``service_app`` over ASGI."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(service_app(name, engine, router, keyring=keyring)),
                              base_url=f"http://{name}.test")
+
+
+@asynccontextmanager
+async def referral_api(server_url: str, router: APIRouter) -> AsyncIterator[httpx.AsyncClient]:
+    """Referral's HTTP API (``router``) on a fresh database whose consumers took one case,
+    ``case_opened()``; the client carries the engine (``client.engine``) for direct reads."""
+    consumers, engine = await referral_consumers(server_url, referral_config())
+    await consumers["cases"].process([message("punte.cases", case_opened(), offset=next(positions))])
+    client = api_client("referral", router, engine)
+    client.engine = engine  # type: ignore[attr-defined]
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await engine.dispose()
 
 
 # --- notification ------------------------------------------------------------------------

@@ -16,15 +16,10 @@ from fhir.resources.R4B.task import Task
 from services.referral.domain import fhir
 from services.referral.entrypoints.http import router
 from tests.integration.helpers import (
-    api_client,
     bearer,
-    case_opened,
     emitted,
-    message,
     on_topic,
-    positions,
-    referral_config,
-    referral_consumers,
+    referral_api,
 )
 
 CHILD = "Ionela Sinteticescu"  # a synthetic name a note might carry: never in the FHIR view
@@ -32,13 +27,8 @@ CHILD = "Ionela Sinteticescu"  # a synthetic name a note might carry: never in t
 
 @pytest.fixture
 async def api(infrastructure):
-    consumers, engine = await referral_consumers(infrastructure.database_url, referral_config())
-    await consumers["cases"].process([message("punte.cases", case_opened(), offset=next(positions))])
-    client = api_client("referral", router, engine)
-    client.engine = engine  # type: ignore[attr-defined]
-    yield client
-    await client.aclose()
-    await engine.dispose()
+    async with referral_api(infrastructure.database_url, router) as client:
+        yield client
 
 
 def resources(answer) -> tuple[Task, ServiceRequest]:

@@ -23,13 +23,8 @@ from services.referral.domain import hsds
 from services.referral.entrypoints.http import router
 from tests.integration.helpers import (
     T0,
-    api_client,
     bearer,
-    case_opened,
-    message,
-    positions,
-    referral_config,
-    referral_consumers,
+    referral_api,
 )
 
 SCHEMAS = Path(__file__).parents[2] / "contracts" / "schemas" / "hsds"
@@ -62,13 +57,8 @@ def unknown_fields(value: Any, node: dict[str, Any], where: str = "") -> list[st
 
 @pytest.fixture
 async def api(infrastructure):
-    consumers, engine = await referral_consumers(infrastructure.database_url, referral_config())
-    await consumers["cases"].process([message("punte.cases", case_opened(), offset=next(positions))])
-    client = api_client("referral", router, engine)
-    client.engine = engine  # type: ignore[attr-defined]
-    yield client
-    await client.aclose()
-    await engine.dispose()
+    async with referral_api(infrastructure.database_url, router) as client:
+        yield client
 
 
 def attributes(service: dict[str, Any]) -> dict[str, list[tuple[str, str | None]]]:

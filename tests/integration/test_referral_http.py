@@ -10,27 +10,17 @@ from services.referral.adapters.tables import services
 from services.referral.entrypoints.http import router
 from tests.integration.helpers import (
     T0,
-    api_client,
     bearer,
-    case_opened,
     emitted,
-    message,
     on_topic,
-    positions,
-    referral_config,
-    referral_consumers,
+    referral_api,
 )
 
 
 @pytest.fixture
 async def api(infrastructure):
-    consumers, engine = await referral_consumers(infrastructure.database_url, referral_config())
-    await consumers["cases"].process([message("punte.cases", case_opened(), offset=next(positions))])
-    client = api_client("referral", router, engine)
-    client.engine = engine  # type: ignore[attr-defined]
-    yield client
-    await client.aclose()
-    await engine.dispose()
+    async with referral_api(infrastructure.database_url, router) as client:
+        yield client
 
 
 async def test_a_team_works_a_referral_from_its_inbox(api):
