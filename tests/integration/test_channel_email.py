@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -134,3 +135,24 @@ async def test_a_bad_recipient_never_reaches_the_server(smtp, to):
 def test_a_password_is_never_sent_in_the_clear():
     with pytest.raises(ValueError, match="STARTTLS"):
         SmtpSender("127.0.0.1", 25, SENDER, starttls=False, username="u", password="p")
+
+
+async def test_a_subject_with_a_line_break_never_reaches_the_server(smtp):
+    controller, collector = smtp
+    sender = SmtpSender(controller.hostname, controller.port, SENDER, starttls=False, timeout=5)
+    forged = replace(p0_notice(), subject="Caz nou\r\nBcc: spy@example.org")
+    with pytest.raises(ChannelError) as caught:
+        await sender.send(TO, forged)
+    assert caught.value.code == "INVALID_MESSAGE" and collector.received == []
+
+
+async def test_a_romanian_sender_name_and_subject_arrive_decoded(smtp):
+    controller, collector = smtp
+    sender = SmtpSender(controller.hostname, controller.port, SENDER, sender_name="Punte Bacău",
+                        starttls=False, timeout=5)
+    await sender.send(TO, p0_notice())
+    msg = collector.received[0][2]
+    (address,) = msg["From"].addresses
+    assert address.display_name == "Punte Bacău" and address.addr_spec == SENDER
+    assert msg["Subject"].endswith(f"Trimitere nouă / New referral · {CASE}")
+    assert msg.as_bytes().isascii(), "7-bit headers and body on the wire"
