@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.db import any_of
 from runtime.sealing import ConfiguredKeyProvider, KeyProvider, new_data_key, open_sealed, seal
 from runtime.settings import Settings
 
@@ -64,7 +65,7 @@ class DataKeys:
         return await self._unwrapped(session, sorted(set(scopes)))
 
     async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
-        rows = (await session.execute(sa.select(data_keys_table).where(data_keys_table.c.scope.in_(scopes)))).all()
+        rows = (await session.execute(sa.select(data_keys_table).where(any_of(data_keys_table.c.scope, scopes)))).all()
         found: dict[str, bytes] = {}
         for row in rows:
             if row.erased_at is not None:
@@ -103,7 +104,7 @@ class DataKeys:
             return 0
         result = await session.execute(
             sa.update(data_keys_table)
-            .where(data_keys_table.c.scope.in_(scopes), data_keys_table.c.erased_at.is_(None))
+            .where(any_of(data_keys_table.c.scope, scopes), data_keys_table.c.erased_at.is_(None))
             .values(wrapped=None, kek_id=None, erased_at=now, erased_rule=rule))
         return result.rowcount or 0
 
@@ -112,7 +113,7 @@ class DataKeys:
         """When and by which rule each of ``scopes`` was erased (only the erased ones)."""
         rows = (await session.execute(
             sa.select(data_keys_table.c.scope, data_keys_table.c.erased_at, data_keys_table.c.erased_rule)
-            .where(data_keys_table.c.scope.in_(sorted(set(scopes))), data_keys_table.c.erased_at.is_not(None)))).all()
+            .where(any_of(data_keys_table.c.scope, sorted(set(scopes))), data_keys_table.c.erased_at.is_not(None)))).all()
         return {r.scope: (r.erased_at, r.erased_rule) for r in rows}
 
 

@@ -2,9 +2,12 @@
 async over asyncpg)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -84,6 +87,13 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
                                hide_parameters=True,
                                connect_args={"prepared_statement_cache_size": 2500,
                                              "server_settings": dict(DURABLE_SESSION)})
+
+
+def any_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
+    """``column = ANY(:values)``, the values as one array parameter: the same statement text
+    for any number of values, where ``in_`` renders a parameter per value (a new statement
+    for every batch size, rendered again in Python at each execution)."""
+    return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker:

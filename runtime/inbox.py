@@ -44,6 +44,7 @@ from contracts.refusals import Refused, reason
 from runtime import dead_letters, telemetry
 from runtime.cloudevents import CloudEvent, decode, derived_id, header_map
 from runtime.data_keys import DataKeys
+from runtime.db import any_of
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
 from runtime.outbox import Outbox
@@ -553,7 +554,7 @@ class InboxConsumer:
         async with self._sessions() as session, session.begin():
             seen = set((await session.execute(
                 sa.select(sa.column("message_key")).select_from(inbox_table)
-                .where(sa.column("message_key").in_(keys))
+                .where(any_of(inbox_table.c.message_key, keys))
             )).scalars()) if keys else set()
             seen.update(f.key for f in held)
             fresh: dict[str, dict] = {f.key: _inbox_row(f.key, f.message) for f in held}

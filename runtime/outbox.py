@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from runtime import dead_letters, telemetry
 from runtime.cloudevents import CloudEvent
 from runtime.data_keys import DataKeys
+from runtime.db import any_of
 from runtime.log import get_logger
 from runtime.signing import SigningKey
 from runtime.telemetry import context_from_text, current_trace_headers, kafka_injects, tracer
@@ -291,7 +292,7 @@ class OutboxRelay:
             if transient is None and published:
                 await conn.execute(
                     sa.update(outbox_table)
-                    .where(outbox_table.c.id.in_(published))
+                    .where(any_of(outbox_table.c.id, published))
                     .values(published_at=sa.func.now())
                 )
         if transient is not None:

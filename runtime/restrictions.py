@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import CaseRestricted
 from contracts.refusals import Refused
+from runtime.db import any_of
 
 case_restrictions = sa.table(
     "case_restrictions",
@@ -44,7 +45,7 @@ async def restricted_among(session: AsyncSession, case_ids: Iterable[str]) -> se
     if not ids:
         return set()
     return set((await session.execute(sa.select(case_restrictions.c.case_id).where(
-        case_restrictions.c.case_id.in_(ids), case_restrictions.c.restricted))).scalars())
+        any_of(case_restrictions.c.case_id, ids), case_restrictions.c.restricted))).scalars())
 
 
 async def refuse_if_restricted(session: AsyncSession, case_id: str) -> None:

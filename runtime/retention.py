@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.reference import RetentionSchedule
 from runtime import dead_letters
 from runtime.data_keys import DataKeys, data_keys_table
+from runtime.db import any_of
 
 erasures_table = sa.table(
     "punte_erasures",
@@ -48,7 +49,7 @@ async def schedule(session: AsyncSession, scopes: Iterable[str], rule: str, due_
 async def cancel(session: AsyncSession, scopes: Iterable[str]) -> None:
     """A scope that must be kept after all (a case reopened): its pending erasure goes."""
     await session.execute(sa.delete(erasures_table).where(
-        erasures_table.c.scope.in_(sorted(set(scopes))), erasures_table.c.done_at.is_(None)))
+        any_of(erasures_table.c.scope, sorted(set(scopes))), erasures_table.c.done_at.is_(None)))
 
 
 async def erase_due(session: AsyncSession, data_keys: DataKeys, now: datetime,
@@ -72,7 +73,7 @@ async def erase_due(session: AsyncSession, data_keys: DataKeys, now: datetime,
     if on_erase is not None:
         await on_erase(session, due)
     await session.execute(sa.update(erasures_table).where(
-        erasures_table.c.scope.in_([d.scope for d in due])).values(done_at=now))
+        any_of(erasures_table.c.scope, [d.scope for d in due])).values(done_at=now))
     return len(due)
 
 
