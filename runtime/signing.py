@@ -10,6 +10,7 @@ send either; control characters in a signed attribute are refused under both."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import struct
@@ -140,8 +141,15 @@ class Keyring:
     """Public keys by key id. Several keys per owner may be valid at once (rotation
     with overlap); a key is trusted only for its owner and inside its validity."""
 
+    # Signatures found good, by a digest of the key, the signature and the signed bytes: the
+    # audit trail reads the network's case events twice (the trail, and the cases' sides),
+    # and a check costs 54 µs where its digest costs 2. Only the same three things again
+    # find one; a key's owner and validity are checked first, every time.
+    VERIFIED_KEPT = 4096
+
     def __init__(self, keys: list[PublicKey]) -> None:
         self._by_id = {k.key_id: k for k in keys}
+        self._verified: dict[bytes, None] = {}
 
     @property
     def keys(self) -> list[PublicKey]:
@@ -175,12 +183,17 @@ class Keyring:
         # either version (decode refuses such envelopes too; this holds for any caller).
         if any(has_control_characters(a) for a in (event_id, source, type, time, subject or "")):
             raise SignatureError("BAD_SIGNATURE", "a signed attribute holds a control character")
+        signed, raw = signing_input(event_id, source, type, time, subject, body, number), unb64url(signature)
+        seen = hashlib.sha256(b"%b\x00%b\x00%b" % (key.public, raw, signed)).digest()
+        if seen in self._verified:
+            return
         try:
-            key.verifier.verify(
-                signing_input(event_id, source, type, time, subject, body, number), unb64url(signature)
-            )
+            key.verifier.verify(signed, raw)
         except (BadSignatureError, ValueError):
             raise SignatureError("BAD_SIGNATURE", "signature does not verify") from None
+        if len(self._verified) >= self.VERIFIED_KEPT:
+            del self._verified[next(iter(self._verified))]
+        self._verified[seen] = None
 
     def verify_event(self, owner: str, event: CloudEvent, body: bytes, now: datetime | None = None) -> None:
         """``verify`` with the attributes and signature extensions of a decoded event."""

@@ -128,3 +128,37 @@ def test_a_signature_spelt_other_than_base64url_without_padding_is_refused(spell
     with pytest.raises(SignatureError) as refused:
         verify(replace(signed, extensions={**signed.extensions, "signature": respelt}))
     assert refused.value.code == "BAD_SIGNATURE"
+
+
+def test_a_signature_found_good_once_lets_nothing_else_through():
+    """Keyring keeps the signatures it found good (the audit reads each case event twice);
+    only the same key, signature and signed bytes find one, after the owner and validity
+    checks, which run every time."""
+    keyring = Keyring([PublicKey(KEY.key_id, "isj-bc", KEY.public_raw(), NOW - timedelta(days=30), NOW)])
+    signed = KEY.sign(report())
+
+    def check(event: CloudEvent, body: bytes, owner: str = "isj-bc", now: datetime = NOW - timedelta(days=1)) -> None:
+        keyring.verify(owner, body, event.id, event.source, event.type, event.time, event.subject,
+                       event.extensions.get("keyid"), event.extensions.get("signature"), now=now,
+                       version=event.extensions.get("sigversion"))
+
+    check(signed, signed.body())
+    check(signed, signed.body())  # the same again: found good before
+    refusals = []
+    for event, body, owner, now in (
+            (signed, b'{"n":2}', "isj-bc", NOW - timedelta(days=1)),  # another body
+            (replace(signed, subject="case-2"), signed.body(), "isj-bc", NOW - timedelta(days=1)),
+            (signed, signed.body(), "das-bc", NOW - timedelta(days=1)),  # not this owner's key
+            (signed, signed.body(), "isj-bc", NOW + timedelta(days=1))):  # the key has expired
+        with pytest.raises(SignatureError) as refused:
+            check(event, body, owner, now)
+        refusals.append(refused.value.code)
+    assert refusals == ["BAD_SIGNATURE", "BAD_SIGNATURE", "UNKNOWN_KEY", "UNKNOWN_KEY"]
+
+
+def test_the_signatures_kept_are_bounded():
+    keyring = Keyring([PublicKey(KEY.key_id, "isj-bc", KEY.public_raw(), NOW - timedelta(days=30), None)])
+    keyring.VERIFIED_KEPT = 3
+    for n in range(5):
+        keyring.verify_event("isj-bc", signed := KEY.sign(replace(report(), id=f"ev-{n}")), signed.body(), now=NOW)
+    assert len(keyring._verified) == 3
