@@ -116,14 +116,15 @@ class Outbox:
     def emit(self, topic: str, event: CloudEvent, key: str | None = None, cause: str | None = None) -> None:
         """``cause``: the position of the message that caused ``event``, for a batch handler
         whose output keys differ from its input's (the event goes on in that message's trace)."""
+        payload = event.body()  # encoded once, for the signature and the row
         if self._signer is not None:
-            event = self._signer.sign(event)
+            event = self._signer.sign(event, body=payload)
         headers = [(k, v.decode()) for k, v in event.headers()]
         carried = self.traces.get(cause or "") or self.traces.get(key or "")
         headers.extend((carried or current_trace_headers()).items())
         self._rows.append({
             "topic": topic, "key": key.encode() if key else None, "headers": headers,
-            "payload": event.body(), "event_type": event.type,
+            "payload": payload, "event_type": event.type,
         })
 
     def keep_dead_letter(self, body: dead_letters.Body) -> bool:

@@ -83,14 +83,16 @@ class SigningKey:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
 
-    def sign(self, event: CloudEvent, version: int = CURRENT_VERSION) -> CloudEvent:
+    def sign(self, event: CloudEvent, version: int = CURRENT_VERSION, body: bytes | None = None) -> CloudEvent:
         """The same event with ``keyid`` and ``signature`` extensions set (and
-        ``sigversion`` from v2 on). Attributes with control characters are not signed."""
+        ``sigversion`` from v2 on). Attributes with control characters are not signed.
+        ``body``: ``event.body()`` when the caller has it already (encoded once)."""
         attributes = (event.id, event.source, event.type, event.time, event.subject or "")
         if any(has_control_characters(a) for a in attributes):
             raise ValueError("a signed attribute holds a control character")
         signature = self.private.sign(signing_input(
-            event.id, event.source, event.type, event.time, event.subject, event.body(), version))
+            event.id, event.source, event.type, event.time, event.subject,
+            event.body() if body is None else body, version))
         extensions = {k: v for k, v in event.extensions.items() if k != VERSION_EXTENSION}
         extensions |= {"keyid": self.key_id, "signature": b64url(signature)}
         if version != 1:
