@@ -20,8 +20,8 @@ from aiosmtpd.controller import Controller
 class RawMaildir:
     """Keeps each message as it arrived, after the envelope lines aiosmtpd's own Mailbox
     handler adds (X-Peer, X-MailFrom, X-RcptTo). That handler parses and re-serialises every
-    message, half a millisecond each: as much CPU as the notification service spent
-    sending them, in bench/e2e.py."""
+    message: about half of the CPU keeping one cost (0.40 against 0.18 ms here); the rest is
+    the file system's work of a Maildir (create, write, fsync, link)."""
 
     def __init__(self, maildir: Path) -> None:
         self.box = mailbox.Maildir(maildir)
