@@ -9,11 +9,11 @@ import asyncio
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command, context
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
+
+# Alembic is imported where it is used, never at this module's import: a running service
+# imports this module (its constants, its table helpers) but runs Alembic in a child process
+# (``main`` below), so Alembic and Mako never stay in its memory.
 
 
 def create_runtime_tables(op) -> None:  # op: alembic.op
@@ -135,6 +135,8 @@ def index_outbox_dead_letters(op) -> None:  # op: alembic.op
 
 def run_env() -> None:
     """The body of every service's migrations/env.py (online mode, asyncpg)."""
+    from alembic import context
+
     url = context.config.get_main_option("sqlalchemy.url")
 
     def do_run(connection) -> None:
@@ -151,7 +153,9 @@ def run_env() -> None:
     asyncio.run(run())
 
 
-def _config(migrations_dir: Path, url: str) -> Config:
+def _config(migrations_dir: Path, url: str):  # -> alembic.config.Config
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -160,12 +164,17 @@ def _config(migrations_dir: Path, url: str) -> Config:
 
 def upgrade(migrations_dir: Path, url: str) -> None:
     """Migrate the database to head. Blocking: run it in a thread from async code."""
+    from alembic import command
+
     command.upgrade(_config(migrations_dir, url), "head")
 
 
 async def revisions(migrations_dir: Path, url: str) -> tuple[set[str], set[str]]:
     """The revisions the database is at (none: never migrated) and the migrations' heads.
     Reads only: for a service that does not migrate at start (PUNTE_MIGRATE_ON_START)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     heads = set(ScriptDirectory.from_config(_config(migrations_dir, url)).get_heads())
     engine = create_async_engine(url)
     try:
@@ -174,3 +183,42 @@ async def revisions(migrations_dir: Path, url: str) -> tuple[set[str], set[str]]
     finally:
         await engine.dispose()
     return set(current), heads
+
+
+# --- run apart from the service --------------------------------------------------------------
+# A service migrates (or checks the schema) once, at start. Alembic and Mako are then about
+# 7 MB of every service's resident memory for the rest of its life (issue #14: every
+# service ≤ 150 MB), so the service runs them in a child process (runtime.service.migrate's
+# ``isolated``). The database URL travels in the environment, never on the command line.
+URL_VARIABLE = "PUNTE_MIGRATION_URL"
+UNREACHABLE_EXIT = 75  # EX_TEMPFAIL: the database is not reachable now; the parent waits for it
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m runtime.migrations upgrade|revisions DIR``: ``upgrade`` migrates to head;
+    ``revisions`` prints ``{"current": [...], "heads": [...]}``. A failure is one line on
+    standard error (the exception's type and first line), exit 75 when the database is not
+    reachable, else 1."""
+    import json
+    import os
+    import sys
+
+    from runtime.db import unreachable
+
+    command_name, migrations_dir = (argv if argv is not None else sys.argv[1:])[:2]
+    url = os.environ[URL_VARIABLE]
+    try:
+        if command_name == "upgrade":
+            upgrade(Path(migrations_dir), url)
+        else:
+            current, heads = asyncio.run(revisions(Path(migrations_dir), url))
+            print(json.dumps({"current": sorted(current), "heads": sorted(heads)}))
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:300]
+        print(f"{type(exc).__name__}: {first}", file=sys.stderr)
+        return UNREACHABLE_EXIT if unreachable(exc) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

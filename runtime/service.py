@@ -3,7 +3,10 @@ stopped together by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,7 +48,7 @@ from runtime.kafka import make_producer
 from runtime.limits import BodyLimit, Limits, closing
 from runtime.log import AccessLog, configure_logging, get_logger
 from runtime.metrics import CONTENT_TYPE, Gauge, Snapshot, age, consumer_state, exposition
-from runtime.migrations import revisions, upgrade
+from runtime.migrations import UNREACHABLE_EXIT, URL_VARIABLE, upgrade
 from runtime.outbox import (
     Outbox,
     OutboxRelay,
@@ -212,17 +215,43 @@ def polling(work: Callable[[], Awaitable[int]], idle_seconds: float) -> Callable
     return loop
 
 
-async def migrate(settings: Settings, name: str, migrations: Path) -> str:
+async def migrate(settings: Settings, name: str, migrations: Path, isolated: bool = False) -> str:
+    """Migrate ``name``'s database to head; its URL. ``isolated``: in a child process, so
+    that Alembic never stays in this one's memory (a starting service; runtime.migrations)."""
     url = settings.database_for(name)
     await ensure_database(url)
     # One replica migrates at a time; the others find the database at head.
     conn = await connect(url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-        await asyncio.to_thread(upgrade, migrations, url)
+        if isolated:
+            await _migrations_process("upgrade", migrations, url)
+        else:
+            await asyncio.to_thread(upgrade, migrations, url)
     finally:
         await conn.close()
     return url
+
+
+class MigrationsFailed(RuntimeError):
+    """The migrations' child process failed; its one line says why."""
+
+
+async def _migrations_process(command: str, migrations: Path, url: str) -> str:
+    """``python -m runtime.migrations COMMAND MIGRATIONS`` with the URL in its environment:
+    what it printed. Not reachable (exit 75) is a ConnectionError, which start-up waits out
+    (when_reachable); any other failure is MigrationsFailed with the child's line."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "runtime.migrations", command, str(migrations),
+        env={**os.environ, URL_VARIABLE: url}, cwd=str(Path(__file__).resolve().parent.parent),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await child.communicate()
+    said = (err.decode(errors="replace").strip().splitlines() or [f"exit {child.returncode}"])[-1]
+    if child.returncode == UNREACHABLE_EXIT:
+        raise ConnectionError(f"migrations: {said}")
+    if child.returncode != 0:
+        raise MigrationsFailed(f"migrations ({command}) failed: {said}")
+    return out.decode()
 
 
 async def when_reachable(settings: Settings, name: str, step: Callable[[], Awaitable[T]],
@@ -267,7 +296,8 @@ async def at_head(settings: Settings, name: str, migrations: Path) -> str:
     saying where it is and what to run. Behind (never migrated, or an older release's) and
     ahead (a newer release's, after a rollback) alike: the code's queries fit one schema."""
     url = settings.database_for(name)
-    current, heads = await revisions(migrations, url)
+    found = json.loads(await _migrations_process("revisions", migrations, url))
+    current, heads = set(found["current"]), set(found["heads"])
     if current != heads:
         raise SchemaNotAtHead(
             f"{name}: database {make_url(url).database} is at revision "
@@ -375,7 +405,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         deadline = asyncio.get_running_loop().time() + settings.startup_timeout_seconds
         if settings.migrate_on_start:
             url = await when_reachable(settings, spec.name,
-                                       lambda: migrate(settings, spec.name, spec.migrations), deadline)
+                                       lambda: migrate(settings, spec.name, spec.migrations, isolated=True), deadline)
         else:  # another step migrates (`punte migrate`): never serve on another schema
             url = await wait_for_head(settings, spec.name, spec.migrations, deadline)
         engine = make_engine(url)

@@ -5,17 +5,21 @@ its start saying so and what to run; once `punte migrate` brought it to head, it
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from punte.cli import app as cli
+from punte.embedded import free_port
 from runtime.db import connect, ensure_database
-from runtime.service import ServiceSpec, create_app
+from runtime.service import MigrationsFailed, ServiceSpec, _migrations_process, create_app
 from runtime.settings import Settings
-from tests.integration.helpers import NETWORK_KEY, REFERRAL_MIGRATIONS
+from tests.integration.helpers import NETWORK_KEY, REFERRAL_MIGRATIONS, ROOT
 
 
 async def _no_stats(session) -> dict:
@@ -79,3 +83,33 @@ def test_punte_migrate_brings_the_database_to_head_then_the_service_starts(infra
 def test_punte_migrate_refuses_an_unknown_service():
     answer = CliRunner().invoke(cli, ["migrate", "referal"])
     assert answer.exit_code == 2 and "referal" in answer.output
+
+
+async def test_a_starting_service_migrates_in_a_child_process(infrastructure, tmp_path: Path):
+    """A service migrates at start in a child process, so Alembic and its templates (Mako)
+    never stay in its memory (issue #14): the database is at head all the same, and a
+    service process never imports them."""
+    spec, settings = referral(f"t{uuid.uuid4().hex[:8]}", infrastructure, tmp_path)
+    app = create_app(spec, settings)
+    async with app.router.lifespan_context(app):
+        pass
+    assert "alembic_version" in await _tables(settings.database_for("referral"))
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys; import runtime.service, services.intake.bootstrap, "
+         "services.referral.bootstrap, services.notification.bootstrap, services.audit.bootstrap; "
+         "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako'}))"],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    assert imported.stdout.strip() == "[]"
+
+
+async def test_the_migrations_child_says_why_it_failed(infrastructure, tmp_path: Path):
+    """Its failure comes back as one line: a database not reachable now is a ConnectionError,
+    which start-up waits out; anything else stops the start with the child's reason."""
+    url = Settings(database_url=infrastructure.database_url, database_prefix=f"t{uuid.uuid4().hex[:8]}") \
+        .database_for("referral")
+    await ensure_database(url)
+    with pytest.raises(MigrationsFailed, match="migrations \\(upgrade\\) failed: .*"):
+        await _migrations_process("upgrade", tmp_path / "no-migrations-here", url)
+    unreachable = make_url(url).set(port=free_port()).render_as_string(hide_password=False)
+    with pytest.raises(ConnectionError):
+        await _migrations_process("upgrade", REFERRAL_MIGRATIONS, unreachable)
