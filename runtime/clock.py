@@ -20,11 +20,18 @@ def _add_months(start: datetime, months: int) -> datetime:
 
 
 def _add_working_days(start: datetime, days: int) -> datetime:
-    current = start
-    while days > 0:
+    """``days`` Monday-to-Friday days after ``start``, its time of day kept. Five working days
+    are a week from any weekday, and a weekend counts as the Friday before it, so only the
+    remainder is walked (every referral's deadlines are computed with it)."""
+    if days <= 0:
+        return start
+    current = start - timedelta(days=max(0, start.weekday() - 4))
+    weeks, rest = divmod(days, 5)
+    current += timedelta(weeks=weeks)
+    while rest > 0:
         current += timedelta(days=1)
         if current.weekday() < 5:
-            days -= 1
+            rest -= 1
     return current
 
 

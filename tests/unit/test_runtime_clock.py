@@ -2,9 +2,11 @@
 working days."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runtime.clock import due
 
@@ -46,3 +48,20 @@ def test_the_last_day_of_a_shorter_month_stands_for_a_missing_day(start, months,
 def test_what_is_not_a_supported_duration_is_refused(duration: str) -> None:
     with pytest.raises(ValueError):
         due(FRIDAY_NOON, duration, "24/7")
+
+
+def _walked(start: datetime, days: int) -> datetime:
+    """Working days counted one calendar day at a time: the rule, stated plainly."""
+    current = start
+    while days > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            days -= 1
+    return current
+
+
+@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31)),
+       st.integers(min_value=0, max_value=400))
+def test_working_days_are_the_days_walked_one_by_one(start: datetime, days: int):
+    start = start.replace(tzinfo=timezone.utc)
+    assert due(start, f"P{days}D", "working-days") == _walked(start, days)
