@@ -159,8 +159,9 @@ class Runtime:
             fetch_max_wait_ms=(self.settings.kafka_fetch_max_wait_background_ms if background
                                else self.settings.kafka_fetch_max_wait_ms),
             # A consumer on the report's path that has had nothing for a while waits as the
-            # background ones do, until records come again.
-            idle_fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_background_ms,
+            # background ones do, until records come again; a background one, longer still.
+            idle_fetch_max_wait_ms=(self.settings.kafka_fetch_max_wait_quiet_ms if background
+                                    else self.settings.kafka_fetch_max_wait_background_ms),
         )
 
     def retention(self) -> RetentionSchedule:

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # almost nothing.
     kafka_fetch_max_wait_ms: int = 50
     kafka_fetch_max_wait_background_ms: int = 1000
+    # A background consumer that had nothing for a while waits this long until records come
+    # again: the audit trail reads every partition of the network (about 600), and its fetches
+    # were most of an idle network's CPU. Nobody waits on it: the trail is seconds behind.
+    kafka_fetch_max_wait_quiet_ms: int = 3000
     # How often each service reads the broker's epoch marker (runtime.broker_epoch, decision
     # 0026): a broker that came back empty is noticed within this (sooner while it is held).
     broker_epoch_check_seconds: float = 5.0

@@ -1,0 +1,35 @@
+"""How long each consumer lets the broker hold its fetches (decision 0033): the consumers a
+report passes through wait little while records come and longer once none come; background
+consumers (the audit trail, closures, commands), which nobody waits on, longer still once
+quiet, since their fetches of every partition were most of an idle network's CPU."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from runtime.service import Runtime
+from runtime.settings import Settings
+from runtime.signing import Keyring
+
+
+def runtime(settings: Settings) -> Runtime:
+    return Runtime(name="audit", settings=settings, engine=None, sessions=None, producer=None,  # type: ignore[arg-type]
+                   relay=SimpleNamespace(wake=lambda: None), verifier=None, network_key=None,  # type: ignore[arg-type]
+                   keyring=Keyring([]))
+
+
+async def _handler(uow, message) -> None:
+    return None
+
+
+def test_report_path_and_background_consumers_wait_by_role():
+    rt = runtime(Settings())
+    on_path = rt.consumer(group_id="g1", topics=["punte.cases"], handler=_handler)
+    background = rt.consumer(group_id="g2", topics=["punte.cases"], handler=_handler, background=True)
+    assert (on_path._pace.busy_ms, on_path._pace.idle_ms) == (50, 1000)
+    assert (background._pace.busy_ms, background._pace.idle_ms) == (1000, 3000)
+
+
+def test_the_quiet_wait_is_a_setting():
+    rt = runtime(Settings(kafka_fetch_max_wait_quiet_ms=5000, kafka_fetch_max_wait_background_ms=800))
+    background = rt.consumer(group_id="g", topics=["punte.cases"], handler=_handler, background=True)
+    assert (background._pace.busy_ms, background._pace.idle_ms) == (800, 5000)
