@@ -297,11 +297,14 @@ class InboxConsumer:
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
         data_keys: DataKeys | None = None, limits: FailureLimits = FailureLimits(),
         fetch_max_wait_ms: int = 50, idle_fetch_max_wait_ms: int = 0,
+        after_applied: Callable[[], None] | None = None,
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
         ingress topic must be signed with; None checks nothing (the audit trail, which
         records every message as it arrives). ``data_keys``: where the bodies of
-        dead-lettered messages are sealed (None: none is kept)."""
+        dead-lettered messages are sealed (None: none is kept). ``after_commit``: called
+        after a commit that wrote events (the relay's wake); ``after_applied``: after one
+        that applied messages (e.g. the audit tree's wake)."""
         self.service = service
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -315,6 +318,7 @@ class InboxConsumer:
         self._batch_max = batch_max
         self._attempts = attempts
         self._after_commit = after_commit
+        self._after_applied = after_applied
         self._batch_handler = batch_handler
         self._network_keys = network_keys
         self._data_keys = data_keys
@@ -588,6 +592,8 @@ class InboxConsumer:
         self.processed += len(fresh)
         if wrote and self._after_commit:
             self._after_commit()
+        if fresh and self._after_applied:
+            self._after_applied()
         return waiting
 
     def _untrusted(self, message: Message) -> Refused | None:

@@ -3,6 +3,7 @@ stopped together by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -140,18 +141,20 @@ class Runtime:
                  pattern: str | None = None, message_key: Callable[[Message], str] = key_by_event_id,
                  on_failure: FailureHandler | None = None,
                  batch_handler: BatchHandler | None = None,
-                 verify_network: bool = True, background: bool = False) -> InboxConsumer:
+                 verify_network: bool = True, background: bool = False,
+                 after_applied: Callable[[], None] | None = None) -> InboxConsumer:
         """A consumer with this service's settings, its signing key, and the relay woken
         after each commit that wrote events. It applies a message of the network's own
         topics only when the network signed it, unless ``verify_network`` is False.
         ``background``: no report waits for it (the trail, closures, commands), so the
-        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms)."""
+        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms).
+        ``after_applied``: called after each commit that applied messages."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
             message_key=message_key, on_failure=on_failure, signer=self.network_key,
             batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
-            after_commit=self.relay.wake, batch_handler=batch_handler,
+            after_commit=self.relay.wake, after_applied=after_applied, batch_handler=batch_handler,
             network_keys=self.network_keys if verify_network else None, data_keys=self.data_keys,
             limits=FailureLimits(self.settings.consumer_max_consecutive_failures,
                                  self.settings.consumer_max_failures_per_minute,
@@ -206,13 +209,23 @@ class ServiceSpec:
     metrics: Callable[[Runtime, AsyncSession], Awaitable[list[Gauge]]] | None = None
 
 
-def polling(work: Callable[[], Awaitable[int]], idle_seconds: float) -> Callable[[], Awaitable[None]]:
+def polling(work: Callable[[], Awaitable[int]], idle_seconds: float,
+            wake: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
     """A background loop for ServiceSpec.loops: ``work`` again at once while it finds
-    something to do (it returns how much it did), after ``idle_seconds`` when it did nothing."""
+    something to do (it returns how much it did), after ``idle_seconds`` when it did nothing,
+    or as soon as ``wake`` is set (by what gives it work in this process: the poll then only
+    finds what another process did, and can be slow)."""
     async def loop() -> None:
         while True:
-            if not await work():
+            if wake is not None:
+                wake.clear()  # before the pass: work arriving during it sends it round again
+            if await work():
+                continue
+            if wake is None:
                 await asyncio.sleep(idle_seconds)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), idle_seconds)
     return loop
 
 

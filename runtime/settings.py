@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     audit_origin: str = "punte.ro/audit/bacau"
     audit_log_key_file: Path | None = None
     audit_checkpoint_seconds: float = 30.0
+    # The tree integrates what the trail's consumer committed as soon as it commits; this poll
+    # only finds what another replica appended (it polled every 200 ms: an idle trail's most
+    # frequent work, issue #14).
+    audit_tree_poll_seconds: float = 2.0
     # How often the audit verifies its whole trail against the broker for /metrics (the
     # PunteAuditNotVerified alert, decision 0037); 0: never (GET /verify still does).
     audit_verify_seconds: float = 900.0

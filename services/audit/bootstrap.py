@@ -1,6 +1,7 @@
 """Composition root: wires audit's handlers to the runtime and the topic names."""
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +36,12 @@ def trail(rt: Runtime) -> handlers.Trail:
                           network_keys=rt.network_keys, schedule=reference.retention(rt.settings.retention_file))
 
 
+def appended(rt: Runtime) -> asyncio.Event:
+    """Set when the trail's consumer committed entries: the tree integrates them at once,
+    and its poll (which only finds what another replica appended) can be slow."""
+    return rt.extras.setdefault("audit_appended", asyncio.Event())
+
+
 def consumers(rt: Runtime) -> list[InboxConsumer]:
     if "audit_trail" not in rt.extras:  # start() builds it; a runtime built by hand may not have
         rt.extras["audit_trail"] = trail(rt)
@@ -46,7 +53,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=handlers.key_in_epoch(rt.broker_epoch),
                         handler=partial(handlers.append, trail=deps),
                         batch_handler=partial(handlers.append_many, trail=deps),
-                        verify_network=False, background=True),
+                        verify_network=False, background=True, after_applied=appended(rt).set),
             # The person's rights: each case's lead and participants, so exports go to the
             # lead's officer only.
             rt.consumer(group_id="punte-audit-cases", topics=["punte.cases", "punte.referrals"],
@@ -100,7 +107,8 @@ def loops(rt: Runtime):
         return 0
 
     rt.extras["audit_verified"] = Verified(None, time.time(), 0)
-    background = [polling(tree, 0.2), polling(purge, rt.settings.purge_poll_seconds)]
+    background = [polling(tree, rt.settings.audit_tree_poll_seconds, wake=appended(rt)),
+                  polling(purge, rt.settings.purge_poll_seconds)]
     if rt.settings.audit_verify_seconds > 0:
         background.append(polling(verify, rt.settings.audit_verify_seconds))
     return background

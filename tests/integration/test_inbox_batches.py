@@ -156,3 +156,23 @@ async def test_the_fetch_wait_is_changed_on_the_running_client_and_records_still
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def test_after_applied_is_called_once_a_batch_commits_and_not_for_duplicates(database):
+    """What waits on a consumer's work in its process (the audit tree) is told when a batch
+    that applied messages has committed, and only then."""
+    engine, sessions = database
+    told: list[int] = []
+
+    async def handle(uow: UnitOfWork, msg: Message) -> None:
+        async with engine.connect() as other:  # another connection: what is committed
+            told_before = len((await other.execute(sa.text("SELECT n FROM applied"))).all())
+        await uow.session.execute(sa.text("INSERT INTO applied (n) VALUES (:n)"), {"n": told_before})
+
+    inbox = InboxConsumer(service="intake", group_id="unused", bootstrap="unused", sessions=sessions,
+                          handler=handle, after_applied=lambda: told.append(len(told)))
+    batch = [message("in", event(n), offset=n) for n in range(3)]
+    await inbox.process(batch)
+    assert told == [0] and len(await applied(engine)) == 3
+    await inbox.process(batch)  # the same again: nothing applied, nobody told
+    assert told == [0]

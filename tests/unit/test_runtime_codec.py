@@ -154,6 +154,39 @@ async def test_a_polling_loop_works_at_once_while_busy_and_waits_only_when_idle(
     assert calls == ["work:3", "work:1", "work:0", "sleep:1.5", "work:2"]
 
 
+async def test_a_woken_poll_works_at_once_and_otherwise_waits_its_interval():
+    """``wake``: what gives the loop work in this process sets it, and the loop goes round
+    without waiting out its (slow) interval; with nothing set it still polls."""
+    import asyncio
+
+    from runtime import service
+
+    wake = asyncio.Event()
+    passes: list[float] = []
+
+    async def work() -> int:
+        passes.append(asyncio.get_running_loop().time())
+        return 0
+
+    loop = asyncio.create_task(service.polling(work, 30.0, wake=wake)())
+    await asyncio.sleep(0.05)
+    assert len(passes) == 1  # the first pass found nothing, and it waits
+    wake.set()
+    await asyncio.sleep(0.05)
+    assert len(passes) == 2, "woken: it went round at once"
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+
+    passes.clear()
+    loop = asyncio.create_task(service.polling(work, 0.05, wake=asyncio.Event())())
+    await asyncio.sleep(0.18)
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert len(passes) >= 3, "never woken: it polls at its interval"
+
+
 @pytest.mark.parametrize("headers, body", [
     ([("ce_specversion", b"Testescu"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}"),
     ([*GOOD[:4], ("ce_time", b"Ana Testescu")], b"{}"),
