@@ -294,7 +294,16 @@ async def _keep_or_erase(session: AsyncSession, appended: Sequence[_Appended], l
     """The retention schedule as the network's events move it: a closed case's values (and
     its reports') are erased ``closed-case`` days after closing, unless it is reopened
     first; a refused report's ``unconfirmed-report`` days after the refusal, unless it
-    joined a case."""
+    joined a case. Cancellations, most of what a batch holds (every report that opens or
+    joins a case), go in one statement per run of them, in the batch's order with the
+    schedulings between them."""
+    cancelled: list[str] = []
+
+    async def cancel_now() -> None:
+        if cancelled:
+            await retention.cancel(session, cancelled)
+            cancelled.clear()
+
     for item in appended:
         if not item.trusted:
             continue
@@ -305,17 +314,20 @@ async def _keep_or_erase(session: AsyncSession, appended: Sequence[_Appended], l
         refused = values.refused_report(event_type, item.body)
         if link is not None:
             # A report that joined a case is kept with it, whatever a refusal said before.
-            await retention.cancel(session, [values.report_scope(link[0])])
+            cancelled.append(values.report_scope(link[0]))
         elif closed is not None:
+            await cancel_now()
             rule = schedule.rule("closed-case")
             scopes = closed.scopes(await sealed_values.reports_of(session, closed.case_id))
             await retention.schedule(session, scopes, rule.id, closed.closed_at + timedelta(days=rule.days))
         elif reopened is not None:
             reports = await sealed_values.reports_of(session, reopened)
-            await retention.cancel(session, [values.case_scope(reopened), *map(values.report_scope, reports)])
+            cancelled.extend([values.case_scope(reopened), *map(values.report_scope, reports)])
         elif refused is not None and refused not in links:
+            await cancel_now()
             rule = schedule.rule("unconfirmed-report")
             await retention.schedule(session, [values.report_scope(refused)], rule.id, now + timedelta(days=rule.days))
+    await cancel_now()
 
 
 async def erase_due(session: AsyncSession, data_keys: DataKeys, now: datetime) -> int:

@@ -24,7 +24,14 @@ from services.audit import handlers
 from services.audit.adapters.tables import audit_entries, tree_nodes
 from services.audit.domain import checkpoint, merkle, offline, tiles
 from services.audit.domain.subjects import MAX_SEARCHABLE
-from tests.integration.helpers import audit_trail, emitted, message, migrated_database, read_topic
+from tests.integration.helpers import (
+    NETWORK_KEY,
+    audit_trail,
+    emitted,
+    message,
+    migrated_database,
+    read_topic,
+)
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.test/audit", SigningKey.generate("punte.test/audit-1"))
@@ -301,3 +308,54 @@ async def test_a_trail_that_missed_the_last_message_of_a_partition_is_not_verifi
     async with sessions() as session:
         result = await handlers.verify_stored(session, ends=ends)
     assert result.verified and result.state == "verified" and result.not_audited == 0
+
+
+def _network(type_: str, data: dict, subject: str) -> CloudEvent:
+    return NETWORK_KEY.sign(CloudEvent.new(type_, "/punte/intake", data, subject=subject))
+
+
+async def _pending_erasures(engine) -> set[str]:
+    async with engine.connect() as conn:
+        return set((await conn.execute(sa.text(
+            "SELECT scope FROM punte_erasures WHERE done_at IS NULL"))).scalars())
+
+
+async def test_reports_joining_cases_cancel_their_erasures_in_one_statement_in_order(audit):
+    """Every report that opens or joins a case cancels its pending erasure: one statement for
+    a batch's run of them, not one per report; schedulings between them keep their order (a
+    case closed then reopened in one batch is kept; reopened then closed, it is not)."""
+    replica, engine, _ = audit
+    inbox = replica()
+    refused = [_network("ro.punte.outcome.v1", {
+        "subject_id": f"rep-{n}", "subject_type": "ro.punte.report.submitted.v2", "status": "rejected",
+        "case_id": None, "reason": {"code": "SCHEMA_VIOLATION", "message_ro": "x", "message_en": "x"}}, f"rep-{n}")
+        for n in range(20)]
+    await inbox.process([message("punte.delivery.isj-bc", e, offset=n) for n, e in enumerate(refused)])
+    assert await _pending_erasures(engine) == {f"report:rep-{n}" for n in range(20)}
+
+    opened = [_network("ro.punte.case.opened.v1", {"case_id": f"case-{n}", "report_id": f"rep-{n}"}, f"case-{n}")
+              for n in range(20)]
+    deletes: list[str] = []
+
+    def note(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM PUNTE_ERASURES"):
+            deletes.append(statement)
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        await inbox.process([message("punte.cases", e, offset=n) for n, e in enumerate(opened)])
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", note)
+    assert await _pending_erasures(engine) == set(), "every report joined a case: none is erased"
+    assert len(deletes) == 1, "one statement for the batch's cancellations"
+
+    now = datetime.now(timezone.utc).isoformat()
+    closed = _network("ro.punte.case.closed.v1", {"case_id": "case-0", "closed_at": now, "report_ids": ["rep-0"]},
+                      "case-0")
+    reopened = _network("ro.punte.case.reopened.v1", {"case_id": "case-0", "reopened_at": now}, "case-0")
+    await inbox.process([message("punte.referrals", e, offset=n) for n, e in enumerate([closed, reopened])])
+    assert await _pending_erasures(engine) == set(), "closed, then reopened: kept"
+    again = [_network("ro.punte.case.reopened.v1", {"case_id": "case-0", "reopened_at": now}, "case-0"),
+             _network("ro.punte.case.closed.v1", {"case_id": "case-0", "closed_at": now, "report_ids": ["rep-0"]},
+                      "case-0")]
+    await inbox.process([message("punte.referrals", e, offset=n) for n, e in enumerate(again, start=2)])
+    assert await _pending_erasures(engine) == {"case:case-0", "report:rep-0"}, "reopened, then closed: erased"
