@@ -36,6 +36,7 @@ from contracts.rights import serves_a_right
 from runtime import restrictions
 from runtime.access import purpose_named
 from runtime.cloudevents import CloudEvent, EnvelopeError
+from runtime.db import any_of
 from runtime.inbox import Message, UnitOfWork, dead_letter, failure_detail
 from runtime.log import get_logger
 from runtime.signing import SigningKey
@@ -280,7 +281,7 @@ async def _tell_people(uow: UnitOfWork, entries: list[_Entry], config: Config) -
     referral_ids = {e.notice.referral_id for e in entries if e.notice.referral_id}
     owners = dict((await uow.session.execute(
         sa.select(referral_owners.c.referral_id, referral_owners.c.owner)
-        .where(referral_owners.c.referral_id.in_(sorted(referral_ids))))).all()) if referral_ids else {}
+        .where(any_of(referral_owners.c.referral_id, sorted(referral_ids))))).all()) if referral_ids else {}
     members = {person for e in entries
                for person in recipients.members(e.notice.recipient, "case-manager", "supervisor", "coordinator")}
     chosen = await preference_store.of(uow.session, members)

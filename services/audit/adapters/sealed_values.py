@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.data_keys import DataKeys
+from runtime.db import any_of
 from services.audit.adapters import bulk
 from services.audit.adapters.tables import audit_entries, audit_report_cases, audit_sealed_values
 
@@ -25,7 +26,7 @@ async def links(session: AsyncSession, report_ids: Iterable[str]) -> dict[str, s
     if not wanted:
         return {}
     rows = await session.execute(sa.select(audit_report_cases.c.report_id, audit_report_cases.c.case_id)
-                                 .where(audit_report_cases.c.report_id.in_(wanted)))
+                                 .where(any_of(audit_report_cases.c.report_id, wanted)))
     return {r.report_id: r.case_id for r in rows}
 
 

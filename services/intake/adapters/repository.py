@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.db import any_of
 from runtime.ingress import keep_answer
 from services.intake.adapters.tables import (
     case_reports,
@@ -34,7 +35,7 @@ async def open_cases_of_children(session: AsyncSession, child_refs: Iterable[str
     return (await session.execute(
         sa.select(cases.c.case_id, cases.c.child_ref, cases.c.county, cases.c.uat_siruta, cases.c.birth_year,
                   cases.c.categories, cases.c.urgency, cases.c.lead, cases.c.informed, cases.c.opened_at)
-        .where(cases.c.child_ref.in_(sorted(set(child_refs))), cases.c.status == "open")
+        .where(any_of(cases.c.child_ref, sorted(set(child_refs))), cases.c.status == "open")
         .order_by(cases.c.case_id).with_for_update()
     )).all()
 
@@ -43,7 +44,7 @@ async def households_of(session: AsyncSession, child_refs: Iterable[str]) -> Seq
     """Every child known to share a household with one of these, from earlier reports."""
     return (await session.execute(
         sa.select(household_links.c.child_ref, household_links.c.sibling_ref)
-        .where(household_links.c.child_ref.in_(sorted(set(child_refs))))
+        .where(any_of(household_links.c.child_ref, sorted(set(child_refs))))
     )).all()
 
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.db import any_of
 from services.notification.adapters.tables import inbox_entries, people_deliveries
 from services.notification.domain.dispatch import Outgoing
 
@@ -45,7 +46,7 @@ async def pages_since(session: AsyncSession, persons: Collection[str], since: da
     or status) since ``since``, in this transaction's view."""
     rows = await session.execute(
         sa.select(_t.c.person, sa.func.count(sa.distinct(sa.tuple_(_t.c.notification_id, _t.c.round))))
-        .where(_t.c.person.in_(list(persons)), _t.c.purpose == "alert", _t.c.created_at >= since)
+        .where(any_of(_t.c.person, persons), _t.c.purpose == "alert", _t.c.created_at >= since)
         .group_by(_t.c.person))
     return {person: count for person, count in rows.all()}
 
@@ -68,17 +69,17 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[sa.Row]:
 
 
 async def mark_sent(session: AsyncSession, ids: list[int], provider_id: str, now: datetime) -> None:
-    await session.execute(sa.update(_t).where(_t.c.id.in_(ids)).values(
+    await session.execute(sa.update(_t).where(any_of(_t.c.id, ids)).values(
         status=SENT, attempts=_t.c.attempts + 1, provider_id=provider_id, sent_at=now, last_error=None))
 
 
 async def mark_retry(session: AsyncSession, ids: list[int], next_at: datetime, error: str) -> None:
-    await session.execute(sa.update(_t).where(_t.c.id.in_(ids)).values(
+    await session.execute(sa.update(_t).where(any_of(_t.c.id, ids)).values(
         attempts=_t.c.attempts + 1, due_at=next_at, last_error=error[:_ERROR_MAX]))
 
 
 async def mark_failed(session: AsyncSession, ids: list[int], error: str) -> None:
-    await session.execute(sa.update(_t).where(_t.c.id.in_(ids)).values(
+    await session.execute(sa.update(_t).where(any_of(_t.c.id, ids)).values(
         status=FAILED, attempts=_t.c.attempts + 1, last_error=error[:_ERROR_MAX]))
 
 

@@ -9,13 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.db import any_of
 from services.notification.adapters.tables import preferences as _t
 from services.notification.domain.recipients import Preference
 
 
 async def of(session: AsyncSession, people: Iterable[str]) -> dict[str, Preference]:
     """The preferences those of ``people`` who set their own have."""
-    rows = (await session.execute(sa.select(_t).where(_t.c.person.in_(list(people))))).all()
+    rows = (await session.execute(sa.select(_t).where(any_of(_t.c.person, people)))).all()
     return {row.person: Preference(channels=row.channels, digest=row.digest) for row in rows}
 
 
