@@ -4,10 +4,11 @@ from what it found and with which exit code, and every refused or failed HTTP ca
 one line, against a real HTTP server."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -188,22 +189,20 @@ def test_metrics_are_read_by_the_names_the_services_expose():
 
 # --- one line for every HTTP failure ----------------------------------------------------
 
-@pytest.fixture
-def refusing_server() -> Iterator[str]:
-    """A real HTTP server answering as a service that refuses: 403 with the project's
-    reason shape on /dead-letters, 500 in plain text elsewhere."""
+@contextlib.contextmanager
+def answering(answer: Callable[[BaseHTTPRequestHandler], tuple[bytes, int, str]]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 (its base URL) whose every request gets ``answer``'s
+    (body, status, content type)."""
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path.startswith("/dead-letters"):
-                body, code, kind = json.dumps({"detail": {"code": "FORBIDDEN", "message": "the operator role is "
-                                                          "needed\nfor this"}}).encode(), 403, "application/json"
-            else:
-                body, code, kind = b"Internal Server Error\n  at line 3", 500, "text/plain"
+        def _answer(self) -> None:
+            body, code, kind = answer(self)
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
 
         def log_message(self, *args) -> None:
             pass
@@ -215,6 +214,20 @@ def refusing_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    """A real HTTP server answering as a service that refuses: 403 with the project's
+    reason shape on /dead-letters, 500 in plain text elsewhere."""
+    def refuse(request: BaseHTTPRequestHandler) -> tuple[bytes, int, str]:
+        if request.path.startswith("/dead-letters"):
+            return json.dumps({"detail": {"code": "FORBIDDEN", "message": "the operator role is "
+                                          "needed\nfor this"}}).encode(), 403, "application/json"
+        return b"Internal Server Error\n  at line 3", 500, "text/plain"
+
+    with answering(refuse) as url:
+        yield url
 
 
 def test_a_refusal_is_one_line_with_its_reason_code(refusing_server: str):
@@ -277,28 +290,15 @@ def test_rotate_secret_asks_the_network_for_a_new_one_and_prints_only_the_secret
     /webhooks/secret) and printed alone, so it can go straight into a secret store."""
     asked: list[tuple[str, dict]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            asked.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-            body = json.dumps({"institution": "dgaspc-bc", "webhook": True, "secret": "whsec_c2ludGV0aWM=",
-                               "secret_created_at": "2026-11-30T12:00:00Z", "signatures": ["v1", "v1a"]}).encode()
-            self.send_response(201)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def rotate(request: BaseHTTPRequestHandler) -> tuple[bytes, int, str]:
+        asked.append((request.path, json.loads(request.rfile.read(int(request.headers["Content-Length"])))))
+        return json.dumps({"institution": "dgaspc-bc", "webhook": True, "secret": "whsec_c2ludGV0aWM=",
+                           "secret_created_at": "2026-11-30T12:00:00Z", "signatures": ["v1", "v1a"]}).encode(), \
+            201, "application/json"
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        result = RUNNER.invoke(app, ["webhooks", "rotate-secret", "dgaspc-bc", "--url",
-                                     f"notification=http://127.0.0.1:{server.server_address[1]}", "--token", "t"])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(rotate) as url:
+        result = RUNNER.invoke(app, ["webhooks", "rotate-secret", "dgaspc-bc", "--url", f"notification={url}",
+                                     "--token", "t"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "whsec_c2ludGV0aWM=\n"
     assert asked == [("/webhooks/secret", {"institution": "dgaspc-bc"})]
