@@ -35,6 +35,7 @@ from runtime.data_keys import DataKeys, Erased, from_settings
 from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
     DEAD_LETTER_TYPE,
+    ROOT,
     BatchHandler,
     FailureHandler,
     FailureLimits,
@@ -257,7 +258,7 @@ async def _migrations_process(command: str, migrations: Path, url: str) -> str:
     (when_reachable); any other failure is MigrationsFailed with the child's line."""
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "runtime.migrations", command, str(migrations),
-        env={**os.environ, URL_VARIABLE: url}, cwd=str(Path(__file__).resolve().parent.parent),
+        env={**os.environ, URL_VARIABLE: url}, cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await child.communicate()
     said = (err.decode(errors="replace").strip().splitlines() or [f"exit {child.returncode}"])[-1]
