@@ -38,6 +38,8 @@ from typing import Literal
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError, for_code
+from aiokafka.protocol.metadata import MetadataRequest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.reference import BROKER_EPOCH_TOPIC, institutions, retention, topic_partitions
@@ -110,14 +112,14 @@ def decide(recorded: Sequence[Recorded], current: Epoch | None) -> Seen:
 
 async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None = None) -> Epoch | None:
     """The broker's epoch: the first record of ``TOPIC``; None when the topic is missing or
-    empty. Asks for the topic list first, so a missing topic is not auto-created. ``settings``:
-    whose credentials (default: the environment's, PUNTE_KAFKA_*)."""
+    empty. Asks whether the topic exists first, so a missing topic is not auto-created.
+    ``settings``: whose credentials (default: the environment's, PUNTE_KAFKA_*)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
                                 **client_options(settings))
     await consumer.start()
     try:
-        if TOPIC not in await consumer.topics():
+        if not await _exists(consumer):
             return None
         tp = TopicPartition(TOPIC, 0)
         first = (await consumer.beginning_offsets([tp]))[tp]
@@ -133,6 +135,27 @@ async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None 
                     return Epoch.decoded(records[0].value)
     finally:
         await consumer.stop()
+
+
+async def _exists(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the broker has ``TOPIC``, asking for that topic alone and never creating it.
+    The topic list (``consumer.topics()``) describes every partition of the network: every
+    service asks every few seconds, and that was most of what the watch cost an idle network
+    (bench/README.md, issue #14). aiokafka has no public call for one topic's metadata that
+    does not create it, so the request goes through its client (aiokafka <0.15, pinned;
+    tests/integration/test_broker_epoch_reads.py)."""
+    client = consumer._client
+    node = client.get_random_node()
+    if node is None:
+        raise KafkaConnectionError("no broker known to ask for the epoch topic")
+    response = await client.send(node, MetadataRequest([TOPIC], allow_auto_topic_creation=False))
+    found = [t for t in response.to_object()["topics"] if t["topic"] == TOPIC]
+    if not found or found[0]["error_code"] == UnknownTopicOrPartitionError.errno:
+        return False
+    error = found[0]["error_code"]
+    if error:
+        raise for_code(error)(f"metadata of {TOPIC}")
+    return True
 
 
 async def claim(bootstrap: str, settings: Settings | None = None) -> Epoch:
@@ -285,6 +308,8 @@ class EpochWatch:
                 self._going = False
                 await self._hold(BROKER_EMPTY)
             return "missing"
+        if self._steady(current):
+            return "same"
         # Decided and acted on under a lock: replicas of the service record an epoch once.
         async with self._engine.begin() as conn:
             await conn.execute(sa.text("LOCK TABLE punte_broker_epochs IN EXCLUSIVE MODE"))
@@ -329,6 +354,14 @@ class EpochWatch:
             self._going = True
             await self._go(rewind)
         return seen
+
+    def _steady(self, current: Epoch) -> bool:
+        """Whether ``current`` is the epoch this process last found recorded and rewound, its
+        relay and consumers running: then the database has nothing new to say (only a new
+        epoch on the broker changes what is recorded), and the look ends without a
+        transaction. Every other case (a new or unfinished epoch, held) asks the database."""
+        return (self._going and self.observed.state == "current" and self.observed.epoch == current.id
+                and self.observed.rewound is True)
 
     async def run(self) -> None:
         while True:
