@@ -34,6 +34,7 @@ from runtime.cloudevents import CloudEvent
 from runtime.data_keys import DataKeys
 from runtime.db import any_of
 from runtime.log import get_logger
+from runtime.quiet import QuietWait
 from runtime.signing import SigningKey
 from runtime.telemetry import context_from_text, current_trace_headers, kafka_injects, tracer
 
@@ -155,11 +156,12 @@ class Outbox:
 
 class OutboxRelay:
     def __init__(self, engine: AsyncEngine, producer: AIOKafkaProducer, batch_max: int = 500,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, quiet_seconds: float = 0.0) -> None:
         self._engine = engine
         self._producer = producer
         self._batch_max = batch_max
         self._poll = poll_seconds
+        self._quiet = quiet_seconds  # runtime.quiet: the poll's longest wait on a quiet network
         self._wake = asyncio.Event()
         self._contended = False  # the last pass found another replica's relay at work
         self.published = 0
@@ -174,6 +176,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         backoff = 0.1
+        pace = QuietWait(self._poll, self._quiet)
         while True:
             if self.held is not None:
                 self._wake.clear()
@@ -195,13 +198,17 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if sent or self._contended:
+                pace.worked()
             if sent < self._batch_max:
                 try:
                     # Another replica holds the lock: its batch is being published, and ours
                     # may be next in line, so look again soon rather than at the next poll.
-                    await asyncio.wait_for(self._wake.wait(), min(self._poll, 0.05) if self._contended else self._poll)
+                    await asyncio.wait_for(self._wake.wait(), min(self._poll, 0.05) if self._contended else pace.idle())
                 except TimeoutError:
                     pass
+                if self._wake.is_set():
+                    pace.worked()
 
     async def _learn_topics(self, topics: set[str]) -> None:
         """Ask the broker about every topic of a batch at once. A producer's first send to a

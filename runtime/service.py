@@ -62,6 +62,7 @@ from runtime.outbox import (
     parked_rows,
     retry_parked,
 )
+from runtime.quiet import QuietWait
 from runtime.retention import purge
 from runtime.settings import Settings
 from runtime.signing import Keyring, SigningKey, network_jwks, network_keyring
@@ -168,6 +169,12 @@ class Runtime:
                                     else self.settings.kafka_fetch_max_wait_background_ms),
         )
 
+    def polling(self, work: Callable[[], Awaitable[int]], idle_seconds: float,
+                wake: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
+        """``polling`` with this service's quiet wait (PUNTE_POLL_QUIET_SECONDS): every
+        background loop of a service backs off the same way on a quiet network."""
+        return polling(work, idle_seconds, wake, self.settings.poll_quiet_seconds)
+
     def retention(self) -> RetentionSchedule:
         """The retention schedule (PUNTE_RETENTION_FILE, else contracts/reference)."""
         return retention(self.settings.retention_file)
@@ -185,7 +192,7 @@ class Runtime:
             async with self.sessions() as session, session.begin():
                 return await work(session, data_keys, schedule, datetime.now(timezone.utc))
 
-        return polling(once, self.settings.purge_poll_seconds)
+        return self.polling(once, self.settings.purge_poll_seconds)
 
 
 @dataclass
@@ -211,22 +218,29 @@ class ServiceSpec:
 
 
 def polling(work: Callable[[], Awaitable[int]], idle_seconds: float,
-            wake: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
+            wake: asyncio.Event | None = None, quiet_seconds: float = 0.0) -> Callable[[], Awaitable[None]]:
     """A background loop for ServiceSpec.loops: ``work`` again at once while it finds
     something to do (it returns how much it did), after ``idle_seconds`` when it did nothing,
     or as soon as ``wake`` is set (by what gives it work in this process: the poll then only
-    finds what another process did, and can be slow)."""
+    finds what another process did, and can be slow). Each further pass that finds nothing
+    waits twice as long, up to ``quiet_seconds`` (runtime.quiet; Runtime.polling passes
+    PUNTE_POLL_QUIET_SECONDS)."""
     async def loop() -> None:
+        pace = QuietWait(idle_seconds, quiet_seconds)
         while True:
             if wake is not None:
                 wake.clear()  # before the pass: work arriving during it sends it round again
             if await work():
+                pace.worked()
                 continue
+            wait = pace.idle()
             if wake is None:
-                await asyncio.sleep(idle_seconds)
+                await asyncio.sleep(wait)
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), idle_seconds)
+                    await asyncio.wait_for(wake.wait(), wait)
+                if wake.is_set():
+                    pace.worked()
     return loop
 
 
@@ -427,7 +441,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         instrument_engine(engine.sync_engine)
         producer = make_producer(settings.kafka_bootstrap, settings)
         await _start_producer(producer)
-        relay = OutboxRelay(engine, producer, settings.relay_batch_max, settings.relay_poll_seconds)
+        relay = OutboxRelay(engine, producer, settings.relay_batch_max, settings.relay_poll_seconds,
+                            settings.poll_quiet_seconds)
         runtime = Runtime(
             name=spec.name, settings=settings, engine=engine, sessions=make_sessions(engine),
             producer=producer, relay=relay,

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     # finds rows another process wrote (a replica, the CLI), so it can be slow: an idle
     # service then costs nothing (issue #14).
     relay_poll_seconds: float = 1.0
+    # A background loop that keeps finding nothing (the relay, the notification dispatcher,
+    # the referral's timers, the audit tree) waits twice as long after each empty pass, up
+    # to this; work or a wake brings it back to its interval (runtime.quiet, issue #14). A
+    # due timer or another process's row then waits at most this long on a quiet network;
+    # 0 keeps every loop at its interval.
+    poll_quiet_seconds: float = 8.0
     # How long the broker may hold a consumer's fetch when nothing is new (decision 0033).
     # Apache Kafka answers as soon as a record arrives, so the wait costs no latency there;
     # Tansu answers later, and a fetch of many partitions costs it CPU each time, so

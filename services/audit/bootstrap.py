@@ -15,7 +15,7 @@ from runtime import data_keys, retention
 from runtime.inbox import InboxConsumer
 from runtime.log import get_logger
 from runtime.metrics import Gauge
-from runtime.service import Runtime, ServiceSpec, polling
+from runtime.service import Runtime, ServiceSpec
 from runtime.signing import SigningKey
 from services.audit import handlers
 from services.audit.domain.subjects import PLACEHOLDER
@@ -107,10 +107,10 @@ def loops(rt: Runtime):
         return 0
 
     rt.extras["audit_verified"] = Verified(None, time.time(), 0)
-    background = [polling(tree, rt.settings.audit_tree_poll_seconds, wake=appended(rt)),
-                  polling(purge, rt.settings.purge_poll_seconds)]
+    background = [rt.polling(tree, rt.settings.audit_tree_poll_seconds, wake=appended(rt)),
+                  rt.polling(purge, rt.settings.purge_poll_seconds)]
     if rt.settings.audit_verify_seconds > 0:
-        background.append(polling(verify, rt.settings.audit_verify_seconds))
+        background.append(rt.polling(verify, rt.settings.audit_verify_seconds))
     return background
 
 

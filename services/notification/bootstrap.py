@@ -10,7 +10,7 @@ import httpx
 
 from contracts import reference
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
-from runtime.service import Runtime, ServiceSpec, polling
+from runtime.service import Runtime, ServiceSpec
 from runtime.settings import Settings
 from services.notification import handlers, retention
 from services.notification.adapters import metrics, recipients_file
@@ -83,7 +83,7 @@ def loops(rt: Runtime):
 
     async def dispatcher() -> None:
         async with httpx.AsyncClient() as client:
-            await polling(partial(dispatch, client), rt.settings.dispatch_poll_seconds)()
+            await rt.polling(partial(dispatch, client), rt.settings.dispatch_poll_seconds)()
 
     return [dispatcher, rt.purge_job(retention.purge)]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runtime.inbox import InboxConsumer, Message, UnitOfWork
 from runtime.ingress import key_by_sender
-from runtime.service import Runtime, ServiceSpec, polling
+from runtime.service import Runtime, ServiceSpec
 from services.referral import handlers, retention
 from services.referral.adapters import metrics
 from services.referral.entrypoints import http, privacy
@@ -60,7 +60,7 @@ def loops(rt: Runtime):
         async with rt.unit_of_work() as uow:
             return await handlers.fire_due_timers(uow, config)
 
-    return [polling(timers, rt.settings.timer_poll_seconds), rt.purge_job(retention.purge)]
+    return [rt.polling(timers, rt.settings.timer_poll_seconds), rt.purge_job(retention.purge)]
 
 
 SPEC = ServiceSpec(

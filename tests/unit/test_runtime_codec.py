@@ -198,3 +198,72 @@ def test_a_refusal_says_where_the_event_is_unreadable_never_what_it_says(headers
     with pytest.raises(EnvelopeError) as refused:
         decode(headers, body)
     assert "Testescu" not in refused.value.detail
+
+
+def test_a_quiet_loop_waits_longer_with_each_empty_pass_up_to_its_quiet_wait_and_work_brings_it_back():
+    from runtime.quiet import QuietWait
+
+    wait = QuietWait(1.0, 8.0)
+    assert [wait.idle() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    wait.worked()
+    assert [wait.idle() for _ in range(2)] == [1.0, 2.0]
+    # A quiet wait below the interval (or none): the interval, as before.
+    assert [QuietWait(60.0, 8.0).idle() for _ in range(3)] == [60.0] * 3
+    assert [QuietWait(0.5, 0.0).idle() for _ in range(3)] == [0.5] * 3
+
+
+async def test_an_idle_poll_backs_off_until_work_or_a_wake_brings_its_interval_back(monkeypatch):
+    """What a poll on a quiet network does: nothing found, it waits its interval, then twice
+    that, up to the quiet wait; work found sends it round at once and back to the interval."""
+    import asyncio
+
+    from runtime import service
+
+    found = iter([0, 0, 0, 0, 0, 2, 0, 0])
+    calls: list[str] = []
+
+    async def work() -> int:
+        try:
+            n = next(found)
+        except StopIteration:
+            raise asyncio.CancelledError from None
+        calls.append(f"work:{n}")
+        return n
+
+    async def sleep(seconds: float) -> None:
+        calls.append(f"sleep:{seconds}")
+    monkeypatch.setattr(service.asyncio, "sleep", sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await service.polling(work, 1.0, quiet_seconds=4.0)()
+    assert calls == ["work:0", "sleep:1.0", "work:0", "sleep:2.0", "work:0", "sleep:4.0", "work:0", "sleep:4.0",
+                     "work:0", "sleep:4.0", "work:2", "work:0", "sleep:1.0", "work:0", "sleep:2.0"]
+
+
+async def test_an_idle_relay_backs_off_and_a_commit_of_its_process_brings_it_back(monkeypatch):
+    """The relay's poll on a quiet network: its interval, then longer up to the quiet wait;
+    a wake (a commit of its own process that wrote events) sends it round at once, and its
+    next empty poll waits the interval again."""
+    import asyncio
+
+    from runtime import outbox
+
+    relay = outbox.OutboxRelay(None, None, batch_max=10, poll_seconds=1.0, quiet_seconds=4.0)  # type: ignore[arg-type]
+    waits: list[float] = []
+
+    async def publish_batch() -> int:
+        return 0
+    relay.publish_batch = publish_batch  # type: ignore[method-assign]
+
+    async def wait_for(awaitable, timeout):
+        awaitable.close()
+        waits.append(timeout)
+        if len(waits) == 4:
+            relay.wake()  # a commit while it waited
+            return True
+        if len(waits) == 6:
+            raise asyncio.CancelledError
+        raise TimeoutError
+    monkeypatch.setattr(outbox.asyncio, "wait_for", wait_for)
+    with pytest.raises(asyncio.CancelledError):
+        await relay.run()
+    assert waits == [1.0, 2.0, 4.0, 4.0, 1.0, 2.0]
