@@ -2,6 +2,7 @@
 configuration and the channels (SMTP, SMS, webhooks)."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -45,6 +46,13 @@ async def configure(rt: Runtime) -> None:
     )
 
 
+def queued(rt: Runtime) -> asyncio.Event:
+    """Set when the consumer committed notices: their e-mails, SMS and webhooks are queued,
+    and the dispatcher sends them at once; its poll only finds what comes due later (a held
+    page, a retry, an alert to escalate) or what another process queued, and can be slow."""
+    return rt.extras.setdefault("notification_queued", asyncio.Event())
+
+
 def consumers(rt: Runtime) -> list[InboxConsumer]:
     config: handlers.Config = rt.extras[CONFIG]
     schedule = rt.retention()
@@ -63,7 +71,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
         await pending.write(uow, config)
 
     return [rt.consumer(group_id="punte-notification", handler=handle, topics=TOPICS,
-                        batch_handler=handle_many)]
+                        batch_handler=handle_many, after_applied=queued(rt).set)]
 
 
 def loops(rt: Runtime):
@@ -83,7 +91,7 @@ def loops(rt: Runtime):
 
     async def dispatcher() -> None:
         async with httpx.AsyncClient() as client:
-            await rt.polling(partial(dispatch, client), rt.settings.dispatch_poll_seconds)()
+            await rt.polling(partial(dispatch, client), rt.settings.dispatch_poll_seconds, wake=queued(rt))()
 
     return [dispatcher, rt.purge_job(retention.purge)]
 
