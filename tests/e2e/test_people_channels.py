@@ -110,7 +110,11 @@ async def test_a_p0_case_reaches_the_on_call_person_and_the_leads_system(network
     token = await sign_in(network, "cm.dgaspc-bc")
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=network.url("notification"), headers=headers) as client:
-        status = (await client.get(f"/inbox/{notification_id}/deliveries")).json()
+        async def recorded():
+            """the webhook's delivery is recorded (the receiver answers before the dispatcher commits)"""
+            found = (await client.get(f"/inbox/{notification_id}/deliveries")).json()
+            return found if all(w["status"] != "pending" for w in found["webhooks"]) else None
+        status = await wait_until(recorded, 30)
         assert {(p["person"], p["channel"], p["purpose"], p["status"]) for p in status["people"]} >= {
             ("cm.dgaspc-bc", "email", "alert", "sent"), ("cm.dgaspc-bc", "sms", "alert", "sent"),
             ("team:dgaspc-bc", "email", "notice", "sent")}
