@@ -128,30 +128,34 @@ async def test_tokens_carry_institution_and_roles_and_reject_forgeries():
     assert refused.value.status_code == 401
 
 
-async def test_a_polling_loop_works_at_once_while_busy_and_waits_only_when_idle(monkeypatch):
+async def polled(monkeypatch, found: list[int], interval: float, **options) -> list[str]:
+    """What a polling loop did with work that finds ``found`` on its passes, in order
+    (stopped when they run out): each pass and each wait."""
     import asyncio
 
     from runtime import service
 
+    passes = iter(found)
     calls: list[str] = []
-    done = iter([3, 1, 0, 2])
 
     async def work() -> int:
         try:
-            found = next(done)
+            n = next(passes)
         except StopIteration:
             raise asyncio.CancelledError from None
-        calls.append(f"work:{found}")
-        return found
+        calls.append(f"work:{n}")
+        return n
 
     async def sleep(seconds: float) -> None:
         calls.append(f"sleep:{seconds}")
     monkeypatch.setattr(service.asyncio, "sleep", sleep)
-    try:
-        await service.polling(work, 1.5)()
-    except asyncio.CancelledError:
-        pass
-    assert calls == ["work:3", "work:1", "work:0", "sleep:1.5", "work:2"]
+    with pytest.raises(asyncio.CancelledError):
+        await service.polling(work, interval, **options)()
+    return calls
+
+
+async def test_a_polling_loop_works_at_once_while_busy_and_waits_only_when_idle(monkeypatch):
+    assert await polled(monkeypatch, [3, 1, 0, 2], 1.5) == ["work:3", "work:1", "work:0", "sleep:1.5", "work:2"]
 
 
 async def test_a_woken_poll_works_at_once_and_otherwise_waits_its_interval():
@@ -215,28 +219,9 @@ def test_a_quiet_loop_waits_longer_with_each_empty_pass_up_to_its_quiet_wait_and
 async def test_an_idle_poll_backs_off_until_work_or_a_wake_brings_its_interval_back(monkeypatch):
     """What a poll on a quiet network does: nothing found, it waits its interval, then twice
     that, up to the quiet wait; work found sends it round at once and back to the interval."""
-    import asyncio
-
-    from runtime import service
-
-    found = iter([0, 0, 0, 0, 0, 2, 0, 0])
-    calls: list[str] = []
-
-    async def work() -> int:
-        try:
-            n = next(found)
-        except StopIteration:
-            raise asyncio.CancelledError from None
-        calls.append(f"work:{n}")
-        return n
-
-    async def sleep(seconds: float) -> None:
-        calls.append(f"sleep:{seconds}")
-    monkeypatch.setattr(service.asyncio, "sleep", sleep)
-    with pytest.raises(asyncio.CancelledError):
-        await service.polling(work, 1.0, quiet_seconds=4.0)()
-    assert calls == ["work:0", "sleep:1.0", "work:0", "sleep:2.0", "work:0", "sleep:4.0", "work:0", "sleep:4.0",
-                     "work:0", "sleep:4.0", "work:2", "work:0", "sleep:1.0", "work:0", "sleep:2.0"]
+    assert await polled(monkeypatch, [0, 0, 0, 0, 0, 2, 0, 0], 1.0, quiet_seconds=4.0) == [
+        "work:0", "sleep:1.0", "work:0", "sleep:2.0", "work:0", "sleep:4.0", "work:0", "sleep:4.0",
+        "work:0", "sleep:4.0", "work:2", "work:0", "sleep:1.0", "work:0", "sleep:2.0"]
 
 
 async def test_an_idle_relay_backs_off_and_a_commit_of_its_process_brings_it_back(monkeypatch):
