@@ -180,10 +180,7 @@ class OutboxRelay:
         while True:
             if self.held is not None:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                except TimeoutError:
-                    pass
+                await pace.rest(self._wake, 1.0)
                 continue
             # Cleared before the pass, not after: a commit that wakes it while it publishes
             # sends it round again instead of waiting for the poll.
@@ -201,14 +198,9 @@ class OutboxRelay:
             if sent or self._contended:
                 pace.worked()
             if sent < self._batch_max:
-                try:
-                    # Another replica holds the lock: its batch is being published, and ours
-                    # may be next in line, so look again soon rather than at the next poll.
-                    await asyncio.wait_for(self._wake.wait(), min(self._poll, 0.05) if self._contended else pace.idle())
-                except TimeoutError:
-                    pass
-                if self._wake.is_set():
-                    pace.worked()
+                # Another replica holds the lock: its batch is being published, and ours may be
+                # next in line, so look again soon rather than at the next poll.
+                await pace.rest(self._wake, min(self._poll, 0.05) if self._contended else None)
 
     async def _learn_topics(self, topics: set[str]) -> None:
         """Ask the broker about every topic of a batch at once. A producer's first send to a

@@ -9,6 +9,9 @@ to the quiet wait (PUNTE_POLL_QUIET_SECONDS); a pass that finds work, or a wake,
 to the interval."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 
 class QuietWait:
     """The wait before a loop's next pass: ``interval`` after work, doubling with each pass
@@ -28,3 +31,15 @@ class QuietWait:
         wait = self._next
         self._next = min(self._next * 2, self.longest)
         return wait
+
+    async def rest(self, wake: asyncio.Event | None = None, seconds: float | None = None) -> None:
+        """Wait after a pass that found nothing: ``idle()`` (or ``seconds``), or until ``wake``
+        is set, which counts as work (what woke the loop gave it some)."""
+        wait = self.idle() if seconds is None else seconds
+        if wake is None:
+            await asyncio.sleep(wait)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), wait)
+        if wake.is_set():
+            self.worked()

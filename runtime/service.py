@@ -3,7 +3,6 @@ stopped together by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -233,14 +232,7 @@ def polling(work: Callable[[], Awaitable[int]], idle_seconds: float,
             if await work():
                 pace.worked()
                 continue
-            wait = pace.idle()
-            if wake is None:
-                await asyncio.sleep(wait)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
-                if wake.is_set():
-                    pace.worked()
+            await pace.rest(wake)
     return loop
 
 
