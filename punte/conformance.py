@@ -28,8 +28,9 @@ from contracts.refusals import Refused
 from punte.institution import fetch_intake_keys, seal
 from punte.synthetic import synthetic_cnp
 from runtime.cloudevents import decode, header_map, is_json, parse_time, repeated_attributes
-from runtime.ingress import Window, schema_problem, source_refusal, validator
+from runtime.ingress import Window, source_refusal
 from runtime.kafka import client_options, make_producer
+from runtime.schemas import schema
 from runtime.settings import Settings
 from runtime.signing import (
     NETWORK,
@@ -519,9 +520,9 @@ def check_message(institution: str, record: Record, public_keys: Keyring, window
 
     doubled = repeated_attributes(name for name, _ in record.headers)
     check("each header once", f"given twice: {', '.join(doubled)}" if doubled else None, "headers")
-    headers_schema = validator("cloudevents-binary-kafka")
+    headers_schema = schema("cloudevents-binary-kafka")
     assert headers_schema is not None
-    check("headers match cloudevents-binary-kafka.json", schema_problem(headers_schema, headers), "headers")
+    check("headers match cloudevents-binary-kafka.json", headers_schema.problem(headers), "headers")
     content_type = headers.get("content-type")
     check("content-type application/json", None if is_json(content_type) else f"content-type is {content_type!r}",
           "headers")
@@ -544,8 +545,8 @@ def check_message(institution: str, record: Record, public_keys: Keyring, window
         data = None
     check("value is a UTF-8 JSON object", None if isinstance(data, dict) else "not a UTF-8 JSON object", "body")
     if isinstance(data, dict):
-        payload = validator(headers.get("ce_type", ""))
-        problem = schema_problem(payload, data) if payload else f"no schema for {headers.get('ce_type')!r}"
+        payload = schema(headers.get("ce_type", ""))
+        problem = payload.problem(data) if payload else f"no schema for {headers.get('ce_type')!r}"
         check("value matches the schema of ce_type", problem, "body")
     try:
         public_keys.verify(institution, record.value, headers.get("ce_id", ""), headers.get("ce_source", ""),

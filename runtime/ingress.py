@@ -3,15 +3,11 @@ CloudEvent, sent by the owner of the ingress topic, signed with one of its curre
 of a known type whose schema it satisfies. And the answer every inbound message gets."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,9 +22,9 @@ from contracts.reference import (
 from contracts.refusals import Refused, reason
 from runtime.cloudevents import CloudEvent, derived_id, parse_time
 from runtime.inbox import Message, UnitOfWork, dead_letter, event_key, key_by_position
+from runtime.schemas import schema
 from runtime.signing import Keyring
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
 OUTCOME_TYPE = "ro.punte.outcome.v1"
 
 
@@ -36,50 +32,13 @@ class Rejected(Refused):
     """An inbound message that cannot be read or trusted."""
 
 
-@cache
-def validator(event_type: str) -> Draft202012Validator | None:
-    path = SCHEMAS / f"{event_type}.json"
-    if not path.is_file():
-        return None
-    return Draft202012Validator(json.loads(path.read_text()), format_checker=FormatChecker())
-
-
 def validate_data(event_type: str, data: dict[str, Any]) -> None:
-    checker = validator(event_type)
+    checker = schema(event_type)
     if checker is None:
         raise Rejected("UNKNOWN_EVENT_TYPE", f"no schema for {event_type!r}")
-    problem = schema_problem(checker, data)
+    problem = checker.problem(data)
     if problem is not None:
         raise Rejected("SCHEMA_VIOLATION", problem)
-
-
-def schema_problem(checker: Draft202012Validator, instance: Any) -> str | None:
-    """Where the first error is and which rule it broke, in the schema's words: never the
-    value. None when ``instance`` is valid."""
-    errors = sorted(checker.iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-    return f"{where}: {broken_rule(first)}"[:300]
-
-
-# Rules whose schema value says what was expected (the sender's value is never repeated:
-# jsonschema's own messages quote it, and a mistyped CNP must not travel back or be logged).
-_EXPECTED = frozenset({"type", "pattern", "format", "enum", "const", "minimum", "maximum",
-                       "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-                       "minItems", "maxItems", "multipleOf", "uniqueItems"})
-
-
-def broken_rule(error: ValidationError) -> str:
-    """The schema rule an instance broke, in the schema's words only."""
-    if error.validator == "required":
-        return error.message  # "'x' is a required property": the name comes from the schema
-    if error.validator in ("additionalProperties", "unevaluatedProperties"):
-        return "a property the schema does not allow"
-    if error.validator in _EXPECTED:
-        return f"must satisfy {error.validator} {json.dumps(error.validator_value, ensure_ascii=False)}"[:200]
-    return f"does not satisfy {error.validator}"
 
 
 def sender_of(message: Message) -> str | None:
@@ -166,7 +125,7 @@ def authenticate(message: Message, keyring: Keyring, window: Window = Window(),
     now = now or datetime.now(timezone.utc)
     keyring.verify_event(owner, event, message.value or b"", now=now)
     window.check(event.time, now)
-    if validator(event.type) is not None and not may_send(owner, event.type):
+    if schema(event.type) is not None and not may_send(owner, event.type):
         raise Rejected("SENDER_NOT_ALLOWED", f"{owner} may not send {event.type}")
     validate_data(event.type, event.data)
     return event

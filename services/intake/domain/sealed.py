@@ -16,7 +16,7 @@ from contracts.events import (
     Risk,
     SealedReport,
 )
-from runtime.ingress import broken_rule, validator
+from runtime.schemas import schema
 from services.intake.domain.errors import ReportRejected
 
 SEALED_SCHEMA = "ro.punte.report.sealed.v3"
@@ -29,12 +29,11 @@ def read_sealed(plaintext: bytes) -> SealedReport:
         data: Any = json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ReportRejected("SEALED_UNREADABLE", "the plaintext is not UTF-8 JSON") from None
-    checker = validator(SEALED_SCHEMA)
+    checker = schema(SEALED_SCHEMA)
     assert checker is not None, f"contracts/schemas/{SEALED_SCHEMA}.json is missing"
-    errors = sorted(checker.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
-        raise ReportRejected("SEALED_INVALID", f"{where}: {broken_rule(errors[0])}"[:300])
+    problem = checker.problem(data)
+    if problem is not None:
+        raise ReportRejected("SEALED_INVALID", problem)
     try:
         return SealedReport.model_validate(data)
     except ValidationError as exc:  # what JSON Schema's `$` lets through (a trailing line break)
