@@ -2,7 +2,11 @@
 stack while N reports go through the network, then prints, per service, the functions that
 hold the most samples (inclusive) and the project's own lines that hold the most (self).
 
-    python bench/profile.py [--reports N] [--out DIR]
+    python bench/profile.py [--reports N] [--out DIR] [--send-rate R] [--idle]
+
+``--send-rate R`` sends the reports at R a second instead of all at once (where a paced run's
+latency goes); ``--idle`` samples waiting threads too (py-spy --idle), so a service's wall
+time shows, not only its CPU.
 
 py-spy (``pip install py-spy``; it needs ptrace, so root or CAP_SYS_PTRACE) writes one
 collapsed-stack file per service into DIR (default: a temporary folder): feed one to
@@ -87,7 +91,7 @@ def show(name: str, stacks: Counter[tuple[str, ...]], top: int) -> None:
         console.print(table)
 
 
-async def load(stack: Stack, n: int, seed: int, timeout: float) -> float:
+async def load(stack: Stack, n: int, seed: int, timeout: float, send_rate: float | None = None) -> float:
     reports = make_reports(stack, random.Random(seed), n)
     senders = Senders(stack)
     await senders.start({ingress_topic(reporter) for reporter, _ in reports})
@@ -95,7 +99,7 @@ async def load(stack: Stack, n: int, seed: int, timeout: float) -> float:
     await deliveries.start()
     try:
         start = time.monotonic()
-        await send_all(senders, reports, {}, rate=None)
+        await send_all(senders, reports, {}, rate=send_rate)
         ids = [e.id for _, e in reports]
         await wait_for(lambda: all(i in deliveries.outcomes for i in ids), "every report answered", timeout)
         case_of = await cases_of(deliveries, ids, timeout)
@@ -124,6 +128,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out", type=Path, default=None, help="keep the collapsed stacks here")
+    parser.add_argument("--send-rate", type=float, default=None, help="reports a second (default: all at once)")
+    parser.add_argument("--idle", action="store_true", help="sample waiting threads too (wall time)")
     args = parser.parse_args()
     if shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists():
         console.print("[red]py-spy is not installed: pip install py-spy[/red]")
@@ -139,10 +145,11 @@ def main() -> int:
             for name in SERVICES:
                 spies[name] = subprocess.Popen(
                     [spy, "record", "--nonblocking", "--rate", str(args.rate), "--format", "raw",
+                     *(["--idle"] if args.idle else []),
                      "--output", str(out / f"{name}.txt"), "--pid", str(stack.processes[name].pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-            wall = asyncio.run(load(stack, args.reports, args.seed, args.timeout))
+            wall = asyncio.run(load(stack, args.reports, args.seed, args.timeout, args.send_rate))
         finally:
             for spy_process in spies.values():
                 spy_process.send_signal(signal.SIGINT)
