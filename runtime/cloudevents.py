@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from contracts.refusals import Refused
+from runtime import json_bytes
 from runtime.control_characters import has_control_characters
 
 # Every id Punte derives from a cause is a UUIDv5 in this namespace (ADR 0023). Never change
@@ -54,7 +55,7 @@ class CloudEvent:
         )
 
     def body(self) -> bytes:
-        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_bytes.compact(self.data)
 
     def headers(self) -> list[tuple[str, bytes]]:
         out = [

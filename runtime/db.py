@@ -12,6 +12,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from runtime import json_bytes
+
 
 def connect_arguments(url: str, database: str | None = None) -> dict[str, Any]:
     """What asyncpg.connect needs to reach ``url`` (or another ``database`` on its server)
@@ -84,9 +86,14 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # (bench/audit.py, 2026-11-22).
     # hide_parameters: a failed statement's text never carries its values (CNPs, names).
     return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
-                               hide_parameters=True,
+                               hide_parameters=True, json_serializer=_json_text,
                                connect_args={"prepared_statement_cache_size": 2500,
                                              "server_settings": dict(DURABLE_SESSION)})
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's text (outbox headers, categories): runtime.json_bytes, not json.dumps."""
+    return json_bytes.compact(value).decode()
 
 
 def any_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:

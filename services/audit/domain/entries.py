@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runtime import json_bytes
+
 
 @dataclass(frozen=True)
 class Record:
@@ -61,7 +63,7 @@ def _position(record: Record) -> dict[str, Any]:
 
 
 def _dump(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json_bytes.canonical(document)
 
 
 def canonical(record: Record, epoch: int = 1) -> bytes:

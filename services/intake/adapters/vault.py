@@ -10,6 +10,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from runtime import json_bytes
 from runtime.sealing import KEY_BYTES, parse_keys
 
 __all__ = ["KEY_BYTES", "IdentityVault", "Sealed"]
@@ -41,7 +42,7 @@ class IdentityVault:
         nonce = os.urandom(12)
         # The pseudonym is bound as associated data: a row moved to another child fails.
         ciphertext = self._keys[self.current].encrypt(
-            nonce, json.dumps(identity, ensure_ascii=False).encode(), child_ref.encode())
+            nonce, json_bytes.compact(identity), child_ref.encode())
         return Sealed(self.current, nonce, ciphertext)
 
     def open(self, sealed: Sealed, child_ref: str) -> dict[str, Any]:
