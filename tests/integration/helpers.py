@@ -70,6 +70,34 @@ TEST_DATA_KEYS_SETTING = "dk-test:" + "11" * 32
 TEST_DATA_KEYS = DataKeys(ConfiguredKeyProvider.from_setting(TEST_DATA_KEYS_SETTING))
 
 
+class Statements:
+    """The statements sent to PostgreSQL through ``engine`` while the block runs, each on one
+    line: what a batch-first handler is held to (a constant number of statements a batch)."""
+
+    def __init__(self, engine) -> None:
+        self._engine = getattr(engine, "sync_engine", engine)
+        self.sent: list[str] = []
+
+    def _note(self, conn, cursor, statement, *args) -> None:
+        self.sent.append(" ".join(statement.split()))
+
+    def __enter__(self) -> "Statements":
+        sa.event.listen(self._engine, "before_cursor_execute", self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sa.event.remove(self._engine, "before_cursor_execute", self._note)
+
+    def kinds(self) -> list[str]:
+        """Each statement's first word (SELECT, INSERT, ...)."""
+        return [s.split()[0].upper() for s in self.sent]
+
+    def starting(self, *words: str) -> list[str]:
+        """The statements that begin with ``words`` (in any case)."""
+        prefix = " ".join(words).upper()
+        return [s for s in self.sent if s.upper().startswith(prefix)]
+
+
 def zero_day_schedule(folder: Path) -> reference.RetentionSchedule:
     """The retention schedule with every period 0 days (what PUNTE_RETENTION_FILE gives a
     test): whatever a rule names is due at once."""

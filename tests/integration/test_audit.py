@@ -26,6 +26,7 @@ from services.audit.domain import checkpoint, merkle, offline, tiles
 from services.audit.domain.subjects import MAX_SEARCHABLE
 from tests.integration.helpers import (
     NETWORK_KEY,
+    Statements,
     audit_trail,
     emitted,
     message,
@@ -335,16 +336,9 @@ async def test_reports_joining_cases_cancel_their_erasures_in_one_statement_in_o
 
     opened = [_network("ro.punte.case.opened.v1", {"case_id": f"case-{n}", "report_id": f"rep-{n}"}, f"case-{n}")
               for n in range(20)]
-    deletes: list[str] = []
-
-    def note(conn, cursor, statement, *args) -> None:
-        if statement.lstrip().upper().startswith("DELETE FROM PUNTE_ERASURES"):
-            deletes.append(statement)
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", note)
-    try:
+    with Statements(engine) as statements:
         await inbox.process([message("punte.cases", e, offset=n) for n, e in enumerate(opened)])
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", note)
+    deletes = statements.starting("DELETE FROM punte_erasures")
     assert await _pending_erasures(engine) == set(), "every report joined a case: none is erased"
     assert len(deletes) == 1, "one statement for the batch's cancellations"
 

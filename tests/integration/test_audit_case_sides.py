@@ -13,7 +13,7 @@ from runtime.cloudevents import CloudEvent
 from runtime.inbox import InboxConsumer
 from services.audit.adapters.privacy import case_sides
 from services.audit.entrypoints import privacy
-from tests.integration.helpers import NETWORK_KEY, case_opened, message, migrated_database
+from tests.integration.helpers import NETWORK_KEY, Statements, case_opened, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 
@@ -27,11 +27,6 @@ def referral_requested(case_id: str, to: str) -> CloudEvent:
 
 async def test_a_batch_of_cases_and_referrals_is_recorded_in_a_few_statements(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
-    statements: list[str] = []
-
-    def note(conn, cursor, statement, *args) -> None:
-        statements.append(statement.lstrip().split()[0].upper())
-
     consumer = InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
                              handler=privacy.follow_case, batch_handler=privacy.follow_cases)
     try:
@@ -41,11 +36,8 @@ async def test_a_batch_of_cases_and_referrals_is_recorded_in_a_few_statements(in
         batch += [message("punte.referrals", referral_requested(f"case-{n}", "dsp-bc"), offset=10 + n)
                   for n in range(10)]
         batch += [message("punte.referrals", referral_requested("case-3", "dgaspc-bc"), offset=30)]  # the lead
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", note)
-        try:
+        with Statements(engine) as statements:
             await consumer.process(batch)
-        finally:
-            sa.event.remove(engine.sync_engine, "before_cursor_execute", note)
         async with engine.connect() as conn:
             sides = {r.case_id: (r.lead, r.participants) for r in (await conn.execute(sa.select(case_sides))).all()}
         assert sides["case-0"] == ("dgaspc-bc", ["dgaspc-bc", "spas-colonesti", "das-bacau", "dsp-bc"])
@@ -53,7 +45,7 @@ async def test_a_batch_of_cases_and_referrals_is_recorded_in_a_few_statements(in
         assert len(sides) == 10
         # Beside the inbox's own (its check, its insert, the savepoint): one insert of cases,
         # one read of them and one update of the changed ones.
-        handler = [s for s in statements if s in ("INSERT", "SELECT", "UPDATE")]
+        handler = [s for s in statements.kinds() if s in ("INSERT", "SELECT", "UPDATE")]
         assert handler.count("UPDATE") == 1 and handler.count("INSERT") == 2 and handler.count("SELECT") == 2
     finally:
         await engine.dispose()

@@ -13,7 +13,15 @@ from services.intake.adapters.tables import (
     household_links,
     reports,
 )
-from tests.integration.helpers import delivered, emitted, intake_consumer, keyring_of, message, of_type
+from tests.integration.helpers import (
+    Statements,
+    delivered,
+    emitted,
+    intake_consumer,
+    keyring_of,
+    message,
+    of_type,
+)
 from tests.integration.test_intake_v2 import KEYS, SIBLING_CNP, report, signed, unnamed_child
 
 KEYRING = keyring_of(KEYS)
@@ -93,23 +101,6 @@ async def test_a_batch_answers_as_its_reports_one_at_a_time_would(infrastructure
     finally:
         await together_engine.dispose()
         await alone_engine.dispose()
-
-
-class Statements:
-    """The statements a block sends to PostgreSQL, by their first words."""
-
-    def __init__(self, engine) -> None:
-        self.engine, self.sent = engine.sync_engine, []
-
-    def _note(self, conn, cursor, statement, *args) -> None:
-        self.sent.append(" ".join(statement.split()[:3]).upper())
-
-    def __enter__(self) -> "Statements":
-        sa.event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self._note)
 
 
 def reports_of(children: range, first_offset: int) -> list:

@@ -11,6 +11,7 @@ from services.referral.adapters.tables import cases, referrals, timers
 from tests.integration.helpers import (
     NETWORK_KEY,
     T0,
+    Statements,
     case_opened,
     emitted,
     message,
@@ -28,22 +29,6 @@ def report_added(case_id: str, urgency: str) -> CloudEvent:
     }, subject=case_id))
 
 
-class Inserts:
-    def __init__(self, engine) -> None:
-        self.engine, self.tables = engine.sync_engine, []
-
-    def _note(self, conn, cursor, statement, *args) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO"):
-            self.tables.append(statement.split()[2])
-
-    def __enter__(self) -> "Inserts":
-        sa.event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self._note)
-
-
 async def test_a_batch_of_cases_is_referred_with_one_insert_per_table_per_run(infrastructure):
     consumers, engine = await referral_consumers(infrastructure.database_url, referral_config())
     try:
@@ -51,10 +36,11 @@ async def test_a_batch_of_cases_is_referred_with_one_insert_per_table_per_run(in
                  for n in range(20)]
         # A report joins case-4 in the same batch, after it was opened: it applies after.
         batch.insert(10, message("punte.cases", report_added("case-4", "P1"), offset=100))
-        with Inserts(engine) as inserts:
+        with Statements(engine) as statements:
             await consumers["cases"].process(batch)
         # Two runs of cases opened (before and after the report): one insert per table each.
-        assert [inserts.tables.count(t) for t in ("cases", "referrals", "timers")] == [2, 2, 2]
+        tables = [s.split()[2] for s in statements.starting("INSERT INTO")]
+        assert [tables.count(t) for t in ("cases", "referrals", "timers")] == [2, 2, 2]
         async with engine.connect() as conn:
             referred = (await conn.execute(sa.select(referrals.c.case_id, referrals.c.legal_basis)
                                            .order_by(referrals.c.case_id))).all()
