@@ -27,7 +27,7 @@ from services.notification.adapters.tables import alerts, inbox_entries, people_
 from services.notification.channels.email import SmtpSender
 from services.notification.channels.people import send_due
 from services.notification.domain.recipients import Recipients
-from tests.integration.helpers import emitted, message, people_channels
+from tests.integration.helpers import Statements, emitted, message, people_channels
 
 ZONE = ZoneInfo("Europe/Bucharest")
 # Monday 11:00 in Bucharest.
@@ -126,6 +126,26 @@ async def test_p0_alerts_on_every_channel_and_redelivery_tells_nobody_twice(sess
     assert [s["to"] for s in sms] == ["+40700000001"]
     assert sms[0]["text"].startswith("Punte P0: Trimitere noua. Caz case-1.")
     assert not any(CNP.search(m.get_content()) for m in mails.values())
+
+
+async def test_a_pass_records_what_it_sent_in_one_statement(sessions, config, smtp):
+    """Batch first (issue #14): however many e-mails and SMS a pass sends, their outcomes
+    are written in one update, each with its own provider id."""
+    counts = []
+    for n, cases in enumerate((1, 4)):
+        for c in range(cases):
+            await handle(sessions, config, requested("P0", referral_id=f"ref-{n}-{c}", case_id=f"case-{n}-{c}"))
+        async with sessions() as session:
+            with Statements(session.bind) as statements:
+                sent = await send_due(session, config.channels, T0)
+        assert sent == 4 * cases
+        counts.append(len(statements.starting("UPDATE people_deliveries")))
+    assert counts == [1, 1]
+    async with sessions() as session:
+        rows = (await session.execute(sa.select(people_deliveries.c.status, people_deliveries.c.provider_id,
+                                                people_deliveries.c.attempts))).all()
+    assert {(status, attempts) for status, _, attempts in rows} == {("sent", 1)}
+    assert len({provider_id for _, provider_id, _ in rows}) == len(rows) == 20, "each its own provider id"
 
 
 async def test_an_unacknowledged_p0_is_resent_then_escalated_until_acknowledged(sessions, config):

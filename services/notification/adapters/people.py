@@ -4,11 +4,11 @@ Rows are written in the same transaction as the inbox entry they come from; the 
 (channels/people.py) takes due rows with SKIP LOCKED, so several replicas can send."""
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.db import any_of
@@ -68,9 +68,16 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[sa.Row]:
     )).all())
 
 
-async def mark_sent(session: AsyncSession, ids: list[int], provider_id: str, now: datetime) -> None:
-    await session.execute(sa.update(_t).where(any_of(_t.c.id, ids)).values(
-        status=SENT, attempts=_t.c.attempts + 1, provider_id=provider_id, sent_at=now, last_error=None))
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str]], now: datetime) -> None:
+    """Record rows sent, each (id, the provider's id for it), in one update: a pass's
+    outcomes as two array parameters, whatever their number."""
+    if not sent:
+        return
+    given = sa.func.unnest(sa.bindparam("ids", [i for i, _ in sent], type_=ARRAY(sa.BigInteger)),
+                           sa.bindparam("providers", [p for _, p in sent], type_=ARRAY(sa.Text))
+                           ).table_valued("id", "provider_id").render_derived(name="sent")
+    await session.execute(sa.update(_t).where(_t.c.id == given.c.id).values(
+        status=SENT, attempts=_t.c.attempts + 1, provider_id=given.c.provider_id, sent_at=now, last_error=None))
 
 
 async def mark_retry(session: AsyncSession, ids: list[int], next_at: datetime, error: str) -> None:

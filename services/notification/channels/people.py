@@ -132,15 +132,25 @@ async def send_due(session: AsyncSession, channels: PeopleChannels, now: datetim
         groups = _groups(rows)
         async with mail as over:
             results = await asyncio.gather(*(one(group, over) for group in groups))
+        # Batch first: what was sent in one update, retries and failures one per distinct
+        # time and error (a mail server away fails every group of a pass alike).
+        sent: list[tuple[int, str]] = []
+        retries: dict[tuple[datetime, str], list[int]] = defaultdict(list)
+        failed: dict[str, list[int]] = defaultdict(list)
         for group, result in zip(groups, results, strict=True):
             ids = [row.id for row in group]
             tries = max(row.attempts for row in group) + 1
             if isinstance(result, str):
-                await people.mark_sent(session, ids, result, now)
+                sent += [(i, result) for i in ids]
             elif result.transient and tries < channels.policy.max_attempts:
-                await people.mark_retry(session, ids, now + channels.policy.delay(tries), str(result))
+                retries[(now + channels.policy.delay(tries), str(result))] += ids
             else:
                 log.warning("message to a person failed", code=result.code, channel=group[0].channel,
                             person=group[0].person, rows=len(ids))
-                await people.mark_failed(session, ids, str(result))
+                failed[str(result)] += ids
+        await people.mark_sent(session, sent, now)
+        for (next_at, error), ids in retries.items():
+            await people.mark_retry(session, ids, next_at, error)
+        for error, ids in failed.items():
+            await people.mark_failed(session, ids, error)
         return len(rows)
