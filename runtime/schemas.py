@@ -13,10 +13,12 @@ import json
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
 
@@ -41,7 +43,10 @@ class Schema:
         return Schema(name, document, jsonschema_rs.validator_for(document, validate_formats=True))
 
     @cached_property
-    def _describer(self) -> Draft202012Validator:
+    def _describer(self) -> "Draft202012Validator":
+        # Imported on the first refusal: a service that refuses nothing never holds the
+        # jsonschema package (about 10 MB of each service's memory).
+        from jsonschema import Draft202012Validator, FormatChecker
         return Draft202012Validator(self.document, format_checker=FormatChecker())
 
     def problem(self, instance: Any) -> str | None:
@@ -78,7 +83,7 @@ def _rule_in_schema_words(rule: str, value: Any) -> str:
     return f"does not satisfy {rule}"
 
 
-def broken_rule(error: ValidationError) -> str:
+def broken_rule(error: "ValidationError") -> str:
     """The schema rule an instance broke, in the schema's words only."""
     if error.validator == "required":
         return error.message  # "'x' is a required property": the name comes from the schema
