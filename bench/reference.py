@@ -56,7 +56,14 @@ REFERRALS = "bench.referrals"
 # ingress and delivery topics have one each, as the network's.
 SHARED_PARTITIONS = 3
 MESSAGES_PER_REPORT = 6  # ingress, outcome, case, referral, lead's and informed notification
-BATCH_MAX = 500  # Settings.consumer_batch_max and relay_batch_max's defaults
+RELAY_BATCH_MAX = Settings().relay_batch_max  # as the services' relays take it
+
+
+def batch_max(stage: str) -> int:
+    """The most records a stage applies in one transaction, as the services take it: a
+    report path's consumer's, or for the audit trail a background consumer's."""
+    settings = Settings()
+    return settings.consumer_batch_max_background if stage == "audit" else settings.consumer_batch_max
 ID = "bench-id"  # header: the message's id (the inbox key)
 FROM = "bench-from"  # header: the reporting institution, carried along for routing
 
@@ -191,7 +198,7 @@ async def relay(conn: asyncpg.Connection, producer: Any, wake: asyncio.Event) ->
     """Publishes pending outbox rows in id order, a batch at a time; woken by a commit."""
     while True:
         rows = await conn.fetch("SELECT id, topic, key, headers, payload FROM outbox WHERE published_at IS NULL "
-                                "ORDER BY id LIMIT $1", BATCH_MAX)
+                                "ORDER BY id LIMIT $1", RELAY_BATCH_MAX)
         if not rows:
             wake.clear()
             try:
@@ -212,7 +219,8 @@ async def run_stage(config: StageConfig, ready: Any) -> None:
     settings = Settings(**config.kafka)
     consume_conn = await asyncpg.connect(config.database_url)
     relay_conn = await asyncpg.connect(config.database_url)
-    consumer = make_consumer(config.bootstrap, f"bench-ref-{config.stage}", BATCH_MAX, settings)
+    most = batch_max(config.stage)
+    consumer = make_consumer(config.bootstrap, f"bench-ref-{config.stage}", most, settings)
     consumer.subscribe(pattern=subscription(config.stage))
     producer = make_producer(config.bootstrap, settings)
     await asyncio.gather(consumer.start(), producer.start())
@@ -229,7 +237,7 @@ async def run_stage(config: StageConfig, ready: Any) -> None:
         if not announced and len(consumer.assignment()) >= config.partitions:
             ready.put(config.stage)
             announced = True
-        batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH_MAX)
+        batch = await consumer.getmany(timeout_ms=1000, max_records=most)
         records = [r for rs in batch.values() for r in rs]
         if records:
             await write_batch(consume_conn, config.stage, records, config.institutions)

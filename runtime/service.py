@@ -148,13 +148,16 @@ class Runtime:
         after each commit that wrote events. It applies a message of the network's own
         topics only when the network signed it, unless ``verify_network`` is False.
         ``background``: no report waits for it (the trail, closures, commands), so the
-        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms).
+        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms) and
+        its batches may be larger (consumer_batch_max_background).
         ``after_applied``: called after each commit that applied messages."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
             message_key=message_key, on_failure=on_failure, signer=self.network_key,
-            batch_max=self.settings.consumer_batch_max, attempts=self.settings.handler_attempts,
+            batch_max=(self.settings.consumer_batch_max_background if background
+                       else self.settings.consumer_batch_max),
+            attempts=self.settings.handler_attempts,
             after_commit=self.relay.wake, after_applied=after_applied, batch_handler=batch_handler,
             network_keys=self.network_keys if verify_network else None, data_keys=self.data_keys,
             limits=FailureLimits(self.settings.consumer_max_consecutive_failures,

@@ -124,7 +124,12 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, repr=False)
     sms_file: Path | None = None  # the file SMS provider (embedded default); default <state_dir>/sms.jsonl
     dispatch_poll_seconds: float = 1.0
-    consumer_batch_max: int = 500
+    # The most messages a consumer applies in one transaction: on a report's path, a batch
+    # small enough that its transaction ends soon and its working set stays small (intake's
+    # sealed reports: 10 MB less at 250 than at 500, the same CPU a report; bench/README.md,
+    # step 31); the audit trail and the other background consumers, larger, for throughput.
+    consumer_batch_max: int = 250
+    consumer_batch_max_background: int = 500
     relay_batch_max: int = 500
     # The relay is woken by every commit of its process that wrote events; the poll only
     # finds rows another process wrote (a replica, the CLI), so it can be slow: an idle

@@ -1,7 +1,8 @@
-"""How long each consumer lets the broker hold its fetches (decision 0033): the consumers a
-report passes through wait little while records come and longer once none come; background
-consumers (the audit trail, closures, commands), which nobody waits on, longer still once
-quiet, since their fetches of every partition were most of an idle network's CPU."""
+"""How long each consumer lets the broker hold its fetches, and how many messages it applies
+at once (decision 0033): the consumers a report passes through wait little while records
+come and longer once none come, and take smaller batches; background consumers (the audit
+trail, closures, commands), which nobody waits on, wait longer still once quiet, since their
+fetches of every partition were most of an idle network's CPU."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -33,3 +34,15 @@ def test_the_quiet_wait_is_a_setting():
     rt = runtime(Settings(kafka_fetch_max_wait_quiet_ms=5000, kafka_fetch_max_wait_background_ms=800))
     background = rt.consumer(group_id="g", topics=["punte.cases"], handler=_handler, background=True)
     assert (background._pace.busy_ms, background._pace.idle_ms) == (800, 5000)
+
+
+def test_report_path_consumers_take_smaller_batches_than_background_ones():
+    """A report's transaction ends sooner, and intake holds a smaller working set, with
+    batches of 250; the audit trail appends faster with 500 (bench/README.md, step 31)."""
+    rt = runtime(Settings())
+    on_path = rt.consumer(group_id="g1", topics=["punte.cases"], handler=_handler)
+    background = rt.consumer(group_id="g2", topics=["punte.cases"], handler=_handler, background=True)
+    assert (on_path._batch_max, background._batch_max) == (250, 500)
+    rt = runtime(Settings(consumer_batch_max=40, consumer_batch_max_background=90))
+    assert rt.consumer(group_id="g3", topics=["punte.cases"], handler=_handler)._batch_max == 40
+    assert rt.consumer(group_id="g4", topics=["punte.cases"], handler=_handler, background=True)._batch_max == 90
