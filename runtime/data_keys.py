@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runtime.db import any_of
+from runtime.db import any_of, joined_to
 from runtime.sealing import ConfiguredKeyProvider, KeyProvider, new_data_key, open_sealed, seal
 from runtime.settings import Settings
 
@@ -65,7 +65,9 @@ class DataKeys:
         return await self._unwrapped(session, sorted(set(scopes)))
 
     async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
-        rows = (await session.execute(sa.select(data_keys_table).where(any_of(data_keys_table.c.scope, scopes)))).all()
+        given = joined_to(scopes, sa.Text())
+        rows = (await session.execute(sa.select(data_keys_table).join_from(
+            data_keys_table, given, data_keys_table.c.scope == given.c.value))).all()
         found: dict[str, bytes] = {}
         for row in rows:
             if row.erased_at is not None:
@@ -111,9 +113,11 @@ class DataKeys:
     @staticmethod
     async def erased(session: AsyncSession, scopes: Iterable[str]) -> dict[str, tuple[datetime, str | None]]:
         """When and by which rule each of ``scopes`` was erased (only the erased ones)."""
+        given = joined_to(sorted(set(scopes)), sa.Text())
         rows = (await session.execute(
             sa.select(data_keys_table.c.scope, data_keys_table.c.erased_at, data_keys_table.c.erased_rule)
-            .where(any_of(data_keys_table.c.scope, sorted(set(scopes))), data_keys_table.c.erased_at.is_not(None)))).all()
+            .join_from(data_keys_table, given, data_keys_table.c.scope == given.c.value)
+            .where(data_keys_table.c.erased_at.is_not(None)))).all()
         return {r.scope: (r.erased_at, r.erased_rule) for r in rows}
 
 
