@@ -59,6 +59,7 @@ from bench.figures import machine, rounded  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import retention  # noqa: E402
 from punte.embedded import EmbeddedPostgres  # noqa: E402
+from runtime import db  # noqa: E402
 from runtime.cloudevents import CloudEvent  # noqa: E402
 from runtime.data_keys import DataKeys  # noqa: E402
 from runtime.db import make_engine, make_sessions  # noqa: E402
@@ -69,7 +70,7 @@ from runtime.service import migrate  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.signing import Keyring, SigningKey  # noqa: E402
 from services.audit import handlers  # noqa: E402
-from services.audit.adapters import bulk, export_archive  # noqa: E402
+from services.audit.adapters import export_archive  # noqa: E402
 from services.audit.adapters.tables import audit_entries  # noqa: E402
 from services.audit.bootstrap import institution_topics  # noqa: E402
 from services.audit.domain import merkle, offline  # noqa: E402
@@ -230,8 +231,8 @@ async def breakdown(sessions, engine, messages: list[Message], batch: int) -> di
         return result
 
     AsyncSessionTransaction.__aexit__ = timed_aexit
-    # COPY goes to asyncpg directly (adapters/bulk.py), past SQLAlchemy's events: time it here.
-    real_copy = bulk.copy_rows
+    # COPY goes to asyncpg directly (runtime.db.copy_rows), past SQLAlchemy's events: time it here.
+    real_copy = db.copy_rows
 
     async def timed_copy(session, table, rows):
         t0 = time.perf_counter()
@@ -240,12 +241,12 @@ async def breakdown(sessions, engine, messages: list[Message], batch: int) -> di
         timer.seconds[label] += time.perf_counter() - t0
         timer.count[label] += 1
 
-    bulk.copy_rows = timed_copy
+    db.copy_rows = timed_copy
     try:
         run = await append_all(sessions, messages, batch)
     finally:
         AsyncSessionTransaction.__aexit__ = real_aexit
-        bulk.copy_rows = real_copy
+        db.copy_rows = real_copy
         timer.remove()
     t0 = time.perf_counter()
     for m in messages:

@@ -41,10 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.reference import from_an_institution
 from contracts.refusals import Refused, reason
-from runtime import dead_letters, telemetry
+from runtime import db, dead_letters, telemetry
 from runtime.cloudevents import CloudEvent, decode, derived_id, header_map
 from runtime.data_keys import DataKeys
-from runtime.db import any_of
 from runtime.kafka import make_consumer
 from runtime.log import get_logger
 from runtime.outbox import Outbox
@@ -558,7 +557,7 @@ class InboxConsumer:
         async with self._sessions() as session, session.begin():
             seen = set((await session.execute(
                 sa.select(sa.column("message_key")).select_from(inbox_table)
-                .where(any_of(inbox_table.c.message_key, keys))
+                .where(db.any_of(inbox_table.c.message_key, keys))
             )).scalars()) if keys else set()
             seen.update(f.key for f in held)
             fresh: dict[str, dict] = {f.key: _inbox_row(f.key, f.message) for f in held}
@@ -584,8 +583,7 @@ class InboxConsumer:
                 self._refuse(session, message, refusal, events)
             for failure in waiting:
                 del fresh[failure.key]
-            if fresh:
-                await session.execute(sa.insert(inbox_table), list(fresh.values()))
+            await db.copy_rows(session, inbox_table, list(fresh.values()))
             wrote = await events.flush()
         now = time.monotonic()
         self._failed_at.extend(now for _ in judged)

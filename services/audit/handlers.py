@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from contracts.events import AuditCheckpoint, EventType
 from contracts.reference import RetentionSchedule
 from contracts.refusals import Refused
-from runtime import retention
+from runtime import db, retention
 from runtime.cloudevents import CloudEvent, EnvelopeError, derived_id
 from runtime.data_keys import DataKeys
 from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.log import get_logger
 from runtime.signing import Keyring, SigningKey
-from services.audit.adapters import bulk, sealed_values, tree
+from services.audit.adapters import sealed_values, tree
 from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_nodes, tree_state
 from services.audit.domain import checkpoint, merkle, offline, tiles, values
 from services.audit.domain.entries import (
@@ -153,7 +153,7 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
         return
     links = await _links(session, appended)
     await _seal(session, appended, links, trail.data_keys, uow.now)
-    await bulk.copy_rows(session, audit_entries, [a.row for a in appended])
+    await db.copy_rows(session, audit_entries, [a.row for a in appended])
     await _keep_or_erase(session, appended, links, trail.schedule, uow.now)
 
 

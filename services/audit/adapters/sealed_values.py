@@ -11,14 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime import db
 from runtime.data_keys import DataKeys
 from runtime.db import any_of
-from services.audit.adapters import bulk
 from services.audit.adapters.tables import audit_entries, audit_report_cases, audit_sealed_values
 
 
 async def store(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await bulk.copy_rows(session, audit_sealed_values, rows)
+    await db.copy_rows(session, audit_sealed_values, rows)
 
 
 async def links(session: AsyncSession, report_ids: Iterable[str]) -> dict[str, str]:
