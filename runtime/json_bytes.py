@@ -1,8 +1,9 @@
 """JSON as this network writes it: compact (no spaces), UTF-8 (no \\u escapes but JSON's
 own), and for the audit trail's leaves, keys sorted. orjson writes it in about a twentieth
-of the json module's time (an event's body, 21 µs to 1 µs: bench/README.md, step 30), and
-the same bytes for what events hold (text, integers, booleans, null, lists, objects with
-text keys: tests/unit/test_json_bytes.py holds it to the json module's bytes).
+of the json module's time (the contracts' example events: 4.4–6.6 µs each, 0.2–0.3 with
+orjson; bench/README.md, step 30), and the same bytes for what events hold (text,
+integers, booleans, null, lists, objects with text keys: tests/unit/test_json_bytes.py holds
+it to the json module's bytes).
 
 Reading stays with the json module: orjson reads an integer beyond 64 bits as a float,
 silently, and it is hardly faster from text."""
