@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
+from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -202,8 +203,17 @@ class Recipients(_Strict):
     def of(self, institution: str) -> InstitutionRecipients | None:
         return self.institutions.get(institution)
 
+    @cached_property
+    def _people_of(self) -> dict[str, list[tuple[str, Person]]]:
+        """Each institution's people, in the configuration's order: ``members`` is asked for
+        every notice, and a county's configuration names hundreds of people."""
+        by_institution: dict[str, list[tuple[str, Person]]] = {}
+        for pid, person in self.people.items():
+            by_institution.setdefault(person.institution, []).append((pid, person))
+        return by_institution
+
     def members(self, institution: str, *roles: Role) -> list[str]:
-        return [pid for pid, p in self.people.items() if p.institution == institution and p.role in roles]
+        return [pid for pid, p in self._people_of.get(institution, ()) if p.role in roles]
 
     def on_call(self, institution: str, now: datetime) -> list[str]:
         """Whoever is on call now; the supervisors when the rota has a hole."""
