@@ -5,7 +5,7 @@ takes no trailing line break, as in ECMA-262 (Python's ``$`` takes one).
 
 jsonschema-rs, a compiled validator, checked a report in about 1 µs where this takes about
 110, but its 15 MB library put intake over its 150 MB memory target under load
-(bench/README.md, step 29): the package stays, and the network's messages are small."""
+(bench/README.md, step 29; decision 0044): the package stays."""
 from __future__ import annotations
 
 import json
