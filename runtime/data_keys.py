@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runtime.db import any_of, joined_to
+from runtime.db import any_of, as_rows
 from runtime.sealing import ConfiguredKeyProvider, KeyProvider, new_data_key, open_sealed, seal
 from runtime.settings import Settings
 
@@ -65,9 +65,9 @@ class DataKeys:
         return await self._unwrapped(session, sorted(set(scopes)))
 
     async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
-        given = joined_to(scopes, sa.Text())
+        given = as_rows("given", scope=(sa.Text(), scopes))
         rows = (await session.execute(sa.select(data_keys_table).join_from(
-            data_keys_table, given, data_keys_table.c.scope == given.c.value))).all()
+            data_keys_table, given, data_keys_table.c.scope == given.c.scope))).all()
         found: dict[str, bytes] = {}
         for row in rows:
             if row.erased_at is not None:
@@ -113,10 +113,10 @@ class DataKeys:
     @staticmethod
     async def erased(session: AsyncSession, scopes: Iterable[str]) -> dict[str, tuple[datetime, str | None]]:
         """When and by which rule each of ``scopes`` was erased (only the erased ones)."""
-        given = joined_to(sorted(set(scopes)), sa.Text())
+        given = as_rows("given", scope=(sa.Text(), sorted(set(scopes))))
         rows = (await session.execute(
             sa.select(data_keys_table.c.scope, data_keys_table.c.erased_at, data_keys_table.c.erased_rule)
-            .join_from(data_keys_table, given, data_keys_table.c.scope == given.c.value)
+            .join_from(data_keys_table, given, data_keys_table.c.scope == given.c.scope)
             .where(data_keys_table.c.erased_at.is_not(None)))).all()
         return {r.scope: (r.erased_at, r.erased_rule) for r in rows}
 

@@ -103,14 +103,15 @@ def any_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnEle
     return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
-def joined_to(values: Iterable[Any], type_: sa.types.TypeEngine[Any]) -> sa.TableValuedAlias:
-    """``unnest(:values) AS given(value)``, one array parameter, to join a table on: a join
-    stays an index or hash lookup in any plan, where ``any_of`` in a prepared statement's
-    generic plan over a table not analyzed yet compares every row scanned with every value
-    (250 values over 1 250 rows: 4.3 ms, joined 0.5; bench/README.md, step 32). For lookups
-    of a batch's many values in a table that grows with them (data keys)."""
-    return (sa.func.unnest(sa.bindparam(None, list(values), type_=ARRAY(type_)))
-            .table_valued("value").render_derived(name="given"))
+def as_rows(name: str, **columns: tuple[sa.types.TypeEngine[Any], Iterable[Any]]) -> sa.TableValuedAlias:
+    """``unnest(:a, :b, ...) AS name(a, b, ...)``: a batch's values as rows, one array
+    parameter per column (``column=(type, values)``, values in step), to join a table on or
+    update it from. The same statement text for any number of rows; and a join stays an index
+    or hash lookup in any plan, where ``any_of`` in a prepared statement's generic plan over a
+    table not analyzed yet compares every row scanned with every value (250 values over 1 250
+    rows: 4.3 ms, joined 0.5; bench/README.md, step 32)."""
+    arrays = [sa.bindparam(None, list(values), type_=ARRAY(type_)) for type_, values in columns.values()]
+    return sa.func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
 
 
 async def copy_rows(session: AsyncSession, table: sa.TableClause, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runtime.db import any_of
+from runtime.db import any_of, as_rows
 from services.notification.adapters.tables import inbox_entries, people_deliveries
 from services.notification.domain.dispatch import Outgoing
 
@@ -73,9 +73,8 @@ async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str]], now:
     outcomes as two array parameters, whatever their number."""
     if not sent:
         return
-    given = sa.func.unnest(sa.bindparam("ids", [i for i, _ in sent], type_=ARRAY(sa.BigInteger)),
-                           sa.bindparam("providers", [p for _, p in sent], type_=ARRAY(sa.Text))
-                           ).table_valued("id", "provider_id").render_derived(name="sent")
+    given = as_rows("sent", id=(sa.BigInteger(), [i for i, _ in sent]),
+                    provider_id=(sa.Text(), [p for _, p in sent]))
     await session.execute(sa.update(_t).where(_t.c.id == given.c.id).values(
         status=SENT, attempts=_t.c.attempts + 1, provider_id=given.c.provider_id, sent_at=now, last_error=None))
 
