@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey as NaclSigningKey
 from nacl.signing import VerifyKey
 
 from contracts.refusals import Refused
@@ -78,6 +79,14 @@ class SigningKey:
     def generate(key_id: str) -> "SigningKey":
         return SigningKey(key_id, Ed25519PrivateKey.generate())
 
+    @cached_property
+    def _signer(self) -> NaclSigningKey:
+        """The same private key, for libsodium: an Ed25519 signature is deterministic, so the
+        bytes are OpenSSL's, in 21 µs where OpenSSL takes 33 (every event the network
+        writes is signed; decision 0043)."""
+        return NaclSigningKey(self.private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()))
+
     def public_raw(self) -> bytes:
         return self.private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -90,9 +99,9 @@ class SigningKey:
         attributes = (event.id, event.source, event.type, event.time, event.subject or "")
         if any(has_control_characters(a) for a in attributes):
             raise ValueError("a signed attribute holds a control character")
-        signature = self.private.sign(signing_input(
+        signature = self._signer.sign(signing_input(
             event.id, event.source, event.type, event.time, event.subject,
-            event.body() if body is None else body, version))
+            event.body() if body is None else body, version)).signature
         extensions = {k: v for k, v in event.extensions.items() if k != VERSION_EXTENSION}
         extensions |= {"keyid": self.key_id, "signature": b64url(signature)}
         if version != 1:

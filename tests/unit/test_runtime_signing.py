@@ -162,3 +162,16 @@ def test_the_signatures_kept_are_bounded():
     for n in range(5):
         keyring.verify_event("isj-bc", signed := KEY.sign(replace(report(), id=f"ev-{n}")), signed.body(), now=NOW)
     assert len(keyring._verified) == 3
+
+
+def test_libsodium_signs_the_bytes_openssl_would_for_the_key_on_file(tmp_path):
+    """The network's key is kept as PKCS#8 PEM (cryptography) and signs through libsodium:
+    the same key loaded back signs the same event with the same signature as OpenSSL."""
+    KEY.save(tmp_path / "key.json")
+    loaded = SigningKey.load(tmp_path / "key.json")
+    event = report()
+    signed = loaded.sign(event)
+    expected = KEY.private.sign(signing_input(event.id, event.source, event.type, event.time,
+                                              event.subject, event.body(), 2))
+    assert signed.extensions["signature"] == b64url(expected)
+    verify(signed)
