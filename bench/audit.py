@@ -69,6 +69,7 @@ from runtime.sealing import ConfiguredKeyProvider  # noqa: E402
 from runtime.service import migrate  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.signing import Keyring, SigningKey  # noqa: E402
+from runtime.telemetry import configure_tracing  # noqa: E402
 from services.audit import handlers  # noqa: E402
 from services.audit.adapters import export_archive  # noqa: E402
 from services.audit.adapters.tables import audit_entries  # noqa: E402
@@ -559,6 +560,9 @@ def main() -> int:
     parser.add_argument("--messages-per-case", dest="per_case", type=int, default=8,
                         help="messages about each case, on average (default 8; 1 = every message its own case)")
     args = parser.parse_args()
+    # As the service sets itself up (runtime.service): the SDK's tracer, recording only where
+    # an exporter is configured, so the consumer's tracing costs what it costs there.
+    configure_tracing("audit")
     args.load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="punte-bench-audit-") as tmp:
         args.tmp = Path(tmp)

@@ -22,7 +22,7 @@ import re
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -703,7 +703,7 @@ class InboxConsumer:
         return attributes
 
     @contextmanager
-    def _batch_spans(self, messages: list[Message]) -> Iterator[dict[str, dict[str, str]]]:
+    def _batch_spans(self, messages: list[Message]) -> Iterator[Mapping[str, dict[str, str]]]:
         """The process spans of a batch a batch handler applies at once: one per message, in
         the trace its message carries, so each report's trace goes on through this service.
         The handler runs in the first message's span when every message is of one trace,
@@ -711,6 +711,10 @@ class InboxConsumer:
         by Kafka key (the case) and by position, for the outbox: an event a batch handler
         writes for a case goes on in the trace of the batch's message of that case, or of
         the message it names (Outbox.emit's ``cause``)."""
+        if telemetry.nothing_recorded():
+            with self._carried_traces(messages) as carried:
+                yield carried
+            return
         spans = [tracer("runtime.inbox").start_span(
             f"process {m.topic}", context=context_from_headers(m.headers), kind=SpanKind.CONSUMER,
             attributes=self._span_attributes(m, len(messages))) for m in messages]
@@ -735,6 +739,29 @@ class InboxConsumer:
         finally:
             for span in {*spans, current}:
                 span.end()
+
+    @contextmanager
+    def _carried_traces(self, messages: list[Message]) -> Iterator[telemetry.CarriedTraces]:
+        """``_batch_spans`` where nothing is recorded: no span per message, whose ids nobody
+        would read. The handler runs in the batch's trace when every message carries the
+        first's (a case and its referral from one report), else in a new one, as before;
+        what it writes goes on in its message's trace (``CarriedTraces``)."""
+        first = context_from_headers(messages[0].headers)
+        first_id = trace.get_current_span(first).get_span_context()
+        wanted = f"{first_id.trace_id:032x}".encode() if first_id.is_valid else None
+        if wanted is not None and all(telemetry.first_trace_id(m.headers) == wanted for m in messages[1:]):
+            current = trace.get_current_span(first)
+        else:
+            topics = " ".join(sorted({m.topic for m in messages}))
+            current = tracer("runtime.inbox").start_span(f"process {topics}", kind=SpanKind.CONSUMER)
+        carried = telemetry.CarriedTraces(
+            messages, lambda m: (m.position, m.key.decode(errors="replace") if m.key is not None else None),
+            lambda m: m.headers, lambda m: f"process {m.topic}")
+        try:
+            with trace.use_span(current, record_exception=False, end_on_exit=False):
+                yield carried
+        finally:
+            current.end()
 
     async def _attempt(self, session: AsyncSession, message: Message, replaying: bool = False) -> Outbox | str:
         """Run the handler in a savepoint, up to ``attempts`` times: the events it wrote once

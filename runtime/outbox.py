@@ -19,6 +19,7 @@ sealed in the service's own database (runtime.dead_letters), both in the same tr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -112,7 +113,7 @@ class Outbox:
         # Trace headers by Kafka key and by message position, set by a consumer around a batch
         # handler (runtime.inbox): an event goes on in the trace of the batch's message it
         # names as its cause, else of the message of its key; any other in the current span's.
-        self.traces: dict[str, dict[str, str]] = {}
+        self.traces: Mapping[str, dict[str, str]] = {}
 
     def emit(self, topic: str, event: CloudEvent, key: str | None = None, cause: str | None = None) -> None:
         """``cause``: the position of the message that caused ``event``, for a batch handler
