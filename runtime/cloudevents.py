@@ -106,7 +106,10 @@ def repeated_attributes(names: Iterable[str]) -> list[str]:
     """The CloudEvents attributes (``ce_*``, or ``ce-*`` over HTTP) and content-type given
     more than once. Refused rather than read: which copy counts would depend on the reader
     (the last one here, the first one in some clients), and the audit trail keeps them all."""
-    counts = Counter(n.lower() if n.lower() == "content-type" else n for n in names)
+    listed = ["content-type" if n.lower() == "content-type" else n for n in names]
+    if len(set(listed)) == len(listed):  # the usual case, without counting (every message is read so)
+        return []
+    counts = Counter(listed)
     return sorted(n for n, c in counts.items()
                   if c > 1 and (n.startswith(("ce_", "ce-")) or n == "content-type"))
 
