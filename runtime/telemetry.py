@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -247,7 +247,8 @@ class CarriedTraces(Mapping[str, dict[str, str]]):
     was 13 % of its time (bench/README.md, the eighth session of issue #14). Where names
     repeat, the later message's wins."""
 
-    def __init__(self, items: Sequence[Any], names: Any, headers: Any, span_name: Any) -> None:
+    def __init__(self, items: Sequence[Any], names: Callable[[Any], Iterable[str | None]],
+                 headers: Callable[[Any], Iterable[tuple[str, bytes]]], span_name: Callable[[Any], str]) -> None:
         self._items, self._names, self._headers, self._span_name = items, names, headers, span_name
         self._by_name: dict[str, int] | None = None
         self._carried: dict[int, dict[str, str]] = {}
@@ -258,8 +259,16 @@ class CarriedTraces(Mapping[str, dict[str, str]]):
                              for name in self._names(item) if name is not None}
         return self._by_name
 
+    def get(self, name: str, default: Any = None) -> Any:
+        # Outbox.emit asks for names no message has (no cause, another key): answered
+        # without raising KeyError, which Mapping.get would catch, once per event written.
+        i = self._index().get(name)
+        return default if i is None else self._headers_of(i)
+
     def __getitem__(self, name: str) -> dict[str, str]:
-        i = self._index()[name]
+        return self._headers_of(self._index()[name])
+
+    def _headers_of(self, i: int) -> dict[str, str]:
         if i not in self._carried:
             item = self._items[i]
             found = context_from_headers(self._headers(item))

@@ -80,3 +80,5 @@ def test_later_messages_of_a_key_win(batch_traces):
     with batch_traces(messages) as traces:
         assert _trace_of(traces["case-a"]) == later.split("-")[1]
         assert _trace_of(traces["punte.cases/0/0"]) == first.split("-")[1]
+        assert traces.get("case-b") is None and traces.get("", {}) == {}, "no such message: nothing carried"
+        assert sorted(traces) == ["case-a", "punte.cases/0/0", "punte.cases/0/1"]
