@@ -106,14 +106,15 @@ def stated_purpose(request: Request, needed: str) -> Stated:
 
 def record_access(uow: UnitOfWork, principal: Principal, request: Request, *, service: str,
                   case_id: str | None = None, query: dict[str, str] | None = None,
-                  break_glass: bool = False) -> None:
+                  break_glass: bool = False, resource: str | None = None) -> None:
     """``break_glass``: the read opened a sealed value (the audit's), so the case's lead is
-    told whoever read it."""
+    told whoever read it. ``resource``: what was read, when not the request's path (a path
+    holding a term that must not be recorded)."""
     stated = purpose_of(request)
     access = AccessRecorded(
         actor=principal.subject, actor_institution=principal.institution,
         roles=sorted(principal.roles), purpose=stated.code, purpose_text=stated.text, service=service,
-        resource=request.url.path, case_id=case_id, query=query or {},
+        resource=resource or request.url.path, case_id=case_id, query=query or {},
         at=datetime.now(timezone.utc), break_glass=break_glass,
     )
     uow.outbox.emit(ACCESS_TOPIC, CloudEvent.new(

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.events import AuditCheckpoint, EventType
-from contracts.reference import RetentionSchedule
+from contracts.reference import RetentionSchedule, institutions, topic_names
 from contracts.refusals import Refused
 from runtime import db, retention
 from runtime.cloudevents import CloudEvent, EnvelopeError, derived_id
@@ -707,6 +707,31 @@ class ValueErased(Refused):
         self.scope = scope
         self.erased_at = erased_at
         self.rule = rule
+
+
+# The search terms of GET /entries and the timeline's case, by the column each is an id of.
+# An auditor's access event records a term as given only when the trail holds it there
+# (``held_terms``), else NOT_IN_TRAIL.
+TERMS = {"case_id": "case_id", "child_ref": "child_ref", "institution": "institution", "actor": "actor",
+         "event_type": "event_type", "topic": "topic", "timeline": "case_id"}
+NOT_IN_TRAIL = "(not in the trail)"
+
+
+async def held_terms(session: AsyncSession, terms: Mapping[str, str]) -> dict[str, bool]:
+    """Whether the trail holds each search term (``TERMS``' names) in its column: one
+    statement for all, each an index lookup; a topic is held when it is one of the
+    network's (topics have no index of their own)."""
+    held: dict[str, bool] = {}
+    checks = []
+    for name, value in terms.items():
+        if TERMS[name] == "topic":
+            held[name] = value in topic_names(institutions())
+        else:
+            checks.append(sa.exists().where(audit_entries.c[TERMS[name]] == value).label(name))
+    if checks:
+        row = (await session.execute(sa.select(*checks))).one()
+        held |= {name: bool(found) for name, found in row._mapping.items()}
+    return held
 
 
 async def stats(session: AsyncSession) -> dict:

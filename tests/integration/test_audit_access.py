@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -26,6 +27,7 @@ from runtime.tokens import TokenVerifier
 from services.audit import handlers
 from services.audit.domain import checkpoint
 from services.audit.entrypoints import http, ui
+from services.audit.handlers import NOT_IN_TRAIL
 from tests.integration.helpers import ISSUER, audit_trail, emitted, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
@@ -182,3 +184,31 @@ async def test_the_purpose_is_a_code_from_the_list_and_its_free_text_stays_in_th
     accesses = [d for t, _, d in await emitted(api.engine) if t == "punte.access"]  # type: ignore[attr-defined]
     assert [(a["purpose"], a.get("purpose_text"), a["case_id"]) for a in accesses[-2:]] == [
         ("audit-inspection", text, "case-1"), ("dpo-request", None, "case-2")]
+
+
+async def test_a_search_term_the_trail_does_not_hold_is_not_recorded_as_typed(api):
+    """An auditor's search is recorded on punte.access, which travels and rests in the trail:
+    a term is recorded as given when the trail holds it in its column (an id it keeps
+    anyway), anything else as "(not in the trail)", so a child's name typed into the wrong
+    box (a synthetic one here) is kept nowhere. The search answers as before."""
+    name = "Sinteticu"
+    before = len(await emitted(api.engine))  # type: ignore[attr-defined]
+    held = await api.get("/entries", params={"case_id": "case-1", "event_type": "ro.punte.case.opened.v1",
+                                             "topic": "punte.cases"}, headers=AUDITOR)
+    assert held.status_code == 200 and [e["case_id"] for e in held.json()["entries"]] == ["case-1"]
+    for params in ({"institution": name}, {"child_ref": name}, {"actor": name}, {"event_type": name},
+                   {"topic": name}, {"case_id": name}, {"case_id": "case-1", "institution": name}):
+        answer = await api.get("/entries", params=params, headers=AUDITOR)
+        assert answer.status_code == 200 and answer.json()["entries"] == [], params
+    timeline = await api.get(f"/cases/{name}/timeline", headers=AUDITOR)
+    assert timeline.status_code == 200 and timeline.json() == []
+    accesses = [d for t, _, d in (await emitted(api.engine))[before:] if t == "punte.access"]  # type: ignore[attr-defined]
+    assert name not in json.dumps(accesses)
+    assert accesses[0]["query"] == {"case_id": "case-1", "event_type": "ro.punte.case.opened.v1",
+                                    "topic": "punte.cases"} and accesses[0]["case_id"] == "case-1"
+    assert [a["query"] for a in accesses[1:-1]] == [
+        {"institution": NOT_IN_TRAIL}, {"child_ref": NOT_IN_TRAIL}, {"actor": NOT_IN_TRAIL},
+        {"event_type": NOT_IN_TRAIL}, {"topic": NOT_IN_TRAIL}, {"case_id": NOT_IN_TRAIL},
+        {"case_id": "case-1", "institution": NOT_IN_TRAIL}]
+    assert (accesses[-1]["query"], accesses[-1]["case_id"], accesses[-1]["resource"]) == (
+        {"timeline": NOT_IN_TRAIL}, None, "/cases/{case_id}/timeline")
