@@ -76,10 +76,48 @@ def broken_rule(error: ValidationError) -> str:
     return f"does not satisfy {error.validator}"
 
 
+def with_local_refs_inlined(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with each ``{"$ref": "#/..."}`` (a reference alone, to a place in the
+    same document) replaced by what it points at, so the validator does not resolve it
+    again at every instance: a report v3's check took 325 µs, 248 inlined (the referencing
+    library's lookups). A reference with other keywords beside it, one inside its own target
+    (a recursion), and every reference of a document with an ``$id`` below its root (where
+    ``#`` could mean another resource) are left as they are: the same instances pass and
+    fail either way, and ``$defs`` stay for the references left."""
+
+    def has_inner_id(node: Any, root: bool = True) -> bool:
+        if isinstance(node, dict):
+            return (not root and "$id" in node) or any(has_inner_id(v, False) for v in node.values())
+        return isinstance(node, list) and any(has_inner_id(v, False) for v in node)
+
+    def target(pointer: str) -> Any:
+        node: Any = document
+        for part in pointer[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def inline(node: Any, expanding: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [inline(v, expanding) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and len(node) == 1 and ref.startswith("#/") and ref not in expanding:
+            try:
+                found = target(ref)
+            except (KeyError, IndexError, TypeError):
+                return node  # not a plain pointer (percent-encoded, say): the validator resolves it
+            return inline(found, expanding | {ref})
+        return {k: inline(v, expanding) for k, v in node.items()}
+
+    return document if has_inner_id(document) else inline(document, frozenset())
+
+
 @cache
 def schema(name: str) -> Schema | None:
     """contracts/schemas/<name>.json, compiled; None when the contract has no such schema."""
     path = SCHEMAS / f"{name}.json"
     if not path.is_file():
         return None
-    return Schema(name, _Validator(json.loads(path.read_text()), format_checker=FormatChecker()))
+    document = with_local_refs_inlined(json.loads(path.read_text()))
+    return Schema(name, _Validator(document, format_checker=FormatChecker()))
