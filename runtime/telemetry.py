@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -237,53 +237,6 @@ def first_trace_id(headers: Iterable[tuple[str, bytes]]) -> bytes | None:
         if k == "traceparent":
             return v[3:35]
     return None
-
-
-class CarriedTraces(Mapping[str, dict[str, str]]):
-    """The trace headers of a batch's messages by name (position, Kafka key) when nothing is
-    recorded (decision 0036, amended): each message's trace context goes on as it came, and
-    one that carries none starts a trace of its own, as a span would. Worked out only for
-    the names an event is written for: the audit trail writes none, and a span per message
-    was 13 % of its time (bench/README.md, the eighth session of issue #14). Where names
-    repeat, the later message's wins."""
-
-    def __init__(self, items: Sequence[Any], names: Callable[[Any], Iterable[str | None]],
-                 headers: Callable[[Any], Iterable[tuple[str, bytes]]], span_name: Callable[[Any], str]) -> None:
-        self._items, self._names, self._headers, self._span_name = items, names, headers, span_name
-        self._by_name: dict[str, int] | None = None
-        self._carried: dict[int, dict[str, str]] = {}
-
-    def _index(self) -> dict[str, int]:
-        if self._by_name is None:
-            self._by_name = {name: i for i, item in enumerate(self._items)
-                             for name in self._names(item) if name is not None}
-        return self._by_name
-
-    def get(self, name: str, default: Any = None) -> Any:
-        # Outbox.emit asks for names no message has (no cause, another key): answered
-        # without raising KeyError, which Mapping.get would catch, once per event written.
-        i = self._index().get(name)
-        return default if i is None else self._headers_of(i)
-
-    def __getitem__(self, name: str) -> dict[str, str]:
-        return self._headers_of(self._index()[name])
-
-    def _headers_of(self, i: int) -> dict[str, str]:
-        if i not in self._carried:
-            item = self._items[i]
-            found = context_from_headers(self._headers(item))
-            if not trace.get_current_span(found).get_span_context().is_valid:
-                # A root: the context it carries, not the handler's current one.
-                found = trace.set_span_in_context(tracer("runtime.inbox").start_span(
-                    self._span_name(item), context=found, kind=SpanKind.CONSUMER))
-            self._carried[i] = trace_headers_of(found)
-        return self._carried[i]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index())
-
-    def __len__(self) -> int:
-        return len(self._index())
 
 
 def context_from_text(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> context.Context:
