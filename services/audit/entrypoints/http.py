@@ -107,23 +107,20 @@ def _plain(**terms: str | None) -> None:
             raise HTTPException(422, detail=reason("INVALID_CHARACTERS", name))
 
 
-async def _audited_query(request: Request, principal: Principal, query: dict[str, Any],
-                         case_id: str | None = None, resource: str | None = None) -> None:
+async def _audited_query(request: Request, principal: Principal, query: dict[str, Any]) -> None:
     """Record the auditor's read. A search term is an id of its column (``handlers.TERMS``),
     and is recorded as given only when the trail holds it there: anything else an auditor
     may type, a child's name in the wrong box included, is recorded as ``NOT_IN_TRAIL`` (it
     matches nothing), since the access event travels on punte.access and rests in the trail.
-    ``resource``: the route's template where the path holds a term (the timeline's case)."""
+    The case read is the case term the trail holds; where a term is not held, what was read
+    is the route's template, since the path may hold that term (the timeline's case)."""
     given = {k: str(v) for k, v in query.items() if v is not None}
     async with _runtime(request).unit_of_work() as uow:
         held = await handlers.held_terms(uow.session, {k: v for k, v in given.items() if k in handlers.TERMS})
-        recorded = {k: v if k not in handlers.TERMS or held.get(k) else handlers.NOT_IN_TRAIL
-                    for k, v in given.items()}
-        # Every caller that names a case names it among the terms too (case_id, timeline).
-        case_held = case_id is not None and any(held.get(k) for k, v in given.items()
-                                                if handlers.TERMS.get(k) == "case_id" and v == case_id)
-        record_access(uow, principal, request, service="audit", case_id=case_id if case_held else None,
-                      query=recorded, resource=resource if resource is not None and not case_held else None)
+        recorded = {k: handlers.NOT_IN_TRAIL if held.get(k) is False else v for k, v in given.items()}
+        case_id = next((given[k] for k, found in held.items() if found and handlers.TERMS[k] == "case_id"), None)
+        route = None if all(held.values()) else getattr(request.scope.get("route"), "path", None)
+        record_access(uow, principal, request, service="audit", case_id=case_id, query=recorded, resource=route)
 
 
 @router.get("/entries", response_model=Entries, summary="Caută în jurnal / search the trail")
@@ -143,7 +140,7 @@ async def search(request: Request, case_id: str | None = None, child_ref: str | 
         query = query.where(audit_entries.c.recorded_at >= since)
     if until is not None:
         query = query.where(audit_entries.c.recorded_at < until)
-    await _audited_query(request, principal, {**filters, "since": since, "until": until}, case_id)
+    await _audited_query(request, principal, {**filters, "since": since, "until": until})
     async with _runtime(request).sessions() as session:
         rows = (await session.execute(query.order_by(audit_entries.c.seq).limit(limit).offset(offset))).all()
         states = await handlers.value_states(session, rows)
@@ -201,8 +198,7 @@ async def timeline(case_id: str, request: Request,
                    principal: Principal = Depends(permit("audit.search"))) -> list[TimelineStep]:
     if has_control_characters(case_id):
         raise HTTPException(404, detail=reason("NOT_FOUND"))  # no case has such an id
-    await _audited_query(request, principal, {"timeline": case_id}, case_id,
-                         resource="/cases/{case_id}/timeline")
+    await _audited_query(request, principal, {"timeline": case_id})
     async with _runtime(request).sessions() as session:
         rows = (await session.execute(sa.select(audit_entries).where(audit_entries.c.case_id == case_id)
                                       .order_by(audit_entries.c.seq))).all()
