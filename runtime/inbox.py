@@ -306,10 +306,16 @@ class FetchPace:
     ``busy_ms`` with the first records. Each fetch of many partitions costs Tansu CPU
     whether or not anything is new; Apache Kafka answers a held fetch as soon as a record
     arrives, so there a long wait costs nothing, and on Tansu only the first message after
-    a quiet spell waits longer."""
+    a quiet spell waits longer.
 
-    def __init__(self, busy_ms: int, idle_ms: int, idle_after: float = 5.0) -> None:
+    ``busy_min_bytes``: while records come, the broker holds a fetch until this much is new
+    (or the wait ends), so a consumer nobody waits on takes one batch a wait rather than a
+    few records at each of the broker's looks; once quiet, the first record is answered
+    at once (1 byte), as before."""
+
+    def __init__(self, busy_ms: int, idle_ms: int, idle_after: float = 5.0, busy_min_bytes: int = 1) -> None:
         self.busy_ms, self.idle_ms, self.idle_after = busy_ms, idle_ms, idle_after
+        self.busy_min_bytes = busy_min_bytes
         self.current = busy_ms
         self._last = time.monotonic()
 
@@ -324,15 +330,21 @@ class FetchPace:
             return self.busy_ms
         return self.idle_ms if now - self._last >= self.idle_after else self.current
 
+    def min_bytes(self, wait: int) -> int:
+        """What the broker must have before it answers, with ``wait``: the busy amount while
+        busy, one byte once quiet."""
+        return self.busy_min_bytes if wait == self.busy_ms else 1
+
     def polled(self, consumer: AIOKafkaConsumer, got_records: bool) -> None:
         wait = self.wait_after(got_records, time.monotonic())
         if wait == self.current:
             return
-        # aiokafka has no setter; its fetcher reads this attribute for every fetch request
+        # aiokafka has no setter; its fetcher reads these attributes for every fetch request
         # it builds (aiokafka <0.15, pinned; tests/integration/test_inbox_batches.py checks it).
         fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+        if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms") and hasattr(fetcher, "_fetch_min_bytes"):
             fetcher._fetch_max_wait_ms = wait
+            fetcher._fetch_min_bytes = self.min_bytes(wait)
             self.current = wait
 
 
@@ -345,7 +357,7 @@ class InboxConsumer:
         batch_max: int = 500, attempts: int = 3, after_commit: Callable[[], None] | None = None,
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
         data_keys: DataKeys | None = None, limits: FailureLimits = FailureLimits(),
-        fetch_max_wait_ms: int = 50, idle_fetch_max_wait_ms: int = 0,
+        fetch_max_wait_ms: int = 50, idle_fetch_max_wait_ms: int = 0, fetch_min_bytes: int = 1,
         after_applied: Callable[[], None] | None = None,
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
@@ -372,7 +384,8 @@ class InboxConsumer:
         self._network_keys = network_keys
         self._data_keys = data_keys
         self._limits = limits
-        self._pace = FetchPace(fetch_max_wait_ms, max(fetch_max_wait_ms, idle_fetch_max_wait_ms))
+        self._pace = FetchPace(fetch_max_wait_ms, max(fetch_max_wait_ms, idle_fetch_max_wait_ms),
+                               busy_min_bytes=fetch_min_bytes)
         self._source = f"/punte/{service}"
         self.processed = 0
         self.duplicates = 0
@@ -474,7 +487,7 @@ class InboxConsumer:
 
     async def _consume(self) -> None:
         consumer = make_consumer(self._bootstrap, self._group_id, self._batch_max,
-                                 fetch_max_wait_ms=self._pace.busy_ms)
+                                 fetch_max_wait_ms=self._pace.busy_ms, fetch_min_bytes=self._pace.busy_min_bytes)
         self._pace.restart()
         listener = _ReadAgainFromTheInbox(consumer, self)
         if self._pattern:

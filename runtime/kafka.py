@@ -74,10 +74,12 @@ def make_producer(bootstrap: str, settings: Settings | None = None) -> AIOKafkaP
 
 
 def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
-                  settings: Settings | None = None, fetch_max_wait_ms: int = 50) -> AIOKafkaConsumer:
+                  settings: Settings | None = None, fetch_max_wait_ms: int = 50,
+                  fetch_min_bytes: int = 1) -> AIOKafkaConsumer:
     """A consumer as the services use it; ``group_id`` None reads without a group.
     ``fetch_max_wait_ms``: how long an idle partition holds a fetch (settings
-    kafka_fetch_max_wait_ms and kafka_fetch_max_wait_background_ms)."""
+    kafka_fetch_max_wait_ms and kafka_fetch_max_wait_background_ms); ``fetch_min_bytes``:
+    how much must be new before the broker answers sooner (kafka_fetch_min_bytes_background)."""
     return AIOKafkaConsumer(
         **client_options(settings),
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
@@ -87,7 +89,7 @@ def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
         # client's default, takes 5 s. Heartbeats run beside the handlers, so only a stalled
         # event loop loses the session, and the inbox makes the rebalance harmless.
         metadata_max_age_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=3000,
-        fetch_max_wait_ms=fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes,
     )
 
 

@@ -148,8 +148,9 @@ class Runtime:
         after each commit that wrote events. It applies a message of the network's own
         topics only when the network signed it, unless ``verify_network`` is False.
         ``background``: no report waits for it (the trail, closures, commands), so the
-        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms) and
-        its batches may be larger (consumer_batch_max_background).
+        broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms) until
+        a batch's worth is new (kafka_fetch_min_bytes_background), and its batches may be
+        larger (consumer_batch_max_background).
         ``after_applied``: called after each commit that applied messages."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
@@ -169,6 +170,7 @@ class Runtime:
             # background ones do, until records come again; a background one, longer still.
             idle_fetch_max_wait_ms=(self.settings.kafka_fetch_max_wait_quiet_ms if background
                                     else self.settings.kafka_fetch_max_wait_background_ms),
+            fetch_min_bytes=self.settings.kafka_fetch_min_bytes_background if background else 1,
         )
 
     def polling(self, work: Callable[[], Awaitable[int]], idle_seconds: float,

@@ -123,8 +123,8 @@ def test_a_quiet_consumer_lets_the_broker_hold_its_fetches_longer_until_records_
 
 @pytest.mark.broker
 async def test_the_fetch_wait_is_changed_on_the_running_client_and_records_still_come(infrastructure):
-    """aiokafka has no setter for the fetch wait: FetchPace sets the attribute its fetcher
-    reads for every request. This fails if a new aiokafka moves it."""
+    """aiokafka has no setter for the fetch wait and minimum: FetchPace sets the attributes
+    its fetcher reads for every request. This fails if a new aiokafka moves them."""
     import asyncio
     import uuid
 
@@ -139,9 +139,10 @@ async def test_the_fetch_wait_is_changed_on_the_running_client_and_records_still
     producer = make_producer(infrastructure.kafka_bootstrap)
     await producer.start()
     try:
-        pace = FetchPace(busy_ms=50, idle_ms=800, idle_after=0.0)
+        pace = FetchPace(busy_ms=50, idle_ms=800, idle_after=0.0, busy_min_bytes=1 << 20)
         pace.polled(consumer, got_records=False)
         assert consumer._fetcher._fetch_max_wait_ms == 800 and pace.current == 800
+        assert consumer._fetcher._fetch_min_bytes == 1
         await producer.send_and_wait(topic, b"x")
         got: list = []
         for _ in range(100):
@@ -153,6 +154,16 @@ async def test_the_fetch_wait_is_changed_on_the_running_client_and_records_still
         assert [r.value for r in got] == [b"x"]
         pace.polled(consumer, got_records=True)
         assert consumer._fetcher._fetch_max_wait_ms == 50
+        assert consumer._fetcher._fetch_min_bytes == 1 << 20
+        # Busy, far less than the minimum is new: the broker answers when the wait ends.
+        await producer.send_and_wait(topic, b"y")
+        got = []
+        for _ in range(100):
+            polled = await consumer.getmany(timeout_ms=200)
+            got += [r for batch in polled.values() for r in batch]
+            if got:
+                break
+        assert [r.value for r in got] == [b"y"]
     finally:
         await producer.stop()
         await consumer.stop()

@@ -30,6 +30,21 @@ def test_report_path_and_background_consumers_wait_by_role():
     assert (background._pace.busy_ms, background._pace.idle_ms) == (1000, 3000)
 
 
+def test_a_background_consumer_asks_for_a_batch_s_worth_while_busy_and_one_byte_once_quiet():
+    """Step 40: the broker holds a background consumer's fetch until 128 KiB are new (or the
+    wait ends), so it takes one batch a wait; a report's consumer is answered at once."""
+    rt = runtime(Settings())
+    on_path = rt.consumer(group_id="g1", topics=["punte.cases"], handler=_handler)
+    background = rt.consumer(group_id="g2", topics=["punte.cases"], handler=_handler, background=True)
+    assert on_path._pace.busy_min_bytes == 1
+    assert background._pace.busy_min_bytes == 131072
+    assert background._pace.min_bytes(1000) == 131072, "busy: a batch's worth"
+    assert background._pace.min_bytes(3000) == 1, "quiet: the first record is answered at once"
+    rt = runtime(Settings(kafka_fetch_min_bytes_background=4096))
+    assert rt.consumer(group_id="g3", topics=["punte.cases"], handler=_handler,
+                       background=True)._pace.busy_min_bytes == 4096
+
+
 def test_the_quiet_wait_is_a_setting():
     rt = runtime(Settings(kafka_fetch_max_wait_quiet_ms=5000, kafka_fetch_max_wait_background_ms=800))
     background = rt.consumer(group_id="g", topics=["punte.cases"], handler=_handler, background=True)
