@@ -176,8 +176,10 @@ class Runtime:
     def polling(self, work: Callable[[], Awaitable[int]], idle_seconds: float,
                 wake: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
         """``polling`` with this service's quiet wait (PUNTE_POLL_QUIET_SECONDS): every
-        background loop of a service backs off the same way on a quiet network."""
-        return polling(work, idle_seconds, wake, self.settings.poll_quiet_seconds)
+        background loop of a service backs off the same way on a quiet network; a woken one
+        gathers what comes for PUNTE_POLL_GATHER_SECONDS before each pass."""
+        return polling(work, idle_seconds, wake, self.settings.poll_quiet_seconds,
+                       self.settings.poll_gather_seconds)
 
     def retention(self) -> RetentionSchedule:
         """The retention schedule (PUNTE_RETENTION_FILE, else contracts/reference)."""
@@ -222,22 +224,32 @@ class ServiceSpec:
 
 
 def polling(work: Callable[[], Awaitable[int]], idle_seconds: float,
-            wake: asyncio.Event | None = None, quiet_seconds: float = 0.0) -> Callable[[], Awaitable[None]]:
+            wake: asyncio.Event | None = None, quiet_seconds: float = 0.0,
+            gather_seconds: float = 0.0) -> Callable[[], Awaitable[None]]:
     """A background loop for ServiceSpec.loops: ``work`` again at once while it finds
     something to do (it returns how much it did), after ``idle_seconds`` when it did nothing,
     or as soon as ``wake`` is set (by what gives it work in this process: the poll then only
     finds what another process did, and can be slow). Each further pass that finds nothing
     waits twice as long, up to ``quiet_seconds`` (runtime.quiet; Runtime.polling passes
-    PUNTE_POLL_QUIET_SECONDS)."""
+    PUNTE_POLL_QUIET_SECONDS).
+
+    ``gather_seconds`` (a loop with a ``wake``): a pass that follows a wake or a pass that
+    worked waits this long first, so the commits that come meanwhile are taken in one pass;
+    under a trickle of commits the loop ran two passes for each (bench/README.md, step 41)."""
     async def loop() -> None:
         pace = QuietWait(idle_seconds, quiet_seconds)
+        gather = False
         while True:
+            if gather and gather_seconds:
+                await asyncio.sleep(gather_seconds)
             if wake is not None:
                 wake.clear()  # before the pass: work arriving during it sends it round again
             if await work():
                 pace.worked()
+                gather = wake is not None
                 continue
             await pace.rest(wake)
+            gather = wake is not None and wake.is_set()
     return loop
 
 

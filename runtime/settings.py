@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     # due timer or another process's row then waits at most this long on a quiet network;
     # 0 keeps every loop at its interval.
     poll_quiet_seconds: float = 8.0
+    # A loop woken by its own process's commits (the notification dispatcher, the audit tree)
+    # waits this long before a pass after a wake or after a pass that worked, so the commits
+    # of a trickle are taken together rather than one pass (and an empty one after it) each.
+    poll_gather_seconds: float = 0.1
     # How long the broker may hold a consumer's fetch when nothing is new (decision 0033).
     # Apache Kafka answers as soon as a record arrives, so the wait costs no latency there;
     # Tansu answers later, and a fetch of many partitions costs it CPU each time, so

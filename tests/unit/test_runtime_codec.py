@@ -191,6 +191,39 @@ async def test_a_woken_poll_works_at_once_and_otherwise_waits_its_interval():
     assert len(passes) >= 3, "never woken: it polls at its interval"
 
 
+async def test_a_woken_loop_takes_the_commits_of_a_trickle_in_one_pass():
+    """Step 41: a pass after a wake waits ``gather_seconds`` first, so wakes that come
+    meanwhile (each commit of a consumer sets it) are one pass, not a pass each and an
+    empty one after each."""
+    import asyncio
+
+    from runtime import service
+
+    wake = asyncio.Event()
+    passes: list[int] = []
+    waiting = [0]
+
+    async def work() -> int:
+        found, waiting[0] = waiting[0], 0
+        passes.append(found)
+        return found
+
+    loop = asyncio.create_task(service.polling(work, 30.0, wake=wake, gather_seconds=0.3)())
+    await asyncio.sleep(0.05)
+    assert passes == [0]
+    for _ in range(3):  # three commits, 30 ms apart
+        waiting[0] += 1
+        wake.set()
+        await asyncio.sleep(0.03)
+    await asyncio.sleep(0.4)
+    assert passes[:2] == [0, 3], "the three commits' work in one pass"
+    await asyncio.sleep(0.35)
+    assert passes == [0, 3, 0], "then one look for more, after the same wait, and rest"
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+
+
 @pytest.mark.parametrize("headers, body", [
     ([("ce_specversion", b"Testescu"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")], b"{}"),
     ([*GOOD[:4], ("ce_time", b"Ana Testescu")], b"{}"),
