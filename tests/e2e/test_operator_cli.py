@@ -43,11 +43,14 @@ def punte(network: Stack, folder: Path, *args: str, token: str | None = None,
 
 
 def settled_status(network: Stack, folder: Path, token: str, timeout: float = 120) -> dict:
-    """`punte status --json` once it exits 0 (other tests may have left messages in flight)."""
+    """`punte status --json` once it exits 0 and the trail has audited everything on the
+    broker (other tests may have left messages in flight, and the trail takes what comes a
+    batch a second while records come: decision 0033, step 40)."""
     deadline = time.monotonic() + timeout
     while True:
         done = punte(network, folder, "status", "--json", "--bootstrap", network.kafka_bootstrap or "", token=token)
-        if done.returncode == 0 or time.monotonic() > deadline:
+        settled = done.returncode == 0 and json.loads(done.stdout)["audit"]["state"] == "verified"
+        if settled or time.monotonic() > deadline:
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
             return json.loads(done.stdout)
         time.sleep(2)
@@ -70,7 +73,9 @@ def test_status_by_url_and_token_is_healthy_then_names_a_stopped_service(network
 
     table = punte(network, tmp_path, "status", token=token)
     assert table.returncode == 0, table.stdout + table.stderr
-    assert all(name in table.stdout for name in SERVICES) and "verified" in table.stdout
+    # The audit's state, verified or (what came in the last second) lagging within the limit.
+    assert all(name in table.stdout for name in SERVICES)
+    assert "verified" in table.stdout or "lagging" in table.stdout
 
     # Stopped, not crashed: the supervisor does not start it again until it is adopted back.
     with network.supervisor_lock:
