@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_quiet_ms: int = 3000
     # While records come, a background consumer's fetch is answered when this much is new
     # (or its wait ends): one batch a wait instead of a few records at each of the broker's
-    # looks. At 20 reports/s the audit trail used 10.7 CPU s for 600 reports, 2.2 with this
+    # looks. At 20 reports/s the audit trail used 9.8 CPU s for 600 reports, 2.0 with this
     # (bench/README.md, step 40). Once quiet, the first record is answered at once.
     kafka_fetch_min_bytes_background: int = 131072
     # How often each service reads the broker's epoch marker (runtime.broker_epoch, decision
