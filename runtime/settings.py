@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     # A loop woken by its own process's commits (the notification dispatcher, the audit tree)
     # waits this long before a pass after a wake or after a pass that worked, so the commits
     # of a trickle are taken together rather than one pass (and an empty one after it) each.
-    poll_gather_seconds: float = 0.1
+    poll_gather_seconds: float = Field(default=0.1, ge=0)
     # How long the broker may hold a consumer's fetch when nothing is new (decision 0033).
     # Apache Kafka answers as soon as a record arrives, so the wait costs no latency there;
     # Tansu answers later, and a fetch of many partitions costs it CPU each time, so
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     # (or its wait ends): one batch a wait instead of a few records at each of the broker's
     # looks. At 20 reports/s the audit trail used 9.8 CPU s for 600 reports, 2.0 with this
     # (bench/README.md, step 40). Once quiet, the first record is answered at once.
-    kafka_fetch_min_bytes_background: int = 131072
+    kafka_fetch_min_bytes_background: int = Field(default=131072, ge=1)
     # How often each service reads the broker's epoch marker (runtime.broker_epoch, decision
     # 0026): a broker that came back empty is noticed within this (sooner while it is held).
     broker_epoch_check_seconds: float = 5.0

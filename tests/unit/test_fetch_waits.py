@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+from pydantic import ValidationError
+
 from runtime.service import Runtime
 from runtime.settings import Settings
 from runtime.signing import Keyring
@@ -43,6 +46,13 @@ def test_a_background_consumer_asks_for_a_batch_s_worth_while_busy_and_one_byte_
     rt = runtime(Settings(kafka_fetch_min_bytes_background=4096))
     assert rt.consumer(group_id="g3", topics=["punte.cases"], handler=_handler,
                        background=True)._pace.busy_min_bytes == 4096
+
+
+def test_a_minimum_below_one_byte_or_a_negative_gather_is_refused_at_start():
+    with pytest.raises(ValidationError, match="kafka_fetch_min_bytes_background"):
+        Settings(kafka_fetch_min_bytes_background=0)
+    with pytest.raises(ValidationError, match="poll_gather_seconds"):
+        Settings(poll_gather_seconds=-1)
 
 
 def test_the_quiet_wait_is_a_setting():
