@@ -365,7 +365,9 @@ class InboxConsumer:
         records every message as it arrives). ``data_keys``: where the bodies of
         dead-lettered messages are sealed (None: none is kept). ``after_commit``: called
         after a commit that wrote events (the relay's wake); ``after_applied``: after one
-        that applied messages (e.g. the audit tree's wake)."""
+        that applied messages (e.g. the audit tree's wake). ``fetch_max_wait_ms``,
+        ``idle_fetch_max_wait_ms``, ``fetch_min_bytes``: the broker's hold on its fetches
+        while records come and once quiet, and what must be new while they come (FetchPace)."""
         self.service = service
         self._group_id = group_id
         self._bootstrap = bootstrap

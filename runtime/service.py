@@ -236,20 +236,22 @@ def polling(work: Callable[[], Awaitable[int]], idle_seconds: float,
     ``gather_seconds`` (a loop with a ``wake``): a pass that follows a wake or a pass that
     worked waits this long first, so the commits that come meanwhile are taken in one pass;
     under a trickle of commits the loop ran two passes for each (bench/README.md, step 41)."""
+    async def gather() -> None:
+        if wake is not None and gather_seconds:
+            await asyncio.sleep(gather_seconds)
+
     async def loop() -> None:
         pace = QuietWait(idle_seconds, quiet_seconds)
-        gather = False
         while True:
-            if gather and gather_seconds:
-                await asyncio.sleep(gather_seconds)
             if wake is not None:
                 wake.clear()  # before the pass: work arriving during it sends it round again
             if await work():
                 pace.worked()
-                gather = wake is not None
+                await gather()
                 continue
             await pace.rest(wake)
-            gather = wake is not None and wake.is_set()
+            if wake is not None and wake.is_set():
+                await gather()
     return loop
 
 
