@@ -28,7 +28,14 @@ from runtime.inbox import Message, UnitOfWork, check_network_signature
 from runtime.log import get_logger
 from runtime.signing import Keyring, SigningKey
 from services.audit.adapters import sealed_values, tree
-from services.audit.adapters.tables import audit_entries, checkpoints, cosignatures, tree_nodes, tree_state
+from services.audit.adapters.tables import (
+    audit_entries,
+    checkpoints,
+    cosignatures,
+    holding,
+    tree_nodes,
+    tree_state,
+)
 from services.audit.domain import checkpoint, merkle, offline, tiles, values
 from services.audit.domain.entries import (
     Record,
@@ -727,7 +734,7 @@ async def held_terms(session: AsyncSession, terms: Mapping[str, str]) -> dict[st
         if TERMS[name] == "topic":
             held[name] = value in topic_names(institutions())
         else:
-            checks.append(sa.exists().where(audit_entries.c[TERMS[name]] == value).label(name))
+            checks.append(sa.exists().where(holding(**{TERMS[name]: value})).label(name))
     if checks:
         row = (await session.execute(sa.select(*checks))).one()
         held |= {name: bool(found) for name, found in row._mapping.items()}

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.audit.adapters.tables import audit_entries, metadata
+from services.audit.adapters.tables import audit_entries, holding, metadata
 
 # case id -> the lead and the participants (the lead, the informed, those referred to).
 case_sides = sa.Table(
@@ -60,4 +60,4 @@ async def entries_of(session: AsyncSession, case_id: str) -> Sequence[sa.Row]:
         sa.select(audit_entries.c.seq, audit_entries.c.recorded_at, audit_entries.c.topic,
                   audit_entries.c.event_id, audit_entries.c.event_type, audit_entries.c.source,
                   audit_entries.c.institution, audit_entries.c.actor, audit_entries.c.leaf_hash)
-        .where(audit_entries.c.case_id == case_id).order_by(audit_entries.c.seq))).all()
+        .where(holding(case_id=case_id)).order_by(audit_entries.c.seq))).all()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runtime import db
 from runtime.data_keys import DataKeys
 from runtime.db import any_of
-from services.audit.adapters.tables import audit_entries, audit_report_cases, audit_sealed_values
+from services.audit.adapters.tables import audit_entries, audit_report_cases, audit_sealed_values, holding_any
 
 
 async def store(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -45,7 +45,7 @@ async def add_links(session: AsyncSession, found: dict[str, str]) -> None:
 async def delete_scopes(session: AsyncSession, scopes: Sequence[str]) -> None:
     """Delete the sealed values of erased scopes (their keys are destroyed as well)."""
     await session.execute(sa.delete(audit_sealed_values).where(audit_sealed_values.c.seq.in_(
-        sa.select(audit_entries.c.seq).where(audit_entries.c.value_scope.in_(list(scopes))))))
+        sa.select(audit_entries.c.seq).where(holding_any("value_scope", scopes)))))
 
 
 @dataclass(frozen=True)

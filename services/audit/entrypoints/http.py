@@ -31,7 +31,7 @@ from runtime.service import Runtime
 from runtime.tokens import Principal
 from services.audit import handlers
 from services.audit.adapters import export_archive
-from services.audit.adapters.tables import audit_entries
+from services.audit.adapters.tables import audit_entries, holding
 from services.audit.domain import checkpoint
 from services.audit.domain.entries import read_leaf
 from services.audit.domain.spreadsheet import safe_cell
@@ -133,9 +133,11 @@ async def search(request: Request, case_id: str | None = None, child_ref: str | 
                "event_type": event_type, "topic": topic}
     _plain(**filters)
     query = sa.select(audit_entries)
-    for column, value in filters.items():
-        if value is not None:
-            query = query.where(audit_entries.c[column] == value)
+    terms = {column: value for column, value in filters.items() if value is not None and column != "topic"}
+    if terms:
+        query = query.where(holding(**terms))
+    if topic is not None:
+        query = query.where(audit_entries.c.topic == topic)
     if since is not None:
         query = query.where(audit_entries.c.recorded_at >= since)
     if until is not None:
@@ -200,7 +202,7 @@ async def timeline(case_id: str, request: Request,
         raise HTTPException(404, detail=reason("NOT_FOUND"))  # no case has such an id
     await _audited_query(request, principal, {"timeline": case_id})
     async with _runtime(request).sessions() as session:
-        rows = (await session.execute(sa.select(audit_entries).where(audit_entries.c.case_id == case_id)
+        rows = (await session.execute(sa.select(audit_entries).where(holding(case_id=case_id))
                                       .order_by(audit_entries.c.seq))).all()
     return [TimelineStep(seq=r.seq, recorded_at=r.recorded_at, event_type=r.event_type,
                          institution=r.institution, actor=r.actor, topic=r.topic) for r in rows]
