@@ -85,8 +85,9 @@ class Message:
                        tuple(record.headers or ()), record.timestamp)
 
     @cached_property
-    def _header_text(self) -> dict[str, str]:
-        # The runtime and the handlers ask for several headers of each message: decode once.
+    def header_text(self) -> dict[str, str]:
+        """Every header as text (``cloudevents.header_map``): the runtime and the handlers
+        ask for several headers of each message, so they are decoded once."""
         return header_map(self.headers)
 
     @cached_property
@@ -96,7 +97,7 @@ class Message:
         return decode(self.headers, self.value)
 
     def header(self, name: str) -> str | None:
-        return self._header_text.get(name)
+        return self.header_text.get(name)
 
     @property
     def position(self) -> str:

@@ -108,7 +108,7 @@ def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[
     # The first epoch's bytes are those the inbox key was made of a moment ago.
     entry = _first_epoch_entry(message) if epoch == 1 else canonical(record, epoch)
     body = body_of(record.value)
-    subject = subject_with(record, templates, body)
+    subject = subject_with(record, templates, body, message.header_text)
     row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
            "event_id": subject.event_id, "event_type": subject.event_type, "source": subject.source,
            "case_id": subject.case_id, "child_ref": subject.child_ref, "actor": subject.actor,

@@ -16,7 +16,7 @@ from services.audit.domain.entries import (
     tails,
 )
 from services.audit.domain.merkle import leaf_hash
-from services.audit.domain.subjects import MAX_SEARCHABLE, subject_of
+from services.audit.domain.subjects import MAX_SEARCHABLE, searchable, subject_of
 
 
 def record(offset: int, value: bytes | None = b"{}") -> Record:
@@ -60,6 +60,13 @@ def test_a_subject_is_always_storable_and_indexable():
     assert subject.case_id == "case-\ufffd-1" and subject.institution == "isj-bc"
     assert subject.actor.encode("utf-8") == "?".encode()  # the lone surrogate is replaced
     assert len(subject.child_ref) == len(subject.event_type) == MAX_SEARCHABLE
+
+
+def test_searchable_text_has_no_nul_and_no_lone_surrogate_and_keeps_plain_ids_as_they_are():
+    assert searchable("case-0001") == "case-0001" and searchable("") is None and searchable(None) is None
+    assert searchable("a\x00b") == "a\ufffdb"  # ASCII, but with a NUL
+    assert searchable("ș\udc00") == "ș?"  # a lone surrogate cannot be stored
+    assert searchable("c" * 600) == "c" * MAX_SEARCHABLE and searchable("ă" * 600) == "ă" * MAX_SEARCHABLE
 
 
 def test_gaps_are_found_per_partition_from_offset_zero():

@@ -4,7 +4,7 @@ PostgreSQL could not store or index is made storable (the entry keeps the exact 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from contracts.reference import SENDER_HEADER, gateway_topic
@@ -39,7 +39,7 @@ def institution_of(topic: str, templates: Iterable[str]) -> str | None:
     return None
 
 
-def _gateway_sender(topic: str, headers: dict[str, str]) -> str | None:
+def _gateway_sender(topic: str, headers: Mapping[str, str]) -> str | None:
     """On the HTTP gateway's topic, the institution intake authenticated (decision 0032)."""
     return headers.get(SENDER_HEADER) if topic == gateway_topic() else None
 
@@ -50,6 +50,8 @@ def searchable(text: str | None) -> str | None:
     not be appended, and the trail would have a gap."""
     if not text:
         return None
+    if text.isascii() and "\x00" not in text:  # most ids: no surrogate can be there
+        return text[:MAX_SEARCHABLE]
     clean = text.replace("\x00", "\ufffd").encode("utf-8", errors="replace").decode("utf-8")
     return clean[:MAX_SEARCHABLE]
 
@@ -75,12 +77,11 @@ def _text(body: dict, *keys: str) -> str | None:
 
 
 def subject_of(record: Record, templates: Iterable[str]) -> Subject:
-    return subject_with(record, templates, body_of(record.value))
+    return subject_with(record, templates, body_of(record.value), header_map(record.headers))
 
 
-def subject_with(record: Record, templates: Iterable[str], body: dict) -> Subject:
-    """``subject_of`` with the body already read."""
-    headers = header_map(record.headers)
+def subject_with(record: Record, templates: Iterable[str], body: dict, headers: Mapping[str, str]) -> Subject:
+    """``subject_of`` with the body and the headers (as text) already read."""
     event_type = headers.get("ce_type")
     return Subject(
         event_id=searchable(headers.get("ce_id")), event_type=searchable(headers.get("ce_type")),
