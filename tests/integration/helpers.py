@@ -364,3 +364,18 @@ def audit_trail(retention_file: Path | None = None):
     return audit_handlers.Trail(
         templates=institution_topics(), data_keys=from_settings(Settings(data_keys=AUDIT_DATA_KEYS)),
         network_keys=network_keyring(NETWORK_KEY), schedule=reference.retention(retention_file))
+
+
+def audit_consumer(sessions, trail, message_key: Callable[[Message], str] | None = None,
+                   batched: bool = True) -> InboxConsumer:
+    """The audit trail's consumer as the service runs it (one attempt a message), driven
+    through ``process``: ``message_key`` the inbox key (the record itself unless given);
+    not ``batched``, every message in a savepoint of its own (the path after a failed batch)."""
+    from functools import partial
+
+    from services.audit import handlers as audit_handlers
+
+    return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
+                         handler=partial(audit_handlers.append, trail=trail),
+                         message_key=message_key or audit_handlers.key_by_record, attempts=1,
+                         batch_handler=partial(audit_handlers.append_many, trail=trail) if batched else None)

@@ -8,7 +8,6 @@ import hashlib
 import json
 import uuid
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from services.audit.domain.subjects import MAX_SEARCHABLE
 from tests.integration.helpers import (
     NETWORK_KEY,
     Statements,
+    audit_consumer,
     audit_trail,
     emitted,
     message,
@@ -47,10 +47,7 @@ async def audit(infrastructure):
     trail = audit_trail()
 
     def replica(batched: bool = True) -> InboxConsumer:
-        return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=partial(handlers.append, trail=trail), message_key=handlers.key_by_record,
-                             attempts=1,
-                             batch_handler=partial(handlers.append_many, trail=trail) if batched else None)
+        return audit_consumer(sessions, trail, batched=batched)
     yield replica, engine, sessions
     await engine.dispose()
 
@@ -123,10 +120,7 @@ async def test_after_a_new_broker_epoch_verify_compares_the_new_log_with_the_new
     ordinal = 1
 
     def consumer() -> InboxConsumer:
-        return InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=partial(handlers.append, trail=trail), attempts=1,
-                             message_key=handlers.key_in_epoch(lambda: ordinal),
-                             batch_handler=partial(handlers.append_many, trail=trail))
+        return audit_consumer(sessions, trail, message_key=handlers.key_in_epoch(lambda: ordinal))
     await consumer().process(batch("punte.cases", 5))
     new_log = batch("punte.cases", 7)  # the rebuilt broker's records, from offset 0
     await consumer().process(new_log[5:])  # read at the old positions before the epoch was noticed

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tarfile
 from datetime import datetime, timedelta, timezone
-from functools import partial
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ from fastapi import FastAPI
 
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
-from runtime.inbox import InboxConsumer, key_by_position
+from runtime.inbox import key_by_position
 from runtime.outbox import OutboxRelay
 from runtime.service import Runtime
 from runtime.settings import Settings
@@ -38,7 +37,15 @@ from services.audit.domain import checkpoint, offline, tiles
 from services.audit.domain.entries import Record, canonical_v1
 from services.audit.domain.merkle import leaf_hash
 from services.audit.entrypoints import http
-from tests.integration.helpers import ISSUER, NETWORK_KEY, audit_trail, emitted, message, migrated_database
+from tests.integration.helpers import (
+    ISSUER,
+    NETWORK_KEY,
+    audit_consumer,
+    audit_trail,
+    emitted,
+    message,
+    migrated_database,
+)
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 LOG = handlers.Log("punte.test/audit", SigningKey.generate("punte.test/audit-1"))
@@ -103,9 +110,7 @@ class Audit:
 
     def __init__(self, engine, sessions, trail: handlers.Trail, client: httpx.AsyncClient) -> None:
         self.engine, self.sessions, self.trail, self.client = engine, sessions, trail, client
-        self.consumer = InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                                      handler=partial(handlers.append, trail=trail), message_key=key_by_position,
-                                      attempts=1, batch_handler=partial(handlers.append_many, trail=trail))
+        self.consumer = audit_consumer(sessions, trail, message_key=key_by_position)
         self.offsets: dict[str, int] = {}
 
     async def receive(self, *records: tuple[str, CloudEvent]) -> None:

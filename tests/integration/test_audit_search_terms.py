@@ -5,18 +5,15 @@ the index would leave every search a scan of the whole trail, unnoticed)."""
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from runtime.cloudevents import CloudEvent
-from runtime.inbox import InboxConsumer
-from services.audit import handlers
 from services.audit.adapters.tables import SEARCH_COLUMNS, audit_entries, holding, holding_any
 from services.audit.domain.subjects import MAX_SEARCHABLE
-from tests.integration.helpers import audit_trail, message, migrated_database
+from tests.integration.helpers import audit_consumer, audit_trail, message, migrated_database
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 INDEX = "ix_audit_entries_search_terms"
@@ -26,10 +23,7 @@ WIDE = "\U0001d49e" * (MAX_SEARCHABLE + 100)  # four UTF-8 bytes a character: th
 @pytest.fixture
 async def trail(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "audit", MIGRATIONS)
-    consumer = InboxConsumer(service="audit", group_id="t", bootstrap="t", sessions=sessions,
-                             handler=partial(handlers.append, trail=audit_trail()),
-                             message_key=handlers.key_by_record, attempts=1,
-                             batch_handler=partial(handlers.append_many, trail=audit_trail()))
+    consumer = audit_consumer(sessions, audit_trail())
     events = [CloudEvent.new("ro.punte.case.opened.v1", "/punte/intake",
                              {"case_id": f"case-{i % 50}", "child_ref": f"ch-{i % 70}", "actor": f"person-{i % 7}",
                               "actor_institution": "isj-bc"}) for i in range(600)]
@@ -46,7 +40,7 @@ async def found_and_plan(engine, where: sa.ColumnElement[bool]) -> tuple[set[int
     async with engine.connect() as conn:
         seqs = set((await conn.execute(query)).scalars())
         # As on a trail of millions, where the planner would not read the whole table.
-        await conn.execute(sa.text("SET enable_seqscan = off"))
+        await conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
         compiled = query.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
         plan = json.dumps((await conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {compiled}"))).scalar())
     return seqs, plan
