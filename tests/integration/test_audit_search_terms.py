@@ -92,3 +92,8 @@ async def test_an_erasure_finds_the_entries_of_its_scopes_through_the_index(trai
 def test_a_column_the_trail_is_not_searched_by_is_refused():
     with pytest.raises(ValueError):
         holding(topic="punte.cases")
+
+
+def test_a_search_without_terms_is_refused_rather_than_matching_everything():
+    with pytest.raises(ValueError, match="at least one term"):
+        holding()

@@ -35,7 +35,8 @@ audit_entries = sa.Table(
 )
 
 # What auditors search the trail by, and erasure finds entries by: each column's value as
-# "column=value", in one GIN index over audit_search_terms() (migration 0009, decision 0045).
+# "column=value", in one GIN index over audit_search_terms() (migration 0009, decision 0045),
+# whose arguments are these columns in this order (the index's expression must match).
 SEARCH_COLUMNS = ("event_type", "case_id", "child_ref", "actor", "institution", "value_scope")
 
 
@@ -50,7 +51,10 @@ def _term(column: str, value: str) -> str:
 
 
 def holding(**terms: str) -> sa.ColumnElement[bool]:
-    """Entries whose columns hold every one of ``terms`` (column=value), one index lookup."""
+    """Entries whose columns hold every one of ``terms`` (column=value), one index lookup.
+    No terms is refused: it would match every entry."""
+    if not terms:
+        raise ValueError("a search of the trail needs at least one term")
     return _search_terms().contains([_term(c, v) for c, v in terms.items()])
 
 

@@ -130,11 +130,10 @@ async def search(request: Request, case_id: str | None = None, child_ref: str | 
                  limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_INT64),
                  principal: Principal = Depends(permit("audit.search"))) -> Entries:
     filters = {"case_id": case_id, "child_ref": child_ref, "institution": institution, "actor": actor,
-               "event_type": event_type, "topic": topic}
-    _plain(**filters)
+               "event_type": event_type}
+    _plain(**filters, topic=topic)
     query = sa.select(audit_entries)
-    terms = {column: value for column, value in filters.items() if value is not None and column != "topic"}
-    if terms:
+    if terms := {column: value for column, value in filters.items() if value is not None}:
         query = query.where(holding(**terms))
     if topic is not None:
         query = query.where(audit_entries.c.topic == topic)
@@ -142,7 +141,7 @@ async def search(request: Request, case_id: str | None = None, child_ref: str | 
         query = query.where(audit_entries.c.recorded_at >= since)
     if until is not None:
         query = query.where(audit_entries.c.recorded_at < until)
-    await _audited_query(request, principal, {**filters, "since": since, "until": until})
+    await _audited_query(request, principal, {**filters, "topic": topic, "since": since, "until": until})
     async with _runtime(request).sessions() as session:
         rows = (await session.execute(query.order_by(audit_entries.c.seq).limit(limit).offset(offset))).all()
         states = await handlers.value_states(session, rows)
