@@ -53,6 +53,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class HeldPort:
+    """A port of 127.0.0.1 kept for one server process from the moment it is chosen, across
+    its starts: ``free_port`` lets its port go, and in the seconds until the process binds
+    it (its start-up migrates a database first) another socket could take it; the process
+    then fails its start (runtime.http_server).
+
+    The hold is a bound socket that never listens, so a connection to the port while the
+    process is down is refused, not left waiting. Each start gets a socket of its own bound
+    to the same port (SO_REUSEPORT, this user only), which the child listens on and which
+    closes with it; the hold refuses every other socket the port (none sets SO_REUSEPORT
+    here) and keeps it out of the kernel's choice for outgoing connections."""
+
+    def __init__(self) -> None:
+        self._hold = self._bound(0)
+        self.port: int = self._hold.getsockname()[1]
+
+    @staticmethod
+    def _bound(port: int) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        return sock
+
+    def for_child(self) -> socket.socket:
+        """A socket bound to the port, for one start of the process (pass its descriptor and
+        close this copy once the child is started)."""
+        return self._bound(self.port)
+
+    def close(self) -> None:
+        self._hold.close()
+
+
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

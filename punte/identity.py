@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-import uvicorn
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 
+from runtime import http_server
 from runtime.limits import throttle
 from runtime.signing import SigningKey
 from runtime.tokens import TokenIssuer
@@ -172,7 +172,8 @@ def main() -> None:
     issuer_url = os.environ.get("PUNTE_OIDC_ISSUER", f"http://127.0.0.1:{port}")
     issuer = TokenIssuer(issuer_url, SigningKey.load(state / "keys" / "identity.key"))
     app = create_app(issuer, load_accounts(state / "accounts.json"))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    socket_fd = os.environ.get(http_server.SOCKET_FD_VARIABLE)
+    http_server.run(app, "127.0.0.1", port, int(socket_fd) if socket_fd else None, log_level="warning")
 
 
 if __name__ == "__main__":

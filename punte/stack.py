@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from punte.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
+from punte.embedded import EmbeddedBroker, EmbeddedPostgres, HeldPort, free_port, wait_for_port
 from punte.state import State
+from runtime import http_server
 from runtime.broker_epoch import provision
 from runtime.settings import Settings
 
@@ -255,6 +256,9 @@ class Stack:
     kafka_bootstrap: str | None = None
     database_url: str | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    # The ports of the HTTP processes (the issuer, each service replica), held from the
+    # moment they are chosen until the stack stops (HeldPort): each start gets its socket.
+    held_ports: dict[str, HeldPort] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
@@ -410,18 +414,32 @@ class Stack:
         module = {"identity": "punte.identity", "mail": "punte.mailbox"}.get(name, f"services.{service_of(name)}")
         arguments = (["--port", str(self.ports["mail"]), "--maildir", str(self.state.maildir)]
                      if name == "mail" else [])
-        with open(self.state_dir / "logs" / f"{name}.log", "ab") as log:  # the child keeps its copy
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module, *arguments], env=self._env(name), cwd=ROOT,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        held = self.held_ports.get(name)
+        listening = held.for_child() if held is not None else None
+        env = self._env(name)
+        if listening is not None:
+            env[http_server.SOCKET_FD_VARIABLE] = str(listening.fileno())
+        try:
+            with open(self.state_dir / "logs" / f"{name}.log", "ab") as log:  # the child keeps its copy
+                self.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", module, *arguments], env=env, cwd=ROOT,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=(listening.fileno(),) if listening is not None else (),
+                )
+        finally:
+            if listening is not None:  # the child's alone: it stops listening when the child ends
+                listening.close()
 
     def start(self, timeout: float = 120) -> "Stack":
         self.start_infrastructure()
         # All at once: the services fetch the issuer's keys on their first request and reach
         # the mail server on their first e-mail, so neither has to be up before they start.
-        for name in ("identity", "mail", *self.service_processes):
-            self.ports.setdefault(name, free_port())
+        for name in ("identity", *self.service_processes):
+            if name not in self.held_ports:
+                self.held_ports[name] = HeldPort()
+                self.ports[name] = self.held_ports[name].port
+        # The mail server (aiosmtpd binds its own) is started and waited for at once.
+        self.ports.setdefault("mail", free_port())
         for name in ("identity", "mail", *SERVICES):
             self.start_process(name)
         for name in ("identity", "mail"):
@@ -492,8 +510,12 @@ class Stack:
             for name in list(pending):
                 process = self.processes[name]
                 if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see "
-                                       f"{self.state_dir / 'logs' / (name + '.log')}")
+                    # The log's last lines in the error itself: where the log is not kept
+                    # (CI prints only the error), the path alone says nothing.
+                    log_file = self.state_dir / "logs" / f"{name}.log"
+                    tail = "\n  ".join(last_lines(log_file, count=8, width=600))
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log_file}; "
+                                       f"its last lines:\n  {tail}")
                 try:
                     if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
                         pending.discard(name)
@@ -525,3 +547,6 @@ class Stack:
             self.kafka.stop()
         if self.postgres:
             self.postgres.stop()
+        for held in self.held_ports.values():
+            held.close()
+        self.held_ports.clear()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from contracts.access import action_for, policy
 from contracts.reference import RetentionSchedule, retention
 from contracts.refusals import reason
-from runtime import dead_letters, http_errors
+from runtime import dead_letters, http_errors, http_server
 from runtime.authorization import permit
 from runtime.broker_epoch import BROKER_EMPTY, EpochWatch
 from runtime.data_keys import DataKeys, Erased, from_settings
@@ -794,5 +793,5 @@ def serve(spec: ServiceSpec) -> None:
     app = create_app(spec, settings)
     # No logging configuration of uvicorn's own (plain text) and no access log of its own
     # (it prints paths with their query strings): runtime.log.AccessLog writes that.
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
-                lifespan="on", log_config=None, access_log=False)
+    http_server.run(app, settings.http_host, settings.http_port, settings.http_socket_fd, log_level="warning",
+                    lifespan="on", log_config=None, access_log=False)

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # A listening socket handed down by the process that started this one (the embedded
+    # network's stack, which holds each port from the moment it chooses it): served instead
+    # of binding http_host:http_port (runtime.http_server).
+    http_socket_fd: int | None = None
     # Embedded default: the state folder holds keys and the token issuer's secrets.
     state_dir: Path = Path(".punte")
     # Public keys of every institution (see runtime.signing.Keyring).

@@ -4,8 +4,10 @@ own (its own embedded PostgreSQL and broker): the shared `network` is not distur
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import random
+import socket
 from collections import defaultdict
 
 import httpx
@@ -56,6 +58,13 @@ async def test_a_killed_service_comes_back_and_every_report_gets_exactly_one_out
     try:
         for name in SERVICES:
             killed = faults.kill_service(stack, name)
+            # Its port stays its own while it is down and starting again: another socket
+            # (a server's, with SO_REUSEADDR) cannot take it. Taken meanwhile, the restart
+            # failed to listen ("exited with 3") and was tried again until given up.
+            with pytest.raises(OSError) as taken, socket.socket() as other:
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                other.bind(("127.0.0.1", stack.ports[name]))
+            assert taken.value.errno == errno.EADDRINUSE, taken.value
 
             async def back(name: str = name, killed: int = killed) -> bool:
                 """the killed service runs again, in a new process, and is ready"""
