@@ -157,7 +157,13 @@ class EmbeddedPostgres:
                  # yet written to disk, and the embedded default leaves that out of scope
                  # (docs/running.md); production PostgreSQL keeps both on.
                  "-c", "synchronous_commit=on", "-c", "fsync=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
+                 "-c", "max_connections=300", "-c", "shared_buffers=256MB",
+                 # Autovacuum visits each database every naptime / databases. A table that
+                 # grows from empty (a new network, a bench) keeps the plans its prepared
+                 # statements chose while it was tiny until its first ANALYZE: at a minute, the
+                 # audit's data-key lookups scanned the whole table for ~400 000 appends
+                 # (bench/README.md, the eleventh session of issue #14).
+                 "-c", "autovacuum_naptime=10s"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user_kwargs,
             )
         wait_for_port(self.port, timeout, self.process)
