@@ -443,7 +443,10 @@ class Stack:
         for name in ("identity", "mail", *SERVICES):
             self.start_process(name)
         for name in ("identity", "mail"):
-            wait_for_port(self.ports[name], 30, self.processes[name])
+            try:
+                wait_for_port(self.ports[name], 30, self.processes[name])
+            except RuntimeError:
+                raise self._exited(name) from None
         self.wait_ready(timeout, SERVICES)
         # Further replicas once the first is ready: a service creates its database at its
         # first start, and two processes doing so at once collide (pg_database's unique name).
@@ -502,6 +505,14 @@ class Stack:
     def supervision(self) -> dict[str, dict[str, object]]:
         return self.supervisor.snapshot() if self.supervisor is not None else {}
 
+    def _exited(self, name: str) -> RuntimeError:
+        """Why the stack cannot start: ``name`` exited, with its log's last lines in the error
+        itself (where the log is not kept, as in CI, the path alone says nothing)."""
+        log_file = self.state_dir / "logs" / f"{name}.log"
+        tail = "\n  ".join(last_lines(log_file, count=8, width=600))
+        return RuntimeError(f"{name} exited with {self.processes[name].returncode}; see {log_file}; "
+                            f"its last lines:\n  {tail}")
+
     def wait_ready(self, timeout: float, names: Iterable[str] | None = None) -> None:
         """Waits until every service process (or those ``names``) answers ready."""
         deadline = time.monotonic() + timeout
@@ -510,12 +521,7 @@ class Stack:
             for name in list(pending):
                 process = self.processes[name]
                 if process.poll() is not None:
-                    # The log's last lines in the error itself: where the log is not kept
-                    # (CI prints only the error), the path alone says nothing.
-                    log_file = self.state_dir / "logs" / f"{name}.log"
-                    tail = "\n  ".join(last_lines(log_file, count=8, width=600))
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log_file}; "
-                                       f"its last lines:\n  {tail}")
+                    raise self._exited(name)
                 try:
                     if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
                         pending.discard(name)

@@ -125,6 +125,11 @@ async def test_a_service_that_keeps_failing_at_start_is_given_up_and_status_says
             """the supervisor gave up on referral"""
             return stack.supervision()["referral"]["state"] == "given up"
         await wait_until(given_up, timeout=180)
+        # Started again by the stack with the secret still missing: its error says why (the
+        # log's last lines), not only where a log is that CI does not keep.
+        stack.start_process("referral")
+        with pytest.raises(RuntimeError, match=r"(?s)referral exited with \d+; .*PUNTE_DATA_KEYS"):
+            stack.wait_ready(60, ["referral"])
     finally:
         del stack.extra_env["PUNTE_DATA_KEYS"]
     status = await collect(stack.state)
