@@ -51,13 +51,24 @@ class DataKeys:
         found = await self._unwrapped(session, wanted)
         missing = [s for s in wanted if s not in found]
         if missing:
-            fresh = []
-            for scope in missing:
-                kek_id, wrapped = self.provider.wrap(new_data_key(), scope)
-                fresh.append({"scope": scope, "kek_id": kek_id, "wrapped": wrapped, "created_at": now})
-            # A concurrent writer may create the same scope: its key wins, ours is dropped.
-            await session.execute(pg_insert(data_keys_table).on_conflict_do_nothing(index_elements=["scope"]), fresh)
-            found |= await self._unwrapped(session, missing)
+            fresh = {scope: new_data_key() for scope in missing}
+            wrapped = [self.provider.wrap(key, scope) for scope, key in fresh.items()]
+            given = as_rows("fresh", scope=(sa.Text(), missing), kek_id=(sa.Text(), [k for k, _ in wrapped]),
+                            wrapped=(sa.LargeBinary(), [w for _, w in wrapped]))
+            # One statement text for any number of keys; the keys it created come back, and
+            # are used as made (not read and unwrapped again).
+            created = set((await session.execute(
+                pg_insert(data_keys_table)
+                .from_select(["scope", "kek_id", "wrapped", "created_at"],
+                             sa.select(given.c.scope, given.c.kek_id, given.c.wrapped,
+                                       sa.bindparam("now", now, type_=sa.DateTime(timezone=True))))
+                .on_conflict_do_nothing(index_elements=["scope"])
+                .returning(data_keys_table.c.scope))).scalars())
+            found |= {scope: fresh[scope] for scope in created}
+            # A concurrent writer created the others first: its keys win, ours are dropped.
+            lost = [scope for scope in missing if scope not in created]
+            if lost:
+                found |= await self._unwrapped(session, lost)
         return found
 
     async def existing(self, session: AsyncSession, scopes: Iterable[str]) -> dict[str, bytes]:

@@ -1,6 +1,7 @@
 """Data keys per scope and the purge job's timers on a real PostgreSQL: erasure destroys a
 scope's key (its values never open again, nothing new is sealed into it) and is done once,
 when due, and never touches what is not due or not yet published."""
+import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -60,6 +61,32 @@ async def test_an_erased_scope_never_opens_again_and_says_when_and_why(sessions)
         assert await KEYS.open(session, "case:c-keep", kept, b"note") == "Ion Exemplu".encode()
         wrapped = await session.scalar(sa.text("SELECT wrapped FROM punte_data_keys WHERE scope = 'case:c-erase'"))
         assert wrapped is None
+
+
+async def test_two_writers_creating_a_scopes_key_at_once_agree_on_the_first_ones(sessions) -> None:
+    """keys_for uses the keys it created as made; a scope another writer created first (its
+    insert waited for that writer's commit) takes that writer's key, as every later reader
+    does."""
+    first, second = sessions(), sessions()
+    try:
+        await first.begin()
+        mine = await KEYS.keys_for(first, ["case:c-both", "case:c-first"], NOW)
+        await second.begin()
+        theirs = asyncio.create_task(KEYS.keys_for(second, ["case:c-both", "case:c-second"], NOW))
+        await asyncio.sleep(0.3)
+        assert not theirs.done()  # its insert waits for the first writer's row
+        await first.commit()
+        theirs_keys = await theirs
+        await second.commit()
+    finally:
+        await first.close()
+        await second.close()
+    assert theirs_keys["case:c-both"] == mine["case:c-both"]
+    assert theirs_keys["case:c-second"] != mine["case:c-first"]
+    async with sessions() as session:
+        assert await KEYS.existing(session, ["case:c-both", "case:c-first", "case:c-second"]) == {
+            "case:c-both": mine["case:c-both"], "case:c-first": mine["case:c-first"],
+            "case:c-second": theirs_keys["case:c-second"]}
 
 
 async def test_old_published_outbox_rows_and_old_inbox_rows_are_pruned_pending_rows_never(sessions) -> None:
