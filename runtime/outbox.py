@@ -19,6 +19,7 @@ sealed in the service's own database (runtime.dead_letters), both in the same tr
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -65,6 +66,19 @@ UNPUBLISHABLE: tuple[type[Exception], ...] = (
     kafka_errors.PolicyViolationError,
     kafka_errors.UnsupportedForMessageFormatError,
 )
+
+
+# Kafka's rule for a topic's name (its Topic.validate): a broker refuses any other, so a row
+# for one is parked before its send, which would otherwise wait request_timeout_ms for
+# metadata that never comes.
+_LEGAL_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def refused_topic(topic: str) -> kafka_errors.InvalidTopicError | None:
+    """Why no broker will ever take a row for ``topic``, or None for a legal name."""
+    if _LEGAL_TOPIC.fullmatch(topic) and topic not in (".", ".."):
+        return None
+    return kafka_errors.InvalidTopicError(f"{topic!r} is not a legal topic name")
 
 
 def unpublishable(error: BaseException) -> bool:
@@ -254,7 +268,7 @@ class OutboxRelay:
             )).all()
             if not rows:
                 return 0
-            await self._learn_topics({row.topic for row in rows})
+            await self._learn_topics({row.topic for row in rows if refused_topic(row.topic) is None})
             injects = kafka_injects()
             blocked: set[tuple[str, bytes]] = set()  # keys with a row parked in this pass
             sent: list[tuple[Any, asyncio.Future]] = []
@@ -263,6 +277,8 @@ class OutboxRelay:
                 if row.key is not None and (row.topic, row.key) in blocked:
                     continue  # waits behind its key's parked row
                 try:
+                    if (refusal := refused_topic(row.topic)) is not None:
+                        raise refusal
                     with self._span(row):
                         future = await self._producer.send(
                             row.topic, value=row.payload, key=row.key, headers=self._headers(row, injects))

@@ -123,7 +123,8 @@ async def relay_parked(engine) -> list[dict]:
 async def test_a_row_for_a_topic_that_does_not_exist_is_parked_and_the_others_go_on(infrastructure, database):
     engine, sessions = database
     topic = await new_topic(infrastructure)
-    # A name no broker creates (the embedded one creates any valid name on first use).
+    # A name no broker creates (the embedded one creates any valid name on first use): the
+    # relay parks it before sending, where it waited request_timeout_ms of metadata before.
     missing = f"test parking never created {uuid.uuid4().hex[:6]}!"
     await write(sessions, (missing, event(1), "case-a"), (topic, event(2), "case-b"))
     # The client gives up on a topic after request_timeout_ms of metadata: 30 s in
@@ -138,7 +139,7 @@ async def test_a_row_for_a_topic_that_does_not_exist_is_parked_and_the_others_go
 
     assert numbers(await read_topic(infrastructure.kafka_bootstrap, topic, 1, timeout=10)) == [2]
     [parked] = await relay_parked(engine)
-    assert parked["topic"] == missing and "UnknownTopic" in parked["reason"]
+    assert parked["topic"] == missing and "InvalidTopic" in parked["reason"]
     # Once the cause is fixed (here: never), every parked row goes back in line at once.
     assert await retry_all_parked(engine) == 1 and await relay_parked(engine) == []
 

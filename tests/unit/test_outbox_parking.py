@@ -7,7 +7,7 @@ import pytest
 from aiokafka import errors
 
 from punte.status import _check
-from runtime.outbox import parking_reason, unpublishable
+from runtime.outbox import parking_reason, refused_topic, unpublishable
 
 
 @pytest.mark.parametrize("error", [
@@ -42,3 +42,15 @@ async def test_a_service_with_parked_rows_shows_degraded_with_its_reason_in_stat
         component, stats = await _check(client, "intake", "http://intake.test", {})
     assert component["status"] == "degraded" and component["problems"] == [problem]
     assert stats == {"outbox": {"pending": 0, "parked": 1}}
+
+
+@pytest.mark.parametrize("topic", ["punte nowhere!", "", ".", "..", "punte.ș", "p" * 250, "punte/x"])
+def test_a_topic_name_no_broker_accepts_is_refused_before_sending(topic):
+    refusal = refused_topic(topic)
+    assert refusal is not None and unpublishable(refusal)
+    assert "InvalidTopic" in parking_reason(refusal)
+
+
+@pytest.mark.parametrize("topic", ["punte.cases", "punte.delivery.dgaspc-bc", "punte.ingress.isj_bc", "p" * 249])
+def test_a_legal_topic_name_goes_to_the_broker(topic):
+    assert refused_topic(topic) is None
