@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import uuid
 
+import pytest
+
 from runtime.inbox import InboxConsumer
-from runtime.kafka import ensure_topics
+from runtime.kafka import ensure_topics, make_admin, make_consumer
 from tests.integration.helpers import REFERRAL_MIGRATIONS, eventually, migrated_database
 
 
@@ -45,3 +47,34 @@ async def test_both_replicas_stay_joined_through_a_rebalance_though_one_gets_no_
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.broker
+async def test_a_stopped_consumer_leaves_its_group_at_once(infrastructure):
+    """A consumer that stops says so to the group coordinator (LeaveGroup), so that the
+    replica or restart that takes its partitions over need not wait for its session to
+    expire. Tansu numbers a group's first generation 0, where Apache Kafka starts at 1, and
+    aiokafka leaves only from generation 1 (runtime.kafka.make_consumer)."""
+    topic, group = f"t.leave.{uuid.uuid4().hex[:8]}", f"leave-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, 1)])
+    consumer = make_consumer(infrastructure.kafka_bootstrap, group, 10)
+    consumer.subscribe([topic])
+    await consumer.start()
+    try:
+        await eventually(lambda: _true(bool(consumer.assignment())))
+        assert await _members(infrastructure.kafka_bootstrap, group) == 1
+    finally:
+        await consumer.stop()
+    # Asked at once: the member's session (10 s) has not expired yet.
+    assert await _members(infrastructure.kafka_bootstrap, group) == 0
+
+
+async def _members(bootstrap: str, group: str) -> int:
+    admin = make_admin(bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group])
+        [(_, _, _, _, _, members, *_)] = described.groups
+        return len(members)
+    finally:
+        await admin.close()
