@@ -6,11 +6,13 @@ Starts an embedded PostgreSQL in a temporary folder (always stopped), migrates f
 databases on it and measures, in one run on the same machine:
 
 1. append: N synthetic CloudEvent messages (~600-byte JSON bodies on a few punte.* topics and
-   partitions, about K per case) through the real ``InboxConsumer.process`` with
-   ``handlers.append_many`` (the batch handler, as the service runs) and the service's own
-   inbox key (``handlers.key_in_epoch``), in batches of 500 (the consumer's batch_max). The
-   messages are made as they are appended (a million do not fit in memory). Then, each on a
-   fresh database, M of them: in batches of 500 and of 50; one message at a time
+   partitions, about K per case) through the real ``InboxConsumer.process_reading_ahead``
+   (the consumer loop's step: the next batch prepared by ``Trail.read_ahead`` while this one
+   is written) with ``handlers.append_many`` (the batch handler, as the service runs) and the
+   service's own inbox key (``handlers.key_in_epoch``), in batches of 500 (the consumer's
+   batch_max). The messages are made as they are appended (a million do not fit in memory).
+   Then, each on a fresh database, M of them: in batches of 500 and of 50; without reading
+   ahead; one message at a time
    (``handlers.append`` in a savepoint each, the consumer's path after a batch failed); with
    asyncpg's default prepared-statement cache (100) instead of runtime.db's; and with every
    SQL statement timed (where the time goes);
@@ -146,30 +148,41 @@ async def database(server_url: str, name: str, stmt_cache: int | None = None):
     return url, engine, make_sessions(engine)
 
 
-def consumer(sessions, batched: bool = True) -> InboxConsumer:
-    """As the service runs it: the whole batch in one insert; or, not ``batched``, one
-    message at a time in a savepoint each (the consumer's path after a batch failed)."""
+def consumer(sessions, batched: bool = True, read_ahead: bool = True) -> InboxConsumer:
+    """As the service runs it: the whole batch in one insert, the next batch read ahead
+    (services/audit/bootstrap.py); or, not ``batched``, one message at a time in a
+    savepoint each (the consumer's path after a batch failed)."""
     trail = handlers.Trail(templates=institution_topics(), data_keys=DataKeys(ConfiguredKeyProvider.from_setting(
         "bench-1:" + "11" * 32)), network_keys=Keyring([]), schedule=retention())
     # The service's own inbox key (bootstrap.py): the record's canonical bytes, hashed.
     return InboxConsumer(service="audit", group_id="bench", bootstrap="unused", sessions=sessions,
                          handler=partial(handlers.append, trail=trail), message_key=handlers.key_in_epoch(lambda: 1),
                          attempts=1,
-                         batch_handler=partial(handlers.append_many, trail=trail) if batched else None)
+                         batch_handler=partial(handlers.append_many, trail=trail) if batched else None,
+                         prepare=trail.read_ahead if read_ahead else None)
 
 
-async def append_all(sessions, messages: Iterable[Message], batch: int, batched: bool = True) -> dict:
-    """Every message through the consumer, ``batch`` at a time; only ``process`` is timed
-    (making the synthetic messages is not)."""
-    inbox = consumer(sessions, batched)
+async def append_all(sessions, messages: Iterable[Message], batch: int, batched: bool = True,
+                     read_ahead: bool = True) -> dict:
+    """Every message through the consumer, ``batch`` at a time, as its loop hands them over
+    (``InboxConsumer.process_reading_ahead``: the next batch prepared while this one is
+    written, when ``read_ahead``); only that is timed (making the synthetic messages is not)."""
+    inbox = consumer(sessions, batched, read_ahead)
     elapsed, count = 0.0, 0
-    for chunk in batches(messages, batch):
+    chunks = batches(messages, batch)
+    chunk = next(chunks, [])
+    while chunk:
+        following = next(chunks, [])  # made before the clock starts: the client would hold it
+
+        async def poll_ahead(following: list[Message] = following) -> list[Message]:
+            return following
         start = time.perf_counter()
-        await inbox.process(chunk)
+        _, ahead = await inbox.process_reading_ahead(chunk, [], poll_ahead)
         elapsed += time.perf_counter() - start
         count += len(chunk)
+        chunk = ahead or following
     return {"entries": count, "batch": batch, "s": elapsed, "entries_per_s": count / elapsed,
-            "processed": inbox.processed, "dead_lettered": inbox.dead_lettered}
+            "read_ahead": read_ahead, "processed": inbox.processed, "dead_lettered": inbox.dead_lettered}
 
 
 # --- where the append's time goes ---------------------------------------------------------
@@ -423,13 +436,17 @@ def show(f: dict) -> None:
                     f"({BODY_BYTES} B bodies)")
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row("[bold]1. append, batches of 500 (InboxConsumer.process)[/bold]",
+    t.add_row("[bold]1. append, batches of 500 (InboxConsumer.process_reading_ahead)[/bold]",
               f"[bold]{a['entries_per_s']:.0f} entries/s[/bold] ({a['s']:.1f} s)")
     t.add_row(f"   same, {a500c['entries']} entries on a fresh database (for the rows below)",
               f"{a500c['entries_per_s']:.0f} entries/s")
     t.add_row(f"   batches of 50, {b50['entries']} entries on a fresh database",
               f"{b50['entries_per_s']:.0f} entries/s (500 is {a500c['entries_per_s'] / b50['entries_per_s']:.2f}x "
               "as fast)")
+    na = f["append_without_read_ahead"]
+    t.add_row(f"   without reading the next batch ahead, {na['entries']} entries on a fresh database",
+              f"{na['entries_per_s']:.0f} entries/s (reading ahead is "
+              f"{a500c['entries_per_s'] / na['entries_per_s']:.2f}x as fast)")
     t.add_row(f"   one at a time (a savepoint each, after a failed batch), {one['entries']} entries, "
               "batches of 500",
               f"{one['entries_per_s']:.0f} entries/s (the batch is {a500c['entries_per_s'] / one['entries_per_s']:.2f}x)")
@@ -502,13 +519,14 @@ async def bench(server_url: str, args) -> dict:
         append = await append_all(sessions, make_messages(random.Random(args.seed), args.entries, args.per_case), 500)
         console.print(f"   {append['entries_per_s']:.0f} entries/s; the comparisons on {m} entries ...")
         side = {}
-        for label, batch, batched, stmt_cache in (
-                ("append_compare_batch500", 500, True, None), ("append_batch50", 50, True, None),
-                ("append_one_at_a_time", 500, False, None),
-                ("append_stmt_cache_default", 500, True, DEFAULT_STMT_CACHE)):
+        for label, batch, batched, stmt_cache, ahead in (
+                ("append_compare_batch500", 500, True, None, True), ("append_batch50", 50, True, None, True),
+                ("append_without_read_ahead", 500, True, None, False),
+                ("append_one_at_a_time", 500, False, None, False),
+                ("append_stmt_cache_default", 500, True, DEFAULT_STMT_CACHE, True)):
             _, e, s = await database(server_url, label.replace("append_", "a_"), stmt_cache)
             engines.append(e)
-            side[label] = await append_all(s, compare, batch, batched)
+            side[label] = await append_all(s, compare, batch, batched, ahead)
         _, e, s = await database(server_url, "a_breakdown")
         engines.append(e)
         side["breakdown"] = await breakdown(s, e, compare, 500)

@@ -190,6 +190,16 @@ class UnitOfWork:
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
 FailureHandler = Callable[[UnitOfWork, Message, str, str], Awaitable[None]]
 BatchHandler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
+# A service's work on messages that needs no database (parsing, canonical bytes, hashes), done
+# ahead on the next batch and kept with its messages; it must not raise (InboxConsumer).
+Prepare = Callable[[Sequence[Message]], None]
+# The messages read ahead while a batch is written, at most a batch of them.
+PollAhead = Callable[[], Awaitable[list[Message]]]
+# Prepared this many messages at a time, yielding between slices, so that the batch being
+# written goes on as soon as PostgreSQL answers it: a batch of 500 waits on about 50 short
+# answers (~0.4 ms each), which slices of 50 messages (~2 ms) overran, delaying the batch as
+# much as they overlapped it (bench/README.md, step 47).
+PREPARE_SLICE = 1
 
 
 def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str,
@@ -359,7 +369,7 @@ class InboxConsumer:
         batch_handler: BatchHandler | None = None, network_keys: Keyring | None = None,
         data_keys: DataKeys | None = None, limits: FailureLimits = FailureLimits(),
         fetch_max_wait_ms: int = 50, idle_fetch_max_wait_ms: int = 0, fetch_min_bytes: int = 1,
-        after_applied: Callable[[], None] | None = None,
+        after_applied: Callable[[], None] | None = None, prepare: Prepare | None = None,
     ) -> None:
         """``network_keys``: the network's public keys, which every message not on an
         ingress topic must be signed with; None checks nothing (the audit trail, which
@@ -368,7 +378,9 @@ class InboxConsumer:
         after a commit that wrote events (the relay's wake); ``after_applied``: after one
         that applied messages (e.g. the audit tree's wake). ``fetch_max_wait_ms``,
         ``idle_fetch_max_wait_ms``, ``fetch_min_bytes``: the broker's hold on its fetches
-        while records come and once quiet, and what must be new while they come (FetchPace)."""
+        while records come and once quiet, and what must be new while they come (FetchPace).
+        ``prepare``: the service's pure work on a batch, done on the next batch the client
+        already holds while this one's transaction is in PostgreSQL (``process_reading_ahead``)."""
         self.service = service
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -384,6 +396,7 @@ class InboxConsumer:
         self._after_commit = after_commit
         self._after_applied = after_applied
         self._batch_handler = batch_handler
+        self._prepare = prepare
         self._network_keys = network_keys
         self._data_keys = data_keys
         self._limits = limits
@@ -502,14 +515,30 @@ class InboxConsumer:
         self._client = consumer
         held: list[Failure] = []
         held_at = 0.0
+        # The next batch, polled and prepared while the last one was written, and how many
+        # rebalances the client had seen when it was polled.
+        ahead: list[Message] = []
+        ahead_rebalances = 0
+
+        async def poll_ahead() -> list[Message]:
+            nonlocal ahead_rebalances
+            ahead_rebalances = listener.rebalances
+            polled = await consumer.getmany(timeout_ms=0, max_records=self._batch_max)
+            return [Message.of(r) for batch in polled.values() for r in batch]
         try:
             while True:
-                polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                if ahead and listener.rebalances == ahead_rebalances:
+                    records = ahead
+                else:
+                    # A rebalance since: each partition is read again from its committed (or
+                    # sought) offset, so what was read ahead is dropped, never applied out of order.
+                    polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                    records = [Message.of(r) for batch in polled.values() for r in batch]
+                ahead = []
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)
                 self.polled_at = time.time()
                 await self._commit_rewound(consumer, listener)
-                records = [Message.of(r) for batch in polled.values() for r in batch]
                 self._pace.polled(consumer, bool(records))
                 # Another replica reads a partition taken from us, from its committed offset.
                 held = [f for f in held if TopicPartition(f.message.topic, f.message.partition) in assignment]
@@ -517,7 +546,7 @@ class InboxConsumer:
                 if not records and not quiet:
                     continue
                 before = held
-                held = await self.process_with_retry(records, before, hold=bool(records))
+                held, ahead = await self.process_reading_ahead(records, before, poll_ahead)
                 if held and records:
                     held_at = time.monotonic()
                 offsets = committable([f.message for f in before] + records, held)
@@ -578,6 +607,38 @@ class InboxConsumer:
                 .where(sa.tuple_(sa.column("topic"), sa.column("partition")).in_(wanted))
                 .group_by(sa.column("topic"), sa.column("partition")))
             return {TopicPartition(topic, partition): last + 1 for topic, partition, last in rows}
+
+    async def process_reading_ahead(self, records: list[Message], held: Sequence[Failure],
+                                    poll_ahead: PollAhead) -> tuple[list[Failure], list[Message]]:
+        """``process_with_retry`` of ``records`` (held failures first, ``hold`` when there
+        are records); meanwhile, with a ``prepare`` hook, the next batch the client already
+        holds (``poll_ahead``: no wait) is taken and prepared, so that the service's Python
+        work on it overlaps PostgreSQL's on this batch. Only preparing overlaps: the next
+        batch is written, and its offsets committed, after this one. What failed to apply
+        and the batch read ahead (prepared; none without a hook)."""
+        if self._prepare is None or not records:
+            return await self.process_with_retry(records, held, hold=bool(records)), []
+        processing = asyncio.ensure_future(self.process_with_retry(records, held, hold=True))
+        try:
+            ahead = await poll_ahead()
+            await self._prepared(ahead)
+            return await processing, ahead
+        finally:
+            if not processing.done():  # cancelled (a restart) or the poll failed: rolled back
+                processing.cancel()
+                await asyncio.gather(processing, return_exceptions=True)
+
+    async def _prepared(self, messages: list[Message]) -> None:
+        """The ``prepare`` hook over ``messages``, a slice at a time, yielding between
+        slices. A slice it fails on is left alone: the handler meets those messages as it
+        would have, and what the hook would have kept is made then."""
+        assert self._prepare is not None
+        for start in range(0, len(messages), PREPARE_SLICE):
+            try:
+                self._prepare(messages[start:start + PREPARE_SLICE])
+            except Exception as exc:  # a cache warm-up: the handler decides
+                log.info("preparing ahead failed; the handler will see it", error=failure_detail(exc))
+            await asyncio.sleep(0)
 
     async def process_with_retry(self, records: list[Message], held: Sequence[Failure] = (),
                                  hold: bool = False) -> list[Failure]:
@@ -924,14 +985,18 @@ class _ReadAgainFromTheInbox(ConsumerRebalanceListener):
         # (InboxConsumer._commit_rewound), and whether the group assigned this client anything yet.
         self.uncommitted: set[TopicPartition] = set()
         self.assigned_once = False
+        # Revocations and assignments seen: what was read ahead before one is not applied.
+        self.rebalances = 0
 
     async def on_partitions_revoked(self, revoked) -> None:
+        self.rebalances += 1
         # Not committed: read from the beginning again if it comes back.
         lost = self.uncommitted & set(revoked)
         self.uncommitted -= lost
         self._rewound -= lost
 
     async def on_partitions_assigned(self, assigned) -> None:
+        self.rebalances += 1
         self._inbox.joined = True  # the group's answer, whatever share it gave us
         if self._rewind:
             self._from_the_beginning(assigned)

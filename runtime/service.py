@@ -40,6 +40,7 @@ from runtime.inbox import (
     Handler,
     InboxConsumer,
     Message,
+    Prepare,
     ReplayFailed,
     UnitOfWork,
     key_by_event_id,
@@ -142,7 +143,7 @@ class Runtime:
                  on_failure: FailureHandler | None = None,
                  batch_handler: BatchHandler | None = None,
                  verify_network: bool = True, background: bool = False,
-                 after_applied: Callable[[], None] | None = None) -> InboxConsumer:
+                 after_applied: Callable[[], None] | None = None, prepare: Prepare | None = None) -> InboxConsumer:
         """A consumer with this service's settings, its signing key, and the relay woken
         after each commit that wrote events. It applies a message of the network's own
         topics only when the network signed it, unless ``verify_network`` is False.
@@ -150,7 +151,8 @@ class Runtime:
         broker may hold its fetches long (settings kafka_fetch_max_wait_background_ms) until
         a batch's worth is new (kafka_fetch_min_bytes_background), and its batches may be
         larger (consumer_batch_max_background).
-        ``after_applied``: called after each commit that applied messages."""
+        ``after_applied``: called after each commit that applied messages. ``prepare``: the
+        handler's pure work, done ahead on the next batch (InboxConsumer)."""
         return InboxConsumer(
             service=self.name, group_id=group_id, bootstrap=self.settings.kafka_bootstrap,
             sessions=self.sessions, handler=handler, topics=topics, pattern=pattern,
@@ -158,7 +160,7 @@ class Runtime:
             batch_max=(self.settings.consumer_batch_max_background if background
                        else self.settings.consumer_batch_max),
             attempts=self.settings.handler_attempts,
-            after_commit=self.relay.wake, after_applied=after_applied, batch_handler=batch_handler,
+            after_commit=self.relay.wake, after_applied=after_applied, batch_handler=batch_handler, prepare=prepare,
             network_keys=self.network_keys if verify_network else None, data_keys=self.data_keys,
             limits=FailureLimits(self.settings.consumer_max_consecutive_failures,
                                  self.settings.consumer_max_failures_per_minute,

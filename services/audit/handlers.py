@@ -46,7 +46,7 @@ from services.audit.domain.entries import (
     tails,
     value_sha256,
 )
-from services.audit.domain.subjects import body_of, searchable, subject_with
+from services.audit.domain.subjects import Subject, body_of, searchable, subject_with
 
 log = get_logger("services.audit")
 
@@ -87,6 +87,37 @@ class Trail:
     # The topics the trail records (a regular expression: the consumer's subscription), and
     # whose partitions' ends verification compares the trail with.
     topics: str = TRAIL_TOPICS
+    # What each message the consumer holds reads as (``read``), freed with the messages.
+    _read: weakref.WeakKeyDictionary[Message, _Read] = field(
+        default_factory=weakref.WeakKeyDictionary, init=False, compare=False, repr=False)
+
+    def read(self, message: Message) -> _Read:
+        """What appending ``message`` needs of it alone, made once."""
+        found = self._read.get(message)
+        if found is None:
+            entry = _first_epoch_entry(message)
+            body = body_of(message.value)
+            found = self._read[message] = _Read(
+                entry, merkle.leaf_hash(entry), body,
+                subject_with(_record_of(message), self.templates, body, message.header_text))
+        return found
+
+    def read_ahead(self, messages: Sequence[Message]) -> None:
+        """The consumer's ``prepare``: each message read, and its inbox key's bytes made,
+        while the batch before it is being written (runtime.inbox, ``process_reading_ahead``)."""
+        for message in messages:
+            self.read(message)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A message as the trail reads it, without the database: its entry's bytes in the first
+    broker epoch and their leaf hash, its body, and its subject (the searched columns)."""
+
+    entry: bytes
+    leaf_hash: bytes
+    body: dict[str, Any]
+    subject: Subject
 
 
 # --- appending ------------------------------------------------------------------------------
@@ -101,19 +132,19 @@ class _Appended:
     trusted: bool
 
 
-def _row(message: Message, seq: int, recorded_at: datetime, templates: Sequence[str], epoch: int = 1) -> _Appended:
+def _row(message: Message, seq: int, recorded_at: datetime, trail: Trail, epoch: int = 1) -> _Appended:
     """The audit_entries row of one message: its version 2 bytes (the value as a digest),
     leaf hash and subject; the value is sealed apart."""
-    record = _record_of(message)
-    # The first epoch's bytes are those the inbox key was made of a moment ago.
-    entry = _first_epoch_entry(message) if epoch == 1 else canonical(record, epoch)
-    body = body_of(record.value)
-    subject = subject_with(record, templates, body, message.header_text)
+    read = trail.read(message)
+    body, subject = read.body, read.subject
+    # The first epoch's bytes are those the inbox key was made of.
+    entry, leaf_hash = ((read.entry, read.leaf_hash) if epoch == 1
+                        else (entry := canonical(_record_of(message), epoch), merkle.leaf_hash(entry)))
     row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
            "event_id": subject.event_id, "event_type": subject.event_type, "source": subject.source,
            "case_id": subject.case_id, "child_ref": subject.child_ref, "actor": subject.actor,
            "institution": subject.institution, "purpose": subject.purpose, "recorded_at": recorded_at,
-           "epoch": epoch, "entry": entry, "leaf_hash": merkle.leaf_hash(entry), "value_scope": None}
+           "epoch": epoch, "entry": entry, "leaf_hash": leaf_hash, "value_scope": None}
     return _Appended(row, message.value, body, trusted=False)
 
 
@@ -141,7 +172,7 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
     held = await _held(session, epoch, positions)
     appended: list[_Appended] = []
     for message, position in zip(messages, positions, strict=True):
-        item = _row(message, head + len(appended) + 1, uow.now, trail.templates, epoch)
+        item = _row(message, head + len(appended) + 1, uow.now, trail, epoch)
         if position in held:
             if held[position] == item.row["entry"]:
                 continue  # the same record again (a rebalance overlap, a redelivery)
@@ -151,7 +182,7 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
             log.warning("a new broker epoch: another record at an audited position", epoch=epoch,
                         position=f"{message.topic}/{message.partition}/{message.offset}")
             held = {}
-            item = _row(message, head + len(appended) + 1, uow.now, trail.templates, epoch)
+            item = _row(message, head + len(appended) + 1, uow.now, trail, epoch)
         held[position] = item.row["entry"]
         if item.row["event_type"] in values.ACTED_ON:
             item.trusted = _signed_by_network(message, trail.network_keys)
