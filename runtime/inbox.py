@@ -620,11 +620,15 @@ class InboxConsumer:
             return await self.process_with_retry(records, held, hold=bool(records)), []
         processing = asyncio.ensure_future(self.process_with_retry(records, held, hold=True))
         try:
-            ahead = await poll_ahead()
+            try:
+                ahead = await poll_ahead()
+            except Exception as exc:  # the loop's own poll meets it again, this batch done
+                log.info("reading ahead failed", group=self._group_id, error=failure_detail(exc))
+                ahead = []
             await self._prepared(ahead)
             return await processing, ahead
         finally:
-            if not processing.done():  # cancelled (a restart) or the poll failed: rolled back
+            if not processing.done():  # cancelled (a restart): rolled back
                 processing.cancel()
                 await asyncio.gather(processing, return_exceptions=True)
 

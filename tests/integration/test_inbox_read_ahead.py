@@ -122,6 +122,19 @@ async def test_a_failing_prepare_changes_nothing_the_handler_does(database):
     assert await service.applied() == [(0, n) for n in range(10)]
 
 
+async def test_a_poll_ahead_that_fails_leaves_the_batch_to_commit(database):
+    engine, sessions = database
+    service = Service(engine)
+    inbox = service.consumer(sessions)
+
+    async def poll_ahead() -> list[Message]:
+        raise ConnectionError("the broker went away")
+
+    held, ahead = await inbox.process_reading_ahead(batch(range(10)), [], poll_ahead)
+    assert held == [] and ahead == []
+    assert await service.applied() == [(0, n) for n in range(10)]
+
+
 async def test_a_consumer_stopped_while_reading_ahead_rolls_its_batch_back(database):
     engine, sessions = database
     service = Service(engine)
