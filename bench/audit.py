@@ -7,7 +7,7 @@ databases on it and measures, in one run on the same machine:
 
 1. append: N synthetic CloudEvent messages (~600-byte JSON bodies on a few punte.* topics and
    partitions, about K per case) through the real ``InboxConsumer.process_reading_ahead``
-   (the consumer loop's step: the next batch prepared by ``Trail.read_ahead`` while this one
+   (the consumer loop's step: the next batch prepared by ``Trail.read`` while this one
    is written) with ``handlers.append_many`` (the batch handler, as the service runs) and the
    service's own inbox key (``handlers.key_in_epoch``), in batches of 500 (the consumer's
    batch_max). The messages are made as they are appended (a million do not fit in memory).
@@ -159,7 +159,7 @@ def consumer(sessions, batched: bool = True, read_ahead: bool = True) -> InboxCo
                          handler=partial(handlers.append, trail=trail), message_key=handlers.key_in_epoch(lambda: 1),
                          attempts=1,
                          batch_handler=partial(handlers.append_many, trail=trail) if batched else None,
-                         prepare=trail.read_ahead if read_ahead else None)
+                         prepare=trail.read if read_ahead else None)
 
 
 async def append_all(sessions, messages: Iterable[Message], batch: int, batched: bool = True,
@@ -177,10 +177,10 @@ async def append_all(sessions, messages: Iterable[Message], batch: int, batched:
         async def poll_ahead(following: list[Message] = following) -> list[Message]:
             return following
         start = time.perf_counter()
-        _, ahead = await inbox.process_reading_ahead(chunk, [], poll_ahead)
+        await inbox.process_reading_ahead(chunk, [], poll_ahead)
         elapsed += time.perf_counter() - start
         count += len(chunk)
-        chunk = ahead or following
+        chunk = following  # what was read ahead, prepared when ``read_ahead``
     return {"entries": count, "batch": batch, "s": elapsed, "entries_per_s": count / elapsed,
             "read_ahead": read_ahead, "processed": inbox.processed, "dead_lettered": inbox.dead_lettered}
 

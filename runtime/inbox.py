@@ -190,16 +190,12 @@ class UnitOfWork:
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
 FailureHandler = Callable[[UnitOfWork, Message, str, str], Awaitable[None]]
 BatchHandler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
-# A service's work on messages that needs no database (parsing, canonical bytes, hashes), done
-# ahead on the next batch and kept with its messages; it must not raise (InboxConsumer).
-Prepare = Callable[[Sequence[Message]], None]
+# A service's work on a message that needs no database (parsing, canonical bytes, hashes),
+# done ahead on the next batch and kept with the message (its result is not used); it must
+# not raise (InboxConsumer).
+Prepare = Callable[[Message], object]
 # The messages read ahead while a batch is written, at most a batch of them.
 PollAhead = Callable[[], Awaitable[list[Message]]]
-# Prepared this many messages at a time, yielding between slices, so that the batch being
-# written goes on as soon as PostgreSQL answers it: a batch of 500 waits on about 50 short
-# answers (~0.4 ms each), which slices of 50 messages (~2 ms) overran, delaying the batch as
-# much as they overlapped it (bench/README.md, step 47).
-PREPARE_SLICE = 1
 
 
 def dead_letter(uow: UnitOfWork, message: Message, service: str, code: str, detail: str,
@@ -515,25 +511,21 @@ class InboxConsumer:
         self._client = consumer
         held: list[Failure] = []
         held_at = 0.0
-        # The next batch, polled and prepared while the last one was written, and how many
-        # rebalances the client had seen when it was polled.
+        # The next batch, polled and prepared while the last one was written, and the
+        # rebalances the client had seen before that batch was written.
         ahead: list[Message] = []
         ahead_rebalances = 0
 
-        async def poll_ahead() -> list[Message]:
-            nonlocal ahead_rebalances
-            ahead_rebalances = listener.rebalances
-            polled = await consumer.getmany(timeout_ms=0, max_records=self._batch_max)
+        async def poll(timeout_ms: int) -> list[Message]:
+            polled = await consumer.getmany(timeout_ms=timeout_ms, max_records=self._batch_max)
             return [Message.of(r) for batch in polled.values() for r in batch]
         try:
             while True:
-                if ahead and listener.rebalances == ahead_rebalances:
-                    records = ahead
-                else:
-                    # A rebalance since: each partition is read again from its committed (or
-                    # sought) offset, so what was read ahead is dropped, never applied out of order.
-                    polled = await consumer.getmany(timeout_ms=200, max_records=self._batch_max)
-                    records = [Message.of(r) for batch in polled.values() for r in batch]
+                if listener.rebalances != ahead_rebalances:
+                    # Each partition is read again from its committed (or sought) offset: what
+                    # was read ahead before the rebalance is dropped, never applied out of order.
+                    ahead = []
+                records = ahead or await poll(200)
                 ahead = []
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)
@@ -546,7 +538,8 @@ class InboxConsumer:
                 if not records and not quiet:
                     continue
                 before = held
-                held, ahead = await self.process_reading_ahead(records, before, poll_ahead)
+                ahead_rebalances = listener.rebalances
+                held, ahead = await self.process_reading_ahead(records, before, lambda: poll(0))
                 if held and records:
                     held_at = time.monotonic()
                 offsets = committable([f.message for f in before] + records, held)
@@ -616,7 +609,8 @@ class InboxConsumer:
         work on it overlaps PostgreSQL's on this batch. Only preparing overlaps: the next
         batch is written, and its offsets committed, after this one. What failed to apply
         and the batch read ahead (prepared; none without a hook)."""
-        if self._prepare is None or not records:
+        prepare = self._prepare
+        if prepare is None or not records:
             return await self.process_with_retry(records, held, hold=bool(records)), []
         processing = asyncio.ensure_future(self.process_with_retry(records, held, hold=True))
         try:
@@ -625,21 +619,22 @@ class InboxConsumer:
             except Exception as exc:  # the loop's own poll meets it again, this batch done
                 log.info("reading ahead failed", group=self._group_id, error=failure_detail(exc))
                 ahead = []
-            await self._prepared(ahead)
+            await self._prepared(ahead, prepare)
             return await processing, ahead
         finally:
             if not processing.done():  # cancelled (a restart): rolled back
                 processing.cancel()
                 await asyncio.gather(processing, return_exceptions=True)
 
-    async def _prepared(self, messages: list[Message]) -> None:
-        """The ``prepare`` hook over ``messages``, a slice at a time, yielding between
-        slices. A slice it fails on is left alone: the handler meets those messages as it
-        would have, and what the hook would have kept is made then."""
-        assert self._prepare is not None
-        for start in range(0, len(messages), PREPARE_SLICE):
+    async def _prepared(self, messages: list[Message], prepare: Prepare) -> None:
+        """``prepare`` on each of ``messages``, yielding to the event loop after each, so that
+        the batch being written goes on as soon as PostgreSQL answers it: a batch of 500 audit
+        entries waits on about 50 short answers (~0.4 ms each), which slices of 50 messages
+        (~2 ms) overran, delaying the batch as much as they overlapped it (bench/README.md,
+        step 47). A message it fails on is left alone: the handler meets it as it would have."""
+        for message in messages:
             try:
-                self._prepare(messages[start:start + PREPARE_SLICE])
+                prepare(message)
             except Exception as exc:  # a cache warm-up: the handler decides
                 log.info("preparing ahead failed; the handler will see it", error=failure_detail(exc))
             await asyncio.sleep(0)

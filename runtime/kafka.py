@@ -16,6 +16,8 @@ from contracts.reference import declared_configs, kept_briefly
 from runtime.log import get_logger
 from runtime.settings import Settings
 
+log = get_logger("runtime.kafka")
+
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 PROTOCOLS = ("PLAINTEXT", "SSL", *SASL_PROTOCOLS)
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
@@ -74,9 +76,6 @@ def make_producer(bootstrap: str, settings: Settings | None = None) -> AIOKafkaP
         max_batch_size=1 << 20, enable_idempotence=settings.kafka_idempotent_producer,
         **client_options(settings),
     )
-
-
-log = get_logger("runtime.kafka")
 
 
 class _Consumer(AIOKafkaConsumer):

@@ -52,7 +52,7 @@ def consumers(rt: Runtime) -> list[InboxConsumer]:
     # records that dead letter as well.
     return [rt.consumer(group_id="punte-audit", pattern=deps.topics, message_key=handlers.key_in_epoch(rt.broker_epoch),
                         handler=partial(handlers.append, trail=deps),
-                        batch_handler=partial(handlers.append_many, trail=deps), prepare=deps.read_ahead,
+                        batch_handler=partial(handlers.append_many, trail=deps), prepare=deps.read,
                         verify_network=False, background=True, after_applied=appended(rt).set),
             # The person's rights: each case's lead and participants, so exports go to the
             # lead's officer only.

@@ -92,7 +92,9 @@ class Trail:
         default_factory=weakref.WeakKeyDictionary, init=False, compare=False, repr=False)
 
     def read(self, message: Message) -> _Read:
-        """What appending ``message`` needs of it alone, made once."""
+        """What appending ``message`` needs of it alone, made once; the consumer's
+        ``prepare``, made while the batch before it is written (runtime.inbox,
+        ``process_reading_ahead``), the inbox key's bytes with it."""
         found = self._read.get(message)
         if found is None:
             entry = _first_epoch_entry(message)
@@ -101,12 +103,6 @@ class Trail:
                 entry, merkle.leaf_hash(entry), body,
                 subject_with(_record_of(message), self.templates, body, message.header_text))
         return found
-
-    def read_ahead(self, messages: Sequence[Message]) -> None:
-        """The consumer's ``prepare``: each message read, and its inbox key's bytes made,
-        while the batch before it is being written (runtime.inbox, ``process_reading_ahead``)."""
-        for message in messages:
-            self.read(message)
 
 
 @dataclass(frozen=True)
@@ -138,8 +134,10 @@ def _row(message: Message, seq: int, recorded_at: datetime, trail: Trail, epoch:
     read = trail.read(message)
     body, subject = read.body, read.subject
     # The first epoch's bytes are those the inbox key was made of.
-    entry, leaf_hash = ((read.entry, read.leaf_hash) if epoch == 1
-                        else (entry := canonical(_record_of(message), epoch), merkle.leaf_hash(entry)))
+    entry, leaf_hash = read.entry, read.leaf_hash
+    if epoch != 1:
+        entry = canonical(_record_of(message), epoch)
+        leaf_hash = merkle.leaf_hash(entry)
     row = {"seq": seq, "topic": message.topic, "partition": message.partition, "offset": message.offset,
            "event_id": subject.event_id, "event_type": subject.event_type, "source": subject.source,
            "case_id": subject.case_id, "child_ref": subject.child_ref, "actor": subject.actor,

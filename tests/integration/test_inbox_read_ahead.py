@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -63,11 +62,11 @@ class Service:
     async def handle(self, uow: UnitOfWork, m: Message) -> None:
         await self.handle_many(uow, [m])
 
-    def prepare(self, messages: Sequence[Message]) -> None:
+    def prepare(self, m: Message) -> None:
         if self.failing_prepare:
             raise ValueError("a message this service cannot read")
-        self.prepared.extend((json.loads(m.value)["n"], self.committed) for m in messages)
-        self.log += [("prepared", json.loads(m.value)["n"]) for m in messages]
+        self.prepared.append((json.loads(m.value)["n"], self.committed))
+        self.log.append(("prepared", json.loads(m.value)["n"]))
 
     def applied_once(self) -> None:
         self.committed += 1
