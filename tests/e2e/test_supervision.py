@@ -1,6 +1,7 @@
 """Every service killed with SIGKILL at once while reports flow comes back by itself,
-`punte status` says each was restarted, and every report still gets exactly one outcome. On a Stack of its
-own (its own embedded PostgreSQL and broker): the shared `network` is not disturbed."""
+`punte status` says each was restarted, and every report still gets exactly one outcome.
+On a Stack of its own (its own embedded PostgreSQL and broker): the shared `network` is not
+disturbed."""
 from __future__ import annotations
 
 import asyncio
