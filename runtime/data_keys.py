@@ -4,7 +4,7 @@ the service's ``KeyProvider`` (runtime.sealing). A service seals a personal valu
 which their values say when and by which rule they were erased."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,38 +49,60 @@ class DataKeys:
         if not wanted:
             return {}
         found = await self._unwrapped(session, wanted)
-        missing = [s for s in wanted if s not in found]
-        if missing:
-            fresh = {scope: new_data_key() for scope in missing}
-            wrapped = [self.provider.wrap(key, scope) for scope, key in fresh.items()]
-            given = as_rows("fresh", scope=(sa.Text(), missing), kek_id=(sa.Text(), [k for k, _ in wrapped]),
-                            wrapped=(sa.LargeBinary(), [w for _, w in wrapped]))
-            # One statement text for any number of keys; the keys it created come back, and
-            # are used as made (not read and unwrapped again).
-            created = set((await session.execute(
-                pg_insert(data_keys_table)
-                .from_select(["scope", "kek_id", "wrapped", "created_at"],
-                             sa.select(given.c.scope, given.c.kek_id, given.c.wrapped,
-                                       sa.bindparam("now", now, type_=sa.DateTime(timezone=True))))
-                .on_conflict_do_nothing(index_elements=["scope"])
-                .returning(data_keys_table.c.scope))).scalars())
-            found |= {scope: fresh[scope] for scope in created}
-            # A concurrent writer created the others first: its keys win, ours are dropped.
-            lost = [scope for scope in missing if scope not in created]
-            if lost:
-                found |= await self._unwrapped(session, lost)
+        return found | await self._created(session, [s for s in wanted if s not in found], now)
+
+    async def keys_unless_erased(self, session: AsyncSession, scopes: Iterable[str], now: datetime) -> dict[str, bytes]:
+        """``keys_for`` the scopes not erased, the erased ones left out: what a batch that
+        keeps each value it still may asks, from one read of the scopes' keys (a second
+        statement creates the missing ones)."""
+        found: dict[str, bytes] = {}
+        erased: set[str] = set()
+        wanted = sorted(set(scopes))
+        for row in await self._rows(session, wanted) if wanted else ():
+            if row.erased_at is not None:
+                erased.add(row.scope)
+            else:
+                found[row.scope] = self.provider.unwrap(row.kek_id, row.wrapped, row.scope)
+        return found | await self._created(session, [s for s in wanted if s not in found and s not in erased], now)
+
+    async def _created(self, session: AsyncSession, missing: list[str], now: datetime) -> dict[str, bytes]:
+        """New data keys for ``missing`` (scopes without one when they were read). A scope a
+        concurrent writer created first keeps that writer's key (``Erased`` if it has been
+        erased since)."""
+        if not missing:
+            return {}
+        fresh = {scope: new_data_key() for scope in missing}
+        wrapped = [self.provider.wrap(key, scope) for scope, key in fresh.items()]
+        given = as_rows("fresh", scope=(sa.Text(), missing), kek_id=(sa.Text(), [k for k, _ in wrapped]),
+                        wrapped=(sa.LargeBinary(), [w for _, w in wrapped]))
+        # One statement text for any number of keys; the keys it created come back, and are
+        # used as made (not read and unwrapped again).
+        created = set((await session.execute(
+            pg_insert(data_keys_table)
+            .from_select(["scope", "kek_id", "wrapped", "created_at"],
+                         sa.select(given.c.scope, given.c.kek_id, given.c.wrapped,
+                                   sa.bindparam("now", now, type_=sa.DateTime(timezone=True))))
+            .on_conflict_do_nothing(index_elements=["scope"])
+            .returning(data_keys_table.c.scope))).scalars())
+        found = {scope: fresh[scope] for scope in created}
+        lost = [scope for scope in missing if scope not in created]
+        if lost:
+            found |= await self._unwrapped(session, lost)
         return found
 
     async def existing(self, session: AsyncSession, scopes: Iterable[str]) -> dict[str, bytes]:
         """The data keys of scopes that have one (none is created); ``Erased`` if any was erased."""
         return await self._unwrapped(session, sorted(set(scopes)))
 
-    async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
+    @staticmethod
+    async def _rows(session: AsyncSession, scopes: list[str]) -> Sequence[sa.Row]:
         given = as_rows("given", scope=(sa.Text(), scopes))
-        rows = (await session.execute(sa.select(data_keys_table).join_from(
+        return (await session.execute(sa.select(data_keys_table).join_from(
             data_keys_table, given, data_keys_table.c.scope == given.c.scope))).all()
+
+    async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
-        for row in rows:
+        for row in await self._rows(session, scopes):
             if row.erased_at is not None:
                 raise Erased(row.scope, row.erased_at, row.erased_rule)
             found[row.scope] = self.provider.unwrap(row.kek_id, row.wrapped, row.scope)

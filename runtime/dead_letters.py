@@ -82,12 +82,12 @@ async def keep(session: AsyncSession, data_keys: DataKeys, bodies: list[Body]) -
     """Seal and store ``bodies`` (in the caller's transaction, with their dead letters). A
     position kept already (a batch retried) or whose scope was erased keeps what it has."""
     scopes = {scope_of(b.position): b for b in bodies}
-    erased = await data_keys.erased(session, scopes)
-    wanted = {s: b for s, b in scopes.items() if s not in erased}
+    if not scopes:
+        return
+    keys = await data_keys.keys_unless_erased(session, scopes, max(b.failed_at for b in bodies))
+    wanted = {s: b for s, b in scopes.items() if s in keys}
     if not wanted:
         return
-    now = max(b.failed_at for b in wanted.values())
-    keys = await data_keys.keys_for(session, wanted, now)
     await session.execute(pg_insert(dead_letters_table).values([{
         "scope": scope, "topic": body.topic, "partition": body.partition, "offset": body.offset,
         "value_sha256": digest(body.value), "reason_code": body.reason_code,

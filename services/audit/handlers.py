@@ -163,9 +163,11 @@ async def append_many(uow: UnitOfWork, messages: Sequence[Message], trail: Trail
     Each value is sealed under its scope's data key; what the network's own events say
     about cases and reports (links, closures, refusals) schedules erasures."""
     session = uow.session
+    # The head is read in a statement of its own after the lock's: its snapshot then holds
+    # what the replica that had the lock before committed.
     await session.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK)))
-    head = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)))
-    epoch = await current_epoch(session)
+    head, epoch = (await session.execute(sa.select(
+        sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.seq), 0)).scalar_subquery(), _CURRENT_EPOCH))).one()
     positions = [(m.topic, m.partition, m.offset) for m in messages]
     held = await _held(session, epoch, positions)
     appended: list[_Appended] = []
@@ -222,12 +224,16 @@ def key_by_record(message: Message) -> str:
 epoch_starts = sa.table("audit_epoch_starts", sa.column("epoch", sa.Integer), sa.column("broker_epoch", sa.Text))
 
 
+# The broker epoch the trail records in now: the latest it saw or was told of (a new broker
+# epoch, decision 0026), 1 at first.
+_CURRENT_EPOCH = sa.func.greatest(
+    sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.epoch), 1)).scalar_subquery(),
+    sa.select(sa.func.coalesce(sa.func.max(epoch_starts.c.epoch), 1)).scalar_subquery())
+
+
 async def current_epoch(session: AsyncSession | AsyncConnection) -> int:
-    """The broker epoch the trail records in now: the latest it saw or was told of (a new
-    broker epoch, decision 0026), 1 at first."""
-    return await session.scalar(sa.select(sa.func.greatest(
-        sa.select(sa.func.coalesce(sa.func.max(audit_entries.c.epoch), 1)).scalar_subquery(),
-        sa.select(sa.func.coalesce(sa.func.max(epoch_starts.c.epoch), 1)).scalar_subquery()))) or 1
+    """The broker epoch the trail records in now (``_CURRENT_EPOCH``)."""
+    return await session.scalar(sa.select(_CURRENT_EPOCH)) or 1
 
 
 async def start_epoch(conn: AsyncConnection, broker_epoch: str) -> int:
@@ -315,8 +321,7 @@ async def _seal(session: AsyncSession, appended: Sequence[_Appended], links: dic
             item.row["value_scope"] = searchable(
                 values.scope_of(item.row["event_type"], item.row["event_id"], item.body, links))
     scopes = {a.row["value_scope"] for a in appended if a.row["value_scope"]}
-    erased = await data_keys.erased(session, scopes)
-    keys = await data_keys.keys_for(session, scopes - erased.keys(), now)
+    keys = await data_keys.keys_unless_erased(session, scopes, now)
     rows = [{"seq": a.row["seq"],
              "sealed": DataKeys.seal_with(keys[a.row["value_scope"]], a.row["value_scope"], a.value or b"",
                                           a.row["leaf_hash"])}

@@ -9,6 +9,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
@@ -347,3 +348,30 @@ async def test_reports_joining_cases_cancel_their_erasures_in_one_statement_in_o
                       "case-0")]
     await inbox.process([message("punte.referrals", e, offset=n) for n, e in enumerate(again, start=2)])
     assert await _pending_erasures(engine) == {"case:case-0", "report:rep-0"}, "reopened, then closed: erased"
+
+
+async def test_a_batch_reads_its_scopes_keys_once_and_seals_nothing_into_an_erased_scope(audit):
+    """A batch asks for its scopes' data keys in one read, which tells the erased ones too
+    (it read them twice), and creates the missing ones in one statement; a value whose scope
+    was erased is recorded by its digest only; the head and the epoch come in one statement."""
+    replica, engine, sessions = audit
+    keys = audit_trail().data_keys
+    now = datetime.now(timezone.utc)
+    async with sessions() as session, session.begin():
+        before = await keys.keys_for(session, ["case:case-0", "case:case-1"], now)
+        await keys.erase(session, ["case:case-1"], "closed-case", now)
+    messages = batch("punte.cases", 4)
+    with Statements(engine) as statements:
+        await replica().process(messages)
+    assert len(statements.starting("SELECT punte_data_keys")) == 1, "the scopes' keys are read once"
+    assert len(statements.starting("INSERT INTO punte_data_keys")) == 1, "the missing ones created at once"
+    assert len([s for s in statements.sent if "max(audit_entries.seq)" in s]) == 1
+    rows = await stored(engine)
+    assert [r.value_scope for r in rows] == [f"case:case-{i}" for i in range(4)]
+    async with sessions() as session:
+        assert await keys.existing(session, ["case:case-0", "case:case-2", "case:case-3"]) == {
+            "case:case-0": before["case:case-0"], "case:case-2": ANY, "case:case-3": ANY}
+        assert (await handlers.open_value(session, keys, rows[0].seq)).value == messages[0].value
+        with pytest.raises(handlers.ValueErased):
+            await handlers.open_value(session, keys, rows[1].seq)
+        assert (await handlers.open_value(session, keys, rows[2].seq)).scope == "case:case-2"
