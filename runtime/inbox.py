@@ -288,6 +288,11 @@ class FailureLimitReached(Exception):
         self.limit, self.reason, self.position, self.detail = limit, reason, position, detail
 
 
+class _MessageFailed(Exception):
+    """A message of a batch applied whole failed (its error is the cause): the batch is
+    rolled back and applied again in savepoints, which isolate it."""
+
+
 @dataclass(frozen=True)
 class Stopped:
     """Why a consumer stopped, for readiness (no detail: it is public) and /stats."""
@@ -673,7 +678,23 @@ class InboxConsumer:
         ``held``: failures of earlier batches still waiting for their verdict, which come
         before ``records``. With ``hold``, the failures at the batch's end wait as well:
         they are returned, neither dead-lettered nor in the inbox, and the caller commits
-        no offset past them. Raises FailureLimitReached (nothing of the batch committed)."""
+        no offset past them. Raises FailureLimitReached (nothing of the batch committed).
+
+        The batch is first applied whole, with no savepoint: two round trips fewer in every
+        transaction of every consumer, where a message that fails is rare. When one fails,
+        that transaction is rolled back and the batch is applied again in one that isolates
+        the failing message in savepoints (``_apply_all``); the outcome is the same."""
+        try:
+            return await self._process(records, held, hold, whole=True)
+        except _MessageFailed as failed:
+            log.info("a message of the batch failed; applying the batch again in halves", size=len(records),
+                     error=failure_detail(failed.__cause__))
+            return await self._process(records, held, hold, whole=False)
+
+    async def _process(self, records: list[Message], held: Sequence[Failure], hold: bool,
+                       whole: bool) -> list[Failure]:
+        """``process``: ``whole``, the messages to apply in the transaction itself (a failing
+        one raises ``_MessageFailed``); else in savepoints, halving to the failing one."""
         refusals = [self._untrusted(m) for m in records]
         # An untrusted message is kept by its position, never by the event id it claims: a
         # forgery must not make the real event a duplicate.
@@ -689,9 +710,10 @@ class InboxConsumer:
             fresh: dict[str, dict] = {f.key: _inbox_row(f.key, f.message) for f in held}
             todo: list[tuple[Message, str]] = []
             untrusted: list[tuple[Message, Refused]] = []
+            duplicates = 0
             for message, key, refusal in zip(records, keys, refusals, strict=True):
                 if key in seen:
-                    self.duplicates += 1
+                    duplicates += 1
                     continue
                 seen.add(key)
                 if refusal is None:
@@ -701,7 +723,10 @@ class InboxConsumer:
                 fresh[key] = _inbox_row(key, message)
             # The events of every message that applied, written in one insert at the end.
             events = Outbox(session, self._signer, self._data_keys)
-            waiting = await self._apply_all(session, todo, events, list(held), judged)
+            if whole and todo:
+                waiting = await self._apply_whole(session, todo, events, list(held), judged)
+            else:
+                waiting = await self._apply_all(session, todo, events, list(held), judged)
             if waiting and not hold:
                 await self._judge(session, waiting, events, judged)
                 waiting = []
@@ -713,6 +738,7 @@ class InboxConsumer:
             wrote = await events.flush()
         now = time.monotonic()
         self._failed_at.extend(now for _ in judged)
+        self.duplicates += duplicates
         self.processed += len(fresh)
         if wrote and self._after_commit:
             self._after_commit()
@@ -778,21 +804,41 @@ class InboxConsumer:
                 waiting[0].message.position, outcome)
         return waiting
 
+    async def _apply_whole(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
+                           waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
+        """Apply every message of the batch in the transaction itself, after the failures
+        ``waiting`` for their verdict (poison, now that a message after them applied); a
+        message that fails raises ``_MessageFailed``, a transient fault itself."""
+        try:
+            outbox = await self._handled(session, messages)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            raise _MessageFailed() from exc
+        await self._judge(session, waiting, events, judged)
+        events.take(outbox)
+        return []
+
+    async def _handled(self, session: AsyncSession, messages: list[tuple[Message, str]]) -> Outbox:
+        """The service's handlers on ``messages`` (its batch handler when it has one): the
+        events they wrote."""
+        outbox = Outbox(session, self._signer, self._data_keys)
+        if self._batch_handler is not None:
+            with self._batch_spans([m for m, _ in messages]) as traces:
+                outbox.traces = traces
+                await self._batch_handler(UnitOfWork(session, outbox, self._source), [m for m, _ in messages])
+        else:
+            for message, _ in messages:
+                with self._span(message):
+                    await self._handler(UnitOfWork(session, outbox, self._source), message)
+        return outbox
+
     async def _apply_together(self, session: AsyncSession, messages: list[tuple[Message, str]]) -> Outbox | None:
         """Apply ``messages`` in one savepoint: the events they wrote, or None (rolled back)
         when one failed. A transient fault raises: the whole batch is retried."""
-        outbox = Outbox(session, self._signer, self._data_keys)
         try:
             async with session.begin_nested():
-                if self._batch_handler is not None:
-                    with self._batch_spans([m for m, _ in messages]) as traces:
-                        outbox.traces = traces
-                        await self._batch_handler(UnitOfWork(session, outbox, self._source),
-                                                  [m for m, _ in messages])
-                else:
-                    for message, _ in messages:
-                        with self._span(message):
-                            await self._handler(UnitOfWork(session, outbox, self._source), message)
+                outbox = await self._handled(session, messages)
             return outbox
         except Exception as exc:
             if _transient(exc):

@@ -1,7 +1,8 @@
 """Batch-first consumers (issue #14, item 2; decision 0033): a polled batch is applied in
-one savepoint, not one per message, and a failing message is found by splitting the batch
-in halves. Every good message is applied exactly once, in order, and the failing one is
-dead-lettered as before. On the real PostgreSQL."""
+its transaction with no savepoint, not one per message; when a message fails, the batch is
+applied again in savepoints and the failing message is found by splitting it in halves.
+Every good message is applied exactly once, in order, and the failing one is dead-lettered
+as before. On the real PostgreSQL."""
 from __future__ import annotations
 
 import json
@@ -68,14 +69,27 @@ async def applied(engine) -> list[int]:
         return list((await conn.execute(sa.text("SELECT n FROM applied ORDER BY seq"))).scalars())
 
 
-async def test_a_polled_batch_is_applied_in_one_savepoint(database):
+async def test_a_polled_batch_is_applied_with_no_savepoint(database):
     engine, sessions = database
     inbox = consumer(sessions, poison=set())
     with Statements(engine) as statements:
         await inbox.process([message("in", event(n), offset=n) for n in range(50)])
     assert await applied(engine) == list(range(50))
-    assert statements.savepoints == 1, "one savepoint for the batch, not one per message"
+    assert statements.savepoints == 0, "the batch in its transaction: no savepoint, not one per message"
     assert inbox.processed == 50
+
+
+async def test_a_batch_applied_again_after_a_failure_counts_its_duplicates_once(database):
+    engine, sessions = database
+    inbox = consumer(sessions, poison={5})
+    first = [message("in", event(n), offset=n) for n in range(3)]
+    await inbox.process(first)
+    # Two of them again (a redelivery) before new messages with a poison one among them: the
+    # batch fails whole, and is applied again in savepoints.
+    await inbox.process([*first[:2], *(message("in", event(n), offset=n) for n in range(3, 8))])
+    assert inbox.duplicates == 2
+    assert await applied(engine) == [0, 1, 2, 3, 4, 6, 7]
+    assert inbox.dead_lettered == 1 and inbox.processed == 8
 
 
 async def test_a_failing_message_is_found_by_halving_and_the_rest_apply_once_in_order(database):
