@@ -85,10 +85,21 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # inserts of every length), so a small cache churns: 1.7x on per-message appends
     # (bench/audit.py, 2026-11-22).
     # hide_parameters: a failed statement's text never carries its values (CNPs, names).
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
-                               hide_parameters=True, json_serializer=_json_text,
-                               connect_args={"prepared_statement_cache_size": 2500,
-                                             "server_settings": dict(DURABLE_SESSION)})
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=10, hide_parameters=True,
+                                 json_serializer=_json_text,
+                                 connect_args={"prepared_statement_cache_size": 2500,
+                                               "server_settings": dict(DURABLE_SESSION)})
+    sa.event.listen(engine.sync_engine, "checkout", _closed_is_replaced)
+    return engine
+
+
+def _closed_is_replaced(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection the server closed (PostgreSQL restarted, or ended the session)
+    is replaced before it is used: asyncpg saw the socket close, so no round trip is needed.
+    SQLAlchemy's pre-ping made three on every checkout (BEGIN, an empty query, ROLLBACK):
+    a fifth of an audit batch's round trips, and more of a small transaction's."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa.exc.DisconnectionError("the server closed the connection")
 
 
 def _json_text(value: Any) -> str:

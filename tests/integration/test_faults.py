@@ -8,10 +8,12 @@ import time
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 
 from punte import faults
 from punte.embedded import EmbeddedBroker, EmbeddedPostgres
 from punte.stack import Program, RestartPolicy, Stack, Supervisor
+from runtime import db
 from runtime.kafka import ensure_topics, make_producer
 
 
@@ -41,6 +43,28 @@ async def test_postgres_restarted_after_sigkill_keeps_what_was_committed(tmp_pat
     connection = await asyncpg.connect(dsn(postgres))
     assert await connection.fetchval("SELECT count(*) FROM reports") == 1
     await connection.close()
+
+
+async def test_a_pooled_connection_costs_no_round_trip_to_check_out_and_is_replaced_once_its_server_restarted(
+        postgres):
+    engine = db.make_engine(postgres.url, pool_size=1)
+    sessions = db.make_sessions(engine)
+    try:
+        async with sessions() as session:
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        sent: list[str] = []
+        raw.add_query_logger(lambda logged: sent.append(logged.query))
+        async with sessions() as session, session.begin():
+            assert (await session.execute(sa.text("SELECT 2"))).scalar() == 2
+        # asyncpg logs what it sends outside prepared statements: here the transaction's ends
+        # only, where a ping adds BEGIN, an empty query and ROLLBACK before them.
+        assert sent == ["BEGIN;", "COMMIT;"], "no ping before the transaction"
+
+        await asyncio.to_thread(postgres.restart)
+        async with sessions() as session:
+            assert (await session.execute(sa.text("SELECT 3"))).scalar() == 3, "a new connection, at once"
+    finally:
+        await engine.dispose()
 
 
 async def test_the_supervisor_starts_a_crashed_postgres_again(postgres):
