@@ -31,7 +31,6 @@ bench/README.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -57,6 +56,7 @@ from rich.table import Table  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from bench import event_loop  # noqa: E402
 from bench.figures import machine, rounded  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import retention  # noqa: E402
@@ -593,7 +593,7 @@ def main() -> int:
             started = time.perf_counter()
             postgres.start()
             args.startup_s = time.perf_counter() - started
-            figures = asyncio.run(bench(postgres.url, args))
+            figures = event_loop.run(bench(postgres.url, args))
         finally:
             postgres.stop()
     show(figures)

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import psutil  # noqa: E402
 
+from bench import event_loop  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 
 STAGES = ("intake", "referral", "notification", "audit")
@@ -249,7 +250,7 @@ async def run_stage(config: StageConfig, ready: Any) -> None:
 
 def stage_main(config: StageConfig, ready: Any) -> None:
     """A stage's process: runs until terminated."""
-    asyncio.run(run_stage(config, ready))
+    event_loop.run(run_stage(config, ready))
 
 
 # --- the driver ---------------------------------------------------------------------------
