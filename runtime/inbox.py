@@ -772,11 +772,11 @@ class InboxConsumer:
     async def _apply_all(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
                          waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
         """Apply ``messages`` after the failures ``waiting`` for their verdict; the failures
-        still waiting at the end. Batch first (decision 0033): the whole batch in one
-        savepoint (the service's batch handler when it has one, else its handler message by
-        message); a batch that fails is split in halves, each applied the same way, until the
-        failing message is alone and tried as before (``_attempt``). A savepoint per message
-        cost more round trips than most handlers' own work."""
+        still waiting at the end. The path of a batch that failed whole (decision 0033): the
+        batch in one savepoint (the service's batch handler when it has one, else its handler
+        message by message); a part that fails is split in halves, each applied the same way,
+        until the failing message is alone and tried as before (``_attempt``). A savepoint per
+        message cost more round trips than most handlers' own work."""
         if not messages:
             return waiting
         if len(messages) > 1 or self._batch_handler is not None:
