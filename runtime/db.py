@@ -97,7 +97,7 @@ def _closed_is_replaced(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """A pooled connection the server closed (PostgreSQL restarted, or ended the session)
     is replaced before it is used: asyncpg saw the socket close, so no round trip is needed.
     SQLAlchemy's pre-ping made three on every checkout (BEGIN, an empty query, ROLLBACK):
-    a fifth of an audit batch's round trips, and more of a small transaction's."""
+    3 of an audit batch's 19 round trips, and more of a small transaction's (decision 0047)."""
     if dbapi_connection.driver_connection.is_closed():
         raise sa.exc.DisconnectionError("the server closed the connection")
 
