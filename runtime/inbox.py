@@ -23,7 +23,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -290,7 +290,7 @@ class FailureLimitReached(Exception):
 
 class _MessageFailed(Exception):
     """A message of a batch applied whole failed (its error is the cause): the batch is
-    rolled back and applied again in savepoints, which isolate it."""
+    rolled back and applied again split in halves, in savepoints that isolate it."""
 
 
 @dataclass(frozen=True)
@@ -682,8 +682,9 @@ class InboxConsumer:
 
         The batch is first applied whole, with no savepoint: two round trips fewer in every
         transaction of every consumer, where a message that fails is rare. When one fails,
-        that transaction is rolled back and the batch is applied again in one that isolates
-        the failing message in savepoints (``_apply_all``); the outcome is the same."""
+        that transaction is rolled back and the batch is applied again in one that splits it
+        at once, isolating the failing message in savepoints (``_apply_split``); the outcome
+        is the same."""
         try:
             return await self._process(records, held, hold, whole=True)
         except _MessageFailed as failed:
@@ -693,8 +694,8 @@ class InboxConsumer:
 
     async def _process(self, records: list[Message], held: Sequence[Failure], hold: bool,
                        whole: bool) -> list[Failure]:
-        """``process``: ``whole``, the messages to apply in the transaction itself (a failing
-        one raises ``_MessageFailed``); else in savepoints, halving to the failing one."""
+        """``process``: ``whole``, the messages applied in the transaction itself (a failing
+        one raises ``_MessageFailed``); else split in savepoints down to the failing one."""
         refusals = [self._untrusted(m) for m in records]
         # An untrusted message is kept by its position, never by the event id it claims: a
         # forgery must not make the real event a duplicate.
@@ -723,10 +724,10 @@ class InboxConsumer:
                 fresh[key] = _inbox_row(key, message)
             # The events of every message that applied, written in one insert at the end.
             events = Outbox(session, self._signer, self._data_keys)
-            if whole and todo:
-                waiting = await self._apply_whole(session, todo, events, list(held), judged)
-            else:
-                waiting = await self._apply_all(session, todo, events, list(held), judged)
+            if whole:
+                waiting = await self._apply_all(session, todo, events, list(held), judged, savepoint=False)
+            else:  # the whole batch failed: its halves at once
+                waiting = await self._apply_split(session, todo, events, list(held), judged)
             if waiting and not hold:
                 await self._judge(session, waiting, events, judged)
                 waiting = []
@@ -770,25 +771,34 @@ class InboxConsumer:
                           replaying=replaying)
 
     async def _apply_all(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
-                         waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
+                         waiting: list[Failure], judged: list[Failure], *, savepoint: bool = True) -> list[Failure]:
         """Apply ``messages`` after the failures ``waiting`` for their verdict; the failures
-        still waiting at the end. The path of a batch that failed whole (decision 0033): the
-        batch in one savepoint (the service's batch handler when it has one, else its handler
-        message by message); a part that fails is split in halves, each applied the same way,
-        until the failing message is alone and tried as before (``_attempt``). A savepoint per
-        message cost more round trips than most handlers' own work."""
+        still waiting at the end. Batch first (decision 0033): the messages together (the
+        service's batch handler when it has one, else its handler message by message), in
+        a savepoint, or without one in the transaction itself (``savepoint`` False: the
+        batch's first pass, where a failing message raises ``_MessageFailed``); when they
+        fail together, ``_apply_split``. A savepoint per message cost more round trips than
+        most handlers' own work."""
         if not messages:
             return waiting
-        if len(messages) > 1 or self._batch_handler is not None:
-            outbox = await self._apply_together(session, messages)
+        if not savepoint or len(messages) > 1 or self._batch_handler is not None:
+            outbox = await self._apply_together(session, messages, savepoint)
             if outbox is not None:
                 await self._judge(session, waiting, events, judged)  # a good message follows them
                 events.take(outbox)
                 return []
-            if len(messages) > 1:
-                half = len(messages) // 2
-                waiting = await self._apply_all(session, messages[:half], events, waiting, judged)
-                return await self._apply_all(session, messages[half:], events, waiting, judged)
+        return await self._apply_split(session, messages, events, waiting, judged)
+
+    async def _apply_split(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
+                           waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
+        """``messages``, which failed together: each half applied as ``_apply_all`` does, down
+        to the failing message alone, tried as before (``_attempt``)."""
+        if len(messages) > 1:
+            half = len(messages) // 2
+            waiting = await self._apply_all(session, messages[:half], events, waiting, judged)
+            return await self._apply_all(session, messages[half:], events, waiting, judged)
+        if not messages:  # a batch applied again after another replica recorded all of it
+            return waiting
         message, key = messages[0]
         outcome = await self._attempt(session, message)
         if isinstance(outcome, Outbox):
@@ -804,45 +814,30 @@ class InboxConsumer:
                 waiting[0].message.position, outcome)
         return waiting
 
-    async def _apply_whole(self, session: AsyncSession, messages: list[tuple[Message, str]], events: Outbox,
-                           waiting: list[Failure], judged: list[Failure]) -> list[Failure]:
-        """Apply every message of the batch in the transaction itself, after the failures
-        ``waiting`` for their verdict (poison, now that a message after them applied); a
-        message that fails raises ``_MessageFailed``, a transient fault itself."""
-        try:
-            outbox = await self._handled(session, messages)
-        except Exception as exc:
-            if _transient(exc):
-                raise
-            raise _MessageFailed() from exc
-        await self._judge(session, waiting, events, judged)
-        events.take(outbox)
-        return []
-
-    async def _handled(self, session: AsyncSession, messages: list[tuple[Message, str]]) -> Outbox:
-        """The service's handlers on ``messages`` (its batch handler when it has one): the
-        events they wrote."""
+    async def _apply_together(self, session: AsyncSession, messages: list[tuple[Message, str]],
+                              savepoint: bool = True) -> Outbox | None:
+        """Apply ``messages`` in one savepoint (or, without, in the transaction itself): the
+        events they wrote, or None (rolled back to the savepoint) when one failed; without
+        a savepoint that raises ``_MessageFailed``. A transient fault raises: the whole
+        batch is retried."""
         outbox = Outbox(session, self._signer, self._data_keys)
-        if self._batch_handler is not None:
-            with self._batch_spans([m for m, _ in messages]) as traces:
-                outbox.traces = traces
-                await self._batch_handler(UnitOfWork(session, outbox, self._source), [m for m, _ in messages])
-        else:
-            for message, _ in messages:
-                with self._span(message):
-                    await self._handler(UnitOfWork(session, outbox, self._source), message)
-        return outbox
-
-    async def _apply_together(self, session: AsyncSession, messages: list[tuple[Message, str]]) -> Outbox | None:
-        """Apply ``messages`` in one savepoint: the events they wrote, or None (rolled back)
-        when one failed. A transient fault raises: the whole batch is retried."""
         try:
-            async with session.begin_nested():
-                outbox = await self._handled(session, messages)
+            async with session.begin_nested() if savepoint else nullcontext():
+                if self._batch_handler is not None:
+                    with self._batch_spans([m for m, _ in messages]) as traces:
+                        outbox.traces = traces
+                        await self._batch_handler(UnitOfWork(session, outbox, self._source),
+                                                  [m for m, _ in messages])
+                else:
+                    for message, _ in messages:
+                        with self._span(message):
+                            await self._handler(UnitOfWork(session, outbox, self._source), message)
             return outbox
         except Exception as exc:
             if _transient(exc):
                 raise
+            if not savepoint:
+                raise _MessageFailed() from exc
             log.info("a message of the batch failed; splitting it", size=len(messages),
                      error=failure_detail(exc))
             return None
