@@ -4,7 +4,7 @@ the service's ``KeyProvider`` (runtime.sealing). A service seals a personal valu
 which their values say when and by which rule they were erased."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,8 +46,6 @@ class DataKeys:
         """The data key of each scope, created where missing (two statements for a whole
         batch). An erased scope raises ``Erased``: nothing new is sealed into it."""
         wanted = sorted(set(scopes))
-        if not wanted:
-            return {}
         found = await self._unwrapped(session, wanted)
         return found | await self._created(session, [s for s in wanted if s not in found], now)
 
@@ -55,14 +53,8 @@ class DataKeys:
         """``keys_for`` the scopes not erased, the erased ones left out: what a batch that
         keeps each value it still may asks, from one read of the scopes' keys (a second
         statement creates the missing ones)."""
-        found: dict[str, bytes] = {}
-        erased: set[str] = set()
         wanted = sorted(set(scopes))
-        for row in await self._rows(session, wanted) if wanted else ():
-            if row.erased_at is not None:
-                erased.add(row.scope)
-            else:
-                found[row.scope] = self.provider.unwrap(row.kek_id, row.wrapped, row.scope)
+        found, erased = await self._read(session, wanted)
         return found | await self._created(session, [s for s in wanted if s not in found and s not in erased], now)
 
     async def _created(self, session: AsyncSession, missing: list[str], now: datetime) -> dict[str, bytes]:
@@ -94,18 +86,27 @@ class DataKeys:
         """The data keys of scopes that have one (none is created); ``Erased`` if any was erased."""
         return await self._unwrapped(session, sorted(set(scopes)))
 
-    @staticmethod
-    async def _rows(session: AsyncSession, scopes: list[str]) -> Sequence[sa.Row]:
+    async def _read(self, session: AsyncSession, scopes: list[str]) -> tuple[dict[str, bytes], dict[str, Erased]]:
+        """The keys of ``scopes`` that have one, unwrapped, and the erased ones: one statement
+        (none for no scopes)."""
+        found: dict[str, bytes] = {}
+        erased: dict[str, Erased] = {}
+        if not scopes:
+            return found, erased
         given = as_rows("given", scope=(sa.Text(), scopes))
-        return (await session.execute(sa.select(data_keys_table).join_from(
-            data_keys_table, given, data_keys_table.c.scope == given.c.scope))).all()
+        for row in (await session.execute(sa.select(data_keys_table).join_from(
+                data_keys_table, given, data_keys_table.c.scope == given.c.scope))).all():
+            if row.erased_at is not None:
+                erased[row.scope] = Erased(row.scope, row.erased_at, row.erased_rule)
+            else:
+                found[row.scope] = self.provider.unwrap(row.kek_id, row.wrapped, row.scope)
+        return found, erased
 
     async def _unwrapped(self, session: AsyncSession, scopes: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for row in await self._rows(session, scopes):
-            if row.erased_at is not None:
-                raise Erased(row.scope, row.erased_at, row.erased_rule)
-            found[row.scope] = self.provider.unwrap(row.kek_id, row.wrapped, row.scope)
+        """``_read``'s keys; ``Erased`` if any of ``scopes`` was erased."""
+        found, erased = await self._read(session, scopes)
+        if erased:
+            raise next(iter(erased.values()))
         return found
 
     async def seal(self, session: AsyncSession, scope: str, plaintext: bytes, context: bytes,

@@ -81,9 +81,9 @@ class Body:
 async def keep(session: AsyncSession, data_keys: DataKeys, bodies: list[Body]) -> None:
     """Seal and store ``bodies`` (in the caller's transaction, with their dead letters). A
     position kept already (a batch retried) or whose scope was erased keeps what it has."""
-    scopes = {scope_of(b.position): b for b in bodies}
-    if not scopes:
+    if not bodies:
         return
+    scopes = {scope_of(b.position): b for b in bodies}
     keys = await data_keys.keys_unless_erased(session, scopes, max(b.failed_at for b in bodies))
     wanted = {s: b for s, b in scopes.items() if s in keys}
     if not wanted:
