@@ -365,7 +365,8 @@ async def test_a_batch_reads_its_scopes_keys_once_and_seals_nothing_into_an_eras
         await replica().process(messages)
     assert len(statements.starting("SELECT punte_data_keys")) == 1, "the scopes' keys are read once"
     assert len(statements.starting("INSERT INTO punte_data_keys")) == 1, "the missing ones created at once"
-    assert len([s for s in statements.sent if "max(audit_entries.seq)" in s]) == 1
+    heads = [s for s in statements.sent if "max(audit_entries.seq)" in s]
+    assert len(heads) == 1 and "audit_epoch_starts" in heads[0], "the head and the epoch in one statement"
     rows = await stored(engine)
     assert [r.value_scope for r in rows] == [f"case:case-{i}" for i in range(4)]
     async with sessions() as session:
