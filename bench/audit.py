@@ -190,7 +190,7 @@ async def append_all(sessions, messages: Iterable[Message], batch: int, batched:
 STATEMENTS = [  # (label, how the SQL starts), first match wins
     ("SAVEPOINT / RELEASE (per batch)", ("SAVEPOINT", "RELEASE SAVEPOINT")),
     ("advisory lock", ("SELECT pg_advisory_xact_lock",)),
-    ("max(seq) head read", ("SELECT coalesce(max(audit_entries.seq)",)),
+    ("max(seq) head read, with the epoch", ("SELECT (SELECT coalesce(max(audit_entries.seq)",)),
     ("SELECT positions already appended", ("SELECT audit_entries.topic",)),
     ("INSERT audit_entries (one executemany)", ("INSERT INTO audit_entries",)),
     ("SELECT positions already held (unnest of per-partition ranges)", ("SELECT e.topic",)),
