@@ -22,7 +22,6 @@ import httpx
 from punte.embedded import EmbeddedBroker, EmbeddedPostgres, HeldPort, free_port, wait_for_port
 from punte.state import State
 from runtime import http_server
-from runtime.broker_epoch import provision
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +31,14 @@ SERVICES = ("intake", "referral", "notification", "audit")
 ROOT = Path(__file__).resolve().parent.parent
 # Each watched process's state, written by `punte up`'s supervisor, read by `punte status`.
 SUPERVISION_FILE = "supervision.json"
+
+
+def _provision(bootstrap: str, settings: Settings | None) -> None:
+    """Every topic and the broker's epoch (decision 0026). Imported here, with SQLAlchemy and
+    aiokafka: the operator's remote commands import this module for its names only."""
+    from runtime.broker_epoch import provision
+
+    asyncio.run(provision(bootstrap, Settings().retention_file, settings))
 
 
 @dataclass(frozen=True)
@@ -307,7 +314,7 @@ class Stack:
             self.kafka_bootstrap = self.broker.bootstrap
         # Every topic (ingress topics keep messages for retention.yaml's ingress_days only,
         # issue #11) and the broker's epoch (decision 0026).
-        asyncio.run(provision(self.kafka_bootstrap, Settings().retention_file, self._client_settings()))
+        _provision(self.kafka_bootstrap, self._client_settings())
 
     def restart_broker(self) -> None:
         """The embedded broker exited, its log (in memory) with it: a new, empty one on the same
@@ -324,7 +331,7 @@ class Stack:
             os.killpg(process.pid, signal.SIGSTOP)
         try:
             self.broker.start()
-            asyncio.run(provision(self.broker.bootstrap, Settings().retention_file, self._client_settings()))
+            _provision(self.broker.bootstrap, self._client_settings())
         except BaseException:
             self.broker.kill()  # started again with the next attempt
             raise
@@ -362,7 +369,7 @@ class Stack:
         credentials = self.kafka_credentials_file or self.state_dir / "keys" / "kafka-credentials.json"
         applied = apply_network(self.kafka.admin_config(), credentials, Settings().retention_file)
         # The broker's epoch (decision 0026): the services hold until it is claimed.
-        asyncio.run(provision(self.kafka_bootstrap, Settings().retention_file, self.kafka.admin_settings()))
+        _provision(self.kafka_bootstrap, self.kafka.admin_settings())
         self.kafka_credentials = load_credentials(credentials)
         missing = [w for w in applied.warnings if "credentials file" in w]
         if missing:

@@ -8,13 +8,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.reference import institutions
 from punte import recipients
-from punte.identity import Account, new_account, save_accounts
+from punte.accounts import Account, new_account, save_accounts
 from runtime.signing import Keyring, PublicKey, SigningKey, network_jwks
-from runtime.tokens import TokenIssuer
 from services.intake.adapters.report_keys import new_key, write_key_file
+
+if TYPE_CHECKING:
+    from runtime.tokens import TokenIssuer
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class State:
     def token_issuer(self, url: str) -> TokenIssuer:
         """The embedded identity provider at ``url`` with its own signing key: tokens the
         services verify like any (the operator's machine holds the state folder)."""
+        from runtime.tokens import TokenIssuer  # with the services' FastAPI: only when minting
+
         return TokenIssuer(url, SigningKey.load(self.keys / "identity.key"))
 
     def institution_key_file(self, institution: str) -> Path:

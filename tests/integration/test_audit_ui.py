@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from punte.accounts import new_account
 from punte.identity import create_app as identity_app
-from punte.identity import new_account
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
 from runtime.inbox import InboxConsumer, key_by_position

@@ -14,8 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from contracts.reference import referral_reasons
+from punte.accounts import new_account
 from punte.identity import create_app as identity_app
-from punte.identity import new_account
 from runtime.db import make_sessions
 from runtime.inbox import InboxConsumer
 from runtime.outbox import OutboxRelay

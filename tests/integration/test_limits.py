@@ -16,8 +16,8 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 
+from punte.accounts import new_account
 from punte.identity import create_app as identity_app
-from punte.identity import new_account
 from runtime.cloudevents import CloudEvent
 from runtime.db import make_sessions
 from runtime.inbox import Message

@@ -18,7 +18,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from contracts import kafka_acls
 from contracts.reference import rejection_codes, topic_partitions
 from contracts.refusals import reason
-from punte.identity import create_app, load_accounts
+from punte.accounts import load_accounts
+from punte.identity import create_app
 from punte.state import State
 from runtime.cloudevents import RFC_3339, CloudEvent, decode
 from runtime.inbox import Message

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from punte.accounts import new_account
 from punte.identity import create_app as identity_app
-from punte.identity import new_account
 from runtime.limits import BodyLimit, Limits
 from runtime.service import create_app
 from runtime.settings import Settings

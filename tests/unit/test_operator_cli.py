@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -97,6 +98,25 @@ def test_without_url_or_network_the_local_network_or_a_clear_refusal(tmp_path: P
 
 
 # --- what status concludes -------------------------------------------------------------
+
+# --- what a command loads ------------------------------------------------------------
+
+def test_the_operators_commands_load_no_web_framework_database_layer_nor_demo():
+    """An operator on call runs many short commands: the CLI module alone loads none of the
+    services' FastAPI, SQLAlchemy or the demo (each command imports what it needs), and a
+    remote command that answers loads no more."""
+    heavy = ("fastapi", "sqlalchemy", "punte.demo", "punte.identity", "runtime.broker_epoch")
+    probe = ("import sys, runpy\n"
+             "sys.argv = ['punte', 'deadletters', 'list', 'intake', '--url', 'intake=http://127.0.0.1:1',"
+             " '--token', 't']\n"
+             "try:\n    runpy.run_module('punte.cli', run_name='__main__')\n"
+             "except SystemExit as done:\n    print('exit', done.code)\n"
+             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert "intake GET http://127.0.0.1:1/dead-letters: cannot connect" in done.stderr, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-2:] == ["exit 1", "[]"], done.stdout + done.stderr[-2000:]
+
 
 def service(state: str = "ready", **more) -> dict:
     return {"url": "http://x", "state": state, "problems": [], "consumers": [

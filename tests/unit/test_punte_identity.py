@@ -8,7 +8,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from punte.identity import Account, create_app, load_accounts, new_account, save_accounts
+from punte.accounts import Account, load_accounts, new_account, save_accounts
+from punte.identity import create_app
 from runtime.signing import SigningKey
 from runtime.tokens import TokenIssuer, TokenVerifier
 
@@ -111,7 +112,7 @@ async def test_a_client_secret_with_reserved_characters_is_form_decoded_from_bas
     weird = Account("sys.dsp-bc", "", "", "dsp-bc", ["institution-system"], "Sistemul DSP")
     salt = secrets.token_hex(16)
     secret = "a:b%c+d é"
-    from punte.identity import hash_password
+    from punte.accounts import hash_password
     weird = replace(weird, password_hash=hash_password(secret, salt), salt=salt)
     from urllib.parse import quote_plus
     async with token_client(weird) as client:

@@ -163,11 +163,11 @@ def test_the_stacks_embedded_broker_is_started_again_and_rebuilt_not_only_watche
 
     provisioned: list[str] = []
 
-    async def provision(bootstrap: str, retention_file=None, settings=None) -> None:
+    def provision(bootstrap: str, settings=None) -> None:
         # Its own embedded broker takes plain connections, whatever the caller's environment says.
         assert settings is not None and settings.kafka_security_protocol == "PLAINTEXT"
         provisioned.append(bootstrap)
-    monkeypatch.setattr(stack_module, "provision", provision)
+    monkeypatch.setattr(stack_module, "_provision", provision)
     broker = EmbeddedBroker(port=4242)
     started: list[int] = []
     monkeypatch.setattr(broker, "start", lambda: started.append(broker.port) or broker)
