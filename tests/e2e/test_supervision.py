@@ -27,9 +27,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory):
-    # A quicker backoff than `punte up`'s, so that giving up takes seconds, not a minute.
+    # A quicker backoff than `punte up`'s, and giving up after two failed starts, not five
+    # (each start of a service costs seconds of imports): giving up takes seconds, not a minute.
     stack = Stack(tmp_path_factory.mktemp("supervised") / "state",
-                  restart_policy=RestartPolicy(first_delay=0.2, max_delay=2.0))
+                  restart_policy=RestartPolicy(first_delay=0.2, max_delay=2.0, give_up_after=2))
     try:
         yield stack.start()
     finally:
