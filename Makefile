@@ -48,18 +48,10 @@ sdk-java:
 
 test: install asyncapi-validator sdk-java
 	$(BIN)/ruff check runtime services punte contracts tests bench sdk/python
-	# Two pytest sessions at once: every test on Tansu, and the tests that touch a broker again
-	# on three Apache Kafka nodes with the network's ACLs, with the Apache Kafka tests (decision
-	# 0031). One after the other they kept the two cores 60 % busy (the tests wait on networks,
-	# JVMs and consumer groups), and took 26 min on a fast day, 46 on a slow one (decision
-	# 0048). The Kafka session's output is printed when it ends; either failing fails the target.
-	@kafka_log=$$(mktemp); \
-	$(BIN)/python -m pytest -q -p no:cacheprovider --broker kafka $(PYTEST_ARGS) >$$kafka_log 2>&1 & kafka=$$!; \
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); tansu=$$?; \
-	wait $$kafka; on_kafka=$$?; \
-	echo "--- pytest --broker kafka (run beside the session above) ---"; cat $$kafka_log; rm -f $$kafka_log; \
-	echo "tansu: exit $$tansu, apache kafka: exit $$on_kafka"; \
-	[ $$tansu -eq 0 ] && [ $$on_kafka -eq 0 ]
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	# The tests that touch a broker again, on three Apache Kafka nodes with the network's ACLs,
+	# and the Apache Kafka tests (decision 0031).
+	$(BIN)/python -m pytest -q -p no:cacheprovider --broker kafka $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/e2e.py
