@@ -23,7 +23,7 @@ from rich.text import Text
 from contracts.reference import institutions, topic_partitions
 from punte.embedded import INSTALL_EMBEDDED, missing_embedded
 from punte.remote import Network, Operator, OperatorError, config_file, resolve
-from punte.stack import Stack
+from punte.stack import SERVICES, Stack
 from punte.state import State
 from runtime.settings import Settings
 
@@ -159,6 +159,8 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
        state_dir: Path = STATE) -> None:
     """Start the whole network (embedded PostgreSQL and broker unless PUNTE_DATABASE_URL /
     PUNTE_KAFKA_BOOTSTRAP are set); Ctrl-C stops everything."""
+    from punte.demo import DemoProgress, run_demo
+
     if broker not in ("tansu", "kafka"):
         raise typer.BadParameter("tansu or kafka", param_hint="--broker")
     # The embedded default's wheels are an extra (decision 0030): the production image has none.
@@ -193,7 +195,6 @@ def up(demo: bool = typer.Option(False, "--demo", help="Run the simulated Bacău
         console.print(table)
         console.print(f"Parole demo / demo passwords: {stack.state.passwords_file}")
         console.print("`punte status --json` în alt terminal / in another terminal; Ctrl-C oprește / stops.")
-        from punte.demo import DemoProgress, run_demo
         # The live view shows each process as the supervisor sees it (decision 0024).
         progress = DemoProgress()
         with Live(_live_view(stack, progress if demo else None), console=console, refresh_per_second=2) as live:
@@ -330,7 +331,6 @@ def reseal_identities(state_dir: Path = STATE) -> None:
     """Re-encrypt intake's sealed identities under the first key of PUNTE_IDENTITY_KEYS
     (key rotation: put the new key first, restart intake, run this, drop the old key)."""
     from runtime.db import make_engine, make_sessions
-    from runtime.settings import Settings
     from services.intake.adapters.repository import reseal_identities as reseal
     from services.intake.bootstrap import build_vault
 
@@ -368,7 +368,6 @@ def migrate(services: list[str] = typer.Argument(None, help="intake, referral, n
     second changes nothing."""
     from importlib import import_module
 
-    from punte.stack import SERVICES
     from runtime.migrations import revisions
     from runtime.service import migrate_when_reachable
 
@@ -893,7 +892,6 @@ def conformance(
     from datetime import datetime
 
     from punte import conformance as kit
-    from punte.stack import SERVICES
     from runtime.signing import Keyring
 
     if institution not in institutions():

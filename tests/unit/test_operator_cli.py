@@ -104,7 +104,7 @@ def test_without_url_or_network_the_local_network_or_a_clear_refusal(tmp_path: P
 def test_the_operators_commands_load_no_web_framework_database_layer_nor_demo():
     """An operator on call runs many short commands: the CLI module alone loads none of the
     services' FastAPI, SQLAlchemy or the demo (each command imports what it needs), and a
-    remote command that answers loads no more."""
+    remote command run to its end (here: the service cannot be reached) loads none either."""
     heavy = ("fastapi", "sqlalchemy", "punte.demo", "punte.identity", "runtime.broker_epoch")
     probe = ("import sys, runpy\n"
              "sys.argv = ['punte', 'deadletters', 'list', 'intake', '--url', 'intake=http://127.0.0.1:1',"
