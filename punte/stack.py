@@ -49,9 +49,11 @@ class RestartPolicy:
     max_delay: float = 30.0
     # Up this long: healthy; its next exit starts the backoff afresh.
     healthy_after: float = 60.0
-    # An exit this soon after a start is a failure at start (a missing secret, a bad
-    # setting): repeating it cannot help, so after `give_up_after` in a row the supervisor
-    # gives up and says why. Services are ready about 5 s after they start (decision 0005).
+    # An exit of the program's own this soon after a start is a failure at start (a missing
+    # secret, a bad setting): repeating it cannot help, so after `give_up_after` in a row the
+    # supervisor gives up and says why. A kill from outside (SIGKILL, SIGTERM: an operator, the
+    # OOM killer) says nothing of the program and does not count. Services are ready about 5 s
+    # after they start (decision 0005).
     quick_exit: float = 15.0
     give_up_after: int = 5
 
@@ -70,13 +72,14 @@ class Watch:
     restart_at: float | None = None
     started_at: float = 0.0
 
-    def exited(self, uptime: float, policy: RestartPolicy) -> float | None:
-        """Count an exit after ``uptime`` seconds; the delay before the next start, or None
-        when the policy says to give up."""
+    def exited(self, uptime: float, policy: RestartPolicy, own: bool = True) -> float | None:
+        """Count an exit after ``uptime`` seconds, the program's ``own`` or a kill from outside;
+        the delay before the next start, or None when the policy says to give up."""
         if uptime >= policy.healthy_after:
             self.failures = 0
         self.failures += 1
-        self.quick_failures = self.quick_failures + 1 if uptime < policy.quick_exit else 0
+        if own:
+            self.quick_failures = self.quick_failures + 1 if uptime < policy.quick_exit else 0
         if self.quick_failures >= policy.give_up_after:
             return None
         return min(policy.max_delay, policy.first_delay * 2 ** (self.failures - 1))
@@ -94,6 +97,10 @@ class Program:
     process: Callable[[], subprocess.Popen | None]
     start: Callable[[], None] | None
     log_file: Path
+
+
+# Signals sent from outside: the process did not fail, it was stopped.
+KILLED_FROM_OUTSIDE = frozenset({-signal.SIGKILL, -signal.SIGTERM})
 
 
 def describe_exit(returncode: int) -> str:
@@ -182,7 +189,8 @@ class Supervisor:
                 if watch.state == "running":
                     process = program.process()
                     if process is not None and process.poll() is not None:
-                        self._exited(name, program, watch, describe_exit(process.returncode), now)
+                        self._exited(name, program, watch, describe_exit(process.returncode), now,
+                                     own=process.returncode not in KILLED_FROM_OUTSIDE)
                         changed = True
                 elif watch.state == "restarting" and watch.restart_at is not None and now >= watch.restart_at:
                     self._restart(name, program, watch)
@@ -190,7 +198,8 @@ class Supervisor:
         if changed:
             self.on_change(self.snapshot())
 
-    def _exited(self, name: str, program: Program, watch: Watch, how: str, now: float) -> None:
+    def _exited(self, name: str, program: Program, watch: Watch, how: str, now: float,
+                own: bool = True) -> None:
         uptime = now - watch.started_at
         watch.last_exit = f"{how} after {uptime:.1f} s"
         if program.start is None:
@@ -198,7 +207,7 @@ class Supervisor:
             watch.reason = f"{name} {watch.last_exit}; it is not started again by the supervisor"
             log_line(program.log_file, f"supervisor: {watch.reason}", "error")
             return
-        delay = watch.exited(uptime, self.policy)
+        delay = watch.exited(uptime, self.policy, own)
         if delay is None:
             watch.state = "given up"
             tail = " | ".join(last_lines(program.log_file))

@@ -100,6 +100,40 @@ def test_a_process_failing_at_start_is_given_up_with_the_reason_from_its_log(tmp
     assert "giving up" in child.log.read_text()
 
 
+def test_a_kill_from_outside_is_not_a_failure_at_start(tmp_path, stopped):
+    """SIGKILL (an operator, the OOM killer) soon after a start says nothing of the program:
+    only its own exits count towards giving up, and the reason is its own."""
+    flag = tmp_path / "secret-gone"
+    child = Child(tmp_path / "referral.log",
+                  "import pathlib, sys, time\n"
+                  f"if pathlib.Path({str(flag)!r}).exists():\n"
+                  "    print('PUNTE_DATA_KEYS is required: referral does not start', flush=True); sys.exit(3)\n"
+                  "print('ready', flush=True); time.sleep(600)")
+    child.start()
+    supervisor = Supervisor({"referral": child.program()}, FAST, every=0.05).start()
+    stopped[0].append(supervisor)
+    stopped[1].append(child)
+    for _ in range(FAST.give_up_after):  # killed again and again, each soon after its start
+        killed = child.process
+        assert killed is not None
+        os.killpg(killed.pid, signal.SIGKILL)
+
+        def started_again(killed: subprocess.Popen = killed) -> bool:
+            """referral runs again in a new process"""
+            return supervisor.snapshot()["referral"]["state"] == "running" and child.process is not killed
+        until(started_again)
+    flag.touch()  # then its secret goes missing
+    assert child.process is not None
+    os.killpg(child.process.pid, signal.SIGKILL)
+
+    def given_up() -> bool:
+        """the supervisor gave up on referral"""
+        return supervisor.snapshot()["referral"]["state"] == "given up"
+    until(given_up)
+    assert child.starts == 1 + FAST.give_up_after + FAST.give_up_after  # the kills, then its own failures
+    assert "PUNTE_DATA_KEYS is required" in supervisor.snapshot()["referral"]["reason"]
+
+
 def test_a_watched_only_process_is_reported_lost(tmp_path, stopped):
     child = Child(tmp_path / "broker.log", "import time; time.sleep(600)")
     child.start()
@@ -131,6 +165,15 @@ def test_only_failures_at_start_in_a_row_lead_to_giving_up():
     assert watch.exited(30, policy) is not None  # it got past its start this time
     assert watch.exited(2, policy) is not None
     assert watch.exited(2, policy) is not None
+    assert watch.exited(2, policy) is None
+
+
+def test_kills_from_outside_neither_count_nor_break_a_run_of_failures_at_start():
+    policy = RestartPolicy(first_delay=1, max_delay=8, healthy_after=60, quick_exit=15, give_up_after=2)
+    watch = Watch()
+    assert [watch.exited(1, policy, own=False) for _ in range(4)] == [1, 2, 4, 8]  # backoff still grows
+    assert watch.exited(2, policy) is not None
+    assert watch.exited(1, policy, own=False) is not None
     assert watch.exited(2, policy) is None
 
 
