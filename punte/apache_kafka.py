@@ -250,7 +250,7 @@ class KafkaCluster:
             for node in self.nodes:
                 self._spawn(node)
             for node in self.nodes:
-                wait_for_port(node.port, timeout, node.process)
+                self._wait_listening(node, timeout)
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
@@ -258,26 +258,58 @@ class KafkaCluster:
         return self
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Until each broker, asked on its own address, names all the cluster's brokers."""
+        """Until each broker, asked on its own address, names all the cluster's brokers.
+        A node that exits meanwhile fails at once; a timeout says what each node answered
+        last and the warnings and errors of each node's log, so that a start that failed
+        far away (CI) can be read from its output."""
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
         expected = {node.node_id for node in self.nodes}
         for node in self.nodes:
             admin = AdminClient({**self.admin_config(), "bootstrap.servers": node.address})
+            last = "nothing yet"
             while True:
-                if node.process is not None and node.process.poll() is not None:
-                    raise RuntimeError(f"Kafka node {node.node_id} exited with {node.process.returncode}; "
-                                       f"see {node.log_file}")
+                self._fail_if_exited()
                 try:
                     brokers = admin.describe_cluster(request_timeout=5).result(timeout=10).nodes
-                    if {b.id for b in brokers} == expected:
+                    named = {b.id for b in brokers}
+                    if named == expected:
                         break
-                except Exception:  # not up yet: connection refused, authentication not ready
-                    pass
+                    last = f"names brokers {sorted(named)}"
+                except Exception as error:  # not up yet: connection refused, authentication not ready
+                    last = f"{type(error).__name__}: {error}"
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"Kafka node {node.node_id} not ready after {timeout}s; see {node.log_file}")
+                    raise TimeoutError(f"Kafka node {node.node_id} not ready after {timeout}s: it {last}, "
+                                       f"expected {sorted(expected)}\n{self.log_digest()}")
                 time.sleep(0.5)
+
+    def _wait_listening(self, node: KafkaNode, timeout: float) -> None:
+        try:
+            wait_for_port(node.port, timeout, node.process)
+        except RuntimeError:  # it exited: say which node, and why
+            self._fail_if_exited()
+            raise
+
+    def _fail_if_exited(self) -> None:
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is not None:
+                raise RuntimeError(f"Kafka node {node.node_id} exited with {node.process.returncode}\n"
+                                   f"{self.log_digest()}")
+
+    def log_digest(self, lines: int = 12) -> str:
+        """The last ``lines`` warnings and errors of each node's log (where a start went wrong)."""
+        digest = []
+        for node in self.nodes:
+            try:
+                text = node.log_file.read_text(errors="replace").splitlines()
+            except OSError as error:
+                digest.append(f"node {node.node_id}: no log ({error})")
+                continue
+            notable = [line[:300] for line in text if "] WARN " in line or "] ERROR " in line or "Exception" in line]
+            digest.append(f"node {node.node_id} ({node.log_file}), last of {len(notable)} warnings/errors:")
+            digest.extend(f"  {line}" for line in notable[-lines:])
+        return "\n".join(digest)
 
     def kill(self, node_id: int) -> None:
         """SIGKILL one node (its whole process group), as a crash would."""
@@ -292,7 +324,7 @@ class KafkaCluster:
         node = self.node(node_id)
         self.kill(node_id)
         self._spawn(node)
-        wait_for_port(node.port, timeout, node.process)
+        self._wait_listening(node, timeout)
         self.wait_ready(timeout)
 
     def pause(self, node_id: int) -> int:

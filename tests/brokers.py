@@ -46,9 +46,15 @@ def start_cluster(folder: Path) -> Iterator[KafkaCluster]:
     reason = available()
     if reason is not None:
         (pytest.fail if os.environ.get("CI") else pytest.skip)(f"Apache Kafka: {reason}")
-    cluster = KafkaCluster(folder)
     started = time.monotonic()
-    cluster.start()
+    try:
+        cluster = KafkaCluster(folder).start()
+    except (RuntimeError, TimeoutError) as failure:
+        # Once more on fresh ports and storage: the cluster's ports are chosen free before
+        # the JVMs bind them, and another process may take one meanwhile. The first failure
+        # is printed (with each node's warnings), so that a cluster that never starts shows why.
+        print(f"\nApache Kafka did not start, once more on fresh ports: {failure}")
+        cluster = KafkaCluster(folder / "second-start").start()
     print(f"\nApache Kafka: three nodes ready in {time.monotonic() - started:.1f} s ({cluster.bootstrap})")
     try:
         yield cluster

@@ -3,6 +3,7 @@ and a node killed with SIGKILL comes back on its ports and data."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -70,3 +71,20 @@ def test_a_killed_node_leaves_two_that_serve_and_comes_back(kafka_cluster: Kafka
     assert producer.flush(30) == 0 and delivered == [None]
     kafka_cluster.restart(3)
     assert _brokers(kafka_cluster.admin_config()) == {1, 2, 3}
+
+
+def test_a_node_that_cannot_bind_its_port_fails_the_start_at_once_with_its_log(tmp_path):
+    """A port chosen free and taken by another listener before the node binds it: the node
+    exits, yet the port answers (the other listener). The start must say which node exited
+    and why, not wait out its timeout asking the healthy nodes for three brokers."""
+    cluster = KafkaCluster(tmp_path / "kafka")
+    taken = cluster.node(3)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", taken.port))
+        squatter.listen()
+        with pytest.raises(RuntimeError) as failure:
+            cluster.start(timeout=60)
+    assert "Kafka node 3 exited" in str(failure.value)
+    assert "Address already in use" in str(failure.value)  # from node 3's log, in the error
+    assert all(node.process is None for node in cluster.nodes)  # nothing left running
