@@ -37,9 +37,17 @@ from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError, for_code
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import (
+    KafkaConnectionError,
+    LeaderNotAvailableError,
+    OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
+from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.record.memory_records import MemoryRecords
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.reference import BROKER_EPOCH_TOPIC, institutions, retention, topic_partitions
@@ -114,48 +122,142 @@ async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None 
     """The broker's epoch: the first record of ``TOPIC``; None when the topic is missing or
     empty. Asks whether the topic exists first, so a missing topic is not auto-created.
     ``settings``: whose credentials (default: the environment's, PUNTE_KAFKA_*)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
-                                **client_options(settings))
+    consumer = _reading_consumer(bootstrap, timeout, settings)
     await consumer.start()
     try:
-        if not await _exists(consumer):
-            return None
-        tp = TopicPartition(TOPIC, 0)
-        first = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end <= first:
-            return None
-        consumer.assign([tp])
-        consumer.seek(tp, first)
-        async with asyncio.timeout(timeout):
-            while True:
-                records = (await consumer.getmany(tp, timeout_ms=200)).get(tp)
-                if records:
-                    return Epoch.decoded(records[0].value)
+        return await _first_record(consumer, timeout)
     finally:
         await consumer.stop()
 
 
+class EpochReader:
+    """Reads the broker's epoch as `read` does, with one client kept from look to look: the
+    services' watch looks every few seconds for as long as they run, and a new client per look
+    asked at its start for the metadata of every topic of the network (about 300 topics, 20
+    KiB a look) and opened two connections (issue #14: the idle network's CPU). A kept look
+    asks for the marker topic's metadata (never creating it) and fetches its first record, at
+    once. It tracks no topic: a client that tracked the marker's would ask for it, and so
+    create it with the broker's defaults, on a broker that came back empty. A look that fails
+    drops the client; the next one starts afresh, as every look did before."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+        self._client: AIOKafkaClient | None = None
+        self._bootstrap: str | None = None
+
+    async def read(self, bootstrap: str, timeout: float = 10.0) -> Epoch | None:
+        try:
+            async with asyncio.timeout(timeout):
+                client = await self._kept(bootstrap, timeout)
+                found = await _first_record_at_zero(client)
+        except BaseException:
+            await self.close()
+            raise
+        return await read(bootstrap, timeout, self._settings) if found is _UNSETTLED else found
+
+    async def _kept(self, bootstrap: str, timeout: float) -> AIOKafkaClient:
+        if self._client is not None and self._bootstrap == bootstrap:
+            return self._client
+        await self.close()
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                                **client_options(self._settings))
+        await client.bootstrap()
+        self._client, self._bootstrap = client, bootstrap
+        return client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+# A look the kept client cannot settle with one fetch at offset 0 (the log starts later,
+# records deleted by hand; or the broker answered without the partition): the full read does.
+_UNSETTLED = object()
+# The marker is one small record; its first batch fits many times over. Tansu answers a fetch
+# that may wait for nothing (0 ms, 0 bytes) with no data at all, so the fetch asks for one byte
+# with a short wait: answered at once when the marker is there.
+_MARKER_FETCH_BYTES = 64 * 1024
+_MARKER_FETCH_WAIT_MS = 100
+
+
+async def _first_record_at_zero(client: AIOKafkaClient) -> Epoch | None | object:
+    """The record at offset 0 of ``TOPIC``; None when the topic is missing or empty;
+    ``_UNSETTLED`` when one fetch there cannot say."""
+    partitions = await _marker_partitions(client)
+    if partitions is None:
+        return None
+    leader = next((p["leader"] for p in partitions if p["partition"] == 0), -1)
+    if leader < 0:
+        raise LeaderNotAvailableError(f"no leader for {TOPIC}[0]")
+    response = await client.send(leader, FetchRequest(_MARKER_FETCH_WAIT_MS, 1, _MARKER_FETCH_BYTES, 0,
+                                                      [(TOPIC, [(0, 0, _MARKER_FETCH_BYTES)])]))
+    # Read as aiokafka's own fetcher does (each version nests the fields alike; to_object()
+    # fails on the null aborted-transactions list Apache Kafka sends).
+    answered = [(error, highwater, data[-1]) for topic, answers in response.topics if topic == TOPIC
+                for partition, error, highwater, *data in answers if partition == 0]
+    if not answered:
+        return _UNSETTLED
+    error, highwater, records = answered[0]
+    if error == OffsetOutOfRangeError.errno:
+        return _UNSETTLED
+    if error:
+        raise for_code(error)(f"fetch of {TOPIC}[0]")
+    if highwater <= 0:
+        return None  # created, not yet written: no epoch claimed
+    batch = MemoryRecords(records).next_batch()
+    for record in batch or ():
+        return Epoch.decoded(record.value)
+    return _UNSETTLED
+
+
+def _reading_consumer(bootstrap: str, timeout: float, settings: Settings | None) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
+                            **client_options(settings))
+
+
+async def _first_record(consumer: AIOKafkaConsumer, timeout: float) -> Epoch | None:
+    """The first record of ``TOPIC`` through ``consumer``; None when the topic is missing or
+    empty. Asks whether the topic exists first, so a missing topic is not auto-created."""
+    if not await _exists(consumer):
+        return None
+    tp = TopicPartition(TOPIC, 0)
+    first = (await consumer.beginning_offsets([tp]))[tp]
+    end = (await consumer.end_offsets([tp]))[tp]
+    if end <= first:
+        return None
+    consumer.assign([tp])
+    consumer.seek(tp, first)
+    async with asyncio.timeout(timeout):
+        while True:
+            records = (await consumer.getmany(tp, timeout_ms=200)).get(tp)
+            if records:
+                return Epoch.decoded(records[0].value)
+
+
 async def _exists(consumer: AIOKafkaConsumer) -> bool:
-    """Whether the broker has ``TOPIC``, asking for that topic alone and never creating it.
-    The topic list (``consumer.topics()``) describes every partition of the network: every
-    service asks every few seconds, and that was most of what the watch cost an idle network
-    (bench/README.md, issue #14). aiokafka has no public call for one topic's metadata that
-    does not create it, so the request goes through its client (aiokafka <0.15, pinned;
-    tests/integration/test_broker_epoch_reads.py)."""
-    client = consumer._client
+    return await _marker_partitions(consumer._client) is not None
+
+
+async def _marker_partitions(client: AIOKafkaClient) -> list[dict] | None:
+    """The partitions of ``TOPIC`` (None: the broker has no such topic), asking for that topic
+    alone and never creating it. The topic list (``consumer.topics()``) describes every
+    partition of the network: every service asks every few seconds, and that was most of what
+    the watch cost an idle network (bench/README.md, issue #14). aiokafka has no public call
+    for one topic's metadata that does not create it, so the request goes through its client
+    (aiokafka <0.15, pinned; tests/integration/test_broker_epoch_reads.py)."""
     node = client.get_random_node()
     if node is None:
         raise KafkaConnectionError("no broker known to ask for the epoch topic")
     response = await client.send(node, MetadataRequest([TOPIC], allow_auto_topic_creation=False))
     found = [t for t in response.to_object()["topics"] if t["topic"] == TOPIC]
     if not found or found[0]["error_code"] == UnknownTopicOrPartitionError.errno:
-        return False
+        return None
     error = found[0]["error_code"]
     if error:
         raise for_code(error)(f"metadata of {TOPIC}")
-    return True
+    return found[0]["partitions"]
 
 
 async def claim(bootstrap: str, settings: Settings | None = None) -> Epoch:
@@ -294,7 +396,11 @@ class EpochWatch:
         try:
             current = await self._read(self._bootstrap)
         except Exception as exc:  # broker away: the clients retry by themselves; nothing to decide
-            self.observed.error = repr(exc)[:300]
+            error = repr(exc)[:300]
+            if error != self.observed.error:  # once per new error, not once per look
+                log.warning("the broker's epoch could not be read: nothing is published or read "
+                            "until it is", error=error, state=self.observed.state)
+            self.observed.error = error
             if self.observed.state == "unknown":
                 self.observed.state = "unreachable"
             return None
@@ -370,3 +476,4 @@ class EpochWatch:
             soon = not self._going or self.observed.rewound is False
             await asyncio.sleep(min(self._period, 1.0) if soon else self._period)
             await self.check()
+

@@ -28,7 +28,7 @@ from contracts.reference import RetentionSchedule, retention
 from contracts.refusals import reason
 from runtime import dead_letters, http_errors, http_server
 from runtime.authorization import permit
-from runtime.broker_epoch import BROKER_EMPTY, EpochWatch
+from runtime.broker_epoch import BROKER_EMPTY, EpochReader, EpochWatch
 from runtime.data_keys import DataKeys, Erased, from_settings
 from runtime.db import connect, ensure_database, make_engine, make_sessions, unreachable
 from runtime.inbox import (
@@ -471,10 +471,11 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         # Nothing is published or read before the broker's epoch is known (decision 0026).
         on_new = spec.on_broker_epoch
+        epoch_reader = EpochReader(settings)
         runtime.epochs = EpochWatch(
             engine, settings.kafka_bootstrap, settings.broker_epoch_check_seconds, runtime.hold, runtime.go,
             on_new=(lambda conn, epoch: on_new(runtime, conn, epoch)) if on_new is not None else None,
-            rewound=runtime.rewound)
+            read_epoch=epoch_reader.read, rewound=runtime.rewound)
         await runtime.hold("broker-unknown")
         await when_reachable(settings, spec.name, runtime.epochs.check, deadline)
         runtime.tasks = {"relay": asyncio.create_task(_supervise("relay", relay.run)),
@@ -492,6 +493,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await epoch_reader.close()
             await producer.stop()
             await engine.dispose()
             log.info("service stopped")
