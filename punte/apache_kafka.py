@@ -267,7 +267,8 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         expected = {node.node_id for node in self.nodes}
         for node in self.nodes:
-            admin = AdminClient({**self.admin_config(), "bootstrap.servers": node.address})
+            # Quiet: its connection errors while nodes start are expected, and it outlives them.
+            admin = AdminClient({**self.admin_config(), "bootstrap.servers": node.address, "log_level": 0})
             last = "nothing yet"
             while True:
                 self._fail_if_exited()
@@ -285,22 +286,32 @@ class KafkaCluster:
                 time.sleep(0.5)
 
     def _wait_listening(self, node: KafkaNode, timeout: float) -> None:
-        try:
-            wait_for_port(node.port, timeout, node.process)
-        except RuntimeError:  # it exited: say which node, and why
+        """Until ``node`` listens; any node that exits meanwhile fails the wait at once (a
+        node opens its port only once a majority of the voters has elected a leader)."""
+        deadline = time.monotonic() + timeout
+        while True:
             self._fail_if_exited()
-            raise
+            try:
+                wait_for_port(node.port, min(1.0, max(0.1, deadline - time.monotonic())), node.process)
+                return
+            except RuntimeError:  # it exited: say which node, and why
+                self._fail_if_exited()
+                raise
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
 
     def _fail_if_exited(self) -> None:
         for node in self.nodes:
             if node.process is not None and node.process.poll() is not None:
                 raise RuntimeError(f"Kafka node {node.node_id} exited with {node.process.returncode}\n"
-                                   f"{self.log_digest()}")
+                                   f"{self.log_digest(first=node)}")
 
-    def log_digest(self, lines: int = 12) -> str:
-        """The last ``lines`` warnings and errors of each node's log (where a start went wrong)."""
+    def log_digest(self, lines: int = 12, first: KafkaNode | None = None) -> str:
+        """The last ``lines`` warnings and errors of each node's log (where a start went wrong),
+        ``first``'s (the node that failed) first."""
         digest = []
-        for node in self.nodes:
+        for node in sorted(self.nodes, key=lambda n: n is not first):
             try:
                 text = node.log_file.read_text(errors="replace").splitlines()
             except OSError as error:
