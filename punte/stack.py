@@ -548,21 +548,31 @@ class Stack:
             raise TimeoutError(f"not ready after {timeout}s: {', '.join(sorted(pending))}")
 
     def stop_process(self, name: str, grace: float = 15) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self.stop_processes([name], grace)
+
+    def stop_processes(self, names: Iterable[str], grace: float = 15) -> None:
+        """SIGTERM to each of ``names`` at once, then SIGKILL to what is left after ``grace``:
+        their graceful shutdowns (consumers leaving their groups, the relay's last publish)
+        run side by side, not one after the other."""
+        stopping = [(name, process) for name in names
+                    if (process := self.processes.pop(name, None)) is not None and process.poll() is None]
+        for _, process in stopping:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for _, process in stopping:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def stop(self) -> None:
         if self.supervisor is not None:  # first, or it would start again what is stopped
             self.supervisor.stop()
-        for name in (*reversed(self.service_processes), "mail", "identity"):
-            self.stop_process(name)
+        # The services together, then the identity provider and the mail server, which they
+        # may still call while they stop.
+        self.stop_processes(self.service_processes)
+        self.stop_processes(["mail", "identity"])
         if self.broker:
             self.broker.stop()
         if self.kafka is not None and self._owns_kafka:
