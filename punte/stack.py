@@ -456,20 +456,17 @@ class Stack:
                 self.ports[name] = self.held_ports[name].port
         # The mail server (aiosmtpd binds its own) is started and waited for at once.
         self.ports.setdefault("mail", free_port())
-        for name in ("identity", "mail", *SERVICES):
+        # Every replica at once, as an orchestrator starts them: on a first start they create
+        # their database together (runtime.db.ensure_database takes the loser's collision for
+        # the winner's database) and migrate one at a time (an advisory lock).
+        for name in ("identity", "mail", *self.service_processes):
             self.start_process(name)
         for name in ("identity", "mail"):
             try:
                 wait_for_port(self.ports[name], 30, self.processes[name])
             except RuntimeError:
                 raise self._exited(name) from None
-        self.wait_ready(timeout, SERVICES)
-        # Further replicas once the first is ready: a service creates its database at its
-        # first start, and two processes doing so at once collide (pg_database's unique name).
-        further = [name for name in self.service_processes if name not in SERVICES]
-        for name in further:
-            self.start_process(name)
-        self.wait_ready(timeout, further)
+        self.wait_ready(timeout, self.service_processes)
         self.state.runtime_file.write_text(json.dumps({
             "services": {n: self.url(n) for n in ("identity", *SERVICES)},
             "smtp": f"127.0.0.1:{self.ports['mail']}",

@@ -1,6 +1,8 @@
 """Two replicas of every service (Stack(replicas=2), bench/e2e.py's scale-out figure): each
 its own process with its own HTTP port and log, watched by the supervisor, and every
-replica's consumers hold partitions of their service's groups. On a Stack of its own."""
+replica's consumers hold partitions of their service's groups. On a Stack of its own, whose
+replicas all start at once on fresh databases, as an orchestrator starts them: two replicas
+create their service's database and migrate it together, and neither may fail its start."""
 from __future__ import annotations
 
 import time
