@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from punte.embedded import free_port, wait_for_port
+from punte.embedded import free_port, terminate_together, wait_for_port
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -373,19 +373,10 @@ class KafkaCluster:
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM every node (a controlled shutdown), SIGKILL what is left after ``grace``."""
-        running = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
-        for node in running:
-            assert node.process is not None
-            os.killpg(node.process.pid, signal.SIGCONT)  # a paused node cannot act on SIGTERM
-            os.killpg(node.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for node in running:
-            assert node.process is not None
-            try:
-                node.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(node.process.pid, signal.SIGKILL)
-                node.process.wait()
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                os.killpg(node.process.pid, signal.SIGCONT)  # a paused node cannot act on SIGTERM
+        terminate_together([node.process for node in self.nodes], grace)
         for node in self.nodes:
             node.process = None
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,11 +271,26 @@ def _kill_group(process: subprocess.Popen | None) -> None:
 
 
 def _terminate(process: subprocess.Popen | None, grace: float = 10) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    terminate_together([process], grace)
+
+
+def terminate_together(processes: Iterable[subprocess.Popen | None], grace: float) -> None:
+    """SIGTERM to every running one of ``processes`` at once, then SIGKILL to what is left
+    after ``grace`` (to its whole process group where it leads one: a service's migrations
+    child goes with it): their shutdowns run side by side, not one after the other."""
+    running = [p for p in processes if p is not None and p.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                if os.getpgid(process.pid) == process.pid:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            except ProcessLookupError:  # it ended meanwhile
+                pass
+            process.wait()

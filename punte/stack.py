@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from punte.embedded import EmbeddedBroker, EmbeddedPostgres, HeldPort, free_port, wait_for_port
+from punte.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    HeldPort,
+    free_port,
+    terminate_together,
+    wait_for_port,
+)
 from punte.state import State
 from runtime import http_server
 from runtime.settings import Settings
@@ -548,20 +555,9 @@ class Stack:
         self.stop_processes([name], grace)
 
     def stop_processes(self, names: Iterable[str], grace: float = 15) -> None:
-        """SIGTERM to each of ``names`` at once, then SIGKILL to what is left after ``grace``:
-        their graceful shutdowns (consumers leaving their groups, the relay's last publish)
-        run side by side, not one after the other."""
-        stopping = [(name, process) for name in names
-                    if (process := self.processes.pop(name, None)) is not None and process.poll() is None]
-        for _, process in stopping:
-            process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for _, process in stopping:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        """``names`` stopped together (``terminate_together``): their graceful shutdowns
+        (consumers leaving their groups, the relay's last publish) run side by side."""
+        terminate_together([self.processes.pop(name, None) for name in names], grace)
 
     def stop(self) -> None:
         if self.supervisor is not None:  # first, or it would start again what is stopped
