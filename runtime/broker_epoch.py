@@ -122,10 +122,25 @@ async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None 
     """The broker's epoch: the first record of ``TOPIC``; None when the topic is missing or
     empty. Asks whether the topic exists first, so a missing topic is not auto-created.
     ``settings``: whose credentials (default: the environment's, PUNTE_KAFKA_*)."""
-    consumer = _reading_consumer(bootstrap, timeout, settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
+                                **client_options(settings))
     await consumer.start()
     try:
-        return await _first_record(consumer, timeout)
+        if await _marker_partitions(consumer._client) is None:
+            return None
+        tp = TopicPartition(TOPIC, 0)
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end <= first:
+            return None
+        consumer.assign([tp])
+        consumer.seek(tp, first)
+        async with asyncio.timeout(timeout):
+            while True:
+                records = (await consumer.getmany(tp, timeout_ms=200)).get(tp)
+                if records:
+                    return Epoch.decoded(records[0].value)
     finally:
         await consumer.stop()
 
@@ -209,35 +224,6 @@ async def _first_record_at_zero(client: AIOKafkaClient) -> Epoch | None | object
     for record in batch or ():
         return Epoch.decoded(record.value)
     return _UNSETTLED
-
-
-def _reading_consumer(bootstrap: str, timeout: float, settings: Settings | None) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                            fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
-                            **client_options(settings))
-
-
-async def _first_record(consumer: AIOKafkaConsumer, timeout: float) -> Epoch | None:
-    """The first record of ``TOPIC`` through ``consumer``; None when the topic is missing or
-    empty. Asks whether the topic exists first, so a missing topic is not auto-created."""
-    if not await _exists(consumer):
-        return None
-    tp = TopicPartition(TOPIC, 0)
-    first = (await consumer.beginning_offsets([tp]))[tp]
-    end = (await consumer.end_offsets([tp]))[tp]
-    if end <= first:
-        return None
-    consumer.assign([tp])
-    consumer.seek(tp, first)
-    async with asyncio.timeout(timeout):
-        while True:
-            records = (await consumer.getmany(tp, timeout_ms=200)).get(tp)
-            if records:
-                return Epoch.decoded(records[0].value)
-
-
-async def _exists(consumer: AIOKafkaConsumer) -> bool:
-    return await _marker_partitions(consumer._client) is not None
 
 
 async def _marker_partitions(client: AIOKafkaClient) -> list[dict] | None:
@@ -476,4 +462,3 @@ class EpochWatch:
             soon = not self._going or self.observed.rewound is False
             await asyncio.sleep(min(self._period, 1.0) if soon else self._period)
             await self.check()
-
