@@ -67,6 +67,11 @@ DEAD_LETTER_TYPE = "ro.punte.deadletter.v2"
 # the sealed body; so do values longer than an id needs.
 IDENTIFYING_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 IDENTIFYING_MAX = 200
+# How long a consumer's loop waits for records before a pass without any. Records end the
+# wait at once; the timeout only paces what a pass checks besides them (a rebalance's
+# offsets to rewind, failures held past their hold), and each pass walks every assigned
+# partition: five a second were a third of an idle consumer's CPU (issue #14).
+IDLE_POLL_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -530,7 +535,7 @@ class InboxConsumer:
                     # Each partition is read again from its committed (or sought) offset: what
                     # was read ahead before the rebalance is dropped, never applied out of order.
                     ahead = []
-                records = ahead or await poll(200)
+                records = ahead or await poll(IDLE_POLL_MS)
                 ahead = []
                 assignment = consumer.assignment()
                 self.assigned = bool(assignment)

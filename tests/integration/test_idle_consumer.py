@@ -1,0 +1,99 @@
+"""An idle consumer walks its partitions only when something happens (issue #14: the idle
+network's CPU). aiokafka's fetcher looked over every assigned partition every 200 ms besides
+each answer, and the inbox loop made a pass every 200 ms, both with nothing to do: on a
+consumer of ~150-300 partitions that was most of an idle service's CPU. Records still end
+both waits at once. On the test broker (Tansu, or Apache Kafka with --broker kafka) and the
+real PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from runtime.cloudevents import CloudEvent
+from runtime.kafka import ensure_topics, make_producer
+from runtime.service import Runtime
+from runtime.settings import Settings
+from runtime.signing import Keyring
+from tests.integration.helpers import REFERRAL_MIGRATIONS, eventually, migrated_database
+
+PARTITIONS = 50
+WINDOW_S = 4.0
+# The broker holds each fetch this long when nothing is new (Tansu answers after half of it):
+# the fetcher's answers alone wake it once or twice in the window.
+HELD_FETCH_MS = 4000
+
+
+@pytest.mark.broker
+async def test_an_idle_consumer_walks_its_partitions_only_when_something_happens(infrastructure):
+    engine, sessions = await migrated_database(infrastructure.database_url, "idle_consumer", REFERRAL_MIGRATIONS)
+    topic = f"t.idle.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infrastructure.kafka_bootstrap, [(topic, PARTITIONS)])
+    settings = Settings(kafka_bootstrap=infrastructure.kafka_bootstrap, kafka_fetch_max_wait_ms=HELD_FETCH_MS)
+    rt = Runtime(name="referral", settings=settings, engine=engine, sessions=sessions, producer=None,  # type: ignore[arg-type]
+                 relay=SimpleNamespace(wake=lambda: None), verifier=None, network_key=None,  # type: ignore[arg-type]
+                 keyring=Keyring([]))
+    applied: list[str] = []
+
+    async def one(uow, message) -> None:
+        applied.append(message.event.id)
+
+    async def many(uow, messages) -> None:
+        applied.extend(m.event.id for m in messages)
+
+    consumer = rt.consumer(group_id=f"idle-{uuid.uuid4().hex[:8]}", topics=[topic], handler=one,
+                           batch_handler=many, verify_network=False)
+    task = asyncio.create_task(consumer.run())
+    producer = make_producer(infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:
+        await eventually(lambda: _true(consumer.joined and len(_assigned(consumer)) == PARTITIONS), timeout=30)
+        await asyncio.sleep(1.0)  # the first fetches of every partition answered
+        client = consumer._client
+        assert client is not None
+        fetcher = client._fetcher
+        walks, passes = [0], [0]
+        walk, rewound = fetcher._get_actions_per_node, consumer._commit_rewound
+
+        def counted_walk(assignment):
+            walks[0] += 1
+            return walk(assignment)
+
+        async def counted_pass(*args):
+            passes[0] += 1
+            return await rewound(*args)
+
+        fetcher._get_actions_per_node = counted_walk
+        consumer._commit_rewound = counted_pass  # type: ignore[method-assign]
+        await asyncio.sleep(WINDOW_S)
+        # 200 ms wakes: about 20 walks and 20 passes in the window, with nothing new. Now one a
+        # second each, and a walk per answer of the held fetch.
+        assert walks[0] <= 9, f"{walks[0]} walks over {PARTITIONS} partitions in {WINDOW_S} s idle"
+        assert passes[0] <= 6, f"{passes[0]} inbox passes in {WINDOW_S} s idle"
+
+        # Nothing is slower to come for it: a record ends the waits.
+        event = CloudEvent.new("ro.punte.test.v1", "/punte/test", {"n": 1})
+        await producer.send_and_wait(topic, value=event.body(), key=event.id.encode(), headers=event.headers())
+
+        async def arrived() -> bool:
+            """the record sent to the idle consumer applied"""
+            return event.id in applied
+        await eventually(arrived, timeout=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
+        await engine.dispose()
+
+
+def _assigned(consumer) -> set:
+    client = consumer._client
+    return client.assignment() if client is not None else set()
+
+
+async def _true(value: bool) -> bool:
+    return value
