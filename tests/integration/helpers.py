@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -277,6 +277,13 @@ async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 60
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached in {timeout}s: {check.__doc__}")
         await asyncio.sleep(0.2)
+
+
+async def cancelled(task: asyncio.Task) -> None:
+    """Cancel a consumer's (or any loop's) task and wait until it has stopped."""
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 # --- HTTP --------------------------------------------------------------------------------

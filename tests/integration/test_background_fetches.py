@@ -7,7 +7,6 @@ and the real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from types import SimpleNamespace
 
@@ -18,7 +17,7 @@ from runtime.kafka import ensure_topics, make_producer
 from runtime.service import Runtime
 from runtime.settings import Settings
 from runtime.signing import Keyring
-from tests.integration.helpers import REFERRAL_MIGRATIONS, eventually, migrated_database
+from tests.integration.helpers import REFERRAL_MIGRATIONS, cancelled, eventually, migrated_database
 
 TRICKLE = 500  # records, one every 2 ms: faster than a consumer's round of fetch and commit
 
@@ -72,9 +71,7 @@ async def test_a_trickle_reaches_a_background_consumer_in_a_few_batches_and_a_lo
         # to three records at each look (13 batches on Tansu, most of them of 1 to 3 records).
         assert len(batches) <= 5, batches
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
         await engine.dispose()
 

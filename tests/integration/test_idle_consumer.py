@@ -8,7 +8,6 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 from types import SimpleNamespace
@@ -20,7 +19,7 @@ from runtime.kafka import ensure_topics, make_producer
 from runtime.service import Runtime
 from runtime.settings import Settings
 from runtime.signing import Keyring
-from tests.integration.helpers import REFERRAL_MIGRATIONS, eventually, migrated_database
+from tests.integration.helpers import REFERRAL_MIGRATIONS, cancelled, eventually, migrated_database
 
 PARTITIONS = 50
 WINDOW_S = 11.0
@@ -93,9 +92,7 @@ async def test_an_idle_consumer_walks_its_partitions_only_when_something_happens
             return event.id in applied
         await eventually(arrived, timeout=30)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
         await engine.dispose()
 
