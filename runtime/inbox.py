@@ -70,7 +70,7 @@ IDENTIFYING_MAX = 200
 # How long a consumer's loop waits for records before a pass without any. Records end the
 # wait at once; the timeout only paces what a pass checks besides them (a rebalance's
 # offsets to rewind, failures held past their hold), and each pass walks every assigned
-# partition: five a second were a third of an idle consumer's CPU (issue #14).
+# partition: five a second did so with nothing to do (issue #14: the idle network's CPU).
 IDLE_POLL_MS = 1000
 
 

@@ -126,7 +126,7 @@ def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
         fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes,
         # aiokafka's fetcher walks every assigned partition each time it wakes: at each answer,
         # when records are taken, and every consumer_timeout_ms besides (200 ms by default).
-        # On an idle consumer of ~150-300 partitions those timed walks were most of its CPU
+        # On an idle consumer of 600 partitions those timed walks were half of its CPU
         # (issue #14, bench/README.md); answers and takes still wake it at once.
         consumer_timeout_ms=FETCHER_IDLE_WAKE_MS,
     )
