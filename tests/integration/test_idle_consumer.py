@@ -3,16 +3,15 @@ network's CPU). aiokafka's fetcher looked over every assigned partition every 20
 each answer, the inbox loop made a pass every 200 ms, and a consumer subscribed by pattern
 asked for the metadata of every topic every 5 s, all with nothing to do: on a consumer of
 ~150-300 partitions that was most of an idle service's CPU. Records still end the waits at
-once. On the test broker (Tansu, or Apache Kafka with --broker kafka) and the real
-PostgreSQL."""
+once. What is counted is the client's own doing, so the test runs on the embedded broker
+only (not again on Apache Kafka, where it passed too: ~18 s of the suite's budget), with the
+real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
 import re
 import uuid
 from types import SimpleNamespace
-
-import pytest
 
 from runtime.cloudevents import CloudEvent
 from runtime.kafka import ensure_topics, make_producer
@@ -28,7 +27,6 @@ WINDOW_S = 11.0
 HELD_FETCH_MS = 4000
 
 
-@pytest.mark.broker
 async def test_an_idle_consumer_walks_its_partitions_only_when_something_happens(infrastructure):
     engine, sessions = await migrated_database(infrastructure.database_url, "idle_consumer", REFERRAL_MIGRATIONS)
     topic = f"t.idle.{uuid.uuid4().hex[:8]}"
