@@ -4,6 +4,7 @@ and a service's HTTP API over ASGI with real tokens."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import time
@@ -267,11 +268,14 @@ async def referral_consumers(server_url: str, config: referral_handlers.Config):
 
 # --- waiting ------------------------------------------------------------------------------
 
-async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 60) -> object:
-    """``check``'s first true answer (a condition to reach, not a timing to assert)."""
+async def eventually(check: Callable[[], Awaitable[object] | object], timeout: float = 60) -> object:
+    """``check``'s first true answer (a condition to reach, not a timing to assert); ``check``
+    may be a coroutine function or a plain one (a condition on state in hand)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = await check()
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
         if found:
             return found
         if time.monotonic() > deadline:

@@ -56,7 +56,7 @@ async def test_a_trickle_reaches_a_background_consumer_in_a_few_batches_and_a_lo
         return {"value": event.body(), "key": event.id.encode(), "headers": event.headers()}
 
     try:
-        await eventually(lambda: _true(consumer.joined and consumer.assigned))
+        await eventually(lambda: consumer.joined and consumer.assigned)
         await producer.send_and_wait(topic, **record(0))
         await applied(1)  # alone, it still comes: the broker answers at the end of the wait
         batches.clear()
@@ -75,6 +75,3 @@ async def test_a_trickle_reaches_a_background_consumer_in_a_few_batches_and_a_lo
         await producer.stop()
         await engine.dispose()
 
-
-async def _true(value: object) -> bool:
-    return bool(value)

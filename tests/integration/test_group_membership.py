@@ -30,10 +30,10 @@ async def test_both_replicas_stay_joined_through_a_rebalance_though_one_gets_no_
     first, second = replica(), replica()
     tasks = [asyncio.create_task(first.run())]
     try:
-        await eventually(lambda: _true(first.joined and first.assigned))
+        await eventually(lambda: first.joined and first.assigned)
         tasks.append(asyncio.create_task(second.run()))
         # The rebalance: the partition ends with one of them, the other holds none.
-        await eventually(lambda: _true(second.joined and first.joined and first.assigned != second.assigned))
+        await eventually(lambda: second.joined and first.joined and first.assigned != second.assigned)
         assert first.joined and second.joined
     finally:
         for task in tasks:
@@ -44,9 +44,6 @@ async def test_both_replicas_stay_joined_through_a_rebalance_though_one_gets_no_
         await engine.dispose()
     assert not first.joined and not second.joined  # a stopped client is not in its group
 
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 @pytest.mark.broker
@@ -61,7 +58,7 @@ async def test_a_stopped_consumer_leaves_its_group_at_once(infrastructure):
     consumer.subscribe([topic])
     await consumer.start()
     try:
-        await eventually(lambda: _true(bool(consumer.assignment())))
+        await eventually(lambda: bool(consumer.assignment()))
         assert await _members(infrastructure.kafka_bootstrap, group) == 1
     finally:
         await consumer.stop()

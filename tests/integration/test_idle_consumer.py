@@ -50,7 +50,7 @@ async def test_an_idle_consumer_walks_its_partitions_only_when_something_happens
     producer = make_producer(infrastructure.kafka_bootstrap)
     await producer.start()
     try:
-        await eventually(lambda: _true(consumer.joined and len(_assigned(consumer)) == PARTITIONS), timeout=30)
+        await eventually(lambda: consumer.joined and len(_assigned(consumer)) == PARTITIONS, timeout=30)
         await asyncio.sleep(1.0)  # the first fetches of every partition answered
         client = consumer._client
         assert client is not None
@@ -99,6 +99,3 @@ def _assigned(consumer) -> set:
     client = consumer._client
     return client.assignment() if client is not None else set()
 
-
-async def _true(value: bool) -> bool:
-    return value
