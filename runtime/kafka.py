@@ -107,6 +107,17 @@ def _leaving_from_generation_zero(coordinator: GroupCoordinator):
     return maybe_leave_group
 
 
+# How long aiokafka's fetcher sleeps between walks when nothing wakes it (make_consumer).
+FETCHER_IDLE_WAKE_MS = 1000
+# How often a consumer asks for metadata unprompted; subscribed by pattern, for every topic
+# (~310 on one county's network), which its process decodes in Python. The refresh only finds
+# topics created while the consumer runs: the network's are created before its services start
+# (broker_epoch.provision), a consumer held or rewound after a broker loss starts a new
+# client, and aiokafka asks at once when a partition's leader moved. A topic created by hand
+# meanwhile is read within this (5 s before issue #14's idle work).
+METADATA_MAX_AGE_MS = 30_000
+
+
 def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
                   settings: Settings | None = None, fetch_max_wait_ms: int = 50,
                   fetch_min_bytes: int = 1) -> AIOKafkaConsumer:
@@ -130,16 +141,6 @@ def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
         # (issue #14, bench/README.md); answers and takes still wake it at once.
         consumer_timeout_ms=FETCHER_IDLE_WAKE_MS,
     )
-
-
-FETCHER_IDLE_WAKE_MS = 1000
-# How often a consumer asks for metadata unprompted; subscribed by pattern, for every topic
-# (~310 on one county's network), which its process decodes in Python. The refresh only finds
-# topics created while the consumer runs: the network's are created before its services start
-# (broker_epoch.provision), a consumer held or rewound after a broker loss starts a new
-# client, and aiokafka asks at once when a partition's leader moved. A topic created by hand
-# meanwhile is read within this (5 s before issue #14's idle work).
-METADATA_MAX_AGE_MS = 30_000
 
 
 DAY_MS = 24 * 3600 * 1000
