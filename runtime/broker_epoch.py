@@ -51,7 +51,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.reference import BROKER_EPOCH_TOPIC, institutions, retention, topic_partitions
-from runtime.kafka import client_options, ensure_topics, make_producer, topic_configs
+from runtime.kafka import client_options, ensure_topics, make_producer, running, topic_configs
 from runtime.log import get_logger
 from runtime.outbox import mark_pending_again, retry_all_parked
 from runtime.settings import Settings
@@ -125,8 +125,7 @@ async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
                                 **client_options(settings))
-    await consumer.start()
-    try:
+    async with running(consumer):
         if await _marker_partitions(consumer._client) is None:
             return None
         tp = TopicPartition(TOPIC, 0)
@@ -141,8 +140,6 @@ async def read(bootstrap: str, timeout: float = 10.0, settings: Settings | None 
                 records = (await consumer.getmany(tp, timeout_ms=200)).get(tp)
                 if records:
                     return Epoch.decoded(records[0].value)
-    finally:
-        await consumer.stop()
 
 
 class EpochReader:

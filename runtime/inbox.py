@@ -45,7 +45,7 @@ from contracts.refusals import Refused, reason
 from runtime import db, dead_letters, telemetry
 from runtime.cloudevents import CloudEvent, decode, derived_id, header_map
 from runtime.data_keys import DataKeys
-from runtime.kafka import make_consumer
+from runtime.kafka import make_consumer, running
 from runtime.log import get_logger
 from runtime.outbox import Outbox
 from runtime.signing import NETWORK, Keyring, SigningKey
@@ -517,7 +517,11 @@ class InboxConsumer:
         else:
             consumer.subscribe(self._topics or [], listener=listener)
         self.joined = False
-        await consumer.start()
+        async with running(consumer):
+            await self._read(consumer, listener)
+
+    async def _read(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
+        """The started client's loop: poll, process (the next batch prepared meanwhile), commit."""
         self._client = consumer
         held: list[Failure] = []
         held_at = 0.0
@@ -558,7 +562,6 @@ class InboxConsumer:
         finally:
             self.joined = False
             self._client = None
-            await consumer.stop()
 
     async def _commit_rewound(self, consumer: AIOKafkaConsumer, listener: "_ReadAgainFromTheInbox") -> None:
         """Overwrite the group's committed offset of each partition read again from its

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -91,6 +93,31 @@ class _Consumer(AIOKafkaConsumer):
         coordinator = getattr(self, "_coordinator", None)
         if isinstance(coordinator, GroupCoordinator):
             coordinator._maybe_leave_group = _leaving_from_generation_zero(coordinator)  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def running(consumer: AIOKafkaConsumer) -> AsyncIterator[AIOKafkaConsumer]:
+    """``consumer`` started, and stopped when the block ends, however it ends. aiokafka's
+    start and stop, cancelled half-way, leave the fetcher and the group coordinator they
+    made running with their connections: a ghost member that holds the group's next join
+    until its session expires and reconnects to its broker for as long as the process lives.
+    The inbox's restarts (hold, then go with a new broker epoch) cancel a client that may
+    still be stopping, and a service may stop meanwhile; so the stop, once begun, finishes,
+    and a cancellation that came during it is raised after it."""
+    try:
+        await consumer.start()
+        yield consumer
+    finally:
+        stopping = asyncio.ensure_future(consumer.stop())
+        interrupted: asyncio.CancelledError | None = None
+        while not stopping.done():
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError as cancel:
+                interrupted = cancel
+        stopping.result()
+        if interrupted is not None:
+            raise interrupted
 
 
 def _leaving_from_generation_zero(coordinator: GroupCoordinator):
@@ -208,8 +235,7 @@ async def partition_bounds(bootstrap: str, pattern: str, read_seconds: float = 1
     matcher = re.compile(pattern)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_wait_ms=50, **client_options(settings))
-    await consumer.start()
-    try:
+    async with running(consumer):
         partitions = [TopicPartition(topic, p) for topic, numbers in sorted(
                       (await broker_partitions(bootstrap, settings)).items())
                       if matcher.match(topic) for p in numbers]
@@ -233,5 +259,3 @@ async def partition_bounds(bootstrap: str, pattern: str, read_seconds: float = 1
                         end[tp] = max(end[tp], records[-1].offset + 1)
                         unread.discard(tp)
         return {(tp.topic, tp.partition): (first[tp], end[tp]) for tp in partitions}
-    finally:
-        await consumer.stop()
