@@ -85,7 +85,7 @@ class _Consumer(AIOKafkaConsumer):
 
     aiokafka sends LeaveGroup on stop only from generation 1, as Apache Kafka numbers them;
     Tansu numbers a group's first generation 0 (the protocol's "none" is -1). Without the
-    leave, the member stays until its session expires (10 s), and a restarted consumer or the
+    leave, the member stays until its session expires (6 s), and a restarted consumer or the
     replica taking its partitions over waits for that (tests/integration/test_group_membership.py)."""
 
     async def start(self) -> None:
@@ -157,10 +157,12 @@ def make_consumer(bootstrap: str, group_id: str | None, max_records: int,
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", max_poll_records=max_records,
         # Tansu answers a new member's JoinGroup after half its session timeout: 30 s kept
-        # every consumer unassigned (the service not ready) for 15 s after start; 10 s, the
-        # client's default, takes 5 s. Heartbeats run beside the handlers, so only a stalled
-        # event loop loses the session, and the inbox makes the rebalance harmless.
-        metadata_max_age_ms=METADATA_MAX_AGE_MS, session_timeout_ms=10000, heartbeat_interval_ms=3000,
+        # every consumer unassigned (the service not ready) for 15 s after start, 10 s (the
+        # client's default) 5 s; 6 s, Apache Kafka's least (group.min.session.timeout.ms),
+        # takes 3 s, at every start and every restart after a broker loss. Heartbeats run
+        # beside the handlers, every 2 s, so only an event loop stalled for 6 s loses the
+        # session, and the inbox makes the rebalance harmless.
+        metadata_max_age_ms=METADATA_MAX_AGE_MS, session_timeout_ms=6000, heartbeat_interval_ms=2000,
         fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes,
         # aiokafka's fetcher walks every assigned partition each time it wakes: at each answer,
         # when records are taken, and every consumer_timeout_ms besides (200 ms by default).

@@ -62,7 +62,7 @@ async def test_a_stopped_consumer_leaves_its_group_at_once(infrastructure):
         assert await _members(infrastructure.kafka_bootstrap, group) == 1
     finally:
         await consumer.stop()
-    # Asked at once: the member's session (10 s) has not expired yet.
+    # Asked at once: the member's session (6 s) has not expired yet.
     assert await _members(infrastructure.kafka_bootstrap, group) == 0
 
 
