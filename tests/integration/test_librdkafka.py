@@ -6,7 +6,7 @@ from its delivery topic in a consumer group of its own, `<institution>.conforman
 
 What it needs is in docs/contracts.md ("Brokers and clients"): librdkafka 2.16 works with
 the client's defaults except session.timeout.ms, lowered here so the embedded broker
-assigns the partition in about 5 s rather than 23 s. librdkafka 2.0.2 (Debian 12's kcat)
+assigns the partition in about 3 s rather than 23 s. librdkafka 2.0.2 (Debian 12's kcat)
 cannot read the embedded broker's ApiVersions answer at all."""
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def produce(config: dict, topic: str, event: CloudEvent) -> None:
 def outcome_of(config: dict, topic: str, event_id: str, seconds: float = 60):
     """The outcome answering ``event_id``, read in the institution's own group, committed."""
     consumer = Consumer({**config, "group.id": f"{SCHOOL}.conformance", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "session.timeout.ms": 10000})
+                         "enable.auto.commit": False, "session.timeout.ms": 6000})
     consumer.subscribe([topic])
     deadline = time.monotonic() + seconds
     try:
