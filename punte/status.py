@@ -15,7 +15,7 @@ from contracts.reference import BROKER_EPOCH_TOPIC, institutions, topic_names
 from punte.stack import SERVICES, SUPERVISION_FILE
 from punte.state import State
 from runtime import broker_epoch
-from runtime.kafka import broker_partitions, client_options
+from runtime.kafka import broker_partitions, client_options, running
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, fetch_max_bytes=16 << 20, **client_options(settings))
     network = set(topic_names(institutions())) | {BROKER_EPOCH_TOPIC}
-    await consumer.start()
-    try:
+    async with running(consumer):
         partitions = [
             TopicPartition(topic, p) for topic, numbers in (await broker_partitions(bootstrap, settings)).items()
             if topic in network for p in numbers
@@ -61,8 +60,6 @@ async def topic_messages(bootstrap: str, quiet_polls: int = 3, max_seconds: floa
             elif total or time.monotonic() - started > first_fetch_grace:
                 empty += 1
         return total
-    finally:
-        await consumer.stop()
 
 
 def operator_token(state: State, issuer: str, role: str = "operator", ttl_seconds: int = 300) -> str:
