@@ -145,7 +145,7 @@ class Institution:
         """The network's answers to ``event_ids`` from the delivery topic; every delivery read
         on the way must carry the network's signature."""
         consumer = Consumer(self._config() | {"group.id": f"{self.id}.{group}", "auto.offset.reset": "earliest",
-                                              "enable.auto.commit": False, "session.timeout.ms": 10000})
+                                              "enable.auto.commit": False, "session.timeout.ms": 6000})
         consumer.subscribe([f"punte.delivery.{self.id}"])
         found: dict[str, dict] = {}
         deadline = time.monotonic() + timeout

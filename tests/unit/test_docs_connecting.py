@@ -155,7 +155,7 @@ def test_what_the_table_says_you_do_with_each_topic_and_group_is_what_the_acls_g
     assert kafka_acls.institution_group_prefix(INSTITUTION) == f"{INSTITUTION}."
     assert "name yours `<id>.<anything>`, for example `isj-bc.outcomes`" in DOC
     consume = EXAMPLES["consume"].text
-    assert '"group.id": f"{institution}.outcomes"' in consume and '"session.timeout.ms": 10000' in consume
+    assert '"group.id": f"{institution}.outcomes"' in consume and '"session.timeout.ms": 6000' in consume
 
 
 def test_the_size_limit_is_the_receivers():
