@@ -74,4 +74,3 @@ async def test_a_trickle_reaches_a_background_consumer_in_a_few_batches_and_a_lo
         await cancelled(task)
         await producer.stop()
         await engine.dispose()
-

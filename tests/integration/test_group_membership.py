@@ -45,7 +45,6 @@ async def test_both_replicas_stay_joined_through_a_rebalance_though_one_gets_no_
     assert not first.joined and not second.joined  # a stopped client is not in its group
 
 
-
 @pytest.mark.broker
 async def test_a_stopped_consumer_leaves_its_group_at_once(infrastructure):
     """A consumer that stops says so to the group coordinator (LeaveGroup), so that the

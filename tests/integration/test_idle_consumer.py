@@ -98,4 +98,3 @@ async def test_an_idle_consumer_walks_its_partitions_only_when_something_happens
 def _assigned(consumer) -> set:
     client = consumer._client
     return client.assignment() if client is not None else set()
-
