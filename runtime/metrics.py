@@ -20,6 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from runtime.collector import CollectorState
+from runtime.collector import state as collector_state
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Every metric the network's services expose, the runtime's and the services' own (a
 # service's Gauge must be named here: exposition checks); the alert rules and the dashboard
@@ -29,6 +32,7 @@ RUNTIME_NAMES = (
     "punte_consumer_dead_lettered_total", "punte_consumer_batch_failures_total", "punte_consumer_lag",
     "punte_consumer_last_poll_timestamp_seconds", "punte_outbox_rows", "punte_outbox_oldest_age_seconds",
     "punte_dead_letters", "punte_broker_provisioned", "punte_broker_epoch_changes_total",
+    "punte_gc_collections_total", "punte_gc_seconds_total", "punte_gc_frozen_objects",
 )
 SERVICE_NAMES = {
     "notification": ("punte_deliveries", "punte_p0_alerts_unacknowledged",
@@ -77,6 +81,7 @@ class Snapshot:
     broker_provisioned: bool | None = None  # None: the broker's epoch is not watched
     epoch_changes: int = 0
     gauges: list[Gauge] = field(default_factory=list)  # the service's own
+    collector: CollectorState = field(default_factory=collector_state)
 
 
 class _Families(Collector):
@@ -135,6 +140,7 @@ class _Families(Collector):
                                           labels=["service"])
             changes.add_metric([s.service], s.epoch_changes)
             yield changes
+        yield from _collector_families(s.service, s.collector)
         for gauge in s.gauges:
             if gauge.name not in SERVICE_NAMES.get(s.service, ()):
                 raise ValueError(f"{s.service}: {gauge.name} is not in runtime.metrics.SERVICE_NAMES")
@@ -142,6 +148,21 @@ class _Families(Collector):
             for values, value in gauge.samples:
                 family.add_metric([s.service, *values], value)
             yield family
+
+
+def _collector_families(service: str, state: CollectorState) -> Iterator[Metric]:
+    """Python's garbage collector in this process since it settled (runtime.collector)."""
+    collections = CounterMetricFamily("punte_gc_collections", "collections by Python's garbage collector since "
+                                      "the service started, per generation", labels=["service", "generation"])
+    seconds = CounterMetricFamily("punte_gc_seconds", "CPU seconds spent in those collections, per "
+                                  "generation", labels=["service", "generation"])
+    for generation, (count, spent) in enumerate(zip(state.collections, state.seconds, strict=True)):
+        collections.add_metric([service, str(generation)], count)
+        seconds.add_metric([service, str(generation)], spent)
+    frozen = GaugeMetricFamily("punte_gc_frozen_objects", "objects made at start-up that the collector no longer "
+                               "walks (0: the collector was not settled)", labels=["service"])
+    frozen.add_metric([service], state.frozen)
+    yield from (collections, seconds, frozen)
 
 
 async def consumer_state(consumer) -> ConsumerState:  # consumer: runtime.inbox.InboxConsumer

@@ -9,7 +9,7 @@ import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from contracts.access import action_for, policy
 from contracts.reference import RetentionSchedule, retention
 from contracts.refusals import reason
-from runtime import dead_letters, http_errors, http_server
+from runtime import collector, dead_letters, http_errors, http_server
 from runtime.authorization import permit
 from runtime.broker_epoch import BROKER_EMPTY, EpochReader, EpochWatch
 from runtime.data_keys import DataKeys, Erased, from_settings
@@ -485,6 +485,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         runtime.tasks |= {f"loop {i}": asyncio.create_task(_supervise(f"{spec.name}-loop", loop))
                           for i, loop in enumerate(spec.loops(runtime))}
         tasks = list(runtime.tasks.values())
+        # Last: what start-up made is frozen, never walked by the collector again.
+        collector.settle(settings.gc_young_threshold)
         runtime.started = True
         log.info("service started", port=settings.http_port)
         try:
@@ -573,6 +575,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             "outbox": {**outbox, "published_by_this_replica": runtime.relay.published},
             "dead_letters": dead,
             "broker": broker_state(runtime),
+            "collector": asdict(collector.state()),
             "consumers": [
                 {"service": c.service, "group": c.group_id, "processed": c.processed, "duplicates": c.duplicates,
                  "dead_lettered": c.dead_lettered, "assigned": c.assigned, "stops": c.stops,

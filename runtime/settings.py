@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     # 0026): a broker that came back empty is noticed within this (sooner while it is held).
     broker_epoch_check_seconds: float = 5.0
     handler_attempts: int = 3
+    # Python's collector, once a service has started (runtime.collector, decision 0049): its
+    # young generation is collected every this many allocations net of frees (Python's
+    # default is 700: under load, the services' CPU was about 6 % higher with it).
+    gc_young_threshold: int = Field(default=20_000, ge=700)
     # Failure limits (runtime/inbox.py, decision 0022). A failing message waits for its
     # verdict: dead-lettered as poison when a good message follows it (or nothing follows
     # for the hold), but when more than this many in a row fail, or more than this many are

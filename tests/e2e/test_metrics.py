@@ -5,7 +5,7 @@ alert that waits for an acknowledgement and stops waiting when someone acknowled
 webhook that failed twice, the e-mail and the SMS count as delivered; the consumers polled
 just now, processed the reports and end with no lag; the outboxes end with nothing late;
 the referral deadlines missed are at most the open referrals; the audit trail verified or
-is catching up."""
+is catching up; each service's garbage collector was settled after start-up."""
 from __future__ import annotations
 
 import random
@@ -60,6 +60,10 @@ def assert_sensible(scraped: dict[str, list[Sample]]) -> None:
         assert {s.labels["service"] for s in samples if s.name.startswith("punte_")} == {service}
         assert not any(values(samples, "punte_consumer_stopped")), service
         assert values(samples, "punte_broker_provisioned") == [1.0], service
+        # The collector was settled after start-up (runtime.collector): start-up's objects
+        # frozen, and its collections counted per generation.
+        assert values(samples, "punte_gc_frozen_objects")[0] > 10_000, service
+        assert len(values(samples, "punte_gc_seconds_total")) == 3, service
         assert all(v >= 0 for v in values(samples, "punte_consumer_lag")), service
         assert all(now - 60 < v <= now + 1 for v in values(samples, "punte_consumer_last_poll_timestamp_seconds")), service
         assert 0 <= total(samples, "punte_outbox_oldest_age_seconds") < 60, service
