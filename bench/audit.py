@@ -61,7 +61,7 @@ from bench.figures import machine, rounded  # noqa: E402
 from contracts.events import EventType  # noqa: E402
 from contracts.reference import retention  # noqa: E402
 from punte.embedded import EmbeddedPostgres  # noqa: E402
-from runtime import db  # noqa: E402
+from runtime import collector, db  # noqa: E402
 from runtime.cloudevents import CloudEvent  # noqa: E402
 from runtime.data_keys import DataKeys  # noqa: E402
 from runtime.db import make_engine, make_sessions  # noqa: E402
@@ -584,6 +584,8 @@ def main() -> int:
     # As the service sets itself up (runtime.service): the SDK's tracer, recording only where
     # an exporter is configured, so the consumer's tracing costs what it costs there.
     configure_tracing("audit")
+    # The audit service's process set-up (runtime.service): its collector settled.
+    collector.settle(Settings().gc_young_threshold)
     args.load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="punte-bench-audit-") as tmp:
         args.tmp = Path(tmp)

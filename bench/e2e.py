@@ -151,6 +151,11 @@ async def wait_for(check, what: str, timeout: float, every: float = 0.05) -> Non
 # --- service figures and CPU ------------------------------------------------------------
 
 
+def collector_seconds(stats: dict[str, dict]) -> dict[str, float]:
+    """Seconds each service spent in Python's garbage collector since it started (/stats)."""
+    return {name: sum(s["collector"]["seconds"]) for name, s in stats.items() if "collector" in s}
+
+
 async def service_stats(client: httpx.AsyncClient, stack: Stack) -> dict[str, dict]:
     answers = await asyncio.gather(*(client.get(stack.url(n) + "/stats") for n in SERVICES),
                                    return_exceptions=True)
@@ -377,6 +382,7 @@ async def saturated_run(stack, senders, deliveries, client, reports, timeout) ->
     sent_at: dict[str, float] = {}
     groups = stack_processes(stack)
     cpu_before = cpu_seconds(groups)
+    collected_before = collector_seconds(await service_stats(client, stack))
     start = time.monotonic()
     sampler = Sampler(stack, client, start, groups)
     await send_all(senders, reports, sent_at, rate=None)
@@ -414,6 +420,7 @@ async def saturated_run(stack, senders, deliveries, client, reports, timeout) ->
         "latency_report_to_outcome": percentiles(answer_lat),
         "stages": sampler.summary(final),
         "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+        "gc_s": {k: round(v - collected_before.get(k, 0.0), 2) for k, v in collector_seconds(final).items()},
         "max_rss_mb": {k: v / 2**20 for k, v in sampler.max_rss.items()},
     }
 
@@ -584,16 +591,17 @@ def show(figures: dict) -> None:
 
     t = Table(title="Where the saturated run's time went (service /stats and RSS sampled every 1 s; CPU from /proc)")
     for col in ("component", "messages consumed", "caught up after", "max outbox pending", "dead-lettered", "CPU s",
-                "max RSS MB"):
+                "of it in GC s", "max RSS MB"):
         t.add_column(col, justify="right" if col != "component" else "left")
     for name in sat["cpu_s"]:
         stage = sat["stages"].get(name)
-        cpu, rss = sat["cpu_s"].get(name), sat["max_rss_mb"].get(name)
+        cpu, rss, collected = sat["cpu_s"].get(name), sat["max_rss_mb"].get(name), sat.get("gc_s", {}).get(name)
         t.add_row(name, str(stage["consumed"]) if stage else "",
                   (f"{stage['finished_s']:.0f} s" if stage and stage["finished_s"] is not None else ""),
                   str(stage["max_outbox_pending"]) if stage else "",
                   str(stage["dead_lettered"]) if stage else "",
-                  f"{cpu:.1f}" if cpu is not None else "n/a", f"{rss:.0f}" if rss is not None else "n/a")
+                  f"{cpu:.1f}" if cpu is not None else "n/a", f"{collected:.2f}" if collected is not None else "",
+                  f"{rss:.0f}" if rss is not None else "n/a")
     console.print(t)
 
     t = Table(title="2. Report-to-inbox latency (send -> lead's referral-requested notification)")

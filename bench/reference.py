@@ -215,6 +215,7 @@ async def relay(conn: asyncpg.Connection, producer: Any, wake: asyncio.Event) ->
 
 
 async def run_stage(config: StageConfig, ready: Any) -> None:
+    from runtime import collector
     from runtime.kafka import make_consumer, make_producer
 
     settings = Settings(**config.kafka)
@@ -233,6 +234,9 @@ async def run_stage(config: StageConfig, ready: Any) -> None:
     await asyncio.gather(*(producer.partitions_for(t) for t in writes))
     wake = asyncio.Event()
     relaying = asyncio.create_task(relay(relay_conn, producer, wake))
+    # The services' process set-up (runtime.service): start-up's objects frozen and the
+    # collector's young threshold raised, so the ratio compares work, not collector settings.
+    collector.settle(settings.gc_young_threshold)
     announced = False
     while True:
         if not announced and len(consumer.assignment()) >= config.partitions:
