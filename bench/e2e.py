@@ -1,7 +1,7 @@
 """End-to-end benchmark of the whole network on one machine.
 
     python bench/e2e.py [--reports N] [--rates R1,R2] [--paced-reports M] [--seed S]
-                        [--broker tansu|kafka] [--replicas K] [--idle-seconds T]
+                        [--broker tansu|kafka] [--replicas K] [--idle-seconds T] [--pairs P]
 
 Starts a fresh Stack (embedded PostgreSQL + Tansu broker, or a three-node Apache Kafka
 cluster of its own with --broker kafka, + the four services) in a temporary folder, then
@@ -16,7 +16,10 @@ measures, in one run on the same machine:
    above and for paced runs (M reports at each rate R, 20 and 100 reports/s by default);
 3. baselines on the same broker and PostgreSQL: raw produce+consume and raw batched insert;
 4. the reference pipeline (bench/reference.py) on the same broker and PostgreSQL, with the
-   same reports' bytes: the network's throughput beside it, and the ratio;
+   same reports' bytes: the network's throughput beside it, and the ratio. P pairs (3 by
+   default) in turn: a saturated run of the network (the first is step 1's), then the
+   reference with other N reports; the ratio is the median of the pairs', as this machine's
+   speed drifts by a fifth from minute to minute;
 5. with K > 1, a second fresh stack with K replicas of every service in their consumer
    groups, and its saturated run.
 
@@ -631,20 +634,34 @@ def show(figures: dict) -> None:
     console.print(t)
 
     ref, vs = figures["reference"], figures["vs_reference"]
+    pairs = figures.get("pairs") or [pair_of(sat, ref)]
+
+    def middle(key: str) -> float:
+        return statistics.median(p[key] for p in pairs)
     t = Table(title=f"4. The network beside the reference pipeline (bench/reference.py), {ref['reports']} reports at "
-                    "once, same broker and PostgreSQL, same run")
+                    f"once, same broker and PostgreSQL, same run; {len(pairs)} pair(s) in turn, medians")
     for col in ("reports/s", "network", "reference", "network ÷ reference"):
         t.add_column(col, justify="right" if col != "reports/s" else "left")
-    t.add_row("until the last stage (lead notified)", f"{sat['reports_per_s_notified']:.1f}",
-              f"{ref['reports_per_s_last_stage']:.1f}", f"[bold]{vs['last_stage']:.3f}[/bold]")
-    t.add_row("until audited", f"{sat['reports_per_s_audited']:.1f}", f"{ref['reports_per_s_audited']:.1f}",
+    t.add_row("until the last stage (lead notified)", f"{middle('network_last_stage'):.1f}",
+              f"{middle('reference_last_stage'):.1f}", f"[bold]{vs['last_stage']:.3f}[/bold]")
+    t.add_row("until audited", f"{middle('network_audited'):.1f}", f"{middle('reference_audited'):.1f}",
               f"[bold]{vs['audited']:.3f}[/bold]")
-    t.add_row("messages per report", f"{sat['messages_per_report']:.2f}", f"{ref['messages_per_report']}", "")
-    t.add_row("CPU s of the four stages", f"{sum(sat['cpu_s'].get(n, 0) for n in SERVICES):.1f}",
+    t.add_row("messages per report (the first pair)", f"{sat['messages_per_report']:.2f}",
+              f"{ref['messages_per_report']}", "")
+    t.add_row("CPU s of the four stages (the first pair)", f"{sum(sat['cpu_s'].get(n, 0) for n in SERVICES):.1f}",
               f"{sum(ref['cpu_s'].get(n, 0) for n in reference.STAGES):.1f}", "")
     for name in ("broker", "postgres"):
-        t.add_row(f"CPU s of {name}", f"{sat['cpu_s'].get(name, 0):.1f}", f"{ref['cpu_s'].get(name, 0):.1f}", "")
+        t.add_row(f"CPU s of {name} (the first pair)", f"{sat['cpu_s'].get(name, 0):.1f}",
+                  f"{ref['cpu_s'].get(name, 0):.1f}", "")
     console.print(t)
+    if len(pairs) > 1:
+        t = Table(title="4b. Each pair: the network's saturated run, then the reference's (audited reports/s)")
+        for col in ("pair", "network", "reference", "network ÷ reference"):
+            t.add_column(col, justify="right")
+        for number, p in enumerate(pairs, start=1):
+            t.add_row(str(number), f"{p['network_audited']:.1f}", f"{p['reference_audited']:.1f}",
+                      f"{p['ratio_audited']:.3f}")
+        console.print(t)
 
     rep = figures.get("replicas")
     if rep:
@@ -683,7 +700,8 @@ def replication(stack: Stack) -> int:
 
 class Network:
     """The bench's clients of a started stack: the institutions' producers, the observer of
-    the delivery topics, and an operator's HTTP client (/stats is the operator's to read)."""
+    the delivery topics, and an operator's HTTP client (/stats is the operator's to read).
+    Entered again, it connects again and its observer keeps what it saw."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -724,7 +742,12 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
     rng = random.Random(args.seed)
     reports = make_reports(stack, rng, args.reports)
     paced_sets = [(rate, make_reports(stack, rng, args.paced_reports)) for rate in args.rate]
-    async with Network(stack) as net:
+    # Fresh reports for each further pair: a report sent twice would be a duplicate.
+    more = [make_reports(stack, rng, args.reports) for _ in range(args.pairs - 1)]
+    # One observer for every run: a later report that joins a case opened earlier is
+    # notified as that case was.
+    net = Network(stack)
+    async with net:
         console.print(f"saturated run: {args.reports} reports ...")
         saturated = await saturated_run(stack, net.senders, net.deliveries, net.client, reports, args.timeout)
         paced, audited = [], saturated["audit_entries_settled"]
@@ -741,13 +764,13 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
     hop = await raw_hop_latency(stack.kafka_bootstrap, reports, hop_rate,
                                 min(len(reports), max(20, int(hop_rate * 5))), settings, copies)
     insert = await raw_insert(stack.database_url, reports)
-    console.print(f"reference pipeline: {args.reports} reports, the network's services paused ...")
-    groups = {k: v for k, v in stack_processes(stack).items() if k in ("broker", "postgres")}
-    with services_paused(stack):
-        ref = await reference.run(
-            stack.kafka_bootstrap, stack.database_url, settings,
-            reference.reports_from((r, e.id, e.body(), e.headers()) for r, e in reports),
-            reference.network_institutions(), copies, args.timeout, lambda: cpu_seconds(groups))
+    ref = await reference_run(stack, reports, args, settings, copies)
+    pairs = [pair_of(saturated, ref)]
+    for number, further in enumerate(more, start=2):
+        async with net:
+            console.print(f"pair {number} of {args.pairs}: the saturated run again, {args.reports} new reports ...")
+            again = await saturated_run(stack, net.senders, net.deliveries, net.client, further, args.timeout)
+        pairs.append(pair_of(again, await reference_run(stack, further, args, settings, copies)))
     return {
         "date": date.today().isoformat(),
         "machine": machine(setup(stack)), "broker": args.broker,
@@ -755,9 +778,9 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
         "startup_s": startup_s, "load_1min_at_start": args.load_at_start,
         "idle_seconds": args.idle_seconds, "idle_cpu": idle,
         "saturated": saturated, "paced": paced, "raw_broker": broker, "raw_hop_latency": hop, "raw_insert": insert,
-        "reference": ref,
-        "vs_reference": {"last_stage": saturated["reports_per_s_notified"] / ref["reports_per_s_last_stage"],
-                         "audited": saturated["reports_per_s_audited"] / ref["reports_per_s_audited"]},
+        "reference": ref, "pairs": pairs,
+        "vs_reference": {"last_stage": statistics.median(p["ratio_last_stage"] for p in pairs),
+                         "audited": statistics.median(p["ratio_audited"] for p in pairs)},
         "ratios": {
             "answered_vs_broker": saturated["reports_per_s_answered"] / broker["messages_per_s"],
             "audited_vs_broker": saturated["reports_per_s_audited"] / broker["messages_per_s"],
@@ -766,6 +789,30 @@ async def bench(stack: Stack, args, startup_s: float) -> dict:
             "answered_vs_copy": saturated["reports_per_s_answered"] / insert["copy_rows_per_s"],
         },
     }
+
+
+async def reference_run(stack: Stack, reports: list, args, settings: Settings | None, copies: int) -> dict:
+    """The reference pipeline on the stack's broker and PostgreSQL with ``reports``, the
+    network's services paused."""
+    assert stack.kafka_bootstrap and stack.database_url
+    console.print(f"reference pipeline: {len(reports)} reports, the network's services paused ...")
+    groups = {k: v for k, v in stack_processes(stack).items() if k in ("broker", "postgres")}
+    with services_paused(stack):
+        return await reference.run(
+            stack.kafka_bootstrap, stack.database_url, settings,
+            reference.reports_from((r, e.id, e.body(), e.headers()) for r, e in reports),
+            reference.network_institutions(), copies, args.timeout, lambda: cpu_seconds(groups))
+
+
+def pair_of(network: dict, ref: dict) -> dict:
+    """One saturated run of the network and the reference run after it: each one's reports/s
+    and their ratios. The machine's speed drifts from minute to minute (a fifth either way
+    on this one), so the ratio is taken pair by pair, each pair minutes apart at most."""
+    return {"network_audited": network["reports_per_s_audited"], "reference_audited": ref["reports_per_s_audited"],
+            "network_last_stage": network["reports_per_s_notified"],
+            "reference_last_stage": ref["reports_per_s_last_stage"],
+            "ratio_audited": network["reports_per_s_audited"] / ref["reports_per_s_audited"],
+            "ratio_last_stage": network["reports_per_s_notified"] / ref["reports_per_s_last_stage"]}
 
 
 async def replicas_bench(stack: Stack, args, startup_s: float) -> dict:
@@ -786,6 +833,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, action="append", default=None,
                         help="reports/s of a paced run; repeat for several (default 20 and 100)")
     parser.add_argument("--paced-reports", type=int, default=200, help="reports in each paced run (default 200)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="saturated runs of the network, each followed by a run of the reference pipeline; "
+                             "the ratio printed is the median of the pairs' (default 3)")
     parser.add_argument("--idle-seconds", type=float, default=20.0,
                         help="how long the idle network's CPU is measured before the load (default 20)")
     parser.add_argument("--replicas", type=int, default=2,
