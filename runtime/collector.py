@@ -5,8 +5,9 @@ Every message a service handles makes a few hundred short-lived containers (the 
 event, dicts of headers and rows, SQLAlchemy's results). With Python's default thresholds
 (700, 10, 10) the young generation was collected every 700 of them, and each full
 collection walked the ~170 000 objects start-up leaves (imports, schemas, the app), none of
-which ever becomes garbage. Under load the services' CPU fell by about 6 % once the
-collector was settled (bench/README.md, the nineteenth session). So, after start-up:
+which ever becomes garbage: about a tenth of the services' CPU under load. Settled, the
+collector takes a tenth of what it took; the services' CPU fell by up to 6 %, within this
+machine's spread (bench/README.md, the nineteenth session). So, after start-up:
 
 - what start-up made is frozen (``gc.freeze``): the collector no longer walks it;
 - the young generation is collected every ``young_threshold`` allocations net of frees:
@@ -30,7 +31,7 @@ class CollectorClock:
     """Collections and the CPU seconds spent in them, per generation, since it was installed
     (a ``gc.callbacks`` entry: the collector calls it at each collection's start and stop,
     in the thread it collects in). CPU time, not wall time: on a busy machine a collection
-    may wait for a core, and wall time counted that too (four times the CPU time here)."""
+    may wait for a core, and wall time counted that too (about twice the CPU time here)."""
 
     collections: list[int] = field(default_factory=lambda: [0] * GENERATIONS)
     seconds: list[float] = field(default_factory=lambda: [0.0] * GENERATIONS)
@@ -52,7 +53,7 @@ CLOCK = CollectorClock()
 def settle(young_threshold: int) -> None:
     """Once the service has started (its imports, app, engine and consumers made): one full
     collection, then everything left frozen, the young threshold raised, and the clock
-    installed. Called again, it freezes what was made since and changes nothing else."""
+    installed. Called again, it collects, freezes what was made since, and sets the threshold."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()

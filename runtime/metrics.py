@@ -153,7 +153,7 @@ class _Families(Collector):
 def _collector_families(service: str, state: CollectorState) -> Iterator[Metric]:
     """Python's garbage collector in this process since it settled (runtime.collector)."""
     collections = CounterMetricFamily("punte_gc_collections", "collections by Python's garbage collector since "
-                                      "the service started, per generation", labels=["service", "generation"])
+                                      "the service finished starting, per generation", labels=["service", "generation"])
     seconds = CounterMetricFamily("punte_gc_seconds", "CPU seconds spent in those collections, per "
                                   "generation", labels=["service", "generation"])
     for generation, (count, spent) in enumerate(zip(state.collections, state.seconds, strict=True)):
