@@ -853,6 +853,8 @@ def main() -> int:
         from punte.apache_kafka import available
         if (reason := available()) is not None:
             parser.error(f"--broker kafka: {reason}")
+    if args.pairs < 1:
+        parser.error("--pairs: at least 1")
     args.load_at_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="punte-bench-") as tmp:
