@@ -598,7 +598,7 @@ def show(figures: dict) -> None:
         t.add_column(col, justify="right" if col != "component" else "left")
     for name in sat["cpu_s"]:
         stage = sat["stages"].get(name)
-        cpu, rss, collected = sat["cpu_s"].get(name), sat["max_rss_mb"].get(name), sat.get("gc_s", {}).get(name)
+        cpu, rss, collected = sat["cpu_s"].get(name), sat["max_rss_mb"].get(name), sat["gc_s"].get(name)
         t.add_row(name, str(stage["consumed"]) if stage else "",
                   (f"{stage['finished_s']:.0f} s" if stage and stage["finished_s"] is not None else ""),
                   str(stage["max_outbox_pending"]) if stage else "",
@@ -634,7 +634,7 @@ def show(figures: dict) -> None:
     console.print(t)
 
     ref, vs = figures["reference"], figures["vs_reference"]
-    pairs = figures.get("pairs") or [pair_of(sat, ref)]
+    pairs = figures["pairs"]
 
     def middle(key: str) -> float:
         return statistics.median(p[key] for p in pairs)

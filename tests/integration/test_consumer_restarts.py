@@ -51,7 +51,7 @@ async def test_a_consumer_restarted_while_its_client_stops_leaves_no_client_behi
         finally:
             await cancelled(task)
 
-        async def none_connected() -> bool:
+        def none_connected() -> bool:
             """the stopped consumer holds no connection to the broker: none of its clients lives on"""
             return connections_to(broker.bootstrap) == 0
         await eventually(none_connected, timeout=5)
